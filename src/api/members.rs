@@ -1,0 +1,237 @@
+//! `/v1/members`: register, look up, read, edit, erase.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiResult, AppState, Json, Path, Query, Staff, idempotency_key};
+use crate::domain::access::Action;
+use crate::domain::contact::{
+    mask_phone, name_search_key, normalize_card, normalize_phone, validate_tail,
+};
+use crate::domain::member::{Consent, Gender, LevelRef, Member};
+use crate::domain::money::Money;
+use crate::ledger::requests::{RegisterMember, UpdateMember, request_hash};
+use crate::ledger::{Command, Outcome, StoreSettings};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/members", post(register).get(lookup))
+        .route("/v1/members/{id}", get(read).patch(update).delete(erase))
+}
+
+/// Most members a lookup returns.
+const LOOKUP_LIMIT: usize = 50;
+
+/// The next level and what it takes.
+#[derive(Debug, Serialize)]
+pub(crate) struct NextLevel {
+    code: String,
+    name: String,
+    spend_needed: Money,
+}
+
+/// A member as the API shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct MemberView {
+    id: String,
+    name: Option<String>,
+    phone: Option<String>,
+    gender: Gender,
+    birthday: Option<NaiveDate>,
+    card_no: Option<String>,
+    tags: Vec<String>,
+    consent: Consent,
+    level: Option<LevelRef>,
+    points: i64,
+    total_spend: Money,
+    visits: u64,
+    last_visit_at: Option<DateTime<FixedOffset>>,
+    created_at: DateTime<FixedOffset>,
+    next_level: Option<NextLevel>,
+    birthday_discount_available: bool,
+    erased: bool,
+}
+
+impl MemberView {
+    /// Renders a member for `staff`: the phone is masked below manager.
+    pub(crate) fn new(m: &Member, staff: &Staff, settings: &StoreSettings) -> MemberView {
+        let rules = settings.rules();
+        let today = settings.local_date(Utc::now());
+        let level = m.effective_level(&rules, today);
+        let next_level = rules
+            .next_level(level.map(|l| l.code.as_str()))
+            .map(|n| NextLevel {
+                code: n.code.clone(),
+                name: n.name.clone(),
+                spend_needed: (n.threshold - m.window_spend(&rules, today)).max(0),
+            });
+        let full_phone = staff.can(Action::MemberReadFullPhone);
+        let p = m.profile.as_ref();
+        MemberView {
+            id: m.id.clone(),
+            name: p.map(|p| p.name.clone()),
+            phone: p.map(|p| {
+                if full_phone {
+                    p.phone.clone()
+                } else {
+                    mask_phone(&p.phone)
+                }
+            }),
+            gender: p.map(|p| p.gender).unwrap_or_default(),
+            birthday: p.and_then(|p| p.birthday),
+            card_no: p.and_then(|p| p.card_no.clone()),
+            tags: m.tags.clone(),
+            consent: m.consent.clone(),
+            level: level.map(LevelRef::from),
+            points: m.points(&rules, today),
+            total_spend: m.total_spend(),
+            visits: m.visits(),
+            last_visit_at: m.last_visit_at(),
+            created_at: m.created_at,
+            next_level,
+            birthday_discount_available: m.birthday_discount_due(&rules, today)
+                && level.is_some_and(|l| l.birthday_discount_bps > 0),
+            erased: m.erased_at.is_some(),
+        }
+    }
+}
+
+fn member_outcome(outcome: Outcome) -> ApiResult<(Member, bool)> {
+    match outcome {
+        Outcome::Member { member, replayed } => Ok((*member, replayed)),
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+async fn register(
+    State(state): State<AppState>,
+    staff: Staff,
+    headers: HeaderMap,
+    Json(req): Json<RegisterMember>,
+) -> ApiResult<(StatusCode, Json<MemberView>)> {
+    staff.allow(Action::MemberRegister)?;
+    let idem = idempotency_key(&headers, request_hash("member", &req))?;
+    let (m, replayed) = member_outcome(
+        state
+            .ledger
+            .execute(
+                staff.actor(),
+                crate::ledger::Command::Register { req, idem },
+            )
+            .await?,
+    )?;
+    // A repeated request with the same key gets the original member with 200.
+    let status = if replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(MemberView::new(&m, &staff, &state.settings))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Lookup {
+    phone: Option<String>,
+    card: Option<String>,
+    phone_tail: Option<String>,
+    q: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Members {
+    members: Vec<MemberView>,
+}
+
+async fn lookup(
+    State(state): State<AppState>,
+    staff: Staff,
+    Query(q): Query<Lookup>,
+) -> ApiResult<Json<Members>> {
+    staff.allow(Action::MemberRead)?;
+    let given = [&q.phone, &q.card, &q.phone_tail, &q.q]
+        .iter()
+        .filter(|v| v.is_some())
+        .count();
+    if given != 1 {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "give exactly one of phone, card, phone_tail or q",
+        ));
+    }
+    let cache = &state.cache;
+    let found: Vec<Member> = if let Some(phone) = &q.phone {
+        let phone = normalize_phone(phone)
+            .map_err(|e| ApiError::bad_request("invalid_phone", e.to_string()))?;
+        cache.member_by_phone(&phone)?.into_iter().collect()
+    } else if let Some(card) = &q.card {
+        let card = normalize_card(card)
+            .map_err(|e| ApiError::bad_request("invalid_card", e.to_string()))?;
+        cache.member_by_card(&card)?.into_iter().collect()
+    } else if let Some(tail) = &q.phone_tail {
+        validate_tail(tail)
+            .map_err(|e| ApiError::bad_request("invalid_phone_tail", e.to_string()))?;
+        cache.members_by_tail(tail, LOOKUP_LIMIT)?
+    } else {
+        let name = name_search_key(q.q.as_deref().unwrap_or_default());
+        if name.is_empty() || name.chars().count() > 50 {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "q must be a name of 1–50 characters",
+            ));
+        }
+        cache.members_by_name(&name, LOOKUP_LIMIT)?
+    };
+    let members = found
+        .iter()
+        .filter(|m| m.erased_at.is_none())
+        .map(|m| MemberView::new(m, &staff, &state.settings))
+        .collect();
+    Ok(Json(Members { members }))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MemberView>> {
+    staff.allow(Action::MemberRead)?;
+    let m = state
+        .cache
+        .member(&id)?
+        .ok_or_else(|| ApiError::not_found("member_not_found", format!("no member {id}")))?;
+    Ok(Json(MemberView::new(&m, &staff, &state.settings)))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Json(req): Json<UpdateMember>,
+) -> ApiResult<Json<MemberView>> {
+    staff.allow(Action::MemberEdit)?;
+    let (m, _) = member_outcome(
+        state
+            .ledger
+            .execute(staff.actor(), Command::Update { member_id: id, req })
+            .await?,
+    )?;
+    Ok(Json(MemberView::new(&m, &staff, &state.settings)))
+}
+
+async fn erase(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    staff.allow(Action::MemberErase)?;
+    state
+        .ledger
+        .execute(staff.actor(), Command::Erase { member_id: id })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,145 @@
+//! The HTTP API for POS terminals (design section 4), on axum.
+//!
+//! [`router`] builds the whole application from an [`AppState`], so tests can drive it without a
+//! socket. One module per resource; [`auth`] turns a bearer token into a [`Staff`] and every
+//! handler names the [`Action`](crate::domain::access::Action) it performs.
+
+mod auth;
+mod coupons;
+mod error;
+mod health;
+mod members;
+mod products;
+mod sales;
+mod sessions;
+mod stock;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+
+use crate::cache::Cache;
+use crate::journal::JournalReader;
+use crate::ledger::{Idem, Ledger, StoreSettings};
+
+pub use auth::{Directory, Staff};
+pub use error::{ApiError, ApiResult};
+
+/// Everything the handlers need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The single writer.
+    pub ledger: Ledger,
+    /// Read access to the cache.
+    pub cache: Cache,
+    /// Read access to the journal.
+    pub journal: JournalReader,
+    /// Store settings and rules.
+    pub settings: Arc<StoreSettings>,
+    /// Terminals and staff.
+    pub directory: Arc<Directory>,
+    /// When the daemon started.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// How long a staff session lasts.
+    pub session_hours: u32,
+}
+
+/// JSON body extractor whose rejections are [`ApiError`]s.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Query extractor whose rejections are [`ApiError`]s.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// Path extractor whose rejections are [`ApiError`]s.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// Builds the application.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(sessions::router())
+        .merge(members::router())
+        .merge(products::router())
+        .merge(stock::router())
+        .merge(sales::router())
+        .merge(coupons::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no_route", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}
+
+/// Logs each request by its route pattern (never the raw path or query: they can hold phone
+/// numbers), status and latency.
+async fn log_request(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "(unmatched)".into());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    if status >= 500 {
+        tracing::warn!(%method, route, status, micros, "request failed");
+    } else {
+        tracing::debug!(%method, route, status, micros, "request");
+    }
+    resp
+}
+
+/// Reads the `Idempotency-Key` header: 1–128 visible ASCII characters.
+pub(crate) fn idempotency_key(
+    headers: &HeaderMap,
+    body_hash: String,
+) -> Result<Option<Idem>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1–128 visible ASCII characters",
+            )
+        })?;
+    Ok(Some(Idem {
+        key: key.to_string(),
+        body_hash,
+    }))
+}

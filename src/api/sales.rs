@@ -1,0 +1,203 @@
+//! `/v1/sales`: quote, record, read, list by day, refund.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use chrono::{NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiResult, AppState, Json, Path, Query, Staff, idempotency_key};
+use crate::domain::access::Action;
+use crate::domain::event::EventBody;
+use crate::domain::pricing::Quote;
+use crate::domain::refund::Refund;
+use crate::domain::sale::Sale;
+use crate::journal::store;
+use crate::ledger::cart::price_cart;
+use crate::ledger::requests::{RefundRequest, SaleRequest, request_hash};
+use crate::ledger::{Command, Outcome};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sales/quote", post(quote))
+        .route("/v1/sales", post(record).get(list))
+        .route("/v1/sales/{id}", get(read))
+        .route("/v1/sales/{id}/refunds", post(refund))
+}
+
+/// Most sales returned by one list call.
+const PAGE: usize = 500;
+
+async fn quote(
+    State(state): State<AppState>,
+    staff: Staff,
+    Json(req): Json<SaleRequest>,
+) -> ApiResult<Json<Quote>> {
+    staff.allow(Action::SaleQuote)?;
+    let rules = state.settings.rules();
+    let now = state.settings.local(Utc::now());
+    let cart = price_cart(&state.cache, &req, &state.settings, &rules, now)?;
+    Ok(Json(cart.quote))
+}
+
+async fn record(
+    State(state): State<AppState>,
+    staff: Staff,
+    headers: HeaderMap,
+    Json(req): Json<SaleRequest>,
+) -> ApiResult<(StatusCode, Json<Sale>)> {
+    staff.allow(Action::SaleRecord)?;
+    let idem = idempotency_key(&headers, request_hash("sale", &req))?.ok_or_else(|| {
+        ApiError::bad_request(
+            "idempotency_key_required",
+            "POST /v1/sales needs an Idempotency-Key header (a new UUID per sale)",
+        )
+    })?;
+    match state
+        .ledger
+        .execute(staff.actor(), Command::Sale { req, idem })
+        .await?
+    {
+        Outcome::Sale { sale, replayed } => {
+            let status = if replayed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            Ok((status, Json(*sale)))
+        }
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+/// A sale with its refunds.
+#[derive(Serialize)]
+struct SaleView {
+    #[serde(flatten)]
+    sale: Sale,
+    refunds: Vec<Refund>,
+    refunded_total: i64,
+}
+
+async fn read(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SaleView>> {
+    staff.allow(Action::SaleRead)?;
+    if id.len() > 64 {
+        return Err(ApiError::not_found("sale_not_found", "no such sale"));
+    }
+    let store_id = state.settings.store_id.clone();
+    let codec = state.cache.codec().clone();
+    let lookup = id.clone();
+    let events = state
+        .journal
+        .with(move |conn| {
+            store::events_about(conn, &lookup)?
+                .iter()
+                .map(|r| r.decode(&store_id, &codec))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    let mut sale = None;
+    let mut refunds = Vec::new();
+    for e in events {
+        match e.body {
+            EventBody::SaleRecorded(s) => sale = Some(*s),
+            EventBody::SaleRefunded(r) => refunds.push(*r),
+            _ => {}
+        }
+    }
+    let sale =
+        sale.ok_or_else(|| ApiError::not_found("sale_not_found", format!("no sale {id}")))?;
+    let refunded_total = refunds.iter().map(|r| r.refund_total).sum();
+    Ok(Json(SaleView {
+        sale,
+        refunds,
+        refunded_total,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Store-local day; today when absent.
+    date: Option<NaiveDate>,
+    /// Continue after this `seq` (from `next_after_seq`).
+    #[serde(default)]
+    after_seq: u64,
+}
+
+#[derive(Serialize)]
+struct SaleList {
+    date: NaiveDate,
+    sales: Vec<Sale>,
+    /// Pass as `after_seq` to get the next page; absent on the last page.
+    next_after_seq: Option<u64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    staff: Staff,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<SaleList>> {
+    staff.allow(Action::SaleRead)?;
+    let date = q
+        .date
+        .unwrap_or_else(|| state.settings.local_date(Utc::now()));
+    let day = date.to_string();
+    let store_id = state.settings.store_id.clone();
+    let codec = state.cache.codec().clone();
+    let sales = state
+        .journal
+        .with(move |conn| {
+            store::events_on_day(conn, "sale.recorded", &day, q.after_seq, PAGE)?
+                .iter()
+                .map(|r| r.decode(&store_id, &codec))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    let next_after_seq = (sales.len() == PAGE)
+        .then(|| sales.last().map(|e| e.seq))
+        .flatten();
+    let sales = sales
+        .into_iter()
+        .filter_map(|e| match e.body {
+            EventBody::SaleRecorded(s) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    Ok(Json(SaleList {
+        date,
+        sales,
+        next_after_seq,
+    }))
+}
+
+async fn refund(
+    State(state): State<AppState>,
+    staff: Staff,
+    headers: HeaderMap,
+    Path(sale_id): Path<String>,
+    Json(req): Json<RefundRequest>,
+) -> ApiResult<(StatusCode, Json<Refund>)> {
+    staff.allow(Action::SaleRefund)?;
+    let idem = idempotency_key(&headers, request_hash(&sale_id, &req))?;
+    match state
+        .ledger
+        .execute(staff.actor(), Command::Refund { sale_id, req, idem })
+        .await?
+    {
+        Outcome::Refund { refund, replayed } => {
+            let status = if replayed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            Ok((status, Json(*refund)))
+        }
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}

@@ -1,0 +1,171 @@
+//! Projections: how each journal event changes the cache. Used by the live write path and by
+//! the replay at start-up, so both produce the same cache.
+//!
+//! Idempotent: every entity remembers the last `seq` applied to it and an event at or below it
+//! only refreshes index entries. Events carry decisions (points earned, level after), so the
+//! projections never consult the rules.
+
+use super::{CacheError, Pending};
+use crate::domain::catalog::{CouponUse, StockLevel};
+use crate::domain::event::{Event, EventBody};
+use crate::domain::member::Member;
+use crate::domain::refund::apply_refund;
+use crate::domain::sale::apply_sale;
+
+/// Applies one event to the pending cache.
+pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
+    let seq = e.seq;
+    match &e.body {
+        EventBody::MemberRegistered(r) => {
+            let existing = p.member(&r.member_id)?;
+            match existing {
+                Some(m) if m.seq >= seq => p.reindex_member(&m),
+                existing => {
+                    let mut m = existing.unwrap_or_else(|| stub_member(&r.member_id, e));
+                    if m.erased_at.is_none() {
+                        m.profile = r.profile.clone();
+                    }
+                    m.tags = r.tags.clone();
+                    m.consent = r.consent.clone();
+                    m.created_at = r.created_at;
+                    m.created_store = r.store_id.clone();
+                    m.seq = seq;
+                    p.put_member(m)?;
+                }
+            }
+        }
+        EventBody::MemberUpdated(u) => {
+            with_member(p, &u.member_id, e, |m| {
+                if m.erased_at.is_none() {
+                    m.profile = u.profile.clone();
+                }
+                m.tags = u.tags.clone();
+                m.consent = u.consent.clone();
+            })?;
+        }
+        EventBody::MemberErased { member_id, .. } => {
+            with_member(p, member_id, e, |m| {
+                m.profile = None;
+                m.erased_at = Some(e.occurred_at);
+            })?;
+        }
+        EventBody::SaleRecorded(sale) => {
+            if let Some(id) = &sale.member_id {
+                with_member(p, id, e, |m| apply_sale(m, sale))?;
+            }
+            for line in &sale.lines {
+                move_stock(p, &line.sku, -i64::from(line.qty), e)?;
+            }
+            for applied in &sale.coupons {
+                if let Some(mut c) = p.coupon(&applied.code)?
+                    && c.seq < seq
+                {
+                    c.used = Some(CouponUse {
+                        sale_id: sale.id.clone(),
+                        store_id: sale.store_id.clone(),
+                        at: sale.created_at,
+                    });
+                    c.seq = seq;
+                    p.put_coupon(c);
+                }
+            }
+        }
+        EventBody::SaleRefunded(refund) => {
+            if let Some(id) = &refund.member_id {
+                with_member(p, id, e, |m| apply_refund(m, refund))?;
+            }
+            if refund.restock {
+                for line in &refund.lines {
+                    move_stock(p, &line.sku, i64::from(line.qty), e)?;
+                }
+            }
+        }
+        EventBody::StockMoved { sku, delta, .. } => move_stock(p, sku, *delta, e)?,
+        EventBody::CouponIssued(c) => {
+            let current = p.coupon(&c.code)?;
+            if current
+                .as_ref()
+                .is_none_or(|cur| cur.seq < seq && cur.used.is_none())
+            {
+                let mut c = (**c).clone();
+                c.seq = seq;
+                p.put_coupon(c);
+            }
+        }
+        EventBody::ProductUpdated {
+            product,
+            safety_stock,
+            ..
+        } => {
+            let current = p.product(&product.sku)?;
+            if current.as_ref().is_none_or(|cur| cur.seq < seq) {
+                let mut prod = (**product).clone();
+                prod.seq = seq;
+                p.put_product(prod)?;
+            }
+            if let Some(safety) = safety_stock {
+                let mut level = p
+                    .stock(&product.sku)?
+                    .unwrap_or_else(|| StockLevel::empty(&product.sku));
+                if level.seq < seq {
+                    level.safety_stock = *safety;
+                    level.seq = seq;
+                    level.updated_at = Some(e.occurred_at);
+                    p.put_stock(level);
+                }
+            }
+        }
+        // Facts for HQ that the cache already reflects through the events above.
+        EventBody::LevelChanged { .. }
+        | EventBody::CouponRedeemed { .. }
+        | EventBody::StockLow { .. } => {}
+    }
+    p.set_applied(seq);
+    Ok(())
+}
+
+/// A member known only by id: a sale for a member whose record has not reached this cache yet
+/// (cache rebuilt before HQ resent it). HQ's copy merges into it later.
+fn stub_member(id: &str, e: &Event) -> Member {
+    Member {
+        id: id.to_string(),
+        profile: None,
+        tags: Vec::new(),
+        consent: Default::default(),
+        level: None,
+        created_at: e.occurred_at,
+        created_store: String::new(),
+        counters: Default::default(),
+        version: 0,
+        seq: 0,
+        erased_at: None,
+    }
+}
+
+fn with_member(
+    p: &mut Pending<'_>,
+    id: &str,
+    e: &Event,
+    f: impl FnOnce(&mut Member),
+) -> Result<(), CacheError> {
+    let mut m = p.member(id)?.unwrap_or_else(|| stub_member(id, e));
+    if m.seq >= e.seq {
+        p.reindex_member(&m);
+        return Ok(());
+    }
+    f(&mut m);
+    m.seq = e.seq;
+    p.put_member(m)
+}
+
+fn move_stock(p: &mut Pending<'_>, sku: &str, delta: i64, e: &Event) -> Result<(), CacheError> {
+    let mut level = p.stock(sku)?.unwrap_or_else(|| StockLevel::empty(sku));
+    if level.seq >= e.seq {
+        return Ok(());
+    }
+    level.on_hand = level.on_hand.saturating_add(delta);
+    level.seq = e.seq;
+    level.updated_at = Some(e.occurred_at);
+    p.put_stock(level);
+    Ok(())
+}

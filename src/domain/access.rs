@@ -1,0 +1,138 @@
+//! Roles and what each may do: the permission matrix, in one place.
+//!
+//! Every API handler names the [`Action`] it performs; [`Action::min_role`] is the only table
+//! that decides who may. The README's matrix is printed from [`Action::ALL`] by a test, so the
+//! two cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+/// A staff role. Ordered: `Cashier < Manager < Admin`; a higher role may do all a lower one may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Works the till.
+    Cashier,
+    /// Runs the store: refunds, stock, erasure, reports.
+    Manager,
+    /// Runs the box: staff, devices, configuration.
+    Admin,
+}
+
+impl Role {
+    /// The role's name as in config and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Cashier => "cashier",
+            Role::Manager => "manager",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Something a staff member can ask the box to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Register a member.
+    MemberRegister,
+    /// Look up and read members (phone masked below manager).
+    MemberRead,
+    /// See a member's full phone number.
+    MemberReadFullPhone,
+    /// Edit a member's profile.
+    MemberEdit,
+    /// Change a birthday that is already set (birthday benefits are money).
+    MemberEditBirthday,
+    /// Erase a member's personal data (PIPL).
+    MemberErase,
+    /// Read products.
+    ProductRead,
+    /// Edit a product locally (price override).
+    ProductEdit,
+    /// Read stock.
+    StockRead,
+    /// Move stock by hand.
+    StockMove,
+    /// Price a cart.
+    SaleQuote,
+    /// Record a sale.
+    SaleRecord,
+    /// Read sales.
+    SaleRead,
+    /// Refund a sale.
+    SaleRefund,
+    /// Read coupons.
+    CouponRead,
+    /// Issue a coupon locally.
+    CouponIssue,
+}
+
+impl Action {
+    /// Every action, in the order of the README's matrix.
+    pub const ALL: [Action; 16] = [
+        Action::MemberRegister,
+        Action::MemberRead,
+        Action::MemberReadFullPhone,
+        Action::MemberEdit,
+        Action::MemberEditBirthday,
+        Action::MemberErase,
+        Action::ProductRead,
+        Action::ProductEdit,
+        Action::StockRead,
+        Action::StockMove,
+        Action::SaleQuote,
+        Action::SaleRecord,
+        Action::SaleRead,
+        Action::SaleRefund,
+        Action::CouponRead,
+        Action::CouponIssue,
+    ];
+
+    /// The lowest role allowed to perform the action.
+    pub fn min_role(self) -> Role {
+        match self {
+            Action::MemberRegister
+            | Action::MemberRead
+            | Action::MemberEdit
+            | Action::ProductRead
+            | Action::StockRead
+            | Action::SaleQuote
+            | Action::SaleRecord
+            | Action::SaleRead
+            | Action::CouponRead => Role::Cashier,
+            Action::MemberReadFullPhone
+            | Action::MemberEditBirthday
+            | Action::MemberErase
+            | Action::ProductEdit
+            | Action::StockMove
+            | Action::SaleRefund
+            | Action::CouponIssue => Role::Manager,
+        }
+    }
+
+    /// A short description for the permission matrix.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::MemberRegister => "register a member",
+            Action::MemberRead => "look up a member (phone masked)",
+            Action::MemberReadFullPhone => "see a member's full phone number",
+            Action::MemberEdit => "edit a member's profile",
+            Action::MemberEditBirthday => "change a birthday already on file",
+            Action::MemberErase => "erase a member's personal data",
+            Action::ProductRead => "look up products",
+            Action::ProductEdit => "edit a product / override a price",
+            Action::StockRead => "read stock levels",
+            Action::StockMove => "record a stock movement",
+            Action::SaleQuote => "price a cart",
+            Action::SaleRecord => "record a sale",
+            Action::SaleRead => "read sales",
+            Action::SaleRefund => "refund a sale",
+            Action::CouponRead => "look up a coupon",
+            Action::CouponIssue => "issue a coupon",
+        }
+    }
+
+    /// Whether `role` may perform the action.
+    pub fn allowed(self, role: Role) -> bool {
+        role >= self.min_role()
+    }
+}

@@ -1,0 +1,220 @@
+//! Products, stock levels and coupons: the master data a sale is priced against.
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+use super::money::{Bps, Money};
+
+/// Largest unit price accepted (¥10,000,000): keeps every cart far from `i64` overflow.
+pub const MAX_UNIT_PRICE: Money = 1_000_000_000;
+
+/// A temporary promotional price for a product (a line promotion).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Promo {
+    /// The promotional unit price.
+    pub price: Money,
+    /// First instant the promotion applies (open-ended when absent).
+    #[serde(default)]
+    pub from: Option<DateTime<FixedOffset>>,
+    /// Last instant the promotion applies (open-ended when absent).
+    #[serde(default)]
+    pub to: Option<DateTime<FixedOffset>>,
+}
+
+impl Promo {
+    /// Whether the promotion is on at `now`.
+    pub fn active(&self, now: DateTime<FixedOffset>) -> bool {
+        self.from.is_none_or(|f| now >= f) && self.to.is_none_or(|t| now <= t)
+    }
+}
+
+/// A product as the till sells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    /// Stock-keeping unit, the product's key.
+    pub sku: String,
+    /// Name printed on the receipt.
+    pub name: String,
+    /// Barcodes (EAN-13, UPC-A, in-store codes) that identify the product at the scanner.
+    #[serde(default)]
+    pub barcodes: Vec<String>,
+    /// Regular unit price.
+    pub price: Money,
+    /// Current line promotion, if any.
+    #[serde(default)]
+    pub promo: Option<Promo>,
+    /// Category for reports.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Selling unit (件, 瓶, kg).
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// Whether level and birthday discounts apply (tobacco, infant formula usually not).
+    #[serde(default = "yes")]
+    pub member_discount: bool,
+    /// Whether the product may be sold (HQ can delist).
+    #[serde(default = "yes")]
+    pub active: bool,
+    /// HQ's version; a local edit bumps it.
+    #[serde(default)]
+    pub version: u64,
+    /// Last journal `seq` applied to this product (local edits).
+    #[serde(default)]
+    pub seq: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Product {
+    /// The unit price in force at `now` (promotional price when a promotion is on and lower).
+    pub fn unit_price_at(&self, now: DateTime<FixedOffset>) -> Money {
+        match &self.promo {
+            Some(p) if p.active(now) && p.price < self.price => p.price,
+            _ => self.price,
+        }
+    }
+}
+
+/// Stock of one product at this store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLevel {
+    /// The product.
+    pub sku: String,
+    /// Units on hand; can go negative when the store allows selling what the books lack.
+    pub on_hand: i64,
+    /// Below this level the store is alerted (`stock.low`) and the item is listed for reorder.
+    #[serde(default)]
+    pub safety_stock: i64,
+    /// HQ's version of the stock count (HQ stock pushes older than this are ignored).
+    #[serde(default)]
+    pub version: u64,
+    /// Last journal `seq` applied.
+    #[serde(default)]
+    pub seq: u64,
+    /// When the level last changed.
+    #[serde(default)]
+    pub updated_at: Option<DateTime<FixedOffset>>,
+}
+
+impl StockLevel {
+    /// An empty level for a product never counted.
+    pub fn empty(sku: &str) -> Self {
+        StockLevel {
+            sku: sku.to_string(),
+            on_hand: 0,
+            safety_stock: 0,
+            version: 0,
+            seq: 0,
+            updated_at: None,
+        }
+    }
+
+    /// Whether the level is under its safety stock.
+    pub fn below_safety(&self) -> bool {
+        self.on_hand < self.safety_stock
+    }
+}
+
+/// What a coupon takes off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CouponKind {
+    /// 满100减20: `amount` off when the cart reaches `threshold`.
+    AmountOff {
+        /// Cart amount (after line promotions and level benefits) needed to use the coupon.
+        threshold: Money,
+        /// Amount taken off.
+        amount: Money,
+    },
+    /// 9折: `percent` off every line, optionally capped.
+    PercentOff {
+        /// Percent off in basis points (9折 = 10 % = 1000).
+        bps: Bps,
+        /// Largest discount for one sale.
+        #[serde(default)]
+        cap: Option<Money>,
+    },
+    /// One unit of `sku` free.
+    FreeItem {
+        /// The product given free.
+        sku: String,
+    },
+}
+
+/// Where a coupon was used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CouponUse {
+    /// The sale it paid for.
+    pub sale_id: String,
+    /// The store that took it.
+    pub store_id: String,
+    /// When.
+    pub at: DateTime<FixedOffset>,
+}
+
+/// A single-use coupon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coupon {
+    /// The code printed on it / scanned at the till.
+    pub code: String,
+    /// Short description (满100减20).
+    #[serde(default)]
+    pub title: String,
+    /// What it takes off.
+    pub kind: CouponKind,
+    /// First valid instant.
+    #[serde(default)]
+    pub valid_from: Option<DateTime<FixedOffset>>,
+    /// Last valid instant.
+    #[serde(default)]
+    pub valid_to: Option<DateTime<FixedOffset>>,
+    /// The member it is bound to; a bearer coupon when absent.
+    #[serde(default)]
+    pub member_id: Option<String>,
+    /// Whether it can be combined with the level or birthday discount (the chain's default: yes).
+    #[serde(default = "yes")]
+    pub combinable_with_level: bool,
+    /// Whether other coupons may be used in the same sale (default: one coupon per sale).
+    #[serde(default)]
+    pub stackable: bool,
+    /// Set once used; coupons are single use.
+    #[serde(default)]
+    pub used: Option<CouponUse>,
+    /// HQ's version.
+    #[serde(default)]
+    pub version: u64,
+    /// Last journal `seq` applied.
+    #[serde(default)]
+    pub seq: u64,
+}
+
+/// Checks a SKU: 1–32 ASCII letters, digits, `-`, `_` or `.` (it appears in URLs and keys).
+pub fn validate_sku(sku: &str) -> Result<(), String> {
+    if (1..=32).contains(&sku.len())
+        && sku
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "sku '{}' must be 1–32 letters, digits, '-', '_' or '.'",
+            sku.escape_debug()
+        ))
+    }
+}
+
+/// Checks a barcode as stored on a product: 1–48 ASCII letters or digits.
+pub fn validate_barcode(code: &str) -> Result<(), String> {
+    if (1..=48).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "barcode '{}' must be 1–48 letters or digits",
+            code.escape_debug()
+        ))
+    }
+}

@@ -1,0 +1,192 @@
+//! Personal fields as a till sees them: phone numbers, card numbers, names; normalising,
+//! validating and masking them.
+
+use std::fmt;
+
+/// Why a personal field was rejected. The message is shown to the cashier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The request field at fault (`phone`, `card_no`, `name`...).
+    pub field: &'static str,
+    /// What is wrong with it, in words a cashier understands.
+    pub reason: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+fn err(field: &'static str, reason: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Normalises a mainland-China mobile number to its 11 digits: spaces, dashes and a leading
+/// `+86`/`0086`/`86` are removed. Anything that is not then `1[3-9]` followed by nine digits is
+/// rejected.
+pub fn normalize_phone(raw: &str) -> Result<String, FieldError> {
+    let mut digits = String::with_capacity(16);
+    for (i, c) in raw.trim().chars().enumerate() {
+        match c {
+            '0'..='9' => digits.push(c),
+            ' ' | '-' | '(' | ')' => {}
+            '+' if i == 0 => {}
+            _ => {
+                return Err(err(
+                    "phone",
+                    "may contain only digits, spaces, dashes and a leading +",
+                ));
+            }
+        }
+    }
+    let digits = if digits.len() == 15 && digits.starts_with("0086") {
+        digits[4..].to_string()
+    } else if digits.len() == 13 && digits.starts_with("86") {
+        digits[2..].to_string()
+    } else {
+        digits
+    };
+    let bytes = digits.as_bytes();
+    if bytes.len() != 11 || bytes[0] != b'1' || !(b'3'..=b'9').contains(&bytes[1]) {
+        return Err(err(
+            "phone",
+            "must be an 11-digit mobile number starting with 13–19",
+        ));
+    }
+    Ok(digits)
+}
+
+/// The last four digits, the "手机尾号" a cashier asks for.
+pub fn phone_tail(phone: &str) -> &str {
+    let n = phone.len();
+    if n >= 4 && phone.is_char_boundary(n - 4) {
+        &phone[n - 4..]
+    } else {
+        phone
+    }
+}
+
+/// Checks a phone-tail query: exactly four digits.
+pub fn validate_tail(tail: &str) -> Result<(), FieldError> {
+    if tail.len() == 4 && tail.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(err("phone_tail", "must be exactly four digits"))
+    }
+}
+
+/// Masks a phone for people who may not see it whole: `13812345678` → `138****5678`.
+pub fn mask_phone(phone: &str) -> String {
+    let chars: Vec<char> = phone.chars().collect();
+    if chars.len() < 8 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(chars.len() - 7))
+}
+
+/// Masks a name for logs: `张伟` → `张*`, `Alice` → `A****`.
+pub fn mask_name(name: &str) -> String {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(first) => format!("{first}{}", "*".repeat(chars.count())),
+        None => String::new(),
+    }
+}
+
+/// Normalises a member card number: trimmed, upper-case ASCII letters and digits, 4–32 long.
+pub fn normalize_card(raw: &str) -> Result<String, FieldError> {
+    let card: String = raw
+        .trim()
+        .chars()
+        .filter(|c| *c != ' ' && *c != '-')
+        .collect();
+    if !(4..=32).contains(&card.len()) || !card.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(err("card_no", "must be 4–32 letters or digits"));
+    }
+    Ok(card.to_ascii_uppercase())
+}
+
+/// Validates and trims a person's name: 1–50 characters, no control characters.
+pub fn normalize_name(raw: &str) -> Result<String, FieldError> {
+    let name = raw.trim();
+    let len = name.chars().count();
+    if len == 0 {
+        return Err(err("name", "must not be blank"));
+    }
+    if len > 50 {
+        return Err(err("name", "must be at most 50 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(err("name", "must not contain control characters"));
+    }
+    Ok(name.to_string())
+}
+
+/// The form of a name used for exact-name search: trimmed, inner whitespace collapsed,
+/// lower-case (Chinese is unaffected).
+pub fn name_search_key(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// Validates member tags: at most 20, each 1–32 characters, no control characters; duplicates
+/// are removed, order kept.
+pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, FieldError> {
+    if tags.len() > 20 {
+        return Err(err("tags", "at most 20 tags"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for t in tags {
+        let t = t.trim();
+        let n = t.chars().count();
+        if n == 0 || n > 32 || t.chars().any(char::is_control) {
+            return Err(err("tags", "each tag must be 1–32 characters"));
+        }
+        if !out.iter().any(|o| o == t) {
+            out.push(t.to_string());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_normalise() {
+        assert_eq!(normalize_phone("138 0013 8000").unwrap(), "13800138000");
+        assert_eq!(normalize_phone("+86 138-0013-8000").unwrap(), "13800138000");
+        assert_eq!(normalize_phone("008613800138000").unwrap(), "13800138000");
+        assert!(normalize_phone("12800138000").is_err());
+        assert!(normalize_phone("1380013800").is_err());
+        assert!(normalize_phone("13800138000x").is_err());
+        assert!(normalize_phone("").is_err());
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(mask_phone("13812345678"), "138****5678");
+        assert_eq!(mask_name("张伟"), "张*");
+        assert_eq!(phone_tail("13812345678"), "5678");
+    }
+
+    #[test]
+    fn cards_and_names() {
+        assert_eq!(normalize_card(" 6222-0000 1234 ").unwrap(), "622200001234");
+        assert!(normalize_card("12").is_err());
+        assert!(normalize_card("卡号1234").is_err());
+        assert_eq!(normalize_name("  李娜 ").unwrap(), "李娜");
+        assert!(normalize_name("   ").is_err());
+        assert!(normalize_name("a\u{0}b").is_err());
+        assert_eq!(name_search_key("  Li   Na "), "li na");
+    }
+}

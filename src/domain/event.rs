@@ -1,0 +1,221 @@
+//! Store facts: what the journal records and the uplink sends to HQ (design sections 1 and 5).
+//!
+//! An event's `data` carries decisions, not inputs: a sale records the points it earned and the
+//! level it left the member at, so replaying the journal under changed rules rebuilds exactly the
+//! same caches.
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+use super::catalog::{Coupon, Product};
+use super::member::{Consent, LevelRef, Profile};
+use super::money::Money;
+use super::refund::Refund;
+use super::sale::Sale;
+
+/// Why stock moved (other than by a sale or refund).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StockReason {
+    /// Goods received from a supplier or the warehouse (delta > 0).
+    Receive,
+    /// Stocktake correction (either sign).
+    Adjust,
+    /// Damaged, expired or stolen goods written off (delta < 0).
+    Damage,
+    /// Transfer to (delta < 0) or from (delta > 0) another store.
+    Transfer,
+}
+
+impl StockReason {
+    /// Whether `delta` has the sign this reason demands.
+    pub fn accepts(self, delta: i64) -> bool {
+        match self {
+            StockReason::Receive => delta > 0,
+            StockReason::Damage => delta < 0,
+            StockReason::Adjust | StockReason::Transfer => delta != 0,
+        }
+    }
+}
+
+/// A member as registered (the data of `member.registered`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRegistered {
+    /// New member id.
+    pub member_id: String,
+    /// Personal data (sealed by the codec at rest; `None` once erased).
+    pub profile: Option<Profile>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Consent.
+    pub consent: Consent,
+    /// Registering store.
+    pub store_id: String,
+    /// Staff who registered the member (for staff reports).
+    pub staff_no: String,
+    /// Store-local time.
+    pub created_at: DateTime<FixedOffset>,
+}
+
+/// A profile edit (the data of `member.updated`): the whole profile after the edit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberUpdated {
+    /// Member.
+    pub member_id: String,
+    /// Profile after the edit (sealed at rest).
+    pub profile: Option<Profile>,
+    /// Tags after the edit.
+    pub tags: Vec<String>,
+    /// Consent after the edit.
+    pub consent: Consent,
+    /// Names of the fields that changed.
+    pub fields: Vec<String>,
+    /// Staff who edited.
+    pub staff_no: String,
+}
+
+/// The body of an event: its kind and data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data")]
+pub enum EventBody {
+    /// A sale was recorded.
+    #[serde(rename = "sale.recorded")]
+    SaleRecorded(Box<Sale>),
+    /// A sale was refunded (whole or part).
+    #[serde(rename = "sale.refunded")]
+    SaleRefunded(Box<Refund>),
+    /// A member registered at this store.
+    #[serde(rename = "member.registered")]
+    MemberRegistered(MemberRegistered),
+    /// A member's profile was edited here.
+    #[serde(rename = "member.updated")]
+    MemberUpdated(MemberUpdated),
+    /// A member's personal data was erased (PIPL); counters stay, anonymous.
+    #[serde(rename = "member.erased")]
+    MemberErased {
+        /// Member.
+        member_id: String,
+        /// Staff who erased (or `hq`).
+        staff_no: String,
+    },
+    /// A member's level changed (after a sale or refund).
+    #[serde(rename = "level.changed")]
+    LevelChanged {
+        /// Member.
+        member_id: String,
+        /// Level before.
+        from: Option<LevelRef>,
+        /// Level after.
+        to: Option<LevelRef>,
+        /// Spend that decided it.
+        total_spend: Money,
+        /// The sale or refund that caused it.
+        cause_id: String,
+    },
+    /// A coupon was used on a sale.
+    #[serde(rename = "coupon.redeemed")]
+    CouponRedeemed {
+        /// Coupon code.
+        code: String,
+        /// Sale.
+        sale_id: String,
+        /// Member, if any.
+        member_id: Option<String>,
+        /// Discount the coupon gave.
+        discount: Money,
+    },
+    /// The store issued a coupon (manager or automation).
+    #[serde(rename = "coupon.issued")]
+    CouponIssued(Box<Coupon>),
+    /// Stock moved by hand (receipt, stocktake, damage, transfer).
+    #[serde(rename = "stock.moved")]
+    StockMoved {
+        /// Movement id.
+        movement_id: String,
+        /// Product.
+        sku: String,
+        /// Units in (positive) or out (negative).
+        delta: i64,
+        /// Why.
+        reason: StockReason,
+        /// Free text.
+        note: String,
+        /// Staff.
+        staff_no: String,
+        /// Level after the movement.
+        on_hand_after: i64,
+    },
+    /// A product fell below its safety stock.
+    #[serde(rename = "stock.low")]
+    StockLow {
+        /// Product.
+        sku: String,
+        /// Units on hand.
+        on_hand: i64,
+        /// Safety stock.
+        safety_stock: i64,
+    },
+    /// A product was edited locally (HQ normally owns products).
+    #[serde(rename = "product.updated")]
+    ProductUpdated {
+        /// The product after the edit.
+        product: Box<Product>,
+        /// Safety stock set with it, if any.
+        safety_stock: Option<i64>,
+        /// Staff.
+        staff_no: String,
+    },
+}
+
+impl EventBody {
+    /// The event kind as it appears in the journal and the MQTT topic (`sale.recorded`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::SaleRecorded(_) => "sale.recorded",
+            EventBody::SaleRefunded(_) => "sale.refunded",
+            EventBody::MemberRegistered(_) => "member.registered",
+            EventBody::MemberUpdated(_) => "member.updated",
+            EventBody::MemberErased { .. } => "member.erased",
+            EventBody::LevelChanged { .. } => "level.changed",
+            EventBody::CouponRedeemed { .. } => "coupon.redeemed",
+            EventBody::CouponIssued(_) => "coupon.issued",
+            EventBody::StockMoved { .. } => "stock.moved",
+            EventBody::StockLow { .. } => "stock.low",
+            EventBody::ProductUpdated { .. } => "product.updated",
+        }
+    }
+
+    /// What the event is about, for lookups in the journal (sale id, member id, sku, code).
+    pub fn subject(&self) -> String {
+        match self {
+            EventBody::SaleRecorded(s) => s.id.clone(),
+            EventBody::SaleRefunded(r) => r.sale_id.clone(),
+            EventBody::MemberRegistered(m) => m.member_id.clone(),
+            EventBody::MemberUpdated(m) => m.member_id.clone(),
+            EventBody::MemberErased { member_id, .. } => member_id.clone(),
+            EventBody::LevelChanged { member_id, .. } => member_id.clone(),
+            EventBody::CouponRedeemed { code, .. } => code.clone(),
+            EventBody::CouponIssued(c) => c.code.clone(),
+            EventBody::StockMoved { sku, .. } => sku.clone(),
+            EventBody::StockLow { sku, .. } => sku.clone(),
+            EventBody::ProductUpdated { product, .. } => product.sku.clone(),
+        }
+    }
+}
+
+/// An event as stored: envelope plus body. Serialises to the MQTT payload of design section 5:
+/// `{"id", "store_id", "seq", "kind", "occurred_at", "data"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// UUIDv7, never reused.
+    pub id: String,
+    /// The store.
+    pub store_id: String,
+    /// Gap-free journal sequence number.
+    pub seq: u64,
+    /// Store-local time.
+    pub occurred_at: DateTime<FixedOffset>,
+    /// Kind and data.
+    #[serde(flatten)]
+    pub body: EventBody,
+}

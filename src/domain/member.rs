@@ -1,0 +1,430 @@
+//! Members, their per-store counters, and what follows from them (totals, points balance,
+//! level). Design section 3: "Member counters are per store."
+//!
+//! Every counter here only ever grows. A refund does not decrease `spend`, it increases
+//! `spend_refunded`; a redemption increases `points_redeemed`. That is what makes the merge of
+//! two copies of a member (this store's and HQ's, changed offline at the same time) a plain
+//! per-field maximum, with nothing counted twice.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use super::calendar::{in_birthday_window, month_expired, month_in_spend_window};
+use super::money::Money;
+use super::rules::{LevelRule, Rules};
+
+/// Personal data of a member: the fields the PIPL cares about. Kept together so that one codec
+/// can seal them (encryption at rest) and one operation can erase them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Full name as given at registration.
+    pub name: String,
+    /// Normalised 11-digit mobile number.
+    pub phone: String,
+    /// Gender as the member chose to give it.
+    #[serde(default)]
+    pub gender: Gender,
+    /// Date of birth (the year may be a placeholder; only month and day drive benefits).
+    #[serde(default)]
+    pub birthday: Option<NaiveDate>,
+    /// Physical member card, normalised (upper-case letters and digits).
+    #[serde(default)]
+    pub card_no: Option<String>,
+}
+
+/// Gender as recorded; `unknown` when not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Gender {
+    /// Not given.
+    #[default]
+    Unknown,
+    /// 男.
+    Male,
+    /// 女.
+    Female,
+}
+
+/// Marketing consent, recorded with the time it was given (PIPL: separate consent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Consent {
+    /// May the chain send marketing messages (SMS, WeChat)?
+    #[serde(default)]
+    pub marketing: bool,
+}
+
+/// One month of a member's activity at one store. Every field only grows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonthCounters {
+    /// Paid amount of sales in this month.
+    #[serde(default)]
+    pub spend: Money,
+    /// Refunded amount of sales made in this month (refunds are booked to the sale's month).
+    #[serde(default)]
+    pub spend_refunded: Money,
+    /// Points earned by sales in this month.
+    #[serde(default)]
+    pub points_earned: i64,
+    /// Earned points taken back by refunds of this month's sales.
+    #[serde(default)]
+    pub points_reversed: i64,
+    /// Points paid with in this month.
+    #[serde(default)]
+    pub points_redeemed: i64,
+    /// Paid points given back by refunds of this month's sales.
+    #[serde(default)]
+    pub points_restored: i64,
+}
+
+impl MonthCounters {
+    fn merge(&mut self, o: &MonthCounters) {
+        self.spend = self.spend.max(o.spend);
+        self.spend_refunded = self.spend_refunded.max(o.spend_refunded);
+        self.points_earned = self.points_earned.max(o.points_earned);
+        self.points_reversed = self.points_reversed.max(o.points_reversed);
+        self.points_redeemed = self.points_redeemed.max(o.points_redeemed);
+        self.points_restored = self.points_restored.max(o.points_restored);
+    }
+
+    /// Points credited (earned, net of reversals).
+    fn credits(&self) -> i64 {
+        self.points_earned - self.points_reversed
+    }
+
+    /// Points debited (paid with, net of restorations).
+    fn debits(&self) -> i64 {
+        self.points_redeemed - self.points_restored
+    }
+}
+
+/// A member's counters at one store. Only the store itself changes its own entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreCounters {
+    /// Number of sales (visits) at this store.
+    #[serde(default)]
+    pub visits: u64,
+    /// Time of the latest sale at this store.
+    #[serde(default)]
+    pub last_visit_at: Option<DateTime<FixedOffset>>,
+    /// The latest calendar year in which the birthday discount was used at this store.
+    #[serde(default)]
+    pub birthday_discount_year: Option<i32>,
+    /// Activity by month (`"2026-11"`), for spend windows and points expiry.
+    #[serde(default)]
+    pub months: BTreeMap<String, MonthCounters>,
+}
+
+impl StoreCounters {
+    /// Per-field maximum: the merge of two copies of the same store's counters.
+    pub fn merge(&mut self, o: &StoreCounters) {
+        self.visits = self.visits.max(o.visits);
+        self.last_visit_at = self.last_visit_at.max(o.last_visit_at);
+        self.birthday_discount_year = self.birthday_discount_year.max(o.birthday_discount_year);
+        for (m, c) in &o.months {
+            self.months.entry(m.clone()).or_default().merge(c);
+        }
+    }
+
+    /// The month bucket for `month`, created if missing.
+    pub fn month_mut(&mut self, month: &str) -> &mut MonthCounters {
+        self.months.entry(month.to_string()).or_default()
+    }
+}
+
+/// A reference to a level as it appears in JSON: `{"code": "silver", "name": "银卡会员"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LevelRef {
+    /// Stable level code.
+    pub code: String,
+    /// Display name.
+    pub name: String,
+}
+
+impl From<&LevelRule> for LevelRef {
+    fn from(l: &LevelRule) -> Self {
+        LevelRef {
+            code: l.code.clone(),
+            name: l.name.clone(),
+        }
+    }
+}
+
+/// A member as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Chain-wide member id (UUIDv7 when registered by a store).
+    pub id: String,
+    /// Personal data; `None` once erased (PIPL deletion).
+    pub profile: Option<Profile>,
+    /// Free tags set by staff or HQ (segments, interests).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Marketing consent.
+    #[serde(default)]
+    pub consent: Consent,
+    /// The level held, as decided by the last sale or refund (or HQ).
+    #[serde(default)]
+    pub level: Option<String>,
+    /// When the member registered, and where.
+    pub created_at: DateTime<FixedOffset>,
+    /// The store that registered the member.
+    #[serde(default)]
+    pub created_store: String,
+    /// Counters by store id.
+    #[serde(default)]
+    pub counters: BTreeMap<String, StoreCounters>,
+    /// HQ's version of this member (0 when only known locally).
+    #[serde(default)]
+    pub version: u64,
+    /// The last journal `seq` applied to this member; projections skip events at or below it.
+    #[serde(default)]
+    pub seq: u64,
+    /// When the personal data was erased, if it was.
+    #[serde(default)]
+    pub erased_at: Option<DateTime<FixedOffset>>,
+}
+
+impl Member {
+    /// All stores' counters summed over the months selected by `keep`.
+    fn sum_months(&self, keep: impl Fn(&str) -> bool) -> MonthCounters {
+        let mut t = MonthCounters::default();
+        for c in self.counters.values() {
+            for (m, mc) in &c.months {
+                if keep(m) {
+                    t.spend += mc.spend;
+                    t.spend_refunded += mc.spend_refunded;
+                    t.points_earned += mc.points_earned;
+                    t.points_reversed += mc.points_reversed;
+                    t.points_redeemed += mc.points_redeemed;
+                    t.points_restored += mc.points_restored;
+                }
+            }
+        }
+        t
+    }
+
+    /// Lifetime spend at all stores, refunds subtracted.
+    pub fn total_spend(&self) -> Money {
+        let t = self.sum_months(|_| true);
+        t.spend - t.spend_refunded
+    }
+
+    /// Spend that counts towards a level on `today`.
+    pub fn window_spend(&self, rules: &Rules, today: NaiveDate) -> Money {
+        let t = self.sum_months(|m| month_in_spend_window(rules.spend_window, m, today));
+        t.spend - t.spend_refunded
+    }
+
+    /// Number of visits at all stores.
+    pub fn visits(&self) -> u64 {
+        self.counters.values().map(|c| c.visits).sum()
+    }
+
+    /// The latest visit at any store.
+    pub fn last_visit_at(&self) -> Option<DateTime<FixedOffset>> {
+        self.counters.values().filter_map(|c| c.last_visit_at).max()
+    }
+
+    /// Points that can be spent on `today`. Paid points consume the oldest earned points first;
+    /// earned points older than the expiry lapse unless they were consumed. Never negative.
+    pub fn points(&self, rules: &Rules, today: NaiveDate) -> i64 {
+        let all = self.sum_months(|_| true);
+        let credits = all.credits();
+        let debits = all.debits();
+        let expired = match rules.points_expiry_months {
+            Some(months) => {
+                let old = self
+                    .sum_months(|m| month_expired(m, today, months))
+                    .credits();
+                (old - debits).max(0)
+            }
+            None => 0,
+        };
+        (credits - debits - expired).max(0)
+    }
+
+    /// The level the spend alone earns on `today`.
+    pub fn earned_level<'r>(&self, rules: &'r Rules, today: NaiveDate) -> Option<&'r LevelRule> {
+        rules.level_for_spend(self.window_spend(rules, today))
+    }
+
+    /// The level in force on `today`: what spend earns, and — unless levels can drop — never
+    /// below the level already held.
+    pub fn effective_level<'r>(&self, rules: &'r Rules, today: NaiveDate) -> Option<&'r LevelRule> {
+        let earned = self.earned_level(rules, today);
+        if rules.levels_can_drop {
+            return earned;
+        }
+        let held = self.level.as_deref().and_then(|c| rules.level(c));
+        match (held, earned) {
+            (Some(h), Some(e)) => {
+                if rules.rank(Some(&h.code)) >= rules.rank(Some(&e.code)) {
+                    Some(h)
+                } else {
+                    Some(e)
+                }
+            }
+            (h, e) => h.or(e),
+        }
+    }
+
+    /// Whether the birthday discount may be given on `today` (in the window and not yet used
+    /// this calendar year at any store this store has heard of).
+    pub fn birthday_discount_due(&self, rules: &Rules, today: NaiveDate) -> bool {
+        let Some(birthday) = self.profile.as_ref().and_then(|p| p.birthday) else {
+            return false;
+        };
+        if !in_birthday_window(birthday, today, rules.birthday_window) {
+            return false;
+        }
+        let year = chrono::Datelike::year(&today);
+        !self
+            .counters
+            .values()
+            .any(|c| c.birthday_discount_year == Some(year))
+    }
+
+    /// Merges another copy of this member (typically HQ's) into this one: counters by per-store
+    /// maximum; profile, tags, consent and level from whichever copy has the higher `version`.
+    pub fn merge_from(&mut self, other: &Member) {
+        for (store, c) in &other.counters {
+            self.counters.entry(store.clone()).or_default().merge(c);
+        }
+        if other.version > self.version {
+            if self.erased_at.is_none() {
+                self.profile = other.profile.clone();
+            }
+            self.tags = other.tags.clone();
+            self.consent = other.consent.clone();
+            self.version = other.version;
+            if other.level.is_some() {
+                self.level = other.level.clone();
+            }
+        }
+        if other.erased_at.is_some() && self.erased_at.is_none() {
+            self.erased_at = other.erased_at;
+            self.profile = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn member() -> Member {
+        Member {
+            id: "m1".into(),
+            profile: Some(Profile {
+                name: "张三".into(),
+                phone: "13800138000".into(),
+                gender: Gender::Male,
+                birthday: NaiveDate::from_ymd_opt(1990, 11, 23),
+                card_no: None,
+            }),
+            tags: vec![],
+            consent: Consent::default(),
+            level: None,
+            created_at: FixedOffset::east_opt(8 * 3600)
+                .unwrap()
+                .with_ymd_and_hms(2025, 1, 1, 9, 0, 0)
+                .unwrap(),
+            created_store: "sh-001".into(),
+            counters: BTreeMap::new(),
+            version: 0,
+            seq: 0,
+            erased_at: None,
+        }
+    }
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()
+    }
+
+    #[test]
+    fn totals_sum_stores_and_subtract_refunds() {
+        let mut m = member();
+        let a = m.counters.entry("sh-001".into()).or_default();
+        a.month_mut("2026-11").spend = 100_000;
+        a.month_mut("2026-11").spend_refunded = 10_000;
+        let b = m.counters.entry("sh-002".into()).or_default();
+        b.month_mut("2025-01").spend = 50_000;
+        assert_eq!(m.total_spend(), 140_000);
+        let mut rules = Rules::default();
+        rules.spend_window = crate::domain::rules::SpendWindow::Rolling365d;
+        assert_eq!(m.window_spend(&rules, today()), 90_000);
+    }
+
+    #[test]
+    fn points_expire_oldest_first() {
+        let mut m = member();
+        let c = m.counters.entry("sh-001".into()).or_default();
+        c.month_mut("2024-01").points_earned = 500;
+        c.month_mut("2026-10").points_earned = 300;
+        c.month_mut("2026-10").points_redeemed = 200;
+        let mut rules = Rules::default();
+        assert_eq!(m.points(&rules, today()), 600);
+        rules.points_expiry_months = Some(12);
+        // 200 paid points consumed the old 500 first; the 300 left of them lapsed.
+        assert_eq!(m.points(&rules, today()), 300);
+    }
+
+    #[test]
+    fn level_never_drops_unless_configured() {
+        let mut m = member();
+        m.level = Some("silver".into());
+        let mut rules = Rules::default();
+        assert_eq!(
+            m.effective_level(&rules, today()).map(|l| l.code.as_str()),
+            Some("silver")
+        );
+        rules.levels_can_drop = true;
+        assert_eq!(m.effective_level(&rules, today()), None);
+    }
+
+    #[test]
+    fn birthday_once_per_year() {
+        let mut m = member();
+        let rules = Rules::default();
+        assert!(m.birthday_discount_due(&rules, today()));
+        m.counters
+            .entry("sh-002".into())
+            .or_default()
+            .birthday_discount_year = Some(2026);
+        assert!(!m.birthday_discount_due(&rules, today()));
+    }
+
+    #[test]
+    fn merge_is_per_store_max() {
+        let mut here = member();
+        here.counters
+            .entry("sh-001".into())
+            .or_default()
+            .month_mut("2026-11")
+            .spend = 500;
+        let mut hq = member();
+        hq.version = 3;
+        hq.counters
+            .entry("sh-001".into())
+            .or_default()
+            .month_mut("2026-11")
+            .spend = 300;
+        hq.counters
+            .entry("sh-002".into())
+            .or_default()
+            .month_mut("2026-11")
+            .spend = 700;
+        here.merge_from(&hq);
+        assert_eq!(here.total_spend(), 1200);
+        assert_eq!(here.version, 3);
+        // Merging again changes nothing.
+        let before = here.clone();
+        here.merge_from(&hq);
+        assert_eq!(here, before);
+    }
+}

@@ -1,0 +1,334 @@
+use std::collections::BTreeMap;
+
+use chrono::{FixedOffset, NaiveDate, TimeZone};
+
+use super::*;
+use crate::domain::catalog::{CouponUse, Promo};
+use crate::domain::member::{Consent, Gender, Profile};
+use crate::domain::sale::{Payment, PaymentMethod, SaleContext, apply_sale, build_sale, settle};
+
+pub(crate) fn now() -> DateTime<FixedOffset> {
+    FixedOffset::east_opt(8 * 3600)
+        .unwrap()
+        .with_ymd_and_hms(2026, 11, 23, 10, 15, 0)
+        .unwrap()
+}
+
+pub(crate) fn product(sku: &str, price: Money) -> Product {
+    Product {
+        sku: sku.into(),
+        name: format!("商品{sku}"),
+        barcodes: vec![],
+        price,
+        promo: None,
+        category: None,
+        unit: None,
+        member_discount: true,
+        active: true,
+        version: 0,
+        seq: 0,
+    }
+}
+
+pub(crate) fn member(spend: Money, points: i64, birthday: Option<NaiveDate>) -> Member {
+    let mut counters = BTreeMap::new();
+    if spend > 0 || points > 0 {
+        let mut c = crate::domain::member::StoreCounters::default();
+        let m = c.month_mut("2026-01");
+        m.spend = spend;
+        m.points_earned = points;
+        counters.insert("sh-001".to_string(), c);
+    }
+    let rules = Rules::default();
+    let level = rules.level_for_spend(spend).map(|l| l.code.clone());
+    Member {
+        id: "m-1".into(),
+        profile: Some(Profile {
+            name: "李娜".into(),
+            phone: "13800138000".into(),
+            gender: Gender::Female,
+            birthday,
+            card_no: None,
+        }),
+        tags: vec![],
+        consent: Consent::default(),
+        level,
+        created_at: now(),
+        created_store: "sh-001".into(),
+        counters,
+        version: 0,
+        seq: 0,
+        erased_at: None,
+    }
+}
+
+fn coupon(code: &str, kind: CouponKind) -> Coupon {
+    Coupon {
+        code: code.into(),
+        title: String::new(),
+        kind,
+        valid_from: None,
+        valid_to: None,
+        member_id: None,
+        combinable_with_level: true,
+        stackable: false,
+        used: None,
+        version: 0,
+        seq: 0,
+    }
+}
+
+fn quote(
+    items: &[(&Product, u32)],
+    member: Option<&Member>,
+    coupons: &[Coupon],
+    redeem: i64,
+) -> Result<Quote, PricingError> {
+    let rules = Rules::default();
+    let items: Vec<CartItem> = items
+        .iter()
+        .map(|(p, q)| CartItem {
+            product: p,
+            qty: *q,
+        })
+        .collect();
+    price(&PricingInput {
+        items: &items,
+        member,
+        coupons,
+        redeem_points: redeem,
+        rules: &rules,
+        now: now(),
+        rounding: TotalRounding::None,
+    })
+}
+
+fn sell(m: &Member, q: Quote) -> crate::domain::sale::Sale {
+    let payments = vec![Payment {
+        method: PaymentMethod::Cash,
+        amount: q.total.max(1),
+    }];
+    let (paid, change) = settle(q.total, &payments).unwrap();
+    let ctx = SaleContext {
+        id: "s-1".into(),
+        seq: 1,
+        store_id: "sh-001".into(),
+        now: now(),
+        staff_no: "1001".into(),
+        terminal_id: "pos-1".into(),
+    };
+    build_sale(ctx, q, payments, paid, change, Some(m), &Rules::default())
+}
+
+#[test]
+fn anonymous_sale_costs_the_subtotal() {
+    let a = product("A", 1250);
+    let q = quote(&[(&a, 3)], None, &[], 0).unwrap();
+    assert_eq!(q.subtotal, 3750);
+    assert_eq!(q.total, 3750);
+    assert_eq!(q.points_earned, 0);
+}
+
+#[test]
+fn first_sale_reaches_regular_but_earns_nothing() {
+    let m = member(0, 0, None);
+    let a = product("A", 250_000);
+    let q = quote(&[(&a, 1)], Some(&m), &[], 0).unwrap();
+    assert_eq!(q.total, 250_000);
+    assert_eq!(
+        q.points_earned, 0,
+        "no level when the sale began, no points"
+    );
+    let sale = sell(&m, q);
+    let after = sale.member.as_ref().unwrap();
+    assert_eq!(
+        after.upgraded_to.as_ref().map(|l| l.code.as_str()),
+        Some("regular")
+    );
+    assert_eq!(after.points, 0);
+
+    let mut m2 = m.clone();
+    apply_sale(&mut m2, &sale);
+    let b = product("B", 10_000);
+    let q2 = quote(&[(&b, 1)], Some(&m2), &[], 0).unwrap();
+    assert_eq!(q2.points_earned, 100, "¥100 at 普通会员 earns 100 points");
+}
+
+#[test]
+fn silver_earns_1_2_points_per_yuan() {
+    let m = member(300_000, 0, None);
+    let a = product("A", 10_000);
+    let q = quote(&[(&a, 1)], Some(&m), &[], 0).unwrap();
+    assert_eq!(q.points_earned, 120);
+}
+
+#[test]
+fn birthday_discount_once_a_year() {
+    let m = member(150_000, 0, NaiveDate::from_ymd_opt(1990, 11, 23));
+    let a = product("A", 10_000);
+    let q = quote(&[(&a, 1)], Some(&m), &[], 0).unwrap();
+    assert_eq!(q.benefit, Some(Benefit::Birthday));
+    assert_eq!(q.total, 8_000, "普通会员 pays 8折 on the birthday");
+    let sale = sell(&m, q);
+    let mut m2 = m.clone();
+    apply_sale(&mut m2, &sale);
+    let q2 = quote(&[(&a, 1)], Some(&m2), &[], 0).unwrap();
+    assert_eq!(q2.benefit, None);
+    assert_eq!(q2.total, 10_000);
+}
+
+#[test]
+fn birthday_discount_skips_excluded_products() {
+    let m = member(150_000, 0, NaiveDate::from_ymd_opt(1990, 11, 23));
+    let a = product("A", 10_000);
+    let mut tobacco = product("T", 5_000);
+    tobacco.member_discount = false;
+    let q = quote(&[(&a, 1), (&tobacco, 1)], Some(&m), &[], 0).unwrap();
+    assert_eq!(q.total, 8_000 + 5_000);
+}
+
+#[test]
+fn points_redemption_limits() {
+    let m = member(150_000, 3_000, None);
+    let a = product("A", 4_000);
+    assert_eq!(
+        quote(&[(&a, 1)], Some(&m), &[], 3_001),
+        Err(PricingError::InsufficientPoints {
+            held: 3_000,
+            requested: 3_001
+        })
+    );
+    assert_eq!(
+        quote(&[(&a, 1)], Some(&m), &[], 2_001),
+        Err(PricingError::RedeemAboveLimit { max_points: 2_000 })
+    );
+    let q = quote(&[(&a, 1)], Some(&m), &[], 2_000).unwrap();
+    assert_eq!(q.points_value, 2_000);
+    assert_eq!(q.total, 2_000);
+    assert_eq!(q.points_earned, 20, "points paid with points earn nothing");
+    assert_eq!(
+        quote(&[(&a, 1)], None, &[], 10),
+        Err(PricingError::PointsNeedMember)
+    );
+}
+
+#[test]
+fn coupons_apply_after_member_discount() {
+    let m = member(150_000, 0, NaiveDate::from_ymd_opt(1990, 11, 23));
+    let a = product("A", 15_000);
+    let c = coupon(
+        "C100-20",
+        CouponKind::AmountOff {
+            threshold: 10_000,
+            amount: 2_000,
+        },
+    );
+    // 150 → birthday 8折 → 120 → 满100减20 → 100.
+    let q = quote(&[(&a, 1)], Some(&m), std::slice::from_ref(&c), 0).unwrap();
+    assert_eq!(q.total, 10_000);
+    assert_eq!(q.lines[0].member_discount, 3_000);
+    assert_eq!(q.lines[0].coupon_discount, 2_000);
+
+    let mut exclusive = c.clone();
+    exclusive.combinable_with_level = false;
+    let q = quote(&[(&a, 1)], Some(&m), &[exclusive], 0).unwrap();
+    assert_eq!(q.total, 13_000);
+    assert_eq!(q.benefit, None);
+}
+
+#[test]
+fn coupon_rules() {
+    let a = product("A", 5_000);
+    let c = coupon(
+        "T",
+        CouponKind::AmountOff {
+            threshold: 10_000,
+            amount: 2_000,
+        },
+    );
+    assert!(matches!(
+        quote(&[(&a, 1)], None, std::slice::from_ref(&c), 0),
+        Err(PricingError::CouponThreshold { .. })
+    ));
+    let mut used = c.clone();
+    used.used = Some(CouponUse {
+        sale_id: "x".into(),
+        store_id: "sh-001".into(),
+        at: now(),
+    });
+    assert!(matches!(
+        quote(&[(&a, 3)], None, &[used], 0),
+        Err(PricingError::CouponUsed { .. })
+    ));
+    let mut expired = c.clone();
+    expired.valid_to = Some(now() - chrono::Duration::days(1));
+    assert!(matches!(
+        quote(&[(&a, 3)], None, &[expired], 0),
+        Err(PricingError::CouponExpired { .. })
+    ));
+    let mut bound = c.clone();
+    bound.member_id = Some("someone-else".into());
+    assert!(matches!(
+        quote(&[(&a, 3)], None, &[bound], 0),
+        Err(PricingError::CouponNotYours { .. })
+    ));
+    let pct = coupon(
+        "P",
+        CouponKind::PercentOff {
+            bps: 1000,
+            cap: None,
+        },
+    );
+    assert_eq!(
+        quote(&[(&a, 3)], None, &[c.clone(), pct.clone()], 0),
+        Err(PricingError::TooManyCoupons)
+    );
+    let q = quote(&[(&a, 3)], None, &[pct], 0).unwrap();
+    assert_eq!(q.total, 13_500);
+    let free = coupon("F", CouponKind::FreeItem { sku: "A".into() });
+    assert_eq!(quote(&[(&a, 3)], None, &[free], 0).unwrap().total, 10_000);
+}
+
+#[test]
+fn promotions_and_rounding() {
+    let mut a = product("A", 1_299);
+    a.promo = Some(Promo {
+        price: 999,
+        from: None,
+        to: None,
+    });
+    let items = [CartItem {
+        product: &a,
+        qty: 3,
+    }];
+    let rules = Rules::default();
+    let q = price(&PricingInput {
+        items: &items,
+        member: None,
+        coupons: &[],
+        redeem_points: 0,
+        rules: &rules,
+        now: now(),
+        rounding: TotalRounding::DropJiao,
+    })
+    .unwrap();
+    // 3 × 9.99 = 29.97 → 抹零 → 29.00
+    assert_eq!(q.subtotal, 3_897);
+    assert_eq!(q.lines[0].promo_discount, 900);
+    assert_eq!(q.lines[0].rounding, 97);
+    assert_eq!(q.total, 2_900);
+}
+
+#[test]
+fn rejects_bad_quantities() {
+    let a = product("A", 100);
+    assert!(matches!(
+        quote(&[(&a, 0)], None, &[], 0),
+        Err(PricingError::BadQuantity { .. })
+    ));
+    assert!(matches!(
+        quote(&[(&a, MAX_QTY + 1)], None, &[], 0),
+        Err(PricingError::BadQuantity { .. })
+    ));
+    assert_eq!(quote(&[], None, &[], 0), Err(PricingError::EmptyCart));
+}

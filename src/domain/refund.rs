@@ -1,0 +1,296 @@
+//! Refunds, whole or partial: what goes back to the customer, to the member's counters and to
+//! stock. A refund of everything left on a sale returns exactly what the sale took, line by
+//! line, because every figure is computed as "cumulative share minus what earlier refunds
+//! already returned".
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+use super::member::{LevelRef, Member};
+use super::money::{Money, allocate, mul_div_floor};
+use super::rules::Rules;
+use super::sale::{MemberAfter, Payment, Sale};
+
+/// A line of a refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundLine {
+    /// Product.
+    pub sku: String,
+    /// Product name, as sold.
+    pub name: String,
+    /// Units returned.
+    pub qty: u32,
+    /// Money value of the returned units (their share of what was paid with money).
+    pub amount: Money,
+    /// Points that had paid for these units, given back to the member.
+    pub points_restored: i64,
+    /// Points these units had earned, taken back from the member.
+    pub points_reversed: i64,
+}
+
+/// A recorded refund: the data of a `sale.refunded` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    /// UUIDv7 of the refund.
+    pub id: String,
+    /// Journal sequence number of the `sale.refunded` event.
+    pub seq: u64,
+    /// Store that gave the refund.
+    pub store_id: String,
+    /// The refunded sale.
+    pub sale_id: String,
+    /// Month bucket of the refunded sale (refunds are booked against the sale's month).
+    pub sale_month: String,
+    /// Store-local time.
+    pub created_at: DateTime<FixedOffset>,
+    /// Manager who approved.
+    pub staff_no: String,
+    /// Terminal.
+    pub terminal_id: String,
+    /// Member of the sale.
+    pub member_id: Option<String>,
+    /// Why (free text).
+    pub reason: String,
+    /// Whether the goods go back into stock.
+    pub restock: bool,
+    /// Returned lines.
+    pub lines: Vec<RefundLine>,
+    /// Σ line amounts: spend taken back from the member.
+    pub amount: Money,
+    /// Paid points given back.
+    pub points_restored: i64,
+    /// Earned points taken back.
+    pub points_reversed: i64,
+    /// Earned points that could not be taken back because the member had already used them.
+    pub points_shortfall: i64,
+    /// Money kept back for that shortfall (at the redemption rate).
+    pub shortfall_value: Money,
+    /// Money returned to the customer: `amount − shortfall_value`.
+    pub refund_total: Money,
+    /// How the money goes back (in proportion to how the sale was paid).
+    pub payments: Vec<Payment>,
+    /// The member after the refund.
+    pub member: Option<MemberAfter>,
+}
+
+/// A line the manager wants to refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequestLine {
+    /// Product.
+    pub sku: String,
+    /// Units to return.
+    pub qty: u32,
+}
+
+/// Why a refund cannot be made as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefundError {
+    /// Occurs when every unit of the sale has already been refunded.
+    #[error("the sale has already been refunded in full")]
+    AlreadyRefunded,
+    /// Occurs when a refund line names a product not on the sale.
+    #[error("{sku} is not on this sale")]
+    NotOnSale {
+        /// The product.
+        sku: String,
+    },
+    /// Occurs when more units are asked back than remain refundable.
+    #[error("only {refundable} of {sku} can still be refunded")]
+    TooMany {
+        /// The product.
+        sku: String,
+        /// Units still refundable.
+        refundable: u32,
+    },
+    /// Occurs when a refund line has quantity zero or the same product twice.
+    #[error("refund lines need a positive quantity and distinct products")]
+    BadLines,
+}
+
+/// Who, where and when of a refund.
+#[derive(Debug, Clone)]
+pub struct RefundContext {
+    /// New refund id.
+    pub id: String,
+    /// `seq` of the refund event.
+    pub seq: u64,
+    /// This store.
+    pub store_id: String,
+    /// Store-local time.
+    pub now: DateTime<FixedOffset>,
+    /// Manager.
+    pub staff_no: String,
+    /// Terminal.
+    pub terminal_id: String,
+    /// Reason given.
+    pub reason: String,
+    /// Back into stock?
+    pub restock: bool,
+}
+
+/// Computes a refund of `request` (everything still refundable when `None`) against `sale`,
+/// given the refunds already made. `member` is the member's current state.
+pub fn compute_refund(
+    ctx: RefundContext,
+    sale: &Sale,
+    prior: &[Refund],
+    request: Option<&[RefundRequestLine]>,
+    member: Option<&Member>,
+    rules: &Rules,
+) -> Result<Refund, RefundError> {
+    let done = |sku: &str| -> (u32, Money, i64, i64) {
+        let mut acc = (0u32, 0, 0, 0);
+        for r in prior {
+            for l in r.lines.iter().filter(|l| l.sku == sku) {
+                acc.0 += l.qty;
+                acc.1 += l.amount;
+                acc.2 += l.points_restored;
+                acc.3 += l.points_reversed;
+            }
+        }
+        acc
+    };
+
+    let wanted: Vec<(usize, u32)> = match request {
+        None => sale
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i, l.qty - done(&l.sku).0.min(l.qty)))
+            .filter(|(_, q)| *q > 0)
+            .collect(),
+        Some(req) => {
+            let mut out = Vec::with_capacity(req.len());
+            for (n, r) in req.iter().enumerate() {
+                if r.qty == 0 || req[..n].iter().any(|o| o.sku == r.sku) {
+                    return Err(RefundError::BadLines);
+                }
+                let i = sale
+                    .lines
+                    .iter()
+                    .position(|l| l.sku == r.sku)
+                    .ok_or_else(|| RefundError::NotOnSale { sku: r.sku.clone() })?;
+                let refundable = sale.lines[i].qty - done(&r.sku).0.min(sale.lines[i].qty);
+                if r.qty > refundable {
+                    return Err(RefundError::TooMany {
+                        sku: r.sku.clone(),
+                        refundable,
+                    });
+                }
+                out.push((i, r.qty));
+            }
+            out
+        }
+    };
+    if wanted.is_empty() {
+        return Err(RefundError::AlreadyRefunded);
+    }
+
+    let mut lines = Vec::with_capacity(wanted.len());
+    for (i, k) in wanted {
+        let l = &sale.lines[i];
+        let (before_qty, before_amount, before_restored, before_reversed) = done(&l.sku);
+        let after_qty = i128::from(before_qty + k);
+        let qty = i128::from(l.qty);
+        let share = |whole: i64| mul_div_floor(whole, after_qty, qty);
+        lines.push(RefundLine {
+            sku: l.sku.clone(),
+            name: l.name.clone(),
+            qty: k,
+            amount: share(l.paid()) - before_amount,
+            points_restored: share(l.points_redeemed) - before_restored,
+            points_reversed: share(l.points_earned) - before_reversed,
+        });
+    }
+
+    let amount: Money = lines.iter().map(|l| l.amount).sum();
+    let restored: i64 = lines.iter().map(|l| l.points_restored).sum();
+    let to_reverse: i64 = lines.iter().map(|l| l.points_reversed).sum();
+    let today = ctx.now.date_naive();
+
+    // Earned points the member has already spent cannot be taken back; their value is kept
+    // from the money returned instead.
+    let (reversed, shortfall) = match member {
+        Some(m) => {
+            let available = m.points(rules, today) + restored;
+            let reversed = to_reverse.min(available.max(0));
+            (reversed, to_reverse - reversed)
+        }
+        None => (0, 0),
+    };
+    let shortfall_value = if shortfall > 0 {
+        let rate = i64::from(rules.redeem_points_per_yuan);
+        ((shortfall * 100 + rate - 1) / rate).min(amount)
+    } else {
+        0
+    };
+    let refund_total = amount - shortfall_value;
+
+    let net = sale.net_payments();
+    let weights: Vec<Money> = net.iter().map(|p| p.amount).collect();
+    let payments: Vec<Payment> = net
+        .iter()
+        .zip(allocate(refund_total, &weights))
+        .filter(|(_, a)| *a > 0)
+        .map(|(p, a)| Payment {
+            method: p.method,
+            amount: a,
+        })
+        .collect();
+
+    let mut refund = Refund {
+        id: ctx.id,
+        seq: ctx.seq,
+        store_id: ctx.store_id,
+        sale_id: sale.id.clone(),
+        sale_month: sale.month(),
+        created_at: ctx.now,
+        staff_no: ctx.staff_no,
+        terminal_id: ctx.terminal_id,
+        member_id: sale.member_id.clone(),
+        reason: ctx.reason,
+        restock: ctx.restock,
+        lines,
+        amount,
+        points_restored: restored,
+        points_reversed: reversed,
+        points_shortfall: shortfall,
+        shortfall_value,
+        refund_total,
+        payments,
+        member: None,
+    };
+    if let Some(m) = member {
+        let mut after = m.clone();
+        add_refund_counters(&mut after, &refund);
+        let level = if rules.levels_can_drop {
+            after.effective_level(rules, today)
+        } else {
+            m.effective_level(rules, today)
+        };
+        refund.member = Some(MemberAfter {
+            level: level.map(LevelRef::from),
+            points: after.points(rules, today),
+            total_spend: after.total_spend(),
+            upgraded_to: None,
+        });
+    }
+    Ok(refund)
+}
+
+fn add_refund_counters(member: &mut Member, refund: &Refund) {
+    let c = member.counters.entry(refund.store_id.clone()).or_default();
+    let m = c.month_mut(&refund.sale_month);
+    m.spend_refunded += refund.amount;
+    m.points_restored += refund.points_restored;
+    m.points_reversed += refund.points_reversed;
+}
+
+/// Applies a recorded refund to the member (projection).
+pub fn apply_refund(member: &mut Member, refund: &Refund) {
+    add_refund_counters(member, refund);
+    if let Some(after) = &refund.member {
+        member.level = after.level.as_ref().map(|l| l.code.clone());
+    }
+}

@@ -1,0 +1,230 @@
+//! The journal: SQLite book of record (design section 1).
+//!
+//! One file, `journal.sqlite3`, in WAL mode with `synchronous=FULL`: a commit returns only when
+//! the WAL is fsynced, which is the durability point of every store fact. Tables:
+//!
+//! - `events`: append-only, `seq` gap-free (assigned by the single writer), UUIDv7 `id`, kind,
+//!   store-local time and day, a `subject` for lookups (sale id, member id, sku) and the data as
+//!   JSON with personal data sealed by the [`PiiCodec`](crate::pii::PiiCodec);
+//! - `idempotency`: `(terminal, key)` → hash of the request body and the `seq` of the event it
+//!   produced, written in the same transaction as the event;
+//! - `outbox`: how far HQ has acknowledged (used by the uplink);
+//! - `meta`: schema version and the store id the file belongs to.
+//!
+//! The writer side ([`Journal`]) is owned by the ledger thread; readers use [`JournalReader`],
+//! a small pool of read-only connections that WAL lets run beside the writer.
+
+mod reader;
+pub mod store;
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+pub use reader::JournalReader;
+pub use store::{IdemRecord, StoredEvent};
+
+/// Journal failures.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Occurs when SQLite fails; `context` says what was being done.
+    #[error("{context}: {source}")]
+    Sqlite {
+        /// What storebox was doing.
+        context: &'static str,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Occurs when the disk is full or the file cannot be written: the write is refused whole.
+    #[error("the journal cannot be written ({0})")]
+    Unwritable(String),
+    /// Occurs when the data directory belongs to another store.
+    #[error("this journal belongs to store {found}, not {expected}")]
+    WrongStore {
+        /// Store id in the file.
+        found: String,
+        /// Store id in the config.
+        expected: String,
+    },
+    /// Occurs when a stored event cannot be decoded (damaged file or newer schema).
+    #[error("event seq {seq} cannot be decoded: {reason}")]
+    Corrupt {
+        /// The event.
+        seq: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Occurs when the file was written by a newer storebox.
+    #[error("journal schema {0} is newer than this storebox understands")]
+    NewerSchema(i64),
+}
+
+impl JournalError {
+    pub(crate) fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> JournalError {
+        move |source| {
+            if is_unwritable(&source) {
+                JournalError::Unwritable(source.to_string())
+            } else {
+                JournalError::Sqlite { context, source }
+            }
+        }
+    }
+
+    /// Whether the error means "cannot write now" (disk full, read-only, IO error): the API
+    /// answers `503`.
+    pub fn is_unwritable(&self) -> bool {
+        matches!(self, JournalError::Unwritable(_))
+    }
+}
+
+fn is_unwritable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(DiskFull | ReadOnly | SystemIoFailure | CannotOpen | FileLockingProtocolFailed)
+    )
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// The journal file name inside the data directory.
+pub const FILE_NAME: &str = "journal.sqlite3";
+
+/// The writer's handle on the journal. Owned by exactly one thread.
+pub struct Journal {
+    conn: Connection,
+    last_seq: u64,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir`, checking it belongs to `store_id`.
+    pub fn open(dir: &Path, store_id: &str) -> Result<Journal, JournalError> {
+        let path = dir.join(FILE_NAME);
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(JournalError::sql("opening the journal"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(JournalError::sql("setting busy timeout"))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(JournalError::sql("enabling WAL"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(JournalError::Unwritable(format!(
+                "journal_mode is {mode}, WAL is required"
+            )));
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL;
+             PRAGMA foreign_keys=ON;
+             PRAGMA wal_autocheckpoint=1000;",
+        )
+        .map_err(JournalError::sql("setting pragmas"))?;
+        migrate(&conn, store_id)?;
+        let last_seq = store::last_seq(&conn)?;
+        Ok(Journal { conn, last_seq })
+    }
+
+    /// The highest `seq` committed (or staged in the open transaction).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The connection, for the ledger's transactions.
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Read access for lookups outside a transaction.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Re-reads the last `seq` from the file (after a rolled-back transaction).
+    pub fn resync_seq(&mut self) -> Result<(), JournalError> {
+        self.last_seq = store::last_seq(&self.conn)?;
+        Ok(())
+    }
+
+    /// Records that `seq` was staged; the next event gets `seq + 1`.
+    pub fn note_staged(&mut self, seq: u64) {
+        self.last_seq = self.last_seq.max(seq);
+    }
+}
+
+fn migrate(conn: &Connection, store_id: &str) -> Result<(), JournalError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+    )
+    .map_err(JournalError::sql("creating meta"))?;
+    let version: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key='schema_version'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()
+        .map_err(JournalError::sql("reading schema version"))?
+        .and_then(|v| v.parse().ok());
+    match version {
+        Some(v) if v > SCHEMA_VERSION => return Err(JournalError::NewerSchema(v)),
+        Some(_) => {}
+        None => {
+            let tx = conn
+                .unchecked_transaction()
+                .map_err(JournalError::sql("starting the schema transaction"))?;
+            tx.execute_batch(
+                "CREATE TABLE events (
+                     seq         INTEGER PRIMARY KEY,
+                     id          TEXT    NOT NULL UNIQUE,
+                     kind        TEXT    NOT NULL,
+                     occurred_at TEXT    NOT NULL,
+                     day         TEXT    NOT NULL,
+                     subject     TEXT    NOT NULL,
+                     data        TEXT    NOT NULL
+                 );
+                 CREATE INDEX events_subject ON events(subject, seq);
+                 CREATE INDEX events_kind_day ON events(kind, day, seq);
+                 CREATE TABLE idempotency (
+                     terminal_id TEXT    NOT NULL,
+                     key         TEXT    NOT NULL,
+                     body_hash   TEXT    NOT NULL,
+                     seq         INTEGER NOT NULL REFERENCES events(seq),
+                     created_at  TEXT    NOT NULL,
+                     PRIMARY KEY (terminal_id, key)
+                 ) WITHOUT ROWID;
+                 CREATE INDEX idempotency_created ON idempotency(created_at);
+                 CREATE TABLE outbox (
+                     id          INTEGER PRIMARY KEY CHECK (id = 1),
+                     acked_seq   INTEGER NOT NULL,
+                     last_ack_at TEXT
+                 );
+                 INSERT INTO outbox (id, acked_seq) VALUES (1, 0);",
+            )
+            .map_err(JournalError::sql("creating the schema"))?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('store_id', ?2)",
+                params![SCHEMA_VERSION.to_string(), store_id],
+            )
+            .map_err(JournalError::sql("writing meta"))?;
+            tx.commit()
+                .map_err(JournalError::sql("committing the schema"))?;
+        }
+    }
+    let found: String = conn
+        .query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| {
+            r.get(0)
+        })
+        .map_err(JournalError::sql("reading the store id"))?;
+    if found != store_id {
+        return Err(JournalError::WrongStore {
+            found,
+            expected: store_id.to_string(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! Statements on the journal tables. Free functions over `&Connection`, so that the same code
+//! runs on the writer's transaction, a savepoint, or a reader's connection.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::Value;
+
+use super::JournalError;
+use crate::domain::event::{Event, EventBody};
+use crate::pii::PiiCodec;
+
+/// An event row as stored: data still sealed, not yet decoded.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Sequence number.
+    pub seq: u64,
+    /// UUIDv7.
+    pub id: String,
+    /// Kind (`sale.recorded`).
+    pub kind: String,
+    /// RFC 3339 store-local time.
+    pub occurred_at: String,
+    /// Data as stored (JSON, personal data sealed).
+    pub data: String,
+}
+
+impl StoredEvent {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+        Ok(StoredEvent {
+            seq: r.get::<_, i64>(0)? as u64,
+            id: r.get(1)?,
+            kind: r.get(2)?,
+            occurred_at: r.get(3)?,
+            data: r.get(4)?,
+        })
+    }
+
+    /// Decodes the row into an [`Event`], opening personal data with `codec`.
+    pub fn decode(&self, store_id: &str, codec: &PiiCodec) -> Result<Event, JournalError> {
+        let corrupt = |reason: String| JournalError::Corrupt {
+            seq: self.seq,
+            reason,
+        };
+        let mut data: Value =
+            serde_json::from_str(&self.data).map_err(|e| corrupt(format!("data: {e}")))?;
+        let subject = subject_of(&data);
+        codec
+            .open(&subject, &mut data)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let body: EventBody =
+            serde_json::from_value(serde_json::json!({"kind": self.kind, "data": data}))
+                .map_err(|e| corrupt(format!("{}: {e}", self.kind)))?;
+        let occurred_at = chrono::DateTime::parse_from_rfc3339(&self.occurred_at)
+            .map_err(|e| corrupt(format!("occurred_at: {e}")))?;
+        Ok(Event {
+            id: self.id.clone(),
+            store_id: store_id.to_string(),
+            seq: self.seq,
+            occurred_at,
+            body,
+        })
+    }
+}
+
+/// The subject used as the codec's key context: the member id where the data is about one.
+fn subject_of(data: &Value) -> String {
+    data.get("member_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+const COLUMNS: &str = "seq, id, kind, occurred_at, data";
+
+/// The highest committed `seq` (0 for an empty journal).
+pub fn last_seq(conn: &Connection) -> Result<u64, JournalError> {
+    let v: Option<i64> = conn
+        .query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))
+        .map_err(JournalError::sql("reading the last seq"))?;
+    Ok(v.unwrap_or(0) as u64)
+}
+
+/// Appends an event. `day` is the store-local `YYYY-MM-DD` of `occurred_at`.
+pub fn append(
+    conn: &Connection,
+    event: &Event,
+    day: &str,
+    codec: &PiiCodec,
+) -> Result<(), JournalError> {
+    let mut whole = serde_json::to_value(&event.body).map_err(|e| JournalError::Corrupt {
+        seq: event.seq,
+        reason: format!("encoding: {e}"),
+    })?;
+    let mut data = whole
+        .get_mut("data")
+        .map(Value::take)
+        .unwrap_or(Value::Null);
+    codec.seal(&subject_of(&data), &mut data);
+    conn.prepare_cached(
+        "INSERT INTO events (seq, id, kind, occurred_at, day, subject, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            event.seq as i64,
+            event.id,
+            event.body.kind(),
+            event.occurred_at.to_rfc3339(),
+            day,
+            event.body.subject(),
+            data.to_string(),
+        ])
+    })
+    .map_err(JournalError::sql("appending an event"))?;
+    Ok(())
+}
+
+/// The event with `seq`, if any.
+pub fn event_at(conn: &Connection, seq: u64) -> Result<Option<StoredEvent>, JournalError> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE seq = ?1"))
+        .and_then(|mut st| {
+            st.query_row(params![seq as i64], StoredEvent::from_row)
+                .optional()
+        })
+        .map_err(JournalError::sql("reading an event"))
+}
+
+/// Up to `limit` events after `after`, in order.
+pub fn events_after(
+    conn: &Connection,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, JournalError> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))
+    .and_then(|mut st| {
+        st.query_map(params![after as i64, limit as i64], StoredEvent::from_row)?
+            .collect()
+    })
+    .map_err(JournalError::sql("reading events"))
+}
+
+/// All events about `subject` (a sale id, member id, sku), in order.
+pub fn events_about(conn: &Connection, subject: &str) -> Result<Vec<StoredEvent>, JournalError> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events WHERE subject = ?1 ORDER BY seq"
+    ))
+    .and_then(|mut st| {
+        st.query_map(params![subject], StoredEvent::from_row)?
+            .collect()
+    })
+    .map_err(JournalError::sql("reading events by subject"))
+}
+
+/// Events of `kind` on store-local `day`, after `after_seq`, at most `limit`.
+pub fn events_on_day(
+    conn: &Connection,
+    kind: &str,
+    day: &str,
+    after_seq: u64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, JournalError> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events WHERE kind = ?1 AND day = ?2 AND seq > ?3
+         ORDER BY seq LIMIT ?4"
+    ))
+    .and_then(|mut st| {
+        st.query_map(
+            params![kind, day, after_seq as i64, limit as i64],
+            StoredEvent::from_row,
+        )?
+        .collect()
+    })
+    .map_err(JournalError::sql("reading events by day"))
+}
+
+/// A stored idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdemRecord {
+    /// SHA-256 (hex) of the canonical request.
+    pub body_hash: String,
+    /// The event the request produced.
+    pub seq: u64,
+}
+
+/// Looks up an idempotency key.
+pub fn idem_get(
+    conn: &Connection,
+    terminal_id: &str,
+    key: &str,
+) -> Result<Option<IdemRecord>, JournalError> {
+    conn.prepare_cached(
+        "SELECT body_hash, seq FROM idempotency WHERE terminal_id = ?1 AND key = ?2",
+    )
+    .and_then(|mut st| {
+        st.query_row(params![terminal_id, key], |r| {
+            Ok(IdemRecord {
+                body_hash: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+            })
+        })
+        .optional()
+    })
+    .map_err(JournalError::sql("reading an idempotency key"))
+}
+
+/// Stores an idempotency key (in the same transaction as its event).
+pub fn idem_put(
+    conn: &Connection,
+    terminal_id: &str,
+    key: &str,
+    rec: &IdemRecord,
+    created_at: &str,
+) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT INTO idempotency (terminal_id, key, body_hash, seq, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            terminal_id,
+            key,
+            rec.body_hash,
+            rec.seq as i64,
+            created_at
+        ])
+    })
+    .map_err(JournalError::sql("storing an idempotency key"))?;
+    Ok(())
+}
+
+/// Forgets idempotency keys created before `before` (RFC 3339 UTC). Returns how many.
+pub fn idem_purge(conn: &Connection, before: &str) -> Result<usize, JournalError> {
+    conn.execute(
+        "DELETE FROM idempotency WHERE created_at < ?1",
+        params![before],
+    )
+    .map_err(JournalError::sql("purging idempotency keys"))
+}
+
+/// The outbox position: the highest `seq` below which HQ has acknowledged everything, and when
+/// the last acknowledgement arrived.
+pub fn outbox_position(conn: &Connection) -> Result<(u64, Option<String>), JournalError> {
+    conn.query_row(
+        "SELECT acked_seq, last_ack_at FROM outbox WHERE id = 1",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+    )
+    .map_err(JournalError::sql("reading the outbox position"))
+}
+
+/// Moves the outbox position forward (never back).
+pub fn set_outbox_position(
+    conn: &Connection,
+    acked_seq: u64,
+    at: &str,
+) -> Result<(), JournalError> {
+    conn.execute(
+        "UPDATE outbox SET acked_seq = MAX(acked_seq, ?1), last_ack_at = ?2 WHERE id = 1",
+        params![acked_seq as i64, at],
+    )
+    .map_err(JournalError::sql("moving the outbox position"))?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Why the ledger refused or failed a command. Each variant carries a stable `code` that the
+//! API passes to the terminal.
+
+use crate::cache::CacheError;
+use crate::domain::contact::FieldError;
+use crate::domain::pricing::PricingError;
+use crate::domain::refund::RefundError;
+use crate::domain::sale::SettleError;
+use crate::journal::JournalError;
+
+/// A ledger error.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Occurs when the request is malformed in a way only the ledger can see (bad phone).
+    #[error("{message}")]
+    Invalid {
+        /// Stable reason code.
+        code: &'static str,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// Occurs when a member, product, sale or coupon does not exist.
+    #[error("{message}")]
+    NotFound {
+        /// Stable reason code.
+        code: &'static str,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// Occurs on a uniqueness or idempotency conflict.
+    #[error("{message}")]
+    Conflict {
+        /// Stable reason code.
+        code: &'static str,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// Occurs when a business rule refuses the request (not enough points, coupon expired).
+    #[error("{message}")]
+    Rule {
+        /// Stable reason code.
+        code: &'static str,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// Occurs when the staff member's role is too low for this particular change.
+    #[error("{message}")]
+    Forbidden {
+        /// Stable reason code.
+        code: &'static str,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// Occurs when the journal cannot be written (disk full): nothing was recorded.
+    #[error("the journal cannot be written: {0}")]
+    Unavailable(String),
+    /// Occurs when the ledger is shutting down.
+    #[error("storebox is shutting down")]
+    ShuttingDown,
+    /// Occurs on an unexpected storage failure.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl LedgerError {
+    pub(crate) fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        LedgerError::NotFound {
+            code,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        LedgerError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn rule(code: &'static str, message: impl Into<String>) -> Self {
+        LedgerError::Rule {
+            code,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        LedgerError::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<JournalError> for LedgerError {
+    fn from(e: JournalError) -> Self {
+        if e.is_unwritable() {
+            LedgerError::Unavailable(e.to_string())
+        } else {
+            LedgerError::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<CacheError> for LedgerError {
+    fn from(e: CacheError) -> Self {
+        LedgerError::Internal(e.to_string())
+    }
+}
+
+impl From<FieldError> for LedgerError {
+    fn from(e: FieldError) -> Self {
+        let code = match e.field {
+            "phone" => "invalid_phone",
+            "card_no" => "invalid_card",
+            "name" => "invalid_name",
+            "tags" => "invalid_tags",
+            _ => "invalid_field",
+        };
+        LedgerError::invalid(code, e.to_string())
+    }
+}
+
+impl From<PricingError> for LedgerError {
+    fn from(e: PricingError) -> Self {
+        use PricingError::*;
+        let message = e.to_string();
+        match e {
+            EmptyCart
+            | TooManyLines
+            | BadQuantity { .. }
+            | NegativePoints
+            | DuplicateCoupon { .. } => {
+                let code = match e {
+                    EmptyCart => "empty_cart",
+                    TooManyLines => "too_many_lines",
+                    BadQuantity { .. } => "invalid_quantity",
+                    NegativePoints => "invalid_points",
+                    _ => "duplicate_coupon",
+                };
+                LedgerError::invalid(code, message)
+            }
+            NotForSale { .. } => LedgerError::rule("not_for_sale", message),
+            PointsNeedMember => LedgerError::rule("points_need_member", message),
+            InsufficientPoints { .. } => LedgerError::rule("insufficient_points", message),
+            RedeemAboveLimit { .. } => LedgerError::rule("redeem_above_limit", message),
+            RedeemTooSmall { .. } => LedgerError::rule("redeem_too_small", message),
+            TooManyCoupons => LedgerError::rule("too_many_coupons", message),
+            CouponUsed { .. } => LedgerError::rule("coupon_used", message),
+            CouponNotYetValid { .. } => LedgerError::rule("coupon_not_yet_valid", message),
+            CouponExpired { .. } => LedgerError::rule("coupon_expired", message),
+            CouponNotYours { .. } => LedgerError::rule("coupon_not_yours", message),
+            CouponThreshold { .. } => LedgerError::rule("coupon_threshold_not_met", message),
+            CouponItemMissing { .. } => LedgerError::rule("coupon_item_missing", message),
+        }
+    }
+}
+
+impl From<SettleError> for LedgerError {
+    fn from(e: SettleError) -> Self {
+        let code = match e {
+            SettleError::NonPositive => {
+                return LedgerError::invalid("invalid_payment", e.to_string());
+            }
+            SettleError::TooMany => {
+                return LedgerError::invalid("too_many_payments", e.to_string());
+            }
+            SettleError::Underpaid { .. } => "underpaid",
+            SettleError::NonCashOverpaid => "non_cash_overpaid",
+        };
+        LedgerError::rule(code, e.to_string())
+    }
+}
+
+impl From<RefundError> for LedgerError {
+    fn from(e: RefundError) -> Self {
+        let message = e.to_string();
+        match e {
+            RefundError::AlreadyRefunded => LedgerError::rule("already_refunded", message),
+            RefundError::NotOnSale { .. } => LedgerError::rule("not_on_sale", message),
+            RefundError::TooMany { .. } => LedgerError::rule("refund_exceeds_sale", message),
+            RefundError::BadLines => LedgerError::invalid("invalid_refund_lines", message),
+        }
+    }
+}

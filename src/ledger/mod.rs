@@ -1,0 +1,475 @@
+//! The ledger: the single writer of the store (design section 1, "write path of every store
+//! fact").
+//!
+//! One OS thread owns the journal's write connection and is the only writer of the cache's
+//! projections. Terminals' commands reach it over a bounded channel. It takes every command that
+//! is waiting (group commit), and for each one: computes in `domain`, appends the events to one
+//! SQLite transaction, and applies them to a [`Pending`](crate::cache::Pending) overlay so the
+//! next command in the batch sees them. Then it commits — the fsync that makes the batch
+//! durable — writes the overlay to sled, and only then answers. A failed commit answers every
+//! command of the batch with an error and leaves no trace; a business refusal (not enough
+//! points) is answered at once and never touches the journal.
+
+pub mod cart;
+mod error;
+mod execute;
+pub mod requests;
+mod settings;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cache::{Cache, project};
+use crate::config::SeedProduct;
+use crate::domain::access::Role;
+use crate::domain::catalog::{Coupon, Product, StockLevel};
+use crate::domain::member::Member;
+use crate::domain::refund::Refund;
+use crate::domain::sale::Sale;
+use crate::journal::{Journal, store};
+use crate::pii::PiiCodec;
+
+pub use error::LedgerError;
+pub use settings::StoreSettings;
+
+use requests::{
+    IssueCoupon, ProductEdit, RefundRequest, RegisterMember, SaleRequest, StockMovement,
+    UpdateMember,
+};
+
+/// Who asks: the staff member and terminal of the session.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// Staff number.
+    pub staff_no: String,
+    /// Role.
+    pub role: Role,
+    /// Terminal.
+    pub terminal_id: String,
+}
+
+/// An idempotency key with the hash of the request it came with.
+#[derive(Debug, Clone)]
+pub struct Idem {
+    /// The terminal's `Idempotency-Key`.
+    pub key: String,
+    /// Hash of the canonical request.
+    pub body_hash: String,
+}
+
+/// A command for the ledger.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Register a member.
+    Register {
+        /// Request.
+        req: RegisterMember,
+        /// Optional idempotency key.
+        idem: Option<Idem>,
+    },
+    /// Edit a member.
+    Update {
+        /// Member.
+        member_id: String,
+        /// Request.
+        req: UpdateMember,
+    },
+    /// Erase a member's personal data.
+    Erase {
+        /// Member.
+        member_id: String,
+    },
+    /// Record a sale.
+    Sale {
+        /// Request.
+        req: SaleRequest,
+        /// Required idempotency key.
+        idem: Idem,
+    },
+    /// Refund a sale.
+    Refund {
+        /// Sale.
+        sale_id: String,
+        /// Request.
+        req: RefundRequest,
+        /// Optional idempotency key.
+        idem: Option<Idem>,
+    },
+    /// Move stock.
+    MoveStock {
+        /// Request.
+        req: StockMovement,
+        /// Optional idempotency key.
+        idem: Option<Idem>,
+    },
+    /// Edit a product.
+    PutProduct {
+        /// Product.
+        sku: String,
+        /// Request.
+        req: ProductEdit,
+    },
+    /// Issue a coupon.
+    IssueCoupon {
+        /// Request.
+        req: IssueCoupon,
+    },
+}
+
+/// What a command produced.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The member after the command.
+    Member {
+        /// The member.
+        member: Box<Member>,
+        /// Whether this is the original answer to a repeated request.
+        replayed: bool,
+    },
+    /// A recorded sale; `replayed` when an idempotency key returned an earlier one.
+    Sale {
+        /// The sale.
+        sale: Box<Sale>,
+        /// Whether this is the original answer to a repeated request.
+        replayed: bool,
+    },
+    /// A refund.
+    Refund {
+        /// The refund.
+        refund: Box<Refund>,
+        /// Whether this is the original answer to a repeated request.
+        replayed: bool,
+    },
+    /// A stock movement.
+    Stock {
+        /// Level after the movement.
+        level: StockLevel,
+        /// Movement id.
+        movement_id: String,
+        /// Whether this is the original answer to a repeated request.
+        replayed: bool,
+    },
+    /// A product after an edit.
+    Product(Box<Product>),
+    /// A coupon issued.
+    Coupon(Box<Coupon>),
+    /// A member's personal data is erased (now or before).
+    Erased,
+}
+
+struct Job {
+    actor: Actor,
+    cmd: Command,
+    reply: oneshot::Sender<Result<Outcome, LedgerError>>,
+}
+
+/// Counters the health endpoint reads.
+#[derive(Debug, Default)]
+pub struct LedgerStats {
+    /// Highest committed `seq`.
+    pub last_seq: AtomicU64,
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Commands committed.
+    pub commands: AtomicU64,
+    /// Batches that failed to commit.
+    pub failed_batches: AtomicU64,
+    /// Whether the last batch committed (false while the disk refuses writes).
+    pub writable: AtomicBool,
+}
+
+/// Handle to the ledger thread. Cheap to clone; the thread ends when every handle is dropped.
+#[derive(Clone)]
+pub struct Ledger {
+    tx: mpsc::Sender<Job>,
+    /// Store settings and rules, shared with the API.
+    pub settings: Arc<StoreSettings>,
+    /// Health counters.
+    pub stats: Arc<LedgerStats>,
+}
+
+/// Most commands committed in one transaction.
+const MAX_BATCH: usize = 256;
+/// Journal events replayed per cache write at start-up.
+const REPLAY_CHUNK: usize = 2_000;
+
+impl Ledger {
+    /// Replays the journal into the cache, seeds products, and starts the ledger thread.
+    pub fn start(
+        mut journal: Journal,
+        cache: Cache,
+        settings: Arc<StoreSettings>,
+        seeds: &[SeedProduct],
+        idempotency_days: u32,
+    ) -> Result<(Ledger, JoinHandle<()>), LedgerError> {
+        let replayed = replay(&journal, &cache, &settings)?;
+        if replayed > 0 {
+            tracing::info!(events = replayed, "replayed journal events into the cache");
+        }
+        seed_products(&cache, seeds)?;
+        purge_idempotency(&mut journal, idempotency_days);
+        let stats = Arc::new(LedgerStats::default());
+        stats.last_seq.store(journal.last_seq(), Ordering::Relaxed);
+        stats.writable.store(true, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(1024);
+        let worker = Worker {
+            journal,
+            cache,
+            settings: settings.clone(),
+            stats: stats.clone(),
+            idempotency_days,
+            last_purge: Instant::now(),
+            needs_replay: false,
+        };
+        let handle = std::thread::Builder::new()
+            .name("ledger".into())
+            .spawn(move || worker.run(rx))
+            .map_err(|e| LedgerError::Internal(format!("cannot start the ledger thread: {e}")))?;
+        Ok((
+            Ledger {
+                tx,
+                settings,
+                stats,
+            },
+            handle,
+        ))
+    }
+
+    /// Executes a command; the answer comes after the journal commit.
+    pub async fn execute(&self, actor: Actor, cmd: Command) -> Result<Outcome, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { actor, cmd, reply })
+            .await
+            .map_err(|_| LedgerError::ShuttingDown)?;
+        rx.await.map_err(|_| LedgerError::ShuttingDown)?
+    }
+}
+
+/// Replays journal events after the cache's applied `seq`. Returns how many were applied.
+pub fn replay(
+    journal: &Journal,
+    cache: &Cache,
+    settings: &StoreSettings,
+) -> Result<u64, LedgerError> {
+    let codec = cache_codec(cache);
+    let mut applied = cache.applied_seq()?;
+    let mut count = 0;
+    loop {
+        let rows = store::events_after(journal.conn(), applied, REPLAY_CHUNK)?;
+        if rows.is_empty() {
+            break;
+        }
+        let mut pending = cache.pending();
+        for row in &rows {
+            let event = row.decode(&settings.store_id, &codec)?;
+            project(&mut pending, &event)?;
+            applied = row.seq;
+            count += 1;
+        }
+        pending.commit()?;
+    }
+    Ok(count)
+}
+
+fn cache_codec(cache: &Cache) -> PiiCodec {
+    cache.codec().clone()
+}
+
+fn seed_products(cache: &Cache, seeds: &[SeedProduct]) -> Result<(), LedgerError> {
+    let mut pending = cache.pending();
+    for s in seeds {
+        if pending.product(&s.product.sku)?.is_none() {
+            pending.put_product(s.product.clone())?;
+        }
+        if pending.stock(&s.product.sku)?.is_none()
+            && (s.stock.is_some() || s.safety_stock.is_some())
+        {
+            let mut level = StockLevel::empty(&s.product.sku);
+            level.on_hand = s.stock.unwrap_or(0);
+            level.safety_stock = s.safety_stock.unwrap_or(0);
+            pending.put_stock(level);
+        }
+    }
+    if !pending.is_empty() {
+        pending.commit()?;
+    }
+    Ok(())
+}
+
+fn purge_idempotency(journal: &mut Journal, days: u32) {
+    let before = (Utc::now() - chrono::Duration::days(i64::from(days))).to_rfc3339();
+    match store::idem_purge(journal.conn(), &before) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(keys = n, "forgot expired idempotency keys"),
+        Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
+    }
+}
+
+struct Worker {
+    journal: Journal,
+    cache: Cache,
+    settings: Arc<StoreSettings>,
+    stats: Arc<LedgerStats>,
+    idempotency_days: u32,
+    last_purge: Instant,
+    /// Set when a cache write failed after a journal commit: the next batch replays first.
+    needs_replay: bool,
+}
+
+impl Worker {
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.batch(jobs);
+            if self.last_purge.elapsed() > Duration::from_secs(3600) {
+                purge_idempotency(&mut self.journal, self.idempotency_days);
+                self.last_purge = Instant::now();
+            }
+        }
+        if let Err(e) = self.cache.flush() {
+            tracing::error!(error = %e, "flushing the cache at shutdown failed");
+        }
+        tracing::info!("ledger stopped");
+    }
+
+    fn batch(&mut self, jobs: Vec<Job>) {
+        if self.needs_replay {
+            match replay(&self.journal, &self.cache, &self.settings) {
+                Ok(_) => self.needs_replay = false,
+                Err(e) => tracing::error!(error = %e, "cache catch-up failed"),
+            }
+        }
+        let codec = cache_codec(&self.cache);
+        let rules = self.settings.rules();
+        let now = Utc::now();
+        let first_seq = self.journal.last_seq() + 1;
+        let mut done: Vec<(oneshot::Sender<Result<Outcome, LedgerError>>, Outcome)> = Vec::new();
+        let mut failure: Option<LedgerError> = None;
+        let mut last_seq = first_seq - 1;
+
+        let cache = self.cache.clone();
+        let mut pending = cache.pending();
+        let conn = self.journal.conn_mut();
+        let tx = match conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                let err =
+                    LedgerError::from(crate::journal::JournalError::sql("starting a batch")(e));
+                for job in jobs {
+                    let _ = job.reply.send(Err(clone_err(&err)));
+                }
+                return;
+            }
+        };
+        let mut next_seq = first_seq;
+        for job in jobs {
+            if let Some(f) = &failure {
+                let _ = job.reply.send(Err(clone_err(f)));
+                continue;
+            }
+            let mut ctx = execute::Ctx::new(
+                &tx,
+                &mut pending,
+                &self.settings,
+                &rules,
+                &codec,
+                now,
+                next_seq,
+                &job.actor,
+            );
+            let result = ctx.run(job.cmd);
+            let emitted = ctx.emitted();
+            let after = ctx.next_seq();
+            match result {
+                Ok(outcome) => {
+                    next_seq = after;
+                    last_seq = after - 1;
+                    done.push((job.reply, outcome));
+                }
+                Err(e)
+                    if emitted == 0
+                        && !matches!(e, LedgerError::Internal(_) | LedgerError::Unavailable(_)) =>
+                {
+                    let _ = job.reply.send(Err(e));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "batch failed; rolling back");
+                    let _ = job.reply.send(Err(clone_err(&e)));
+                    failure = Some(e);
+                }
+            }
+        }
+        let commit = match failure {
+            Some(e) => {
+                drop(tx);
+                Err(e)
+            }
+            None if done.is_empty() => {
+                drop(tx);
+                Ok(())
+            }
+            None => tx.commit().map_err(|e| {
+                LedgerError::from(crate::journal::JournalError::sql("committing a batch")(e))
+            }),
+        };
+        match commit {
+            Ok(()) => {
+                if !done.is_empty() {
+                    self.journal.note_staged(last_seq);
+                    self.stats.last_seq.store(last_seq, Ordering::Relaxed);
+                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .commands
+                        .fetch_add(done.len() as u64, Ordering::Relaxed);
+                }
+                self.stats.writable.store(true, Ordering::Relaxed);
+                if let Err(e) = pending.commit() {
+                    // The journal has the facts; the cache catches up before the next batch.
+                    tracing::error!(error = %e, "cache write after commit failed; will replay");
+                    self.needs_replay = true;
+                }
+                for (reply, outcome) in done {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                if matches!(e, LedgerError::Unavailable(_)) {
+                    self.stats.writable.store(false, Ordering::Relaxed);
+                }
+                tracing::error!(error = %e, commands = done.len(), "batch not recorded");
+                for (reply, _) in done {
+                    let _ = reply.send(Err(clone_err(&e)));
+                }
+                drop(pending);
+                if let Err(e) = self.journal.resync_seq() {
+                    tracing::error!(error = %e, "cannot re-read the journal position");
+                }
+            }
+        }
+    }
+}
+
+/// Errors are not `Clone` (they wrap sources); the batch's failure is told to every command.
+fn clone_err(e: &LedgerError) -> LedgerError {
+    match e {
+        LedgerError::Unavailable(m) => LedgerError::Unavailable(m.clone()),
+        LedgerError::ShuttingDown => LedgerError::ShuttingDown,
+        other => LedgerError::Internal(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+//! What terminals ask for, as typed requests. These are the JSON bodies of the API (with
+//! `deny_unknown_fields`), and what the ledger executes. Their canonical JSON is hashed for
+//! idempotency, so the same request always hashes the same whatever its key order or spacing.
+
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::catalog::{CouponKind, Promo};
+use crate::domain::event::StockReason;
+use crate::domain::member::{Consent, Gender};
+use crate::domain::refund::RefundRequestLine;
+use crate::domain::sale::Payment;
+
+/// `POST /v1/members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterMember {
+    /// Full name.
+    pub name: String,
+    /// Mobile number (any usual spelling; normalised).
+    pub phone: String,
+    /// Gender.
+    #[serde(default)]
+    pub gender: Gender,
+    /// Date of birth.
+    #[serde(default)]
+    pub birthday: Option<NaiveDate>,
+    /// Physical card number.
+    #[serde(default)]
+    pub card_no: Option<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Marketing consent.
+    #[serde(default)]
+    pub consent: Consent,
+}
+
+/// `PATCH /v1/members/{id}`: only the fields present change. `card_no: ""` removes the card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMember {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New phone.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// New gender.
+    #[serde(default)]
+    pub gender: Option<Gender>,
+    /// New birthday (changing one already on file needs a manager).
+    #[serde(default)]
+    pub birthday: Option<NaiveDate>,
+    /// New card number; empty removes it.
+    #[serde(default)]
+    pub card_no: Option<String>,
+    /// New tags (replace the old ones).
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// New consent.
+    #[serde(default)]
+    pub consent: Option<Consent>,
+}
+
+/// One line of a cart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CartLine {
+    /// Product.
+    pub sku: String,
+    /// Units (1..=9999); negative or fractional numbers are rejected when parsing.
+    pub qty: u32,
+}
+
+/// `POST /v1/sales/quote` and `POST /v1/sales`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaleRequest {
+    /// Member buying, if identified.
+    #[serde(default)]
+    pub member_id: Option<String>,
+    /// Cart.
+    pub lines: Vec<CartLine>,
+    /// Coupons presented.
+    #[serde(default)]
+    pub coupon_codes: Vec<String>,
+    /// Points to pay with.
+    #[serde(default)]
+    pub redeem_points: i64,
+    /// Payments tendered (ignored by quote).
+    #[serde(default)]
+    pub payments: Vec<Payment>,
+    /// Print the receipt on the terminal's printer (default yes).
+    #[serde(default = "yes")]
+    pub print: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /v1/sales/{id}/refunds`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// Lines to refund; everything still refundable when absent.
+    #[serde(default)]
+    pub lines: Option<Vec<RefundRequestLine>>,
+    /// Why.
+    pub reason: String,
+    /// Put the goods back into stock (default yes).
+    #[serde(default = "yes")]
+    pub restock: bool,
+}
+
+/// `POST /v1/stock/movements`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockMovement {
+    /// Product.
+    pub sku: String,
+    /// Units in (positive) or out (negative).
+    pub delta: i64,
+    /// Why.
+    pub reason: StockReason,
+    /// Free text (delivery note number, stocktake sheet).
+    #[serde(default)]
+    pub note: String,
+}
+
+/// `PUT /v1/products/{sku}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductEdit {
+    /// Name on receipts.
+    pub name: String,
+    /// Regular unit price.
+    pub price: i64,
+    /// Barcodes.
+    #[serde(default)]
+    pub barcodes: Vec<String>,
+    /// Line promotion.
+    #[serde(default)]
+    pub promo: Option<Promo>,
+    /// Category.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Unit.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// Level and birthday discounts apply (default yes).
+    #[serde(default = "yes")]
+    pub member_discount: bool,
+    /// For sale (default yes).
+    #[serde(default = "yes")]
+    pub active: bool,
+    /// Safety stock, if it changes.
+    #[serde(default)]
+    pub safety_stock: Option<i64>,
+}
+
+/// `POST /v1/coupons`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueCoupon {
+    /// Code; generated when absent.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Title (满100减20).
+    #[serde(default)]
+    pub title: String,
+    /// What it takes off.
+    pub kind: CouponKind,
+    /// First valid instant.
+    #[serde(default)]
+    pub valid_from: Option<DateTime<FixedOffset>>,
+    /// Last valid instant.
+    #[serde(default)]
+    pub valid_to: Option<DateTime<FixedOffset>>,
+    /// Member it is bound to.
+    #[serde(default)]
+    pub member_id: Option<String>,
+    /// Combinable with level benefits (default yes).
+    #[serde(default = "yes")]
+    pub combinable_with_level: bool,
+    /// Other coupons allowed in the same sale (default no).
+    #[serde(default)]
+    pub stackable: bool,
+}
+
+/// SHA-256 (hex) of a request's canonical JSON plus what it applies to (the path's id).
+pub fn request_hash<T: Serialize>(target: &str, req: &T) -> String {
+    let mut h = Sha256::new();
+    h.update(target.as_bytes());
+    h.update([0]);
+    h.update(serde_json::to_vec(req).unwrap_or_default());
+    hex::encode(h.finalize())
+}

@@ -1,0 +1,69 @@
+//! Store settings shared by the ledger and the API: who the store is, its clock, and the
+//! membership rules in force (which HQ may replace while the store runs).
+
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono_tz::Tz;
+
+use crate::config::Config;
+use crate::domain::calendar::{local_date, local_time};
+use crate::domain::money::TotalRounding;
+use crate::domain::rules::Rules;
+
+/// Settings of the running store.
+#[derive(Debug)]
+pub struct StoreSettings {
+    /// Store id.
+    pub store_id: String,
+    /// Store name.
+    pub store_name: String,
+    /// Store timezone.
+    pub tz: Tz,
+    /// 抹零 setting.
+    pub rounding: TotalRounding,
+    /// Whether sales may take stock below zero.
+    pub allow_negative_stock: bool,
+    rules: RwLock<Arc<Rules>>,
+}
+
+impl StoreSettings {
+    /// Settings from the config.
+    pub fn from_config(c: &Config) -> StoreSettings {
+        StoreSettings {
+            store_id: c.store.id.clone(),
+            store_name: c.store.name.clone(),
+            tz: c.store.timezone,
+            rounding: c.store.total_rounding,
+            allow_negative_stock: c.store.allow_negative_stock,
+            rules: RwLock::new(Arc::new(c.membership.clone())),
+        }
+    }
+
+    /// The membership rules in force.
+    pub fn rules(&self) -> Arc<Rules> {
+        match self.rules.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the membership rules (HQ push, config reload).
+    pub fn set_rules(&self, rules: Rules) {
+        let mut guard = match self.rules.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(rules);
+    }
+
+    /// Store-local time of an instant.
+    pub fn local(&self, at: DateTime<Utc>) -> DateTime<FixedOffset> {
+        local_time(self.tz, at)
+    }
+
+    /// Store-local date of an instant.
+    pub fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
+        local_date(self.tz, at)
+    }
+}

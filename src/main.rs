@@ -1,0 +1,148 @@
+//! The `storebox` command: thin by design — parse the command line, set up logging and signals,
+//! load the config, hand over to the library.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// The customer-management and device hub of a store.
+#[derive(Parser)]
+#[command(name = "storebox", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon.
+    Run {
+        /// Config file (TOML).
+        #[arg(long, short, env = "STOREBOX_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a config file: exit 0 if valid, else print the file, key and reason and exit 2.
+    CheckConfig {
+        /// Config file (TOML).
+        file: PathBuf,
+    },
+    /// Read a PIN on standard input and print its argon2id hash for `pin_hash`.
+    HashPin,
+    /// Read a terminal token on standard input and print its SHA-256 for `token_sha256`.
+    HashToken,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::CheckConfig { file } => match storebox::config::Config::load(&file) {
+            Ok(_) => {
+                println!("{}: OK", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::HashPin => match read_secret() {
+            Some(pin) if storebox::config::valid_pin(&pin) => {
+                match storebox::config::hash_pin(&pin) {
+                    Ok(h) => {
+                        println!("{h}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("hashing failed: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            _ => {
+                eprintln!("a PIN is 4–8 digits, given on standard input");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::HashToken => match read_secret() {
+            Some(t) if t.len() >= 16 => {
+                println!("{}", hex::encode(storebox::config::token_hash(&t)));
+                ExitCode::SUCCESS
+            }
+            _ => {
+                eprintln!("a terminal token is at least 16 characters, given on standard input");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Run { config } => run(config),
+    }
+}
+
+fn read_secret() -> Option<String> {
+    let mut s = String::new();
+    std::io::stdin().take(1024).read_to_string(&mut s).ok()?;
+    let s = s.trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+fn run(path: PathBuf) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stdout)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    let config = match storebox::config::Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(shutdown_on_signal(shutdown.clone()));
+        match storebox::app::run(config, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                eprintln!("storebox: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Cancels `token` on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+async fn shutdown_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL only");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    token.cancel();
+}
