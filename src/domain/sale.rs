@@ -134,10 +134,16 @@ pub enum SettleError {
     /// Occurs when non-cash payments exceed the total (only cash gives change).
     #[error("non-cash payments exceed the total; only cash gives change")]
     NonCashOverpaid,
-    /// Occurs when there are more than 10 payments or amounts overflow.
-    #[error("too many payments")]
+    /// Occurs when there are more than 10 payments.
+    #[error("at most 10 payments per sale")]
     TooMany,
+    /// Occurs when a payment is above [`MAX_PAYMENT`] (a typo, or an attempt to overflow).
+    #[error("a payment above 100,000,000.00 is not plausible")]
+    Implausible,
 }
+
+/// Largest single payment accepted (¥100,000,000).
+pub const MAX_PAYMENT: Money = 10_000_000_000;
 
 /// Checks the payments against the total; returns `(paid, change)`.
 pub fn settle(total: Money, payments: &[Payment]) -> Result<(Money, Money), SettleError> {
@@ -147,10 +153,13 @@ pub fn settle(total: Money, payments: &[Payment]) -> Result<(Money, Money), Sett
     if payments.iter().any(|p| p.amount <= 0) {
         return Err(SettleError::NonPositive);
     }
+    if payments.iter().any(|p| p.amount > MAX_PAYMENT) {
+        return Err(SettleError::Implausible);
+    }
     let mut paid: Money = 0;
     let mut non_cash: Money = 0;
     for p in payments {
-        paid = paid.checked_add(p.amount).ok_or(SettleError::TooMany)?;
+        paid += p.amount;
         if p.method != PaymentMethod::Cash {
             non_cash += p.amount;
         }

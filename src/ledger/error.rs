@@ -155,17 +155,15 @@ impl From<PricingError> for LedgerError {
 
 impl From<SettleError> for LedgerError {
     fn from(e: SettleError) -> Self {
-        let code = match e {
-            SettleError::NonPositive => {
-                return LedgerError::invalid("invalid_payment", e.to_string());
+        let message = e.to_string();
+        match e {
+            SettleError::NonPositive | SettleError::Implausible => {
+                LedgerError::invalid("invalid_payment", message)
             }
-            SettleError::TooMany => {
-                return LedgerError::invalid("too_many_payments", e.to_string());
-            }
-            SettleError::Underpaid { .. } => "underpaid",
-            SettleError::NonCashOverpaid => "non_cash_overpaid",
-        };
-        LedgerError::rule(code, e.to_string())
+            SettleError::TooMany => LedgerError::invalid("too_many_payments", message),
+            SettleError::Underpaid { .. } => LedgerError::rule("underpaid", message),
+            SettleError::NonCashOverpaid => LedgerError::rule("non_cash_overpaid", message),
+        }
     }
 }
 

@@ -211,13 +211,11 @@ impl Ledger {
         if replayed > 0 {
             tracing::info!(events = replayed, "replayed journal events into the cache");
         }
-        seed_products(&cache, seeds)?;
         purge_idempotency(&mut journal, idempotency_days);
         let stats = Arc::new(LedgerStats::default());
-        stats.last_seq.store(journal.last_seq(), Ordering::Relaxed);
         stats.writable.store(true, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(1024);
-        let worker = Worker {
+        let mut worker = Worker {
             journal,
             cache,
             settings: settings.clone(),
@@ -226,6 +224,10 @@ impl Ledger {
             last_purge: Instant::now(),
             needs_replay: false,
         };
+        worker.seed(seeds)?;
+        stats
+            .last_seq
+            .store(worker.journal.last_seq(), Ordering::Relaxed);
         let handle = std::thread::Builder::new()
             .name("ledger".into())
             .spawn(move || worker.run(rx))
@@ -281,27 +283,6 @@ fn cache_codec(cache: &Cache) -> PiiCodec {
     cache.codec().clone()
 }
 
-fn seed_products(cache: &Cache, seeds: &[SeedProduct]) -> Result<(), LedgerError> {
-    let mut pending = cache.pending();
-    for s in seeds {
-        if pending.product(&s.product.sku)?.is_none() {
-            pending.put_product(s.product.clone())?;
-        }
-        if pending.stock(&s.product.sku)?.is_none()
-            && (s.stock.is_some() || s.safety_stock.is_some())
-        {
-            let mut level = StockLevel::empty(&s.product.sku);
-            level.on_hand = s.stock.unwrap_or(0);
-            level.safety_stock = s.safety_stock.unwrap_or(0);
-            pending.put_stock(level);
-        }
-    }
-    if !pending.is_empty() {
-        pending.commit()?;
-    }
-    Ok(())
-}
-
 fn purge_idempotency(journal: &mut Journal, days: u32) {
     let before = (Utc::now() - chrono::Duration::days(i64::from(days))).to_rfc3339();
     match store::idem_purge(journal.conn(), &before) {
@@ -323,6 +304,72 @@ struct Worker {
 }
 
 impl Worker {
+    /// Records the config's products that the store does not know yet, with their opening
+    /// stock, as journal events (so a rebuilt cache gets them back, and HQ hears of them).
+    fn seed(&mut self, seeds: &[SeedProduct]) -> Result<(), LedgerError> {
+        let actor = Actor {
+            staff_no: "config".into(),
+            role: Role::Admin,
+            terminal_id: "storebox".into(),
+        };
+        let mut jobs = Vec::new();
+        let mut replies = Vec::new();
+        for s in seeds {
+            if self.cache.product(&s.product.sku)?.is_some() {
+                continue;
+            }
+            let p = &s.product;
+            let mut cmds = vec![Command::PutProduct {
+                sku: p.sku.clone(),
+                req: ProductEdit {
+                    name: p.name.clone(),
+                    price: p.price,
+                    barcodes: p.barcodes.clone(),
+                    promo: p.promo.clone(),
+                    category: p.category.clone(),
+                    unit: p.unit.clone(),
+                    member_discount: p.member_discount,
+                    active: p.active,
+                    safety_stock: s.safety_stock,
+                },
+            }];
+            if let Some(stock) = s.stock.filter(|n| *n != 0) {
+                cmds.push(Command::MoveStock {
+                    req: StockMovement {
+                        sku: p.sku.clone(),
+                        delta: stock,
+                        reason: crate::domain::event::StockReason::Adjust,
+                        note: "opening stock from the config".into(),
+                    },
+                    idem: None,
+                });
+            }
+            for cmd in cmds {
+                let (reply, rx) = oneshot::channel();
+                jobs.push(Job {
+                    actor: actor.clone(),
+                    cmd,
+                    reply,
+                });
+                replies.push(rx);
+            }
+        }
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let n = jobs.len();
+        self.batch(jobs);
+        for mut rx in replies {
+            match rx.try_recv() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(LedgerError::Internal("seeding got no answer".into())),
+            }
+        }
+        tracing::info!(events = n, "recorded the config's products");
+        Ok(())
+    }
+
     fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         while let Some(first) = rx.blocking_recv() {
             let mut jobs = vec![first];

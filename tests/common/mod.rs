@@ -1,0 +1,304 @@
+//! Test harness: runs the real `storebox` binary on 127.0.0.1:0 with a config in a temporary
+//! directory, and talks to it over HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub const TERMINAL_TOKEN: &str = "test-terminal-token-0001";
+pub const CASHIER: (&str, &str) = ("1001", "1111");
+pub const MANAGER: (&str, &str) = ("2001", "2222");
+pub const ADMIN: (&str, &str) = ("9001", "9999");
+
+/// The base config used by tests; `extra` is appended (more sections).
+pub fn config_text(data_dir: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[store]
+id = "sh-001"
+name = "上海南京西路店"
+timezone = "Asia/Shanghai"
+environment = "development"
+
+[http]
+listen = "127.0.0.1:0"
+
+[storage]
+dir = "{}"
+
+[[terminals]]
+id = "pos-1"
+token = "{TERMINAL_TOKEN}"
+
+[[terminals]]
+id = "pos-2"
+token = "test-terminal-token-0002"
+
+[[staff]]
+staff_no = "1001"
+name = "王芳"
+role = "cashier"
+pin = "1111"
+
+[[staff]]
+staff_no = "2001"
+name = "李强"
+role = "manager"
+pin = "2222"
+
+[[staff]]
+staff_no = "9001"
+name = "管理员"
+role = "admin"
+pin = "9999"
+
+[[products]]
+sku = "TEA"
+name = "西湖龙井 250g"
+price = 25000
+barcodes = ["6901234567892"]
+stock = 1000
+safety_stock = 10
+
+[[products]]
+sku = "MILK"
+name = "纯牛奶 1L"
+price = 1290
+barcodes = ["6901234567915"]
+stock = 1000
+
+[[products]]
+sku = "RICE"
+name = "五常大米 5kg"
+price = 8990
+stock = 1000
+{extra}
+"#,
+        data_dir.display()
+    )
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub child: Child,
+    pub base: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub log: Arc<Mutex<String>>,
+    pub client: reqwest::Client,
+}
+
+impl Daemon {
+    /// Writes a config into `dir` (data under `dir/data`) and starts the daemon.
+    pub fn start_in(dir: &Path, extra: &str) -> Daemon {
+        let config = dir.join("storebox.toml");
+        std::fs::write(&config, config_text(&dir.join("data"), extra)).unwrap();
+        Daemon::start_with(dir, &config)
+    }
+
+    /// Starts the daemon with an existing config file.
+    pub fn start_with(dir: &Path, config: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_storebox"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting storebox");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let log = log.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(i) = line.find("listening on http://") {
+                        let addr = line[i + "listening on http://".len()..]
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string();
+                        let _ = tx.send(addr);
+                    }
+                    log.lock().unwrap().push_str(&line);
+                    log.lock().unwrap().push('\n');
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("storebox did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        Daemon {
+            child,
+            base: format!("http://{addr}"),
+            dir: dir.to_path_buf(),
+            config: config.to_path_buf(),
+            log,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn terminate(mut self) -> Option<i32> {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let status = self.child.wait().unwrap();
+        status.code()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Logs in `staff` on terminal pos-1 and returns the session token.
+    pub async fn login(&self, staff: (&str, &str)) -> String {
+        let r = self
+            .client
+            .post(self.url("/v1/sessions"))
+            .bearer_auth(TERMINAL_TOKEN)
+            .json(&json!({"staff_no": staff.0, "pin": staff.1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "login failed");
+        r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: &Value,
+        idem: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .json(body);
+        if let Some(k) = idem {
+            req = req.header("Idempotency-Key", k);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, token, path, body, None)
+            .await
+    }
+
+    /// Records a sale with a fresh idempotency key.
+    pub async fn sale(&self, token: &str, body: &Value) -> (u16, Value) {
+        let key = uuid::Uuid::now_v7().to_string();
+        self.send(reqwest::Method::POST, token, "/v1/sales", body, Some(&key))
+            .await
+    }
+
+    /// Registers a member; returns its id.
+    pub async fn register(&self, token: &str, name: &str, phone: &str, extra: Value) -> String {
+        let mut body = json!({"name": name, "phone": phone});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let (s, v) = self.post(token, "/v1/members", &body).await;
+        assert_eq!(s, 201, "register: {v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn health(&self) -> Value {
+        self.client
+            .get(self.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Every sale of a store-local day, following pages.
+    pub async fn sales_on(&self, token: &str, date: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = 0u64;
+        loop {
+            let (s, v) = self
+                .get(token, &format!("/v1/sales?date={date}&after_seq={after}"))
+                .await;
+            assert_eq!(s, 200, "{v}");
+            out.extend(v["sales"].as_array().unwrap().iter().cloned());
+            match v["next_after_seq"].as_u64() {
+                Some(n) => after = n,
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Today in the store's timezone (Asia/Shanghai).
+pub fn store_today() -> chrono::NaiveDate {
+    chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive()
+}
+
+/// A cash payment of exactly `amount`.
+pub fn cash(amount: i64) -> Value {
+    json!([{"method": "cash", "amount": amount}])
+}
