@@ -22,7 +22,7 @@ fn sale_body(n: u64, members: &[String]) -> Value {
         "lines": [{"sku": sku.0, "qty": qty}, {"sku": "MILK", "qty": 1}],
         "payments": cash(sku.1 * qty + 1290 + 5_000),
     });
-    if n % 5 != 0 {
+    if !n.is_multiple_of(5) {
         body["member_id"] = json!(members[(n as usize) % members.len()]);
     }
     body
