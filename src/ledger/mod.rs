@@ -162,6 +162,18 @@ pub enum Outcome {
     Erased,
 }
 
+/// What travels to the ledger thread.
+enum Msg {
+    /// A command.
+    Job(Job),
+    /// Test only: run a closure on the journal connection (to simulate a full disk).
+    #[cfg(test)]
+    Hook(
+        Box<dyn FnOnce(&rusqlite::Connection) + Send>,
+        oneshot::Sender<()>,
+    ),
+}
+
 struct Job {
     actor: Actor,
     cmd: Command,
@@ -186,7 +198,7 @@ pub struct LedgerStats {
 /// Handle to the ledger thread. Cheap to clone; the thread ends when every handle is dropped.
 #[derive(Clone)]
 pub struct Ledger {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Msg>,
     /// Store settings and rules, shared with the API.
     pub settings: Arc<StoreSettings>,
     /// Health counters.
@@ -246,10 +258,27 @@ impl Ledger {
     pub async fn execute(&self, actor: Actor, cmd: Command) -> Result<Outcome, LedgerError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { actor, cmd, reply })
+            .send(Msg::Job(Job { actor, cmd, reply }))
             .await
             .map_err(|_| LedgerError::ShuttingDown)?;
         rx.await.map_err(|_| LedgerError::ShuttingDown)?
+    }
+}
+
+#[cfg(test)]
+impl Ledger {
+    /// Caps the journal at `pages` pages, so the next growth fails like a full disk.
+    pub(crate) async fn limit_journal_pages_for_test(&self, pages: i64) {
+        let (done, rx) = oneshot::channel();
+        let hook = Box::new(move |conn: &rusqlite::Connection| {
+            let _: i64 = conn
+                .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                    r.get(0)
+                })
+                .unwrap_or(0);
+        });
+        let _ = self.tx.send(Msg::Hook(hook, done)).await;
+        let _ = rx.await;
     }
 }
 
@@ -370,16 +399,27 @@ impl Worker {
         Ok(())
     }
 
-    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         while let Some(first) = rx.blocking_recv() {
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
+            let mut jobs = Vec::new();
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Job(job) => jobs.push(job),
+                    #[cfg(test)]
+                    Msg::Hook(f, done) => {
+                        self.batch(std::mem::take(&mut jobs));
+                        f(self.journal.conn());
+                        let _ = done.send(());
+                    }
+                }
+                if jobs.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
                 }
             }
-            self.batch(jobs);
+            if !jobs.is_empty() {
+                self.batch(jobs);
+            }
             if self.last_purge.elapsed() > Duration::from_secs(3600) {
                 purge_idempotency(&mut self.journal, self.idempotency_days);
                 self.last_purge = Instant::now();
@@ -392,6 +432,9 @@ impl Worker {
     }
 
     fn batch(&mut self, jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
         if self.needs_replay {
             match replay(&self.journal, &self.cache, &self.settings) {
                 Ok(_) => self.needs_replay = false,

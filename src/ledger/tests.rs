@@ -1,1 +1,272 @@
+//! Ledger tests on real SQLite and sled files: group commit, replay idempotency, disk full.
 
+use std::path::Path;
+use std::sync::Arc;
+
+use super::requests::{CartLine, RegisterMember, SaleRequest, StockMovement};
+use super::*;
+use crate::config::Config;
+use crate::domain::event::StockReason;
+use crate::domain::rules::Rules;
+use crate::domain::sale::{Payment, PaymentMethod};
+
+fn config(dir: &Path) -> Config {
+    let text = format!(
+        r#"
+[store]
+id = "sh-001"
+name = "测试店"
+environment = "development"
+[storage]
+dir = "{}"
+[[products]]
+sku = "A"
+name = "商品A"
+price = 10000
+stock = 100
+safety_stock = 5
+"#,
+        dir.display()
+    );
+    Config::parse(Path::new("test.toml"), &text).unwrap()
+}
+
+fn open(dir: &Path) -> (Journal, Cache, Arc<StoreSettings>, Config) {
+    let c = config(dir);
+    let journal = Journal::open(dir, "sh-001").unwrap();
+    let (cache, _) = Cache::open(dir, 8, PiiCodec::plain()).unwrap();
+    let settings = Arc::new(StoreSettings::from_config(&c));
+    (journal, cache, settings, c)
+}
+
+fn cashier() -> Actor {
+    Actor {
+        staff_no: "1001".into(),
+        role: Role::Cashier,
+        terminal_id: "pos-1".into(),
+    }
+}
+
+fn sale(member: Option<&str>, qty: u32, redeem: i64, pay: i64) -> SaleRequest {
+    SaleRequest {
+        member_id: member.map(str::to_string),
+        lines: vec![CartLine {
+            sku: "A".into(),
+            qty,
+        }],
+        coupon_codes: vec![],
+        redeem_points: redeem,
+        payments: vec![Payment {
+            method: PaymentMethod::Cash,
+            amount: pay,
+        }],
+        print: false,
+    }
+}
+
+fn idem(key: &str) -> Idem {
+    Idem {
+        key: key.into(),
+        body_hash: format!("hash-{key}"),
+    }
+}
+
+async fn register(ledger: &Ledger, phone: &str) -> Member {
+    let req = RegisterMember {
+        name: "测试".into(),
+        phone: phone.into(),
+        gender: Default::default(),
+        birthday: None,
+        card_no: None,
+        tags: vec![],
+        consent: Default::default(),
+    };
+    match ledger
+        .execute(cashier(), Command::Register { req, idem: None })
+        .await
+        .unwrap()
+    {
+        Outcome::Member { member, .. } => *member,
+        o => panic!("{o:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sales_in_one_batch_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, settings, c) = open(dir.path());
+    let (ledger, thread) =
+        Ledger::start(journal, cache.clone(), settings, &c.products, 30).unwrap();
+    let m = register(&ledger, "13800000001").await;
+    // ¥1,500 makes the member 普通会员; ¥1,000 more earns 1,000 points.
+    for (i, qty) in [15u32, 10].into_iter().enumerate() {
+        ledger
+            .execute(
+                cashier(),
+                Command::Sale {
+                    req: sale(Some(&m.id), qty, 0, i64::from(qty) * 10_000),
+                    idem: idem(&format!("setup-{i}")),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    // Twenty terminals try to spend the same 1,000 points at once: exactly one may.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let ledger = ledger.clone();
+            let id = m.id.clone();
+            tokio::spawn(async move {
+                ledger
+                    .execute(
+                        cashier(),
+                        Command::Sale {
+                            req: sale(Some(&id), 1, 1_000, 9_000),
+                            idem: idem(&format!("spend-{i}")),
+                        },
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(LedgerError::Rule { code, .. }) => assert_eq!(code, "insufficient_points"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    let rules = Rules::default();
+    let member = cache.member(&m.id).unwrap().unwrap();
+    let today = chrono::Utc::now().date_naive();
+    assert_eq!(
+        member.points(&rules, today),
+        90,
+        "1,000 − 1,000 + 90 earned on ¥90"
+    );
+    assert!(
+        ledger.stats.batches.load(Ordering::Relaxed)
+            < ledger.stats.commands.load(Ordering::Relaxed)
+    );
+    drop(ledger);
+    thread.join().unwrap();
+}
+
+#[tokio::test]
+async fn replaying_the_whole_journal_twice_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, settings, c) = open(dir.path());
+    let (ledger, thread) =
+        Ledger::start(journal, cache.clone(), settings.clone(), &c.products, 30).unwrap();
+    let m = register(&ledger, "13800000002").await;
+    for i in 0..5u32 {
+        ledger
+            .execute(
+                cashier(),
+                Command::Sale {
+                    req: sale(Some(&m.id), 3 + i, 0, 1_000_000),
+                    idem: idem(&format!("s{i}")),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    ledger
+        .execute(
+            Actor {
+                role: Role::Manager,
+                ..cashier()
+            },
+            Command::MoveStock {
+                req: StockMovement {
+                    sku: "A".into(),
+                    delta: 7,
+                    reason: StockReason::Receive,
+                    note: String::new(),
+                },
+                idem: None,
+            },
+        )
+        .await
+        .unwrap();
+    drop(ledger);
+    thread.join().unwrap();
+    let member = cache.member(&m.id).unwrap().unwrap();
+    let stock = cache.stock("A").unwrap().unwrap();
+    assert_eq!(stock.on_hand, 100 - (3 + 4 + 5 + 6 + 7) + 7);
+
+    // Forget the watermark: every event is applied again, and nothing may count twice.
+    cache
+        .meta
+        .insert("applied_seq", &0u64.to_be_bytes())
+        .unwrap();
+    let journal = Journal::open(dir.path(), "sh-001").unwrap();
+    let n = replay(&journal, &cache, &settings).unwrap();
+    assert!(n >= 8, "{n}");
+    assert_eq!(cache.member(&m.id).unwrap().unwrap(), member);
+    assert_eq!(cache.stock("A").unwrap().unwrap(), stock);
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_the_sale_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, settings, c) = open(dir.path());
+    // Cap the journal file at its current size: the next commit meets SQLITE_FULL, as on a
+    // full disk.
+    let pages: i64 = journal
+        .conn()
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    let (ledger, thread) =
+        Ledger::start(journal, cache.clone(), settings, &c.products, 30).unwrap();
+    let m = register(&ledger, "13800000003").await;
+    let before = cache.member(&m.id).unwrap().unwrap();
+    let stock_before = cache.stock("A").unwrap().unwrap();
+    let last = ledger.stats.last_seq.load(Ordering::Relaxed);
+    ledger.limit_journal_pages_for_test(pages).await;
+
+    let mut refused = 0;
+    let mut ok = 0;
+    for i in 0..50 {
+        match ledger
+            .execute(
+                cashier(),
+                Command::Sale {
+                    req: sale(Some(&m.id), 1, 0, 10_000),
+                    idem: idem(&format!("full-{i}")),
+                },
+            )
+            .await
+        {
+            Err(LedgerError::Unavailable(_)) => refused += 1,
+            Ok(_) => ok += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(refused > 0, "the capped journal never filled up");
+    assert!(!ledger.stats.writable.load(Ordering::Relaxed));
+    assert!(ledger.stats.last_seq.load(Ordering::Relaxed) >= last + ok);
+    // Whatever was refused left no trace in the cache.
+    let member = cache.member(&m.id).unwrap().unwrap();
+    assert_eq!(member.visits() - before.visits(), ok);
+    let stock = cache.stock("A").unwrap().unwrap();
+    assert_eq!(
+        stock_before.on_hand - stock.on_hand,
+        i64::try_from(ok).unwrap()
+    );
+    drop(ledger);
+    thread.join().unwrap();
+    // And nothing of it reached the journal.
+    let journal = Journal::open(dir.path(), "sh-001").unwrap();
+    let sales: i64 = journal
+        .conn()
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'sale.recorded'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(sales, i64::try_from(ok).unwrap());
+}
