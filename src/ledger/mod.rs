@@ -163,6 +163,7 @@ pub enum Outcome {
 }
 
 /// What travels to the ledger thread.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     /// A command.
     Job(Job),
