@@ -11,7 +11,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState, Directory};
+use crate::api::{self, AppContext, AppState, Directory};
 use crate::cache::{Cache, Opened};
 use crate::config::Config;
 use crate::journal::{Journal, JournalReader};
@@ -64,7 +64,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     )
     .context("starting the ledger")?;
 
-    let state = AppState {
+    let state = AppState::new(AppContext {
         ledger: ledger.clone(),
         cache: cache.clone(),
         journal: JournalReader::new(&dir),
@@ -72,7 +72,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         directory: Arc::new(Directory::from_config(&config)),
         started_at: chrono::Utc::now(),
         session_hours: config.http.session_hours,
-    };
+    });
     let listener = TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("listening on {}", config.http.listen))?;

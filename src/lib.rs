@@ -1,4 +1,26 @@
 //! storebox: the customer-management and device hub of a store.
+//!
+//! # Layout
+//!
+//! - [`domain`]: pure store logic — money, membership rules, pricing, sales, refunds, events,
+//!   permissions. No IO and no clock: `now` is passed in. Property-tested.
+//! - [`journal`]: the SQLite book of record — append-only events with gap-free `seq`,
+//!   idempotency keys, the outbox position; a pool of read-only connections for queries.
+//! - [`cache`]: sled trees for members (indexed by phone, card, phone tail, name), products
+//!   (by barcode), stock, coupons and sessions; the projections that apply journal events to
+//!   them, idempotently.
+//! - [`ledger`]: the single writer. One thread owns the journal's write connection; commands
+//!   arrive over a channel, are computed in `domain`, appended in one transaction per batch
+//!   (group commit), projected into the cache, and answered after the commit.
+//! - [`pii`]: the one codec personal data passes through on its way to disk (plain today;
+//!   encryption at rest replaces its inside).
+//! - [`api`]: axum handlers, one module per resource; authentication and the error type.
+//! - [`config`]: TOML → validated [`config::Config`], errors naming file, key and reason.
+//! - [`app`]: wiring — lock the data directory, open the stores, start the ledger and the HTTP
+//!   server, shut down in order.
+//!
+//! `main.rs` is thin: command line, logging, signals, then [`app::run`].
+
 pub mod api;
 pub mod app;
 pub mod cache;

@@ -335,4 +335,19 @@ async fn cache_is_rebuilt_from_the_journal() {
     let (_, again) = d.get(&t, &format!("/v1/members/{m}")).await;
     assert_eq!(again["total_spend"], member["total_spend"]);
     assert_eq!(again["points"], member["points"]);
+    assert!(d.log_text().contains("moving it aside"));
+    assert_eq!(d.terminate(), Some(0));
+
+    // The rebuilt cache is kept: the next start replays nothing.
+    let d = Daemon::start_in(dir.path(), "");
+    assert!(
+        !d.log_text().contains("moving it aside"),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        !d.log_text().contains("replayed journal events"),
+        "{}",
+        d.log_text()
+    );
 }

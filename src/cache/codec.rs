@@ -38,12 +38,28 @@ pub(super) fn get_json<T: DeserializeOwned>(
     }
 }
 
+/// Layout version of a stored member: `[1][u32 LE n][n bytes sealed profile][member JSON]`.
+const MEMBER_FORMAT: u8 = 1;
+
+/// Encodes a member: the profile sealed by the codec, the rest as JSON (profile `null`), so
+/// reading a member is two typed parses and the personal part never sits in the JSON.
 pub(super) fn encode_member(codec: &PiiCodec, m: &Member) -> Vec<u8> {
-    let mut doc = serde_json::to_value(m).unwrap_or_default();
-    codec.seal(&m.id, &mut doc);
-    serde_json::to_vec(&doc).unwrap_or_default()
+    let sealed = match &m.profile {
+        Some(p) => codec.seal_bytes(&m.id, &serde_json::to_vec(p).unwrap_or_default()),
+        None => Vec::new(),
+    };
+    let mut rest = m.clone();
+    rest.profile = None;
+    let json = serde_json::to_vec(&rest).unwrap_or_default();
+    let mut out = Vec::with_capacity(5 + sealed.len() + json.len());
+    out.push(MEMBER_FORMAT);
+    out.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+    out.extend_from_slice(&sealed);
+    out.extend_from_slice(&json);
+    out
 }
 
+/// Decodes a member written by [`encode_member`].
 pub(super) fn decode_member(
     codec: &PiiCodec,
     id: &str,
@@ -54,8 +70,23 @@ pub(super) fn decode_member(
         key: id.to_string(),
         reason,
     };
-    let mut doc: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| err(e.to_string()))?;
-    codec.open(id, &mut doc).map_err(|e| err(e.to_string()))?;
-    serde_json::from_value(doc).map_err(|e| err(e.to_string()))
+    if bytes.len() < 5 || bytes[0] != MEMBER_FORMAT {
+        return Err(err("unknown member format".into()));
+    }
+    let n = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+    let sealed = bytes
+        .get(5..5 + n)
+        .ok_or_else(|| err("truncated profile".into()))?;
+    let mut member: Member =
+        serde_json::from_slice(&bytes[5 + n..]).map_err(|e| err(e.to_string()))?;
+    if !sealed.is_empty() {
+        member.profile = match codec
+            .open_bytes(id, sealed)
+            .map_err(|e| err(e.to_string()))?
+        {
+            Some(plain) => Some(serde_json::from_slice(&plain).map_err(|e| err(e.to_string()))?),
+            None => None,
+        };
+    }
+    Ok(member)
 }

@@ -55,7 +55,7 @@ pub(crate) fn sled_err(context: &'static str) -> impl FnOnce(sled::Error) -> Cac
 }
 
 /// Version of the cache layout; a cache with another version is rebuilt.
-const LAYOUT_VERSION: &[u8] = b"1";
+const LAYOUT_VERSION: &[u8] = b"2";
 
 /// The sled trees. Cheap to clone (sled handles are reference-counted).
 #[derive(Clone)]
@@ -73,6 +73,8 @@ pub struct Cache {
     pub(crate) sessions: Tree,
     pub(crate) meta: Tree,
     pub(crate) codec: PiiCodec,
+    /// Sessions already read, so a request's token check costs no sled read or JSON decode.
+    pub(crate) session_memo: sessions::Memo,
 }
 
 /// What happened when the cache was opened.
@@ -107,22 +109,28 @@ impl Cache {
                 Ok((cache, how))
             }
             Ok(cache) => {
+                tracing::warn!("the cache has another layout; moving it aside and rebuilding");
                 drop(cache);
-                let aside = Cache::move_aside(&path)?;
-                Ok((
-                    Cache::open_at(&path, capacity_mb, codec)?,
-                    Opened::Rebuilt(aside),
-                ))
+                Cache::rebuild(&path, capacity_mb, codec)
             }
             Err(e) => {
                 tracing::error!(error = %e, "the cache does not open; moving it aside and rebuilding");
-                let aside = Cache::move_aside(&path)?;
-                Ok((
-                    Cache::open_at(&path, capacity_mb, codec)?,
-                    Opened::Rebuilt(aside),
-                ))
+                Cache::rebuild(&path, capacity_mb, codec)
             }
         }
+    }
+
+    /// Moves the cache at `path` aside and creates an empty one there (stamped with the
+    /// current layout, so the next start keeps it).
+    fn rebuild(
+        path: &Path,
+        capacity_mb: u64,
+        codec: PiiCodec,
+    ) -> Result<(Cache, Opened), CacheError> {
+        let aside = Cache::move_aside(path)?;
+        let cache = Cache::open_at(path, capacity_mb, codec)?;
+        cache.layout_ok()?;
+        Ok((cache, Opened::Rebuilt(aside)))
     }
 
     fn move_aside(path: &Path) -> Result<PathBuf, CacheError> {
@@ -157,6 +165,7 @@ impl Cache {
             meta: tree("meta")?,
             db,
             codec,
+            session_memo: Default::default(),
         };
         Ok(cache)
     }
@@ -174,6 +183,10 @@ impl Cache {
                 if empty {
                     self.meta
                         .insert("layout", LAYOUT_VERSION)
+                        .map_err(sled_err("stamping the cache layout"))?;
+                    // Durable at once: a cache without its stamp would be rebuilt next time.
+                    self.meta
+                        .flush()
                         .map_err(sled_err("stamping the cache layout"))?;
                 }
                 Ok(empty)
@@ -374,5 +387,27 @@ impl Lookup for Pending<'_> {
     }
     fn stock(&self, sku: &str) -> Result<Option<StockLevel>, CacheError> {
         Pending::stock(self, sku)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebuilt_cache_is_kept_on_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, how) = Cache::open(dir.path(), 4, PiiCodec::plain()).unwrap();
+        assert_eq!(how, Opened::Created);
+        c.meta.insert("layout", b"0".as_slice()).unwrap();
+        c.flush().unwrap();
+        drop(c);
+        let (c, how) = Cache::open(dir.path(), 4, PiiCodec::plain()).unwrap();
+        assert!(matches!(how, Opened::Rebuilt(_)), "{how:?}");
+        c.products.insert("sku", b"{}".as_slice()).unwrap();
+        c.flush().unwrap();
+        drop(c);
+        let (_, how) = Cache::open(dir.path(), 4, PiiCodec::plain()).unwrap();
+        assert_eq!(how, Opened::Existing);
     }
 }

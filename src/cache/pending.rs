@@ -245,51 +245,43 @@ impl<'c> Pending<'c> {
 
     /// Writes everything to sled: entities and indices first, the applied `seq` last.
     pub fn commit(self) -> Result<(), CacheError> {
+        // Plain inserts, not `apply_batch`: a sled batch seals and writes the log buffer twice
+        // (six writes and range syncs per sale), while inserts stay in the log buffer until
+        // sled's periodic flush. Atomicity across keys is not needed: each entity carries the
+        // seq applied to it, index entries are rewritten on replay, and sled recovers a prefix
+        // of its log, so the watermark written last never runs ahead of the entities.
         let codec = &self.cache.codec;
-        let mut b = sled::Batch::default();
         for (id, m) in &self.members {
-            b.insert(id.as_bytes(), encode_member(codec, m));
+            self.cache
+                .members
+                .insert(id.as_bytes(), encode_member(codec, m))
+                .map_err(sled_err("writing members"))?;
         }
-        self.cache
-            .members
-            .apply_batch(b)
-            .map_err(sled_err("writing members"))?;
-        let mut b = sled::Batch::default();
         for (sku, p) in &self.products {
-            b.insert(sku.as_bytes(), encode_json(p));
+            self.cache
+                .products
+                .insert(sku.as_bytes(), encode_json(p))
+                .map_err(sled_err("writing products"))?;
         }
-        self.cache
-            .products
-            .apply_batch(b)
-            .map_err(sled_err("writing products"))?;
-        let mut b = sled::Batch::default();
         for (sku, s) in &self.stock {
-            b.insert(sku.as_bytes(), encode_json(s));
+            self.cache
+                .stock
+                .insert(sku.as_bytes(), encode_json(s))
+                .map_err(sled_err("writing stock"))?;
         }
-        self.cache
-            .stock
-            .apply_batch(b)
-            .map_err(sled_err("writing stock"))?;
-        let mut b = sled::Batch::default();
         for (code, c) in &self.coupons {
-            b.insert(code.as_bytes(), encode_json(c));
+            self.cache
+                .coupons
+                .insert(code.as_bytes(), encode_json(c))
+                .map_err(sled_err("writing coupons"))?;
         }
-        self.cache
-            .coupons
-            .apply_batch(b)
-            .map_err(sled_err("writing coupons"))?;
-        let mut by_tree: HashMap<Idx, sled::Batch> = HashMap::new();
         for ((idx, key), value) in self.index {
-            let batch = by_tree.entry(idx).or_default();
+            let tree = index_tree(self.cache, idx);
             match value {
-                Some(v) => batch.insert(key, v),
-                None => batch.remove(key),
+                Some(v) => tree.insert(key, v).map(|_| ()),
+                None => tree.remove(key).map(|_| ()),
             }
-        }
-        for (idx, batch) in by_tree {
-            index_tree(self.cache, idx)
-                .apply_batch(batch)
-                .map_err(sled_err("writing an index"))?;
+            .map_err(sled_err("writing an index"))?;
         }
         if let Some(seq) = self.applied_seq
             && seq > self.cache.applied_seq()?

@@ -1,6 +1,9 @@
 //! Staff sessions, kept in the cache so that a restart does not log every cashier out. Keyed by
 //! the SHA-256 of the session token: the token itself is never stored.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -25,12 +28,35 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Sessions in memory, by token hash (the sled tree stays the record across restarts).
+pub(crate) type Memo = Arc<RwLock<HashMap<[u8; 32], Session>>>;
+
 impl Cache {
+    fn memo_get(&self, token_hash: &[u8; 32]) -> Option<Session> {
+        self.session_memo
+            .read()
+            .ok()
+            .and_then(|m| m.get(token_hash).cloned())
+    }
+
+    fn memo_put(&self, token_hash: &[u8; 32], s: &Session) {
+        if let Ok(mut m) = self.session_memo.write() {
+            m.insert(*token_hash, s.clone());
+        }
+    }
+
+    fn memo_remove(&self, token_hash: &[u8]) {
+        if let (Ok(mut m), Ok(k)) = (self.session_memo.write(), <[u8; 32]>::try_from(token_hash)) {
+            m.remove(&k);
+        }
+    }
+
     /// Stores a session under the hash of its token.
     pub fn put_session(&self, token_hash: &[u8; 32], s: &Session) -> Result<(), CacheError> {
         self.sessions
             .insert(token_hash, encode_json(s))
             .map_err(sled_err("storing a session"))?;
+        self.memo_put(token_hash, s);
         Ok(())
     }
 
@@ -40,6 +66,9 @@ impl Cache {
         token_hash: &[u8; 32],
         now: DateTime<Utc>,
     ) -> Result<Option<Session>, CacheError> {
+        if let Some(s) = self.memo_get(token_hash) {
+            return Ok((s.expires_at > now).then_some(s));
+        }
         let Some(v) = self
             .sessions
             .get(token_hash)
@@ -48,6 +77,7 @@ impl Cache {
             return Ok(None);
         };
         let s: Session = decode_json("sessions", &hex::encode(token_hash).into_bytes(), &v)?;
+        self.memo_put(token_hash, &s);
         Ok((s.expires_at > now).then_some(s))
     }
 
@@ -56,6 +86,7 @@ impl Cache {
         self.sessions
             .remove(token_hash)
             .map_err(sled_err("removing a session"))?;
+        self.memo_remove(token_hash);
         Ok(())
     }
 
@@ -74,6 +105,7 @@ impl Cache {
                 Err(_) => true,
             };
             if stale {
+                self.memo_remove(&k);
                 self.sessions
                     .remove(k)
                     .map_err(sled_err("removing a session"))?;

@@ -196,6 +196,14 @@ pub(super) fn to_products(raw: Vec<RawProduct>) -> Result<Vec<SeedProduct>, Inva
         if !(0..=MAX_UNIT_PRICE).contains(&p.price) {
             return Err(bad(key("price"), "must be 0..=1000000000 minor units"));
         }
+        if p.stock.is_some_and(|n| !(0..=1_000_000).contains(&n)) {
+            return Err(bad(key("stock"), "must be 0..=1000000"));
+        }
+        if p.safety_stock
+            .is_some_and(|n| !(0..=1_000_000).contains(&n))
+        {
+            return Err(bad(key("safety_stock"), "must be 0..=1000000"));
+        }
         for b in &p.barcodes {
             crate::domain::catalog::validate_barcode(b).map_err(|r| bad(key("barcodes"), r))?;
         }

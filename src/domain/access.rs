@@ -136,3 +136,40 @@ impl Action {
         role >= self.min_role()
     }
 }
+
+/// The permission matrix as a Markdown table (the README carries exactly this table).
+pub fn matrix_markdown() -> String {
+    let roles = [Role::Cashier, Role::Manager, Role::Admin];
+    let mut out = String::from("| action | cashier | manager | admin |\n|---|:-:|:-:|:-:|\n");
+    for a in Action::ALL {
+        out.push_str(&format!("| {} |", a.describe()));
+        for r in roles {
+            out.push_str(if a.allowed(r) { " ✓ |" } else { " – |" });
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readme_carries_the_matrix() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let matrix = matrix_markdown();
+        assert!(
+            readme.contains(&matrix),
+            "README.md's permission matrix is out of date; it should read:\n{matrix}"
+        );
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::Cashier < Role::Manager && Role::Manager < Role::Admin);
+        assert!(!Action::SaleRefund.allowed(Role::Cashier));
+        assert!(Action::SaleRefund.allowed(Role::Admin));
+    }
+}

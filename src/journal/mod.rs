@@ -124,6 +124,15 @@ impl Journal {
              PRAGMA wal_autocheckpoint=1000;",
         )
         .map_err(JournalError::sql("setting pragmas"))?;
+        // Keep the WAL file when the last connection closes: a restarted daemon then overwrites
+        // an allocated file instead of growing a new one, and an overwrite's fdatasync is about
+        // twice as fast as an append's on ext4 (no metadata to journal).
+        let mut persist = 1;
+        conn.file_control(
+            Some(rusqlite::MAIN_DB),
+            rusqlite::FileControl::PersistWal(&mut persist),
+        )
+        .map_err(JournalError::sql("keeping the WAL file"))?;
         migrate(&conn, store_id)?;
         let last_seq = store::last_seq(&conn)?;
         Ok(Journal { conn, last_seq })

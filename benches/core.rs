@@ -1,0 +1,430 @@
+//! Store-core benchmark (issue 2): `cargo bench --bench core`.
+//!
+//! 1. Seeds a store with 1,000,000 members (journal events, projected into the cache).
+//! 2. Starts the real daemon (release build) and times its start-up.
+//! 3. With 64 keep-alive connections (wrk): `/healthz` throughput, then member lookup by phone
+//!    throughput and latency; prints lookup throughput as a ratio of healthz throughput.
+//! 4. Measures the disk's raw fsync rate in the data directory, then durable sales per second
+//!    with 1 client and with 16 concurrent clients, each as a ratio of that fsync rate.
+//! 5. Prints the daemon's resident memory after the run.
+//!
+//! Environment: `BENCH_MEMBERS` (default 1000000), `BENCH_SECS` per phase (default 8),
+//! `BENCH_DIR` (default `target/bench-core`; seeded data is reused between runs).
+//! Needs `wrk` on the PATH (Debian package `wrk`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use storebox::cache::Cache;
+use storebox::config::Config;
+use storebox::domain::event::{Event, EventBody, MemberRegistered};
+use storebox::domain::member::{Consent, Gender, Profile};
+use storebox::journal::{Journal, store};
+use storebox::ledger::{StoreSettings, replay};
+use storebox::pii::PiiCodec;
+
+const TOKEN: &str = "bench-terminal-token-0001";
+const PHONE_BASE: u64 = 13_000_000_000;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn config_text(data: &Path) -> String {
+    format!(
+        r#"
+[store]
+id = "bench-001"
+name = "压测店"
+environment = "development"
+[http]
+listen = "127.0.0.1:0"
+[storage]
+dir = "{}"
+[[terminals]]
+id = "pos-1"
+token = "{TOKEN}"
+[[staff]]
+staff_no = "1001"
+name = "收银员"
+role = "cashier"
+pin = "1111"
+[[products]]
+sku = "MILK"
+name = "纯牛奶 1L"
+price = 1290
+stock = 1000000
+"#,
+        data.display()
+    )
+}
+
+const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周"];
+const GIVEN: &[&str] = &[
+    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳",
+];
+
+/// Writes `n` member registrations to the journal and projects them into the cache.
+fn seed(dir: &Path, config: &Config, n: u64) {
+    let started = Instant::now();
+    let mut journal = Journal::open(dir, &config.store.id).expect("journal");
+    let codec = PiiCodec::plain();
+    let tz = config.store.timezone;
+    let now = Utc::now().with_timezone(&tz).fixed_offset();
+    let day = now.date_naive().to_string();
+    let mut seq = journal.last_seq();
+    let chunk = 50_000;
+    let mut i = 0;
+    while i < n {
+        let tx = journal.conn_mut().transaction().expect("tx");
+        for _ in 0..chunk.min(n - i) {
+            seq += 1;
+            let name = format!(
+                "{}{}",
+                SURNAMES[(i % 10) as usize],
+                GIVEN[((i / 10) % 12) as usize]
+            );
+            let event = Event {
+                id: uuid::Uuid::now_v7().to_string(),
+                store_id: config.store.id.clone(),
+                seq,
+                occurred_at: now,
+                body: EventBody::MemberRegistered(MemberRegistered {
+                    member_id: uuid::Uuid::now_v7().to_string(),
+                    profile: Some(Profile {
+                        name,
+                        phone: (PHONE_BASE + i).to_string(),
+                        gender: Gender::Unknown,
+                        birthday: None,
+                        card_no: Some(format!("C{:09}", i)),
+                    }),
+                    tags: vec![],
+                    consent: Consent::default(),
+                    store_id: config.store.id.clone(),
+                    staff_no: "seed".into(),
+                    created_at: now,
+                }),
+            };
+            store::append(&tx, &event, &day, &codec).expect("append");
+            i += 1;
+        }
+        tx.commit().expect("commit");
+    }
+    journal.resync_seq().expect("seq");
+    eprintln!(
+        "  journal: {n} registrations in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let (cache, _) = Cache::open(dir, config.storage.cache_capacity_mb, codec).expect("cache");
+    let settings = StoreSettings::from_config(config);
+    replay(&journal, &cache, &settings).expect("replay");
+    cache.flush().expect("flush");
+    eprintln!("  cache: projected in {:.1}s", t.elapsed().as_secs_f64());
+}
+
+struct Daemon {
+    child: Child,
+    base: String,
+    startup: Duration,
+}
+
+fn start_daemon(config: &Path) -> Daemon {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_storebox"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn,storebox::app=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn storebox");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("listening on http://") {
+                let addr = line[i + 20..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("storebox did not start");
+    Daemon {
+        startup: started.elapsed(),
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Raw fsync rate of the disk holding `dir`: a 4 KiB block overwritten in a preallocated
+/// 1 MiB file, then `fdatasync`, repeatedly — the cheapest durable write the disk offers, and
+/// what a steady-state WAL commit does (SQLite reuses its WAL file from the start after each
+/// checkpoint).
+fn fsync_rate(dir: &Path, secs: u64) -> f64 {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .expect("probe file");
+    f.write_all(&vec![0u8; 1 << 20]).expect("preallocate");
+    f.sync_all().expect("fsync");
+    let block = [0x5Au8; 4096];
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(secs) {
+        f.write_all_at(&block, (n % 256) * 4096).expect("write");
+        f.sync_data().expect("fdatasync");
+        n += 1;
+    }
+    let _ = std::fs::remove_file(&path);
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+struct Load {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+/// Runs `wrk` (a C load generator, so the client's cost stays small and equal for every
+/// phase) with `conns` connections for `secs` seconds; `script` is a Lua `request` function.
+fn wrk(dir: &Path, name: &str, conns: u32, secs: u64, base: &str, script: &str) -> Load {
+    let path = dir.join(format!("{name}.lua"));
+    std::fs::write(&path, script).expect("lua script");
+    let threads = conns.clamp(1, 2);
+    let out = Command::new("wrk")
+        .args([
+            "--latency",
+            "-t",
+            &threads.to_string(),
+            "-c",
+            &conns.to_string(),
+        ])
+        .args(["-d", &format!("{secs}s"), "-s"])
+        .arg(&path)
+        .arg(base)
+        .output()
+        .expect("running wrk (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let number = |prefix: &str| -> Option<String> {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| {
+                l[prefix.len()..]
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_string)
+            })
+    };
+    let ms = |v: Option<String>| -> f64 {
+        let v = v.unwrap_or_default();
+        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+        let n: f64 = num.parse().unwrap_or(f64::NAN);
+        match unit {
+            "us" => n / 1000.0,
+            "ms" => n,
+            "s" => n * 1000.0,
+            _ => f64::NAN,
+        }
+    };
+    let errors = number("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0u64)
+        + text
+            .lines()
+            .find(|l| l.trim_start().starts_with("Socket errors"))
+            .map(|l| {
+                l.split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+    Load {
+        rate: number("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN),
+        p50_ms: ms(number("50%")),
+        p99_ms: ms(number("99%")),
+        errors,
+    }
+}
+
+fn lua_get(path_expr: &str, token: Option<&str>) -> String {
+    let headers = match token {
+        Some(t) => format!(r#"{{["Authorization"] = "Bearer {t}"}}"#),
+        None => "{}".into(),
+    };
+    format!("request = function()\n  return wrk.format(\"GET\", {path_expr}, {headers})\nend\n")
+}
+
+fn lua_sale(token: &str, tag: &str) -> String {
+    format!(
+        r#"local n = 0
+local tag = "{tag}-" .. tostring(math.random(1, 1000000000))
+request = function()
+  n = n + 1
+  local body = '{{"lines":[{{"sku":"MILK","qty":1}}],"payments":[{{"method":"cash","amount":2000}}]}}'
+  local headers = {{["Authorization"] = "Bearer {token}", ["Content-Type"] = "application/json", ["Idempotency-Key"] = tag .. "-" .. n}}
+  return wrk.format("POST", "/v1/sales", headers, body)
+end
+"#
+    )
+}
+
+async fn login(base: &str) -> String {
+    let v: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/sessions"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"staff_no": "1001", "pin": "1111"}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login json");
+    v["token"].as_str().expect("token").to_string()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let members = env_or("BENCH_MEMBERS", 1_000_000);
+    let secs = env_or("BENCH_SECS", 8);
+    let root = std::env::var("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-core"));
+    let data = root.join(format!("data-{members}"));
+    std::fs::create_dir_all(&data).expect("bench dir");
+    let config_path = root.join("bench.toml");
+    std::fs::write(&config_path, config_text(&data)).expect("config");
+    let config = Config::load(&config_path).expect("config parses");
+
+    let marker = data.join("seeded");
+    if !marker.exists() {
+        eprintln!("seeding {members} members into {} ...", data.display());
+        seed(&data, &config, members);
+        std::fs::write(&marker, b"ok").expect("marker");
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut daemon = start_daemon(&config_path);
+    let pid = daemon.child.id();
+    let rss_idle = rss_mib(pid);
+    let base = daemon.base.clone();
+
+    let token = rt.block_on(login(&base));
+    let lua =
+        |name: &str, conns: u32, script: String| wrk(&root, name, conns, secs, &base, &script);
+    let health = lua("healthz", 64, lua_get("\"/healthz\"", None));
+    let lookup = lua(
+        "lookup",
+        64,
+        lua_get(
+            &format!(
+                "\"/v1/members?phone=\" .. ({PHONE_BASE} + math.random(0, {}))",
+                members.max(1) - 1
+            ),
+            Some(&token),
+        ),
+    );
+    let fsync = fsync_rate(&data, 3);
+    // Warm-up: the WAL reaches its steady size and is then reused from its start.
+    wrk(&root, "warmup", 16, 10, &base, &lua_sale(&token, "warm"));
+    let one = lua("sales1", 1, lua_sale(&token, "one"));
+    let sixteen = lua("sales16", 16, lua_sale(&token, "sixteen"));
+    let rss_after = rss_mib(pid);
+    let _ = daemon.child.kill();
+    let _ = daemon.child.wait();
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    println!();
+    println!("storebox core benchmark — {members} members, {secs} s per phase");
+    println!(
+        "machine: {} cores, {cpu}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!(
+        "start-up with {members} members:   {:>8.0} ms   (goal < 2000)",
+        daemon.startup.as_secs_f64() * 1000.0
+    );
+    println!(
+        "resident memory idle / after run: {rss_idle:>6.1} MiB / {rss_after:.1} MiB   (goal < 150)"
+    );
+    println!(
+        "GET /healthz, 64 conns:           {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}",
+        health.rate, health.p50_ms, health.p99_ms, health.errors
+    );
+    println!(
+        "lookup by phone, 64 conns:        {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}",
+        lookup.rate, lookup.p50_ms, lookup.p99_ms, lookup.errors
+    );
+    println!(
+        "  lookup / healthz throughput:    {:>8.2}        (goal ≥ 0.70, p99 < 5 ms)",
+        lookup.rate / health.rate
+    );
+    println!("raw fsync rate of the data disk:  {fsync:>8.0} /s");
+    println!(
+        "durable sales, 1 client:          {:>8.0} /s  p50 {:.2} ms  p99 {:.2} ms  errors {}",
+        one.rate, one.p50_ms, one.p99_ms, one.errors
+    );
+    println!(
+        "  ÷ fsync rate:                   {:>8.2}        (goal ≥ 0.5)",
+        one.rate / fsync
+    );
+    println!(
+        "durable sales, 16 clients:        {:>8.0} /s  p50 {:.2} ms  p99 {:.2} ms  errors {}",
+        sixteen.rate, sixteen.p50_ms, sixteen.p99_ms, sixteen.errors
+    );
+    println!(
+        "  ÷ fsync rate:                   {:>8.2}",
+        sixteen.rate / fsync
+    );
+    println!(
+        "  16 clients ÷ 1 client:          {:>8.2}        (goal ≥ 3)",
+        sixteen.rate / one.rate
+    );
+}
