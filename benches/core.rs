@@ -123,7 +123,7 @@ fn seed(dir: &Path, config: &Config, n: u64) {
         started.elapsed().as_secs_f64()
     );
     let t = Instant::now();
-    let (cache, _) = Cache::open(dir, config.storage.cache_capacity_mb, codec).expect("cache");
+    let (_, cache, _) = Cache::open(dir, config.storage.cache_capacity_mb, codec).expect("cache");
     let settings = StoreSettings::from_config(config);
     replay(&journal, &cache, &settings).expect("replay");
     cache.flush().expect("flush");

@@ -49,7 +49,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let codec = PiiCodec::plain();
     let journal = Journal::open(&dir, &config.store.id)
         .with_context(|| format!("opening the journal in {}", dir.display()))?;
-    let (cache, opened) = Cache::open(&dir, config.storage.cache_capacity_mb, codec)
+    let (cache, cache_writer, opened) = Cache::open(&dir, config.storage.cache_capacity_mb, codec)
         .with_context(|| format!("opening the cache in {}", dir.display()))?;
     if let Opened::Rebuilt(aside) = &opened {
         tracing::warn!(moved_to = %aside.display(), "cache rebuilt from the journal; HQ data returns with the next sync");
@@ -57,7 +57,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let settings = Arc::new(StoreSettings::from_config(&config));
     let (ledger, ledger_thread) = Ledger::start(
         journal,
-        cache.clone(),
+        cache_writer,
         settings.clone(),
         &config.products,
         config.storage.idempotency_days,
@@ -83,7 +83,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         "listening on http://{addr}"
     );
 
-    let housekeeping = tokio::spawn(housekeeping(cache.clone(), shutdown.clone()));
+    let housekeeping = tokio::spawn(housekeeping(ledger.clone(), shutdown.clone()));
     let app = api::router(state, config.http.max_body_bytes);
     let serve =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -102,18 +102,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 /// Periodic upkeep: forget expired sessions.
-async fn housekeeping(cache: Cache, shutdown: CancellationToken) {
+async fn housekeeping(ledger: Ledger, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let actor = crate::ledger::Actor {
+        staff_no: "storebox".into(),
+        role: crate::domain::access::Role::Admin,
+        terminal_id: "storebox".into(),
+    };
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {
-                let cache = cache.clone();
-                let now = chrono::Utc::now();
-                match tokio::task::spawn_blocking(move || cache.prune_sessions(now, |_| true)).await {
-                    Ok(Ok(n)) if n > 0 => tracing::info!(sessions = n, "expired sessions removed"),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "pruning sessions failed"),
-                    _ => {}
+                let op = crate::ledger::Command::Session(crate::ledger::SessionOp::Prune);
+                if let Err(e) = ledger.execute(actor.clone(), op).await {
+                    tracing::warn!(error = %e, "pruning sessions failed");
                 }
             }
         }

@@ -6,9 +6,9 @@
 //!   permissions. No IO and no clock: `now` is passed in. Property-tested.
 //! - [`journal`]: the SQLite book of record — append-only events with gap-free `seq`,
 //!   idempotency keys, the outbox position; a pool of read-only connections for queries.
-//! - [`cache`]: sled trees for members (indexed by phone, card, phone tail, name), products
-//!   (by barcode), stock, coupons and sessions; the projections that apply journal events to
-//!   them, idempotently.
+//! - [`cache`]: the rebuildable cache (its own SQLite file) — members indexed by phone, card,
+//!   phone tail and name, products by barcode, stock, coupons, sessions; the projections that
+//!   apply journal events to them, idempotently.
 //! - [`ledger`]: the single writer. One thread owns the journal's write connection; commands
 //!   arrive over a channel, are computed in `domain`, appended in one transaction per batch
 //!   (group commit), projected into the cache, and answered after the commit.

@@ -310,7 +310,9 @@ async fn cache_is_rebuilt_from_the_journal() {
     assert_eq!(d.terminate(), Some(0));
 
     // Lose the cache entirely.
-    std::fs::remove_dir_all(dir.path().join("data/cache")).unwrap();
+    for f in ["cache.sqlite3", "cache.sqlite3-wal", "cache.sqlite3-shm"] {
+        let _ = std::fs::remove_file(dir.path().join("data").join(f));
+    }
     let d = Daemon::start_in(dir.path(), "");
     let t = d.login(CASHIER).await;
     let (_, rebuilt) = d.get(&t, &format!("/v1/members/{m}")).await;
@@ -323,13 +325,12 @@ async fn cache_is_rebuilt_from_the_journal() {
     d.terminate();
 
     // A damaged cache is moved aside and rebuilt, not a reason to stop selling.
-    let cache = dir.path().join("data/cache");
-    for entry in std::fs::read_dir(&cache).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_file() {
-            std::fs::write(&p, vec![0xA5u8; 4096]).unwrap();
-        }
-    }
+    std::fs::write(
+        dir.path().join("data/cache.sqlite3"),
+        vec![0xA5u8; 64 * 1024],
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(dir.path().join("data/cache.sqlite3-wal"));
     let d = Daemon::start_in(dir.path(), "");
     let t = d.login(CASHIER).await;
     let (_, again) = d.get(&t, &format!("/v1/members/{m}")).await;

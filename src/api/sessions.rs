@@ -12,6 +12,15 @@ use super::{ApiError, ApiResult, AppState, Json, Staff};
 use crate::cache::Session;
 use crate::config::token_hash;
 use crate::domain::access::Role;
+use crate::ledger::{Actor, Command, SessionOp};
+
+fn staff_actor(staff_no: &str, role: Role, terminal_id: &str) -> Actor {
+    Actor {
+        staff_no: staff_no.to_string(),
+        role,
+        terminal_id: terminal_id.to_string(),
+    }
+}
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -95,7 +104,16 @@ async fn login(
         created_at: now,
         expires_at: now + chrono::Duration::hours(i64::from(state.session_hours)),
     };
-    state.cache.put_session(&token_hash(&token), &session)?;
+    state
+        .ledger
+        .execute(
+            staff_actor(&staff.staff_no, staff.role, &terminal_id),
+            Command::Session(SessionOp::Open {
+                token_hash: token_hash(&token),
+                session: session.clone(),
+            }),
+        )
+        .await?;
     tracing::info!(staff_no = %staff.staff_no, terminal = %terminal_id, "login");
     Ok((
         StatusCode::CREATED,
@@ -111,6 +129,14 @@ async fn login(
 }
 
 async fn logout(State(state): State<AppState>, staff: Staff) -> ApiResult<StatusCode> {
-    state.cache.remove_session(&staff.token_hash)?;
+    state
+        .ledger
+        .execute(
+            staff.actor(),
+            Command::Session(SessionOp::Close {
+                token_hash: staff.token_hash,
+            }),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

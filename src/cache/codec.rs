@@ -2,22 +2,22 @@
 //! [`PiiCodec`]. JSON rather than a binary format because the cache must keep reading entries
 //! written by an older storebox (new fields take their defaults).
 
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sled::Tree;
 
-use super::{CacheError, sled_err};
+use super::{CacheError, sql_err};
 use crate::domain::member::Member;
 use crate::pii::PiiCodec;
 
 pub(super) fn decode_json<T: DeserializeOwned>(
     tree: &'static str,
-    key: &[u8],
+    key: &str,
     bytes: &[u8],
 ) -> Result<T, CacheError> {
     serde_json::from_slice(bytes).map_err(|e| CacheError::Decode {
         tree,
-        key: String::from_utf8_lossy(key).to_string(),
+        key: key.to_string(),
         reason: e.to_string(),
     })
 }
@@ -27,15 +27,35 @@ pub(super) fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// One JSON row of `table` by its key column.
 pub(super) fn get_json<T: DeserializeOwned>(
-    tree: &Tree,
-    name: &'static str,
+    c: &Connection,
+    table: &'static str,
+    key_col: &'static str,
     key: &str,
 ) -> Result<Option<T>, CacheError> {
-    match tree.get(key).map_err(sled_err("reading the cache"))? {
-        Some(v) => decode_json(name, key.as_bytes(), &v).map(Some),
-        None => Ok(None),
-    }
+    let data: Option<Vec<u8>> = c
+        .prepare_cached(&format!("SELECT data FROM {table} WHERE {key_col} = ?1"))
+        .and_then(|mut st| st.query_row(params![key], |r| r.get(0)).optional())
+        .map_err(sql_err("reading the cache"))?;
+    data.map(|d| decode_json(table, key, &d)).transpose()
+}
+
+/// JSON rows from `sql` (selecting key, data; one `LIMIT ?1` parameter).
+pub(super) fn list_json<T: DeserializeOwned>(
+    c: &Connection,
+    table: &'static str,
+    sql: &str,
+    limit: usize,
+) -> Result<Vec<T>, CacheError> {
+    let rows: Vec<(String, Vec<u8>)> = c
+        .prepare_cached(sql)
+        .and_then(|mut st| {
+            st.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(sql_err("listing the cache"))?;
+    rows.iter().map(|(k, v)| decode_json(table, k, v)).collect()
 }
 
 /// Layout version of a stored member: `[1][u32 LE n][n bytes sealed profile][member JSON]`.

@@ -1,58 +1,35 @@
 //! [`Pending`]: the effects of one group commit, held in memory until the journal has committed,
-//! then written to sled. Reads see the pending writes first, so two sales in one batch see each
-//! other (the second customer cannot spend points the first already spent).
+//! then written to the cache in one transaction. Reads see the pending writes first, so two
+//! sales in one batch see each other (the second customer cannot spend points the first
+//! already spent).
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::codec::{decode_member, encode_json, encode_member, get_json};
-use super::{Cache, CacheError, sled_err};
+use rusqlite::params;
+
+use super::codec::{encode_json, encode_member, get_json};
+use super::{CacheError, CacheWriter, Idx, get_member, index_get, sql_err};
 use crate::domain::catalog::{Coupon, Product, StockLevel};
 use crate::domain::contact::{name_search_key, phone_tail};
 use crate::domain::member::Member;
 use crate::pii::IndexField;
 
-/// Index trees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Idx {
-    Phone,
-    Card,
-    Tail,
-    Name,
-    Barcode,
-}
-
-/// The prefix under which multi-valued index entries (`key ‖ 0x00 ‖ member id`) are stored.
-pub(crate) fn multi_prefix(key: &[u8]) -> Vec<u8> {
-    let mut p = key.to_vec();
-    p.push(0);
-    p
-}
-
-fn index_tree(cache: &Cache, idx: Idx) -> &sled::Tree {
-    match idx {
-        Idx::Phone => &cache.idx_phone,
-        Idx::Card => &cache.idx_card,
-        Idx::Tail => &cache.idx_tail,
-        Idx::Name => &cache.idx_name,
-        Idx::Barcode => &cache.idx_barcode,
-    }
-}
-
 /// Pending cache writes of one batch.
-pub struct Pending<'c> {
-    cache: &'c Cache,
+pub struct Pending<'w> {
+    w: &'w CacheWriter,
     members: HashMap<String, Member>,
     products: HashMap<String, Product>,
     stock: HashMap<String, StockLevel>,
     coupons: HashMap<String, Coupon>,
-    index: HashMap<(Idx, Vec<u8>), Option<Vec<u8>>>,
+    /// Index writes: `(table, key, id)` → present or removed.
+    index: HashMap<(Idx, Vec<u8>, String), bool>,
     applied_seq: Option<u64>,
 }
 
-impl<'c> Pending<'c> {
-    pub(super) fn new(cache: &'c Cache) -> Pending<'c> {
+impl<'w> Pending<'w> {
+    pub(super) fn new(w: &'w CacheWriter) -> Pending<'w> {
         Pending {
-            cache,
+            w,
             members: HashMap::new(),
             products: HashMap::new(),
             stock: HashMap::new(),
@@ -62,79 +39,63 @@ impl<'c> Pending<'c> {
         }
     }
 
-    /// The cache underneath.
-    pub fn cache(&self) -> &Cache {
-        self.cache
-    }
-
     /// A member, pending version first.
     pub fn member(&self, id: &str) -> Result<Option<Member>, CacheError> {
         if let Some(m) = self.members.get(id) {
             return Ok(Some(m.clone()));
         }
-        match self
-            .cache
-            .members
-            .get(id)
-            .map_err(sled_err("reading a member"))?
-        {
-            Some(v) => decode_member(&self.cache.codec, id, &v).map(Some),
-            None => Ok(None),
-        }
+        get_member(self.w.conn(), self.w.codec(), id)
     }
 
-    fn index_get(&self, idx: Idx, key: &[u8]) -> Result<Option<Vec<u8>>, CacheError> {
-        if let Some(v) = self.index.get(&(idx, key.to_vec())) {
-            return Ok(v.clone());
+    /// The id a unique index maps `key` to, pending writes included.
+    fn unique_get(&self, idx: Idx, key: &[u8]) -> Result<Option<String>, CacheError> {
+        // A pending insert wins; a pending removal hides the stored entry.
+        let mut removed = None;
+        for ((i, k, id), present) in &self.index {
+            if *i == idx && k == key {
+                if *present {
+                    return Ok(Some(id.clone()));
+                }
+                removed = Some(id.clone());
+            }
         }
-        Ok(index_tree(self.cache, idx)
-            .get(key)
-            .map_err(sled_err("reading an index"))?
-            .map(|v| v.to_vec()))
+        match index_get(self.w.conn(), idx, key)? {
+            Some(id) if removed.as_ref() != Some(&id) => Ok(Some(id)),
+            _ => Ok(None),
+        }
     }
 
     /// The id of the member holding this phone, pending writes included.
     pub fn member_id_by_phone(&self, phone: &str) -> Result<Option<String>, CacheError> {
-        let key = self.cache.codec.index_key(IndexField::Phone, phone);
-        Ok(self
-            .index_get(Idx::Phone, &key)?
-            .map(|v| String::from_utf8_lossy(&v).to_string()))
+        let key = self.w.codec().index_key(IndexField::Phone, phone);
+        self.unique_get(Idx::Phone, &key)
     }
 
     /// The id of the member holding this card, pending writes included.
     pub fn member_id_by_card(&self, card: &str) -> Result<Option<String>, CacheError> {
-        let key = self.cache.codec.index_key(IndexField::Card, card);
-        Ok(self
-            .index_get(Idx::Card, &key)?
-            .map(|v| String::from_utf8_lossy(&v).to_string()))
+        let key = self.w.codec().index_key(IndexField::Card, card);
+        self.unique_get(Idx::Card, &key)
     }
 
     /// The index entries a member should have.
     fn member_keys(&self, m: &Member) -> BTreeSet<(Idx, Vec<u8>)> {
-        let codec = &self.cache.codec;
+        let codec = self.w.codec();
         let mut keys = BTreeSet::new();
         if let Some(p) = &m.profile {
             keys.insert((Idx::Phone, codec.index_key(IndexField::Phone, &p.phone)));
-            let mut tail =
-                multi_prefix(&codec.index_key(IndexField::PhoneTail, phone_tail(&p.phone)));
-            tail.extend_from_slice(m.id.as_bytes());
-            keys.insert((Idx::Tail, tail));
-            let mut name =
-                multi_prefix(&codec.index_key(IndexField::Name, &name_search_key(&p.name)));
-            name.extend_from_slice(m.id.as_bytes());
-            keys.insert((Idx::Name, name));
+            keys.insert((
+                Idx::Tail,
+                codec.index_key(IndexField::PhoneTail, phone_tail(&p.phone)),
+            ));
+            keys.insert((
+                Idx::Name,
+                codec.index_key(IndexField::Name, &name_search_key(&p.name)),
+            ));
             if let Some(card) = &p.card_no {
                 keys.insert((Idx::Card, codec.index_key(IndexField::Card, card)));
             }
         }
         keys
-    }
-
-    fn index_value(idx: Idx, id: &str) -> Vec<u8> {
-        match idx {
-            Idx::Phone | Idx::Card | Idx::Barcode => id.as_bytes().to_vec(),
-            Idx::Tail | Idx::Name => Vec::new(),
-        }
     }
 
     /// Stores a member and brings its index entries up to date.
@@ -145,31 +106,18 @@ impl<'c> Pending<'c> {
         };
         let new_keys = self.member_keys(&m);
         for (idx, key) in old_keys.difference(&new_keys) {
-            // A unique index entry is removed only if it still points at this member.
-            let owned = match idx {
-                Idx::Phone | Idx::Card => {
-                    self.index_get(*idx, key)?.as_deref() == Some(m.id.as_bytes())
-                }
-                _ => true,
-            };
-            if owned {
-                self.index.insert((*idx, key.clone()), None);
-            }
+            self.index.insert((*idx, key.clone(), m.id.clone()), false);
         }
-        for (idx, key) in new_keys {
-            let value = Self::index_value(idx, &m.id);
-            self.index.insert((idx, key), Some(value));
-        }
+        self.reindex_member(&m);
         self.members.insert(m.id.clone(), m);
         Ok(())
     }
 
     /// Rewrites a member's index entries without changing the member (replay of an event the
-    /// member already reflects: the entity may have reached disk while its index did not).
+    /// member already reflects).
     pub fn reindex_member(&mut self, m: &Member) {
         for (idx, key) in self.member_keys(m) {
-            let value = Self::index_value(idx, &m.id);
-            self.index.insert((idx, key), Some(value));
+            self.index.insert((idx, key, m.id.clone()), true);
         }
     }
 
@@ -178,25 +126,28 @@ impl<'c> Pending<'c> {
         if let Some(p) = self.products.get(sku) {
             return Ok(Some(p.clone()));
         }
-        get_json(&self.cache.products, "products", sku)
+        get_json(self.w.conn(), "products", "sku", sku)
+    }
+
+    /// The product carrying this barcode, pending writes included.
+    pub fn product_by_barcode(&self, code: &str) -> Result<Option<Product>, CacheError> {
+        match self.unique_get(Idx::Barcode, code.as_bytes())? {
+            Some(sku) => self.product(&sku),
+            None => Ok(None),
+        }
     }
 
     /// Stores a product and brings its barcode index up to date.
     pub fn put_product(&mut self, p: Product) -> Result<(), CacheError> {
         if let Some(old) = self.product(&p.sku)? {
             for b in old.barcodes.iter().filter(|b| !p.barcodes.contains(b)) {
-                if self.index_get(Idx::Barcode, b.as_bytes())?.as_deref() == Some(p.sku.as_bytes())
-                {
-                    self.index
-                        .insert((Idx::Barcode, b.as_bytes().to_vec()), None);
-                }
+                self.index
+                    .insert((Idx::Barcode, b.as_bytes().to_vec(), p.sku.clone()), false);
             }
         }
         for b in &p.barcodes {
-            self.index.insert(
-                (Idx::Barcode, b.as_bytes().to_vec()),
-                Some(p.sku.as_bytes().to_vec()),
-            );
+            self.index
+                .insert((Idx::Barcode, b.as_bytes().to_vec(), p.sku.clone()), true);
         }
         self.products.insert(p.sku.clone(), p);
         Ok(())
@@ -207,7 +158,7 @@ impl<'c> Pending<'c> {
         if let Some(s) = self.stock.get(sku) {
             return Ok(Some(s.clone()));
         }
-        get_json(&self.cache.stock, "stock", sku)
+        get_json(self.w.conn(), "stock", "sku", sku)
     }
 
     /// Stores a stock level.
@@ -220,7 +171,7 @@ impl<'c> Pending<'c> {
         if let Some(c) = self.coupons.get(code) {
             return Ok(Some(c.clone()));
         }
-        get_json(&self.cache.coupons, "coupons", code)
+        get_json(self.w.conn(), "coupons", "code", code)
     }
 
     /// Stores a coupon.
@@ -243,54 +194,79 @@ impl<'c> Pending<'c> {
             && self.applied_seq.is_none()
     }
 
-    /// Writes everything to sled: entities and indices first, the applied `seq` last.
+    /// Writes everything in one cache transaction.
     pub fn commit(self) -> Result<(), CacheError> {
-        // Plain inserts, not `apply_batch`: a sled batch seals and writes the log buffer twice
-        // (six writes and range syncs per sale), while inserts stay in the log buffer until
-        // sled's periodic flush. Atomicity across keys is not needed: each entity carries the
-        // seq applied to it, index entries are rewritten on replay, and sled recovers a prefix
-        // of its log, so the watermark written last never runs ahead of the entities.
-        let codec = &self.cache.codec;
-        for (id, m) in &self.members {
-            self.cache
-                .members
-                .insert(id.as_bytes(), encode_member(codec, m))
-                .map_err(sled_err("writing members"))?;
+        if self.is_empty() {
+            return Ok(());
         }
-        for (sku, p) in &self.products {
-            self.cache
-                .products
-                .insert(sku.as_bytes(), encode_json(p))
-                .map_err(sled_err("writing products"))?;
-        }
-        for (sku, s) in &self.stock {
-            self.cache
-                .stock
-                .insert(sku.as_bytes(), encode_json(s))
-                .map_err(sled_err("writing stock"))?;
-        }
-        for (code, c) in &self.coupons {
-            self.cache
-                .coupons
-                .insert(code.as_bytes(), encode_json(c))
-                .map_err(sled_err("writing coupons"))?;
-        }
-        for ((idx, key), value) in self.index {
-            let tree = index_tree(self.cache, idx);
-            match value {
-                Some(v) => tree.insert(key, v).map(|_| ()),
-                None => tree.remove(key).map(|_| ()),
+        let conn = self.w.conn();
+        let codec = self.w.codec();
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(sql_err("starting a cache write"))?;
+        let write = sql_err("writing the cache");
+        let run = || -> rusqlite::Result<()> {
+            {
+                let mut st =
+                    tx.prepare_cached("INSERT OR REPLACE INTO members (id, data) VALUES (?1, ?2)")?;
+                for (id, m) in &self.members {
+                    st.execute(params![id, encode_member(codec, m)])?;
+                }
             }
-            .map_err(sled_err("writing an index"))?;
-        }
-        if let Some(seq) = self.applied_seq
-            && seq > self.cache.applied_seq()?
-        {
-            self.cache
-                .meta
-                .insert("applied_seq", &seq.to_be_bytes())
-                .map_err(sled_err("writing the applied seq"))?;
-        }
-        Ok(())
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO products (sku, data) VALUES (?1, ?2)",
+                )?;
+                for (sku, p) in &self.products {
+                    st.execute(params![sku, encode_json(p)])?;
+                }
+            }
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO stock (sku, below, data) VALUES (?1, ?2, ?3)",
+                )?;
+                for (sku, s) in &self.stock {
+                    st.execute(params![sku, s.below_safety(), encode_json(s)])?;
+                }
+            }
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO coupons (code, data) VALUES (?1, ?2)",
+                )?;
+                for (code, c) in &self.coupons {
+                    st.execute(params![code, encode_json(c)])?;
+                }
+            }
+            // Removals first, so a key that moved between ids ends up where it was put.
+            for ((idx, key, id), present) in &self.index {
+                if !present {
+                    tx.prepare_cached(&format!(
+                        "DELETE FROM {} WHERE k = ?1 AND id = ?2",
+                        idx.table()
+                    ))?
+                    .execute(params![key, id])?;
+                }
+            }
+            for ((idx, key, id), present) in &self.index {
+                if *present {
+                    tx.prepare_cached(&format!(
+                        "INSERT OR REPLACE INTO {} (k, id) VALUES (?1, ?2)",
+                        idx.table()
+                    ))?
+                    .execute(params![key, id])?;
+                }
+            }
+            if let Some(seq) = self.applied_seq {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('applied_seq', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                     WHERE CAST(excluded.value AS INTEGER) > CAST(meta.value AS INTEGER)",
+                    params![seq.to_string()],
+                )?;
+            }
+            Ok(())
+        };
+        run().map_err(write)?;
+        tx.commit().map_err(sql_err("committing a cache write"))
     }
 }

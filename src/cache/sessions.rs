@@ -1,14 +1,16 @@
 //! Staff sessions, kept in the cache so that a restart does not log every cashier out. Keyed by
-//! the SHA-256 of the session token: the token itself is never stored.
+//! the SHA-256 of the session token: the token itself is never stored. Reads are served from
+//! memory after the first; writes go through the ledger thread's [`CacheWriter`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{decode_json, encode_json};
-use super::{Cache, CacheError, sled_err};
+use super::{Cache, CacheError, CacheWriter, sql_err};
 use crate::domain::access::Role;
 
 /// An open staff session.
@@ -28,65 +30,75 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Sessions in memory, by token hash (the sled tree stays the record across restarts).
+/// Sessions in memory, by token hash (the cache table stays the record across restarts).
 pub(crate) type Memo = Arc<RwLock<HashMap<[u8; 32], Session>>>;
 
+fn memo_put(memo: &Memo, k: &[u8; 32], s: &Session) {
+    if let Ok(mut m) = memo.write() {
+        m.insert(*k, s.clone());
+    }
+}
+
+fn memo_remove(memo: &Memo, k: &[u8]) {
+    if let (Ok(mut m), Ok(k)) = (memo.write(), <[u8; 32]>::try_from(k)) {
+        m.remove(&k);
+    }
+}
+
 impl Cache {
-    fn memo_get(&self, token_hash: &[u8; 32]) -> Option<Session> {
-        self.session_memo
-            .read()
-            .ok()
-            .and_then(|m| m.get(token_hash).cloned())
-    }
-
-    fn memo_put(&self, token_hash: &[u8; 32], s: &Session) {
-        if let Ok(mut m) = self.session_memo.write() {
-            m.insert(*token_hash, s.clone());
-        }
-    }
-
-    fn memo_remove(&self, token_hash: &[u8]) {
-        if let (Ok(mut m), Ok(k)) = (self.session_memo.write(), <[u8; 32]>::try_from(token_hash)) {
-            m.remove(&k);
-        }
-    }
-
-    /// Stores a session under the hash of its token.
-    pub fn put_session(&self, token_hash: &[u8; 32], s: &Session) -> Result<(), CacheError> {
-        self.sessions
-            .insert(token_hash, encode_json(s))
-            .map_err(sled_err("storing a session"))?;
-        self.memo_put(token_hash, s);
-        Ok(())
-    }
-
     /// The session for a token hash, if it exists and has not expired at `now`.
     pub fn session(
         &self,
         token_hash: &[u8; 32],
         now: DateTime<Utc>,
     ) -> Result<Option<Session>, CacheError> {
-        if let Some(s) = self.memo_get(token_hash) {
+        let memo = &self.inner.session_memo;
+        if let Some(s) = memo.read().ok().and_then(|m| m.get(token_hash).cloned()) {
             return Ok((s.expires_at > now).then_some(s));
         }
-        let Some(v) = self
-            .sessions
-            .get(token_hash)
-            .map_err(sled_err("reading a session"))?
-        else {
-            return Ok(None);
-        };
-        let s: Session = decode_json("sessions", &hex::encode(token_hash).into_bytes(), &v)?;
-        self.memo_put(token_hash, &s);
+        let data: Option<Vec<u8>> = self.read(|c| {
+            c.prepare_cached("SELECT data FROM sessions WHERE k = ?1")
+                .and_then(|mut st| {
+                    st.query_row(params![token_hash.as_slice()], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(sql_err("reading a session"))
+        })?;
+        let Some(data) = data else { return Ok(None) };
+        let s: Session = decode_json("sessions", &hex::encode(token_hash), &data)?;
+        memo_put(memo, token_hash, &s);
         Ok((s.expires_at > now).then_some(s))
+    }
+}
+
+impl CacheWriter {
+    /// Stores a session under the hash of its token.
+    pub fn put_session(&self, token_hash: &[u8; 32], s: &Session) -> Result<(), CacheError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO sessions (k, expires_at, data) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    token_hash.as_slice(),
+                    s.expires_at.to_rfc3339(),
+                    encode_json(s)
+                ])
+            })
+            .map_err(sql_err("storing a session"))?;
+        memo_put(&self.inner.session_memo, token_hash, s);
+        Ok(())
     }
 
     /// Ends a session.
     pub fn remove_session(&self, token_hash: &[u8; 32]) -> Result<(), CacheError> {
-        self.sessions
-            .remove(token_hash)
-            .map_err(sled_err("removing a session"))?;
-        self.memo_remove(token_hash);
+        self.conn
+            .execute(
+                "DELETE FROM sessions WHERE k = ?1",
+                params![token_hash.as_slice()],
+            )
+            .map_err(sql_err("removing a session"))?;
+        memo_remove(&self.inner.session_memo, token_hash);
         Ok(())
     }
 
@@ -97,18 +109,22 @@ impl Cache {
         now: DateTime<Utc>,
         keep: impl Fn(&Session) -> bool,
     ) -> Result<usize, CacheError> {
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = self
+            .conn
+            .prepare("SELECT k, data FROM sessions")
+            .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(sql_err("scanning sessions"))?;
         let mut removed = 0;
-        for item in self.sessions.iter() {
-            let (k, v) = item.map_err(sled_err("scanning sessions"))?;
-            let stale = match decode_json::<Session>("sessions", &k, &v) {
+        for (k, v) in rows {
+            let stale = match decode_json::<Session>("sessions", &hex::encode(&k), &v) {
                 Ok(s) => s.expires_at <= now || !keep(&s),
                 Err(_) => true,
             };
             if stale {
-                self.memo_remove(&k);
-                self.sessions
-                    .remove(k)
-                    .map_err(sled_err("removing a session"))?;
+                self.conn
+                    .execute("DELETE FROM sessions WHERE k = ?1", params![k])
+                    .map_err(sql_err("removing a session"))?;
+                memo_remove(&self.inner.session_memo, &k);
                 removed += 1;
             }
         }

@@ -104,7 +104,7 @@ pub struct HttpConfig {
 pub struct StorageConfig {
     /// Data directory: `journal.sqlite3` and `cache/` live here.
     pub dir: PathBuf,
-    /// sled page cache, in MiB.
+    /// Page cache of the cache file, in MiB (shared between its connections).
     pub cache_capacity_mb: u64,
     /// How long idempotency keys are kept (at least the longest expected offline period).
     pub idempotency_days: u32,

@@ -93,6 +93,9 @@ impl<'a, 'c> Ctx<'a, 'c> {
             Command::MoveStock { req, idem } => self.move_stock(req, idem),
             Command::PutProduct { sku, req } => self.put_product(&sku, req),
             Command::IssueCoupon { req } => self.issue_coupon(req),
+            Command::Session(_) => Err(LedgerError::Internal(
+                "session changes are not part of a batch".into(),
+            )),
         }
     }
 
@@ -622,7 +625,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
         }
         for b in &req.barcodes {
             validate_barcode(b).map_err(|m| LedgerError::invalid("invalid_barcode", m))?;
-            if let Some(owner) = self.pending.cache().product_by_barcode(b)?
+            if let Some(owner) = self.pending.product_by_barcode(b)?
                 && owner.sku != sku
             {
                 return Err(LedgerError::conflict(

@@ -6,7 +6,7 @@
 //! is waiting (group commit), and for each one: computes in `domain`, appends the events to one
 //! SQLite transaction, and applies them to a [`Pending`](crate::cache::Pending) overlay so the
 //! next command in the batch sees them. Then it commits — the fsync that makes the batch
-//! durable — writes the overlay to sled, and only then answers. A failed commit answers every
+//! durable — writes the overlay to the cache, and only then answers. A failed commit answers every
 //! command of the batch with an error and leaves no trace; a business refusal (not enough
 //! points) is answered at once and never touches the journal.
 
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cache::{Cache, project};
+use crate::cache::{CacheWriter, Session, project};
 use crate::config::SeedProduct;
 use crate::domain::access::Role;
 use crate::domain::catalog::{Coupon, Product, StockLevel};
@@ -119,6 +119,27 @@ pub enum Command {
         /// Request.
         req: IssueCoupon,
     },
+    /// Open, end or prune staff sessions (cache only, no journal event).
+    Session(SessionOp),
+}
+
+/// A change to the session table.
+#[derive(Debug, Clone)]
+pub enum SessionOp {
+    /// Store a new session under the SHA-256 of its token.
+    Open {
+        /// Token hash.
+        token_hash: [u8; 32],
+        /// The session.
+        session: Session,
+    },
+    /// End a session.
+    Close {
+        /// Token hash.
+        token_hash: [u8; 32],
+    },
+    /// Forget expired sessions.
+    Prune,
 }
 
 /// What a command produced.
@@ -160,6 +181,8 @@ pub enum Outcome {
     Coupon(Box<Coupon>),
     /// A member's personal data is erased (now or before).
     Erased,
+    /// Done, nothing to report (session changes).
+    Done,
 }
 
 /// What travels to the ledger thread.
@@ -215,7 +238,7 @@ impl Ledger {
     /// Replays the journal into the cache, seeds products, and starts the ledger thread.
     pub fn start(
         mut journal: Journal,
-        cache: Cache,
+        cache: CacheWriter,
         settings: Arc<StoreSettings>,
         seeds: &[SeedProduct],
         idempotency_days: u32,
@@ -286,7 +309,7 @@ impl Ledger {
 /// Replays journal events after the cache's applied `seq`. Returns how many were applied.
 pub fn replay(
     journal: &Journal,
-    cache: &Cache,
+    cache: &CacheWriter,
     settings: &StoreSettings,
 ) -> Result<u64, LedgerError> {
     let codec = cache_codec(cache);
@@ -309,7 +332,7 @@ pub fn replay(
     Ok(count)
 }
 
-fn cache_codec(cache: &Cache) -> PiiCodec {
+fn cache_codec(cache: &CacheWriter) -> PiiCodec {
     cache.codec().clone()
 }
 
@@ -324,7 +347,7 @@ fn purge_idempotency(journal: &mut Journal, days: u32) {
 
 struct Worker {
     journal: Journal,
-    cache: Cache,
+    cache: CacheWriter,
     settings: Arc<StoreSettings>,
     stats: Arc<LedgerStats>,
     idempotency_days: u32,
@@ -345,7 +368,7 @@ impl Worker {
         let mut jobs = Vec::new();
         let mut replies = Vec::new();
         for s in seeds {
-            if self.cache.product(&s.product.sku)?.is_some() {
+            if self.cache.pending().product(&s.product.sku)?.is_some() {
                 continue;
             }
             let p = &s.product;
@@ -432,6 +455,36 @@ impl Worker {
         tracing::info!("ledger stopped");
     }
 
+    /// Executes session changes at once (they touch only the cache) and returns the rest.
+    fn session_jobs(&mut self, jobs: Vec<Job>) -> Vec<Job> {
+        let mut rest = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match job.cmd {
+                Command::Session(op) => {
+                    let result = match op {
+                        SessionOp::Open {
+                            token_hash,
+                            session,
+                        } => self.cache.put_session(&token_hash, &session),
+                        SessionOp::Close { token_hash } => self.cache.remove_session(&token_hash),
+                        SessionOp::Prune => {
+                            self.cache.prune_sessions(Utc::now(), |_| true).map(|_| ())
+                        }
+                    };
+                    let _ = job
+                        .reply
+                        .send(result.map(|()| Outcome::Done).map_err(LedgerError::from));
+                }
+                cmd => rest.push(Job {
+                    actor: job.actor,
+                    cmd,
+                    reply: job.reply,
+                }),
+            }
+        }
+        rest
+    }
+
     fn batch(&mut self, jobs: Vec<Job>) {
         if jobs.is_empty() {
             return;
@@ -450,8 +503,11 @@ impl Worker {
         let mut failure: Option<LedgerError> = None;
         let mut last_seq = first_seq - 1;
 
-        let cache = self.cache.clone();
-        let mut pending = cache.pending();
+        let jobs = self.session_jobs(jobs);
+        if jobs.is_empty() {
+            return;
+        }
+        let mut pending = self.cache.pending();
         let conn = self.journal.conn_mut();
         let tx = match conn.transaction() {
             Ok(tx) => tx,

@@ -1,10 +1,11 @@
-//! Ledger tests on real SQLite and sled files: group commit, replay idempotency, disk full.
+//! Ledger tests on real journal and cache files: group commit, replay idempotency, disk full.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use super::requests::{CartLine, RegisterMember, SaleRequest, StockMovement};
 use super::*;
+use crate::cache::{Cache, CacheWriter};
 use crate::config::Config;
 use crate::domain::event::StockReason;
 use crate::domain::rules::Rules;
@@ -31,12 +32,12 @@ safety_stock = 5
     Config::parse(Path::new("test.toml"), &text).unwrap()
 }
 
-fn open(dir: &Path) -> (Journal, Cache, Arc<StoreSettings>, Config) {
+fn open(dir: &Path) -> (Journal, Cache, CacheWriter, Arc<StoreSettings>, Config) {
     let c = config(dir);
     let journal = Journal::open(dir, "sh-001").unwrap();
-    let (cache, _) = Cache::open(dir, 8, PiiCodec::plain()).unwrap();
+    let (cache, writer, _) = Cache::open(dir, 8, PiiCodec::plain()).unwrap();
     let settings = Arc::new(StoreSettings::from_config(&c));
-    (journal, cache, settings, c)
+    (journal, cache, writer, settings, c)
 }
 
 fn cashier() -> Actor {
@@ -94,9 +95,8 @@ async fn register(ledger: &Ledger, phone: &str) -> Member {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_sales_in_one_batch_see_each_other() {
     let dir = tempfile::tempdir().unwrap();
-    let (journal, cache, settings, c) = open(dir.path());
-    let (ledger, thread) =
-        Ledger::start(journal, cache.clone(), settings, &c.products, 30).unwrap();
+    let (journal, cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
     let m = register(&ledger, "13800000001").await;
     // ¥1,500 makes the member 普通会员; ¥1,000 more earns 1,000 points.
     for (i, qty) in [15u32, 10].into_iter().enumerate() {
@@ -157,9 +157,9 @@ async fn concurrent_sales_in_one_batch_see_each_other() {
 #[tokio::test]
 async fn replaying_the_whole_journal_twice_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (journal, cache, settings, c) = open(dir.path());
+    let (journal, cache, writer, settings, c) = open(dir.path());
     let (ledger, thread) =
-        Ledger::start(journal, cache.clone(), settings.clone(), &c.products, 30).unwrap();
+        Ledger::start(journal, writer, settings.clone(), &c.products, 30).unwrap();
     let m = register(&ledger, "13800000002").await;
     for i in 0..5u32 {
         ledger
@@ -198,12 +198,15 @@ async fn replaying_the_whole_journal_twice_changes_nothing() {
     assert_eq!(stock.on_hand, 100 - (3 + 4 + 5 + 6 + 7) + 7);
 
     // Forget the watermark: every event is applied again, and nothing may count twice.
-    cache
-        .meta
-        .insert("applied_seq", &0u64.to_be_bytes())
+    drop(cache);
+    let (cache, writer, _) = Cache::open(dir.path(), 8, PiiCodec::plain()).unwrap();
+    writer
+        .conn()
+        .execute("UPDATE meta SET value = '0' WHERE key = 'applied_seq'", [])
         .unwrap();
+    assert_eq!(cache.applied_seq().unwrap(), 0);
     let journal = Journal::open(dir.path(), "sh-001").unwrap();
-    let n = replay(&journal, &cache, &settings).unwrap();
+    let n = replay(&journal, &writer, &settings).unwrap();
     assert!(n >= 8, "{n}");
     assert_eq!(cache.member(&m.id).unwrap().unwrap(), member);
     assert_eq!(cache.stock("A").unwrap().unwrap(), stock);
@@ -212,15 +215,14 @@ async fn replaying_the_whole_journal_twice_changes_nothing() {
 #[tokio::test]
 async fn a_full_disk_refuses_the_sale_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (journal, cache, settings, c) = open(dir.path());
+    let (journal, cache, writer, settings, c) = open(dir.path());
     // Cap the journal file at its current size: the next commit meets SQLITE_FULL, as on a
     // full disk.
     let pages: i64 = journal
         .conn()
         .query_row("PRAGMA page_count", [], |r| r.get(0))
         .unwrap();
-    let (ledger, thread) =
-        Ledger::start(journal, cache.clone(), settings, &c.products, 30).unwrap();
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
     let m = register(&ledger, "13800000003").await;
     let before = cache.member(&m.id).unwrap().unwrap();
     let stock_before = cache.stock("A").unwrap().unwrap();
