@@ -17,6 +17,15 @@ use crate::config::Config;
 use crate::journal::{Journal, JournalReader};
 use crate::ledger::{Ledger, StoreSettings};
 use crate::pii::PiiCodec;
+use crate::uplink::UplinkStatus;
+
+fn system_actor() -> crate::ledger::Actor {
+    crate::ledger::Actor {
+        staff_no: "storebox".into(),
+        role: crate::domain::access::Role::Admin,
+        terminal_id: "storebox".into(),
+    }
+}
 
 /// Takes the data directory's lock so two daemons never share one journal.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
@@ -49,12 +58,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let codec = PiiCodec::plain();
     let journal = Journal::open(&dir, &config.store.id)
         .with_context(|| format!("opening the journal in {}", dir.display()))?;
+    let (acked_seq, last_ack_at) = crate::journal::store::outbox_position(journal.conn())
+        .context("reading the outbox position")?;
+    let last_ack_at = last_ack_at
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc));
+    let uplink_status = Arc::new(UplinkStatus::new(
+        config.uplink.enabled,
+        acked_seq,
+        last_ack_at,
+    ));
     let (cache, cache_writer, opened) = Cache::open(&dir, config.storage.cache_capacity_mb, codec)
         .with_context(|| format!("opening the cache in {}", dir.display()))?;
     if let Opened::Rebuilt(aside) = &opened {
         tracing::warn!(moved_to = %aside.display(), "cache rebuilt from the journal; HQ data returns with the next sync");
     }
     let settings = Arc::new(StoreSettings::from_config(&config));
+    if let Some((version, rules)) = cache.rules().context("reading HQ's rules")? {
+        tracing::info!(
+            version,
+            "membership rules from HQ in force (config's [membership] overridden)"
+        );
+        settings.set_rules(rules);
+    }
     let (ledger, ledger_thread) = Ledger::start(
         journal,
         cache_writer,
@@ -63,6 +89,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         config.storage.idempotency_days,
     )
     .context("starting the ledger")?;
+    let started_at = chrono::Utc::now();
+    if let Opened::Rebuilt(_) = opened {
+        // HQ's master data did not survive: ask for all of it.
+        let request = crate::ledger::Command::RequestSync {
+            reason: "cache_rebuilt".into(),
+        };
+        if let Err(e) = ledger.execute(system_actor(), request).await {
+            tracing::error!(error = %e, "cannot ask HQ for a resync");
+        }
+    }
+    let uplink_tasks = crate::uplink::start(
+        crate::uplink::Parts {
+            config: config.uplink.clone(),
+            store_id: config.store.id.clone(),
+            ledger: ledger.clone(),
+            journal: JournalReader::new(&dir),
+            codec: cache.codec().clone(),
+            status: uplink_status.clone(),
+            started_at,
+        },
+        shutdown.clone(),
+    );
 
     let state = AppState::new(AppContext {
         ledger: ledger.clone(),
@@ -70,8 +118,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         journal: JournalReader::new(&dir),
         settings,
         directory: Arc::new(Directory::from_config(&config)),
-        started_at: chrono::Utc::now(),
+        started_at,
         session_hours: config.http.session_hours,
+        uplink: uplink_status,
     });
     let listener = TcpListener::bind(config.http.listen)
         .await
@@ -90,6 +139,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let result = serve.await.context("serving HTTP");
     shutdown.cancel();
     let _ = housekeeping.await;
+    // The uplink says goodbye to the broker and stores its position through the ledger.
+    for task in uplink_tasks {
+        let _ = task.await;
+    }
 
     // Every request has finished; dropping the last handle lets the ledger drain and stop.
     drop(ledger);
@@ -104,11 +157,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 /// Periodic upkeep: forget expired sessions.
 async fn housekeeping(ledger: Ledger, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
-    let actor = crate::ledger::Actor {
-        staff_no: "storebox".into(),
-        role: crate::domain::access::Role::Admin,
-        terminal_id: "storebox".into(),
-    };
+    let actor = system_actor();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -12,6 +12,8 @@
 //! - [`ledger`]: the single writer. One thread owns the journal's write connection; commands
 //!   arrive over a channel, are computed in `domain`, appended in one transaction per batch
 //!   (group commit), projected into the cache, and answered after the commit.
+//! - [`uplink`]: the MQTT link to HQ — the outbox sender (events leave only on PUBACK), the
+//!   downlink applier (HQ's master data by per-item version), the retained status.
 //! - [`pii`]: the one codec personal data passes through on its way to disk (plain today;
 //!   encryption at rest replaces its inside).
 //! - [`api`]: axum handlers, one module per resource; authentication and the error type.
@@ -29,3 +31,4 @@ pub mod domain;
 pub mod journal;
 pub mod ledger;
 pub mod pii;
+pub mod uplink;

@@ -12,7 +12,7 @@ use chrono::Utc;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
-use crate::cache::Session;
+use crate::cache::{Cache, CacheError, Session};
 use crate::config::{Config, PinCheck, StaffConfig, TerminalConfig, token_hash};
 use crate::domain::access::{Action, Role};
 use crate::ledger::Actor;
@@ -50,9 +50,21 @@ impl Directory {
         found
     }
 
-    /// A staff member by number.
-    pub fn staff(&self, staff_no: &str) -> Option<&StaffConfig> {
-        self.staff.get(staff_no)
+    /// A staff member by number: HQ's record when HQ manages them (an inactive one cannot log
+    /// in), else the config's.
+    pub fn staff(&self, cache: &Cache, staff_no: &str) -> Result<Option<StaffConfig>, CacheError> {
+        if let Some(hq) = cache.staff(staff_no)? {
+            if !hq.active {
+                return Ok(None);
+            }
+            return Ok(Some(StaffConfig {
+                staff_no: hq.staff_no,
+                name: hq.name,
+                role: hq.role,
+                pin: PinCheck::Argon2(hq.pin_hash),
+            }));
+        }
+        Ok(self.staff.get(staff_no).cloned())
     }
 }
 

@@ -28,15 +28,20 @@ struct Health {
     store_id: String,
     started_at: chrono::DateTime<chrono::Utc>,
     journal: Journal,
+    uplink: crate::uplink::UplinkView,
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let stats = &state.ledger.stats;
     let writable = stats.writable.load(Ordering::Relaxed);
-    let (status, code) = if writable {
-        ("ok", StatusCode::OK)
-    } else {
+    let last_seq = stats.last_seq.load(Ordering::Relaxed);
+    let uplink = crate::uplink::view(&state.uplink, last_seq, &state.journal).await;
+    let (status, code) = if !writable {
         ("failed", StatusCode::SERVICE_UNAVAILABLE)
+    } else if uplink.enabled && !uplink.connected {
+        ("degraded", StatusCode::OK)
+    } else {
+        ("ok", StatusCode::OK)
     };
     (
         code,
@@ -47,9 +52,10 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
             started_at: state.started_at,
             journal: Journal {
                 writable,
-                last_seq: stats.last_seq.load(Ordering::Relaxed),
+                last_seq,
                 failed_batches: stats.failed_batches.load(Ordering::Relaxed),
             },
+            uplink,
         }),
     )
 }

@@ -13,6 +13,7 @@ mod products;
 mod sales;
 mod sessions;
 mod stock;
+mod uplink;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -64,6 +65,8 @@ pub struct AppContext {
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// How long a staff session lasts.
     pub session_hours: u32,
+    /// The HQ link's state.
+    pub uplink: Arc<crate::uplink::UplinkStatus>,
 }
 
 /// JSON body extractor whose rejections are [`ApiError`]s.
@@ -110,6 +113,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(stock::router())
         .merge(sales::router())
         .merge(coupons::router())
+        .merge(uplink::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -82,7 +82,7 @@ async fn login(
     if req.staff_no.len() > 16 || req.pin.len() > 16 {
         return Err(refused());
     }
-    let Some(staff) = state.directory.staff(&req.staff_no).cloned() else {
+    let Some(staff) = state.directory.staff(&state.cache, &req.staff_no)? else {
         return Err(refused());
     };
     let check = staff.pin.clone();

@@ -16,7 +16,7 @@ use super::{CacheError, sql_err};
 pub const FILE_NAME: &str = "cache.sqlite3";
 
 /// Version of the cache layout; a cache with another version is rebuilt from the journal.
-pub(super) const LAYOUT_VERSION: &str = "3";
+pub(super) const LAYOUT_VERSION: &str = "4";
 
 /// Read connections kept open.
 pub(super) const READERS: usize = 4;
@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS idx_barcode (k BLOB PRIMARY KEY, id TEXT NOT NULL) WI
 CREATE TABLE IF NOT EXISTS stock (sku TEXT PRIMARY KEY, below INTEGER NOT NULL, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS stock_below ON stock(below, sku);
 CREATE TABLE IF NOT EXISTS coupons (code TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS staff (staff_no TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (k BLOB PRIMARY KEY, expires_at TEXT NOT NULL, data BLOB NOT NULL) WITHOUT ROWID;
 ";
 

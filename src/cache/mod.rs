@@ -26,6 +26,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::domain::catalog::{Coupon, Product, StockLevel};
 use crate::domain::member::Member;
+use crate::domain::rules::Rules;
+use crate::domain::sync::StaffRecord;
 use crate::pii::{IndexField, PiiCodec};
 
 pub use db::FILE_NAME;
@@ -308,6 +310,27 @@ impl Cache {
     pub fn coupon(&self, code: &str) -> Result<Option<Coupon>, CacheError> {
         self.read(|c| codec::get_json(c, "coupons", "code", code))
     }
+
+    /// A staff member pushed by HQ.
+    pub fn staff(&self, staff_no: &str) -> Result<Option<StaffRecord>, CacheError> {
+        self.read(|c| codec::get_json(c, "staff", "staff_no", staff_no))
+    }
+
+    /// Membership rules pushed by HQ, with their version.
+    pub fn rules(&self) -> Result<Option<(u64, Rules)>, CacheError> {
+        self.read(stored_rules)
+    }
+}
+
+pub(crate) fn stored_rules(c: &Connection) -> Result<Option<(u64, Rules)>, CacheError> {
+    let v: Option<String> = c
+        .query_row("SELECT value FROM meta WHERE key = 'rules'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(sql_err("reading the rules"))?;
+    v.map(|s| codec::decode_json::<(u64, Rules)>("meta", "rules", s.as_bytes()))
+        .transpose()
 }
 
 impl CacheWriter {

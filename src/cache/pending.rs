@@ -8,10 +8,12 @@ use std::collections::{BTreeSet, HashMap};
 use rusqlite::params;
 
 use super::codec::{encode_json, encode_member, get_json};
-use super::{CacheError, CacheWriter, Idx, get_member, index_get, sql_err};
+use super::{CacheError, CacheWriter, Idx, get_member, index_get, sql_err, stored_rules};
 use crate::domain::catalog::{Coupon, Product, StockLevel};
 use crate::domain::contact::{name_search_key, phone_tail};
 use crate::domain::member::Member;
+use crate::domain::rules::Rules;
+use crate::domain::sync::StaffRecord;
 use crate::pii::IndexField;
 
 /// Pending cache writes of one batch.
@@ -21,6 +23,11 @@ pub struct Pending<'w> {
     products: HashMap<String, Product>,
     stock: HashMap<String, StockLevel>,
     coupons: HashMap<String, Coupon>,
+    staff: HashMap<String, StaffRecord>,
+    rules: Option<(u64, Rules)>,
+    /// Set when the batch holds HQ data: its commit is fsynced, because the broker is told
+    /// the data arrived and will not send it again.
+    durable: bool,
     /// Index writes: `(table, key, id)` → present or removed.
     index: HashMap<(Idx, Vec<u8>, String), bool>,
     applied_seq: Option<u64>,
@@ -34,6 +41,9 @@ impl<'w> Pending<'w> {
             products: HashMap::new(),
             stock: HashMap::new(),
             coupons: HashMap::new(),
+            staff: HashMap::new(),
+            rules: None,
+            durable: false,
             index: HashMap::new(),
             applied_seq: None,
         }
@@ -179,6 +189,39 @@ impl<'w> Pending<'w> {
         self.coupons.insert(c.code.clone(), c);
     }
 
+    /// A staff member pushed by HQ, pending version first.
+    pub fn staff(&self, staff_no: &str) -> Result<Option<StaffRecord>, CacheError> {
+        if let Some(s) = self.staff.get(staff_no) {
+            return Ok(Some(s.clone()));
+        }
+        get_json(self.w.conn(), "staff", "staff_no", staff_no)
+    }
+
+    /// Stores a staff record.
+    pub fn put_staff(&mut self, s: StaffRecord) {
+        self.durable = true;
+        self.staff.insert(s.staff_no.clone(), s);
+    }
+
+    /// HQ's membership rules, pending version first.
+    pub fn rules(&self) -> Result<Option<(u64, Rules)>, CacheError> {
+        match &self.rules {
+            Some(r) => Ok(Some(r.clone())),
+            None => stored_rules(self.w.conn()),
+        }
+    }
+
+    /// Stores HQ's membership rules.
+    pub fn put_rules(&mut self, version: u64, rules: Rules) {
+        self.durable = true;
+        self.rules = Some((version, rules));
+    }
+
+    /// Makes this batch's commit durable (HQ data the broker will not resend).
+    pub fn make_durable(&mut self) {
+        self.durable = true;
+    }
+
     /// Records the journal `seq` the batch has applied up to.
     pub fn set_applied(&mut self, seq: u64) {
         self.applied_seq = Some(self.applied_seq.map_or(seq, |s| s.max(seq)));
@@ -190,6 +233,8 @@ impl<'w> Pending<'w> {
             && self.products.is_empty()
             && self.stock.is_empty()
             && self.coupons.is_empty()
+            && self.staff.is_empty()
+            && self.rules.is_none()
             && self.index.is_empty()
             && self.applied_seq.is_none()
     }
@@ -201,6 +246,11 @@ impl<'w> Pending<'w> {
         }
         let conn = self.w.conn();
         let codec = self.w.codec();
+        if self.durable {
+            // Set outside the transaction (SQLite ignores it inside one).
+            conn.execute_batch("PRAGMA synchronous = FULL")
+                .map_err(sql_err("making a cache write durable"))?;
+        }
         let tx = conn
             .unchecked_transaction()
             .map_err(sql_err("starting a cache write"))?;
@@ -237,6 +287,20 @@ impl<'w> Pending<'w> {
                     st.execute(params![code, encode_json(c)])?;
                 }
             }
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO staff (staff_no, data) VALUES (?1, ?2)",
+                )?;
+                for (no, s) in &self.staff {
+                    st.execute(params![no, encode_json(s)])?;
+                }
+            }
+            if let Some(r) = &self.rules {
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('rules', ?1)",
+                    params![String::from_utf8_lossy(&encode_json(r))],
+                )?;
+            }
             // Removals first, so a key that moved between ids ends up where it was put.
             for ((idx, key, id), present) in &self.index {
                 if !present {
@@ -267,6 +331,11 @@ impl<'w> Pending<'w> {
             Ok(())
         };
         run().map_err(write)?;
-        tx.commit().map_err(sql_err("committing a cache write"))
+        let committed = tx.commit().map_err(sql_err("committing a cache write"));
+        if self.durable {
+            conn.execute_batch("PRAGMA synchronous = NORMAL")
+                .map_err(sql_err("making a cache write durable"))?;
+        }
+        committed
     }
 }

@@ -118,7 +118,9 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
         // Facts for HQ that the cache already reflects through the events above.
         EventBody::LevelChanged { .. }
         | EventBody::CouponRedeemed { .. }
-        | EventBody::StockLow { .. } => {}
+        | EventBody::StockLow { .. }
+        | EventBody::DeviceAlert(_)
+        | EventBody::SyncRequested { .. } => {}
     }
     p.set_applied(seq);
     Ok(())

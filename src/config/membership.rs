@@ -52,6 +52,12 @@ fn percent_to_bps(key: String, p: f64) -> Result<Bps, Invalid> {
     Ok((p * 100.0).round() as Bps)
 }
 
+/// Membership rules from a JSON value shaped like `[membership]` (HQ's `rules` message).
+pub fn membership_from_value(v: serde_json::Value) -> Result<Rules, String> {
+    let raw: RawMembership = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    to_rules(raw).map_err(|(key, reason)| format!("{key}: {reason}"))
+}
+
 pub(super) fn to_rules(raw: RawMembership) -> Result<Rules, Invalid> {
     let mut rules = Rules::default();
     if let Some(w) = raw.spend_window {

@@ -7,6 +7,7 @@
 
 mod membership;
 mod raw;
+mod uplink;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -21,7 +22,9 @@ use crate::domain::catalog::Product;
 use crate::domain::money::TotalRounding;
 use crate::domain::rules::Rules;
 
+pub use membership::membership_from_value;
 pub use raw::RawConfig;
+pub use uplink::{UplinkConfig, UplinkTls};
 
 /// A configuration error: which file, which key, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +174,8 @@ pub struct Config {
     pub membership: Rules,
     /// `[[products]]`: products known before HQ's first sync.
     pub products: Vec<SeedProduct>,
+    /// `[uplink]`: the MQTT link to HQ.
+    pub uplink: UplinkConfig,
 }
 
 impl Config {
@@ -374,6 +379,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
 
     let membership = membership::to_rules(raw.membership)?;
     let products = raw::to_products(raw.products)?;
+    let uplink = uplink::to_uplink(raw.uplink, &s.id)?;
 
     Ok(Config {
         source: PathBuf::new(),
@@ -400,6 +406,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         staff,
         membership,
         products,
+        uplink,
     })
 }
 

@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub(super) membership: RawMembership,
     #[serde(default)]
     pub(super) products: Vec<RawProduct>,
+    #[serde(default)]
+    pub(super) uplink: Option<super::uplink::RawUplink>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -64,11 +64,13 @@ pub enum Action {
     CouponRead,
     /// Issue a coupon locally.
     CouponIssue,
+    /// See the uplink's and the devices' state.
+    StatusRead,
 }
 
 impl Action {
     /// Every action, in the order of the README's matrix.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 17] = [
         Action::MemberRegister,
         Action::MemberRead,
         Action::MemberReadFullPhone,
@@ -85,6 +87,7 @@ impl Action {
         Action::SaleRefund,
         Action::CouponRead,
         Action::CouponIssue,
+        Action::StatusRead,
     ];
 
     /// The lowest role allowed to perform the action.
@@ -98,7 +101,8 @@ impl Action {
             | Action::SaleQuote
             | Action::SaleRecord
             | Action::SaleRead
-            | Action::CouponRead => Role::Cashier,
+            | Action::CouponRead
+            | Action::StatusRead => Role::Cashier,
             Action::MemberReadFullPhone
             | Action::MemberEditBirthday
             | Action::MemberErase
@@ -128,6 +132,7 @@ impl Action {
             Action::SaleRefund => "refund a sale",
             Action::CouponRead => "look up a coupon",
             Action::CouponIssue => "issue a coupon",
+            Action::StatusRead => "see uplink and device status",
         }
     }
 

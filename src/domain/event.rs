@@ -74,6 +74,22 @@ pub struct MemberUpdated {
     pub staff_no: String,
 }
 
+/// An alert for HQ and the store manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Where it comes from: `uplink`, or a device id.
+    pub source: String,
+    /// Stable reason code (`event_too_large`, `malformed_downlink`, `outbox_backlog`,
+    /// `offline`, `paper_out`...).
+    pub code: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// Machine-readable detail (seq and size of an event too big to send, the topic of a bad
+    /// message...).
+    #[serde(default)]
+    pub detail: serde_json::Value,
+}
+
 /// The body of an event: its kind and data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "data")]
@@ -155,6 +171,17 @@ pub enum EventBody {
         /// Safety stock.
         safety_stock: i64,
     },
+    /// Something needs attention: a device went offline, an event was too big to send, a
+    /// downlink message was malformed, the outbox is backing up.
+    #[serde(rename = "device.alert")]
+    DeviceAlert(Alert),
+    /// The store asks HQ for a full snapshot of its master data (after a `resync` command or a
+    /// rebuilt cache).
+    #[serde(rename = "sync.requested")]
+    SyncRequested {
+        /// Why (`hq_command`, `cache_rebuilt`).
+        reason: String,
+    },
     /// A product was edited locally (HQ normally owns products).
     #[serde(rename = "product.updated")]
     ProductUpdated {
@@ -181,6 +208,8 @@ impl EventBody {
             EventBody::CouponIssued(_) => "coupon.issued",
             EventBody::StockMoved { .. } => "stock.moved",
             EventBody::StockLow { .. } => "stock.low",
+            EventBody::DeviceAlert(_) => "device.alert",
+            EventBody::SyncRequested { .. } => "sync.requested",
             EventBody::ProductUpdated { .. } => "product.updated",
         }
     }
@@ -198,6 +227,8 @@ impl EventBody {
             EventBody::CouponIssued(c) => c.code.clone(),
             EventBody::StockMoved { sku, .. } => sku.clone(),
             EventBody::StockLow { sku, .. } => sku.clone(),
+            EventBody::DeviceAlert(a) => a.source.clone(),
+            EventBody::SyncRequested { .. } => "sync".into(),
             EventBody::ProductUpdated { product, .. } => product.sku.clone(),
         }
     }

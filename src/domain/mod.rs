@@ -15,6 +15,7 @@ pub mod pricing;
 pub mod refund;
 pub mod rules;
 pub mod sale;
+pub mod sync;
 
 #[cfg(test)]
 mod properties;

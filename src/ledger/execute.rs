@@ -27,6 +27,7 @@ use crate::domain::member::{LevelRef, Member, Profile};
 use crate::domain::refund::{Refund, RefundContext, compute_refund};
 use crate::domain::rules::Rules;
 use crate::domain::sale::{Sale, SaleContext, build_sale, settle};
+use crate::domain::sync::{self, HqUpdate};
 use crate::journal::store::{self, IdemRecord};
 use crate::pii::PiiCodec;
 
@@ -96,6 +97,24 @@ impl<'a, 'c> Ctx<'a, 'c> {
             Command::Session(_) => Err(LedgerError::Internal(
                 "session changes are not part of a batch".into(),
             )),
+            Command::OutboxAcked { seq } => {
+                if seq > self.next_seq.saturating_sub(1) {
+                    return Err(LedgerError::Internal(format!(
+                        "outbox acknowledgement for seq {seq} beyond the journal"
+                    )));
+                }
+                store::set_outbox_position(self.conn, seq, &self.now_utc.to_rfc3339())?;
+                Ok(Outcome::Done)
+            }
+            Command::Alert(alert) => {
+                self.emit(EventBody::DeviceAlert(alert))?;
+                Ok(Outcome::Done)
+            }
+            Command::RequestSync { reason } => {
+                self.emit(EventBody::SyncRequested { reason })?;
+                Ok(Outcome::Done)
+            }
+            Command::ApplyHq(update) => self.apply_hq(*update),
         }
     }
 
@@ -659,6 +678,91 @@ impl<'a, 'c> Ctx<'a, 'c> {
             .product(sku)?
             .ok_or_else(|| LedgerError::Internal("edited product missing from the cache".into()))?;
         Ok(Outcome::Product(Box::new(p)))
+    }
+
+    /// Applies master data from HQ to the cache by per-item version (no journal event).
+    fn apply_hq(&mut self, update: HqUpdate) -> Result<Outcome, LedgerError> {
+        let (mut applied, mut ignored) = (0, 0);
+        let mut count = |changed: bool| {
+            if changed { applied += 1 } else { ignored += 1 }
+        };
+        let mut rules_out = None;
+        let mut removed_staff = Vec::new();
+        let p = &mut *self.pending;
+        match update {
+            HqUpdate::Products(items) => {
+                for item in items {
+                    let merged = sync::merge_product(p.product(&item.sku)?.as_ref(), &item);
+                    count(merged.is_some());
+                    if let Some(m) = merged {
+                        p.put_product(m)?;
+                    }
+                }
+            }
+            HqUpdate::Prices(items) => {
+                for item in items {
+                    let merged = sync::merge_price(p.product(&item.sku)?.as_ref(), &item);
+                    count(merged.is_some());
+                    if let Some(m) = merged {
+                        p.put_product(m)?;
+                    }
+                }
+            }
+            HqUpdate::Members(items) => {
+                for item in items {
+                    let merged = sync::merge_member(p.member(&item.id)?.as_ref(), &item);
+                    count(merged.is_some());
+                    if let Some(m) = merged {
+                        p.put_member(m)?;
+                    }
+                }
+            }
+            HqUpdate::Rules { version, rules } => {
+                let newer = p.rules()?.is_none_or(|(v, _)| version > v);
+                count(newer);
+                if newer {
+                    p.put_rules(version, (*rules).clone());
+                    rules_out = Some(rules);
+                }
+            }
+            HqUpdate::Coupons(items) => {
+                for item in items {
+                    let merged = sync::merge_coupon(p.coupon(&item.code)?.as_ref(), &item);
+                    count(merged.is_some());
+                    if let Some(m) = merged {
+                        p.put_coupon(m);
+                    }
+                }
+            }
+            HqUpdate::Staff(items) => {
+                for item in items {
+                    let merged = sync::merge_staff(p.staff(&item.staff_no)?.as_ref(), &item);
+                    count(merged.is_some());
+                    if let Some(m) = merged {
+                        if !m.active {
+                            removed_staff.push(m.staff_no.clone());
+                        }
+                        p.put_staff(m);
+                    }
+                }
+            }
+            HqUpdate::Stock(items) => {
+                for item in items {
+                    let merged = sync::merge_stock(p.stock(&item.sku)?.as_ref(), &item);
+                    count(merged.is_some());
+                    if let Some(m) = merged {
+                        p.put_stock(m);
+                    }
+                }
+            }
+        }
+        p.make_durable();
+        Ok(Outcome::Applied {
+            applied,
+            ignored,
+            rules: rules_out,
+            removed_staff,
+        })
     }
 
     fn issue_coupon(&mut self, req: IssueCoupon) -> Result<Outcome, LedgerError> {

@@ -28,9 +28,12 @@ use crate::cache::{CacheWriter, Session, project};
 use crate::config::SeedProduct;
 use crate::domain::access::Role;
 use crate::domain::catalog::{Coupon, Product, StockLevel};
+use crate::domain::event::Alert;
 use crate::domain::member::Member;
 use crate::domain::refund::Refund;
+use crate::domain::rules::Rules;
 use crate::domain::sale::Sale;
+use crate::domain::sync::HqUpdate;
 use crate::journal::{Journal, store};
 use crate::pii::PiiCodec;
 
@@ -121,6 +124,20 @@ pub enum Command {
     },
     /// Open, end or prune staff sessions (cache only, no journal event).
     Session(SessionOp),
+    /// HQ has acknowledged every event up to `seq`: move the outbox position.
+    OutboxAcked {
+        /// Highest `seq` acknowledged with all before it.
+        seq: u64,
+    },
+    /// Record an alert (an event for HQ).
+    Alert(Alert),
+    /// Ask HQ for a full snapshot (an event for HQ).
+    RequestSync {
+        /// Why.
+        reason: String,
+    },
+    /// Apply master data from HQ to the cache (no journal event).
+    ApplyHq(Box<HqUpdate>),
 }
 
 /// A change to the session table.
@@ -181,8 +198,19 @@ pub enum Outcome {
     Coupon(Box<Coupon>),
     /// A member's personal data is erased (now or before).
     Erased,
-    /// Done, nothing to report (session changes).
+    /// Done, nothing to report (session changes, outbox position, alerts).
     Done,
+    /// HQ data applied.
+    Applied {
+        /// Items that changed the cache.
+        applied: usize,
+        /// Items ignored (not newer than the cache, or for an unknown product).
+        ignored: usize,
+        /// New membership rules, to put in force once committed.
+        rules: Option<Box<Rules>>,
+        /// Staff numbers deactivated by HQ, whose sessions end once committed.
+        removed_staff: Vec<String>,
+    },
 }
 
 /// What travels to the ledger thread.
@@ -223,6 +251,8 @@ pub struct LedgerStats {
 #[derive(Clone)]
 pub struct Ledger {
     tx: mpsc::Sender<Msg>,
+    /// The last committed `seq`, for tasks that wait for new events (the uplink).
+    seq: tokio::sync::watch::Receiver<u64>,
     /// Store settings and rules, shared with the API.
     pub settings: Arc<StoreSettings>,
     /// Health counters.
@@ -251,7 +281,9 @@ impl Ledger {
         let stats = Arc::new(LedgerStats::default());
         stats.writable.store(true, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(1024);
+        let (seq_tx, seq_rx) = tokio::sync::watch::channel(0);
         let mut worker = Worker {
+            seq_tx,
             journal,
             cache,
             settings: settings.clone(),
@@ -264,6 +296,7 @@ impl Ledger {
         stats
             .last_seq
             .store(worker.journal.last_seq(), Ordering::Relaxed);
+        worker.seq_tx.send_replace(worker.journal.last_seq());
         let handle = std::thread::Builder::new()
             .name("ledger".into())
             .spawn(move || worker.run(rx))
@@ -271,11 +304,17 @@ impl Ledger {
         Ok((
             Ledger {
                 tx,
+                seq: seq_rx,
                 settings,
                 stats,
             },
             handle,
         ))
+    }
+
+    /// A receiver of the last committed `seq`, changed after every commit.
+    pub fn subscribe_seq(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.seq.clone()
     }
 
     /// Executes a command; the answer comes after the journal commit.
@@ -346,6 +385,8 @@ fn purge_idempotency(journal: &mut Journal, days: u32) {
 }
 
 struct Worker {
+    /// Tells waiting tasks (the uplink) the last committed `seq`.
+    seq_tx: tokio::sync::watch::Sender<u64>,
     journal: Journal,
     cache: CacheWriter,
     settings: Arc<StoreSettings>,
@@ -576,18 +617,48 @@ impl Worker {
                 if !done.is_empty() {
                     self.journal.note_staged(last_seq);
                     self.stats.last_seq.store(last_seq, Ordering::Relaxed);
+                    self.seq_tx.send_replace(last_seq);
                     self.stats.batches.fetch_add(1, Ordering::Relaxed);
                     self.stats
                         .commands
                         .fetch_add(done.len() as u64, Ordering::Relaxed);
                 }
                 self.stats.writable.store(true, Ordering::Relaxed);
-                if let Err(e) = pending.commit() {
-                    // The journal has the facts; the cache catches up before the next batch.
-                    tracing::error!(error = %e, "cache write after commit failed; will replay");
-                    self.needs_replay = true;
-                }
+                let cache_failed = match pending.commit() {
+                    Ok(()) => false,
+                    Err(e) => {
+                        // The journal has the facts; the cache catches up before the next
+                        // batch. HQ data is not in the journal: its sender hears of the
+                        // failure and keeps the message for redelivery.
+                        tracing::error!(error = %e, "cache write after commit failed; will replay");
+                        self.needs_replay = true;
+                        true
+                    }
+                };
                 for (reply, outcome) in done {
+                    if cache_failed && matches!(outcome, Outcome::Applied { .. }) {
+                        let _ = reply.send(Err(LedgerError::Internal(
+                            "the cache could not be written".into(),
+                        )));
+                        continue;
+                    }
+                    if let Outcome::Applied {
+                        rules,
+                        removed_staff,
+                        ..
+                    } = &outcome
+                    {
+                        if let Some(r) = rules {
+                            self.settings.set_rules((**r).clone());
+                            tracing::info!("membership rules from HQ in force");
+                        }
+                        if !removed_staff.is_empty() {
+                            let gone = |s: &Session| !removed_staff.contains(&s.staff_no);
+                            if let Err(e) = self.cache.prune_sessions(Utc::now(), gone) {
+                                tracing::error!(error = %e, "ending sessions of removed staff failed");
+                            }
+                        }
+                    }
                     let _ = reply.send(Ok(outcome));
                 }
             }

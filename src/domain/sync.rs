@@ -1,0 +1,273 @@
+//! Master data from HQ (design section 5, "Down"): what an update is, and the rules that decide
+//! whether it replaces what the store holds. Every item carries its own monotonically increasing
+//! `version`; an item not newer than the cached one is ignored, so redelivery and reordering are
+//! harmless. Member counters merge by per-store maximum whatever the version. Unknown fields in
+//! HQ's items are ignored, so HQ can add fields before every store is upgraded.
+
+use serde::{Deserialize, Serialize};
+
+use super::access::Role;
+use super::catalog::{Coupon, Product, Promo, StockLevel};
+use super::member::Member;
+use super::money::Money;
+use super::rules::Rules;
+
+/// A price change for an existing product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceUpdate {
+    /// Product.
+    pub sku: String,
+    /// New regular price.
+    pub price: Money,
+    /// New promotion (none when absent).
+    #[serde(default)]
+    pub promo: Option<Promo>,
+    /// HQ's version of the product.
+    pub version: u64,
+}
+
+/// A stock count from HQ (absolute: after a stocktake or a delivery booked centrally).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockCount {
+    /// Product.
+    pub sku: String,
+    /// Units on hand.
+    pub on_hand: i64,
+    /// Safety stock.
+    #[serde(default)]
+    pub safety_stock: Option<i64>,
+    /// HQ's version of this count.
+    pub version: u64,
+}
+
+/// A staff member managed by HQ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffRecord {
+    /// Staff number.
+    pub staff_no: String,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// argon2id hash of the PIN (HQ never sends PINs).
+    pub pin_hash: String,
+    /// Whether the staff member may log in (false removes them).
+    #[serde(default = "yes")]
+    pub active: bool,
+    /// HQ's version.
+    pub version: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One applied HQ message, by kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HqUpdate {
+    /// `products`: whole products.
+    Products(Vec<Product>),
+    /// `prices`: price changes.
+    Prices(Vec<PriceUpdate>),
+    /// `members`: members with their counters from every store.
+    Members(Vec<Member>),
+    /// `rules`: the membership rules.
+    Rules {
+        /// HQ's version of the rules.
+        version: u64,
+        /// The rules.
+        rules: Box<Rules>,
+    },
+    /// `coupons`.
+    Coupons(Vec<Coupon>),
+    /// `staff`.
+    Staff(Vec<StaffRecord>),
+    /// `stock`.
+    Stock(Vec<StockCount>),
+}
+
+impl HqUpdate {
+    /// Number of items carried.
+    pub fn len(&self) -> usize {
+        match self {
+            HqUpdate::Products(v) => v.len(),
+            HqUpdate::Prices(v) => v.len(),
+            HqUpdate::Members(v) => v.len(),
+            HqUpdate::Rules { .. } => 1,
+            HqUpdate::Coupons(v) => v.len(),
+            HqUpdate::Staff(v) => v.len(),
+            HqUpdate::Stock(v) => v.len(),
+        }
+    }
+
+    /// Whether no items are carried.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A product from HQ against the cached one: `Some(new)` when it is newer. The local `seq`
+/// survives so journal replays stay idempotent.
+pub fn merge_product(current: Option<&Product>, incoming: &Product) -> Option<Product> {
+    match current {
+        Some(c) if c.version >= incoming.version => None,
+        Some(c) => Some(Product {
+            seq: c.seq,
+            ..incoming.clone()
+        }),
+        None => Some(incoming.clone()),
+    }
+}
+
+/// A price change against the cached product (ignored for an unknown product).
+pub fn merge_price(current: Option<&Product>, incoming: &PriceUpdate) -> Option<Product> {
+    let c = current?;
+    (incoming.version > c.version).then(|| Product {
+        price: incoming.price,
+        promo: incoming.promo.clone(),
+        version: incoming.version,
+        ..c.clone()
+    })
+}
+
+/// A member from HQ: counters always merge (per-store maximum); profile, tags and consent
+/// follow the newer version; an erasure is never undone. `None` when nothing changed.
+pub fn merge_member(current: Option<&Member>, incoming: &Member) -> Option<Member> {
+    match current {
+        None => Some(incoming.clone()),
+        Some(c) => {
+            let mut m = c.clone();
+            m.merge_from(incoming);
+            (m != *c).then_some(m)
+        }
+    }
+}
+
+/// A coupon from HQ: replaces an older one, but a coupon used anywhere stays used.
+pub fn merge_coupon(current: Option<&Coupon>, incoming: &Coupon) -> Option<Coupon> {
+    match current {
+        None => Some(incoming.clone()),
+        Some(c) => {
+            let mut out = if incoming.version > c.version {
+                Coupon {
+                    seq: c.seq,
+                    ..incoming.clone()
+                }
+            } else {
+                c.clone()
+            };
+            out.used = c.used.clone().or_else(|| incoming.used.clone());
+            (out != *c).then_some(out)
+        }
+    }
+}
+
+/// A stock count from HQ against the cached level.
+pub fn merge_stock(current: Option<&StockLevel>, incoming: &StockCount) -> Option<StockLevel> {
+    match current {
+        Some(c) if c.version >= incoming.version => None,
+        _ => {
+            let base = current
+                .cloned()
+                .unwrap_or_else(|| StockLevel::empty(&incoming.sku));
+            Some(StockLevel {
+                on_hand: incoming.on_hand,
+                safety_stock: incoming.safety_stock.unwrap_or(base.safety_stock),
+                version: incoming.version,
+                ..base
+            })
+        }
+    }
+}
+
+/// A staff record from HQ against the cached one.
+pub fn merge_staff(current: Option<&StaffRecord>, incoming: &StaffRecord) -> Option<StaffRecord> {
+    match current {
+        Some(c) if c.version >= incoming.version => None,
+        _ => Some(incoming.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::pricing::tests::{member, product};
+
+    #[test]
+    fn older_versions_are_ignored() {
+        let mut p = product("A", 100);
+        p.version = 5;
+        let mut old = product("A", 90);
+        old.version = 4;
+        assert_eq!(merge_product(Some(&p), &old), None);
+        assert_eq!(
+            merge_product(Some(&p), &p),
+            None,
+            "redelivery changes nothing"
+        );
+        let mut new = product("A", 110);
+        new.version = 6;
+        assert_eq!(merge_product(Some(&p), &new).map(|p| p.price), Some(110));
+    }
+
+    #[test]
+    fn prices_need_a_known_product() {
+        let upd = PriceUpdate {
+            sku: "A".into(),
+            price: 50,
+            promo: None,
+            version: 1,
+        };
+        assert_eq!(merge_price(None, &upd), None);
+        let p = product("A", 100);
+        assert_eq!(merge_price(Some(&p), &upd).map(|p| p.price), Some(50));
+    }
+
+    #[test]
+    fn member_counters_merge_whatever_the_version() {
+        let here = member(0, 0, None);
+        let mut hq = member(0, 0, None);
+        hq.version = 0;
+        hq.counters
+            .entry("sh-002".into())
+            .or_default()
+            .month_mut("2026-01")
+            .spend = 500;
+        let merged = merge_member(Some(&here), &hq).unwrap();
+        assert_eq!(merged.total_spend(), 500);
+        assert_eq!(merge_member(Some(&merged), &hq), None, "idempotent");
+    }
+
+    #[test]
+    fn used_coupons_stay_used() {
+        use crate::domain::catalog::{CouponKind, CouponUse};
+        let c = Coupon {
+            code: "C".into(),
+            title: String::new(),
+            kind: CouponKind::AmountOff {
+                threshold: 0,
+                amount: 100,
+            },
+            valid_from: None,
+            valid_to: None,
+            member_id: None,
+            combinable_with_level: true,
+            stackable: false,
+            used: Some(CouponUse {
+                sale_id: "s".into(),
+                store_id: "sh-001".into(),
+                at: crate::domain::pricing::tests::now(),
+            }),
+            version: 1,
+            seq: 3,
+        };
+        let mut newer = c.clone();
+        newer.used = None;
+        newer.version = 2;
+        newer.title = "new".into();
+        let m = merge_coupon(Some(&c), &newer).unwrap();
+        assert!(m.used.is_some());
+        assert_eq!(m.title, "new");
+        assert_eq!(m.seq, 3);
+    }
+}

@@ -1,0 +1,365 @@
+//! Downlink messages from HQ (design section 5, "Down"): parsed and validated here, applied by
+//! the ledger. Pure: bytes in, an [`HqUpdate`] or a reason out.
+//!
+//! Payload: `{"id", "kind", "version", "items": [...]}`. Unknown fields are ignored (HQ may add
+//! some); a message that is not JSON, has no items array, or whose kind does not match its
+//! topic is malformed as a whole. A bad item (a member with an impossible phone) is left out and
+//! reported, and the rest of the message applies.
+
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::membership_from_value;
+use crate::domain::catalog::{Coupon, MAX_UNIT_PRICE, Product, validate_barcode, validate_sku};
+use crate::domain::contact::{normalize_card, normalize_name, normalize_phone, normalize_tags};
+use crate::domain::member::{Consent, Gender, Member, Profile, StoreCounters};
+use crate::domain::sync::{HqUpdate, PriceUpdate, StaffRecord, StockCount};
+
+/// What a downlink message asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Downlink {
+    /// Master data to apply.
+    Update(HqUpdate),
+    /// HQ asks the store to request a full snapshot.
+    Resync,
+}
+
+/// A parsed message: what to do, and the items left out with why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// The message's id (for logs and alerts).
+    pub id: String,
+    /// What to do.
+    pub action: Downlink,
+    /// Items left out: `"items[3]: phone: must be ..."`.
+    pub rejected: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    kind: Option<String>,
+    items: Vec<Value>,
+}
+
+/// HQ's member record: the profile fields flat, as HQ's API has them.
+#[derive(Deserialize)]
+struct HqMember {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(default)]
+    gender: Gender,
+    #[serde(default)]
+    birthday: Option<NaiveDate>,
+    #[serde(default)]
+    card_no: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    consent: Consent,
+    #[serde(default)]
+    level: Option<String>,
+    #[serde(default)]
+    counters: std::collections::BTreeMap<String, StoreCounters>,
+    #[serde(default)]
+    created_at: Option<DateTime<FixedOffset>>,
+    #[serde(default)]
+    created_store: String,
+    version: u64,
+    #[serde(default)]
+    erased: bool,
+}
+
+#[derive(Deserialize)]
+struct RulesItem {
+    version: u64,
+    membership: Value,
+}
+
+#[derive(Deserialize)]
+struct CommandItem {
+    command: String,
+}
+
+/// Parses a downlink message of `kind` (from its topic). `now` stamps an erasure by HQ.
+pub fn parse(kind: &str, payload: &[u8], now: DateTime<FixedOffset>) -> Result<Parsed, String> {
+    let env: Envelope =
+        serde_json::from_slice(payload).map_err(|e| format!("not a downlink message: {e}"))?;
+    if let Some(k) = &env.kind
+        && k != kind
+    {
+        return Err(format!("payload kind {k} does not match topic kind {kind}"));
+    }
+    let id = match env.id {
+        Some(Value::String(s)) => s,
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let mut rejected = Vec::new();
+    macro_rules! items {
+        ($convert:expr) => {{
+            let mut out = Vec::with_capacity(env.items.len());
+            for (i, item) in env.items.into_iter().enumerate() {
+                match $convert(item) {
+                    Ok(v) => out.push(v),
+                    Err(e) => rejected.push(format!("items[{i}]: {e}")),
+                }
+            }
+            out
+        }};
+    }
+    let action = match kind {
+        "products" => Downlink::Update(HqUpdate::Products(items!(product))),
+        "prices" => Downlink::Update(HqUpdate::Prices(items!(price))),
+        "members" => Downlink::Update(HqUpdate::Members(items!(|v| member(v, now)))),
+        "coupons" => Downlink::Update(HqUpdate::Coupons(items!(coupon))),
+        "staff" => Downlink::Update(HqUpdate::Staff(items!(staff))),
+        "stock" => Downlink::Update(HqUpdate::Stock(items!(stock))),
+        "rules" => {
+            let mut all = items!(rules);
+            if all.len() != 1 {
+                return Err(format!(
+                    "a rules message carries exactly one valid item, not {}",
+                    all.len()
+                ));
+            }
+            let (version, rules) = all.remove(0);
+            Downlink::Update(HqUpdate::Rules {
+                version,
+                rules: Box::new(rules),
+            })
+        }
+        "command" => {
+            let cmds: Vec<String> = items!(|v| serde_json::from_value::<CommandItem>(v)
+                .map(|c| c.command)
+                .map_err(|e| e.to_string()));
+            match cmds.as_slice() {
+                [c] if c == "resync" => Downlink::Resync,
+                [c] => return Err(format!("unknown command {c}")),
+                _ => return Err("a command message carries exactly one command".into()),
+            }
+        }
+        other => return Err(format!("unknown downlink kind {other}")),
+    };
+    Ok(Parsed {
+        id,
+        action,
+        rejected,
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
+fn product(v: Value) -> Result<Product, String> {
+    let mut p: Product = decode(v)?;
+    validate_sku(&p.sku)?;
+    if p.name.trim().is_empty() || p.name.chars().count() > 64 {
+        return Err(format!("{}: name must be 1–64 characters", p.sku));
+    }
+    if !(0..=MAX_UNIT_PRICE).contains(&p.price)
+        || p.promo
+            .as_ref()
+            .is_some_and(|pr| !(0..=p.price).contains(&pr.price))
+    {
+        return Err(format!("{}: price out of range", p.sku));
+    }
+    for b in &p.barcodes {
+        validate_barcode(b)?;
+    }
+    p.seq = 0;
+    Ok(p)
+}
+
+fn price(v: Value) -> Result<PriceUpdate, String> {
+    let p: PriceUpdate = decode(v)?;
+    validate_sku(&p.sku)?;
+    if !(0..=MAX_UNIT_PRICE).contains(&p.price) {
+        return Err(format!("{}: price out of range", p.sku));
+    }
+    Ok(p)
+}
+
+fn stock(v: Value) -> Result<StockCount, String> {
+    let s: StockCount = decode(v)?;
+    validate_sku(&s.sku)?;
+    if s.on_hand.abs() > 1_000_000_000 || s.safety_stock.is_some_and(|n| n < 0) {
+        return Err(format!("{}: implausible stock count", s.sku));
+    }
+    Ok(s)
+}
+
+fn coupon(v: Value) -> Result<Coupon, String> {
+    let mut c: Coupon = decode(v)?;
+    c.code = c.code.trim().to_ascii_uppercase();
+    if !(4..=32).contains(&c.code.len())
+        || !c
+            .code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(format!(
+            "coupon code {} must be 4–32 letters, digits or '-'",
+            c.code
+        ));
+    }
+    c.seq = 0;
+    Ok(c)
+}
+
+fn staff(v: Value) -> Result<StaffRecord, String> {
+    let s: StaffRecord = decode(v)?;
+    if s.staff_no.is_empty()
+        || s.staff_no.len() > 16
+        || !s.staff_no.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err("staff_no must be 1–16 letters or digits".into());
+    }
+    if !s.pin_hash.starts_with("$argon2id$") {
+        return Err(format!("{}: pin_hash must be an argon2id hash", s.staff_no));
+    }
+    Ok(s)
+}
+
+fn rules(v: Value) -> Result<(u64, crate::domain::rules::Rules), String> {
+    let r: RulesItem = decode(v)?;
+    let rules = membership_from_value(r.membership)?;
+    Ok((r.version, rules))
+}
+
+fn member(v: Value, now: DateTime<FixedOffset>) -> Result<Member, String> {
+    let m: HqMember = decode(v)?;
+    if m.id.is_empty() || m.id.len() > 64 || m.id.chars().any(char::is_control) {
+        return Err("member id must be 1–64 characters".into());
+    }
+    let profile = if m.erased {
+        None
+    } else {
+        let (Some(name), Some(phone)) = (m.name, m.phone) else {
+            return Err(format!("{}: name and phone are required", m.id));
+        };
+        Some(Profile {
+            name: normalize_name(&name).map_err(|e| format!("{}: {e}", m.id))?,
+            phone: normalize_phone(&phone).map_err(|e| format!("{}: {e}", m.id))?,
+            gender: m.gender,
+            birthday: m.birthday,
+            card_no: m
+                .card_no
+                .as_deref()
+                .filter(|c| !c.trim().is_empty())
+                .map(normalize_card)
+                .transpose()
+                .map_err(|e| format!("{}: {e}", m.id))?,
+        })
+    };
+    Ok(Member {
+        tags: normalize_tags(&m.tags).map_err(|e| format!("{}: {e}", m.id))?,
+        id: m.id,
+        profile,
+        consent: m.consent,
+        level: m.level,
+        created_at: m.created_at.unwrap_or(now),
+        created_store: m.created_store,
+        counters: m.counters,
+        version: m.version,
+        seq: 0,
+        erased_at: m.erased.then_some(now),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<FixedOffset> {
+        FixedOffset::east_opt(8 * 3600)
+            .unwrap()
+            .with_ymd_and_hms(2026, 11, 23, 10, 0, 0)
+            .unwrap()
+    }
+
+    #[test]
+    fn products_and_members() {
+        let p = parse(
+            "products",
+            r#"{"id":"m1","kind":"products","version":3,"items":[
+                {"sku":"A","name":"苹果","price":500,"version":3,"extra":"ignored"},
+                {"sku":"bad sku","name":"x","price":1,"version":1}]}"#
+                .as_bytes(),
+            now(),
+        )
+        .unwrap();
+        let Downlink::Update(HqUpdate::Products(items)) = p.action else {
+            panic!()
+        };
+        assert_eq!(items.len(), 1);
+        assert_eq!(p.rejected.len(), 1);
+        assert!(p.rejected[0].starts_with("items[1]"));
+
+        let p = parse(
+            "members",
+            r#"{"id":"m2","kind":"members","version":1,"items":[
+                {"id":"hq-1","name":"赵敏","phone":"139 1111 2222","version":7,
+                 "counters":{"sh-002":{"visits":3,"months":{"2026-10":{"spend":120000}}}}},
+                {"id":"hq-2","erased":true,"version":9},
+                {"id":"hq-3","name":"x","phone":"123","version":1}]}"#
+                .as_bytes(),
+            now(),
+        )
+        .unwrap();
+        let Downlink::Update(HqUpdate::Members(items)) = p.action else {
+            panic!()
+        };
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].profile.as_ref().unwrap().phone, "13911112222");
+        assert_eq!(items[0].total_spend(), 120_000);
+        assert!(items[1].erased_at.is_some() && items[1].profile.is_none());
+        assert_eq!(p.rejected.len(), 1);
+    }
+
+    #[test]
+    fn malformed_messages() {
+        assert!(parse("products", b"not json", now()).is_err());
+        assert!(parse("products", br#"{"items": 3}"#, now()).is_err());
+        assert!(parse("products", br#"{"kind":"members","items":[]}"#, now()).is_err());
+        assert!(parse("weather", br#"{"items":[]}"#, now()).is_err());
+        assert!(parse("command", br#"{"items":[{"command":"reboot"}]}"#, now()).is_err());
+        assert_eq!(
+            parse("command", br#"{"items":[{"command":"resync"}]}"#, now())
+                .unwrap()
+                .action,
+            Downlink::Resync
+        );
+    }
+
+    #[test]
+    fn rules() {
+        let p = parse(
+            "rules",
+            br#"{"items":[{"version":4,"membership":{"max_redeem_percent":30}}]}"#,
+            now(),
+        )
+        .unwrap();
+        let Downlink::Update(HqUpdate::Rules { version, rules }) = p.action else {
+            panic!()
+        };
+        assert_eq!(version, 4);
+        assert_eq!(rules.max_redeem_bps, 3000);
+        assert!(
+            parse(
+                "rules",
+                br#"{"items":[{"version":4,"membership":{"max_redeem_percent":300}}]}"#,
+                now()
+            )
+            .is_err()
+        );
+    }
+}

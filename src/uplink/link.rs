@@ -1,0 +1,501 @@
+//! The task that owns the MQTT connection.
+//!
+//! Per connection: a fresh `AsyncClient`/`EventLoop` pair; a pump task that only polls the event
+//! loop (rumqttc's `poll` is never cancelled half-way) and forwards every event here; this task
+//! submits publishes (`try_publish`, never blocking) and keeps the [`Outbox`] window. When the
+//! connection fails the pair is dropped with everything rumqttc held, the outbox restarts from
+//! the acknowledged position, and the next connection comes after a backoff that starts over
+//! once a connection has been healthy for a while.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet,
+    Publish, QoS, StateError, TlsConfiguration, Transport,
+};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::downlink::{Downlink, parse};
+use super::outbox::{Outbox, publish_packet_size};
+use super::topics::Topics;
+use super::{Parts, UplinkStatus, alert, system_actor};
+use crate::journal::store;
+use crate::ledger::{Command, Ledger};
+
+/// Why a connection ended.
+enum End {
+    /// The daemon is stopping.
+    Shutdown,
+    /// The connection failed or was refused; `oversized` when a downlink message was over
+    /// rumqttc's limit (which, with a persistent session, comes back on every reconnect).
+    Lost { reason: String, oversized: bool },
+}
+
+/// Runs the link until `shutdown`.
+pub(super) async fn run(parts: Parts, shutdown: CancellationToken) {
+    let topics = Topics::new(&parts.config.topic_prefix, &parts.store_id);
+    let (down_tx, down_rx) = mpsc::channel(64);
+    let applier = tokio::spawn(applier(
+        down_rx,
+        parts.ledger.clone(),
+        parts.status.clone(),
+        topics.clone(),
+        parts.config.max_message_bytes,
+        parts.ledger.settings.tz,
+    ));
+    let mut link = Link {
+        seq: parts.ledger.subscribe_seq(),
+        parts,
+        topics,
+    };
+    let cfg = link.parts.config.clone();
+    let mut delay = cfg.reconnect_min;
+    let mut oversized_strikes = 0;
+    let mut clean_next = false;
+    loop {
+        let started = Instant::now();
+        let (end, was_up) = link.connection(&shutdown, &down_tx, clean_next).await;
+        if clean_next {
+            // The poisoned session is gone with everything it queued: ask HQ for a snapshot.
+            clean_next = false;
+            let _ = link
+                .parts
+                .ledger
+                .execute(
+                    system_actor(),
+                    Command::RequestSync {
+                        reason: "downlink_session_reset".into(),
+                    },
+                )
+                .await;
+        }
+        match end {
+            End::Shutdown => break,
+            End::Lost { reason, oversized } => {
+                if oversized {
+                    oversized_strikes += 1;
+                    if oversized_strikes >= 2 {
+                        tracing::error!(
+                            "a downlink message is too big to receive at all; dropping the broker session and asking HQ to resync"
+                        );
+                        alert(
+                            &link.parts.ledger,
+                            "downlink_session_reset",
+                            "a downlink message above the client's limit kept coming back; the session was dropped".into(),
+                            json!({"reason": reason}),
+                        )
+                        .await;
+                        clean_next = true;
+                        oversized_strikes = 0;
+                    }
+                } else {
+                    oversized_strikes = 0;
+                }
+                if was_up && started.elapsed() >= cfg.healthy_after {
+                    delay = cfg.reconnect_min;
+                }
+                tracing::warn!(%reason, retry_in_ms = delay.as_millis() as u64, "uplink connection lost");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(cfg.reconnect_max);
+            }
+        }
+    }
+    drop(down_tx);
+    let _ = applier.await;
+    tracing::info!("uplink stopped");
+}
+
+struct Link {
+    parts: Parts,
+    topics: Topics,
+    /// The ledger's last committed `seq`: a change means new events to send.
+    seq: watch::Receiver<u64>,
+}
+
+/// Polls the event loop and forwards everything; stops at the first error.
+async fn pump(mut el: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
+    loop {
+        let r = el.poll().await;
+        let stop = r.is_err();
+        if tx.send(r).await.is_err() || stop {
+            return;
+        }
+    }
+}
+
+impl Link {
+    fn options(&self, clean: bool) -> Result<MqttOptions, String> {
+        let cfg = &self.parts.config;
+        let mut o = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
+        o.set_keep_alive(cfg.keep_alive)
+            .set_clean_session(clean)
+            .set_manual_acks(true)
+            .set_inflight(cfg.inflight.max(1))
+            // Outgoing: what the broker accepts (checked before publishing). Incoming: well
+            // above what HQ may send, so an oversized message still arrives, is reported and
+            // acknowledged instead of breaking the connection.
+            .set_max_packet_size(
+                (cfg.max_message_bytes * 4).max(1 << 20),
+                cfg.max_packet_bytes,
+            )
+            .set_last_will(LastWill::new(
+                self.topics.status(),
+                json!({"online": false}).to_string(),
+                QoS::AtLeastOnce,
+                true,
+            ));
+        if let Some((user, pass)) = &cfg.credentials {
+            o.set_credentials(user.clone(), pass.0.clone());
+        }
+        if let Some(tls) = &cfg.tls {
+            let tls_config = super::tls::client_config(tls)?;
+            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::new(tls_config),
+            )));
+        }
+        Ok(o)
+    }
+
+    /// One connection, from connect to loss or shutdown. Returns how it ended and whether it
+    /// got as far as a CONNACK.
+    async fn connection(
+        &mut self,
+        shutdown: &CancellationToken,
+        down_tx: &mpsc::Sender<(Publish, AsyncClient)>,
+        clean: bool,
+    ) -> (End, bool) {
+        let opts = match self.options(clean) {
+            Ok(o) => o,
+            Err(e) => {
+                return (
+                    End::Lost {
+                        reason: format!("uplink settings: {e}"),
+                        oversized: false,
+                    },
+                    false,
+                );
+            }
+        };
+        let cfg = self.parts.config.clone();
+        // Room for the window, the status message, acks and subscriptions: never full.
+        let (client, eventloop) = AsyncClient::new(opts, usize::from(cfg.inflight) + 64);
+        let (ev_tx, mut ev_rx) = mpsc::channel(1024);
+        let pump = tokio::spawn(pump(eventloop, ev_tx));
+        let status = self.parts.status.clone();
+        let mut outbox = Outbox::new(status.acked_seq(), usize::from(cfg.inflight));
+        let mut persisted = outbox.acked();
+        let mut up = false;
+        let mut ledger_alive = true;
+        let mut status_tick = tokio::time::interval(cfg.status_interval);
+        status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut persist_tick = tokio::time::interval(Duration::from_millis(200));
+        let end = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    if up {
+                        self.goodbye(&client, &mut ev_rx, &mut outbox).await;
+                    }
+                    break End::Shutdown;
+                }
+                ev = ev_rx.recv() => match ev {
+                    None => break End::Lost { reason: "event loop stopped".into(), oversized: false },
+                    Some(Err(e)) => {
+                        let oversized = matches!(
+                            e,
+                            ConnectionError::MqttState(StateError::Deserialization(
+                                rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(_)
+                            ))
+                        );
+                        break End::Lost { reason: e.to_string(), oversized };
+                    }
+                    Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                        up = true;
+                        status.set_connected(true);
+                        status.connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::info!(host = %cfg.host, port = cfg.port, "uplink connected");
+                        for filter in self.topics.subscriptions() {
+                            if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                                tracing::error!(error = %e, "cannot subscribe");
+                            }
+                        }
+                        outbox.restart();
+                        self.publish_status(&client, &mut outbox).await;
+                        self.fill(&client, &mut outbox).await;
+                    }
+                    Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => outbox.sent(pkid),
+                    Some(Ok(Event::Outgoing(Outgoing::AwaitAck(pkid)))) => outbox.collided(pkid),
+                    Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                        if let Some(acked) = outbox.acknowledged(ack.pkid) {
+                            status.set_acked(acked);
+                        }
+                        self.fill(&client, &mut outbox).await;
+                    }
+                    Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                        if down_tx.send((p, client.clone())).await.is_err() {
+                            break End::Shutdown;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                },
+                changed = self.seq.changed(), if up && ledger_alive => {
+                    if changed.is_err() {
+                        ledger_alive = false;
+                    }
+                    self.fill(&client, &mut outbox).await;
+                }
+                _ = status_tick.tick(), if up => self.publish_status(&client, &mut outbox).await,
+                _ = persist_tick.tick() => {
+                    persisted = self.persist(outbox.acked(), persisted).await;
+                }
+            }
+        };
+        self.persist(outbox.acked(), persisted).await;
+        pump.abort();
+        status.set_connected(false);
+        (end, up)
+    }
+
+    /// Stores the acknowledged position in the journal when it moved.
+    async fn persist(&self, acked: u64, persisted: u64) -> u64 {
+        if acked <= persisted {
+            return persisted;
+        }
+        match self
+            .parts
+            .ledger
+            .execute(system_actor(), Command::OutboxAcked { seq: acked })
+            .await
+        {
+            Ok(_) => acked,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot store the outbox position (events may be sent twice)");
+                persisted
+            }
+        }
+    }
+
+    /// Publishes the retained status message.
+    async fn publish_status(&self, client: &AsyncClient, outbox: &mut Outbox) {
+        let last = *self.seq.borrow();
+        let view = super::view(&self.parts.status, last, &self.parts.journal).await;
+        let payload = json!({
+            "online": true,
+            "version": env!("CARGO_PKG_VERSION"),
+            "started_at": self.parts.started_at,
+            "backlog": view.backlog,
+            "oldest_unsent_at": view.oldest_unsent_at,
+        });
+        match client.try_publish(
+            self.topics.status(),
+            QoS::AtLeastOnce,
+            true,
+            payload.to_string(),
+        ) {
+            Ok(()) => outbox.submitted_status(),
+            Err(e) => tracing::warn!(error = %e, "cannot publish the status"),
+        }
+    }
+
+    /// Submits events from the journal until the window is full or nothing is left.
+    async fn fill(&self, client: &AsyncClient, outbox: &mut Outbox) {
+        let cfg = &self.parts.config;
+        loop {
+            let room = outbox.room();
+            let last = *self.seq.borrow();
+            if room == 0 || outbox.next() > last {
+                return;
+            }
+            let from = outbox.next() - 1;
+            let rows = match self
+                .parts
+                .journal
+                .with(move |c| store::events_after(c, from, room))
+                .await
+            {
+                Ok(rows) if !rows.is_empty() => rows,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the outbox");
+                    return;
+                }
+            };
+            for row in rows {
+                if row.seq != outbox.next() {
+                    tracing::error!(
+                        expected = outbox.next(),
+                        found = row.seq,
+                        "gap in the journal"
+                    );
+                    return;
+                }
+                let topic = self.topics.event(&row.kind);
+                let payload = row
+                    .decode(&self.parts.store_id, &self.parts.codec)
+                    .map_err(|e| e.to_string())
+                    .and_then(|event| serde_json::to_vec(&event).map_err(|e| e.to_string()));
+                let size = payload
+                    .as_ref()
+                    .map_or(0, |p| publish_packet_size(&topic, p.len()));
+                match payload {
+                    Ok(p) if size <= cfg.max_packet_bytes => {
+                        if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, p) {
+                            tracing::debug!(error = %e, "client queue full; sending the rest later");
+                            return;
+                        }
+                        outbox.submitted(row.seq);
+                    }
+                    other => {
+                        let (code, message) = match &other {
+                            Ok(_) => (
+                                "event_too_large",
+                                format!(
+                                    "event seq {} ({}) is {size} bytes, the broker takes {}",
+                                    row.seq, row.kind, cfg.max_packet_bytes
+                                ),
+                            ),
+                            Err(e) => ("event_unreadable", format!("event seq {}: {e}", row.seq)),
+                        };
+                        let detail = json!({
+                            "seq": row.seq, "id": row.id, "kind": row.kind,
+                            "bytes": size, "limit": cfg.max_packet_bytes,
+                        });
+                        tracing::error!(
+                            seq = row.seq,
+                            code,
+                            "event cannot be sent; reported to HQ"
+                        );
+                        // Never skip silently: only once the alert is in the journal.
+                        if !alert(&self.parts.ledger, code, message, detail).await {
+                            return;
+                        }
+                        self.parts
+                            .status
+                            .unsendable
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        outbox.skipped(row.seq);
+                        self.parts.status.set_acked(outbox.acked());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Clean shutdown: retained `online: false`, wait briefly for outstanding acks, disconnect.
+    async fn goodbye(
+        &self,
+        client: &AsyncClient,
+        ev_rx: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
+        outbox: &mut Outbox,
+    ) {
+        let _ = client.try_publish(
+            self.topics.status(),
+            QoS::AtLeastOnce,
+            true,
+            json!({"online": false}).to_string(),
+        );
+        outbox.submitted_status();
+        let _ = client.try_disconnect();
+        let deadline = tokio::time::sleep(Duration::from_secs(2));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                ev = ev_rx.recv() => match ev {
+                    Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => outbox.sent(pkid),
+                    Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                        if let Some(a) = outbox.acknowledged(ack.pkid) {
+                            self.parts.status.set_acked(a);
+                        }
+                    }
+                    Some(Ok(Event::Outgoing(Outgoing::Disconnect))) | Some(Err(_)) | None => return,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Applies downlink messages one at a time, in arrival order, and acknowledges each to the
+/// broker after the ledger applied it. A malformed or oversized message is counted, reported
+/// and acknowledged, so it never comes back.
+async fn applier(
+    mut rx: mpsc::Receiver<(Publish, AsyncClient)>,
+    ledger: Ledger,
+    status: Arc<UplinkStatus>,
+    topics: Topics,
+    max_bytes: usize,
+    tz: chrono_tz::Tz,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    while let Some((p, client)) = rx.recv().await {
+        let now = chrono::Utc::now().with_timezone(&tz).fixed_offset();
+        let parsed = match topics.downlink(&p.topic) {
+            None => Err(format!("unexpected topic {}", p.topic)),
+            Some(_) if p.payload.len() > max_bytes => Err(format!(
+                "{} bytes, more than max_message_bytes {max_bytes}",
+                p.payload.len()
+            )),
+            Some((_, kind)) => parse(kind, &p.payload, now),
+        };
+        let ack = match parsed {
+            Err(reason) => {
+                status.malformed.fetch_add(1, Relaxed);
+                tracing::warn!(topic = %p.topic, %reason, "malformed downlink message; acknowledged and reported");
+                alert(
+                    &ledger,
+                    "malformed_downlink",
+                    format!("a message from HQ on {} was not applied: {reason}", p.topic),
+                    json!({"topic": p.topic, "bytes": p.payload.len(), "reason": reason}),
+                )
+                .await;
+                true
+            }
+            Ok(parsed) => {
+                if !parsed.rejected.is_empty() {
+                    status.malformed.fetch_add(1, Relaxed);
+                    let shown: Vec<&String> = parsed.rejected.iter().take(20).collect();
+                    tracing::warn!(topic = %p.topic, rejected = parsed.rejected.len(), "downlink items left out");
+                    alert(
+                        &ledger,
+                        "downlink_items_rejected",
+                        format!(
+                            "{} item(s) of message {} on {} were left out",
+                            parsed.rejected.len(),
+                            parsed.id,
+                            p.topic
+                        ),
+                        json!({"topic": p.topic, "id": parsed.id, "rejected": shown}),
+                    )
+                    .await;
+                }
+                let cmd = match parsed.action {
+                    Downlink::Update(u) => Command::ApplyHq(Box::new(u)),
+                    Downlink::Resync => Command::RequestSync {
+                        reason: "hq_command".into(),
+                    },
+                };
+                match ledger.execute(system_actor(), cmd).await {
+                    Ok(_) => {
+                        status.applied.fetch_add(1, Relaxed);
+                        true
+                    }
+                    Err(e) => {
+                        // Not acknowledged: the broker delivers it again on the next connection.
+                        tracing::error!(error = %e, topic = %p.topic, "downlink message not applied");
+                        false
+                    }
+                }
+            }
+        };
+        if ack && let Err(e) = client.ack(&p).await {
+            tracing::debug!(error = %e, "ack not sent (connection gone); the broker will redeliver");
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! A real Mosquitto broker on a free loopback port, and an HQ client that records what the
+//! store sends and can publish HQ's messages.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+
+fn mosquitto_binary() -> PathBuf {
+    for p in [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!(
+        "mosquitto is not installed: apt-get install mosquitto (the uplink tests need a real broker)"
+    );
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A Mosquitto process with persistence, so a graceful restart keeps sessions and queues.
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Broker {
+    pub fn start(dir: &Path) -> Broker {
+        let dir = dir.join("mosquitto");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = Broker {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.join("mosquitto.conf");
+        // Run as root, mosquitto switches to the `mosquitto` user, which cannot write the
+        // test's private directory: keep root so persistence works.
+        let user = if unsafe { libc::geteuid() } == 0 {
+            "user root\n"
+        } else {
+            ""
+        };
+        std::fs::write(
+            &conf,
+            format!(
+                "{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                 persistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 0\n\
+                 log_dest file {dir}/mosquitto.log\nlog_type all\n",
+                port = self.port,
+                dir = self.dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(mosquitto_binary())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting mosquitto");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the broker gracefully (it saves its persistence file).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// The `[uplink]` section that points a store at this broker.
+    pub fn uplink_config(&self, extra: &str) -> String {
+        format!(
+            "\n[uplink]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\nkeep_alive_secs = 5\n\
+             reconnect_min_ms = 100\nreconnect_max_ms = 1000\nhealthy_after_secs = 2\n\
+             status_interval_secs = 5\n{extra}\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One message HQ received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: Value,
+    pub at: Instant,
+}
+
+/// HQ: a real MQTT client with a persistent session, subscribed to the store's events and
+/// status; it records everything and keeps reconnecting.
+pub struct Hq {
+    pub client: AsyncClient,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Hq {
+    pub async fn connect(port: u16, store_id: &str) -> Hq {
+        let mut opts = MqttOptions::new(format!("hq-{store_id}-{port}"), "127.0.0.1", port);
+        opts.set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(16 << 20, 16 << 20);
+        let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+        for filter in [
+            format!("storebox/stores/{store_id}/events/#"),
+            format!("storebox/stores/{store_id}/status"),
+        ] {
+            client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        }
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
+        let resubscribe = client.clone();
+        let filters = [
+            format!("storebox/stores/{store_id}/events/#"),
+            format!("storebox/stores/{store_id}/status"),
+        ];
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) if !ack.session_present => {
+                        for f in &filters {
+                            let _ = resubscribe.try_subscribe(f.clone(), QoS::AtLeastOnce);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let payload = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
+                        sink.lock().unwrap().push(Received {
+                            topic: p.topic,
+                            payload,
+                            at: Instant::now(),
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        Hq {
+            client,
+            received,
+            task,
+        }
+    }
+
+    /// Event payloads received so far (duplicates included), in arrival order.
+    pub fn events(&self) -> Vec<Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.topic.contains("/events/"))
+            .map(|r| r.payload.clone())
+            .collect()
+    }
+
+    /// The last status message received.
+    pub fn last_status(&self) -> Option<Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|r| r.topic.ends_with("/status"))
+            .map(|r| r.payload.clone())
+    }
+
+    /// Publishes an HQ message (QoS 1).
+    pub async fn publish(&self, topic: &str, payload: Value) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.to_string())
+            .await
+            .unwrap();
+    }
+
+    /// Publishes raw bytes (for malformed-message tests).
+    pub async fn publish_raw(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for Hq {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Waits until `cond` holds, polling; panics with `what` after `secs`.
+pub async fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
