@@ -34,6 +34,36 @@ impl StoredEvent {
         })
     }
 
+    /// The event as HQ receives it (design section 5): `{"id", "store_id", "seq",
+    /// "occurred_at", "kind", "data"}`. Events without sealed personal data are framed around
+    /// the stored JSON as it is; the others are decoded and re-encoded with the data opened.
+    pub fn payload(&self, store_id: &str, codec: &PiiCodec) -> Result<Vec<u8>, JournalError> {
+        if codec.is_open(&self.data) {
+            let mut out = Vec::with_capacity(self.data.len() + 160);
+            out.extend_from_slice(b"{\"id\":");
+            serde_json::to_writer(&mut out, &self.id).map_err(|e| self.corrupt(e))?;
+            out.extend_from_slice(b",\"store_id\":");
+            serde_json::to_writer(&mut out, store_id).map_err(|e| self.corrupt(e))?;
+            out.extend_from_slice(format!(",\"seq\":{},\"occurred_at\":", self.seq).as_bytes());
+            serde_json::to_writer(&mut out, &self.occurred_at).map_err(|e| self.corrupt(e))?;
+            out.extend_from_slice(b",\"kind\":");
+            serde_json::to_writer(&mut out, &self.kind).map_err(|e| self.corrupt(e))?;
+            out.extend_from_slice(b",\"data\":");
+            out.extend_from_slice(self.data.as_bytes());
+            out.push(b'}');
+            return Ok(out);
+        }
+        let event = self.decode(store_id, codec)?;
+        serde_json::to_vec(&event).map_err(|e| self.corrupt(e))
+    }
+
+    fn corrupt(&self, e: impl std::fmt::Display) -> JournalError {
+        JournalError::Corrupt {
+            seq: self.seq,
+            reason: e.to_string(),
+        }
+    }
+
     /// Decodes the row into an [`Event`], opening personal data with `codec`.
     pub fn decode(&self, store_id: &str, codec: &PiiCodec) -> Result<Event, JournalError> {
         let corrupt = |reason: String| JournalError::Corrupt {
@@ -261,4 +291,25 @@ pub fn set_outbox_position(
     )
     .map_err(JournalError::sql("moving the outbox position"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framed_payload_equals_the_decoded_event() {
+        let row = StoredEvent {
+            seq: 42,
+            id: "01a2-id".into(),
+            kind: "stock.low".into(),
+            occurred_at: "2026-11-23T10:15:00+08:00".into(),
+            data: r#"{"sku":"TEA","on_hand":3,"safety_stock":10}"#.into(),
+        };
+        let codec = PiiCodec::plain();
+        let framed: serde_json::Value =
+            serde_json::from_slice(&row.payload("sh-001", &codec).unwrap()).unwrap();
+        let decoded = serde_json::to_value(row.decode("sh-001", &codec).unwrap()).unwrap();
+        assert_eq!(framed, decoded);
+    }
 }

@@ -7,6 +7,7 @@
 //! the acknowledged position, and the next connection comes after a backoff that starts over
 //! once a connection has been healthy for a while.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +23,11 @@ use super::downlink::{Downlink, parse};
 use super::outbox::{Outbox, publish_packet_size};
 use super::topics::Topics;
 use super::{Parts, UplinkStatus, alert, system_actor};
-use crate::journal::store;
+use crate::journal::{StoredEvent, store};
 use crate::ledger::{Command, Ledger};
+
+/// Journal events read per outbox query.
+const READ_AHEAD: usize = 512;
 
 /// Why a connection ended.
 enum End {
@@ -190,6 +194,7 @@ impl Link {
         let status = self.parts.status.clone();
         let mut outbox = Outbox::new(status.acked_seq(), usize::from(cfg.inflight));
         let mut persisted = outbox.acked();
+        let mut ahead = VecDeque::new();
         let mut up = false;
         let mut ledger_alive = true;
         let mut status_tick = tokio::time::interval(cfg.status_interval);
@@ -226,8 +231,9 @@ impl Link {
                             }
                         }
                         outbox.restart();
+                        ahead.clear();
                         self.publish_status(&client, &mut outbox).await;
-                        self.fill(&client, &mut outbox).await;
+                        self.fill(&client, &mut outbox, &mut ahead).await;
                     }
                     Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => outbox.sent(pkid),
                     Some(Ok(Event::Outgoing(Outgoing::AwaitAck(pkid)))) => outbox.collided(pkid),
@@ -235,7 +241,7 @@ impl Link {
                         if let Some(acked) = outbox.acknowledged(ack.pkid) {
                             status.set_acked(acked);
                         }
-                        self.fill(&client, &mut outbox).await;
+                        self.fill(&client, &mut outbox, &mut ahead).await;
                     }
                     Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
                         if down_tx.send((p, client.clone())).await.is_err() {
@@ -248,7 +254,7 @@ impl Link {
                     if changed.is_err() {
                         ledger_alive = false;
                     }
-                    self.fill(&client, &mut outbox).await;
+                    self.fill(&client, &mut outbox, &mut ahead).await;
                 }
                 _ = status_tick.tick(), if up => self.publish_status(&client, &mut outbox).await,
                 _ = persist_tick.tick() => {
@@ -304,84 +310,85 @@ impl Link {
     }
 
     /// Submits events from the journal until the window is full or nothing is left.
-    async fn fill(&self, client: &AsyncClient, outbox: &mut Outbox) {
+    async fn fill(
+        &self,
+        client: &AsyncClient,
+        outbox: &mut Outbox,
+        ahead: &mut VecDeque<StoredEvent>,
+    ) {
         let cfg = &self.parts.config;
         loop {
-            let room = outbox.room();
             let last = *self.seq.borrow();
-            if room == 0 || outbox.next() > last {
+            if outbox.room() == 0 || outbox.next() > last {
                 return;
             }
-            let from = outbox.next() - 1;
-            let rows = match self
-                .parts
-                .journal
-                .with(move |c| store::events_after(c, from, room))
-                .await
-            {
-                Ok(rows) if !rows.is_empty() => rows,
-                Ok(_) => return,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the outbox");
-                    return;
-                }
-            };
-            for row in rows {
-                if row.seq != outbox.next() {
-                    tracing::error!(
-                        expected = outbox.next(),
-                        found = row.seq,
-                        "gap in the journal"
-                    );
-                    return;
-                }
-                let topic = self.topics.event(&row.kind);
-                let payload = row
-                    .decode(&self.parts.store_id, &self.parts.codec)
-                    .map_err(|e| e.to_string())
-                    .and_then(|event| serde_json::to_vec(&event).map_err(|e| e.to_string()));
-                let size = payload
-                    .as_ref()
-                    .map_or(0, |p| publish_packet_size(&topic, p.len()));
-                match payload {
-                    Ok(p) if size <= cfg.max_packet_bytes => {
-                        if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, p) {
-                            tracing::debug!(error = %e, "client queue full; sending the rest later");
-                            return;
-                        }
-                        outbox.submitted(row.seq);
+            if ahead.front().map(|r| r.seq) != Some(outbox.next()) {
+                // Read ahead in chunks: one journal query per chunk, not per acknowledgement.
+                ahead.clear();
+                let from = outbox.next() - 1;
+                match self
+                    .parts
+                    .journal
+                    .with(move |c| store::events_after(c, from, READ_AHEAD))
+                    .await
+                {
+                    Ok(rows) if !rows.is_empty() => ahead.extend(rows),
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the outbox");
+                        return;
                     }
-                    other => {
-                        let (code, message) = match &other {
-                            Ok(_) => (
-                                "event_too_large",
-                                format!(
-                                    "event seq {} ({}) is {size} bytes, the broker takes {}",
-                                    row.seq, row.kind, cfg.max_packet_bytes
-                                ),
+                }
+                if ahead.front().map(|r| r.seq) != Some(outbox.next()) {
+                    tracing::error!(expected = outbox.next(), "gap in the journal");
+                    ahead.clear();
+                    return;
+                }
+            }
+            let Some(row) = ahead.pop_front() else { return };
+            let topic = self.topics.event(&row.kind);
+            let payload = row
+                .payload(&self.parts.store_id, &self.parts.codec)
+                .map_err(|e| e.to_string());
+            let size = payload
+                .as_ref()
+                .map_or(0, |p| publish_packet_size(&topic, p.len()));
+            match payload {
+                Ok(p) if size <= cfg.max_packet_bytes => {
+                    if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, p) {
+                        tracing::debug!(error = %e, "client queue full; sending the rest later");
+                        ahead.push_front(row);
+                        return;
+                    }
+                    outbox.submitted(row.seq);
+                }
+                other => {
+                    let (code, message) = match &other {
+                        Ok(_) => (
+                            "event_too_large",
+                            format!(
+                                "event seq {} ({}) is {size} bytes, the broker takes {}",
+                                row.seq, row.kind, cfg.max_packet_bytes
                             ),
-                            Err(e) => ("event_unreadable", format!("event seq {}: {e}", row.seq)),
-                        };
-                        let detail = json!({
-                            "seq": row.seq, "id": row.id, "kind": row.kind,
-                            "bytes": size, "limit": cfg.max_packet_bytes,
-                        });
-                        tracing::error!(
-                            seq = row.seq,
-                            code,
-                            "event cannot be sent; reported to HQ"
-                        );
-                        // Never skip silently: only once the alert is in the journal.
-                        if !alert(&self.parts.ledger, code, message, detail).await {
-                            return;
-                        }
-                        self.parts
-                            .status
-                            .unsendable
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        outbox.skipped(row.seq);
-                        self.parts.status.set_acked(outbox.acked());
+                        ),
+                        Err(e) => ("event_unreadable", format!("event seq {}: {e}", row.seq)),
+                    };
+                    let detail = json!({
+                        "seq": row.seq, "id": row.id, "kind": row.kind,
+                        "bytes": size, "limit": cfg.max_packet_bytes,
+                    });
+                    tracing::error!(seq = row.seq, code, "event cannot be sent; reported to HQ");
+                    // Never skip silently: only once the alert is in the journal.
+                    if !alert(&self.parts.ledger, code, message, detail).await {
+                        ahead.push_front(row);
+                        return;
                     }
+                    self.parts
+                        .status
+                        .unsendable
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    outbox.skipped(row.seq);
+                    self.parts.status.set_acked(outbox.acked());
                 }
             }
         }
