@@ -121,6 +121,11 @@ impl Idx {
             Idx::Barcode => "idx_barcode",
         }
     }
+
+    /// Whether the index points at a member row (by rowid) rather than a product (by SKU).
+    pub(crate) fn of_members(self) -> bool {
+        !matches!(self, Idx::Barcode)
+    }
 }
 
 impl Cache {
@@ -210,9 +215,19 @@ impl Cache {
         value: &str,
     ) -> Result<Option<Member>, CacheError> {
         let key = self.inner.codec.index_key(field, value);
-        self.read(|c| match index_get(c, idx, &key)? {
-            Some(id) => get_member(c, &self.inner.codec, &id),
-            None => Ok(None),
+        self.read(|c| {
+            let row: Option<(String, Vec<u8>)> = c
+                .prepare_cached(&format!(
+                    "SELECT m.id, m.data FROM {} i JOIN members m ON m.rid = i.rid WHERE i.k = ?1",
+                    idx.table()
+                ))
+                .and_then(|mut st| {
+                    st.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(sql_err("reading a member by index"))?;
+            row.map(|(id, data)| codec::decode_member(&self.inner.codec, &id, &data))
+                .transpose()
         })
     }
 
@@ -235,23 +250,20 @@ impl Cache {
     ) -> Result<Vec<Member>, CacheError> {
         let key = self.inner.codec.index_key(field, value);
         self.read(|c| {
-            let ids: Vec<String> = c
+            let rows: Vec<(String, Vec<u8>)> = c
                 .prepare_cached(&format!(
-                    "SELECT id FROM {} WHERE k = ?1 ORDER BY id LIMIT ?2",
+                    "SELECT m.id, m.data FROM {} i JOIN members m ON m.rid = i.rid
+                     WHERE i.k = ?1 ORDER BY i.rid LIMIT ?2",
                     idx.table()
                 ))
                 .and_then(|mut st| {
-                    st.query_map(params![key, limit as i64], |r| r.get(0))?
+                    st.query_map(params![key, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
                         .collect()
                 })
                 .map_err(sql_err("scanning a member index"))?;
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                if let Some(m) = get_member(c, &self.inner.codec, &id)? {
-                    out.push(m);
-                }
-            }
-            Ok(out)
+            rows.iter()
+                .map(|(id, data)| codec::decode_member(&self.inner.codec, id, data))
+                .collect()
         })
     }
 
@@ -441,7 +453,15 @@ pub(crate) fn index_get(
     idx: Idx,
     key: &[u8],
 ) -> Result<Option<String>, CacheError> {
-    c.prepare_cached(&format!("SELECT id FROM {} WHERE k = ?1", idx.table()))
+    let sql = if idx.of_members() {
+        format!(
+            "SELECT m.id FROM {} i JOIN members m ON m.rid = i.rid WHERE i.k = ?1",
+            idx.table()
+        )
+    } else {
+        format!("SELECT id FROM {} WHERE k = ?1", idx.table())
+    };
+    c.prepare_cached(&sql)
         .and_then(|mut st| st.query_row(params![key], |r| r.get(0)).optional())
         .map_err(sql_err("reading an index"))
 }

@@ -257,8 +257,10 @@ impl<'w> Pending<'w> {
         let write = sql_err("writing the cache");
         let run = || -> rusqlite::Result<()> {
             {
-                let mut st =
-                    tx.prepare_cached("INSERT OR REPLACE INTO members (id, data) VALUES (?1, ?2)")?;
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO members (id, data) VALUES (?1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                )?;
                 for (id, m) in &self.members {
                     st.execute(params![id, encode_member(codec, m)])?;
                 }
@@ -302,22 +304,30 @@ impl<'w> Pending<'w> {
                 )?;
             }
             // Removals first, so a key that moved between ids ends up where it was put.
+            // Member indexes point at the member's rowid, found by its id.
+            let sql = |idx: Idx, add: bool| {
+                let t = idx.table();
+                match (idx.of_members(), add) {
+                    (true, false) => format!(
+                        "DELETE FROM {t} WHERE k = ?1 AND rid = (SELECT rid FROM members WHERE id = ?2)"
+                    ),
+                    (true, true) => format!(
+                        "INSERT OR REPLACE INTO {t} (k, rid) SELECT ?1, rid FROM members WHERE id = ?2"
+                    ),
+                    (false, false) => format!("DELETE FROM {t} WHERE k = ?1 AND id = ?2"),
+                    (false, true) => format!("INSERT OR REPLACE INTO {t} (k, id) VALUES (?1, ?2)"),
+                }
+            };
             for ((idx, key, id), present) in &self.index {
                 if !present {
-                    tx.prepare_cached(&format!(
-                        "DELETE FROM {} WHERE k = ?1 AND id = ?2",
-                        idx.table()
-                    ))?
-                    .execute(params![key, id])?;
+                    tx.prepare_cached(&sql(*idx, false))?
+                        .execute(params![key, id])?;
                 }
             }
             for ((idx, key, id), present) in &self.index {
                 if *present {
-                    tx.prepare_cached(&format!(
-                        "INSERT OR REPLACE INTO {} (k, id) VALUES (?1, ?2)",
-                        idx.table()
-                    ))?
-                    .execute(params![key, id])?;
+                    tx.prepare_cached(&sql(*idx, true))?
+                        .execute(params![key, id])?;
                 }
             }
             if let Some(seq) = self.applied_seq {

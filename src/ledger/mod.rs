@@ -297,9 +297,13 @@ impl Ledger {
             .last_seq
             .store(worker.journal.last_seq(), Ordering::Relaxed);
         worker.seq_tx.send_replace(worker.journal.last_seq());
+        let checkpointer = crate::journal::Checkpointer::start(worker.journal.dir());
         let handle = std::thread::Builder::new()
             .name("ledger".into())
-            .spawn(move || worker.run(rx))
+            .spawn(move || {
+                worker.run(rx);
+                drop(checkpointer);
+            })
             .map_err(|e| LedgerError::Internal(format!("cannot start the ledger thread: {e}")))?;
         Ok((
             Ledger {

@@ -1,0 +1,91 @@
+//! Checkpoints off the sale path.
+//!
+//! In WAL mode a commit only appends to the WAL (and fsyncs it); copying pages back into the
+//! database file — a checkpoint — writes pages all over a large file and fsyncs it. With
+//! SQLite's automatic checkpoint that work falls on whichever sale commit crosses the threshold
+//! and shows as a latency spike. Here the writer's automatic checkpoint is off and this thread
+//! checkpoints from its own connection: PASSIVE (never blocks the writer) twice a second, and a
+//! blocking one only if the WAL ever grows past its ceiling.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::FILE_NAME;
+
+/// WAL size above which a blocking checkpoint is forced.
+const WAL_CEILING: u64 = 256 * 1024 * 1024;
+
+/// The checkpoint thread. Stops (after a last checkpoint) when dropped.
+pub struct Checkpointer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Starts checkpointing the journal in `dir`.
+    pub fn start(dir: &Path) -> Checkpointer {
+        let path = dir.join(FILE_NAME);
+        let (stop, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("journal-checkpoint".into())
+            .spawn(move || run(&path, rx))
+            .map_err(|e| tracing::error!(error = %e, "cannot start the checkpoint thread"))
+            .ok();
+        Checkpointer {
+            stop: Some(stop),
+            thread,
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(path: &PathBuf, stop: mpsc::Receiver<()>) {
+    let conn = match Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "checkpoint thread cannot open the journal");
+            return;
+        }
+    };
+    let _ = conn.busy_timeout(Duration::from_secs(5));
+    let wal = path.with_extension("sqlite3-wal");
+    loop {
+        match stop.recv_timeout(Duration::from_millis(500)) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // Stopped (or the ledger is gone): one last passive checkpoint.
+            _ => {
+                checkpoint(&conn, "PASSIVE");
+                return;
+            }
+        }
+        let big = std::fs::metadata(&wal)
+            .map(|m| m.len() > WAL_CEILING)
+            .unwrap_or(false);
+        checkpoint(&conn, if big { "RESTART" } else { "PASSIVE" });
+    }
+}
+
+fn checkpoint(conn: &Connection, mode: &str) {
+    let r: rusqlite::Result<(i64, i64, i64)> =
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        });
+    if let Err(e) = r {
+        tracing::warn!(error = %e, mode, "journal checkpoint failed");
+    }
+}
