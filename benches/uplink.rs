@@ -205,6 +205,10 @@ fn seed(data: &Path, config: &Config, n: u64) -> usize {
         tx.commit().expect("commit");
     }
     journal.resync_seq().expect("seq");
+    journal
+        .conn()
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
     let (_, cache, _) = Cache::open(data, 16, codec).expect("cache");
     replay(&journal, &cache, &StoreSettings::from_config(config)).expect("replay");
     size

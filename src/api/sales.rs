@@ -95,7 +95,7 @@ async fn read(
     let events = state
         .journal
         .with(move |conn| {
-            store::events_about(conn, &lookup)?
+            store::sale_events(conn, &lookup)?
                 .iter()
                 .map(|r| r.decode(&store_id, &codec))
                 .collect::<Result<Vec<_>, _>>()

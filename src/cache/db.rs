@@ -61,7 +61,9 @@ pub(super) fn connect(path: &Path, write: bool, cache_kib: u64) -> Result<Connec
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(CacheError::Corrupt(format!("journal_mode is {mode}")));
         }
-        conn.execute_batch("PRAGMA synchronous = NORMAL;")
+        // Checkpoints mostly happen on a background thread (`Checkpointer`); the writer's own
+        // automatic checkpoint is only a ceiling on the WAL.
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 4000;")
             .map_err(sql_err("setting cache pragmas"))?;
     }
     Ok(conn)

@@ -28,7 +28,11 @@ pub struct Checkpointer {
 impl Checkpointer {
     /// Starts checkpointing the journal in `dir`.
     pub fn start(dir: &Path) -> Checkpointer {
-        let path = dir.join(FILE_NAME);
+        Checkpointer::start_file(dir.join(FILE_NAME))
+    }
+
+    /// Starts checkpointing the SQLite file at `path` (the journal, or the cache).
+    pub fn start_file(path: PathBuf) -> Checkpointer {
         let (stop, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("journal-checkpoint".into())
@@ -63,7 +67,9 @@ fn run(path: &PathBuf, stop: mpsc::Receiver<()>) {
         }
     };
     let _ = conn.busy_timeout(Duration::from_secs(5));
-    let wal = path.with_extension("sqlite3-wal");
+    let mut wal = path.clone().into_os_string();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
     loop {
         match stop.recv_timeout(Duration::from_millis(500)) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}

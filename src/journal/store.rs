@@ -141,6 +141,10 @@ pub fn append(
         ])
     })
     .map_err(JournalError::sql("appending an event"))?;
+    // The first event of a day marks where the day starts (a lookup, and a write once a day).
+    conn.prepare_cached("INSERT OR IGNORE INTO days (day, first_seq) VALUES (?1, ?2)")
+        .and_then(|mut st| st.execute(params![day, event.seq as i64]))
+        .map_err(JournalError::sql("marking the day"))?;
     Ok(())
 }
 
@@ -170,16 +174,17 @@ pub fn events_after(
     .map_err(JournalError::sql("reading events"))
 }
 
-/// All events about `subject` (a sale id, member id, sku), in order.
-pub fn events_about(conn: &Connection, subject: &str) -> Result<Vec<StoredEvent>, JournalError> {
+/// A sale's `sale.recorded` and `sale.refunded` events, in order.
+pub fn sale_events(conn: &Connection, sale_id: &str) -> Result<Vec<StoredEvent>, JournalError> {
     conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM events WHERE subject = ?1 ORDER BY seq"
+        "SELECT {COLUMNS} FROM events
+         WHERE subject = ?1 AND kind IN ('sale.recorded', 'sale.refunded') ORDER BY seq"
     ))
     .and_then(|mut st| {
-        st.query_map(params![subject], StoredEvent::from_row)?
+        st.query_map(params![sale_id], StoredEvent::from_row)?
             .collect()
     })
-    .map_err(JournalError::sql("reading events by subject"))
+    .map_err(JournalError::sql("reading a sale's events"))
 }
 
 /// Events of `kind` on store-local `day`, after `after_seq`, at most `limit`.
@@ -191,7 +196,11 @@ pub fn events_on_day(
     limit: usize,
 ) -> Result<Vec<StoredEvent>, JournalError> {
     conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM events WHERE kind = ?1 AND day = ?2 AND seq > ?3
+        "SELECT {COLUMNS} FROM events
+         WHERE seq >= (SELECT first_seq FROM days WHERE day = ?2)
+           AND seq < COALESCE((SELECT first_seq FROM days WHERE day > ?2 ORDER BY day LIMIT 1),
+                              9223372036854775807)
+           AND seq > ?3 AND kind = ?1 AND day = ?2
          ORDER BY seq LIMIT ?4"
     ))
     .and_then(|mut st| {
@@ -311,5 +320,63 @@ mod tests {
             serde_json::from_slice(&row.payload("sh-001", &codec).unwrap()).unwrap();
         let decoded = serde_json::to_value(row.decode("sh-001", &codec).unwrap()).unwrap();
         assert_eq!(framed, decoded);
+    }
+}
+
+#[cfg(test)]
+mod day_tests {
+    use super::*;
+    use crate::domain::event::{Event, EventBody};
+
+    fn event(seq: u64, day: &str) -> (Event, String) {
+        let at = chrono::DateTime::parse_from_rfc3339(&format!("{day}T12:00:00+08:00")).unwrap();
+        (
+            Event {
+                id: format!("id-{seq}"),
+                store_id: "sh-001".into(),
+                seq,
+                occurred_at: at,
+                body: EventBody::StockLow {
+                    sku: "A".into(),
+                    on_hand: 1,
+                    safety_stock: 2,
+                },
+            },
+            day.to_string(),
+        )
+    }
+
+    #[test]
+    fn a_day_is_a_range_of_seqs() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
+        let codec = PiiCodec::plain();
+        for (seq, day) in [
+            (1, "2026-11-22"),
+            (2, "2026-11-22"),
+            (3, "2026-11-23"),
+            (4, "2026-11-23"),
+            (5, "2026-11-25"),
+        ] {
+            let (e, d) = event(seq, day);
+            append(j.conn(), &e, &d, &codec).unwrap();
+        }
+        let seqs = |day: &str, after: u64| -> Vec<u64> {
+            events_on_day(j.conn(), "stock.low", day, after, 100)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(seqs("2026-11-22", 0), vec![1, 2]);
+        assert_eq!(seqs("2026-11-23", 0), vec![3, 4]);
+        assert_eq!(seqs("2026-11-23", 3), vec![4]);
+        assert_eq!(seqs("2026-11-24", 0), Vec::<u64>::new());
+        assert_eq!(seqs("2026-11-25", 0), vec![5]);
+        assert!(
+            events_on_day(j.conn(), "sale.recorded", "2026-11-23", 0, 100)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

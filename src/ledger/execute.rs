@@ -441,7 +441,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
     }
 
     fn load_sale(&self, sale_id: &str) -> Result<(Sale, Vec<Refund>), LedgerError> {
-        let rows = store::events_about(self.conn, sale_id)?;
+        let rows = store::sale_events(self.conn, sale_id)?;
         let mut sale = None;
         let mut refunds = Vec::new();
         for row in rows {

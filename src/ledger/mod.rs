@@ -297,12 +297,17 @@ impl Ledger {
             .last_seq
             .store(worker.journal.last_seq(), Ordering::Relaxed);
         worker.seq_tx.send_replace(worker.journal.last_seq());
-        let checkpointer = crate::journal::Checkpointer::start(worker.journal.dir());
+        let checkpointers = [
+            crate::journal::Checkpointer::start(worker.journal.dir()),
+            crate::journal::Checkpointer::start_file(
+                worker.journal.dir().join(crate::cache::FILE_NAME),
+            ),
+        ];
         let handle = std::thread::Builder::new()
             .name("ledger".into())
             .spawn(move || {
                 worker.run(rx);
-                drop(checkpointer);
+                drop(checkpointers);
             })
             .map_err(|e| LedgerError::Internal(format!("cannot start the ledger thread: {e}")))?;
         Ok((
@@ -554,7 +559,9 @@ impl Worker {
         }
         let mut pending = self.cache.pending();
         let conn = self.journal.conn_mut();
-        let tx = match conn.transaction() {
+        // IMMEDIATE: the write lock is taken at BEGIN (waiting out a checkpoint), so a batch
+        // never starts reading a snapshot it then cannot write on.
+        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => {
                 let err =
