@@ -9,4 +9,5 @@
 //! Transports (TCP 9100, serial, USB lp) and the per-printer task will sit next to these and
 //! only move bytes.
 
+pub mod decode;
 pub mod escpos;
