@@ -17,6 +17,7 @@
 //! - [`pii`]: the one codec personal data passes through on its way to disk (plain today;
 //!   encryption at rest replaces its inside).
 //! - [`api`]: axum handlers, one module per resource; authentication and the error type.
+//! - [`devices`]: store devices; so far the pure ESC/POS encoder, receipt layout and decoder.
 //! - [`config`]: TOML → validated [`config::Config`], errors naming file, key and reason.
 //! - [`app`]: wiring — lock the data directory, open the stores, start the ledger and the HTTP
 //!   server, shut down in order.
@@ -27,6 +28,7 @@ pub mod api;
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod devices;
 pub mod domain;
 pub mod journal;
 pub mod ledger;

@@ -1,0 +1,767 @@
+//! Receipt layout: a recorded [`Sale`] to the ESC/POS bytes of its receipt.
+//!
+//! Pure and deterministic: the time printed is the sale's own `created_at` (store-local), so a
+//! reprint from the journal is byte-for-byte the first print plus the reprint mark.
+//!
+//! Columns are counted the way the printer draws them ([`display_width`]): a double-byte
+//! character takes two, and the store name printed at double width takes twice that. Lines are
+//! wrapped by that width, never inside a character, so nothing relies on the printer's own
+//! wrapping (which would break the label/amount columns).
+//!
+//! Money is printed with [`format_yuan`]. On Chinese printers the currency sign is the
+//! full-width `￥` (GBK `A3 A4`, two columns); on Western code pages it is `¥`, which both
+//! CP437 (0x9D) and CP858 (0xBE) carry as a single byte. Line items (unit price, line amount)
+//! are printed without the sign to save columns; totals and payments carry it.
+
+use super::escpos::{Align, DrawerPin, Encoding, EscPos, char_width, display_width};
+use crate::domain::contact::mask_phone;
+use crate::domain::money::{Money, format_yuan};
+use crate::domain::sale::{PaymentMethod, Sale};
+
+/// Paper roll width, which decides the column count in Font A.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaperWidth {
+    /// 58 mm paper: 384 dots at 203 dpi, 32 columns.
+    Mm58,
+    /// 80 mm paper: 576 dots, 48 columns.
+    Mm80,
+    /// A configured column count (e.g. 42 on 180 dpi Epson TM-T88-class printers, or Font B
+    /// counts); clamped to 16..=128.
+    Columns(usize),
+}
+
+impl PaperWidth {
+    /// Columns per line at normal size.
+    pub fn columns(self) -> usize {
+        match self {
+            PaperWidth::Mm58 => 32,
+            PaperWidth::Mm80 => 48,
+            PaperWidth::Columns(n) => n.clamp(16, 128),
+        }
+    }
+}
+
+/// Which labels the receipt prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelMode {
+    /// Chinese and English: "合计 Total". Only honoured with [`Encoding::Gb18030`]; a Western
+    /// code page cannot print the Chinese half, so it falls back to English.
+    Bilingual,
+    /// English only: "Total".
+    English,
+}
+
+/// The member block printed under the payments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberBlock {
+    /// The member's phone. Masked again at render time with [`mask_phone`] (idempotent on
+    /// `138****5678`), so a whole number never reaches paper even if the caller passes one.
+    pub phone: String,
+    /// Level display name after the sale (e.g. 银卡会员), if any.
+    pub level: Option<String>,
+    /// Points balance after the sale.
+    pub points_balance: i64,
+    /// Points this sale earned.
+    pub points_earned: i64,
+    /// Display name of the level this sale upgraded the member to, if it did.
+    pub upgraded_to: Option<String>,
+}
+
+impl MemberBlock {
+    /// The block from a sale's own member figures, or `None` if the sale has no member.
+    pub fn from_sale(phone: &str, sale: &Sale) -> Option<MemberBlock> {
+        let after = sale.member.as_ref()?;
+        Some(MemberBlock {
+            phone: phone.to_owned(),
+            level: after.level.as_ref().map(|l| l.name.clone()),
+            points_balance: after.points,
+            points_earned: sale.points_earned,
+            upgraded_to: after.upgraded_to.as_ref().map(|l| l.name.clone()),
+        })
+    }
+}
+
+/// Everything a receipt shows besides the sale itself; filled by the caller from config.
+#[derive(Debug, Clone)]
+pub struct ReceiptInput<'a> {
+    /// Store name, printed large at the top.
+    pub store_name: &'a str,
+    /// Extra header lines from config (address, phone, slogan), centered.
+    pub header_lines: &'a [String],
+    /// The recorded sale.
+    pub sale: &'a Sale,
+    /// Member block, if the sale had a member; [`MemberBlock::from_sale`] takes the figures
+    /// the sale recorded, so a reprint shows them as they were.
+    pub member: Option<MemberBlock>,
+    /// Prints a 重打/REPRINT mark at the top.
+    pub reprint: bool,
+    /// The printer's text encoding.
+    pub encoding: Encoding,
+    /// Paper width.
+    pub paper: PaperWidth,
+    /// Label language.
+    pub labels: LabelMode,
+    /// QR content (the caller fills its template), printed above the cut.
+    pub qr: Option<&'a str>,
+    /// Drawer to open after the cut; the caller sets it when a payment was cash, and leaves
+    /// it `None` on reprints.
+    pub drawer_kick: Option<DrawerPin>,
+}
+
+/// Label texts of one language.
+struct Labels {
+    reprint: &'static str,
+    terminal: &'static str,
+    staff: &'static str,
+    sale_no: &'static str,
+    time: &'static str,
+    discount: &'static str,
+    subtotal: &'static str,
+    coupon: &'static str,
+    points_paid: &'static str,
+    total: &'static str,
+    paid: &'static str,
+    change: &'static str,
+    member: &'static str,
+    level: &'static str,
+    points_earned: &'static str,
+    points_balance: &'static str,
+    upgraded: &'static str,
+    methods: [&'static str; 6],
+}
+
+const BILINGUAL: Labels = Labels {
+    reprint: "*** 重打 REPRINT ***",
+    terminal: "终端 Terminal",
+    staff: "收银员 Staff",
+    sale_no: "单号 No.",
+    time: "时间 Time",
+    discount: "优惠 Discount",
+    subtotal: "小计 Subtotal",
+    coupon: "优惠券 Coupon",
+    points_paid: "积分抵扣 Points used",
+    total: "合计 Total",
+    paid: "实收 Paid",
+    change: "找零 Change",
+    member: "会员 Member",
+    level: "等级 Level",
+    points_earned: "本次积分 Points earned",
+    points_balance: "积分余额 Points balance",
+    upgraded: "恭喜升级 Upgraded to",
+    methods: [
+        "现金 Cash",
+        "银行卡 Card",
+        "微信 WeChat",
+        "支付宝 Alipay",
+        "储值 Stored value",
+        "其他 Other",
+    ],
+};
+
+const ENGLISH: Labels = Labels {
+    reprint: "*** REPRINT ***",
+    terminal: "Terminal",
+    staff: "Staff",
+    sale_no: "No.",
+    time: "Time",
+    discount: "Discount",
+    subtotal: "Subtotal",
+    coupon: "Coupon",
+    points_paid: "Points used",
+    total: "Total",
+    paid: "Paid",
+    change: "Change",
+    member: "Member",
+    level: "Level",
+    points_earned: "Points earned",
+    points_balance: "Points balance",
+    upgraded: "Upgraded to",
+    methods: ["Cash", "Card", "WeChat", "Alipay", "Stored value", "Other"],
+};
+
+fn method_index(m: PaymentMethod) -> usize {
+    match m {
+        PaymentMethod::Cash => 0,
+        PaymentMethod::Card => 1,
+        PaymentMethod::Wechat => 2,
+        PaymentMethod::Alipay => 3,
+        PaymentMethod::StoredValue => 4,
+        PaymentMethod::Other => 5,
+    }
+}
+
+/// Renders the receipt of `input.sale`: header, lines, totals, payments, member block, QR,
+/// feed and cut, then the drawer kick last (so the drawer opens as the receipt comes off).
+pub fn render(input: &ReceiptInput<'_>) -> Vec<u8> {
+    let chinese = input.encoding.is_chinese();
+    let mut r = Layout {
+        out: EscPos::new(input.encoding),
+        cols: input.paper.columns(),
+        enc: input.encoding,
+        labels: match (input.labels, chinese) {
+            (LabelMode::Bilingual, true) => &BILINGUAL,
+            _ => &ENGLISH,
+        },
+        currency: if chinese { "￥" } else { "¥" },
+    };
+    r.out.init();
+    r.header(input);
+    r.items(input.sale);
+    r.totals(input.sale);
+    if let Some(m) = &input.member {
+        r.member(m);
+    }
+    if let Some(content) = input.qr.filter(|q| !q.is_empty()) {
+        r.qr(content);
+    }
+    r.out.feed_lines(3).cut_with_feed(0);
+    if let Some(pin) = input.drawer_kick {
+        r.out.drawer_kick(pin);
+    }
+    r.out.into_bytes()
+}
+
+/// The receipt being laid out.
+struct Layout {
+    out: EscPos,
+    cols: usize,
+    enc: Encoding,
+    labels: &'static Labels,
+    currency: &'static str,
+}
+
+impl Layout {
+    /// Reprint mark, store name (bold, double size), config lines, then who, where, when.
+    fn header(&mut self, input: &ReceiptInput<'_>) {
+        let (l, sale) = (self.labels, input.sale);
+        self.out.bold(true);
+        if input.reprint {
+            self.centered(l.reprint, 1);
+        }
+        self.centered(input.store_name, 2);
+        self.out.bold(false);
+        for h in input.header_lines {
+            self.centered(h, 1);
+        }
+        self.rule();
+        self.pair(l.terminal, &sale.terminal_id);
+        self.pair(l.staff, &sale.staff_no);
+        self.pair(l.sale_no, &format!("#{} {}", sale.seq, short_id(&sale.id)));
+        let time = sale.created_at.format("%Y-%m-%d %H:%M:%S").to_string();
+        self.pair(l.time, &time);
+        self.rule();
+    }
+
+    /// Each line: its name wrapped, `qty x unit price` and the amount, the discount if any.
+    fn items(&mut self, sale: &Sale) {
+        for line in &sale.lines {
+            for part in wrap(&line.name, self.cols, self.enc) {
+                self.out.line(&part);
+            }
+            let qty = format!("  {} x {}", line.qty, format_yuan(line.unit_price));
+            self.pair(&qty, &format_yuan(line.amount));
+            if line.discount != 0 {
+                let label = format!("  {}", self.labels.discount);
+                self.pair(&label, &format_yuan(neg(line.discount)));
+            }
+        }
+        self.rule();
+    }
+
+    /// Subtotal, discounts, coupons, points paid, the total (bold, double height), each
+    /// payment, paid and change (shown whenever cash was tendered).
+    fn totals(&mut self, sale: &Sale) {
+        let l = self.labels;
+        self.pair(l.subtotal, &self.money(sale.subtotal));
+        if sale.discount_total != 0 {
+            self.pair(l.discount, &self.money(neg(sale.discount_total)));
+        }
+        for c in &sale.coupons {
+            let label = format!("{} {}", l.coupon, c.code);
+            self.pair(&label, &self.money(neg(c.discount)));
+        }
+        if sale.points_redeemed != 0 || sale.points_value != 0 {
+            let label = format!("{} {}", l.points_paid, sale.points_redeemed);
+            self.pair(&label, &self.money(neg(sale.points_value)));
+        }
+        self.out.bold(true).size(1, 2);
+        self.pair(l.total, &self.money(sale.total));
+        self.out.size(1, 1).bold(false);
+        for p in &sale.payments {
+            self.pair(l.methods[method_index(p.method)], &self.money(p.amount));
+        }
+        self.pair(l.paid, &self.money(sale.paid));
+        let cash = sale
+            .payments
+            .iter()
+            .any(|p| p.method == PaymentMethod::Cash);
+        if cash || sale.change != 0 {
+            self.pair(l.change, &self.money(sale.change));
+        }
+    }
+
+    /// Masked phone, level, points earned and balance, and the upgrade notice.
+    fn member(&mut self, m: &MemberBlock) {
+        let l = self.labels;
+        self.rule();
+        self.pair(l.member, &mask_phone(&m.phone));
+        if let Some(level) = &m.level {
+            self.pair(l.level, level);
+        }
+        self.pair(l.points_earned, &format!("+{}", m.points_earned));
+        self.pair(l.points_balance, &m.points_balance.to_string());
+        if let Some(up) = &m.upgraded_to {
+            self.out.bold(true);
+            self.pair(l.upgraded, up);
+            self.out.bold(false);
+        }
+    }
+
+    /// The QR code, centered and sized to the paper.
+    fn qr(&mut self, content: &str) {
+        self.out.line_feed().align(Align::Center);
+        if self
+            .out
+            .qr(content, qr_module(content.len(), self.cols))
+            .is_err()
+        {
+            // Too long for a QR code: print it, so what the template produced is not lost.
+            for part in wrap(content, self.cols, self.enc) {
+                self.out.line(&part);
+            }
+        }
+        self.out.align(Align::Left);
+    }
+
+    /// A line of dashes across the paper.
+    fn rule(&mut self) {
+        self.out.line(&"-".repeat(self.cols));
+    }
+
+    /// `text` centered by the printer, at `width` times normal width, wrapped to fit.
+    fn centered(&mut self, text: &str, width: u8) {
+        let factor = usize::from(width.max(1));
+        self.out.align(Align::Center).size(width, width);
+        for part in wrap(text, self.cols / factor, self.enc) {
+            self.out.line(&part);
+        }
+        self.out.size(1, 1).align(Align::Left);
+    }
+
+    /// Label on the left, value on the right of the same line; if both do not fit, the
+    /// label (wrapped) and then the value right-aligned on lines of their own.
+    fn pair(&mut self, label: &str, value: &str) {
+        let (lw, vw) = (
+            display_width(label, self.enc),
+            display_width(value, self.enc),
+        );
+        if lw + 1 + vw <= self.cols {
+            let pad = " ".repeat(self.cols - lw - vw);
+            self.out.line(&format!("{label}{pad}{value}"));
+            return;
+        }
+        for part in wrap(label, self.cols, self.enc) {
+            self.out.line(&part);
+        }
+        for part in wrap(value, self.cols, self.enc) {
+            let pad = self.cols.saturating_sub(display_width(&part, self.enc));
+            self.out.line(&format!("{}{part}", " ".repeat(pad)));
+        }
+    }
+
+    /// Money with the currency sign, the minus sign first: `-￥3.00`.
+    fn money(&self, amount: Money) -> String {
+        let s = format_yuan(amount);
+        match s.strip_prefix('-') {
+            Some(abs) => format!("-{}{abs}", self.currency),
+            None => format!("{}{s}", self.currency),
+        }
+    }
+}
+
+/// Bytes a model 2 QR code of version 1..=40 holds at error correction M.
+const QR_CAPACITY_M: [usize; 40] = [
+    14, 26, 42, 62, 84, 106, 122, 152, 180, 213, 251, 287, 331, 362, 412, 450, 504, 560, 624, 666,
+    711, 779, 857, 911, 997, 1059, 1125, 1190, 1264, 1370, 1452, 1538, 1628, 1722, 1809, 1911,
+    1989, 2099, 2213, 2331,
+];
+
+/// Dots per module so the symbol and its quiet zone fit the paper: at most 6 (easy to scan),
+/// smaller for long content. Printers skip a QR code wider than the paper without a word, so
+/// a long URL on 58 mm would otherwise just be missing.
+fn qr_module(len: usize, cols: usize) -> u8 {
+    let version = QR_CAPACITY_M
+        .iter()
+        .position(|cap| *cap >= len)
+        .unwrap_or(39)
+        + 1;
+    let modules = 17 + 4 * version + 8; // symbol plus a 4-module quiet zone on each side
+    let dots = cols * 12; // Font A is 12 dots a column: 384 on 58 mm, 576 on 80 mm
+    u8::try_from((dots / modules).clamp(1, 6)).unwrap_or(1)
+}
+
+fn neg(amount: Money) -> Money {
+    amount.saturating_neg()
+}
+
+/// The last 8 alphanumerics of the id, upper case. UUIDv7 ids start with the timestamp, so
+/// sales of the same minute share a prefix; the random tail tells them apart at a glance.
+fn short_id(id: &str) -> String {
+    let alnum: Vec<char> = id.chars().filter(char::is_ascii_alphanumeric).collect();
+    let start = alnum.len().saturating_sub(8);
+    alnum[start..]
+        .iter()
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+/// Splits `text` into lines of at most `cols` columns in `enc`, never inside a character. A
+/// Latin word is moved whole to the next line when the line has a space to break at. A
+/// character wider than `cols` gets a line of its own rather than looping.
+pub fn wrap(text: &str, cols: usize, enc: Encoding) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    let mut width = 0;
+    for c in text.chars() {
+        if c == ' ' && cur.is_empty() && !lines.is_empty() {
+            continue; // a continuation line does not start with the space it broke at
+        }
+        let w = char_width(c, enc);
+        if width + w > cols && !cur.is_empty() {
+            let mid_word = c.is_ascii_alphanumeric()
+                && cur
+                    .chars()
+                    .last()
+                    .is_some_and(|p| p.is_ascii_alphanumeric());
+            match cur.rfind(' ').filter(|at| mid_word && *at > 0) {
+                Some(at) => {
+                    let tail = cur[at + 1..].to_owned();
+                    cur.truncate(at);
+                    lines.push(std::mem::replace(&mut cur, tail));
+                }
+                None => lines.push(std::mem::take(&mut cur)),
+            }
+            width = display_width(&cur, enc);
+        }
+        cur.push(c);
+        width += w;
+    }
+    if !cur.is_empty() || lines.is_empty() {
+        lines.push(cur);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::decode::{DecodeOptions, Mark, Paper, decode, decode_with};
+    use crate::domain::member::LevelRef;
+    use crate::domain::pricing::{AppliedCoupon, Benefit, PricedLine};
+    use crate::domain::sale::{MemberAfter, Payment};
+    use chrono::DateTime;
+
+    const LONG_NAME: &str = "有机纯牛奶 250ml×12盒 礼盒装 新鲜直达";
+
+    fn line(sku: &str, name: &str, qty: u32, unit_price: Money, discount: Money) -> PricedLine {
+        PricedLine {
+            sku: sku.into(),
+            name: name.into(),
+            qty,
+            unit_price,
+            discount,
+            amount: i64::from(qty) * unit_price - discount,
+            promo_discount: 0,
+            member_discount: discount,
+            coupon_discount: 0,
+            rounding: 0,
+            points_value: 0,
+            points_redeemed: 0,
+            points_earned: 0,
+        }
+    }
+
+    fn silver() -> LevelRef {
+        LevelRef {
+            code: "silver".into(),
+            name: "银卡会员".into(),
+        }
+    }
+
+    /// A silver member pays ¥239.73 with ¥300 cash: change ¥60.27, 287 points earned.
+    fn sale() -> Sale {
+        Sale {
+            id: "0193a5f0-7c1e-7d2a-9b3c-4e5f6a7b8c9d".into(),
+            seq: 1042,
+            store_id: "sh-001".into(),
+            created_at: DateTime::parse_from_rfc3339("2026-11-23T10:15:00+08:00").unwrap(),
+            staff_no: "0007".into(),
+            terminal_id: "T01".into(),
+            member_id: Some("m-1".into()),
+            lines: vec![
+                line("6901", LONG_NAME, 2, 8990, 1798),
+                line("6902", "五常大米 5kg", 1, 6990, 699),
+                line("6903", "苹果", 3, 500, 0),
+            ],
+            subtotal: 26470,
+            discount_total: 2497,
+            points_redeemed: 0,
+            points_value: 0,
+            total: 23973,
+            payments: vec![Payment {
+                method: PaymentMethod::Cash,
+                amount: 30000,
+            }],
+            paid: 30000,
+            change: 6027,
+            points_earned: 287,
+            benefit: Some(Benefit::Level),
+            level: Some(silver()),
+            coupons: vec![],
+            member: Some(MemberAfter {
+                level: Some(silver()),
+                points: 3287,
+                total_spend: 412_345,
+                upgraded_to: None,
+            }),
+        }
+    }
+
+    fn input<'a>(sale: &'a Sale, headers: &'a [String], paper: PaperWidth) -> ReceiptInput<'a> {
+        ReceiptInput {
+            store_name: "上海南京西路店",
+            header_lines: headers,
+            sale,
+            member: MemberBlock::from_sale("13812345678", sale),
+            reprint: false,
+            encoding: Encoding::Gb18030,
+            paper,
+            labels: LabelMode::Bilingual,
+            qr: Some("https://r.example.cn/sh-001/1042?c=会员"),
+            drawer_kick: Some(DrawerPin::Pin2),
+        }
+    }
+
+    fn headers() -> Vec<String> {
+        vec!["南京西路1266号".into(), "电话 021-6288 0000".into()]
+    }
+
+    fn has(paper: &Paper, parts: &[&str]) -> bool {
+        paper
+            .lines
+            .iter()
+            .any(|l| parts.iter().all(|p| l.contains(p)))
+    }
+
+    #[test]
+    fn chinese_cash_receipt_shows_what_the_customer_checks() {
+        let (s, h) = (sale(), headers());
+        let bytes = render(&input(&s, &h, PaperWidth::Mm58));
+        let paper = decode(&bytes);
+        assert!(paper.unknown.is_empty(), "{:?}", paper.unknown);
+        assert!(has(&paper, &["上海南京西路店"]));
+        assert!(has(&paper, &["南京西路1266号"]));
+        assert!(has(&paper, &["五常大米 5kg"]) && has(&paper, &["苹果"]));
+        assert!(has(&paper, &["会员 Member", "138****5678"]));
+        assert!(
+            !paper.lines.concat().contains("13812345678"),
+            "whole phone on paper"
+        );
+        assert!(has(&paper, &["等级 Level", "银卡会员"]));
+        assert!(has(&paper, &["本次积分 Points earned", "+287"]));
+        assert!(has(&paper, &["积分余额 Points balance", "3287"]));
+        assert!(has(&paper, &["合计 Total", "￥239.73"]));
+        assert!(has(&paper, &["现金 Cash", "￥300.00"]));
+        assert!(has(&paper, &["找零 Change", "￥60.27"]));
+        assert!(
+            has(&paper, &["  优惠 Discount", "-17.98"]),
+            "line discount shown"
+        );
+        assert!(has(&paper, &["优惠 Discount", "-￥24.97"]));
+        assert!(has(&paper, &["2 x 89.90", "161.82"]));
+        assert!(has(&paper, &["#1042 6A7B8C9D"]) && has(&paper, &["2026-11-23 10:15:00"]));
+        assert_eq!(paper.qr, ["https://r.example.cn/sh-001/1042?c=会员"]);
+        assert_eq!(paper.cuts, 1);
+        assert_eq!(paper.drawer_kicks, [(2, 0x19, 0xFA)]);
+        let cut = paper.timeline.iter().position(|m| *m == Mark::Cut);
+        assert!(cut.is_some());
+        assert_eq!(
+            paper.timeline.last(),
+            Some(&Mark::DrawerKick(0)),
+            "kick after the cut"
+        );
+        assert!(bytes.windows(2).any(|w| w == [0xA3, 0xA4]), "full-width ￥");
+        assert!(
+            !bytes.windows(4).any(|w| w == [0x81, 0x30, 0x84, 0x36]),
+            "4-byte ¥"
+        );
+        assert!(!has(&paper, &["重打"]));
+    }
+
+    #[test]
+    fn fits_58mm_and_wraps_a_long_name_without_losing_characters() {
+        let (s, h) = (sale(), headers());
+        let paper = decode(&render(&input(&s, &h, PaperWidth::Mm58)));
+        for (l, w) in paper.lines.iter().zip(&paper.line_widths) {
+            assert!(*w <= 32, "{w} columns: {l}");
+            assert!(display_width(l, Encoding::Gb18030) <= 32, "{l}");
+        }
+        let at = paper.lines.iter().position(|l| l.starts_with("有机纯牛奶"));
+        let at = at.unwrap_or_else(|| panic!("name missing: {:?}", paper.lines));
+        assert_eq!(paper.line_widths[at], 32, "filled to the edge");
+        assert_eq!(
+            format!("{}{}", paper.lines[at], paper.lines[at + 1]),
+            LONG_NAME
+        );
+        // The store name is printed at double width: 7 characters × 2 × 2 = 28 columns.
+        assert!(
+            paper
+                .lines
+                .iter()
+                .zip(&paper.line_widths)
+                .any(|(l, w)| l == "上海南京西路店" && *w == 28)
+        );
+    }
+
+    #[test]
+    fn fits_80mm_on_one_line_per_name() {
+        let (s, h) = (sale(), headers());
+        let paper = decode(&render(&input(&s, &h, PaperWidth::Mm80)));
+        assert!(
+            paper.line_widths.iter().all(|w| *w <= 48),
+            "{:?}",
+            paper.line_widths
+        );
+        assert!(paper.lines.iter().any(|l| l == LONG_NAME));
+        assert!(has(&paper, &["合计 Total", "￥239.73"]));
+    }
+
+    #[test]
+    fn narrow_configured_width_still_fits() {
+        let (s, h) = (sale(), headers());
+        let paper = decode(&render(&input(&s, &h, PaperWidth::Columns(10))));
+        assert!(
+            paper.line_widths.iter().all(|w| *w <= 16),
+            "{:?}",
+            paper.line_widths
+        );
+        assert!(paper.lines.concat().contains("￥239.73"));
+    }
+
+    #[test]
+    fn reprint_is_marked_at_the_top() {
+        let (s, h) = (sale(), headers());
+        let paper = decode(&render(&ReceiptInput {
+            reprint: true,
+            ..input(&s, &h, PaperWidth::Mm58)
+        }));
+        assert_eq!(paper.lines[0], "*** 重打 REPRINT ***");
+    }
+
+    #[test]
+    fn western_code_page_prints_english_and_question_marks() {
+        let (s, h) = (sale(), headers());
+        let enc = Encoding::CP858;
+        let bytes = render(&ReceiptInput {
+            encoding: enc,
+            ..input(&s, &h, PaperWidth::Mm58)
+        });
+        let paper = decode_with(&bytes, &DecodeOptions::for_encoding(enc));
+        assert!(has(&paper, &["?????"]), "store name as ?");
+        assert!(has(&paper, &["Total", "¥239.73"]) && has(&paper, &["Change", "¥60.27"]));
+        assert!(has(&paper, &["Cash", "¥300.00"]) && has(&paper, &["Member", "138****5678"]));
+        assert!(!paper.lines.concat().contains("合计"));
+        assert!(
+            !bytes.windows(2).any(|w| w == [0x1C, 0x26]),
+            "no Chinese mode"
+        );
+        // Only the QR payload (raw bytes, UTF-8) may carry bytes above 0x7F besides the
+        // page's own characters: ¥ (0xBE) and × (0x9E) here. No UTF-8 reaches the font.
+        let qr_at = bytes.windows(3).position(|w| w == [0x31, 0x50, 0x30]);
+        let text_part = &bytes[..qr_at.unwrap_or(bytes.len())];
+        assert!(
+            text_part
+                .iter()
+                .all(|b| *b < 0x80 || [0x9E, 0xBE].contains(b))
+        );
+        assert!(has(&paper, &["????? 250ml×12? ??? ????"]));
+        assert!(paper.line_widths.iter().all(|w| *w <= 32));
+    }
+
+    #[test]
+    fn upgrade_coupon_and_points_are_printed() {
+        let mut s = sale();
+        s.coupons = vec![AppliedCoupon {
+            code: "C100-20".into(),
+            discount: 2000,
+        }];
+        s.points_redeemed = 500;
+        s.points_value = 500;
+        if let Some(m) = s.member.as_mut() {
+            m.upgraded_to = Some(LevelRef {
+                code: "gold".into(),
+                name: "金卡会员".into(),
+            });
+        }
+        let h = headers();
+        let paper = decode(&render(&input(&s, &h, PaperWidth::Mm58)));
+        assert!(has(&paper, &["优惠券 Coupon C100-20", "-￥20.00"]));
+        assert!(has(&paper, &["积分抵扣 Points used 500", "-￥5.00"]));
+        assert!(has(&paper, &["恭喜升级 Upgraded to", "金卡会员"]));
+    }
+
+    #[test]
+    fn card_sale_without_member_has_no_change_member_or_kick() {
+        let mut s = sale();
+        s.member = None;
+        s.payments = vec![Payment {
+            method: PaymentMethod::Wechat,
+            amount: 23973,
+        }];
+        s.paid = 23973;
+        s.change = 0;
+        let h = headers();
+        let inp = ReceiptInput {
+            member: None,
+            drawer_kick: None,
+            qr: None,
+            ..input(&s, &h, PaperWidth::Mm58)
+        };
+        let bytes = render(&inp);
+        assert_eq!(bytes, render(&inp), "deterministic");
+        let paper = decode(&bytes);
+        assert!(has(&paper, &["微信 WeChat", "￥239.73"]));
+        assert!(!has(&paper, &["找零"]) && !has(&paper, &["会员"]));
+        assert!(paper.drawer_kicks.is_empty() && paper.qr.is_empty());
+        assert_eq!(paper.cuts, 1);
+    }
+
+    #[test]
+    fn wrap_breaks_between_characters_and_words() {
+        let gb = Encoding::Gb18030;
+        assert_eq!(wrap("收银台a收银", 4, gb), ["收银", "台a", "收银"]);
+        assert_eq!(wrap("收银台a收银", 5, gb), ["收银", "台a收", "银"]);
+        assert_eq!(
+            wrap("Organic whole milk", 10, gb),
+            ["Organic", "whole milk"]
+        );
+        assert_eq!(
+            wrap("收", 1, gb),
+            ["收"],
+            "too wide for the line: own line, no loop"
+        );
+        assert_eq!(wrap("", 8, gb), [""]);
+    }
+
+    #[test]
+    fn qr_modules_shrink_to_fit_the_paper() {
+        assert_eq!(qr_module(40, 32), 6, "a short URL prints large");
+        assert_eq!(
+            qr_module(300, 32),
+            4,
+            "version 13: 77 modules with quiet zone, 384 dots"
+        );
+        assert_eq!(qr_module(300, 48), 6);
+        assert_eq!(qr_module(2331, 32), 2);
+    }
+}
