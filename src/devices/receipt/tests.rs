@@ -1,0 +1,310 @@
+use super::*;
+use crate::devices::decode::{DecodeOptions, Mark, Paper, decode, decode_with};
+use crate::domain::member::LevelRef;
+use crate::domain::pricing::{AppliedCoupon, Benefit, PricedLine};
+use crate::domain::sale::{MemberAfter, Payment};
+use chrono::DateTime;
+
+const LONG_NAME: &str = "有机纯牛奶 250ml×12盒 礼盒装 新鲜直达";
+
+fn line(sku: &str, name: &str, qty: u32, unit_price: Money, discount: Money) -> PricedLine {
+    PricedLine {
+        sku: sku.into(),
+        name: name.into(),
+        qty,
+        unit_price,
+        discount,
+        amount: i64::from(qty) * unit_price - discount,
+        promo_discount: 0,
+        member_discount: discount,
+        coupon_discount: 0,
+        rounding: 0,
+        points_value: 0,
+        points_redeemed: 0,
+        points_earned: 0,
+    }
+}
+
+fn silver() -> LevelRef {
+    LevelRef {
+        code: "silver".into(),
+        name: "银卡会员".into(),
+    }
+}
+
+/// A silver member pays ¥239.73 with ¥300 cash: change ¥60.27, 287 points earned.
+fn sale() -> Sale {
+    Sale {
+        id: "0193a5f0-7c1e-7d2a-9b3c-4e5f6a7b8c9d".into(),
+        seq: 1042,
+        store_id: "sh-001".into(),
+        created_at: DateTime::parse_from_rfc3339("2026-11-23T10:15:00+08:00").unwrap(),
+        staff_no: "0007".into(),
+        terminal_id: "T01".into(),
+        member_id: Some("m-1".into()),
+        lines: vec![
+            line("6901", LONG_NAME, 2, 8990, 1798),
+            line("6902", "五常大米 5kg", 1, 6990, 699),
+            line("6903", "苹果", 3, 500, 0),
+        ],
+        subtotal: 26470,
+        discount_total: 2497,
+        points_redeemed: 0,
+        points_value: 0,
+        total: 23973,
+        payments: vec![Payment {
+            method: PaymentMethod::Cash,
+            amount: 30000,
+        }],
+        paid: 30000,
+        change: 6027,
+        points_earned: 287,
+        benefit: Some(Benefit::Level),
+        level: Some(silver()),
+        coupons: vec![],
+        member: Some(MemberAfter {
+            level: Some(silver()),
+            points: 3287,
+            total_spend: 412_345,
+            upgraded_to: None,
+        }),
+    }
+}
+
+fn input<'a>(sale: &'a Sale, headers: &'a [String], paper: PaperWidth) -> ReceiptInput<'a> {
+    ReceiptInput {
+        store_name: "上海南京西路店",
+        header_lines: headers,
+        sale,
+        member: MemberBlock::from_sale("13812345678", sale),
+        reprint: false,
+        encoding: Encoding::Gb18030,
+        paper,
+        labels: LabelMode::Bilingual,
+        qr: Some("https://r.example.cn/sh-001/1042?c=会员"),
+        drawer_kick: Some(DrawerPin::Pin2),
+    }
+}
+
+fn headers() -> Vec<String> {
+    vec!["南京西路1266号".into(), "电话 021-6288 0000".into()]
+}
+
+fn has(paper: &Paper, parts: &[&str]) -> bool {
+    paper
+        .lines
+        .iter()
+        .any(|l| parts.iter().all(|p| l.contains(p)))
+}
+
+#[test]
+fn chinese_cash_receipt_shows_what_the_customer_checks() {
+    let (s, h) = (sale(), headers());
+    let bytes = render(&input(&s, &h, PaperWidth::Mm58));
+    let paper = decode(&bytes);
+    assert!(paper.unknown.is_empty(), "{:?}", paper.unknown);
+    assert!(has(&paper, &["上海南京西路店"]));
+    assert!(has(&paper, &["南京西路1266号"]));
+    assert!(has(&paper, &["五常大米 5kg"]) && has(&paper, &["苹果"]));
+    assert!(has(&paper, &["会员 Member", "138****5678"]));
+    assert!(
+        !paper.lines.concat().contains("13812345678"),
+        "whole phone on paper"
+    );
+    assert!(has(&paper, &["等级 Level", "银卡会员"]));
+    assert!(has(&paper, &["本次积分 Points earned", "+287"]));
+    assert!(has(&paper, &["积分余额 Points balance", "3287"]));
+    assert!(has(&paper, &["合计 Total", "￥239.73"]));
+    assert!(has(&paper, &["现金 Cash", "￥300.00"]));
+    assert!(has(&paper, &["找零 Change", "￥60.27"]));
+    assert!(
+        has(&paper, &["  优惠 Discount", "-17.98"]),
+        "line discount shown"
+    );
+    assert!(has(&paper, &["优惠 Discount", "-￥24.97"]));
+    assert!(has(&paper, &["2 x 89.90", "161.82"]));
+    assert!(has(&paper, &["#1042 6A7B8C9D"]) && has(&paper, &["2026-11-23 10:15:00"]));
+    assert_eq!(paper.qr, ["https://r.example.cn/sh-001/1042?c=会员"]);
+    assert_eq!(paper.cuts, 1);
+    assert_eq!(paper.drawer_kicks, [(2, 0x19, 0xFA)]);
+    let cut = paper.timeline.iter().position(|m| *m == Mark::Cut);
+    assert!(cut.is_some());
+    assert_eq!(
+        paper.timeline.last(),
+        Some(&Mark::DrawerKick(0)),
+        "kick after the cut"
+    );
+    assert!(bytes.windows(2).any(|w| w == [0xA3, 0xA4]), "full-width ￥");
+    assert!(
+        !bytes.windows(4).any(|w| w == [0x81, 0x30, 0x84, 0x36]),
+        "4-byte ¥"
+    );
+    assert!(!has(&paper, &["重打"]));
+}
+
+#[test]
+fn fits_58mm_and_wraps_a_long_name_without_losing_characters() {
+    let (s, h) = (sale(), headers());
+    let paper = decode(&render(&input(&s, &h, PaperWidth::Mm58)));
+    for (l, w) in paper.lines.iter().zip(&paper.line_widths) {
+        assert!(*w <= 32, "{w} columns: {l}");
+        assert!(display_width(l, Encoding::Gb18030) <= 32, "{l}");
+    }
+    let at = paper.lines.iter().position(|l| l.starts_with("有机纯牛奶"));
+    let at = at.unwrap_or_else(|| panic!("name missing: {:?}", paper.lines));
+    assert_eq!(paper.line_widths[at], 32, "filled to the edge");
+    assert_eq!(
+        format!("{}{}", paper.lines[at], paper.lines[at + 1]),
+        LONG_NAME
+    );
+    // The store name is printed at double width: 7 characters × 2 × 2 = 28 columns.
+    assert!(
+        paper
+            .lines
+            .iter()
+            .zip(&paper.line_widths)
+            .any(|(l, w)| l == "上海南京西路店" && *w == 28)
+    );
+}
+
+#[test]
+fn fits_80mm_on_one_line_per_name() {
+    let (s, h) = (sale(), headers());
+    let paper = decode(&render(&input(&s, &h, PaperWidth::Mm80)));
+    assert!(
+        paper.line_widths.iter().all(|w| *w <= 48),
+        "{:?}",
+        paper.line_widths
+    );
+    assert!(paper.lines.iter().any(|l| l == LONG_NAME));
+    assert!(has(&paper, &["合计 Total", "￥239.73"]));
+}
+
+#[test]
+fn narrow_configured_width_still_fits() {
+    let (s, h) = (sale(), headers());
+    let paper = decode(&render(&input(&s, &h, PaperWidth::Columns(10))));
+    assert!(
+        paper.line_widths.iter().all(|w| *w <= 16),
+        "{:?}",
+        paper.line_widths
+    );
+    assert!(paper.lines.concat().contains("￥239.73"));
+}
+
+#[test]
+fn reprint_is_marked_at_the_top() {
+    let (s, h) = (sale(), headers());
+    let paper = decode(&render(&ReceiptInput {
+        reprint: true,
+        ..input(&s, &h, PaperWidth::Mm58)
+    }));
+    assert_eq!(paper.lines[0], "*** 重打 REPRINT ***");
+}
+
+#[test]
+fn western_code_page_prints_english_and_question_marks() {
+    let (s, h) = (sale(), headers());
+    let enc = Encoding::CP858;
+    let bytes = render(&ReceiptInput {
+        encoding: enc,
+        ..input(&s, &h, PaperWidth::Mm58)
+    });
+    let paper = decode_with(&bytes, &DecodeOptions::for_encoding(enc));
+    assert!(has(&paper, &["?????"]), "store name as ?");
+    assert!(has(&paper, &["Total", "¥239.73"]) && has(&paper, &["Change", "¥60.27"]));
+    assert!(has(&paper, &["Cash", "¥300.00"]) && has(&paper, &["Member", "138****5678"]));
+    assert!(!paper.lines.concat().contains("合计"));
+    assert!(
+        !bytes.windows(2).any(|w| w == [0x1C, 0x26]),
+        "no Chinese mode"
+    );
+    // Only the QR payload (raw bytes, UTF-8) may carry bytes above 0x7F besides the
+    // page's own characters: ¥ (0xBE) and × (0x9E) here. No UTF-8 reaches the font.
+    let qr_at = bytes.windows(3).position(|w| w == [0x31, 0x50, 0x30]);
+    let text_part = &bytes[..qr_at.unwrap_or(bytes.len())];
+    assert!(
+        text_part
+            .iter()
+            .all(|b| *b < 0x80 || [0x9E, 0xBE].contains(b))
+    );
+    assert!(has(&paper, &["????? 250ml×12? ??? ????"]));
+    assert!(paper.line_widths.iter().all(|w| *w <= 32));
+}
+
+#[test]
+fn upgrade_coupon_and_points_are_printed() {
+    let mut s = sale();
+    s.coupons = vec![AppliedCoupon {
+        code: "C100-20".into(),
+        discount: 2000,
+    }];
+    s.points_redeemed = 500;
+    s.points_value = 500;
+    if let Some(m) = s.member.as_mut() {
+        m.upgraded_to = Some(LevelRef {
+            code: "gold".into(),
+            name: "金卡会员".into(),
+        });
+    }
+    let h = headers();
+    let paper = decode(&render(&input(&s, &h, PaperWidth::Mm58)));
+    assert!(has(&paper, &["优惠券 Coupon C100-20", "-￥20.00"]));
+    assert!(has(&paper, &["积分抵扣 Points used 500", "-￥5.00"]));
+    assert!(has(&paper, &["恭喜升级 Upgraded to", "金卡会员"]));
+}
+
+#[test]
+fn card_sale_without_member_has_no_change_member_or_kick() {
+    let mut s = sale();
+    s.member = None;
+    s.payments = vec![Payment {
+        method: PaymentMethod::Wechat,
+        amount: 23973,
+    }];
+    s.paid = 23973;
+    s.change = 0;
+    let h = headers();
+    let inp = ReceiptInput {
+        member: None,
+        drawer_kick: None,
+        qr: None,
+        ..input(&s, &h, PaperWidth::Mm58)
+    };
+    let bytes = render(&inp);
+    assert_eq!(bytes, render(&inp), "deterministic");
+    let paper = decode(&bytes);
+    assert!(has(&paper, &["微信 WeChat", "￥239.73"]));
+    assert!(!has(&paper, &["找零"]) && !has(&paper, &["会员"]));
+    assert!(paper.drawer_kicks.is_empty() && paper.qr.is_empty());
+    assert_eq!(paper.cuts, 1);
+}
+
+#[test]
+fn wrap_breaks_between_characters_and_words() {
+    let gb = Encoding::Gb18030;
+    assert_eq!(wrap("收银台a收银", 4, gb), ["收银", "台a", "收银"]);
+    assert_eq!(wrap("收银台a收银", 5, gb), ["收银", "台a收", "银"]);
+    assert_eq!(
+        wrap("Organic whole milk", 10, gb),
+        ["Organic", "whole milk"]
+    );
+    assert_eq!(
+        wrap("收", 1, gb),
+        ["收"],
+        "too wide for the line: own line, no loop"
+    );
+    assert_eq!(wrap("", 8, gb), [""]);
+}
+
+#[test]
+fn qr_modules_shrink_to_fit_the_paper() {
+    assert_eq!(qr_module(40, 32), 6, "a short URL prints large");
+    assert_eq!(
+        qr_module(300, 32),
+        4,
+        "version 13: 77 modules with quiet zone, 384 dots"
+    );
+    assert_eq!(qr_module(300, 48), 6);
+    assert_eq!(qr_module(2331, 32), 2);
+}
