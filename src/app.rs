@@ -99,6 +99,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             tracing::error!(error = %e, "cannot ask HQ for a resync");
         }
     }
+    let bus = crate::devices::bus::Bus::new(&config.devices);
+    let device_tasks = crate::devices::start(
+        &config.devices,
+        crate::devices::Context::new(
+            ledger.clone(),
+            JournalReader::new(&dir),
+            cache.clone(),
+            settings.clone(),
+            bus.clone(),
+        ),
+        shutdown.clone(),
+    );
     let uplink_tasks = crate::uplink::start(
         crate::uplink::Parts {
             config: config.uplink.clone(),
@@ -121,6 +133,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         started_at,
         session_hours: config.http.session_hours,
         uplink: uplink_status,
+        devices: bus,
+        shutdown: shutdown.clone(),
     });
     let listener = TcpListener::bind(config.http.listen)
         .await
@@ -140,7 +154,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     shutdown.cancel();
     let _ = housekeeping.await;
     // The uplink says goodbye to the broker and stores its position through the ledger.
-    for task in uplink_tasks {
+    for task in uplink_tasks.into_iter().chain(device_tasks) {
         let _ = task.await;
     }
 

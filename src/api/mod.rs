@@ -6,6 +6,7 @@
 
 mod auth;
 mod coupons;
+mod devices;
 mod error;
 mod health;
 mod members;
@@ -67,6 +68,10 @@ pub struct AppContext {
     pub session_hours: u32,
     /// The HQ link's state.
     pub uplink: Arc<crate::uplink::UplinkStatus>,
+    /// Device states and events.
+    pub devices: crate::devices::bus::Bus,
+    /// Cancelled at shutdown: long-lived responses (event streams) end with it.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// JSON body extractor whose rejections are [`ApiError`]s.
@@ -114,6 +119,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(sales::router())
         .merge(coupons::router())
         .merge(uplink::router())
+        .merge(devices::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -183,13 +183,19 @@ pub(super) fn to_devices(
     for (i, d) in raw.into_iter().enumerate() {
         let key = |f: &str| format!("devices[{i}].{f}");
         if !valid_id(&d.id) {
-            return Err(bad(key("id"), "must be 1–32 lower-case letters, digits, '-' or '_'"));
+            return Err(bad(
+                key("id"),
+                "must be 1–32 lower-case letters, digits, '-' or '_'",
+            ));
         }
         if out.iter().any(|o| o.id == d.id) {
             return Err(bad(key("id"), format!("duplicate device id {}", d.id)));
         }
         if !terminals.contains(&d.terminal) {
-            return Err(bad(key("terminal"), format!("no terminal {} in [[terminals]]", d.terminal)));
+            return Err(bad(
+                key("terminal"),
+                format!("no terminal {} in [[terminals]]", d.terminal),
+            ));
         }
         let path = |what: &str| {
             d.path
@@ -209,18 +215,31 @@ pub(super) fn to_devices(
                 }
             }
             TransportKind::Hid => Transport::Hid { path: path("hid")? },
-            TransportKind::File => Transport::File { path: path("file")? },
+            TransportKind::File => Transport::File {
+                path: path("file")?,
+            },
             TransportKind::Tcp => {
                 let address = d
                     .address
                     .clone()
-                    .filter(|a| a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()))
-                    .ok_or_else(|| bad(key("address"), "a tcp device needs an address like 192.168.1.50:9100"))?;
+                    .filter(|a| {
+                        a.rsplit_once(':')
+                            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                    })
+                    .ok_or_else(|| {
+                        bad(
+                            key("address"),
+                            "a tcp device needs an address like 192.168.1.50:9100",
+                        )
+                    })?;
                 Transport::Tcp { address }
             }
         };
         let allowed = match d.kind {
-            DeviceKind::Printer => matches!(transport, Transport::Tcp { .. } | Transport::Serial { .. } | Transport::File { .. }),
+            DeviceKind::Printer => matches!(
+                transport,
+                Transport::Tcp { .. } | Transport::Serial { .. } | Transport::File { .. }
+            ),
             DeviceKind::Scanner | DeviceKind::CardReader => {
                 matches!(transport, Transport::Serial { .. } | Transport::Hid { .. })
             }
@@ -252,7 +271,10 @@ pub(super) fn to_devices(
         .collect();
     printers.sort_unstable();
     if let Some(w) = printers.windows(2).find(|w| w[0] == w[1]) {
-        return Err(bad("devices", format!("terminal {} has two printers", w[0])));
+        return Err(bad(
+            "devices",
+            format!("terminal {} has two printers", w[0]),
+        ));
     }
     Ok(out)
 }
@@ -281,14 +303,20 @@ fn printer_options(d: &RawDevice, key: &dyn Fn(&str) -> String) -> Result<Printe
             esc_t: n.unwrap_or(19),
         },
         (other, _) => {
-            return Err(bad(key("encoding"), format!("'{other}' is not gb18030, cp437 or cp858")));
+            return Err(bad(
+                key("encoding"),
+                format!("'{other}' is not gb18030, cp437 or cp858"),
+            ));
         }
     };
     let labels = match d.labels.as_deref() {
         None | Some("bilingual") => LabelMode::Bilingual,
         Some("english") => LabelMode::English,
         Some(other) => {
-            return Err(bad(key("labels"), format!("'{other}' is not bilingual or english")));
+            return Err(bad(
+                key("labels"),
+                format!("'{other}' is not bilingual or english"),
+            ));
         }
     };
     let drawer = match d.drawer_pin.unwrap_or(2) {

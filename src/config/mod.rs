@@ -5,6 +5,7 @@
 //! (`config/dev.toml: staff[1].pin: ...`). Secrets live in [`Secret`], whose `Debug` prints
 //! `MASKED`.
 
+mod devices;
 mod membership;
 mod raw;
 mod uplink;
@@ -22,6 +23,7 @@ use crate::domain::catalog::Product;
 use crate::domain::money::TotalRounding;
 use crate::domain::rules::Rules;
 
+pub use devices::{DeviceConfig, DeviceKind, LineEnd, PrinterOptions, Transport};
 pub use membership::membership_from_value;
 pub use raw::RawConfig;
 pub use uplink::{UplinkConfig, UplinkTls};
@@ -176,6 +178,8 @@ pub struct Config {
     pub products: Vec<SeedProduct>,
     /// `[uplink]`: the MQTT link to HQ.
     pub uplink: UplinkConfig,
+    /// `[[devices]]`: scanners, card readers, printers.
+    pub devices: Vec<DeviceConfig>,
 }
 
 impl Config {
@@ -380,6 +384,8 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     let membership = membership::to_rules(raw.membership)?;
     let products = raw::to_products(raw.products)?;
     let uplink = uplink::to_uplink(raw.uplink, &s.id)?;
+    let terminal_ids: Vec<String> = terminals.iter().map(|t| t.id.clone()).collect();
+    let devices = devices::to_devices(raw.devices, &terminal_ids)?;
 
     Ok(Config {
         source: PathBuf::new(),
@@ -407,6 +413,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         membership,
         products,
         uplink,
+        devices,
     })
 }
 

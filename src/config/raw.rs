@@ -30,6 +30,8 @@ pub struct RawConfig {
     pub(super) products: Vec<RawProduct>,
     #[serde(default)]
     pub(super) uplink: Option<super::uplink::RawUplink>,
+    #[serde(default)]
+    pub(super) devices: Vec<super::devices::RawDevice>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,14 +1,142 @@
-//! Store devices. Today: the pure ESC/POS side of the receipt printer — no IO here.
+//! Store devices (design section 6): barcode scanners, member-card readers, receipt printers
+//! and their cash drawers. Each device is owned by one task that opens it, reads or writes it,
+//! and reopens it with a backoff when it goes away; state changes reach `GET /v1/devices`, the
+//! terminals' `GET /v1/events` streams and HQ (`device.alert`).
 //!
-//! - [`escpos`]: the byte builder (init, Chinese mode, code pages, size, QR, cut, drawer kick,
-//!   status request), text encodings with their column widths, and the DLE EOT reply parser.
-//! - [`receipt`]: a recorded sale laid out for 58 mm or 80 mm paper, as ESC/POS bytes.
-//! - [`decode`]: those bytes back into printed lines, QR contents, cuts and drawer kicks, for
-//!   the receipt preview and for tests that check what a printer received.
-//!
-//! Transports (TCP 9100, serial, USB lp) and the per-printer task will sit next to these and
-//! only move bytes.
+//! - [`bus`]: device states and the event broadcast.
+//! - [`scan`], [`keymap`]: what scanners and card readers send, checked; keyboard-wedge keys to
+//!   characters.
+//! - [`escpos`], [`receipt`], [`decode`]: ESC/POS bytes, the receipt layout, and the decoder
+//!   that turns bytes back into the printed lines (receipt preview, tests).
+//! - `input`, `printer`: the tasks.
 
+pub mod bus;
 pub mod decode;
 pub mod escpos;
+mod input;
+pub mod keymap;
+mod printer;
 pub mod receipt;
+pub mod scan;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::Cache;
+use crate::config::{DeviceConfig, DeviceKind};
+use crate::domain::access::Role;
+use crate::domain::event::Alert;
+use crate::journal::JournalReader;
+use crate::ledger::{Actor, Command, Ledger, StoreSettings};
+use bus::{Bus, DeviceState};
+
+/// What the device tasks share.
+#[derive(Clone)]
+pub struct Context {
+    /// The single writer (print queue, alerts).
+    pub ledger: Ledger,
+    /// The journal, for the print queue and the sales to print.
+    pub journal: JournalReader,
+    /// Products by barcode, members by card.
+    pub cache: Cache,
+    /// Store name, clock, rules.
+    pub settings: Arc<StoreSettings>,
+    /// States and events.
+    pub bus: Bus,
+    /// Devices that reported at least once since start.
+    reported: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Context {
+    /// The context for the device tasks.
+    pub fn new(
+        ledger: Ledger,
+        journal: JournalReader,
+        cache: Cache,
+        settings: Arc<StoreSettings>,
+        bus: Bus,
+    ) -> Context {
+        Context {
+            ledger,
+            journal,
+            cache,
+            settings,
+            bus,
+            reported: Default::default(),
+        }
+    }
+
+    fn actor(&self) -> Actor {
+        Actor {
+            staff_no: "devices".into(),
+            role: Role::Admin,
+            terminal_id: "storebox".into(),
+        }
+    }
+
+    /// Records a device's state. A change (or a device that is not ready when first opened)
+    /// is logged and reported to HQ as `device.alert` with the state as its code.
+    async fn report(&self, dev: &DeviceConfig, state: DeviceState, reason: Option<String>) {
+        let changed = self.bus.set_state(&dev.id, state, reason.clone());
+        let first = self
+            .reported
+            .lock()
+            .map(|mut r| r.insert(dev.id.clone()))
+            .unwrap_or(false);
+        let alert = if first {
+            state != DeviceState::Ready
+        } else {
+            changed
+        };
+        if !alert {
+            return;
+        }
+        let message = match &reason {
+            Some(r) => format!("{} is {}: {r}", dev.id, state.as_str()),
+            None => format!("{} is {}", dev.id, state.as_str()),
+        };
+        if state == DeviceState::Ready {
+            tracing::info!(device = %dev.id, "device ready");
+        } else {
+            tracing::warn!(device = %dev.id, state = state.as_str(), reason = reason.as_deref().unwrap_or(""), "device not ready");
+        }
+        let a = Alert {
+            source: dev.id.clone(),
+            code: state.as_str().into(),
+            message,
+            detail: json!({
+                "kind": dev.kind,
+                "transport": dev.transport.name(),
+                "target": dev.transport.target(),
+                "terminal": dev.terminal,
+            }),
+        };
+        if let Err(e) = self.ledger.execute(self.actor(), Command::Alert(a)).await {
+            tracing::error!(device = %dev.id, error = %e, "cannot record a device alert");
+        }
+    }
+}
+
+/// Starts one task per device; they stop with `shutdown`.
+pub fn start(
+    devices: &[DeviceConfig],
+    ctx: Context,
+    shutdown: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    devices
+        .iter()
+        .map(|d| {
+            let (ctx, d, shutdown) = (ctx.clone(), d.clone(), shutdown.clone());
+            match d.kind {
+                DeviceKind::Printer => tokio::spawn(printer::run(ctx, d, shutdown)),
+                DeviceKind::Scanner | DeviceKind::CardReader => {
+                    tokio::spawn(input::run(ctx, d, shutdown))
+                }
+            }
+        })
+        .collect()
+}

@@ -64,13 +64,17 @@ pub enum Action {
     CouponRead,
     /// Issue a coupon locally.
     CouponIssue,
-    /// See the uplink's and the devices' state.
+    /// See the uplink's and the devices' state, and the terminal's device events.
     StatusRead,
+    /// Print a receipt again.
+    ReceiptReprint,
+    /// Open the cash drawer without a sale.
+    DeviceControl,
 }
 
 impl Action {
     /// Every action, in the order of the README's matrix.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 19] = [
         Action::MemberRegister,
         Action::MemberRead,
         Action::MemberReadFullPhone,
@@ -88,6 +92,8 @@ impl Action {
         Action::CouponRead,
         Action::CouponIssue,
         Action::StatusRead,
+        Action::ReceiptReprint,
+        Action::DeviceControl,
     ];
 
     /// The lowest role allowed to perform the action.
@@ -102,14 +108,16 @@ impl Action {
             | Action::SaleRecord
             | Action::SaleRead
             | Action::CouponRead
-            | Action::StatusRead => Role::Cashier,
+            | Action::StatusRead
+            | Action::ReceiptReprint => Role::Cashier,
             Action::MemberReadFullPhone
             | Action::MemberEditBirthday
             | Action::MemberErase
             | Action::ProductEdit
             | Action::StockMove
             | Action::SaleRefund
-            | Action::CouponIssue => Role::Manager,
+            | Action::CouponIssue
+            | Action::DeviceControl => Role::Manager,
         }
     }
 
@@ -132,7 +140,9 @@ impl Action {
             Action::SaleRefund => "refund a sale",
             Action::CouponRead => "look up a coupon",
             Action::CouponIssue => "issue a coupon",
-            Action::StatusRead => "see uplink and device status",
+            Action::StatusRead => "see uplink and device status, receive device events",
+            Action::ReceiptReprint => "reprint a receipt",
+            Action::DeviceControl => "open the cash drawer without a sale",
         }
     }
 

@@ -11,6 +11,7 @@
 //! - `idempotency`: `(terminal, key)` → hash of the request body and the `seq` of the event it
 //!   produced, written in the same transaction as the event;
 //! - `outbox`: how far HQ has acknowledged (used by the uplink);
+//! - `print_jobs`: receipts (and drawer openings) waiting for their printer;
 //! - `meta`: schema version and the store id the file belongs to.
 //!
 //! The writer side ([`Journal`]) is owned by the ledger thread; readers use [`JournalReader`],
@@ -98,7 +99,7 @@ fn is_unwritable(e: &rusqlite::Error) -> bool {
     )
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The journal file name inside the data directory.
 pub const FILE_NAME: &str = "journal.sqlite3";
@@ -190,12 +191,56 @@ impl Journal {
     }
 }
 
+/// The schema, one step per version; a journal is brought up to date step by step, each step
+/// in its own transaction with the version it reaches.
+const MIGRATIONS: &[&str] = &[
+    // 1: events, days, idempotency keys, outbox position.
+    "CREATE TABLE events (
+         seq         INTEGER PRIMARY KEY,
+         id          TEXT    NOT NULL,
+         kind        TEXT    NOT NULL,
+         occurred_at TEXT    NOT NULL,
+         day         TEXT    NOT NULL,
+         subject     TEXT    NOT NULL,
+         data        TEXT    NOT NULL
+     );
+     CREATE INDEX events_sales ON events(subject)
+         WHERE kind IN ('sale.recorded', 'sale.refunded');
+     CREATE TABLE days (
+         day         TEXT    PRIMARY KEY,
+         first_seq   INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE idempotency (
+         terminal_id TEXT    NOT NULL,
+         key         TEXT    NOT NULL,
+         body_hash   TEXT    NOT NULL,
+         seq         INTEGER NOT NULL REFERENCES events(seq),
+         created_at  TEXT    NOT NULL,
+         PRIMARY KEY (terminal_id, key)
+     ) WITHOUT ROWID;
+     CREATE TABLE outbox (
+         id          INTEGER PRIMARY KEY CHECK (id = 1),
+         acked_seq   INTEGER NOT NULL,
+         last_ack_at TEXT
+     );
+     INSERT INTO outbox (id, acked_seq) VALUES (1, 0);",
+    // 2: the print queue. A job lives here until its printer took the bytes, so a receipt
+    //    waits out a printer that is off; printed jobs are deleted.
+    "CREATE TABLE print_jobs (
+         id          INTEGER PRIMARY KEY,
+         device_id   TEXT    NOT NULL,
+         kind        TEXT    NOT NULL,
+         sale_id     TEXT    NOT NULL,
+         created_at  TEXT    NOT NULL
+     );",
+];
+
 fn migrate(conn: &Connection, store_id: &str) -> Result<(), JournalError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
     )
     .map_err(JournalError::sql("creating meta"))?;
-    let version: Option<i64> = conn
+    let version: i64 = conn
         .query_row(
             "SELECT value FROM meta WHERE key='schema_version'",
             [],
@@ -203,54 +248,32 @@ fn migrate(conn: &Connection, store_id: &str) -> Result<(), JournalError> {
         )
         .optional()
         .map_err(JournalError::sql("reading schema version"))?
-        .and_then(|v| v.parse().ok());
-    match version {
-        Some(v) if v > SCHEMA_VERSION => return Err(JournalError::NewerSchema(v)),
-        Some(_) => {}
-        None => {
-            let tx = conn
-                .unchecked_transaction()
-                .map_err(JournalError::sql("starting the schema transaction"))?;
-            tx.execute_batch(
-                "CREATE TABLE events (
-                     seq         INTEGER PRIMARY KEY,
-                     id          TEXT    NOT NULL,
-                     kind        TEXT    NOT NULL,
-                     occurred_at TEXT    NOT NULL,
-                     day         TEXT    NOT NULL,
-                     subject     TEXT    NOT NULL,
-                     data        TEXT    NOT NULL
-                 );
-                 CREATE INDEX events_sales ON events(subject)
-                     WHERE kind IN ('sale.recorded', 'sale.refunded');
-                 CREATE TABLE days (
-                     day         TEXT    PRIMARY KEY,
-                     first_seq   INTEGER NOT NULL
-                 ) WITHOUT ROWID;
-                 CREATE TABLE idempotency (
-                     terminal_id TEXT    NOT NULL,
-                     key         TEXT    NOT NULL,
-                     body_hash   TEXT    NOT NULL,
-                     seq         INTEGER NOT NULL REFERENCES events(seq),
-                     created_at  TEXT    NOT NULL,
-                     PRIMARY KEY (terminal_id, key)
-                 ) WITHOUT ROWID;
-                 CREATE TABLE outbox (
-                     id          INTEGER PRIMARY KEY CHECK (id = 1),
-                     acked_seq   INTEGER NOT NULL,
-                     last_ack_at TEXT
-                 );
-                 INSERT INTO outbox (id, acked_seq) VALUES (1, 0);",
-            )
-            .map_err(JournalError::sql("creating the schema"))?;
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if version > SCHEMA_VERSION {
+        return Err(JournalError::NewerSchema(version));
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let reached = i as i64 + 1;
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(JournalError::sql("starting a schema migration"))?;
+        tx.execute_batch(step)
+            .map_err(JournalError::sql("migrating the schema"))?;
+        if reached == 1 {
             tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('store_id', ?2)",
-                params![SCHEMA_VERSION.to_string(), store_id],
+                "INSERT INTO meta (key, value) VALUES ('store_id', ?1)",
+                params![store_id],
             )
             .map_err(JournalError::sql("writing meta"))?;
-            tx.commit()
-                .map_err(JournalError::sql("committing the schema"))?;
         }
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+            params![reached.to_string()],
+        )
+        .map_err(JournalError::sql("writing meta"))?;
+        tx.commit()
+            .map_err(JournalError::sql("committing a schema migration"))?;
     }
     let found: String = conn
         .query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| {

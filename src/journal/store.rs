@@ -380,3 +380,63 @@ mod day_tests {
         );
     }
 }
+
+/// A job in the print queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrintJob {
+    /// Queue id (order of printing).
+    pub id: i64,
+    /// `receipt`, `reprint` or `drawer`.
+    pub kind: String,
+    /// The sale to print (empty for a drawer opening).
+    pub sale_id: String,
+    /// When it was queued (RFC 3339).
+    pub created_at: String,
+}
+
+/// Queues a job for `device_id` (in the same transaction as the sale it prints).
+pub fn queue_print(
+    conn: &Connection,
+    device_id: &str,
+    kind: &str,
+    sale_id: &str,
+    created_at: &str,
+) -> Result<i64, JournalError> {
+    conn.prepare_cached(
+        "INSERT INTO print_jobs (device_id, kind, sale_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut st| st.execute(params![device_id, kind, sale_id, created_at]))
+    .map_err(JournalError::sql("queueing a print job"))?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The jobs waiting for `device_id`, oldest first.
+pub fn pending_prints(
+    conn: &Connection,
+    device_id: &str,
+    limit: usize,
+) -> Result<Vec<PrintJob>, JournalError> {
+    conn.prepare_cached(
+        "SELECT id, kind, sale_id, created_at FROM print_jobs WHERE device_id = ?1
+         ORDER BY id LIMIT ?2",
+    )
+    .and_then(|mut st| {
+        st.query_map(params![device_id, limit as i64], |r| {
+            Ok(PrintJob {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                sale_id: r.get(2)?,
+                created_at: r.get(3)?,
+            })
+        })?
+        .collect()
+    })
+    .map_err(JournalError::sql("reading the print queue"))
+}
+
+/// Removes a job its printer took.
+pub fn print_done(conn: &Connection, id: i64) -> Result<(), JournalError> {
+    conn.execute("DELETE FROM print_jobs WHERE id = ?1", params![id])
+        .map_err(JournalError::sql("finishing a print job"))?;
+    Ok(())
+}

@@ -115,6 +115,38 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 Ok(Outcome::Done)
             }
             Command::ApplyHq(update) => self.apply_hq(*update),
+            Command::Reprint { sale_id } => {
+                let device_id = self.printer()?;
+                self.load_sale(&sale_id)?;
+                let job_id = store::queue_print(
+                    self.conn,
+                    &device_id,
+                    "reprint",
+                    &sale_id,
+                    &self.now_utc.to_rfc3339(),
+                )?;
+                Ok(Outcome::Queued { job_id, device_id })
+            }
+            Command::OpenDrawer { device_id } => {
+                if !self.settings.printers.values().any(|d| *d == device_id) {
+                    return Err(LedgerError::not_found(
+                        "unknown_device",
+                        format!("no printer {device_id}"),
+                    ));
+                }
+                let job_id = store::queue_print(
+                    self.conn,
+                    &device_id,
+                    "drawer",
+                    "",
+                    &self.now_utc.to_rfc3339(),
+                )?;
+                Ok(Outcome::Queued { job_id, device_id })
+            }
+            Command::PrintDone { job_id } => {
+                store::print_done(self.conn, job_id)?;
+                Ok(Outcome::Done)
+            }
         }
     }
 
@@ -171,6 +203,20 @@ impl<'a, 'c> Ctx<'a, 'c> {
             )?;
         }
         Ok(())
+    }
+
+    /// The printer of the actor's terminal.
+    fn printer(&self) -> Result<String, LedgerError> {
+        self.settings
+            .printers
+            .get(&self.actor.terminal_id)
+            .cloned()
+            .ok_or_else(|| {
+                LedgerError::rule(
+                    "no_printer",
+                    format!("terminal {} has no receipt printer", self.actor.terminal_id),
+                )
+            })
     }
 
     fn member_or_404(&self, id: &str) -> Result<Member, LedgerError> {
@@ -419,6 +465,18 @@ impl<'a, 'c> Ctx<'a, 'c> {
             }
         }
         self.idem_store(Some(&idem), sale_seq)?;
+        // The receipt is queued with the sale: it prints when the printer can, never lost.
+        if req.print
+            && let Some(device_id) = self.settings.printers.get(&self.actor.terminal_id)
+        {
+            store::queue_print(
+                self.conn,
+                device_id,
+                "receipt",
+                &sale.id,
+                &self.now_utc.to_rfc3339(),
+            )?;
+        }
         Ok(Outcome::Sale {
             sale: Box::new(sale),
             replayed: false,

@@ -138,6 +138,21 @@ pub enum Command {
     },
     /// Apply master data from HQ to the cache (no journal event).
     ApplyHq(Box<HqUpdate>),
+    /// Print a sale's receipt again on the actor's terminal's printer.
+    Reprint {
+        /// Sale.
+        sale_id: String,
+    },
+    /// Open the cash drawer on a printer, with no sale.
+    OpenDrawer {
+        /// The printer the drawer hangs on.
+        device_id: String,
+    },
+    /// A printer took a job's bytes.
+    PrintDone {
+        /// The job.
+        job_id: i64,
+    },
 }
 
 /// A change to the session table.
@@ -200,6 +215,13 @@ pub enum Outcome {
     Erased,
     /// Done, nothing to report (session changes, outbox position, alerts).
     Done,
+    /// A print job is queued.
+    Queued {
+        /// Job id.
+        job_id: i64,
+        /// Printer.
+        device_id: String,
+    },
     /// HQ data applied.
     Applied {
         /// Items that changed the cache.

@@ -1,6 +1,7 @@
 //! Store settings shared by the ledger and the API: who the store is, its clock, and the
 //! membership rules in force (which HQ may replace while the store runs).
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
@@ -24,6 +25,8 @@ pub struct StoreSettings {
     pub rounding: TotalRounding,
     /// Whether sales may take stock below zero.
     pub allow_negative_stock: bool,
+    /// The receipt printer of each terminal (terminal id → device id).
+    pub printers: HashMap<String, String>,
     rules: RwLock<Arc<Rules>>,
 }
 
@@ -36,6 +39,12 @@ impl StoreSettings {
             tz: c.store.timezone,
             rounding: c.store.total_rounding,
             allow_negative_stock: c.store.allow_negative_stock,
+            printers: c
+                .devices
+                .iter()
+                .filter(|d| d.kind == crate::config::DeviceKind::Printer)
+                .map(|d| (d.terminal.clone(), d.id.clone()))
+                .collect(),
             rules: RwLock::new(Arc::new(c.membership.clone())),
         }
     }

@@ -1,0 +1,176 @@
+//! What scanners and card readers send, checked (pure): barcodes with their check digits, card
+//! numbers from magstripe tracks or UID lines. Anything else — empty lines, binary noise,
+//! over-long input — is rejected with a reason and counted by the device.
+
+use serde::Serialize;
+
+use crate::domain::contact::normalize_card;
+
+/// Longest code accepted (GS1-128 tops out at 48 data characters).
+pub const MAX_CODE: usize = 64;
+
+/// A barcode symbology as far as storebox can tell from the digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Symbology {
+    /// 13 digits, check digit verified.
+    Ean13,
+    /// 8 digits, check digit verified.
+    Ean8,
+    /// 12 digits, check digit verified.
+    UpcA,
+    /// Anything else printable (Code 128, Code 39, QR payloads): passed through unchecked.
+    Other,
+}
+
+/// Why a scan or swipe was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum Rejected {
+    /// Occurs on an empty line (a bare terminator).
+    #[error("empty input")]
+    Empty,
+    /// Occurs on control characters or bytes outside printable ASCII (line noise, wrong baud).
+    #[error("binary or non-ASCII input")]
+    Binary,
+    /// Occurs on input longer than any barcode or card.
+    #[error("input too long")]
+    TooLong,
+    /// Occurs when an EAN-13, EAN-8 or UPC-A check digit does not match (a misread).
+    #[error("check digit does not match")]
+    CheckDigit,
+    /// Occurs when a swipe holds no card number.
+    #[error("not a card number")]
+    NotACard,
+}
+
+/// A checked scan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Scan {
+    /// The code, trimmed.
+    pub code: String,
+    /// What it looks like.
+    pub symbology: Symbology,
+}
+
+/// GS1 check digit over all digits but the last (weights 3,1 from the right).
+fn gs1_check_ok(digits: &[u8]) -> bool {
+    let Some((&check, body)) = digits.split_last() else {
+        return false;
+    };
+    let sum: u32 = body
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| u32::from(d - b'0') * if i % 2 == 0 { 3 } else { 1 })
+        .sum();
+    (10 - sum % 10) % 10 == u32::from(check - b'0')
+}
+
+/// Trims the line end and rejects what no scanner should send.
+fn printable(raw: &[u8]) -> Result<&str, Rejected> {
+    // Line ends (CR, LF, tab) and surrounding spaces are not part of the code.
+    let trimmed = raw.trim_ascii();
+    if trimmed.is_empty() {
+        return Err(Rejected::Empty);
+    }
+    if trimmed.len() > MAX_CODE {
+        return Err(Rejected::TooLong);
+    }
+    if !trimmed.iter().all(|b| (0x20..0x7f).contains(b)) {
+        return Err(Rejected::Binary);
+    }
+    std::str::from_utf8(trimmed).map_err(|_| Rejected::Binary)
+}
+
+/// Checks one scanned line.
+pub fn classify_scan(raw: &[u8]) -> Result<Scan, Rejected> {
+    let code = printable(raw)?;
+    let bytes = code.as_bytes();
+    let symbology = if bytes.iter().all(u8::is_ascii_digit) {
+        match bytes.len() {
+            13 => Symbology::Ean13,
+            8 => Symbology::Ean8,
+            12 => Symbology::UpcA,
+            _ => Symbology::Other,
+        }
+    } else {
+        Symbology::Other
+    };
+    if symbology != Symbology::Other && !gs1_check_ok(bytes) {
+        return Err(Rejected::CheckDigit);
+    }
+    Ok(Scan {
+        code: code.to_string(),
+        symbology,
+    })
+}
+
+/// The card number in a swipe: magstripe track 2 (`;PAN=...?`), track 1 (`%B PAN ^...?`), or
+/// a plain UID / number line from an RFID reader.
+pub fn parse_card(raw: &[u8]) -> Result<String, Rejected> {
+    let line = printable(raw)?;
+    let pan = if let Some(rest) = line.strip_prefix(';') {
+        rest.split(['=', '?']).next().unwrap_or_default()
+    } else if let Some(rest) = line.strip_prefix("%B") {
+        rest.split('^').next().unwrap_or_default()
+    } else if line.starts_with('%') {
+        return Err(Rejected::NotACard);
+    } else {
+        line
+    };
+    normalize_card(pan).map_err(|_| Rejected::NotACard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_digits() {
+        assert_eq!(
+            classify_scan(b"6901234567892\r").unwrap().symbology,
+            Symbology::Ean13
+        );
+        assert_eq!(classify_scan(b"6901234567893\r"), Err(Rejected::CheckDigit));
+        assert_eq!(
+            classify_scan(b"96385074\n").unwrap().symbology,
+            Symbology::Ean8
+        );
+        assert_eq!(
+            classify_scan(b"036000291452\r\n").unwrap().symbology,
+            Symbology::UpcA
+        );
+        assert_eq!(classify_scan(b"036000291453"), Err(Rejected::CheckDigit));
+        let code128 = classify_scan(b"SKU-TEA-001\r").unwrap();
+        assert_eq!(
+            (code128.code.as_str(), code128.symbology),
+            ("SKU-TEA-001", Symbology::Other)
+        );
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        assert_eq!(classify_scan(b"\r"), Err(Rejected::Empty));
+        assert_eq!(classify_scan(b"   \r\n"), Err(Rejected::Empty));
+        assert_eq!(classify_scan(b"\x00\xff\x13abc\r"), Err(Rejected::Binary));
+        assert_eq!(classify_scan("条码".as_bytes()), Err(Rejected::Binary));
+        assert_eq!(classify_scan(&[b'1'; 65]), Err(Rejected::TooLong));
+    }
+
+    #[test]
+    fn cards() {
+        assert_eq!(
+            parse_card(b";6222020000001234=25121010000?\r").unwrap(),
+            "6222020000001234"
+        );
+        assert_eq!(
+            parse_card(b"%B6222020000001234^ZHANG/SAN^2512101?\r").unwrap(),
+            "6222020000001234"
+        );
+        assert_eq!(parse_card(b"04a1b2c3d4e5f6\r").unwrap(), "04A1B2C3D4E5F6");
+        assert_eq!(parse_card(b";=?\r"), Err(Rejected::NotACard));
+        assert_eq!(parse_card(b"%E?\r"), Err(Rejected::NotACard));
+        assert_eq!(parse_card(b"\r"), Err(Rejected::Empty));
+    }
+}
