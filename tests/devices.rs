@@ -1,0 +1,346 @@
+//! Devices with real transports: scanners and card readers on pseudo-terminals, a receipt
+//! printer on a local TCP socket whose bytes are decoded back into what the paper shows.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::hw::{Events, FakePrinter, Pty, point};
+use common::{CASHIER, Daemon, MANAGER, cash};
+use serde_json::{Value, json};
+
+fn devices_config(dir: &Path, printer: std::net::SocketAddr, paper: &str) -> String {
+    format!(
+        r#"
+[[devices]]
+id = "scanner-1"
+kind = "scanner"
+terminal = "pos-1"
+transport = "serial"
+path = "{scanner}"
+baud = 9600
+suffix = "cr"
+
+[[devices]]
+id = "reader-1"
+kind = "card_reader"
+terminal = "pos-1"
+transport = "serial"
+path = "{reader}"
+suffix = "cr"
+
+[[devices]]
+id = "printer-1"
+kind = "printer"
+terminal = "pos-1"
+transport = "tcp"
+address = "{printer}"
+paper = "{paper}"
+header_lines = ["南京西路1266号"]
+qr = "https://hq.example.cn/r/{{sale_id}}"
+"#,
+        scanner = dir.join("scanner").display(),
+        reader = dir.join("reader").display(),
+    )
+}
+
+async fn device_state(d: &Daemon, t: &str, id: &str) -> Value {
+    let (_, v) = d.get(t, "/v1/devices").await;
+    v["devices"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == id).cloned())
+        .unwrap_or(Value::Null)
+}
+
+async fn wait_state(d: &Daemon, t: &str, id: &str, state: &str) -> Value {
+    for _ in 0..400 {
+        let s = device_state(d, t, id).await;
+        if s["state"] == state {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "{id} never became {state}: {}",
+        device_state(d, t, id).await
+    );
+}
+
+async fn login_pos2(d: &Daemon) -> String {
+    let r: Value = d
+        .client
+        .post(d.url("/v1/sessions"))
+        .bearer_auth("test-terminal-token-0002")
+        .json(&json!({"staff_no": "1001", "pin": "1111"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["token"].as_str().unwrap().to_string()
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    d: Daemon,
+    scanner: Pty,
+    reader: Pty,
+    printer: FakePrinter,
+    t: String,
+}
+
+async fn rig(paper: &str) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = Pty::open();
+    let reader = Pty::open();
+    point(&dir.path().join("scanner"), &scanner.slave);
+    point(&dir.path().join("reader"), &reader.slave);
+    let printer = FakePrinter::start(None).await;
+    let d = Daemon::start_in(dir.path(), &devices_config(dir.path(), printer.addr, paper));
+    let t = d.login(CASHIER).await;
+    wait_state(&d, &t, "scanner-1", "ready").await;
+    wait_state(&d, &t, "reader-1", "ready").await;
+    Rig {
+        _dir: dir,
+        d,
+        scanner,
+        reader,
+        printer,
+        t,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_reaches_its_terminal_with_the_product_and_garbage_does_not() {
+    let mut r = rig("80mm").await;
+    let pos1 = Events::open(&r.d.client, &r.d.base, &r.t).await;
+    let pos2 = Events::open(&r.d.client, &r.d.base, &login_pos2(&r.d).await).await;
+
+    r.scanner.send(b"\x00\x01\xfe\xff\r"); // line noise
+    r.scanner.send(b"6901234567893\r"); // a misread: wrong check digit
+    r.scanner.send(b"\r"); // empty
+    r.scanner.send(b"6901234567892\r");
+    let scan = pos1.wait("scan", 5, |v| v["code"] == "6901234567892").await;
+    assert_eq!(scan["symbology"], "ean13");
+    assert_eq!(scan["device"], "scanner-1");
+    assert_eq!(scan["terminal"], "pos-1");
+    assert_eq!(scan["product"]["sku"], "TEA");
+    assert_eq!(scan["product"]["name"], "西湖龙井 250g");
+    assert_eq!(scan["product"]["price"], 25000);
+
+    // An unknown but valid code still arrives, without a product.
+    r.scanner.send(b"ABC-123\r");
+    let other = pos1.wait("scan", 5, |v| v["code"] == "ABC-123").await;
+    assert_eq!(other["symbology"], "other");
+    assert!(other["product"].is_null());
+
+    let scans: Vec<Value> = pos1
+        .all()
+        .into_iter()
+        .filter(|(k, _)| k == "scan")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(scans.len(), 2, "garbage became events: {scans:?}");
+    let s = device_state(&r.d, &r.t, "scanner-1").await;
+    assert_eq!(s["rejected"], 3);
+    assert_eq!(s["handled"], 2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        pos2.all().iter().all(|(k, _)| k != "scan"),
+        "another terminal got pos-1's scans"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unplugged_scanner_goes_offline_and_comes_back() {
+    let mut r = rig("80mm").await;
+    let events = Events::open(&r.d.client, &r.d.base, &r.t).await;
+    r.scanner.close();
+    let offline = wait_state(&r.d, &r.t, "scanner-1", "offline").await;
+    assert!(offline["last_error"].is_string());
+    events
+        .wait("device", 5, |v| {
+            v["device"] == "scanner-1" && v["state"] == "offline"
+        })
+        .await;
+
+    // Plugged back: a new pty under the same stable name.
+    let mut again = Pty::open();
+    point(&r._dir.path().join("scanner"), &again.slave);
+    wait_state(&r.d, &r.t, "scanner-1", "ready").await;
+    events
+        .wait("device", 5, |v| {
+            v["device"] == "scanner-1" && v["state"] == "ready"
+        })
+        .await;
+    again.send(b"6901234567915\r");
+    let scan = events
+        .wait("scan", 5, |v| v["code"] == "6901234567915")
+        .await;
+    assert_eq!(scan["product"]["sku"], "MILK");
+    assert!(r.d.log_text().contains("device not ready"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_swipe_finds_the_member() {
+    let mut r = rig("80mm").await;
+    let events = Events::open(&r.d.client, &r.d.base, &r.t).await;
+    let m =
+        r.d.register(
+            &r.t,
+            "刘洋",
+            "13987654321",
+            json!({"card_no": "6222020000001234"}),
+        )
+        .await;
+    r.reader.send(b";6222020000001234=25121010000?\r");
+    let card = events.wait("card", 5, |_| true).await;
+    assert_eq!(card["member"]["id"], json!(m));
+    assert_eq!(card["member"]["name"], "刘洋");
+    assert_eq!(card["member"]["phone"], "139****4321");
+    assert_eq!(card["unknown_card"], false);
+
+    r.reader.send(b"04A1B2C3D4\r");
+    let unknown = events
+        .wait("card", 5, |v| v["card_no"] == "04A1B2C3D4")
+        .await;
+    assert_eq!(unknown["unknown_card"], true);
+    assert!(unknown["member"].is_null());
+}
+
+/// Registers a member and brings them to 银卡会员 (¥3,000 spent, receipt not printed).
+async fn silver_member(d: &Daemon, t: &str) -> String {
+    let m = d.register(t, "陈静", "13912345678", json!({})).await;
+    let (s, _) = d
+        .sale(t, &json!({"member_id": m, "lines": [{"sku": "TEA", "qty": 12}], "payments": cash(300_000), "print": false}))
+        .await;
+    assert_eq!(s, 201);
+    m
+}
+
+fn has(paper: &storebox::devices::decode::Paper, parts: &[&str]) -> bool {
+    paper
+        .lines
+        .iter()
+        .any(|l| parts.iter().all(|p| l.contains(p)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cash_sale_prints_a_receipt_then_opens_the_drawer() {
+    for (paper_width, columns) in [("80mm", 48), ("58mm", 32)] {
+        let r = rig(paper_width).await;
+        let m = silver_member(&r.d, &r.t).await;
+        let (s, sale) = r
+            .d
+            .sale(&r.t, &json!({"member_id": m, "lines": [{"sku": "TEA", "qty": 1}, {"sku": "MILK", "qty": 2}], "payments": cash(30_000)}))
+            .await;
+        assert_eq!(s, 201);
+        let paper = r.printer.wait_cuts(1, 10).await;
+        let text = paper.lines.join("\n");
+        assert!(has(&paper, &["上海南京西路店"]), "{text}");
+        assert!(
+            has(&paper, &["西湖龙井 250g"]) && has(&paper, &["纯牛奶 1L"]),
+            "{text}"
+        );
+        assert!(has(&paper, &["139****5678"]), "{text}");
+        assert!(!text.contains("13912345678"), "whole phone on paper");
+        assert!(has(&paper, &["银卡会员"]), "{text}");
+        let earned = sale["points_earned"].as_i64().unwrap();
+        let balance = sale["member"]["points"].as_i64().unwrap();
+        assert!(earned > 0);
+        assert!(
+            has(&paper, &["Points earned", &format!("+{earned}")]),
+            "{text}"
+        );
+        assert!(
+            has(&paper, &["Points balance", &balance.to_string()]),
+            "{text}"
+        );
+        assert!(has(&paper, &["合计 Total", "￥275.80"]), "{text}");
+        assert!(has(&paper, &["找零 Change", "￥24.20"]), "{text}");
+        assert_eq!(paper.qr.len(), 1);
+        assert!(paper.qr[0].ends_with(sale["id"].as_str().unwrap()));
+        assert_eq!(paper.cuts, 1);
+        assert_eq!(paper.drawer_kicks.len(), 1, "cash opens the drawer once");
+        assert_eq!(
+            paper.timeline.last(),
+            Some(&storebox::devices::decode::Mark::DrawerKick(0)),
+            "the drawer opens after the cut"
+        );
+        for (line, width) in paper.lines.iter().zip(&paper.line_widths) {
+            assert!(*width <= columns, "{paper_width}: {width} columns: {line}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_printer_that_is_down_never_fails_a_sale_and_prints_once_when_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = Pty::open();
+    let reader = Pty::open();
+    point(&dir.path().join("scanner"), &scanner.slave);
+    point(&dir.path().join("reader"), &reader.slave);
+    // A port where no printer listens yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let d = Daemon::start_in(dir.path(), &devices_config(dir.path(), addr, "80mm"));
+    let t = d.login(CASHIER).await;
+    let started = std::time::Instant::now();
+    let (s, sale) = d
+        .sale(
+            &t,
+            &json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(2_000)}),
+        )
+        .await;
+    assert_eq!(s, 201, "{sale}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the sale waited for the printer"
+    );
+    wait_state(&d, &t, "printer-1", "offline").await;
+
+    let printer = FakePrinter::start(Some(addr)).await;
+    let paper = printer.wait_cuts(1, 15).await;
+    assert!(has(&paper, &["纯牛奶 1L"]));
+    assert!(paper.drawer_kicks.len() <= 1);
+    wait_state(&d, &t, "printer-1", "ready").await;
+    // Whatever happens next, the receipt is not printed again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(printer.paper().cuts, 1, "printed more than once");
+
+    // A reprint is asked for, and marked.
+    let tm = d.login(MANAGER).await;
+    let (s, q) = d
+        .post(
+            &tm,
+            &format!("/v1/sales/{}/print", sale["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, 202, "{q}");
+    let paper = printer.wait_cuts(2, 10).await;
+    assert!(has(&paper, &["重打 REPRINT"]), "{:?}", paper.lines);
+    assert_eq!(
+        paper.drawer_kicks.len(),
+        1,
+        "a reprint does not open the drawer"
+    );
+
+    // Out of paper: jobs wait, the state says so, and they print when paper is back.
+    printer.set_paper_out(true);
+    let (s, _) = d
+        .sale(
+            &t,
+            &json!({"lines": [{"sku": "RICE", "qty": 1}], "payments": cash(10_000)}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    wait_state(&d, &t, "printer-1", "paper_out").await;
+    printer.set_paper_out(false);
+    let paper = printer.wait_cuts(3, 15).await;
+    assert!(has(&paper, &["五常大米 5kg"]));
+}
