@@ -12,13 +12,12 @@
 //! `BENCH_DIR` (default `target/bench-core`; seeded data is reused between runs).
 //! Needs `wrk` on the PATH (Debian package `wrk`).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde_json::{Value, json};
 use storebox::cache::Cache;
 use storebox::config::Config;
 use storebox::domain::event::{Event, EventBody, MemberRegistered};
@@ -26,44 +25,14 @@ use storebox::domain::member::{Consent, Gender, Profile};
 use storebox::journal::{Journal, store};
 use storebox::ledger::{StoreSettings, replay};
 use storebox::pii::PiiCodec;
+use support::{env_or, login, rss_mib, start_daemon};
 
-const TOKEN: &str = "bench-terminal-token-0001";
+mod support;
+
 const PHONE_BASE: u64 = 13_000_000_000;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn config_text(data: &Path) -> String {
-    format!(
-        r#"
-[store]
-id = "bench-001"
-name = "压测店"
-environment = "development"
-[http]
-listen = "127.0.0.1:0"
-[storage]
-dir = "{}"
-[[terminals]]
-id = "pos-1"
-token = "{TOKEN}"
-[[staff]]
-staff_no = "1001"
-name = "收银员"
-role = "cashier"
-pin = "1111"
-[[products]]
-sku = "MILK"
-name = "纯牛奶 1L"
-price = 1290
-stock = 1000000
-"#,
-        data.display()
-    )
+    support::config_head(data)
 }
 
 const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周"];
@@ -132,60 +101,6 @@ fn seed(dir: &Path, config: &Config, n: u64) {
     replay(&journal, &cache, &settings).expect("replay");
     cache.flush().expect("flush");
     eprintln!("  cache: projected in {:.1}s", t.elapsed().as_secs_f64());
-}
-
-struct Daemon {
-    child: Child,
-    base: String,
-    startup: Duration,
-}
-
-fn start_daemon(config: &Path) -> Daemon {
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_storebox"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn,storebox::app=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn storebox");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("listening on http://") {
-                let addr = line[i + 20..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("storebox did not start");
-    Daemon {
-        startup: started.elapsed(),
-        child,
-        base: format!("http://{addr}"),
-    }
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 /// Raw fsync rate of the disk holding `dir`: a 4 KiB block overwritten in a preallocated
@@ -364,20 +279,6 @@ end
     )
 }
 
-async fn login(base: &str) -> String {
-    let v: Value = reqwest::Client::new()
-        .post(format!("{base}/v1/sessions"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"staff_no": "1001", "pin": "1111"}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("login json");
-    v["token"].as_str().expect("token").to_string()
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let members = env_or("BENCH_MEMBERS", 1_000_000);
@@ -402,7 +303,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut daemon = start_daemon(&config_path);
+    let daemon = start_daemon(&config_path);
     let pid = daemon.child.id();
     let rss_idle = rss_mib(pid);
     let base = daemon.base.clone();
@@ -429,8 +330,6 @@ fn main() {
     let one = lua("sales1", 1, lua_sale(&token, "one"));
     let sixteen = lua("sales16", 16, lua_sale(&token, "sixteen"));
     let rss_after = rss_mib(pid);
-    let _ = daemon.child.kill();
-    let _ = daemon.child.wait();
 
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

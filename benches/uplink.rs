@@ -10,7 +10,6 @@
 //!
 //! Environment: `BENCH_EVENTS` (default 100000), `BENCH_SALES` (default 400).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -28,24 +27,11 @@ use storebox::domain::sale::{Payment, PaymentMethod, SaleContext, build_sale, se
 use storebox::journal::{Journal, store};
 use storebox::ledger::{StoreSettings, replay};
 use storebox::pii::PiiCodec;
+use support::{TOKEN, env_or, free_port, pct, start_daemon};
+
+mod support;
 
 const WINDOW: u16 = 32;
-const TOKEN: &str = "bench-terminal-token-0001";
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 struct Broker(Child);
 
 impl Drop for Broker {
@@ -88,34 +74,8 @@ fn start_broker(dir: &Path, port: u16) -> Broker {
 
 fn config_text(data: &Path, port: u16) -> String {
     format!(
-        r#"
-[store]
-id = "bench-001"
-name = "压测店"
-environment = "development"
-[http]
-listen = "127.0.0.1:0"
-[storage]
-dir = "{}"
-[[terminals]]
-id = "pos-1"
-token = "{TOKEN}"
-[[staff]]
-staff_no = "1001"
-name = "收银员"
-role = "cashier"
-pin = "1111"
-[[products]]
-sku = "MILK"
-name = "纯牛奶 1L"
-price = 1290
-[uplink]
-enabled = true
-host = "127.0.0.1"
-port = {port}
-inflight = {WINDOW}
-"#,
-        data.display()
+        "{}\n[uplink]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\ninflight = {WINDOW}\n",
+        support::config_head(data)
     )
 }
 
@@ -254,42 +214,6 @@ async fn bare_publisher(port: u16, n: u64, size: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-fn start_daemon(config: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_storebox"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn,storebox::app=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn storebox");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("listening on http://") {
-                let addr = line[i + 20..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("storebox did not start");
-    (child, format!("http://{addr}"))
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
 fn main() {
     let events = env_or("BENCH_EVENTS", 100_000);
     let sales = env_or("BENCH_SALES", 400);
@@ -316,7 +240,8 @@ fn main() {
 
     // Drain: from daemon start until /healthz shows an empty backlog.
     let started = Instant::now();
-    let (mut child, base) = start_daemon(&config_path);
+    let daemon = start_daemon(&config_path);
+    let base = daemon.base.clone();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -396,8 +321,7 @@ fn main() {
         lat.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         (lat, answered.len())
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(daemon);
 
     let (lat, sent) = latencies;
     println!();

@@ -227,6 +227,11 @@ impl Events {
             .collect()
     }
 
+    /// Events with the instant each was read off the stream.
+    pub fn all_timed(&self) -> Vec<(String, Value, Instant)> {
+        self.events.lock().unwrap().clone()
+    }
+
     /// Waits for an event of `kind` matching `pred`.
     pub async fn wait(&self, kind: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
