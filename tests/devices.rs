@@ -39,6 +39,11 @@ address = "{printer}"
 paper = "{paper}"
 header_lines = ["南京西路1266号"]
 qr = "https://hq.example.cn/r/{{sale_id}}"
+
+[[products]]
+sku = "GIFT-BOX"
+name = "有机纯牛奶 250ml×12盒 礼盒装 新鲜直达"
+price = 9990
 "#,
         scanner = dir.join("scanner").display(),
         reader = dir.join("reader").display(),
@@ -234,7 +239,7 @@ async fn a_cash_sale_prints_a_receipt_then_opens_the_drawer() {
         let m = silver_member(&r.d, &r.t).await;
         let (s, sale) = r
             .d
-            .sale(&r.t, &json!({"member_id": m, "lines": [{"sku": "TEA", "qty": 1}, {"sku": "MILK", "qty": 2}], "payments": cash(30_000)}))
+            .sale(&r.t, &json!({"member_id": m, "lines": [{"sku": "TEA", "qty": 1}, {"sku": "MILK", "qty": 2}, {"sku": "GIFT-BOX", "qty": 1}], "payments": cash(40_000)}))
             .await;
         assert_eq!(s, 201);
         let paper = r.printer.wait_cuts(1, 10).await;
@@ -258,8 +263,25 @@ async fn a_cash_sale_prints_a_receipt_then_opens_the_drawer() {
             has(&paper, &["Points balance", &balance.to_string()]),
             "{text}"
         );
-        assert!(has(&paper, &["合计 Total", "￥275.80"]), "{text}");
-        assert!(has(&paper, &["找零 Change", "￥24.20"]), "{text}");
+        assert!(has(&paper, &["合计 Total", "￥375.70"]), "{text}");
+        assert!(has(&paper, &["找零 Change", "￥24.30"]), "{text}");
+        // The long name is on paper whole: on one line at 80 mm, wrapped without loss at 58 mm.
+        let long = "有机纯牛奶 250ml×12盒 礼盒装 新鲜直达";
+        let at = paper
+            .lines
+            .iter()
+            .position(|l| l.starts_with("有机纯牛奶"))
+            .unwrap_or_else(|| panic!("{text}"));
+        if columns == 48 {
+            assert_eq!(paper.lines[at], long, "{text}");
+        } else {
+            assert_ne!(paper.lines[at], long, "58 mm must wrap: {text}");
+            assert_eq!(
+                format!("{}{}", paper.lines[at], paper.lines[at + 1]),
+                long,
+                "{text}"
+            );
+        }
         assert_eq!(paper.qr.len(), 1);
         assert!(paper.qr[0].ends_with(sale["id"].as_str().unwrap()));
         assert_eq!(paper.cuts, 1);
