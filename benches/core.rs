@@ -17,14 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use storebox::cache::Cache;
 use storebox::config::Config;
-use storebox::domain::event::{Event, EventBody, MemberRegistered};
+use storebox::domain::event::{EventBody, MemberRegistered};
 use storebox::domain::member::{Consent, Gender, Profile};
-use storebox::journal::{Journal, store};
-use storebox::ledger::{StoreSettings, replay};
-use storebox::pii::PiiCodec;
 use support::{env_or, login, rss_mib, start_daemon};
 
 mod support;
@@ -43,64 +38,31 @@ const GIVEN: &[&str] = &[
 /// Writes `n` member registrations to the journal and projects them into the cache.
 fn seed(dir: &Path, config: &Config, n: u64) {
     let started = Instant::now();
-    let mut journal = Journal::open(dir, &config.store.id).expect("journal");
-    let codec = PiiCodec::plain();
-    let tz = config.store.timezone;
-    let now = Utc::now().with_timezone(&tz).fixed_offset();
-    let day = now.date_naive().to_string();
-    let mut seq = journal.last_seq();
-    let chunk = 50_000;
-    let mut i = 0;
-    while i < n {
-        let tx = journal.conn_mut().transaction().expect("tx");
-        for _ in 0..chunk.min(n - i) {
-            seq += 1;
-            let name = format!(
-                "{}{}",
-                SURNAMES[(i % 10) as usize],
-                GIVEN[((i / 10) % 12) as usize]
-            );
-            let event = Event {
-                id: uuid::Uuid::now_v7().to_string(),
-                store_id: config.store.id.clone(),
-                seq,
-                occurred_at: now,
-                body: EventBody::MemberRegistered(MemberRegistered {
-                    member_id: uuid::Uuid::now_v7().to_string(),
-                    profile: Some(Profile {
-                        name,
-                        phone: (PHONE_BASE + i).to_string(),
-                        gender: Gender::Unknown,
-                        birthday: None,
-                        card_no: Some(format!("C{:09}", i)),
-                    }),
-                    tags: vec![],
-                    consent: Consent::default(),
-                    store_id: config.store.id.clone(),
-                    staff_no: "seed".into(),
-                    created_at: now,
-                }),
-            };
-            store::append(&tx, &event, &day, &codec).expect("append");
-            i += 1;
-        }
-        tx.commit().expect("commit");
-    }
-    journal.resync_seq().expect("seq");
-    journal
-        .conn()
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        .expect("checkpoint");
+    support::seed_journal(dir, config, n, |i, _, now| {
+        EventBody::MemberRegistered(MemberRegistered {
+            member_id: uuid::Uuid::now_v7().to_string(),
+            profile: Some(Profile {
+                name: format!(
+                    "{}{}",
+                    SURNAMES[(i % 10) as usize],
+                    GIVEN[((i / 10) % 12) as usize]
+                ),
+                phone: (PHONE_BASE + i).to_string(),
+                gender: Gender::Unknown,
+                birthday: None,
+                card_no: Some(format!("C{i:09}")),
+            }),
+            tags: vec![],
+            consent: Consent::default(),
+            store_id: config.store.id.clone(),
+            staff_no: "seed".into(),
+            created_at: now,
+        })
+    });
     eprintln!(
-        "  journal: {n} registrations in {:.1}s",
+        "  {n} registrations journaled and projected in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    let t = Instant::now();
-    let (_, cache, _) = Cache::open(dir, config.storage.cache_capacity_mb, codec).expect("cache");
-    let settings = StoreSettings::from_config(config);
-    replay(&journal, &cache, &settings).expect("replay");
-    cache.flush().expect("flush");
-    eprintln!("  cache: projected in {:.1}s", t.elapsed().as_secs_f64());
 }
 
 /// Raw fsync rate of the disk holding `dir`: a 4 KiB block overwritten in a preallocated

@@ -15,18 +15,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::{Value, json};
-use storebox::cache::Cache;
 use storebox::config::Config;
 use storebox::domain::catalog::Product;
-use storebox::domain::event::{Event as StoreEvent, EventBody};
+use storebox::domain::event::EventBody;
 use storebox::domain::pricing::{CartItem, PricingInput, price};
 use storebox::domain::sale::{Payment, PaymentMethod, SaleContext, build_sale, settle};
-use storebox::journal::{Journal, store};
-use storebox::ledger::{StoreSettings, replay};
-use storebox::pii::PiiCodec;
 use support::{TOKEN, env_or, free_port, pct, start_daemon};
 
 mod support;
@@ -97,81 +92,49 @@ fn product(sku: &str, name: &str, price: i64) -> Product {
 
 /// Writes `n` realistic sale events (three lines each) to a new journal and projects them.
 fn seed(data: &Path, config: &Config, n: u64) -> usize {
-    let mut journal = Journal::open(data, &config.store.id).expect("journal");
-    let codec = PiiCodec::plain();
-    let now = Utc::now()
-        .with_timezone(&config.store.timezone)
-        .fixed_offset();
-    let day = now.date_naive().to_string();
     let products = [
         product("MILK", "纯牛奶 1L", 1290),
         product("TEA", "西湖龙井 250g", 25_000),
         product("RICE", "五常大米 5kg", 8990),
     ];
     let rules = config.membership.clone();
-    let mut seq = journal.last_seq();
-    let mut size = 0;
-    let mut done = 0;
-    while done < n {
-        let tx = journal.conn_mut().transaction().expect("tx");
-        for _ in 0..(n - done).min(10_000) {
-            seq += 1;
-            let items: Vec<CartItem> = products
-                .iter()
-                .map(|p| CartItem { product: p, qty: 2 })
-                .collect();
-            let quote = price(&PricingInput {
-                items: &items,
-                member: None,
-                coupons: &[],
-                redeem_points: 0,
-                rules: &rules,
-                now,
-                rounding: Default::default(),
-            })
-            .expect("price");
-            let payments = vec![Payment {
-                method: PaymentMethod::Cash,
-                amount: quote.total + 1000,
-            }];
-            let (paid, change) = settle(quote.total, &payments).expect("settle");
-            let sale = build_sale(
-                SaleContext {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    seq,
-                    store_id: config.store.id.clone(),
-                    now,
-                    staff_no: "1001".into(),
-                    terminal_id: "pos-1".into(),
-                },
-                quote,
-                payments,
-                paid,
-                change,
-                None,
-                &rules,
-            );
-            let event = StoreEvent {
+    support::seed_journal(data, config, n, |_, seq, now| {
+        let items: Vec<CartItem> = products
+            .iter()
+            .map(|p| CartItem { product: p, qty: 2 })
+            .collect();
+        let quote = price(&PricingInput {
+            items: &items,
+            member: None,
+            coupons: &[],
+            redeem_points: 0,
+            rules: &rules,
+            now,
+            rounding: Default::default(),
+        })
+        .expect("price");
+        let payments = vec![Payment {
+            method: PaymentMethod::Cash,
+            amount: quote.total + 1000,
+        }];
+        let (paid, change) = settle(quote.total, &payments).expect("settle");
+        EventBody::SaleRecorded(Box::new(build_sale(
+            SaleContext {
                 id: uuid::Uuid::now_v7().to_string(),
-                store_id: config.store.id.clone(),
                 seq,
-                occurred_at: now,
-                body: EventBody::SaleRecorded(Box::new(sale)),
-            };
-            size = serde_json::to_vec(&event).map(|v| v.len()).unwrap_or(0);
-            store::append(&tx, &event, &day, &codec).expect("append");
-            done += 1;
-        }
-        tx.commit().expect("commit");
-    }
-    journal.resync_seq().expect("seq");
-    journal
-        .conn()
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        .expect("checkpoint");
-    let (_, cache, _) = Cache::open(data, 16, codec).expect("cache");
-    replay(&journal, &cache, &StoreSettings::from_config(config)).expect("replay");
-    size
+                store_id: config.store.id.clone(),
+                now,
+                staff_no: "1001".into(),
+                terminal_id: "pos-1".into(),
+            },
+            quote,
+            payments,
+            paid,
+            change,
+            None,
+            &rules,
+        )))
+    })
 }
 
 /// Publishes `n` QoS 1 messages of `size` bytes with a window of `WINDOW`; messages per second.

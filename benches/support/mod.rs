@@ -146,3 +146,60 @@ pub fn rss_mib(pid: u32) -> f64 {
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
 }
+
+/// Writes `n` events built by `body(i, seq, now)` straight into a new store's journal (in
+/// large transactions), then projects them into the cache as the daemon would at start-up.
+/// Returns the encoded size of the last event.
+pub fn seed_journal(
+    dir: &Path,
+    config: &storebox::config::Config,
+    n: u64,
+    mut body: impl FnMut(
+        u64,
+        u64,
+        chrono::DateTime<chrono::FixedOffset>,
+    ) -> storebox::domain::event::EventBody,
+) -> usize {
+    use storebox::journal::{Journal, store};
+    let mut journal = Journal::open(dir, &config.store.id).expect("journal");
+    let codec = storebox::pii::PiiCodec::plain();
+    let now = chrono::Utc::now()
+        .with_timezone(&config.store.timezone)
+        .fixed_offset();
+    let day = now.date_naive().to_string();
+    let mut seq = journal.last_seq();
+    let mut size = 0;
+    let mut i = 0;
+    while i < n {
+        let tx = journal.conn_mut().transaction().expect("tx");
+        for _ in 0..(n - i).min(20_000) {
+            seq += 1;
+            let event = storebox::domain::event::Event {
+                id: uuid::Uuid::now_v7().to_string(),
+                store_id: config.store.id.clone(),
+                seq,
+                occurred_at: now,
+                body: body(i, seq, now),
+            };
+            size = serde_json::to_vec(&event).map(|v| v.len()).unwrap_or(0);
+            store::append(&tx, &event, &day, &codec).expect("append");
+            i += 1;
+        }
+        tx.commit().expect("commit");
+    }
+    journal.resync_seq().expect("seq");
+    journal
+        .conn()
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+    let (_, cache, _) =
+        storebox::cache::Cache::open(dir, config.storage.cache_capacity_mb, codec).expect("cache");
+    storebox::ledger::replay(
+        &journal,
+        &cache,
+        &storebox::ledger::StoreSettings::from_config(config),
+    )
+    .expect("replay");
+    cache.flush().expect("flush");
+    size
+}

@@ -16,7 +16,7 @@ use super::requests::{
 };
 use super::settings::StoreSettings;
 use super::{Actor, Command, Idem, Outcome};
-use crate::cache::{Pending, project};
+use crate::cache::{CacheError, Pending, project};
 use crate::domain::access::Action;
 use crate::domain::catalog::{
     Coupon, CouponKind, MAX_UNIT_PRICE, Product, StockLevel, validate_barcode, validate_sku,
@@ -740,84 +740,85 @@ impl<'a, 'c> Ctx<'a, 'c> {
 
     /// Applies master data from HQ to the cache by per-item version (no journal event).
     fn apply_hq(&mut self, update: HqUpdate) -> Result<Outcome, LedgerError> {
-        let (mut applied, mut ignored) = (0, 0);
-        let mut count = |changed: bool| {
-            if changed { applied += 1 } else { ignored += 1 }
-        };
+        let mut tally = (0, 0);
         let mut rules_out = None;
         let mut removed_staff = Vec::new();
         let p = &mut *self.pending;
         match update {
-            HqUpdate::Products(items) => {
-                for item in items {
-                    let merged = sync::merge_product(p.product(&item.sku)?.as_ref(), &item);
-                    count(merged.is_some());
-                    if let Some(m) = merged {
-                        p.put_product(m)?;
+            HqUpdate::Products(items) => apply_each(
+                p,
+                items,
+                &mut tally,
+                |p, i| p.product(&i.sku),
+                sync::merge_product,
+                |p, m| p.put_product(m),
+            )?,
+            HqUpdate::Prices(items) => apply_each(
+                p,
+                items,
+                &mut tally,
+                |p, i| p.product(&i.sku),
+                sync::merge_price,
+                |p, m| p.put_product(m),
+            )?,
+            HqUpdate::Members(items) => apply_each(
+                p,
+                items,
+                &mut tally,
+                |p, i| p.member(&i.id),
+                sync::merge_member,
+                |p, m| p.put_member(m),
+            )?,
+            HqUpdate::Coupons(items) => apply_each(
+                p,
+                items,
+                &mut tally,
+                |p, i| p.coupon(&i.code),
+                sync::merge_coupon,
+                |p, m| {
+                    p.put_coupon(m);
+                    Ok(())
+                },
+            )?,
+            HqUpdate::Staff(items) => apply_each(
+                p,
+                items,
+                &mut tally,
+                |p, i| p.staff(&i.staff_no),
+                sync::merge_staff,
+                |p, m| {
+                    if !m.active {
+                        removed_staff.push(m.staff_no.clone());
                     }
-                }
-            }
-            HqUpdate::Prices(items) => {
-                for item in items {
-                    let merged = sync::merge_price(p.product(&item.sku)?.as_ref(), &item);
-                    count(merged.is_some());
-                    if let Some(m) = merged {
-                        p.put_product(m)?;
-                    }
-                }
-            }
-            HqUpdate::Members(items) => {
-                for item in items {
-                    let merged = sync::merge_member(p.member(&item.id)?.as_ref(), &item);
-                    count(merged.is_some());
-                    if let Some(m) = merged {
-                        p.put_member(m)?;
-                    }
-                }
-            }
+                    p.put_staff(m);
+                    Ok(())
+                },
+            )?,
+            HqUpdate::Stock(items) => apply_each(
+                p,
+                items,
+                &mut tally,
+                |p, i| p.stock(&i.sku),
+                sync::merge_stock,
+                |p, m| {
+                    p.put_stock(m);
+                    Ok(())
+                },
+            )?,
             HqUpdate::Rules { version, rules } => {
-                let newer = p.rules()?.is_none_or(|(v, _)| version > v);
-                count(newer);
-                if newer {
+                if p.rules()?.is_none_or(|(v, _)| version > v) {
+                    tally.0 += 1;
                     p.put_rules(version, (*rules).clone());
                     rules_out = Some(rules);
-                }
-            }
-            HqUpdate::Coupons(items) => {
-                for item in items {
-                    let merged = sync::merge_coupon(p.coupon(&item.code)?.as_ref(), &item);
-                    count(merged.is_some());
-                    if let Some(m) = merged {
-                        p.put_coupon(m);
-                    }
-                }
-            }
-            HqUpdate::Staff(items) => {
-                for item in items {
-                    let merged = sync::merge_staff(p.staff(&item.staff_no)?.as_ref(), &item);
-                    count(merged.is_some());
-                    if let Some(m) = merged {
-                        if !m.active {
-                            removed_staff.push(m.staff_no.clone());
-                        }
-                        p.put_staff(m);
-                    }
-                }
-            }
-            HqUpdate::Stock(items) => {
-                for item in items {
-                    let merged = sync::merge_stock(p.stock(&item.sku)?.as_ref(), &item);
-                    count(merged.is_some());
-                    if let Some(m) = merged {
-                        p.put_stock(m);
-                    }
+                } else {
+                    tally.1 += 1;
                 }
             }
         }
         p.make_durable();
         Ok(Outcome::Applied {
-            applied,
-            ignored,
+            applied: tally.0,
+            ignored: tally.1,
             rules: rules_out,
             removed_staff,
         })
@@ -909,4 +910,26 @@ fn generate_code() -> String {
     (0..10)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
+}
+
+/// Applies HQ items one after the other (a later item sees an earlier one of the same key),
+/// counting into `tally` (changed, ignored).
+fn apply_each<T, C>(
+    p: &mut Pending<'_>,
+    items: Vec<T>,
+    tally: &mut (usize, usize),
+    current: impl Fn(&Pending<'_>, &T) -> Result<Option<C>, CacheError>,
+    merge: impl Fn(Option<&C>, &T) -> Option<C>,
+    mut put: impl FnMut(&mut Pending<'_>, C) -> Result<(), CacheError>,
+) -> Result<(), CacheError> {
+    for item in items {
+        match merge(current(p, &item)?.as_ref(), &item) {
+            Some(m) => {
+                tally.0 += 1;
+                put(p, m)?;
+            }
+            None => tally.1 += 1,
+        }
+    }
+    Ok(())
 }
