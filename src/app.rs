@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppContext, AppState, Directory};
 use crate::cache::{Cache, Opened};
-use crate::config::Config;
+use crate::config::{Config, Environment};
 use crate::journal::{Journal, JournalReader};
 use crate::ledger::{Ledger, StoreSettings};
 use crate::pii::PiiCodec;
+use crate::security::{KeyError, StoreKeys};
 use crate::uplink::UplinkStatus;
 
 fn system_actor() -> crate::ledger::Actor {
@@ -49,15 +50,50 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     }
 }
 
+/// Loads the store key. In development a missing key is created next to the data; in
+/// production it must exist (`storebox init`), because a new key cannot open existing data.
+pub fn load_keys(config: &Config) -> anyhow::Result<StoreKeys> {
+    let path = config.key_path();
+    let keys = match config.store.environment {
+        Environment::Development => {
+            std::fs::create_dir_all(&config.storage.dir).with_context(|| {
+                format!(
+                    "creating the data directory {}",
+                    config.storage.dir.display()
+                )
+            })?;
+            let (keys, created) = StoreKeys::load_or_create(&path)?;
+            if created {
+                tracing::info!(path = %path.display(), fingerprint = keys.fingerprint(), "created a development store key");
+            }
+            keys
+        }
+        Environment::Production => StoreKeys::load(&path)?,
+    };
+    Ok(keys)
+}
+
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let dir = config.storage.dir.clone();
     let _lock = lock_data_dir(&dir)?;
 
-    let codec = PiiCodec::plain();
+    let keys = Arc::new(load_keys(&config)?);
+    let codec = PiiCodec::new(keys.clone());
     let journal = Journal::open(&dir, &config.store.id)
         .with_context(|| format!("opening the journal in {}", dir.display()))?;
+    if let Some(expected) = journal
+        .bind_key(keys.fingerprint())
+        .context("checking the store key")?
+    {
+        return Err(KeyError::WrongKey {
+            path: config.key_path(),
+            found: keys.fingerprint().to_string(),
+            expected,
+        }
+        .into());
+    }
     let (acked_seq, last_ack_at) = crate::journal::store::outbox_position(journal.conn())
         .context("reading the outbox position")?;
     let last_ack_at = last_ack_at

@@ -33,4 +33,5 @@ pub mod domain;
 pub mod journal;
 pub mod ledger;
 pub mod pii;
+pub mod security;
 pub mod uplink;

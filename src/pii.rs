@@ -2,14 +2,32 @@
 //! the journal so that change stays local").
 //!
 //! Personal data (name, phone, gender, birthday, card number) always travels as one `profile`
-//! value, in journal event data and in cached members alike. On its way to disk it goes through
-//! [`PiiCodec::seal_bytes`] (cache) or [`PiiCodec::seal`] (journal JSON) and on its way back
-//! through the matching `open`; index keys for phone, card, phone tail and name go through
-//! [`PiiCodec::index_key`]. Today the codec is plain: sealing returns the bytes unchanged and
-//! index keys are the normalised values. The encryption-at-rest issue replaces the inside of
-//! this type and nothing else.
+//! value, in journal event data and in cached members alike, and is encrypted with
+//! XChaCha20-Poly1305 whenever it is written:
+//!
+//! - **journal**: each member has a random data key, stored in the journal's `member_keys`
+//!   table wrapped (encrypted) with the store's key-encryption key. An event's `profile` is
+//!   sealed with that member's key and stored as the string `"xc1:<base64>"`. Erasing a member
+//!   deletes the data key ([`PiiCodec::forget_member`]): every copy of the profile in the
+//!   append-only journal becomes unreadable without rewriting a single event, and opens as
+//!   `null` from then on.
+//! - **cache**: a member's profile is sealed with the cache key, bound to the member id. The
+//!   cache is rebuildable, so erasure there simply rewrites the member without it.
+//! - **indices**: phone, card, phone tail and name are found through keyed hashes (HMAC with
+//!   the index key), never through the values themselves.
+//!
+//! All keys derive from the store key ([`crate::security::StoreKeys`]).
 
+use std::sync::Arc;
+
+use base64::Engine;
+use rusqlite::Connection;
 use serde_json::Value;
+use zeroize::Zeroizing;
+
+use crate::journal::{JournalError, store};
+use crate::security::StoreKeys;
+use crate::security::seal::{self, mac, open as unseal};
 
 /// Which personal field an index key is made from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,63 +42,193 @@ pub enum IndexField {
     Name,
 }
 
-/// Why sealed personal data could not be opened.
+impl IndexField {
+    fn tag(self) -> &'static [u8] {
+        match self {
+            IndexField::Phone => b"phone",
+            IndexField::PhoneTail => b"phone_tail",
+            IndexField::Card => b"card",
+            IndexField::Name => b"name",
+        }
+    }
+}
+
+/// Why personal data could not be sealed or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum PiiError {
     /// Occurs when sealed data is malformed (a damaged file).
     #[error("sealed personal data is malformed: {0}")]
     Malformed(String),
+    /// Occurs when sealed data does not open with the store key: the wrong key file, or data
+    /// altered on disk.
+    #[error("sealed personal data does not open with the store key ({0})")]
+    WrongKey(String),
+    /// Occurs when encryption fails.
+    #[error("personal data cannot be sealed")]
+    Seal,
+    /// Occurs when the member key table cannot be read or written.
+    #[error(transparent)]
+    Journal(#[from] Box<JournalError>),
 }
 
-/// Seals and opens personal data, and derives index keys.
-#[derive(Debug, Clone, Default)]
+/// The prefix of a sealed profile in journal JSON.
+const SEALED: &str = "xc1:";
+/// Bytes of an index key (a truncated HMAC-SHA256: 2⁶⁴ collision resistance).
+const INDEX_KEY_LEN: usize = 16;
+
+/// Seals and opens personal data, and derives index keys. Cheap to clone.
+#[derive(Clone)]
 pub struct PiiCodec {
-    _private: (),
+    keys: Arc<StoreKeys>,
+}
+
+impl std::fmt::Debug for PiiCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PiiCodec({:?})", self.keys)
+    }
 }
 
 impl PiiCodec {
-    /// The plain codec: personal data is stored as it is.
-    pub fn plain() -> Self {
-        PiiCodec { _private: () }
+    /// The codec for the store's keys.
+    pub fn new(keys: Arc<StoreKeys>) -> Self {
+        PiiCodec { keys }
     }
 
-    /// Seals the serialised profile of `_subject` (a member id).
-    pub fn seal_bytes(&self, _subject: &str, plain: &[u8]) -> Vec<u8> {
-        plain.to_vec()
+    /// A codec with fresh random keys (tests and benchmarks).
+    pub fn random() -> Self {
+        PiiCodec::new(Arc::new(StoreKeys::random()))
     }
 
-    /// Opens a sealed profile; `None` when it can no longer be opened (an erased member's key
-    /// is gone).
-    pub fn open_bytes(&self, _subject: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>, PiiError> {
-        Ok(Some(sealed.to_vec()))
+    /// The store keys behind the codec.
+    pub fn keys(&self) -> &Arc<StoreKeys> {
+        &self.keys
     }
 
-    /// Seals the `profile` of a JSON document about `subject` before it is stored.
-    pub fn seal(&self, subject: &str, doc: &mut Value) {
-        let _ = (subject, doc);
+    fn cache_aad(subject: &str) -> Vec<u8> {
+        [b"cache\0", subject.as_bytes()].concat()
     }
 
-    /// Opens the `profile` of a stored JSON document. A profile that cannot be opened any more
-    /// becomes `null`.
-    pub fn open(&self, _subject: &str, doc: &mut Value) -> Result<(), PiiError> {
-        if let Some(p) = doc.get("profile")
-            && !(p.is_null() || p.is_object())
-        {
-            return Err(PiiError::Malformed(
-                "profile is neither an object nor null".into(),
-            ));
+    /// Seals the serialised profile of `subject` (a member id) for the cache.
+    pub fn seal_bytes(&self, subject: &str, plain: &[u8]) -> Result<Vec<u8>, PiiError> {
+        seal::seal(&self.keys.cache, &Self::cache_aad(subject), plain).map_err(|_| PiiError::Seal)
+    }
+
+    /// Opens a profile sealed by [`PiiCodec::seal_bytes`].
+    pub fn open_bytes(&self, subject: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>, PiiError> {
+        unseal(&self.keys.cache, &Self::cache_aad(subject), sealed)
+            .map(Some)
+            .ok_or_else(|| PiiError::WrongKey(format!("cached member {subject}")))
+    }
+
+    fn member_aad(subject: &str) -> Vec<u8> {
+        [b"member key\0", subject.as_bytes()].concat()
+    }
+
+    /// The data key of member `subject`, creating it when `create` (writer only).
+    fn member_key(
+        &self,
+        conn: &Connection,
+        subject: &str,
+        create: bool,
+    ) -> Result<Option<Zeroizing<[u8; 32]>>, PiiError> {
+        let journal = |e| PiiError::Journal(Box::new(e));
+        if let Some(wrapped) = store::member_key(conn, subject).map_err(journal)? {
+            let plain = Zeroizing::new(
+                unseal(&self.keys.kek, &Self::member_aad(subject), &wrapped)
+                    .ok_or_else(|| PiiError::WrongKey(format!("data key of member {subject}")))?,
+            );
+            let key: [u8; 32] = plain
+                .as_slice()
+                .try_into()
+                .map_err(|_| PiiError::Malformed(format!("data key of member {subject}")))?;
+            return Ok(Some(Zeroizing::new(key)));
         }
+        if !create {
+            return Ok(None);
+        }
+        let mut key = Zeroizing::new([0u8; 32]);
+        {
+            use rand::Rng;
+            rand::rng().fill_bytes(key.as_mut_slice());
+        }
+        let wrapped = seal::seal(&self.keys.kek, &Self::member_aad(subject), key.as_slice())
+            .map_err(|_| PiiError::Seal)?;
+        store::put_member_key(conn, subject, &wrapped).map_err(journal)?;
+        Ok(Some(key))
+    }
+
+    /// Seals the `profile` of a JSON document about member `subject` before it is appended to
+    /// the journal (on the writer's transaction: the member's data key is created there).
+    pub fn seal(&self, conn: &Connection, subject: &str, doc: &mut Value) -> Result<(), PiiError> {
+        let Some(profile) = doc.get_mut("profile") else {
+            return Ok(());
+        };
+        if !profile.is_object() {
+            return Ok(());
+        }
+        if subject.is_empty() {
+            return Err(PiiError::Malformed("a profile without a member id".into()));
+        }
+        let Some(key) = self.member_key(conn, subject, true)? else {
+            return Err(PiiError::Seal);
+        };
+        let plain = Zeroizing::new(serde_json::to_vec(profile).map_err(|_| PiiError::Seal)?);
+        let sealed = seal::seal(&key, subject.as_bytes(), &plain).map_err(|_| PiiError::Seal)?;
+        *profile = Value::String(format!(
+            "{SEALED}{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed)
+        ));
         Ok(())
     }
 
-    /// Whether stored JSON data holds nothing sealed, so it can go to HQ as it is.
-    pub fn is_open(&self, _stored_json: &str) -> bool {
-        true
+    /// Opens the `profile` of a stored JSON document. A profile whose member key is gone (the
+    /// member was erased) becomes `null`.
+    pub fn open(&self, conn: &Connection, subject: &str, doc: &mut Value) -> Result<(), PiiError> {
+        let Some(profile) = doc.get_mut("profile") else {
+            return Ok(());
+        };
+        let sealed = match profile {
+            Value::Null | Value::Object(_) => return Ok(()),
+            Value::String(s) => s
+                .strip_prefix(SEALED)
+                .ok_or_else(|| PiiError::Malformed("profile is not sealed data".into()))?,
+            _ => {
+                return Err(PiiError::Malformed(
+                    "profile is neither sealed data nor null".into(),
+                ));
+            }
+        };
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(sealed)
+            .map_err(|e| PiiError::Malformed(e.to_string()))?;
+        let Some(key) = self.member_key(conn, subject, false)? else {
+            *profile = Value::Null;
+            return Ok(());
+        };
+        let plain = Zeroizing::new(
+            unseal(&key, subject.as_bytes(), &bytes)
+                .ok_or_else(|| PiiError::WrongKey(format!("profile of member {subject}")))?,
+        );
+        *profile =
+            serde_json::from_slice(&plain).map_err(|e| PiiError::Malformed(e.to_string()))?;
+        Ok(())
     }
 
-    /// The key under which a personal value is indexed.
+    /// Whether stored JSON data holds nothing sealed, so it can go to HQ as it is. (A JSON
+    /// string cannot contain `"profile":"` unescaped, so only a real sealed profile matches.)
+    pub fn is_open(&self, stored_json: &str) -> bool {
+        !stored_json.contains("\"profile\":\"xc1:")
+    }
+
+    /// Destroys member `subject`'s data key: the journal's copies of their personal data can
+    /// no longer be opened by anyone. Returns whether there was a key.
+    pub fn forget_member(&self, conn: &Connection, subject: &str) -> Result<bool, PiiError> {
+        store::delete_member_key(conn, subject).map_err(|e| PiiError::Journal(Box::new(e)))
+    }
+
+    /// The key under which a personal value is indexed: a keyed hash, so the index reveals
+    /// nothing without the store key.
     pub fn index_key(&self, field: IndexField, value: &str) -> Vec<u8> {
-        let _ = field;
-        value.as_bytes().to_vec()
+        mac(&self.keys.index, &[field.tag(), value.as_bytes()])[..INDEX_KEY_LEN].to_vec()
     }
 }

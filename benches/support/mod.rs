@@ -162,7 +162,8 @@ pub fn seed_journal(
 ) -> usize {
     use storebox::journal::{Journal, store};
     let mut journal = Journal::open(dir, &config.store.id).expect("journal");
-    let codec = storebox::pii::PiiCodec::plain();
+    let keys = storebox::app::load_keys(config).expect("store key");
+    let codec = storebox::pii::PiiCodec::new(std::sync::Arc::new(keys));
     let now = chrono::Utc::now()
         .with_timezone(&config.store.timezone)
         .fixed_offset();

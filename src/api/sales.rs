@@ -97,7 +97,7 @@ async fn read(
         .with(move |conn| {
             store::sale_events(conn, &lookup)?
                 .iter()
-                .map(|r| r.decode(&store_id, &codec))
+                .map(|r| r.decode(conn, &store_id, &codec))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
@@ -155,7 +155,7 @@ async fn list(
         .with(move |conn| {
             store::events_on_day(conn, "sale.recorded", &day, q.after_seq, PAGE)?
                 .iter()
-                .map(|r| r.decode(&store_id, &codec))
+                .map(|r| r.decode(conn, &store_id, &codec))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;

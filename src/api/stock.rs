@@ -171,7 +171,7 @@ async fn movements(
             let rows = store::events_on_day(conn, "stock.moved", &day, 0, 10_000)?;
             rows.iter()
                 .map(|r| {
-                    let e = r.decode(&store_id, &codec)?;
+                    let e = r.decode(conn, &store_id, &codec)?;
                     let mut v = serde_json::to_value(&e.body).unwrap_or_default();
                     let mut data = v.get_mut("data").map(Value::take).unwrap_or_default();
                     if let Some(obj) = data.as_object_mut() {

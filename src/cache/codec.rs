@@ -63,9 +63,20 @@ const MEMBER_FORMAT: u8 = 1;
 
 /// Encodes a member: the profile sealed by the codec, the rest as JSON (profile `null`), so
 /// reading a member is two typed parses and the personal part never sits in the JSON.
-pub(super) fn encode_member(codec: &PiiCodec, m: &Member) -> Vec<u8> {
+pub(super) fn encode_member(codec: &PiiCodec, m: &Member) -> Result<Vec<u8>, CacheError> {
+    let err = |reason: String| CacheError::Decode {
+        tree: "members",
+        key: m.id.clone(),
+        reason,
+    };
     let sealed = match &m.profile {
-        Some(p) => codec.seal_bytes(&m.id, &serde_json::to_vec(p).unwrap_or_default()),
+        Some(p) => {
+            let plain =
+                zeroize::Zeroizing::new(serde_json::to_vec(p).map_err(|e| err(e.to_string()))?);
+            codec
+                .seal_bytes(&m.id, &plain)
+                .map_err(|e| err(e.to_string()))?
+        }
         None => Vec::new(),
     };
     let mut rest = m.clone();
@@ -76,7 +87,7 @@ pub(super) fn encode_member(codec: &PiiCodec, m: &Member) -> Vec<u8> {
     out.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
     out.extend_from_slice(&sealed);
     out.extend_from_slice(&json);
-    out
+    Ok(out)
 }
 
 /// Decodes a member written by [`encode_member`].

@@ -19,7 +19,7 @@ use super::{CacheError, sql_err};
 pub const FILE_NAME: &str = "cache.sqlite3";
 
 /// Version of the cache layout; a cache with another version is rebuilt from the journal.
-pub(super) const LAYOUT_VERSION: &str = "5";
+pub(super) const LAYOUT_VERSION: &str = "6";
 
 /// Read connections kept open.
 pub(super) const READERS: usize = 4;
@@ -63,8 +63,13 @@ pub(super) fn connect(path: &Path, write: bool, cache_kib: u64) -> Result<Connec
         }
         // Checkpoints mostly happen on a background thread (`Checkpointer`); the writer's own
         // automatic checkpoint is only a ceiling on the WAL.
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 4000;")
-            .map_err(sql_err("setting cache pragmas"))?;
+        // secure_delete: an erased member's sealed profile is overwritten with zeros, not left
+        // in a free page.
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 4000;
+             PRAGMA secure_delete = ON;",
+        )
+        .map_err(sql_err("setting cache pragmas"))?;
     }
     Ok(conn)
 }

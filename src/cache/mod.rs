@@ -139,7 +139,8 @@ impl Cache {
         // The page cache is shared out between the writer and the readers.
         let share_kib = (capacity_mb * 1024 / (db::READERS as u64 + 1)).max(256);
         let existed = path.exists();
-        let (conn, opened) = match open_checked(&path, share_kib) {
+        let key = codec.keys().fingerprint().to_string();
+        let (conn, opened) = match open_checked(&path, share_kib, &key) {
             Ok(conn) => (
                 conn,
                 if existed {
@@ -151,7 +152,10 @@ impl Cache {
             Err(e) => {
                 tracing::warn!(error = %e, "the cache cannot be used; moving it aside and rebuilding");
                 let aside = move_aside(&path)?;
-                (open_checked(&path, share_kib)?, Opened::Rebuilt(aside))
+                (
+                    open_checked(&path, share_kib, &key)?,
+                    Opened::Rebuilt(aside),
+                )
             }
         };
         let inner = Arc::new(Inner {
@@ -380,8 +384,9 @@ impl CacheWriter {
     }
 }
 
-/// Opens the writer, creates the schema and checks the layout stamp.
-fn open_checked(path: &Path, share_kib: u64) -> Result<Connection, CacheError> {
+/// Opens the writer, creates the schema and checks the layout stamp and the fingerprint of the
+/// store key the cache was sealed with.
+fn open_checked(path: &Path, share_kib: u64, key: &str) -> Result<Connection, CacheError> {
     let conn = db::connect(path, true, share_kib)?;
     let stamp: Option<String> = conn
         .query_row("SELECT value FROM meta WHERE key = 'layout'", [], |r| {
@@ -397,7 +402,18 @@ fn open_checked(path: &Path, share_kib: u64) -> Result<Connection, CacheError> {
         })
         .map_err(sql_err("reading the cache layout"))?;
     match stamp {
-        Some(v) if v == db::LAYOUT_VERSION => Ok(conn),
+        Some(v) if v == db::LAYOUT_VERSION => {
+            let sealed_with: Option<String> = conn
+                .query_row("SELECT value FROM meta WHERE key = 'key'", [], |r| r.get(0))
+                .optional()
+                .map_err(sql_err("reading the cache's key fingerprint"))?;
+            if sealed_with.as_deref() != Some(key) {
+                return Err(CacheError::Corrupt(
+                    "it was written with another store key".into(),
+                ));
+            }
+            Ok(conn)
+        }
         Some(v) => Err(CacheError::Corrupt(format!(
             "layout {v}, this storebox uses {}",
             db::LAYOUT_VERSION
@@ -411,8 +427,8 @@ fn open_checked(path: &Path, share_kib: u64) -> Result<Connection, CacheError> {
             }
             db::create_schema(&conn)?;
             conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('layout', ?1)",
-                params![db::LAYOUT_VERSION],
+                "INSERT INTO meta (key, value) VALUES ('layout', ?1), ('key', ?2)",
+                params![db::LAYOUT_VERSION, key],
             )
             .map_err(sql_err("stamping the cache layout"))?;
             Ok(conn)
@@ -531,24 +547,29 @@ mod tests {
     #[test]
     fn a_rebuilt_cache_is_kept_on_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, w, how) = Cache::open(dir.path(), 4, PiiCodec::plain()).unwrap();
+        let codec = PiiCodec::random();
+        let (_, w, how) = Cache::open(dir.path(), 4, codec.clone()).unwrap();
         assert_eq!(how, Opened::Created);
         w.conn()
             .execute("UPDATE meta SET value = '0' WHERE key = 'layout'", [])
             .unwrap();
         drop(w);
-        let (_, w, how) = Cache::open(dir.path(), 4, PiiCodec::plain()).unwrap();
+        let (_, w, how) = Cache::open(dir.path(), 4, codec.clone()).unwrap();
         assert!(matches!(how, Opened::Rebuilt(_)), "{how:?}");
         drop(w);
-        let (_, _, how) = Cache::open(dir.path(), 4, PiiCodec::plain()).unwrap();
+        let (_, w, how) = Cache::open(dir.path(), 4, codec).unwrap();
         assert_eq!(how, Opened::Existing);
+        drop(w);
+        // Sealed with another store key: useless, rebuilt.
+        let (_, _, how) = Cache::open(dir.path(), 4, PiiCodec::random()).unwrap();
+        assert!(matches!(how, Opened::Rebuilt(_)), "{how:?}");
     }
 
     #[test]
     fn garbage_in_place_of_the_cache_is_moved_aside() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), vec![0xA5u8; 8192]).unwrap();
-        let (c, _w, how) = Cache::open(dir.path(), 4, PiiCodec::plain()).unwrap();
+        let (c, _w, how) = Cache::open(dir.path(), 4, PiiCodec::random()).unwrap();
         assert!(matches!(how, Opened::Rebuilt(_)), "{how:?}");
         assert_eq!(c.applied_seq().unwrap(), 0);
     }

@@ -251,6 +251,11 @@ impl<'w> Pending<'w> {
             conn.execute_batch("PRAGMA synchronous = FULL")
                 .map_err(sql_err("making a cache write durable"))?;
         }
+        let members = self
+            .members
+            .iter()
+            .map(|(id, m)| Ok((id, encode_member(codec, m)?)))
+            .collect::<Result<Vec<_>, CacheError>>()?;
         let tx = conn
             .unchecked_transaction()
             .map_err(sql_err("starting a cache write"))?;
@@ -261,8 +266,8 @@ impl<'w> Pending<'w> {
                     "INSERT INTO members (id, data) VALUES (?1, ?2)
                      ON CONFLICT (id) DO UPDATE SET data = excluded.data",
                 )?;
-                for (id, m) in &self.members {
-                    st.execute(params![id, encode_member(codec, m)])?;
+                for (id, data) in &members {
+                    st.execute(params![id, data])?;
                 }
             }
             {

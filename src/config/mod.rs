@@ -8,6 +8,7 @@
 mod devices;
 mod membership;
 mod raw;
+mod security;
 mod uplink;
 
 use std::collections::HashSet;
@@ -26,6 +27,7 @@ use crate::domain::rules::Rules;
 pub use devices::{DeviceConfig, DeviceKind, LineEnd, PrinterOptions, Transport};
 pub use membership::membership_from_value;
 pub use raw::RawConfig;
+pub use security::{CREDENTIAL_NAME, DEFAULT_KEY_FILE, SecurityConfig};
 pub use uplink::{UplinkConfig, UplinkTls};
 
 /// A configuration error: which file, which key, and why.
@@ -180,6 +182,8 @@ pub struct Config {
     pub uplink: UplinkConfig,
     /// `[[devices]]`: scanners, card readers, printers.
     pub devices: Vec<DeviceConfig>,
+    /// `[security]`: the store key and PIN lock-out.
+    pub security: SecurityConfig,
 }
 
 impl Config {
@@ -210,6 +214,19 @@ impl Config {
                 c.source = path.to_path_buf();
                 c
             })
+    }
+
+    /// The store key file (see `[security] key_file`): explicit, else the systemd credential
+    /// `storebox.key` in `$CREDENTIALS_DIRECTORY`, else `<storage.dir>/store.key` in
+    /// development and `/etc/storebox/store.key` in production.
+    pub fn key_path(&self) -> PathBuf {
+        let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        security::key_path(
+            &self.security,
+            self.store.environment,
+            &self.storage.dir,
+            creds.as_deref(),
+        )
     }
 
     /// The session lifetime.
@@ -386,6 +403,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     let uplink = uplink::to_uplink(raw.uplink, &s.id)?;
     let terminal_ids: Vec<String> = terminals.iter().map(|t| t.id.clone()).collect();
     let devices = devices::to_devices(raw.devices, &terminal_ids)?;
+    let security = security::to_security(raw.security)?;
 
     Ok(Config {
         source: PathBuf::new(),
@@ -414,6 +432,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         products,
         uplink,
         devices,
+        security,
     })
 }
 

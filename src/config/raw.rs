@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub(super) uplink: Option<super::uplink::RawUplink>,
     #[serde(default)]
     pub(super) devices: Vec<super::devices::RawDevice>,
+    #[serde(default)]
+    pub(super) security: Option<super::security::RawSecurity>,
 }
 
 #[derive(Debug, Deserialize)]

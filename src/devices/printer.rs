@@ -278,7 +278,7 @@ async fn job_bytes(
         .with(move |c| {
             store::sale_events(c, &sale_id)?
                 .iter()
-                .map(|r| r.decode(&store_id, &codec))
+                .map(|r| r.decode(c, &store_id, &codec))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await

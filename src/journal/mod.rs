@@ -12,7 +12,9 @@
 //!   produced, written in the same transaction as the event;
 //! - `outbox`: how far HQ has acknowledged (used by the uplink);
 //! - `print_jobs`: receipts (and drawer openings) waiting for their printer;
-//! - `meta`: schema version and the store id the file belongs to.
+//! - `member_keys`: each member's data key, wrapped with the store key (see [`crate::pii`]);
+//! - `meta`: schema version, the store id the file belongs to and the fingerprint of the store
+//!   key it was written with.
 //!
 //! The writer side ([`Journal`]) is owned by the ledger thread; readers use [`JournalReader`],
 //! a small pool of read-only connections that WAL lets run beside the writer.
@@ -134,8 +136,10 @@ impl Journal {
         }
         // Checkpoints run on their own thread (see `Checkpointer`), not inside a sale's
         // commit; the writer keeps the hot index pages in an 8 MiB page cache.
+        // secure_delete: a deleted member key is overwritten with zeros, not left in a free page.
         conn.execute_batch(
             "PRAGMA synchronous=FULL;
+             PRAGMA secure_delete=ON;
              PRAGMA foreign_keys=ON;
              PRAGMA wal_autocheckpoint=1000;
              PRAGMA cache_size=-8192;",
@@ -183,6 +187,29 @@ impl Journal {
     pub fn resync_seq(&mut self) -> Result<(), JournalError> {
         self.last_seq = store::last_seq(&self.conn)?;
         Ok(())
+    }
+
+    /// Ties the journal to a store key: records `fingerprint` the first time, and afterwards
+    /// returns the recorded fingerprint if it is a different one (the wrong key file).
+    pub fn bind_key(&self, fingerprint: &str) -> Result<Option<String>, JournalError> {
+        let found: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'key'", [], |r| r.get(0))
+            .optional()
+            .map_err(JournalError::sql("reading the key fingerprint"))?;
+        match found {
+            Some(f) if f == fingerprint => Ok(None),
+            Some(f) => Ok(Some(f)),
+            None => {
+                self.conn
+                    .execute(
+                        "INSERT INTO meta (key, value) VALUES ('key', ?1)",
+                        params![fingerprint],
+                    )
+                    .map_err(JournalError::sql("recording the key fingerprint"))?;
+                Ok(None)
+            }
+        }
     }
 
     /// Records that `seq` was staged; the next event gets `seq + 1`.
@@ -233,6 +260,12 @@ const MIGRATIONS: &[&str] = &[
          sale_id     TEXT    NOT NULL,
          created_at  TEXT    NOT NULL
      );",
+    // 3: member data keys (see `pii`): deleting a member's row makes every sealed copy of
+    //    their personal data in `events` unreadable.
+    "CREATE TABLE member_keys (
+         member_id   TEXT    PRIMARY KEY,
+         wrapped     BLOB    NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 fn migrate(conn: &Connection, store_id: &str) -> Result<(), JournalError> {

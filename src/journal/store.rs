@@ -36,8 +36,14 @@ impl StoredEvent {
 
     /// The event as HQ receives it (design section 5): `{"id", "store_id", "seq",
     /// "occurred_at", "kind", "data"}`. Events without sealed personal data are framed around
-    /// the stored JSON as it is; the others are decoded and re-encoded with the data opened.
-    pub fn payload(&self, store_id: &str, codec: &PiiCodec) -> Result<Vec<u8>, JournalError> {
+    /// the stored JSON as it is; the others are decoded and re-encoded with the data opened
+    /// (`conn` is the journal connection the row was read from: it holds the member keys).
+    pub fn payload(
+        &self,
+        conn: &Connection,
+        store_id: &str,
+        codec: &PiiCodec,
+    ) -> Result<Vec<u8>, JournalError> {
         if codec.is_open(&self.data) {
             let mut out = Vec::with_capacity(self.data.len() + 160);
             out.extend_from_slice(b"{\"id\":");
@@ -53,7 +59,7 @@ impl StoredEvent {
             out.push(b'}');
             return Ok(out);
         }
-        let event = self.decode(store_id, codec)?;
+        let event = self.decode(conn, store_id, codec)?;
         serde_json::to_vec(&event).map_err(|e| self.corrupt(e))
     }
 
@@ -64,8 +70,14 @@ impl StoredEvent {
         }
     }
 
-    /// Decodes the row into an [`Event`], opening personal data with `codec`.
-    pub fn decode(&self, store_id: &str, codec: &PiiCodec) -> Result<Event, JournalError> {
+    /// Decodes the row into an [`Event`], opening personal data with `codec` and the member
+    /// keys on `conn`.
+    pub fn decode(
+        &self,
+        conn: &Connection,
+        store_id: &str,
+        codec: &PiiCodec,
+    ) -> Result<Event, JournalError> {
         let corrupt = |reason: String| JournalError::Corrupt {
             seq: self.seq,
             reason,
@@ -74,8 +86,8 @@ impl StoredEvent {
             serde_json::from_str(&self.data).map_err(|e| corrupt(format!("data: {e}")))?;
         let subject = subject_of(&data);
         codec
-            .open(&subject, &mut data)
-            .map_err(|e| corrupt(e.to_string()))?;
+            .open(conn, &subject, &mut data)
+            .map_err(|e| pii_err(self.seq, e))?;
         let body: EventBody =
             serde_json::from_value(serde_json::json!({"kind": self.kind, "data": data}))
                 .map_err(|e| corrupt(format!("{}: {e}", self.kind)))?;
@@ -88,6 +100,16 @@ impl StoredEvent {
             occurred_at,
             body,
         })
+    }
+}
+
+fn pii_err(seq: u64, e: crate::pii::PiiError) -> JournalError {
+    match e {
+        crate::pii::PiiError::Journal(j) => *j,
+        other => JournalError::Corrupt {
+            seq,
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -124,7 +146,9 @@ pub fn append(
         .get_mut("data")
         .map(Value::take)
         .unwrap_or(Value::Null);
-    codec.seal(&subject_of(&data), &mut data);
+    codec
+        .seal(conn, &subject_of(&data), &mut data)
+        .map_err(|e| pii_err(event.seq, e))?;
     conn.prepare_cached(
         "INSERT INTO events (seq, id, kind, occurred_at, day, subject, data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -288,6 +312,33 @@ pub fn outbox_position(conn: &Connection) -> Result<(u64, Option<String>), Journ
     .map_err(JournalError::sql("reading the outbox position"))
 }
 
+/// The wrapped data key of a member, if it has one.
+pub fn member_key(conn: &Connection, member_id: &str) -> Result<Option<Vec<u8>>, JournalError> {
+    conn.prepare_cached("SELECT wrapped FROM member_keys WHERE member_id = ?1")
+        .and_then(|mut st| st.query_row(params![member_id], |r| r.get(0)).optional())
+        .map_err(JournalError::sql("reading a member key"))
+}
+
+/// Stores a member's wrapped data key.
+pub fn put_member_key(
+    conn: &Connection,
+    member_id: &str,
+    wrapped: &[u8],
+) -> Result<(), JournalError> {
+    conn.prepare_cached("INSERT INTO member_keys (member_id, wrapped) VALUES (?1, ?2)")
+        .and_then(|mut st| st.execute(params![member_id, wrapped]))
+        .map_err(JournalError::sql("storing a member key"))?;
+    Ok(())
+}
+
+/// Deletes a member's data key (erasure). Returns whether there was one.
+pub fn delete_member_key(conn: &Connection, member_id: &str) -> Result<bool, JournalError> {
+    conn.prepare_cached("DELETE FROM member_keys WHERE member_id = ?1")
+        .and_then(|mut st| st.execute(params![member_id]))
+        .map(|n| n > 0)
+        .map_err(JournalError::sql("deleting a member key"))
+}
+
 /// Moves the outbox position forward (never back).
 pub fn set_outbox_position(
     conn: &Connection,
@@ -315,11 +366,77 @@ mod tests {
             occurred_at: "2026-11-23T10:15:00+08:00".into(),
             data: r#"{"sku":"TEA","on_hand":3,"safety_stock":10}"#.into(),
         };
-        let codec = PiiCodec::plain();
+        let codec = PiiCodec::random();
+        let conn = Connection::open_in_memory().unwrap();
         let framed: serde_json::Value =
-            serde_json::from_slice(&row.payload("sh-001", &codec).unwrap()).unwrap();
-        let decoded = serde_json::to_value(row.decode("sh-001", &codec).unwrap()).unwrap();
+            serde_json::from_slice(&row.payload(&conn, "sh-001", &codec).unwrap()).unwrap();
+        let decoded = serde_json::to_value(row.decode(&conn, "sh-001", &codec).unwrap()).unwrap();
         assert_eq!(framed, decoded);
+    }
+}
+
+#[cfg(test)]
+mod pii_tests {
+    use super::*;
+    use crate::domain::event::{Event, EventBody, MemberRegistered};
+    use crate::domain::member::{Consent, Profile};
+
+    fn registered(seq: u64, member_id: &str) -> Event {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-23T12:00:00+08:00").unwrap();
+        Event {
+            id: format!("id-{seq}"),
+            store_id: "sh-001".into(),
+            seq,
+            occurred_at: at,
+            body: EventBody::MemberRegistered(MemberRegistered {
+                member_id: member_id.into(),
+                profile: Some(Profile {
+                    name: "张小红".into(),
+                    phone: "13912345678".into(),
+                    gender: Default::default(),
+                    birthday: None,
+                    card_no: Some("8800123456".into()),
+                }),
+                tags: vec![],
+                consent: Consent::default(),
+                store_id: "sh-001".into(),
+                staff_no: "1001".into(),
+                created_at: at,
+            }),
+        }
+    }
+
+    #[test]
+    fn profiles_are_sealed_in_the_journal_and_unreadable_once_the_key_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
+        let codec = PiiCodec::random();
+        append(j.conn(), &registered(1, "m-1"), "2026-11-23", &codec).unwrap();
+        append(j.conn(), &registered(2, "m-2"), "2026-11-23", &codec).unwrap();
+        let row = event_at(j.conn(), 1).unwrap().unwrap();
+        for plain in ["张小红", "13912345678", "8800123456"] {
+            assert!(!row.data.contains(plain), "{plain} in {}", row.data);
+        }
+        assert!(!codec.is_open(&row.data));
+        let payload: serde_json::Value =
+            serde_json::from_slice(&row.payload(j.conn(), "sh-001", &codec).unwrap()).unwrap();
+        assert_eq!(payload["data"]["profile"]["phone"], "13912345678");
+
+        assert!(codec.forget_member(j.conn(), "m-1").unwrap());
+        let e = row.decode(j.conn(), "sh-001", &codec).unwrap();
+        let EventBody::MemberRegistered(m) = e.body else {
+            panic!("kind")
+        };
+        assert_eq!(m.profile, None, "erased: the journal copy is unreadable");
+        let other = event_at(j.conn(), 2).unwrap().unwrap();
+        let e = other.decode(j.conn(), "sh-001", &codec).unwrap();
+        assert!(matches!(e.body, EventBody::MemberRegistered(m) if m.profile.is_some()));
+
+        let wrong = PiiCodec::random();
+        assert!(matches!(
+            other.decode(j.conn(), "sh-001", &wrong),
+            Err(JournalError::Corrupt { .. })
+        ));
     }
 }
 
@@ -350,7 +467,7 @@ mod day_tests {
     fn a_day_is_a_range_of_seqs() {
         let dir = tempfile::tempdir().unwrap();
         let j = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
-        let codec = PiiCodec::plain();
+        let codec = PiiCodec::random();
         for (seq, day) in [
             (1, "2026-11-22"),
             (2, "2026-11-22"),

@@ -46,6 +46,8 @@ pub(super) struct Ctx<'a, 'c> {
     next_seq: u64,
     emitted: usize,
     actor: &'a Actor,
+    /// Whether personal data was erased (the files are scrubbed after the commit).
+    erased: bool,
 }
 
 impl<'a, 'c> Ctx<'a, 'c> {
@@ -71,7 +73,13 @@ impl<'a, 'c> Ctx<'a, 'c> {
             next_seq,
             emitted: 0,
             actor,
+            erased: false,
         }
+    }
+
+    /// Whether the command erased personal data.
+    pub(super) fn erased(&self) -> bool {
+        self.erased
     }
 
     /// Events emitted so far.
@@ -186,7 +194,11 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 rec.seq
             ))
         })?;
-        Ok(Some(row.decode(&self.settings.store_id, self.codec)?))
+        Ok(Some(row.decode(
+            self.conn,
+            &self.settings.store_id,
+            self.codec,
+        )?))
     }
 
     fn idem_store(&self, idem: Option<&Idem>, seq: u64) -> Result<(), LedgerError> {
@@ -394,13 +406,26 @@ impl<'a, 'c> Ctx<'a, 'c> {
             )),
             Some(m) if m.erased_at.is_some() => Ok(Outcome::Erased),
             Some(_) => {
-                self.emit(EventBody::MemberErased {
-                    member_id: id.to_string(),
-                    staff_no: self.actor.staff_no.clone(),
-                })?;
+                let by = self.actor.staff_no.clone();
+                self.erase_member(id, by)?;
                 Ok(Outcome::Erased)
             }
         }
+    }
+
+    /// Erases a member: destroys their data key (the journal's copies of their personal data
+    /// become unreadable), records `member.erased` (the cache drops the profile and its index
+    /// entries), and asks for the files to be scrubbed after the commit.
+    fn erase_member(&mut self, id: &str, by: String) -> Result<(), LedgerError> {
+        self.codec
+            .forget_member(self.conn, id)
+            .map_err(|e| LedgerError::Internal(format!("destroying a member key: {e}")))?;
+        self.emit(EventBody::MemberErased {
+            member_id: id.to_string(),
+            staff_no: by,
+        })?;
+        self.erased = true;
+        Ok(())
     }
 
     fn sale(&mut self, req: SaleRequest, idem: Idem) -> Result<Outcome, LedgerError> {
@@ -503,7 +528,10 @@ impl<'a, 'c> Ctx<'a, 'c> {
         let mut sale = None;
         let mut refunds = Vec::new();
         for row in rows {
-            match row.decode(&self.settings.store_id, self.codec)?.body {
+            match row
+                .decode(self.conn, &self.settings.store_id, self.codec)?
+                .body
+            {
                 EventBody::SaleRecorded(s) => sale = Some(*s),
                 EventBody::SaleRefunded(r) => refunds.push(*r),
                 _ => {}
@@ -743,6 +771,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
         let mut tally = (0, 0);
         let mut rules_out = None;
         let mut removed_staff = Vec::new();
+        let mut erased_by_hq = Vec::new();
         let p = &mut *self.pending;
         match update {
             HqUpdate::Products(items) => apply_each(
@@ -761,14 +790,22 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 sync::merge_price,
                 |p, m| p.put_product(m),
             )?,
-            HqUpdate::Members(items) => apply_each(
-                p,
-                items,
-                &mut tally,
-                |p, i| p.member(&i.id),
-                sync::merge_member,
-                |p, m| p.put_member(m),
-            )?,
+            HqUpdate::Members(items) => {
+                // Members HQ erased that the store still holds personal data of.
+                for m in items.iter().filter(|m| m.erased_at.is_some()) {
+                    if p.member(&m.id)?.is_some_and(|c| c.erased_at.is_none()) {
+                        erased_by_hq.push(m.id.clone());
+                    }
+                }
+                apply_each(
+                    p,
+                    items,
+                    &mut tally,
+                    |p, i| p.member(&i.id),
+                    sync::merge_member,
+                    |p, m| p.put_member(m),
+                )?
+            }
             HqUpdate::Coupons(items) => apply_each(
                 p,
                 items,
@@ -816,6 +853,9 @@ impl<'a, 'c> Ctx<'a, 'c> {
             }
         }
         p.make_durable();
+        for id in erased_by_hq {
+            self.erase_member(&id, "hq".into())?;
+        }
         Ok(Outcome::Applied {
             applied: tally.0,
             ignored: tally.1,

@@ -392,7 +392,7 @@ pub fn replay(
         }
         let mut pending = cache.pending();
         for row in &rows {
-            let event = row.decode(&settings.store_id, &codec)?;
+            let event = row.decode(journal.conn(), &settings.store_id, &codec)?;
             project(&mut pending, &event)?;
             applied = row.seq;
             count += 1;

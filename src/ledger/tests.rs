@@ -32,10 +32,16 @@ safety_stock = 5
     Config::parse(Path::new("test.toml"), &text).unwrap()
 }
 
+/// The store key of a test data directory, created on first use like a development box does.
+fn codec(dir: &Path) -> PiiCodec {
+    let (keys, _) = crate::security::StoreKeys::load_or_create(&dir.join("store.key")).unwrap();
+    PiiCodec::new(Arc::new(keys))
+}
+
 fn open(dir: &Path) -> (Journal, Cache, CacheWriter, Arc<StoreSettings>, Config) {
     let c = config(dir);
     let journal = Journal::open(dir, "sh-001").unwrap();
-    let (cache, writer, _) = Cache::open(dir, 8, PiiCodec::plain()).unwrap();
+    let (cache, writer, _) = Cache::open(dir, 8, codec(dir)).unwrap();
     let settings = Arc::new(StoreSettings::from_config(&c));
     (journal, cache, writer, settings, c)
 }
@@ -199,7 +205,7 @@ async fn replaying_the_whole_journal_twice_changes_nothing() {
 
     // Forget the watermark: every event is applied again, and nothing may count twice.
     drop(cache);
-    let (cache, writer, _) = Cache::open(dir.path(), 8, PiiCodec::plain()).unwrap();
+    let (cache, writer, _) = Cache::open(dir.path(), 8, codec(dir.path())).unwrap();
     writer
         .conn()
         .execute("UPDATE meta SET value = '0' WHERE key = 'applied_seq'", [])

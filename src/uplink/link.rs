@@ -23,11 +23,19 @@ use super::downlink::{Downlink, parse};
 use super::outbox::{Outbox, publish_packet_size};
 use super::topics::Topics;
 use super::{Parts, UplinkStatus, alert, system_actor};
-use crate::journal::{StoredEvent, store};
+use crate::journal::store;
 use crate::ledger::{Command, Ledger};
 
 /// Journal events read per outbox query.
 const READ_AHEAD: usize = 512;
+
+/// An event read ahead from the outbox, with its MQTT payload (or why it has none).
+struct Unsent {
+    seq: u64,
+    id: String,
+    kind: String,
+    payload: Result<Vec<u8>, String>,
+}
 
 /// Why a connection ended.
 enum End {
@@ -310,12 +318,7 @@ impl Link {
     }
 
     /// Submits events from the journal until the window is full or nothing is left.
-    async fn fill(
-        &self,
-        client: &AsyncClient,
-        outbox: &mut Outbox,
-        ahead: &mut VecDeque<StoredEvent>,
-    ) {
+    async fn fill(&self, client: &AsyncClient, outbox: &mut Outbox, ahead: &mut VecDeque<Unsent>) {
         let cfg = &self.parts.config;
         loop {
             let last = *self.seq.borrow();
@@ -326,10 +329,27 @@ impl Link {
                 // Read ahead in chunks: one journal query per chunk, not per acknowledgement.
                 ahead.clear();
                 let from = outbox.next() - 1;
+                let store_id = self.parts.store_id.clone();
+                let codec = self.parts.codec.clone();
                 match self
                     .parts
                     .journal
-                    .with(move |c| store::events_after(c, from, READ_AHEAD))
+                    .with(move |c| {
+                        // Payloads are made here: opening personal data needs the member keys
+                        // on this connection.
+                        let rows = store::events_after(c, from, READ_AHEAD)?;
+                        Ok(rows
+                            .into_iter()
+                            .map(|row| Unsent {
+                                payload: row
+                                    .payload(c, &store_id, &codec)
+                                    .map_err(|e| e.to_string()),
+                                seq: row.seq,
+                                id: row.id,
+                                kind: row.kind,
+                            })
+                            .collect::<Vec<_>>())
+                    })
                     .await
                 {
                     Ok(rows) if !rows.is_empty() => ahead.extend(rows),
@@ -347,15 +367,13 @@ impl Link {
             }
             let Some(row) = ahead.pop_front() else { return };
             let topic = self.topics.event(&row.kind);
-            let payload = row
-                .payload(&self.parts.store_id, &self.parts.codec)
-                .map_err(|e| e.to_string());
-            let size = payload
+            let size = row
+                .payload
                 .as_ref()
                 .map_or(0, |p| publish_packet_size(&topic, p.len()));
-            match payload {
+            match &row.payload {
                 Ok(p) if size <= cfg.max_packet_bytes => {
-                    if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, p) {
+                    if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, p.clone()) {
                         tracing::debug!(error = %e, "client queue full; sending the rest later");
                         ahead.push_front(row);
                         return;
@@ -363,7 +381,7 @@ impl Link {
                     outbox.submitted(row.seq);
                 }
                 other => {
-                    let (code, message) = match &other {
+                    let (code, message) = match other {
                         Ok(_) => (
                             "event_too_large",
                             format!(

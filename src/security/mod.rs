@@ -1,0 +1,14 @@
+//! Security: the store key and what is derived from it.
+//!
+//! - [`keys`]: the key file (`storebox init`), its permission check, and the purpose keys
+//!   derived from it;
+//! - [`seal`]: authenticated encryption and keyed hashes, the primitives below everything else;
+//! - [`pin`]: argon2id PIN hashes with the store's pepper.
+//!
+//! Personal data itself goes through [`crate::pii::PiiCodec`], built on these.
+
+pub mod keys;
+pub mod pin;
+pub mod seal;
+
+pub use keys::{KeyError, StoreKeys};

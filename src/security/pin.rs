@@ -1,0 +1,127 @@
+//! Staff PINs: argon2id with a secret pepper derived from the store key.
+//!
+//! A PIN has 4–8 digits: at most 10⁸ candidates, which no hash makes safe once the hashes and
+//! their salts are copied off the box. The pepper is what keeps them safe — it lives in the key
+//! file, not beside the hashes — and the lock-out after a few wrong PINs is what keeps guessing
+//! at the till useless.
+//!
+//! Hashes made here carry `keyid=c2JwMQ` (`sbp1`, "storebox pepper v1") in their PHC string.
+//! Hashes without it were made elsewhere (HQ, which has no store's key, or an older
+//! `storebox hash-pin`): they are checked without the pepper and replaced by a peppered hash
+//! at the first successful login.
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, KeyId, Params, ParamsBuilder, Version};
+
+use super::keys::StoreKeys;
+
+/// The key id that marks a peppered hash.
+const PEPPER_ID: &[u8] = b"sbp1";
+/// The same, as it appears in a PHC string (unpadded base64).
+const PEPPER_ID_B64: &str = "c2JwMQ";
+
+/// The outcome of checking a PIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinMatch {
+    /// Right PIN, hash peppered with this store's key.
+    Peppered,
+    /// Right PIN, hash made without the pepper (should be upgraded).
+    Unpeppered,
+    /// Wrong PIN, or a hash that cannot be read.
+    No,
+}
+
+impl PinMatch {
+    /// Whether the PIN was right.
+    pub fn ok(self) -> bool {
+        self != PinMatch::No
+    }
+}
+
+fn params() -> Result<Params, String> {
+    let keyid = KeyId::new(PEPPER_ID).map_err(|e| e.to_string())?;
+    ParamsBuilder::new()
+        .m_cost(Params::DEFAULT_M_COST)
+        .t_cost(Params::DEFAULT_T_COST)
+        .p_cost(Params::DEFAULT_P_COST)
+        .keyid(keyid)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Hashes a PIN with argon2id and the store's pepper. Slow by design (tens of milliseconds):
+/// call it off the async runtime.
+pub fn hash(keys: &StoreKeys, pin: &str) -> Result<String, String> {
+    let argon = Argon2::new_with_secret(
+        keys.pepper.as_slice(),
+        Algorithm::Argon2id,
+        Version::V0x13,
+        params()?,
+    )
+    .map_err(|e| e.to_string())?;
+    argon
+        .hash_password(pin.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Checks a PIN against an argon2id PHC string, peppered or not. Slow by design: call it off
+/// the async runtime.
+pub fn verify(keys: &StoreKeys, phc: &str, pin: &str) -> PinMatch {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return PinMatch::No;
+    };
+    let peppered = hash.params.get_str("keyid") == Some(PEPPER_ID_B64);
+    let argon = if peppered {
+        match Argon2::new_with_secret(
+            keys.pepper.as_slice(),
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::default(),
+        ) {
+            Ok(a) => a,
+            Err(_) => return PinMatch::No,
+        }
+    } else {
+        Argon2::default()
+    };
+    match argon.verify_password(pin.as_bytes(), &hash) {
+        Ok(()) if peppered => PinMatch::Peppered,
+        Ok(()) => PinMatch::Unpeppered,
+        Err(_) => PinMatch::No,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peppered_hashes_need_the_store_key() {
+        let keys = StoreKeys::random();
+        let h = hash(&keys, "1234").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(h.contains(&format!("keyid={PEPPER_ID_B64}$")), "{h}");
+        assert_eq!(verify(&keys, &h, "1234"), PinMatch::Peppered);
+        assert_eq!(verify(&keys, &h, "1235"), PinMatch::No);
+        let other = StoreKeys::random();
+        assert_eq!(
+            verify(&other, &h, "1234"),
+            PinMatch::No,
+            "another store's key"
+        );
+        assert_eq!(verify(&keys, "not a hash", "1234"), PinMatch::No);
+    }
+
+    #[test]
+    fn hashes_from_hq_work_unpeppered() {
+        let keys = StoreKeys::random();
+        let hq = Argon2::default()
+            .hash_password(b"4321")
+            .unwrap()
+            .to_string();
+        assert_eq!(verify(&keys, &hq, "4321"), PinMatch::Unpeppered);
+        assert_eq!(verify(&keys, &hq, "4320"), PinMatch::No);
+    }
+}
