@@ -135,6 +135,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             tracing::error!(error = %e, "cannot ask HQ for a resync");
         }
     }
+    let loaded = crate::ledger::Command::Audit {
+        action: "config.load".into(),
+        target: config.source.display().to_string(),
+        detail: serde_json::json!({
+            "environment": format!("{:?}", config.store.environment).to_lowercase(),
+            "key_fingerprint": keys.fingerprint(),
+        }),
+    };
+    ledger
+        .execute(system_actor(), loaded)
+        .await
+        .context("recording the start in the audit log")?;
+    let backups = config.backup.every.map(|every| {
+        tokio::spawn(crate::backup::scheduled(
+            config.clone(),
+            keys.clone(),
+            every,
+            config.backup.dir.clone(),
+            config.backup.keep,
+            shutdown.clone(),
+        ))
+    });
     let bus = crate::devices::bus::Bus::new(&config.devices);
     let device_tasks = crate::devices::start(
         &config.devices,
@@ -170,6 +192,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         session_hours: config.http.session_hours,
         uplink: uplink_status,
         devices: bus,
+        keys: keys.clone(),
+        security: config.security.clone(),
+        pin_checks: Arc::new(tokio::sync::Semaphore::new(2)),
         shutdown: shutdown.clone(),
     });
     let listener = TcpListener::bind(config.http.listen)
@@ -189,6 +214,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let result = serve.await.context("serving HTTP");
     shutdown.cancel();
     let _ = housekeeping.await;
+    if let Some(b) = backups {
+        let _ = b.await;
+    }
     // The uplink says goodbye to the broker and stores its position through the ledger.
     for task in uplink_tasks.into_iter().chain(device_tasks) {
         let _ = task.await;

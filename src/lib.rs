@@ -24,8 +24,10 @@
 //!
 //! `main.rs` is thin: command line, logging, signals, then [`app::run`].
 
+pub mod admin;
 pub mod api;
 pub mod app;
+pub mod backup;
 pub mod cache;
 pub mod config;
 pub mod devices;

@@ -29,10 +29,57 @@ enum Cmd {
         /// Config file (TOML).
         file: PathBuf,
     },
-    /// Read a PIN on standard input and print its argon2id hash for `pin_hash`.
-    HashPin,
+    /// Create the store key if it does not exist (mode 0600) and print its fingerprint.
+    Init {
+        /// Config file (TOML).
+        #[arg(long, short, env = "STOREBOX_CONFIG")]
+        config: PathBuf,
+    },
+    /// Read a PIN on standard input and print its argon2id hash for `pin_hash`, peppered with
+    /// the store key of `--config` (without it: unpeppered, as HQ makes them).
+    HashPin {
+        /// Config file (TOML) whose store key peppers the hash.
+        #[arg(long, short, env = "STOREBOX_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+    },
+    /// Write a consistent, encrypted backup of the store's data (the daemon may be running).
+    Backup {
+        /// Config file (TOML).
+        #[arg(long, short, env = "STOREBOX_CONFIG")]
+        config: PathBuf,
+        /// The backup file to write.
+        file: PathBuf,
+    },
+    /// Restore a backup into the config's empty data directory (the daemon must be stopped).
+    Restore {
+        /// Config file (TOML).
+        #[arg(long, short, env = "STOREBOX_CONFIG")]
+        config: PathBuf,
+        /// The backup file.
+        file: PathBuf,
+        /// The last seq HQ received from this store (HQ's console shows it); the restored
+        /// store numbers its events after it, so no seq is ever used twice. 0 if HQ never
+        /// received anything.
+        #[arg(long)]
+        hq_last_seq: u64,
+    },
     /// Read a terminal token on standard input and print its SHA-256 for `token_sha256`.
     HashToken,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the audit chain; exit 0 if intact, else name the first broken entry and exit 1.
+    Verify {
+        /// Config file (TOML).
+        #[arg(long, short, env = "STOREBOX_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,9 +95,31 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Cmd::HashPin => match read_secret() {
+        Cmd::Init { config } => offline(&config, |c| storebox::admin::init(&c)),
+        Cmd::Audit {
+            command: AuditCmd::Verify { config },
+        } => offline(&config, |c| storebox::admin::audit_verify(&c)),
+        Cmd::Backup { config, file } => offline(&config, |c| storebox::admin::backup(&c, &file)),
+        Cmd::Restore {
+            config,
+            file,
+            hq_last_seq,
+        } => offline(&config, |c| {
+            storebox::admin::restore(&c, &file, hq_last_seq)
+        }),
+        Cmd::HashPin { config } => match read_secret() {
             Some(pin) if storebox::config::valid_pin(&pin) => {
-                match storebox::config::hash_pin(&pin) {
+                let hashed = match config {
+                    None => storebox::config::hash_pin(&pin),
+                    Some(path) => storebox::config::Config::load(&path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|c| {
+                            storebox::security::StoreKeys::load(&c.key_path())
+                                .map_err(|e| e.to_string())
+                        })
+                        .and_then(|k| storebox::security::pin::hash(&k, &pin)),
+                };
+                match hashed {
                     Ok(h) => {
                         println!("{h}");
                         ExitCode::SUCCESS
@@ -77,6 +146,35 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Run { config } => run(config),
+    }
+}
+
+/// Runs an offline command on a loaded config: its report on stdout, errors on stderr; the
+/// command's own exit code (1 for a failed check), 2 for a bad config or failure.
+fn offline(
+    path: &std::path::Path,
+    f: impl FnOnce(storebox::config::Config) -> anyhow::Result<(String, bool)>,
+) -> ExitCode {
+    let config = match storebox::config::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match f(config) {
+        Ok((report, true)) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Ok((report, false)) => {
+            eprintln!("{report}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("storebox: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 

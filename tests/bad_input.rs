@@ -48,6 +48,8 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     let d = Daemon::start_in(dir.path(), "");
     let t = d.login(CASHIER).await;
     let m = d.register(&t, "测试", "13912345678", json!({})).await;
+    // Logins are audited (an event each): log the manager in before the snapshot.
+    let tm = d.login(MANAGER).await;
     let before = snapshot(&d, &t, &m).await;
     let json_ct = Some("application/json");
 
@@ -254,15 +256,6 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let r = d
-        .client
-        .post(d.url("/v1/sessions"))
-        .bearer_auth(TERMINAL_TOKEN)
-        .json(&json!({"staff_no": "1001", "pin": "0000"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
     let (s, v) = d
         .post(
             &t,
@@ -293,7 +286,6 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
 
     // Manager-side refusals.
-    let tm = d.login(MANAGER).await;
     let (s, v) = d
         .post(
             &tm,
@@ -317,6 +309,19 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
 
     let after = snapshot(&d, &t, &m).await;
     assert_eq!(before, after, "bad requests changed data");
+
+    // A wrong PIN is refused and changes nothing but the audit log (one entry).
+    let r = d
+        .client
+        .post(d.url("/v1/sessions"))
+        .bearer_auth(TERMINAL_TOKEN)
+        .json(&json!({"staff_no": "1001", "pin": "0000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let (last, _, _) = snapshot(&d, &t, &m).await;
+    assert_eq!(last.as_u64(), after.0.as_u64().map(|n| n + 1));
     assert!(!d.log_text().contains("panicked"));
 }
 

@@ -15,7 +15,10 @@ use super::{ApiError, AppState};
 use crate::cache::{Cache, CacheError, Session};
 use crate::config::{Config, PinCheck, StaffConfig, TerminalConfig, token_hash};
 use crate::domain::access::{Action, Role};
+use crate::domain::sync::StaffRecord;
 use crate::ledger::Actor;
+use crate::security::StoreKeys;
+use crate::security::pin::PinMatch;
 
 /// Terminals and staff known to the store.
 #[derive(Debug)]
@@ -50,41 +53,48 @@ impl Directory {
         found
     }
 
-    /// A staff member by number: HQ's record when HQ manages them (an inactive one cannot log
-    /// in), else the config's.
-    pub fn staff(&self, cache: &Cache, staff_no: &str) -> Result<Option<StaffConfig>, CacheError> {
-        if let Some(hq) = cache.staff(staff_no)? {
-            if !hq.active {
+    /// A staff member by number: the record in the cache when HQ or an admin manages them (an
+    /// inactive one cannot log in), else the config's. The record comes along when there is
+    /// one (its PIN hash may be upgraded at login).
+    pub fn staff(
+        &self,
+        cache: &Cache,
+        staff_no: &str,
+    ) -> Result<Option<(StaffConfig, Option<StaffRecord>)>, CacheError> {
+        if let Some(rec) = cache.staff(staff_no)? {
+            if !rec.active {
                 return Ok(None);
             }
-            return Ok(Some(StaffConfig {
-                staff_no: hq.staff_no,
-                name: hq.name,
-                role: hq.role,
-                pin: PinCheck::Argon2(hq.pin_hash),
-            }));
+            let staff = StaffConfig {
+                staff_no: rec.staff_no.clone(),
+                name: rec.name.clone(),
+                role: rec.role,
+                pin: PinCheck::Argon2(rec.pin_hash.clone()),
+            };
+            return Ok(Some((staff, Some(rec))));
         }
-        Ok(self.staff.get(staff_no).cloned())
+        Ok(self.staff.get(staff_no).cloned().map(|s| (s, None)))
+    }
+
+    /// The staff of the config (those the cache does not override).
+    pub fn configured(&self) -> impl Iterator<Item = &StaffConfig> {
+        self.staff.values()
     }
 }
 
 /// Checks a PIN against its configured check. Argon2 verification is slow by design, so
 /// callers run this on a blocking thread.
-pub fn verify_pin(check: &PinCheck, pin: &str) -> bool {
+pub fn verify_pin(keys: &StoreKeys, check: &PinCheck, pin: &str) -> PinMatch {
     match check {
         PinCheck::Plain(secret) => {
-            secret.0.len() == pin.len() && bool::from(secret.0.as_bytes().ct_eq(pin.as_bytes()))
-        }
-        PinCheck::Argon2(phc) => {
-            use argon2::password_hash::PasswordVerifier;
-            use argon2::password_hash::phc::PasswordHash;
-            match PasswordHash::new(phc) {
-                Ok(hash) => argon2::Argon2::default()
-                    .verify_password(pin.as_bytes(), &hash)
-                    .is_ok(),
-                Err(_) => false,
+            if secret.0.len() == pin.len() && bool::from(secret.0.as_bytes().ct_eq(pin.as_bytes()))
+            {
+                PinMatch::Peppered
+            } else {
+                PinMatch::No
             }
         }
+        PinCheck::Argon2(phc) => crate::security::pin::verify(keys, phc, pin),
     }
 }
 

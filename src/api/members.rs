@@ -3,6 +3,7 @@
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,7 @@ use crate::ledger::{Command, Outcome, StoreSettings};
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/members", post(register).get(lookup))
+        .route("/v1/members/export", get(export))
         .route("/v1/members/{id}", get(read).patch(update).delete(erase))
 }
 
@@ -234,4 +236,139 @@ async fn erase(
         .execute(staff.actor(), Command::Erase { member_id: id })
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Members per page of the export.
+const EXPORT_PAGE: usize = 500;
+
+/// Quotes a CSV field when it needs it, and defuses spreadsheet formulas.
+fn csv_field(out: &mut String, v: &str) {
+    let v = if v.starts_with(['=', '+', '-', '@']) {
+        format!("'{v}")
+    } else {
+        v.to_string()
+    };
+    if v.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&v.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(&v);
+    }
+}
+
+fn csv_row(out: &mut String, fields: &[&str]) {
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        csv_field(out, f);
+    }
+    out.push_str("\r\n");
+}
+
+/// `GET /v1/members/export`: every member's personal data and counters as CSV (UTF-8 with a
+/// byte-order mark, so spreadsheets read the Chinese names). Managers only, and audited.
+/// Erased members appear without personal data. Streamed page by page.
+async fn export(
+    State(state): State<AppState>,
+    staff: Staff,
+) -> ApiResult<axum::response::Response> {
+    staff.allow(Action::MemberExport)?;
+    let count = state.cache.member_count()?;
+    super::sessions::audit(
+        &state,
+        &staff.actor(),
+        "member.export",
+        "members",
+        serde_json::json!({ "members": count }),
+    )
+    .await?;
+    tracing::info!(staff_no = %staff.session.staff_no, members = count, "member export");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(4);
+    let cache = state.cache.clone();
+    let settings = state.settings.clone();
+    tokio::task::spawn_blocking(move || {
+        let rules = settings.rules();
+        let today = settings.local_date(Utc::now());
+        let mut head = String::from("\u{feff}");
+        csv_row(
+            &mut head,
+            &[
+                "id",
+                "name",
+                "phone",
+                "gender",
+                "birthday",
+                "card_no",
+                "level",
+                "points",
+                "total_spend",
+                "visits",
+                "last_visit_at",
+                "created_at",
+                "created_store",
+                "erased",
+            ],
+        );
+        if tx.blocking_send(Ok(head)).is_err() {
+            return;
+        }
+        let mut after = 0;
+        loop {
+            let page = match cache.members_page(after, EXPORT_PAGE) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "member export stopped");
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    return;
+                }
+            };
+            let Some((last, _)) = page.last() else { return };
+            after = *last;
+            let mut chunk = String::with_capacity(page.len() * 120);
+            for (_, m) in &page {
+                let p = m.profile.as_ref();
+                let gender = p.map(|p| format!("{:?}", p.gender).to_lowercase());
+                let birthday = p.and_then(|p| p.birthday).map(|b| b.to_string());
+                let level = m.effective_level(&rules, today).map(|l| l.code.clone());
+                csv_row(
+                    &mut chunk,
+                    &[
+                        &m.id,
+                        p.map_or("", |p| p.name.as_str()),
+                        p.map_or("", |p| p.phone.as_str()),
+                        gender.as_deref().unwrap_or(""),
+                        birthday.as_deref().unwrap_or(""),
+                        p.and_then(|p| p.card_no.as_deref()).unwrap_or(""),
+                        level.as_deref().unwrap_or(""),
+                        &m.points(&rules, today).to_string(),
+                        &m.total_spend().to_string(),
+                        &m.visits().to_string(),
+                        &m.last_visit_at()
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default(),
+                        &m.created_at.to_rfc3339(),
+                        &m.created_store,
+                        if m.erased_at.is_some() { "1" } else { "0" },
+                    ],
+                );
+            }
+            if tx.blocking_send(Ok(chunk)).is_err() {
+                return;
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"members.csv\"",
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }

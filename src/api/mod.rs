@@ -4,6 +4,7 @@
 //! socket. One module per resource; [`auth`] turns a bearer token into a [`Staff`] and every
 //! handler names the [`Action`](crate::domain::access::Action) it performs.
 
+mod audit;
 mod auth;
 mod coupons;
 mod devices;
@@ -13,6 +14,7 @@ mod members;
 mod products;
 mod sales;
 mod sessions;
+mod staff;
 mod stock;
 mod uplink;
 
@@ -70,6 +72,12 @@ pub struct AppContext {
     pub uplink: Arc<crate::uplink::UplinkStatus>,
     /// Device states and events.
     pub devices: crate::devices::bus::Bus,
+    /// The store key (PIN pepper, audit key).
+    pub keys: Arc<crate::security::StoreKeys>,
+    /// Lock-out and PIN settings.
+    pub security: crate::config::SecurityConfig,
+    /// At most this many PIN hashes at once (each takes ~19 MiB and a core for tens of ms).
+    pub pin_checks: Arc<tokio::sync::Semaphore>,
     /// Cancelled at shutdown: long-lived responses (event streams) end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -116,6 +124,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(members::router())
         .merge(products::router())
         .merge(stock::router())
+        .merge(staff::router())
+        .merge(audit::router())
         .merge(sales::router())
         .merge(coupons::router())
         .merge(uplink::router())

@@ -12,7 +12,11 @@ use super::{ApiError, ApiResult, AppState, Json, Staff};
 use crate::cache::Session;
 use crate::config::token_hash;
 use crate::domain::access::Role;
+use crate::domain::lockout::locked_until;
+use crate::domain::sync::StaffRecord;
 use crate::ledger::{Actor, Command, SessionOp};
+use crate::security::pin::PinMatch;
+use serde_json::json;
 
 fn staff_actor(staff_no: &str, role: Role, terminal_id: &str) -> Actor {
     Actor {
@@ -79,23 +83,91 @@ async fn login(
             "unknown staff number or wrong PIN",
         )
     };
-    if req.staff_no.len() > 16 || req.pin.len() > 16 {
-        return Err(refused());
+    let sec = &state.security;
+    let staff_no = req.staff_no.trim().to_string();
+    let staff_scope = format!("staff:{staff_no}");
+    let terminal_scope = format!("terminal:{terminal_id}");
+    let now = Utc::now();
+    let audit_actor = staff_actor(&staff_no, Role::Cashier, &terminal_id);
+
+    // A locked staff number or terminal: no PIN is checked, not even the right one.
+    for (scope, code, what) in [
+        (&terminal_scope, "terminal_locked", "this terminal"),
+        (&staff_scope, "staff_locked", "this staff number"),
+    ] {
+        if let Some(until) = locked_until(state.cache.strikes(scope)?.as_ref(), now) {
+            audit(
+                &state,
+                &audit_actor,
+                "login.refused",
+                &staff_no,
+                json!({ "reason": code }),
+            )
+            .await?;
+            let secs = (until - now).num_seconds().max(1) as u64;
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                code,
+                format!("too many wrong PINs: {what} is locked for {secs} more seconds"),
+            )
+            .retry_after(secs));
+        }
     }
-    let Some(staff) = state.directory.staff(&state.cache, &req.staff_no)? else {
+
+    let valid_shape = staff_no.len() <= 16 && req.pin.len() <= 16;
+    let known = if valid_shape {
+        state.directory.staff(&state.cache, &staff_no)?
+    } else {
+        None
+    };
+    let matched = match &known {
+        None => PinMatch::No,
+        Some((staff, _)) => {
+            let _permit = state
+                .pin_checks
+                .acquire()
+                .await
+                .map_err(ApiError::internal)?;
+            let (keys, check, pin) = (state.keys.clone(), staff.pin.clone(), req.pin.clone());
+            tokio::task::spawn_blocking(move || verify_pin(&keys, &check, &pin))
+                .await
+                .map_err(ApiError::internal)?
+        }
+    };
+    let Some((staff, record)) = known.filter(|_| matched.ok()) else {
+        let mut scopes = vec![(terminal_scope, sec.terminal_max_failures)];
+        if valid_shape {
+            scopes.push((staff_scope, sec.max_pin_failures));
+        }
+        state
+            .ledger
+            .execute(
+                audit_actor.clone(),
+                Command::Session(SessionOp::Strike {
+                    scopes,
+                    window: chrono::Duration::from_std(sec.lockout).map_err(ApiError::internal)?,
+                }),
+            )
+            .await?;
+        audit(&state, &audit_actor, "login.failed", &staff_no, json!({})).await?;
+        tracing::info!(staff_no = %staff_no, terminal = %terminal_id, "failed login");
         return Err(refused());
     };
-    let check = staff.pin.clone();
-    let pin = req.pin;
-    let ok = tokio::task::spawn_blocking(move || verify_pin(&check, &pin))
-        .await
-        .map_err(ApiError::internal)?;
-    if !ok {
-        tracing::info!(staff_no = %staff.staff_no, terminal = %terminal_id, "failed login");
-        return Err(refused());
+    let actor = staff_actor(&staff.staff_no, staff.role, &terminal_id);
+    if state.cache.strikes(&staff_scope)?.is_some() {
+        state
+            .ledger
+            .execute(
+                actor.clone(),
+                Command::Session(SessionOp::ClearStrikes { scope: staff_scope }),
+            )
+            .await?;
     }
+    if let (PinMatch::Unpeppered, Some(record)) = (matched, record) {
+        upgrade_pin_hash(&state, &actor, record, req.pin).await;
+    }
+
     let token = new_token();
-    let now = Utc::now();
     let session = Session {
         staff_no: staff.staff_no.clone(),
         name: staff.name.clone(),
@@ -107,13 +179,21 @@ async fn login(
     state
         .ledger
         .execute(
-            staff_actor(&staff.staff_no, staff.role, &terminal_id),
+            actor.clone(),
             Command::Session(SessionOp::Open {
                 token_hash: token_hash(&token),
                 session: session.clone(),
             }),
         )
         .await?;
+    audit(
+        &state,
+        &actor,
+        "login",
+        &staff.staff_no,
+        json!({ "role": staff.role }),
+    )
+    .await?;
     tracing::info!(staff_no = %staff.staff_no, terminal = %terminal_id, "login");
     Ok((
         StatusCode::CREATED,
@@ -126,6 +206,61 @@ async fn login(
             expires_at: session.expires_at,
         }),
     ))
+}
+
+/// Replaces a PIN hash made without this store's pepper (one from HQ) by a peppered one,
+/// now that the PIN is known to be right. A failure only costs the upgrade.
+async fn upgrade_pin_hash(state: &AppState, actor: &Actor, mut record: StaffRecord, pin: String) {
+    let keys = state.keys.clone();
+    let hashed = match state.pin_checks.acquire().await {
+        Ok(_permit) => tokio::task::spawn_blocking(move || crate::security::pin::hash(&keys, &pin))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r),
+        Err(e) => Err(e.to_string()),
+    };
+    let result = match hashed {
+        Ok(h) => {
+            record.pin_hash = h;
+            state
+                .ledger
+                .execute(
+                    actor.clone(),
+                    Command::PutStaff {
+                        record: Box::new(record),
+                    },
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::warn!(staff_no = %actor.staff_no, error = %e, "could not pepper a PIN hash from HQ");
+    }
+}
+
+/// Records a sensitive action in the audit chain.
+pub(super) async fn audit(
+    state: &AppState,
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> ApiResult<()> {
+    state
+        .ledger
+        .execute(
+            actor.clone(),
+            Command::Audit {
+                action: action.to_string(),
+                target: target.to_string(),
+                detail,
+            },
+        )
+        .await?;
+    Ok(())
 }
 
 async fn logout(State(state): State<AppState>, staff: Staff) -> ApiResult<StatusCode> {

@@ -38,6 +38,7 @@ CREATE INDEX IF NOT EXISTS stock_below ON stock(below, sku);
 CREATE TABLE IF NOT EXISTS coupons (code TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS staff (staff_no TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (k BLOB PRIMARY KEY, expires_at TEXT NOT NULL, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS strikes (scope TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 ";
 
 /// Opens a connection with the cache's settings; `cache_kib` is its page-cache share.

@@ -202,6 +202,29 @@ impl Cache {
         self.read(|c| get_member(c, &self.inner.codec, id))
     }
 
+    /// Members in storage order after position `after` (0 for the first page), at most
+    /// `limit`, each with its position (pass the last one as the next `after`).
+    pub fn members_page(&self, after: i64, limit: usize) -> Result<Vec<(i64, Member)>, CacheError> {
+        self.read(|c| {
+            let rows: Vec<(i64, String, Vec<u8>)> = c
+                .prepare_cached(
+                    "SELECT rid, id, data FROM members WHERE rid > ?1 ORDER BY rid LIMIT ?2",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![after, limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
+                    .collect()
+                })
+                .map_err(sql_err("listing members"))?;
+            rows.into_iter()
+                .map(|(rid, id, data)| {
+                    codec::decode_member(&self.inner.codec, &id, &data).map(|m| (rid, m))
+                })
+                .collect()
+        })
+    }
+
     /// The member with this (normalised) phone.
     pub fn member_by_phone(&self, phone: &str) -> Result<Option<Member>, CacheError> {
         self.member_by_index(Idx::Phone, IndexField::Phone, phone)
@@ -327,9 +350,22 @@ impl Cache {
         self.read(|c| codec::get_json(c, "coupons", "code", code))
     }
 
-    /// A staff member pushed by HQ.
+    /// A staff member pushed by HQ or managed by an admin.
     pub fn staff(&self, staff_no: &str) -> Result<Option<StaffRecord>, CacheError> {
         self.read(|c| codec::get_json(c, "staff", "staff_no", staff_no))
+    }
+
+    /// Every staff record pushed by HQ or managed by an admin (removed ones too).
+    pub fn all_staff(&self) -> Result<Vec<StaffRecord>, CacheError> {
+        self.read(|c| {
+            let rows: Vec<(String, Vec<u8>)> = c
+                .prepare_cached("SELECT staff_no, data FROM staff ORDER BY staff_no")
+                .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+                .map_err(sql_err("listing staff"))?;
+            rows.iter()
+                .map(|(no, d)| codec::decode_json("staff", no, d))
+                .collect()
+        })
     }
 
     /// Membership rules pushed by HQ, with their version.

@@ -120,7 +120,18 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
         | EventBody::CouponRedeemed { .. }
         | EventBody::StockLow { .. }
         | EventBody::DeviceAlert(_)
-        | EventBody::SyncRequested { .. } => {}
+        | EventBody::SyncRequested { .. }
+        | EventBody::AuditRecorded(_)
+        | EventBody::JournalRestored { .. } => {}
+        EventBody::StaffChanged { record, .. } => {
+            // A local change is the newest word until HQ sends a higher version.
+            let stale = p
+                .staff(&record.staff_no)?
+                .is_some_and(|s| s.version > record.version);
+            if !stale {
+                p.put_staff(record.clone());
+            }
+        }
     }
     p.set_applied(seq);
     Ok(())

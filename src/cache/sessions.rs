@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::{decode_json, encode_json};
 use super::{Cache, CacheError, CacheWriter, sql_err};
 use crate::domain::access::Role;
+use crate::domain::lockout::Strikes;
 
 /// An open staff session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +72,44 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// Wrong PINs counted against a scope (`staff:<no>`, `terminal:<id>`).
+    pub fn strikes(&self, scope: &str) -> Result<Option<Strikes>, CacheError> {
+        self.read(|c| read_strikes(c, scope))
+    }
+}
+
+fn read_strikes(c: &rusqlite::Connection, scope: &str) -> Result<Option<Strikes>, CacheError> {
+    let data: Option<Vec<u8>> = c
+        .prepare_cached("SELECT data FROM strikes WHERE scope = ?1")
+        .and_then(|mut st| st.query_row(params![scope], |r| r.get(0)).optional())
+        .map_err(sql_err("reading wrong-PIN counts"))?;
+    data.map(|d| decode_json("strikes", scope, &d)).transpose()
+}
+
 impl CacheWriter {
+    /// Wrong PINs counted against a scope, as the writer sees them.
+    pub fn strikes(&self, scope: &str) -> Result<Option<Strikes>, CacheError> {
+        read_strikes(&self.conn, scope)
+    }
+
+    /// Stores the wrong PINs counted against a scope.
+    pub fn put_strikes(&self, scope: &str, s: &Strikes) -> Result<(), CacheError> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO strikes (scope, data) VALUES (?1, ?2)")
+            .and_then(|mut st| st.execute(params![scope, encode_json(s)]))
+            .map_err(sql_err("storing wrong-PIN counts"))?;
+        Ok(())
+    }
+
+    /// Forgets the wrong PINs counted against a scope.
+    pub fn clear_strikes(&self, scope: &str) -> Result<(), CacheError> {
+        self.conn
+            .execute("DELETE FROM strikes WHERE scope = ?1", params![scope])
+            .map_err(sql_err("clearing wrong-PIN counts"))?;
+        Ok(())
+    }
+
     /// Stores a session under the hash of its token.
     pub fn put_session(&self, token_hash: &[u8; 32], s: &Session) -> Result<(), CacheError> {
         self.conn

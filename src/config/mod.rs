@@ -27,7 +27,7 @@ use crate::domain::rules::Rules;
 pub use devices::{DeviceConfig, DeviceKind, LineEnd, PrinterOptions, Transport};
 pub use membership::membership_from_value;
 pub use raw::RawConfig;
-pub use security::{CREDENTIAL_NAME, DEFAULT_KEY_FILE, SecurityConfig};
+pub use security::{BackupConfig, CREDENTIAL_NAME, DEFAULT_KEY_FILE, SecurityConfig};
 pub use uplink::{UplinkConfig, UplinkTls};
 
 /// A configuration error: which file, which key, and why.
@@ -184,6 +184,8 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     /// `[security]`: the store key and PIN lock-out.
     pub security: SecurityConfig,
+    /// `[backup]`: scheduled backups.
+    pub backup: BackupConfig,
 }
 
 impl Config {
@@ -404,6 +406,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     let terminal_ids: Vec<String> = terminals.iter().map(|t| t.id.clone()).collect();
     let devices = devices::to_devices(raw.devices, &terminal_ids)?;
     let security = security::to_security(raw.security)?;
+    let backup = security::to_backup(raw.backup, &st.dir)?;
 
     Ok(Config {
         source: PathBuf::new(),
@@ -433,6 +436,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         uplink,
         devices,
         security,
+        backup,
     })
 }
 

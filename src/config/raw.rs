@@ -34,6 +34,8 @@ pub struct RawConfig {
     pub(super) devices: Vec<super::devices::RawDevice>,
     #[serde(default)]
     pub(super) security: Option<super::security::RawSecurity>,
+    #[serde(default)]
+    pub(super) backup: Option<super::security::RawBackup>,
 }
 
 #[derive(Debug, Deserialize)]

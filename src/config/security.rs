@@ -95,3 +95,53 @@ pub(super) fn key_path(
         Environment::Production => PathBuf::from(DEFAULT_KEY_FILE),
     }
 }
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackup {
+    #[serde(default)]
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    every_hours: Option<u32>,
+    #[serde(default)]
+    keep: Option<u32>,
+}
+
+/// `[backup]`: scheduled backups by the daemon (`storebox backup` works regardless).
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    /// Where scheduled backups go (default `<storage.dir>/backups`).
+    pub dir: PathBuf,
+    /// Hours between backups; `None` when scheduled backups are off (`every_hours = 0`, the
+    /// default).
+    pub every: Option<Duration>,
+    /// How many scheduled backups are kept (the oldest are removed).
+    pub keep: usize,
+}
+
+pub(super) fn to_backup(
+    raw: Option<RawBackup>,
+    storage_dir: &Path,
+) -> Result<BackupConfig, Invalid> {
+    let raw = raw.unwrap_or_default();
+    let every_hours = raw.every_hours.unwrap_or(0);
+    if every_hours > 24 * 31 {
+        return Err(bad("backup.every_hours", "must be between 0 (off) and 744"));
+    }
+    let keep = raw.keep.unwrap_or(7);
+    if !(1..=1000).contains(&keep) {
+        return Err(bad("backup.keep", "must be between 1 and 1000"));
+    }
+    let dir = match raw.dir {
+        Some(d) if d.as_os_str().is_empty() => {
+            return Err(bad("backup.dir", "must not be empty"));
+        }
+        Some(d) => d,
+        None => storage_dir.join("backups"),
+    };
+    Ok(BackupConfig {
+        dir,
+        every: (every_hours > 0).then(|| Duration::from_secs(u64::from(every_hours) * 3600)),
+        keep: keep as usize,
+    })
+}

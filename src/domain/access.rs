@@ -70,11 +70,19 @@ pub enum Action {
     ReceiptReprint,
     /// Open the cash drawer without a sale.
     DeviceControl,
+    /// Export members' personal data.
+    MemberExport,
+    /// See the store's staff list.
+    StaffRead,
+    /// Add, change or remove staff.
+    StaffManage,
+    /// Read the audit log.
+    AuditRead,
 }
 
 impl Action {
     /// Every action, in the order of the README's matrix.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 23] = [
         Action::MemberRegister,
         Action::MemberRead,
         Action::MemberReadFullPhone,
@@ -94,6 +102,10 @@ impl Action {
         Action::StatusRead,
         Action::ReceiptReprint,
         Action::DeviceControl,
+        Action::MemberExport,
+        Action::StaffRead,
+        Action::StaffManage,
+        Action::AuditRead,
     ];
 
     /// The lowest role allowed to perform the action.
@@ -117,7 +129,10 @@ impl Action {
             | Action::StockMove
             | Action::SaleRefund
             | Action::CouponIssue
-            | Action::DeviceControl => Role::Manager,
+            | Action::DeviceControl
+            | Action::MemberExport
+            | Action::StaffRead => Role::Manager,
+            Action::StaffManage | Action::AuditRead => Role::Admin,
         }
     }
 
@@ -143,6 +158,10 @@ impl Action {
             Action::StatusRead => "see uplink and device status, receive device events",
             Action::ReceiptReprint => "reprint a receipt",
             Action::DeviceControl => "open the cash drawer without a sale",
+            Action::MemberExport => "export members' personal data",
+            Action::StaffRead => "see the staff list",
+            Action::StaffManage => "add, change or remove staff",
+            Action::AuditRead => "read the audit log",
         }
     }
 

@@ -192,6 +192,29 @@ pub enum EventBody {
         /// Staff.
         staff_no: String,
     },
+    /// A sensitive action was recorded in the audit chain.
+    #[serde(rename = "audit.recorded")]
+    AuditRecorded(crate::domain::audit::AuditEntry),
+    /// An admin added, changed or removed a staff member at this store. The PIN travels only
+    /// as its argon2id hash, peppered with the store key.
+    #[serde(rename = "staff.changed")]
+    StaffChanged {
+        /// The staff record after the change (`active: false` when removed).
+        record: crate::domain::sync::StaffRecord,
+        /// The admin who changed it.
+        by: String,
+    },
+    /// The store's data was restored from a backup. Events after `backup_last_seq` up to
+    /// `hq_last_seq` were lost on the box (HQ has them); numbering goes on after HQ's.
+    #[serde(rename = "journal.restored")]
+    JournalRestored {
+        /// The last `seq` in the backup.
+        backup_last_seq: u64,
+        /// The last `seq` HQ had received, as the operator gave it.
+        hq_last_seq: u64,
+        /// When the backup was taken (RFC 3339).
+        backup_created_at: String,
+    },
 }
 
 impl EventBody {
@@ -211,6 +234,9 @@ impl EventBody {
             EventBody::DeviceAlert(_) => "device.alert",
             EventBody::SyncRequested { .. } => "sync.requested",
             EventBody::ProductUpdated { .. } => "product.updated",
+            EventBody::AuditRecorded(_) => "audit.recorded",
+            EventBody::StaffChanged { .. } => "staff.changed",
+            EventBody::JournalRestored { .. } => "journal.restored",
         }
     }
 
@@ -230,6 +256,9 @@ impl EventBody {
             EventBody::DeviceAlert(a) => a.source.clone(),
             EventBody::SyncRequested { .. } => "sync".into(),
             EventBody::ProductUpdated { product, .. } => product.sku.clone(),
+            EventBody::AuditRecorded(a) => format!("audit:{}", a.n),
+            EventBody::StaffChanged { record, .. } => record.staff_no.clone(),
+            EventBody::JournalRestored { .. } => "restore".into(),
         }
     }
 }

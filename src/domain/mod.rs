@@ -5,10 +5,12 @@
 //! journal replay and in property tests.
 
 pub mod access;
+pub mod audit;
 pub mod calendar;
 pub mod catalog;
 pub mod contact;
 pub mod event;
+pub mod lockout;
 pub mod member;
 pub mod money;
 pub mod pricing;

@@ -6,6 +6,11 @@
 //! and shows as a latency spike. Here the writer's automatic checkpoint is off and this thread
 //! checkpoints from its own connection: PASSIVE (never blocks the writer) twice a second, and a
 //! blocking one only if the WAL ever grows past its ceiling.
+//!
+//! After a member's personal data is erased the ledger asks for a scrub: a TRUNCATE
+//! checkpoint, which copies the (securely deleted) pages home and empties the WAL, so the old
+//! page images holding the erased data key leave the disk. It is retried every tick until
+//! no reader holds the WAL open.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -19,9 +24,14 @@ use super::FILE_NAME;
 /// WAL size above which a blocking checkpoint is forced.
 const WAL_CEILING: u64 = 256 * 1024 * 1024;
 
+/// What the checkpoint thread is asked for besides its ticks.
+enum Request {
+    Scrub,
+}
+
 /// The checkpoint thread. Stops (after a last checkpoint) when dropped.
 pub struct Checkpointer {
-    stop: Option<mpsc::Sender<()>>,
+    stop: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -44,6 +54,13 @@ impl Checkpointer {
             thread,
         }
     }
+
+    /// Asks for the WAL to be emptied into the file (see the module notes); returns at once.
+    pub fn scrub(&self) {
+        if let Some(tx) = &self.stop {
+            let _ = tx.send(Request::Scrub);
+        }
+    }
 }
 
 impl Drop for Checkpointer {
@@ -55,7 +72,7 @@ impl Drop for Checkpointer {
     }
 }
 
-fn run(path: &PathBuf, stop: mpsc::Receiver<()>) {
+fn run(path: &PathBuf, stop: mpsc::Receiver<Request>) {
     let conn = match Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -70,14 +87,23 @@ fn run(path: &PathBuf, stop: mpsc::Receiver<()>) {
     let mut wal = path.clone().into_os_string();
     wal.push("-wal");
     let wal = PathBuf::from(wal);
+    let mut scrub_due = false;
     loop {
         match stop.recv_timeout(Duration::from_millis(500)) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            // Stopped (or the ledger is gone): one last passive checkpoint.
-            _ => {
-                checkpoint(&conn, "PASSIVE");
+            Ok(Request::Scrub) => scrub_due = true,
+            // Stopped (or the ledger is gone): one last checkpoint.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                checkpoint(&conn, if scrub_due { "TRUNCATE" } else { "PASSIVE" });
                 return;
             }
+        }
+        if scrub_due {
+            scrub_due = !checkpoint(&conn, "TRUNCATE");
+            if !scrub_due {
+                tracing::info!(file = %path.display(), "write-ahead log scrubbed after an erasure");
+            }
+            continue;
         }
         let big = std::fs::metadata(&wal)
             .map(|m| m.len() > WAL_CEILING)
@@ -86,12 +112,17 @@ fn run(path: &PathBuf, stop: mpsc::Receiver<()>) {
     }
 }
 
-fn checkpoint(conn: &Connection, mode: &str) {
+/// Runs one checkpoint; true when it completed (not blocked by a reader or writer).
+fn checkpoint(conn: &Connection, mode: &str) -> bool {
     let r: rusqlite::Result<(i64, i64, i64)> =
         conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         });
-    if let Err(e) = r {
-        tracing::warn!(error = %e, mode, "journal checkpoint failed");
+    match r {
+        Ok((busy, _, _)) => busy == 0,
+        Err(e) => {
+            tracing::warn!(error = %e, mode, "checkpoint failed");
+            false
+        }
     }
 }

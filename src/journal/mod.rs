@@ -13,12 +13,14 @@
 //! - `outbox`: how far HQ has acknowledged (used by the uplink);
 //! - `print_jobs`: receipts (and drawer openings) waiting for their printer;
 //! - `member_keys`: each member's data key, wrapped with the store key (see [`crate::pii`]);
+//! - `audit`: sensitive actions in a keyed hash chain (see [`audit`]);
 //! - `meta`: schema version, the store id the file belongs to and the fingerprint of the store
 //!   key it was written with.
 //!
 //! The writer side ([`Journal`]) is owned by the ledger thread; readers use [`JournalReader`],
 //! a small pool of read-only connections that WAL lets run beside the writer.
 
+pub mod audit;
 mod checkpoint;
 mod reader;
 pub mod store;
@@ -266,6 +268,18 @@ const MIGRATIONS: &[&str] = &[
          member_id   TEXT    PRIMARY KEY,
          wrapped     BLOB    NOT NULL
      ) WITHOUT ROWID;",
+    // 4: the audit chain (see `audit`).
+    "CREATE TABLE audit (
+         n           INTEGER PRIMARY KEY,
+         at          TEXT    NOT NULL,
+         staff_no    TEXT    NOT NULL,
+         terminal_id TEXT    NOT NULL,
+         action      TEXT    NOT NULL,
+         target      TEXT    NOT NULL,
+         detail      TEXT    NOT NULL,
+         prev        BLOB    NOT NULL,
+         hash        BLOB    NOT NULL
+     );",
 ];
 
 fn migrate(conn: &Connection, store_id: &str) -> Result<(), JournalError> {

@@ -133,6 +133,11 @@ impl<'a, 'c> Ctx<'a, 'c> {
                     &sale_id,
                     &self.now_utc.to_rfc3339(),
                 )?;
+                self.audit(
+                    "receipt.reprint",
+                    &sale_id,
+                    serde_json::json!({ "device_id": device_id }),
+                )?;
                 Ok(Outcome::Queued { job_id, device_id })
             }
             Command::OpenDrawer { device_id } => {
@@ -149,8 +154,18 @@ impl<'a, 'c> Ctx<'a, 'c> {
                     "",
                     &self.now_utc.to_rfc3339(),
                 )?;
+                self.audit("drawer.open", &device_id, serde_json::json!({}))?;
                 Ok(Outcome::Queued { job_id, device_id })
             }
+            Command::Audit {
+                action,
+                target,
+                detail,
+            } => {
+                self.audit(&action, &target, detail)?;
+                Ok(Outcome::Done)
+            }
+            Command::PutStaff { record } => self.put_staff(*record),
             Command::PrintDone { job_id } => {
                 store::print_done(self.conn, job_id)?;
                 Ok(Outcome::Done)
@@ -159,6 +174,29 @@ impl<'a, 'c> Ctx<'a, 'c> {
     }
 
     /// Appends an event to the journal and applies it to the pending cache.
+    /// Appends a sensitive action to the audit chain (same transaction) and sends it to HQ.
+    fn audit(
+        &mut self,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), LedgerError> {
+        let entry = crate::journal::audit::append(
+            self.conn,
+            &self.codec.keys().audit,
+            &self.now_utc.to_rfc3339(),
+            crate::journal::audit::NewAudit {
+                staff_no: self.actor.staff_no.clone(),
+                terminal_id: self.actor.terminal_id.clone(),
+                action: action.to_string(),
+                target: target.to_string(),
+                detail,
+            },
+        )?;
+        self.emit(EventBody::AuditRecorded(entry))?;
+        Ok(())
+    }
+
     fn emit(&mut self, body: EventBody) -> Result<u64, LedgerError> {
         let seq = self.next_seq;
         let event = Event {
@@ -408,6 +446,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
             Some(_) => {
                 let by = self.actor.staff_no.clone();
                 self.erase_member(id, by)?;
+                self.audit("member.erase", id, serde_json::json!({}))?;
                 Ok(Outcome::Erased)
             }
         }
@@ -607,6 +646,15 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 cause_id: refund.id.clone(),
             })?;
         }
+        self.audit(
+            "sale.refund",
+            &refund.sale_id,
+            serde_json::json!({
+                "refund_id": refund.id,
+                "amount": refund.amount,
+                "restock": refund.restock,
+            }),
+        )?;
         self.idem_store(idem.as_ref(), seq)?;
         Ok(Outcome::Refund {
             refund: Box::new(refund),
@@ -680,6 +728,16 @@ impl<'a, 'c> Ctx<'a, 'c> {
             on_hand_after: after,
         })?;
         self.low_stock_alert(&before, after)?;
+        self.audit(
+            "stock.move",
+            &req.sku,
+            serde_json::json!({
+                "movement_id": movement_id,
+                "delta": req.delta,
+                "reason": req.reason,
+                "on_hand_after": after,
+            }),
+        )?;
         self.idem_store(idem.as_ref(), seq)?;
         let level = self.pending.stock(&req.sku)?.unwrap_or(before);
         Ok(Outcome::Stock {
@@ -740,6 +798,11 @@ impl<'a, 'c> Ctx<'a, 'c> {
             }
         }
         let current = self.pending.product(sku)?;
+        let detail = serde_json::json!({
+            "price_before": current.as_ref().map(|c| c.price),
+            "price": req.price,
+            "active": req.active,
+        });
         let product = Product {
             sku: sku.to_string(),
             name: name.to_string(),
@@ -759,6 +822,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
             safety_stock: req.safety_stock,
             staff_no: self.actor.staff_no.clone(),
         })?;
+        self.audit("product.edit", sku, detail)?;
         let p = self
             .pending
             .product(sku)?
@@ -855,12 +919,51 @@ impl<'a, 'c> Ctx<'a, 'c> {
         p.make_durable();
         for id in erased_by_hq {
             self.erase_member(&id, "hq".into())?;
+            self.audit("member.erase", &id, serde_json::json!({ "by": "hq" }))?;
         }
         Ok(Outcome::Applied {
             applied: tally.0,
             ignored: tally.1,
             rules: rules_out,
             removed_staff,
+        })
+    }
+
+    /// Adds, changes or removes (`active: false`) a staff member at this store.
+    fn put_staff(&mut self, record: sync::StaffRecord) -> Result<Outcome, LedgerError> {
+        let before = self.pending.staff(&record.staff_no)?.filter(|b| b.active);
+        let pin_changed = before
+            .as_ref()
+            .is_none_or(|b| b.pin_hash != record.pin_hash);
+        let own_upgrade = self.actor.staff_no == record.staff_no
+            && before
+                .as_ref()
+                .is_some_and(|b| b.role == record.role && b.name == record.name && record.active);
+        let action = match (&before, record.active) {
+            (_, false) => "staff.remove",
+            _ if own_upgrade => "staff.pin_upgrade",
+            (Some(_), true) => "staff.change",
+            (None, true) => "staff.add",
+        };
+        let detail = serde_json::json!({
+            "role": record.role,
+            "role_before": before.as_ref().map(|b| b.role),
+            "pin_changed": pin_changed,
+        });
+        // Removed, given another role or a new PIN by an admin: open sessions end.
+        let revoke = !own_upgrade
+            && (!record.active
+                || pin_changed
+                || before.as_ref().is_some_and(|b| b.role != record.role));
+        let staff_no = record.staff_no.clone();
+        self.emit(EventBody::StaffChanged {
+            record: record.clone(),
+            by: self.actor.staff_no.clone(),
+        })?;
+        self.audit(action, &staff_no, detail)?;
+        Ok(Outcome::Staff {
+            record: Box::new(record),
+            revoke,
         })
     }
 

@@ -122,6 +122,20 @@ pub enum Command {
         /// Request.
         req: IssueCoupon,
     },
+    /// Record a sensitive action that changes nothing else (login, export, config reload).
+    Audit {
+        /// What (`login`, `login.failed`, `member.export`).
+        action: String,
+        /// On what (never personal data).
+        target: String,
+        /// Particulars (never personal data).
+        detail: serde_json::Value,
+    },
+    /// Add, change or remove (`active: false`) a staff member at this store.
+    PutStaff {
+        /// The record after the change.
+        record: Box<crate::domain::sync::StaffRecord>,
+    },
     /// Open, end or prune staff sessions (cache only, no journal event).
     Session(SessionOp),
     /// HQ has acknowledged every event up to `seq`: move the outbox position.
@@ -172,6 +186,18 @@ pub enum SessionOp {
     },
     /// Forget expired sessions.
     Prune,
+    /// Count a wrong PIN against each scope (`staff:<no>`, `terminal:<id>`) with its limit.
+    Strike {
+        /// Scopes and their limits.
+        scopes: Vec<(String, u32)>,
+        /// How long a count lasts, and a lock.
+        window: chrono::Duration,
+    },
+    /// Forget the wrong PINs counted against a scope (after a right PIN).
+    ClearStrikes {
+        /// Scope.
+        scope: String,
+    },
 }
 
 /// What a command produced.
@@ -211,6 +237,13 @@ pub enum Outcome {
     Product(Box<Product>),
     /// A coupon issued.
     Coupon(Box<Coupon>),
+    /// A staff record after an admin's change.
+    Staff {
+        /// The record.
+        record: Box<crate::domain::sync::StaffRecord>,
+        /// Whether the staff member's open sessions were ended.
+        revoke: bool,
+    },
     /// A member's personal data is erased (now or before).
     Erased,
     /// Done, nothing to report (session changes, outbox position, alerts).
@@ -313,13 +346,14 @@ impl Ledger {
             idempotency_days,
             last_purge: Instant::now(),
             needs_replay: false,
+            checkpointers: Vec::new(),
         };
         worker.seed(seeds)?;
         stats
             .last_seq
             .store(worker.journal.last_seq(), Ordering::Relaxed);
         worker.seq_tx.send_replace(worker.journal.last_seq());
-        let checkpointers = [
+        worker.checkpointers = vec![
             crate::journal::Checkpointer::start(worker.journal.dir()),
             crate::journal::Checkpointer::start_file(
                 worker.journal.dir().join(crate::cache::FILE_NAME),
@@ -327,10 +361,7 @@ impl Ledger {
         ];
         let handle = std::thread::Builder::new()
             .name("ledger".into())
-            .spawn(move || {
-                worker.run(rx);
-                drop(checkpointers);
-            })
+            .spawn(move || worker.run(rx))
             .map_err(|e| LedgerError::Internal(format!("cannot start the ledger thread: {e}")))?;
         Ok((
             Ledger {
@@ -426,6 +457,8 @@ struct Worker {
     last_purge: Instant,
     /// Set when a cache write failed after a journal commit: the next batch replays first.
     needs_replay: bool,
+    /// The journal's and the cache's checkpoint threads (stopped when the worker is dropped).
+    checkpointers: Vec<crate::journal::Checkpointer>,
 }
 
 impl Worker {
@@ -542,6 +575,19 @@ impl Worker {
                         SessionOp::Prune => {
                             self.cache.prune_sessions(Utc::now(), |_| true).map(|_| ())
                         }
+                        SessionOp::Strike { scopes, window } => {
+                            let now = Utc::now();
+                            scopes.iter().try_for_each(|(scope, max)| {
+                                let s = crate::domain::lockout::strike(
+                                    self.cache.strikes(scope)?,
+                                    now,
+                                    *max,
+                                    window,
+                                );
+                                self.cache.put_strikes(scope, &s)
+                            })
+                        }
+                        SessionOp::ClearStrikes { scope } => self.cache.clear_strikes(&scope),
                     };
                     let _ = job
                         .reply
@@ -574,6 +620,7 @@ impl Worker {
         let mut done: Vec<(oneshot::Sender<Result<Outcome, LedgerError>>, Outcome)> = Vec::new();
         let mut failure: Option<LedgerError> = None;
         let mut last_seq = first_seq - 1;
+        let mut erased = false;
 
         let jobs = self.session_jobs(jobs);
         if jobs.is_empty() {
@@ -613,10 +660,12 @@ impl Worker {
             let result = ctx.run(job.cmd);
             let emitted = ctx.emitted();
             let after = ctx.next_seq();
+            let erasing = ctx.erased();
             match result {
                 Ok(outcome) => {
                     next_seq = after;
                     last_seq = after - 1;
+                    erased |= erasing;
                     done.push((job.reply, outcome));
                 }
                 Err(e)
@@ -668,12 +717,31 @@ impl Worker {
                         true
                     }
                 };
+                if erased {
+                    // The data keys are gone from the database; their old pages go from the
+                    // write-ahead logs too.
+                    for c in &self.checkpointers {
+                        c.scrub();
+                    }
+                }
                 for (reply, outcome) in done {
                     if cache_failed && matches!(outcome, Outcome::Applied { .. }) {
                         let _ = reply.send(Err(LedgerError::Internal(
                             "the cache could not be written".into(),
                         )));
                         continue;
+                    }
+                    if let Outcome::Staff {
+                        record,
+                        revoke: true,
+                    } = &outcome
+                    {
+                        // Removed, demoted or given a new PIN: their open sessions end.
+                        let no = record.staff_no.clone();
+                        if let Err(e) = self.cache.prune_sessions(Utc::now(), |s| s.staff_no != no)
+                        {
+                            tracing::error!(error = %e, "ending sessions of a changed staff member failed");
+                        }
                     }
                     if let Outcome::Applied {
                         rules,

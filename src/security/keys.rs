@@ -72,6 +72,7 @@ pub enum KeyError {
 pub type Key = Zeroizing<[u8; 32]>;
 
 /// The keys derived from the store's master key.
+#[derive(Clone)]
 pub struct StoreKeys {
     /// Wraps each member's data key (journal personal data).
     pub(crate) kek: Key,

@@ -1,0 +1,47 @@
+//! `GET /v1/audit`: the audit chain, for admins (oldest first, paged by position).
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiResult, AppState, Json, Query, Staff};
+use crate::domain::access::Action;
+use crate::journal::audit::{self, AuditEntry};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/v1/audit", get(list))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    /// Entries after this position (0: from the start).
+    #[serde(default)]
+    after: u64,
+    /// At most this many (1–1000, default 100).
+    limit: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Entries {
+    entries: Vec<AuditEntry>,
+    /// Where the next page starts (`after`), when there may be more.
+    next: Option<u64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    staff: Staff,
+    Query(page): Query<Page>,
+) -> ApiResult<Json<Entries>> {
+    staff.allow(Action::AuditRead)?;
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let after = page.after;
+    let entries = state
+        .journal
+        .with(move |c| audit::list(c, after, limit))
+        .await?;
+    let next = (entries.len() as u64 == limit).then(|| entries.last().map_or(after, |e| e.n));
+    Ok(Json(Entries { entries, next }))
+}

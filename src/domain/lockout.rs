@@ -1,0 +1,82 @@
+//! Locking out PIN guessing: wrong PINs are counted per staff number and per terminal; at the
+//! limit the staff number (or the terminal) is locked for a while, and no PIN — not even the
+//! right one — is checked until the lock expires.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Wrong PINs counted against one staff number or terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Strikes {
+    /// Wrong PINs since the count started.
+    pub failures: u32,
+    /// When the count started.
+    pub since: DateTime<Utc>,
+    /// Locked until then, once `failures` reached the limit.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// Until when `strikes` locks its staff number or terminal, if it does at `now`.
+pub fn locked_until(strikes: Option<&Strikes>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    strikes
+        .and_then(|s| s.locked_until)
+        .filter(|until| *until > now)
+}
+
+/// Counts one more wrong PIN. A count older than `window` (or whose lock has expired) starts
+/// again; reaching `max` locks for `window`.
+pub fn strike(current: Option<Strikes>, now: DateTime<Utc>, max: u32, window: Duration) -> Strikes {
+    let fresh = Strikes {
+        failures: 0,
+        since: now,
+        locked_until: None,
+    };
+    let mut s = match current {
+        Some(s) if s.locked_until.is_some_and(|u| u <= now) => fresh,
+        Some(s) if s.locked_until.is_none() && s.since + window <= now => fresh,
+        Some(s) => s,
+        None => fresh,
+    };
+    s.failures = s.failures.saturating_add(1);
+    if s.failures >= max && s.locked_until.is_none() {
+        s.locked_until = Some(now + window);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_fifth_wrong_pin_locks_until_the_window_passes() {
+        let w = Duration::seconds(900);
+        let mut s = None;
+        for i in 0..4 {
+            s = Some(strike(s, t(i), 5, w));
+            assert_eq!(locked_until(s.as_ref(), t(i)), None);
+        }
+        let s = strike(s, t(10), 5, w);
+        assert_eq!(locked_until(Some(&s), t(11)), Some(t(910)));
+        assert_eq!(locked_until(Some(&s), t(910)), None);
+        // After the lock a new count starts.
+        let s = strike(Some(s), t(911), 5, w);
+        assert_eq!(s.failures, 1);
+        assert_eq!(locked_until(Some(&s), t(911)), None);
+    }
+
+    #[test]
+    fn old_wrong_pins_are_forgotten() {
+        let w = Duration::seconds(60);
+        let mut s = None;
+        for i in 0..4 {
+            s = Some(strike(s, t(i), 5, w));
+        }
+        let s = strike(s, t(120), 5, w);
+        assert_eq!(s.failures, 1);
+    }
+}
