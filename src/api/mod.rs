@@ -14,6 +14,7 @@ mod products;
 mod sales;
 mod sessions;
 mod stock;
+pub mod tls;
 mod uplink;
 
 use std::sync::Arc;
