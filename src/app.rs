@@ -78,6 +78,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let started = std::time::Instant::now();
     let dir = config.storage.dir.clone();
     let _lock = lock_data_dir(&dir)?;
+    // Before anything is started: a TLS setup that fails stops the daemon cleanly.
+    let tls = match &config.http.tls {
+        Some(files) => Some(Arc::new(
+            api::tls::server_config(files).context("setting up TLS for the HTTP API")?,
+        )),
+        None => None,
+    };
 
     let keys = Arc::new(load_keys(&config)?);
     let codec = PiiCodec::new(keys.clone());
@@ -197,21 +204,38 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         pin_checks: Arc::new(tokio::sync::Semaphore::new(2)),
         shutdown: shutdown.clone(),
     });
-    let listener = TcpListener::bind(config.http.listen)
+    let tcp = TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("listening on {}", config.http.listen))?;
-    let addr = listener.local_addr().context("reading the bound address")?;
+    let addr = tcp.local_addr().context("reading the bound address")?;
+    let (listener, scheme) = match tls {
+        None => (HttpListener::Plain(tcp), "http"),
+        Some(tls) => (
+            HttpListener::Tls(
+                api::tls::TlsListener::new(tcp, tls).context("starting the TLS listener")?,
+            ),
+            "https",
+        ),
+    };
     tracing::info!(
         store = %config.store.id,
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "listening on http://{addr}"
+        "listening on {scheme}://{addr}"
     );
 
     let housekeeping = tokio::spawn(housekeeping(ledger.clone(), shutdown.clone()));
     let app = api::router(state, config.http.max_body_bytes);
-    let serve =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let result = serve.await.context("serving HTTP");
+    let stop = shutdown.clone().cancelled_owned();
+    let result = match listener {
+        HttpListener::Plain(l) => axum::serve(l, app)
+            .with_graceful_shutdown(stop)
+            .await
+            .context("serving HTTP"),
+        HttpListener::Tls(l) => axum::serve(l, app)
+            .with_graceful_shutdown(stop)
+            .await
+            .context("serving HTTPS"),
+    };
     shutdown.cancel();
     let _ = housekeeping.await;
     if let Some(b) = backups {
@@ -230,6 +254,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .map_err(|_| anyhow::anyhow!("the ledger thread panicked"))?;
     tracing::info!("stopped cleanly");
     result
+}
+
+/// The API's listener: plain HTTP, or HTTPS when `[http.tls]` is set.
+enum HttpListener {
+    Plain(TcpListener),
+    Tls(api::tls::TlsListener),
 }
 
 /// Periodic upkeep: forget expired sessions.

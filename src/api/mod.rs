@@ -16,6 +16,7 @@ mod sales;
 mod sessions;
 mod staff;
 mod stock;
+pub mod tls;
 mod uplink;
 
 use std::sync::Arc;

@@ -9,6 +9,7 @@ mod devices;
 mod membership;
 mod raw;
 mod security;
+mod tls;
 mod uplink;
 
 use std::collections::HashSet;
@@ -28,6 +29,7 @@ pub use devices::{DeviceConfig, DeviceKind, LineEnd, PrinterOptions, Transport};
 pub use membership::membership_from_value;
 pub use raw::RawConfig;
 pub use security::{BackupConfig, CREDENTIAL_NAME, DEFAULT_KEY_FILE, SecurityConfig};
+pub use tls::TlsFiles;
 pub use uplink::{UplinkConfig, UplinkTls};
 
 /// A configuration error: which file, which key, and why.
@@ -104,6 +106,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// How long a staff session lasts.
     pub session_hours: u32,
+    /// `[http.tls]`: serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 /// `[storage]`.
@@ -289,6 +293,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     if !(1..=24 * 30).contains(&h.session_hours) {
         return Err(bad("http.session_hours", "must be between 1 and 720"));
     }
+    let http_tls = tls::to_tls(h.tls)?;
 
     let st = raw.storage;
     if st.dir.as_os_str().is_empty() {
@@ -423,6 +428,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
             listen,
             max_body_bytes: h.max_body_bytes,
             session_hours: h.session_hours,
+            tls: http_tls,
         },
         storage: StorageConfig {
             dir: st.dir,

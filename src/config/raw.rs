@@ -74,6 +74,8 @@ pub(super) struct RawHttp {
     pub max_body_bytes: usize,
     #[serde(default = "default_session_hours")]
     pub session_hours: u32,
+    #[serde(default)]
+    pub tls: Option<super::tls::RawHttpTls>,
 }
 
 impl Default for RawHttp {
@@ -82,6 +84,7 @@ impl Default for RawHttp {
             listen: default_listen(),
             max_body_bytes: default_body(),
             session_hours: default_session_hours(),
+            tls: None,
         }
     }
 }

@@ -117,3 +117,162 @@ fn secrets_do_not_print() {
     assert!(!dump.contains("4321"), "{dump}");
     assert!(dump.contains("MASKED"));
 }
+
+/// A self-signed certificate for `localhost` and 127.0.0.1: (certificate PEM, key PEM).
+fn self_signed() -> (String, String) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    (ck.cert.pem(), ck.signing_key.serialize_pem())
+}
+
+/// MINIMAL plus `[http.tls]` naming `cert` and `key`.
+fn with_tls(cert: &Path, key: &Path) -> String {
+    format!(
+        "{MINIMAL}\n[http.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+#[test]
+fn http_tls_loads_a_matching_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed();
+    // A chain: the store's certificate first, then another (an intermediate, say).
+    let (other, _) = self_signed();
+    std::fs::write(dir.path().join("cert.pem"), format!("{cert}{other}")).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    let c = parse(&with_tls(
+        &dir.path().join("cert.pem"),
+        &dir.path().join("key.pem"),
+    ))
+    .unwrap();
+    let tls = c.http.tls.expect("[http.tls] is set");
+    assert_eq!(tls.certified.cert.len(), 2);
+    assert_eq!(tls.key_file, dir.path().join("key.pem"));
+    // No TLS unless asked for.
+    assert!(parse(MINIMAL).unwrap().http.tls.is_none());
+}
+
+#[test]
+fn http_tls_names_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed();
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    let missing = dir.path().join("missing.pem");
+
+    let e = parse(&with_tls(&missing, &dir.path().join("key.pem"))).unwrap_err();
+    assert_eq!(e.key, "http.tls.cert_file");
+    assert!(
+        e.reason
+            .starts_with(&format!("cannot read {}: ", missing.display())),
+        "{e}"
+    );
+
+    let e = parse(&with_tls(&dir.path().join("cert.pem"), &missing)).unwrap_err();
+    assert_eq!(e.key, "http.tls.key_file");
+    assert!(e.reason.contains("cannot read"), "{e}");
+
+    let e = parse(&format!(
+        "{MINIMAL}\n[http.tls]\ncert_file = \"{}\"\n",
+        dir.path().join("cert.pem").display()
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "http.tls");
+    assert!(e.reason.contains("key_file"), "{e}");
+}
+
+#[test]
+fn http_tls_rejects_garbage_pem() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed();
+    let good_cert = dir.path().join("cert.pem");
+    let good_key = dir.path().join("key.pem");
+    std::fs::write(&good_cert, &cert).unwrap();
+    std::fs::write(&good_key, &key).unwrap();
+    let text = dir.path().join("text.pem");
+    std::fs::write(&text, "this is not PEM at all\n").unwrap();
+    let broken = dir.path().join("broken.pem");
+    std::fs::write(
+        &broken,
+        "-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let not_der = dir.path().join("not-der.pem");
+    std::fs::write(
+        &not_der,
+        "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+
+    let e = parse(&with_tls(&text, &good_key)).unwrap_err();
+    assert_eq!(e.key, "http.tls.cert_file");
+    assert!(e.reason.starts_with("no certificate found in "), "{e}");
+
+    let e = parse(&with_tls(&broken, &good_key)).unwrap_err();
+    assert_eq!(e.key, "http.tls.cert_file");
+    assert!(e.reason.contains("is not valid PEM"), "{e}");
+
+    let e = parse(&with_tls(&not_der, &good_key)).unwrap_err();
+    assert_eq!(e.key, "http.tls.cert_file");
+    assert!(e.reason.starts_with("bad certificate in "), "{e}");
+
+    let e = parse(&with_tls(&good_cert, &text)).unwrap_err();
+    assert_eq!(e.key, "http.tls.key_file");
+    assert!(e.reason.starts_with("no private key found in "), "{e}");
+
+    // A key with a passphrase (`openssl req` without `-nodes`).
+    let encrypted = dir.path().join("encrypted.pem");
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\naGVsbG8gd29ybGQ=\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let e = parse(&with_tls(&good_cert, &encrypted)).unwrap_err();
+    assert_eq!(e.key, "http.tls.key_file");
+    assert!(e.reason.contains("is encrypted"), "{e}");
+    // OpenSSL's legacy form (`openssl ec -aes256`): headers inside the PEM block.
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00112233445566778899AABBCCDDEEFF\n\naGVsbG8gd29ybGQ=\n-----END EC PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let e = parse(&with_tls(&good_cert, &encrypted)).unwrap_err();
+    assert_eq!(e.key, "http.tls.key_file");
+    assert!(e.reason.contains("is encrypted"), "{e}");
+
+    // The files swapped: the certificate file holds no key.
+    let e = parse(&with_tls(&good_cert, &good_cert)).unwrap_err();
+    assert_eq!(e.key, "http.tls.key_file");
+    assert!(e.reason.starts_with("no private key found in "), "{e}");
+}
+
+#[test]
+fn http_tls_rejects_a_key_of_another_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = self_signed();
+    let (_, other_key) = self_signed();
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), other_key).unwrap();
+    let e = parse(&with_tls(
+        &dir.path().join("cert.pem"),
+        &dir.path().join("key.pem"),
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "http.tls.key_file");
+    assert!(
+        e.reason.contains("does not belong to the certificate"),
+        "{e}"
+    );
+}
+
+#[test]
+fn http_tls_refuses_unknown_keys() {
+    let e = parse(&format!(
+        "{MINIMAL}\n[http.tls]\ncert_file = \"a\"\nkey_file = \"b\"\nca_file = \"c\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "http.tls.ca_file");
+    assert!(e.reason.contains("unknown field"), "{e}");
+}

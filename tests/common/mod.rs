@@ -90,10 +90,15 @@ stock = 1000
 /// A running daemon.
 pub struct Daemon {
     pub child: Child,
+    /// `http://127.0.0.1:port`, or `https://...` when the config has `[http.tls]`.
     pub base: String,
+    /// The address the daemon listens on.
+    pub addr: std::net::SocketAddr,
     pub dir: PathBuf,
     pub config: PathBuf,
     pub log: Arc<Mutex<String>>,
+    /// Plain HTTP only (reqwest is built without TLS): with `[http.tls]`, talk to `addr` over
+    /// TLS yourself (tests/https.rs).
     pub client: reqwest::Client,
 }
 
@@ -126,29 +131,36 @@ impl Daemon {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(i) = line.find("listening on http://") {
-                        let addr = line[i + "listening on http://".len()..]
+                    // `listening on http://addr`, or `https://addr` with [http.tls].
+                    if let Some(i) = line.find("listening on http") {
+                        let url = line[i + "listening on ".len()..]
                             .split_whitespace()
                             .next()
                             .unwrap_or_default()
                             .to_string();
-                        let _ = tx.send(addr);
+                        let _ = tx.send(url);
                     }
                     log.lock().unwrap().push_str(&line);
                     log.lock().unwrap().push('\n');
                 }
             });
         }
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(a) => a,
+        let base = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
                 panic!("storebox did not start:\n{}", log.lock().unwrap());
             }
         };
+        let addr = base
+            .rsplit("://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {base}"));
         Daemon {
             child,
-            base: format!("http://{addr}"),
+            base,
+            addr,
             dir: dir.to_path_buf(),
             config: config.to_path_buf(),
             log,

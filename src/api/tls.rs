@@ -1,0 +1,176 @@
+//! HTTPS on the store's LAN: a [`Listener`] for `axum::serve` that yields TLS streams.
+//!
+//! axum's serve loop awaits [`Listener::accept`] before it takes the next connection. Were the
+//! TLS handshake done inside `accept`, one terminal that opens a connection and says nothing (or
+//! a port scanner, or a plain-HTTP client that waits for an answer) would stall every other
+//! terminal until it gave up. So a background task accepts TCP connections and runs each
+//! handshake in its own task, bounded by [`HANDSHAKE_TIMEOUT`]; finished streams come to the
+//! listener through a channel, and `accept` only receives.
+//!
+//! Graceful shutdown is axum's, unchanged: on the signal it stops calling `accept` and drops
+//! the listener, which stops the background task (closing the port and abandoning handshakes
+//! still under way), then it waits for the connections it already serves.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::Listener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::server::TlsStream;
+
+use crate::config::TlsFiles;
+
+/// How long a client has to complete its TLS handshake before the connection is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handshakes under way at most; connections beyond are closed at once. A store has a handful
+/// of terminals; this only bounds what a misbehaving host on the LAN can make the box hold.
+const MAX_HANDSHAKES: usize = 256;
+
+/// Finished handshakes waiting for axum to take them.
+const READY_QUEUE: usize = 64;
+
+/// The server side of TLS: the ring provider (never aws-lc: the box cross-compiles to ARM),
+/// TLS 1.3 and 1.2, the certificate and key from the config, and ALPN `http/1.1` only (the
+/// server speaks HTTP/1.1 alone).
+pub fn server_config(tls: &TlsFiles) -> Result<rustls::ServerConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+            tls.certified.clone(),
+        )));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A TLS connection ready for HTTP, and the client's address.
+type Ready = (TlsStream<TcpStream>, SocketAddr);
+
+/// Accepts TLS connections for `axum::serve`; handshakes happen off its accept path.
+pub struct TlsListener {
+    /// Streams whose handshake finished, from the background task.
+    ready: mpsc::Receiver<Ready>,
+    /// The bound address (for `local_addr`).
+    local_addr: SocketAddr,
+    /// The task accepting TCP and spawning handshakes; aborted when the listener is dropped.
+    acceptor: JoinHandle<()>,
+}
+
+impl TlsListener {
+    /// Serves TLS with `config` on an already bound `tcp` listener. Must be called within the
+    /// tokio runtime (it spawns the accepting task).
+    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<TlsListener> {
+        let local_addr = tcp.local_addr()?;
+        let (tx, ready) = mpsc::channel(READY_QUEUE);
+        let acceptor = tokio::spawn(accept_loop(tcp, TlsAcceptor::from(config), tx));
+        Ok(TlsListener {
+            ready,
+            local_addr,
+            acceptor,
+        })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        // Dropping the task's JoinSet aborts the handshakes still under way.
+        self.acceptor.abort();
+    }
+}
+
+impl Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(ready) => ready,
+            None => {
+                // The accepting task only ends when this listener is dropped; if it died
+                // anyway, no connection will ever come: say so once and wait for shutdown.
+                tracing::error!("the TLS accept task stopped; no new connections are accepted");
+                std::future::pending().await
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}
+
+/// Accepts TCP connections and gives each its own handshake task, until the listener is gone.
+async fn accept_loop(tcp: TcpListener, acceptor: TlsAcceptor, ready: mpsc::Sender<Ready>) {
+    let mut handshakes = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = ready.closed() => return,
+            Some(done) = handshakes.join_next(), if !handshakes.is_empty() => {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    tracing::error!(error = %e, "a TLS handshake task panicked");
+                }
+            }
+            accepted = tcp.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if handshakes.len() >= MAX_HANDSHAKES {
+                        tracing::warn!(%peer, "too many TLS handshakes under way; connection closed");
+                        continue;
+                    }
+                    handshakes.spawn(handshake(acceptor.clone(), stream, peer, ready.clone()));
+                }
+                Err(e) => accept_error(e).await,
+            },
+        }
+    }
+}
+
+/// One handshake, bounded in time; a failure concerns this client only.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    ready: mpsc::Sender<Ready>,
+) {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            // An error means the server is shutting down: the connection is simply closed.
+            let _ = ready.send((tls, peer)).await;
+        }
+        Ok(Err(e)) if is_tls_error(&e) => {
+            // Worth a line: typically a terminal set up for http:// or one that does not trust
+            // the store's certificate.
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+        }
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection lost during TLS handshake"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// Whether the handshake failed on TLS itself (as opposed to the connection going away).
+fn is_tls_error(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+}
+
+/// What axum does for its own TCP listener: errors of one connection are ignored; others (out
+/// of file descriptors) are logged and followed by a pause instead of a busy loop.
+async fn accept_error(e: io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accepting a connection failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
