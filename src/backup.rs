@@ -234,9 +234,16 @@ fn snapshot(src: &Path, dst: &Path) -> anyhow::Result<()> {
     let b = rusqlite::backup::Backup::new(&from, &mut to)
         .with_context(|| format!("starting the backup of {}", src.display()))?;
     // -1: every page in one step, under one read transaction — one snapshot.
-    b.run_to_completion(-1, Duration::ZERO, None)
-        .with_context(|| format!("copying {}", src.display()))?;
-    Ok(())
+    for _ in 0..200 {
+        match b
+            .step(-1)
+            .with_context(|| format!("copying {}", src.display()))?
+        {
+            rusqlite::backup::StepResult::Done => return Ok(()),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    bail!("{} stayed locked for 10 s; try again", src.display())
 }
 
 /// A directory removed when dropped.
