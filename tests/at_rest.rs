@@ -279,6 +279,23 @@ async fn an_erased_member_is_gone_from_the_api_and_the_disk_but_still_counts() {
     }
 }
 
+/// A new box for a restore: the same config, an empty data directory holding only the store
+/// key. Returns the directory and the config file.
+fn new_box(key: &Path) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(key, data.join("store.key")).unwrap();
+    std::fs::set_permissions(
+        data.join("store.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let config = dir.path().join("storebox.toml");
+    std::fs::write(&config, config_text(&data, "")).unwrap();
+    (dir, config)
+}
+
 #[tokio::test]
 async fn backup_under_load_restores_members_sales_and_outbox_and_numbering_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -343,17 +360,7 @@ async fn backup_under_load_restores_members_sales_and_outbox_and_numbering_goes_
     d.terminate();
 
     // A new box: the same config, an empty data directory holding only the store key.
-    let dir2 = tempfile::tempdir().unwrap();
-    let data2 = dir2.path().join("data");
-    std::fs::create_dir_all(&data2).unwrap();
-    std::fs::copy(dir.path().join("data/store.key"), data2.join("store.key")).unwrap();
-    std::fs::set_permissions(
-        data2.join("store.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-    let config2 = dir2.path().join("storebox.toml");
-    std::fs::write(&config2, config_text(&data2, "")).unwrap();
+    let (dir2, config2) = new_box(&dir.path().join("data/store.key"));
     let config2 = config2.to_str().unwrap();
     let out = storebox(&[
         "restore",
@@ -432,17 +439,7 @@ async fn backup_under_load_restores_members_sales_and_outbox_and_numbering_goes_
     d.terminate();
 
     // HQ already had events the backup lacks: numbering goes on after HQ's.
-    let dir3 = tempfile::tempdir().unwrap();
-    let data3 = dir3.path().join("data");
-    std::fs::create_dir_all(&data3).unwrap();
-    std::fs::copy(dir.path().join("data/store.key"), data3.join("store.key")).unwrap();
-    std::fs::set_permissions(
-        data3.join("store.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-    let config3 = dir3.path().join("storebox.toml");
-    std::fs::write(&config3, config_text(&data3, "")).unwrap();
+    let (dir3, config3) = new_box(&dir.path().join("data/store.key"));
     let hq = original_last.to_string();
     let out = storebox(&[
         "restore",
