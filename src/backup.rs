@@ -607,4 +607,28 @@ mod tests {
         // Another key.
         assert!(OpenReader::new(&file[..], &StoreKeys::random()).is_err());
     }
+
+    #[test]
+    fn retention_keeps_the_newest_of_this_store_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "storebox-sh-001-20261120T000000Z.sbk",
+            "storebox-sh-001-20261121T000000Z.sbk",
+            "storebox-sh-001-20261122T000000Z.sbk",
+            "storebox-sh-002-20261101T000000Z.sbk",
+            "notes.txt",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        prune(dir.path(), "sh-001", 2).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        left.sort();
+        let mut want = names[1..].to_vec();
+        want.sort();
+        assert_eq!(left, want);
+    }
 }

@@ -5,7 +5,8 @@
 //! - [`domain`]: pure store logic — money, membership rules, pricing, sales, refunds, events,
 //!   permissions. No IO and no clock: `now` is passed in. Property-tested.
 //! - [`journal`]: the SQLite book of record — append-only events with gap-free `seq`,
-//!   idempotency keys, the outbox position; a pool of read-only connections for queries.
+//!   idempotency keys, the outbox position, the hash-chained audit log; a pool of read-only
+//!   connections for queries.
 //! - [`cache`]: the rebuildable cache (its own SQLite file) — members indexed by phone, card,
 //!   phone tail and name, products by barcode, stock, coupons, sessions; the projections that
 //!   apply journal events to them, idempotently.
@@ -14,8 +15,12 @@
 //!   (group commit), projected into the cache, and answered after the commit.
 //! - [`uplink`]: the MQTT link to HQ — the outbox sender (events leave only on PUBACK), the
 //!   downlink applier (HQ's master data by per-item version), the retained status.
-//! - [`pii`]: the one codec personal data passes through on its way to disk (plain today;
-//!   encryption at rest replaces its inside).
+//! - [`pii`]: the one codec personal data passes through on its way to disk: sealed per member
+//!   in the journal (data keys in `member_keys`), sealed in the cache, HMAC lookup keys.
+//! - [`security`]: the store key file and the keys derived from it, the sealing and MAC
+//!   primitives, peppered argon2id PINs.
+//! - [`backup`]: online, compressed, encrypted backups and their restore; scheduled backups.
+//! - [`admin`]: the offline commands (`init`, `audit verify`, `backup`, `restore`).
 //! - [`api`]: axum handlers, one module per resource; authentication and the error type.
 //! - [`devices`]: store devices; so far the pure ESC/POS encoder, receipt layout and decoder.
 //! - [`config`]: TOML → validated [`config::Config`], errors naming file, key and reason.

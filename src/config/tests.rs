@@ -276,3 +276,42 @@ fn http_tls_refuses_unknown_keys() {
     assert_eq!(e.key, "http.tls.ca_file");
     assert!(e.reason.contains("unknown field"), "{e}");
 }
+
+#[test]
+fn security_and_backup_settings_are_checked() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.security.max_pin_failures, 5);
+    assert_eq!(c.security.lockout, std::time::Duration::from_secs(900));
+    assert!(c.backup.every.is_none(), "scheduled backups are opt-in");
+    assert_eq!(c.key_path(), c.storage.dir.join("store.key"));
+    for (text, key) in [
+        (
+            "[security]\nmax_pin_failures = 2\n",
+            "security.max_pin_failures",
+        ),
+        (
+            "[security]\nterminal_max_failures = 4\n",
+            "security.terminal_max_failures",
+        ),
+        (
+            "[security]\nlockout_seconds = 0\n",
+            "security.lockout_seconds",
+        ),
+        ("[security]\nkey_file = \"\"\n", "security.key_file"),
+        ("[backup]\nkeep = 0\n", "backup.keep"),
+        ("[backup]\nevery_hours = 10000\n", "backup.every_hours"),
+    ] {
+        let e = parse(&format!("{MINIMAL}\n{text}")).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+    }
+    let c = parse(&format!(
+        "{MINIMAL}\n[security]\nkey_file = \"/srv/k\"\n[backup]\nevery_hours = 6\nkeep = 3\n"
+    ))
+    .unwrap();
+    assert_eq!(c.key_path(), Path::new("/srv/k"));
+    assert_eq!(
+        c.backup.every,
+        Some(std::time::Duration::from_secs(6 * 3600))
+    );
+    assert_eq!(c.backup.keep, 3);
+}

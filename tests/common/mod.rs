@@ -131,6 +131,9 @@ impl Daemon {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
+                    // Logged first, so the line is in the log when the start is announced.
+                    log.lock().unwrap().push_str(&line);
+                    log.lock().unwrap().push('\n');
                     // `listening on http://addr`, or `https://addr` with [http.tls].
                     if let Some(i) = line.find("listening on http") {
                         let url = line[i + "listening on ".len()..]
@@ -140,8 +143,6 @@ impl Daemon {
                             .to_string();
                         let _ = tx.send(url);
                     }
-                    log.lock().unwrap().push_str(&line);
-                    log.lock().unwrap().push('\n');
                 }
             });
         }
