@@ -278,3 +278,62 @@ async fn a_full_disk_refuses_the_sale_and_changes_nothing() {
         .unwrap();
     assert_eq!(sales, i64::try_from(ok).unwrap());
 }
+
+#[tokio::test]
+async fn a_member_erased_by_hq_is_erased_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let m = register(&ledger, "13800000009").await;
+    let kept = register(&ledger, "13800000010").await;
+    let mut from_hq = cache.member(&m.id).unwrap().unwrap();
+    from_hq.erased_at = Some(chrono::Utc::now().fixed_offset());
+    from_hq.profile = None;
+    let hq = crate::ledger::Actor {
+        staff_no: "hq".into(),
+        role: Role::Admin,
+        terminal_id: "uplink".into(),
+    };
+    ledger
+        .execute(
+            hq,
+            Command::ApplyHq(Box::new(crate::domain::sync::HqUpdate::Members(vec![
+                from_hq,
+            ]))),
+        )
+        .await
+        .unwrap();
+    let after = cache.member(&m.id).unwrap().unwrap();
+    assert!(after.erased_at.is_some() && after.profile.is_none());
+    assert!(cache.member_by_phone("13800000009").unwrap().is_none());
+    assert!(cache.member_by_phone("13800000010").unwrap().is_some());
+    drop(ledger);
+    thread.join().unwrap();
+
+    let journal = Journal::open(dir.path(), "sh-001").unwrap();
+    let conn = journal.conn();
+    let kinds: Vec<String> = conn
+        .prepare("SELECT kind FROM events WHERE subject = ?1 ORDER BY seq")
+        .unwrap()
+        .query_map([&m.id], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(kinds, ["member.registered", "member.erased"]);
+    assert!(
+        crate::journal::store::member_key(conn, &m.id)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        crate::journal::store::member_key(conn, &kept.id)
+            .unwrap()
+            .is_some()
+    );
+    let audit = crate::journal::audit::list(conn, 0, 100).unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "member.erase" && a.target == m.id)
+    );
+}
