@@ -3,7 +3,7 @@
 //! it holds, flush the cache.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -164,6 +164,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             shutdown.clone(),
         ))
     });
+    let disk = Arc::new(DiskWatch::new(&dir, config.storage.min_free_mb));
+    let disk_task = tokio::spawn(disk_watch(disk.clone(), ledger.clone(), shutdown.clone()));
     let bus = crate::devices::bus::Bus::new(&config.devices);
     let device_tasks = crate::devices::start(
         &config.devices,
@@ -194,16 +196,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         cache: cache.clone(),
         journal: JournalReader::new(&dir),
         settings,
-        directory: Arc::new(Directory::from_config(&config)),
+        directory: api::Reloadable::new(Directory::from_config(&config)),
         started_at,
         session_hours: config.http.session_hours,
         uplink: uplink_status,
         devices: bus,
         keys: keys.clone(),
-        security: config.security.clone(),
+        security: api::Reloadable::new(config.security.clone()),
         pin_checks: Arc::new(tokio::sync::Semaphore::new(2)),
+        metrics: Arc::new(crate::metrics::Metrics::default()),
+        disk: disk.clone(),
         shutdown: shutdown.clone(),
     });
+    // Installed before the daemon says it listens: from then on SIGHUP reloads, never kills.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("listening for SIGHUP")?;
     let tcp = TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("listening on {}", config.http.listen))?;
@@ -224,6 +231,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
 
     let housekeeping = tokio::spawn(housekeeping(ledger.clone(), shutdown.clone()));
+    let reload = tokio::spawn(reload_on_sighup(
+        state.clone(),
+        config.clone(),
+        hup,
+        shutdown.clone(),
+    ));
     let app = api::router(state, config.http.max_body_bytes);
     let stop = shutdown.clone().cancelled_owned();
     let result = match listener {
@@ -238,6 +251,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     shutdown.cancel();
     let _ = housekeeping.await;
+    let _ = disk_task.await;
+    let _ = reload.await;
     if let Some(b) = backups {
         let _ = b.await;
     }
@@ -277,4 +292,198 @@ async fn housekeeping(ledger: Ledger, shutdown: CancellationToken) {
             }
         }
     }
+}
+
+/// Free space on the data directory's file system, as last measured.
+#[derive(Debug)]
+pub struct DiskWatch {
+    dir: PathBuf,
+    min_free: u64,
+    /// Bytes free; `u64::MAX` until measured (or when it cannot be).
+    free: std::sync::atomic::AtomicU64,
+    low: std::sync::atomic::AtomicBool,
+}
+
+impl DiskWatch {
+    /// Watches `dir`; below `min_free_mb` the disk is "low".
+    pub fn new(dir: &Path, min_free_mb: u64) -> DiskWatch {
+        let w = DiskWatch {
+            dir: dir.to_path_buf(),
+            min_free: min_free_mb.saturating_mul(1024 * 1024),
+            free: std::sync::atomic::AtomicU64::new(u64::MAX),
+            low: std::sync::atomic::AtomicBool::new(false),
+        };
+        w.measure();
+        w
+    }
+
+    /// Bytes free, if known.
+    pub fn free_bytes(&self) -> Option<u64> {
+        let f = self.free.load(std::sync::atomic::Ordering::Relaxed);
+        (f != u64::MAX).then_some(f)
+    }
+
+    /// Whether free space is below the limit.
+    pub fn is_low(&self) -> bool {
+        self.low.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Measures now; returns whether the disk just became low (`Some(true)`), just recovered
+    /// (`Some(false)`), or neither.
+    fn measure(&self) -> Option<bool> {
+        let free = free_bytes(&self.dir)?;
+        self.free.store(free, std::sync::atomic::Ordering::Relaxed);
+        let low = free < self.min_free;
+        let was = self.low.swap(low, std::sync::atomic::Ordering::Relaxed);
+        (low != was).then_some(low)
+    }
+}
+
+/// Bytes available to this user on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `st` is a valid out-pointer for statvfs.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    // u64 here; `c_ulong` (32 bits) on armv7.
+    #[allow(clippy::unnecessary_cast)]
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Measures free space every 30 s; when it falls below `storage.min_free_mb` (and again when it
+/// recovers) an alert goes to HQ and `/healthz` says `degraded`, before the journal is refused
+/// writes.
+async fn disk_watch(watch: Arc<DiskWatch>, ledger: Ledger, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let w = watch.clone();
+        let Ok(change) = tokio::task::spawn_blocking(move || w.measure()).await else {
+            continue;
+        };
+        let Some(low) = change else { continue };
+        let free_mb = watch.free_bytes().unwrap_or(0) / (1024 * 1024);
+        let (code, message) = if low {
+            tracing::warn!(free_mb, dir = %watch.dir.display(), "disk space low");
+            (
+                "disk_low",
+                format!("{free_mb} MiB free on the data directory's disk"),
+            )
+        } else {
+            tracing::info!(free_mb, "disk space back above the limit");
+            ("disk_ok", format!("{free_mb} MiB free again"))
+        };
+        let alert = crate::ledger::Command::Alert(crate::domain::event::Alert {
+            source: "storage".into(),
+            code: code.into(),
+            message,
+            detail: serde_json::json!({ "free_bytes": watch.free_bytes() }),
+        });
+        if let Err(e) = ledger.execute(system_actor(), alert).await {
+            tracing::error!(error = %e, "cannot record the disk alert");
+        }
+    }
+}
+
+/// Reloads the config file on SIGHUP: terminals, staff, lock-out settings and (unless HQ's
+/// rules are in force) the membership rules take effect at once; other changed sections are
+/// named in the log as needing a restart. A config that does not load changes nothing. Every
+/// reload is audited (`config.reload`).
+async fn reload_on_sighup(
+    state: AppState,
+    mut current: Config,
+    mut hup: tokio::signal::unix::Signal,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        let path = current.source.clone();
+        let (detail, next) = match Config::load(&path) {
+            Err(e) => {
+                tracing::error!(error = %e, "config reload refused; the running config stays");
+                (
+                    serde_json::json!({ "ok": false, "error": e.to_string() }),
+                    None,
+                )
+            }
+            Ok(new) => {
+                let (applied, restart) = apply_reload(&state, &current, &new);
+                if !restart.is_empty() {
+                    tracing::warn!(sections = ?restart, "config changes that need a restart");
+                }
+                tracing::info!(applied = ?applied, "config reloaded");
+                (
+                    serde_json::json!({ "ok": true, "applied": applied, "needs_restart": restart }),
+                    Some(new),
+                )
+            }
+        };
+        let audit = crate::ledger::Command::Audit {
+            action: "config.reload".into(),
+            target: path.display().to_string(),
+            detail,
+        };
+        if let Err(e) = state.ledger.execute(system_actor(), audit).await {
+            tracing::error!(error = %e, "cannot audit the config reload");
+        }
+        if let Some(new) = next {
+            current = new;
+        }
+    }
+}
+
+/// Puts the reloadable parts of `new` in force; returns what was applied and which changed
+/// sections need a restart.
+fn apply_reload(
+    state: &AppState,
+    old: &Config,
+    new: &Config,
+) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut applied = vec!["terminals", "staff", "security"];
+    state.directory.set(Directory::from_config(new));
+    state.security.set(new.security.clone());
+    if new.security.key_file != old.security.key_file {
+        applied.retain(|s| *s != "security");
+    }
+    match state.cache.rules() {
+        Ok(None) => {
+            state.settings.set_rules(new.membership.clone());
+            applied.push("membership");
+        }
+        Ok(Some(_)) => {}
+        Err(e) => tracing::error!(error = %e, "cannot read HQ's rules; membership not reloaded"),
+    }
+    let same =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
+    let mut restart = Vec::new();
+    for (name, changed) in [
+        ("store", !same(&old.store, &new.store)),
+        ("http", !same(&old.http, &new.http)),
+        ("storage", !same(&old.storage, &new.storage)),
+        ("uplink", !same(&old.uplink, &new.uplink)),
+        ("devices", !same(&old.devices, &new.devices)),
+        ("products", !same(&old.products, &new.products)),
+        ("backup", !same(&old.backup, &new.backup)),
+        (
+            "security.key_file",
+            new.security.key_file != old.security.key_file,
+        ),
+    ] {
+        if changed {
+            restart.push(name);
+        }
+    }
+    (applied, restart)
 }

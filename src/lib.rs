@@ -39,6 +39,7 @@ pub mod devices;
 pub mod domain;
 pub mod journal;
 pub mod ledger;
+pub mod metrics;
 pub mod pii;
 pub mod security;
 pub mod uplink;

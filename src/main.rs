@@ -23,6 +23,20 @@ enum Cmd {
         /// Config file (TOML).
         #[arg(long, short, env = "STOREBOX_CONFIG")]
         config: PathBuf,
+        /// Log lines as text or as JSON objects (one per line), on standard output (journald
+        /// under systemd). The level comes from RUST_LOG (default info).
+        #[arg(long, env = "STOREBOX_LOG_FORMAT", value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Print a production config to start from, with a new terminal token (shown once, as a
+    /// comment) stored as its hash.
+    GenerateConfig {
+        /// Store id (`[a-z0-9_-]`, used in MQTT topics).
+        #[arg(long, default_value = "sh-001")]
+        store_id: String,
+        /// Store name printed on receipts.
+        #[arg(long, default_value = "门店")]
+        name: String,
     },
     /// Check a config file: exit 0 if valid, else print the file, key and reason and exit 2.
     CheckConfig {
@@ -70,6 +84,12 @@ enum Cmd {
     },
     /// Read a terminal token on standard input and print its SHA-256 for `token_sha256`.
     HashToken,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -145,7 +165,19 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Cmd::Run { config } => run(config),
+        Cmd::Run { config, log_format } => run(config, log_format),
+        Cmd::GenerateConfig { store_id, name } => {
+            if !storebox::config::valid_id(&store_id) {
+                eprintln!("a store id is 1–32 of a-z, 0-9, '-' and '_'");
+                return ExitCode::from(2);
+            }
+            let (text, token, pin) = storebox::config::generate(&store_id, &name);
+            print!("{text}");
+            // The secrets go to the terminal, not into the file.
+            eprintln!("terminal pos-1 token (configure it on the terminal): {token}");
+            eprintln!("admin 9001 first PIN (change it after the first login): {pin}");
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -185,15 +217,18 @@ fn read_secret() -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-fn run(path: PathBuf) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stdout)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+fn run(path: PathBuf, format: LogFormat) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
     let config = match storebox::config::Config::load(&path) {
         Ok(c) => c,
         Err(e) => {

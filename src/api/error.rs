@@ -28,6 +28,10 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
+/// The code of an error response, for the request metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 /// Handler result.
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -73,6 +77,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
         let mut resp = (self.status, body).into_response();
+        resp.extensions_mut().insert(ErrorCode(self.code));
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());

@@ -1,4 +1,5 @@
-//! `GET /healthz`: is the store able to sell? No token needed; cheap enough to poll.
+//! `GET /healthz`: is the store able to sell? `GET /metrics`: Prometheus figures. No token
+//! needed for either (neither holds personal data); both cheap enough to poll.
 
 use std::sync::atomic::Ordering;
 
@@ -8,10 +9,15 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use serde::Serialize;
 
+use axum::response::IntoResponse;
+
 use super::{AppState, Json};
+use crate::metrics::{Gauges, render};
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(health))
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
 }
 
 #[derive(Serialize)]
@@ -27,8 +33,31 @@ struct Health {
     version: &'static str,
     store_id: String,
     started_at: chrono::DateTime<chrono::Utc>,
+    /// Why the status is not `ok`.
+    problems: Vec<String>,
     journal: Journal,
+    cache: Cache,
+    disk: Disk,
     uplink: crate::uplink::UplinkView,
+    devices: Vec<DeviceHealth>,
+}
+
+#[derive(Serialize)]
+struct Cache {
+    readable: bool,
+    members: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Disk {
+    free_bytes: Option<u64>,
+    low: bool,
+}
+
+#[derive(Serialize)]
+struct DeviceHealth {
+    id: String,
+    state: &'static str,
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
@@ -36,13 +65,47 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let writable = stats.writable.load(Ordering::Relaxed);
     let last_seq = stats.last_seq.load(Ordering::Relaxed);
     let uplink = crate::uplink::view(&state.uplink, last_seq, &state.journal).await;
-    let (status, code) = if !writable {
+    let members = state.cache.member_count().ok();
+    let devices: Vec<DeviceHealth> = state
+        .devices
+        .statuses()
+        .into_iter()
+        .map(|d| DeviceHealth {
+            id: d.id,
+            state: d.state.as_str(),
+        })
+        .collect();
+    let disk = Disk {
+        free_bytes: state.disk.free_bytes(),
+        low: state.disk.is_low(),
+    };
+    // Failed: no sale can be recorded (or members found). Degraded: the store sells, but
+    // something needs attention.
+    let mut failed = Vec::new();
+    let mut degraded = Vec::new();
+    if !writable {
+        failed.push("journal not writable".to_string());
+    }
+    if members.is_none() {
+        failed.push("cache not readable".to_string());
+    }
+    if disk.low {
+        degraded.push("disk space low".to_string());
+    }
+    if uplink.enabled && !uplink.connected {
+        degraded.push("uplink not connected".to_string());
+    }
+    for d in devices.iter().filter(|d| d.state != "ready") {
+        degraded.push(format!("device {} {}", d.id, d.state));
+    }
+    let (status, code) = if !failed.is_empty() {
         ("failed", StatusCode::SERVICE_UNAVAILABLE)
-    } else if uplink.enabled && !uplink.connected {
+    } else if !degraded.is_empty() {
         ("degraded", StatusCode::OK)
     } else {
         ("ok", StatusCode::OK)
     };
+    failed.extend(degraded);
     (
         code,
         Json(Health {
@@ -50,12 +113,65 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
             version: env!("CARGO_PKG_VERSION"),
             store_id: state.settings.store_id.clone(),
             started_at: state.started_at,
+            problems: failed,
             journal: Journal {
                 writable,
                 last_seq,
                 failed_batches: stats.failed_batches.load(Ordering::Relaxed),
             },
+            cache: Cache {
+                readable: members.is_some(),
+                members,
+            },
+            disk,
             uplink,
+            devices,
         }),
+    )
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let stats = &state.ledger.stats;
+    let last_seq = stats.last_seq.load(Ordering::Relaxed);
+    let uplink = crate::uplink::view(&state.uplink, last_seq, &state.journal).await;
+    let now = chrono::Utc::now();
+    let gauges = Gauges {
+        last_seq,
+        batches: stats.batches.load(Ordering::Relaxed),
+        commands: stats.commands.load(Ordering::Relaxed),
+        failed_batches: stats.failed_batches.load(Ordering::Relaxed),
+        writable: stats.writable.load(Ordering::Relaxed),
+        outbox_backlog: uplink.backlog,
+        outbox_oldest_age: uplink.oldest_unsent_at.map(|t| {
+            (now - t.with_timezone(&chrono::Utc))
+                .num_milliseconds()
+                .max(0) as f64
+                / 1000.0
+        }),
+        uplink_connected: uplink.enabled.then_some(uplink.connected),
+        devices: state
+            .devices
+            .statuses()
+            .into_iter()
+            .map(|d| {
+                (
+                    d.id,
+                    d.kind.as_str(),
+                    d.state.as_str(),
+                    d.handled,
+                    d.rejected,
+                )
+            })
+            .collect(),
+        members: state.cache.member_count().unwrap_or(0),
+        disk_free_bytes: state.disk.free_bytes(),
+        uptime: (now - state.started_at).num_milliseconds().max(0) as f64 / 1000.0,
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&state.metrics, &gauges),
     )
 }

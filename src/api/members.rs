@@ -3,6 +3,8 @@
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use std::sync::atomic::Ordering;
+
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
@@ -130,6 +132,7 @@ async fn register(
     let status = if replayed {
         StatusCode::OK
     } else {
+        state.metrics.registrations.fetch_add(1, Ordering::Relaxed);
         StatusCode::CREATED
     };
     Ok((status, Json(MemberView::new(&m, &staff, &state.settings))))
@@ -166,6 +169,14 @@ async fn lookup(
         ));
     }
     let cache = &state.cache;
+    state
+        .metrics
+        .lookup(match (&q.phone, &q.card, &q.phone_tail) {
+            (Some(_), _, _) => "phone",
+            (_, Some(_), _) => "card",
+            (_, _, Some(_)) => "phone_tail",
+            _ => "name",
+        });
     let found: Vec<Member> = if let Some(phone) = &q.phone {
         let phone = normalize_phone(phone)
             .map_err(|e| ApiError::bad_request("invalid_phone", e.to_string()))?;

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -63,8 +63,8 @@ pub struct AppContext {
     pub journal: JournalReader,
     /// Store settings and rules.
     pub settings: Arc<StoreSettings>,
-    /// Terminals and staff.
-    pub directory: Arc<Directory>,
+    /// Terminals and staff (replaced by a config reload).
+    pub directory: Reloadable<Directory>,
     /// When the daemon started.
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// How long a staff session lasts.
@@ -75,12 +75,43 @@ pub struct AppContext {
     pub devices: crate::devices::bus::Bus,
     /// The store key (PIN pepper, audit key).
     pub keys: Arc<crate::security::StoreKeys>,
-    /// Lock-out and PIN settings.
-    pub security: crate::config::SecurityConfig,
+    /// Lock-out and PIN settings (replaced by a config reload).
+    pub security: Reloadable<crate::config::SecurityConfig>,
     /// At most this many PIN hashes at once (each takes ~19 MiB and a core for tens of ms).
     pub pin_checks: Arc<tokio::sync::Semaphore>,
+    /// Counters and histograms for `GET /metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Free space on the data directory, watched (see `app::disk_watch`).
+    pub disk: Arc<crate::app::DiskWatch>,
     /// Cancelled at shutdown: long-lived responses (event streams) end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+/// A part of the config that a reload (SIGHUP) replaces while requests read it.
+#[derive(Debug)]
+pub struct Reloadable<T>(std::sync::RwLock<Arc<T>>);
+
+impl<T> Reloadable<T> {
+    /// Holds `v`.
+    pub fn new(v: T) -> Self {
+        Reloadable(std::sync::RwLock::new(Arc::new(v)))
+    }
+
+    /// The current value.
+    pub fn get(&self) -> Arc<T> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the value.
+    pub fn set(&self, v: T) {
+        match self.0.write() {
+            Ok(mut g) => *g = Arc::new(v),
+            Err(p) => *p.into_inner() = Arc::new(v),
+        }
+    }
 }
 
 /// JSON body extractor whose rejections are [`ApiError`]s.
@@ -134,7 +165,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
 }
 
@@ -152,7 +183,7 @@ async fn method_not_allowed() -> ApiError {
 
 /// Logs each request by its route pattern (never the raw path or query: they can hold phone
 /// numbers), status and latency.
-async fn log_request(req: Request, next: Next) -> Response {
+async fn log_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
@@ -160,6 +191,15 @@ async fn log_request(req: Request, next: Next) -> Response {
     let status = resp.status().as_u16();
     let micros = started.elapsed().as_micros() as u64;
     let route = route.as_ref().map_or("(unmatched)", MatchedPath::as_str);
+    state.metrics.request(
+        method.as_str(),
+        route,
+        status,
+        started.elapsed().as_secs_f64(),
+    );
+    if let Some(code) = resp.extensions().get::<error::ErrorCode>() {
+        state.metrics.error(code.0);
+    }
     if status >= 500 {
         tracing::warn!(%method, route, status, micros, "request failed");
     } else {

@@ -63,6 +63,10 @@ async fn record(
             let status = if replayed {
                 StatusCode::OK
             } else {
+                state
+                    .metrics
+                    .sales
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 StatusCode::CREATED
             };
             Ok((status, Json(*sale)))
@@ -194,6 +198,10 @@ async fn refund(
             let status = if replayed {
                 StatusCode::OK
             } else {
+                state
+                    .metrics
+                    .refunds
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 StatusCode::CREATED
             };
             Ok((status, Json(*refund)))

@@ -59,6 +59,7 @@ impl axum::extract::FromRequestParts<AppState> for Terminal {
         let token = bearer(parts)?;
         state
             .directory
+            .get()
             .terminal_for(token)
             .map(|t| Terminal(t.id.clone()))
             .ok_or_else(|| {
@@ -83,7 +84,7 @@ async fn login(
             "unknown staff number or wrong PIN",
         )
     };
-    let sec = &state.security;
+    let sec = state.security.get();
     let staff_no = req.staff_no.trim().to_string();
     let staff_scope = format!("staff:{staff_no}");
     let terminal_scope = format!("terminal:{terminal_id}");
@@ -116,7 +117,7 @@ async fn login(
 
     let valid_shape = staff_no.len() <= 16 && req.pin.len() <= 16;
     let known = if valid_shape {
-        state.directory.staff(&state.cache, &staff_no)?
+        state.directory.get().staff(&state.cache, &staff_no)?
     } else {
         None
     };

@@ -46,6 +46,7 @@ async fn list(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Vec
     let managed = state.cache.all_staff()?;
     let mut out: Vec<StaffView> = state
         .directory
+        .get()
         .configured()
         .filter(|c| !managed.iter().any(|m| m.staff_no == c.staff_no))
         .map(|c| StaffView {
@@ -72,6 +73,7 @@ async fn read(
     }
     state
         .directory
+        .get()
         .configured()
         .find(|c| c.staff_no == staff_no)
         .map(|c| {
@@ -109,10 +111,11 @@ async fn current(state: &AppState, staff_no: &str) -> ApiResult<Option<StaffReco
     if let Some(r) = state.cache.staff(staff_no)? {
         return Ok(Some(r));
     }
-    let Some(c) = state
-        .directory
+    let directory = state.directory.get();
+    let Some(c) = directory
         .configured()
         .find(|c| c.staff_no == staff_no)
+        .cloned()
     else {
         return Ok(None);
     };

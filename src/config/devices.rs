@@ -55,6 +55,17 @@ pub enum DeviceKind {
     Printer,
 }
 
+impl DeviceKind {
+    /// The kind's name as in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Scanner => "scanner",
+            DeviceKind::CardReader => "card_reader",
+            DeviceKind::Printer => "printer",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum TransportKind {

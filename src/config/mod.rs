@@ -119,6 +119,8 @@ pub struct StorageConfig {
     pub cache_capacity_mb: u64,
     /// How long idempotency keys are kept (at least the longest expected offline period).
     pub idempotency_days: u32,
+    /// Free space on the data directory's file system below which an alert is raised.
+    pub min_free_mb: u64,
 }
 
 /// How a terminal's token is checked.
@@ -305,6 +307,9 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
             "must be between 1 and 4096",
         ));
     }
+    if !(16..=1024 * 1024).contains(&st.min_free_mb) {
+        return Err(bad("storage.min_free_mb", "must be between 16 and 1048576"));
+    }
     if !(1..=3650).contains(&st.idempotency_days) {
         return Err(bad(
             "storage.idempotency_days",
@@ -434,6 +439,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
             dir: st.dir,
             cache_capacity_mb: st.cache_capacity_mb,
             idempotency_days: st.idempotency_days,
+            min_free_mb: st.min_free_mb,
         },
         terminals,
         staff,
@@ -470,4 +476,71 @@ pub fn hash_pin(pin: &str) -> Result<String, String> {
         .hash_password(pin.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| e.to_string())
+}
+
+/// A production config to start from (`storebox generate-config`), with a new terminal token
+/// and a first admin PIN. The config holds only their hashes; the secrets themselves are
+/// returned beside it, to be shown once.
+pub fn generate(store_id: &str, name: &str) -> (String, String, String) {
+    use rand::RngExt;
+    let mut rng = rand::rng();
+    let token: String = (0..32)
+        .map(|_| char::from(b"abcdefghijkmnpqrstuvwxyz23456789"[rng.random_range(0..32)]))
+        .collect();
+    let pin = format!("{:06}", rng.random_range(0..1_000_000u32));
+    let pin_hash = hash_pin(&pin).unwrap_or_default();
+    let name = name.replace('\\', "\\\\").replace('"', "\\\"");
+    let text = format!(
+        r#"# storebox configuration for store {store_id}, made by `storebox generate-config`.
+# Check it with `storebox check-config <file>`; every key is described in the README.
+
+[store]
+id = "{store_id}"
+name = "{name}"
+timezone = "Asia/Shanghai"
+currency = "CNY"
+environment = "production"
+
+[http]
+# The store LAN; terminals reach the box on this address.
+listen = "0.0.0.0:8080"
+session_hours = 12
+
+[storage]
+dir = "/var/lib/storebox"
+cache_capacity_mb = 16
+min_free_mb = 256
+
+[security]
+# The store key: `storebox init --config <this file>` creates it. Under systemd it is passed
+# as the credential storebox.key; keep a copy at HQ.
+max_pin_failures = 5
+terminal_max_failures = 20
+lockout_seconds = 900
+
+[backup]
+every_hours = 24
+keep = 7
+
+[[terminals]]
+id = "pos-1"
+token_sha256 = "{token_hash}"
+
+# The first admin; more staff are added over the API (PUT /v1/staff/{{no}}) or pushed by HQ.
+[[staff]]
+staff_no = "9001"
+name = "店长"
+role = "admin"
+pin_hash = "{pin_hash}"
+
+[uplink]
+enabled = false
+# host = "mqtt.hq.example.com"
+# port = 8883
+# [uplink.tls]
+# ca_file = "/etc/storebox/hq-ca.pem"
+"#,
+        token_hash = hex::encode(token_hash(&token)),
+    );
+    (text, token, pin)
 }

@@ -108,6 +108,12 @@ pub(super) struct RawStorage {
     pub cache_capacity_mb: u64,
     #[serde(default = "default_idem_days")]
     pub idempotency_days: u32,
+    #[serde(default = "default_min_free_mb")]
+    pub min_free_mb: u64,
+}
+
+fn default_min_free_mb() -> u64 {
+    256
 }
 
 impl Default for RawStorage {
@@ -116,6 +122,7 @@ impl Default for RawStorage {
             dir: default_dir(),
             cache_capacity_mb: default_cache_mb(),
             idempotency_days: default_idem_days(),
+            min_free_mb: default_min_free_mb(),
         }
     }
 }

@@ -315,3 +315,15 @@ fn security_and_backup_settings_are_checked() {
     );
     assert_eq!(c.backup.keep, 3);
 }
+
+#[test]
+fn a_generated_config_is_valid_production_config() {
+    let (text, token, pin) = generate("gz-007", "广州\"天河\"店");
+    let c = parse(&text).unwrap();
+    assert_eq!(c.store.id, "gz-007");
+    assert_eq!(c.store.name, "广州\"天河\"店");
+    assert_eq!(c.store.environment, Environment::Production);
+    assert_eq!(c.terminals[0].token_sha256, token_hash(&token));
+    assert!(!text.contains(&token) && !text.contains(&format!("\"{pin}\"")));
+    assert!(valid_pin(&pin));
+}
