@@ -278,3 +278,19 @@ async fn a_full_disk_refuses_the_sale_and_changes_nothing() {
         .unwrap();
     assert_eq!(sales, i64::try_from(ok).unwrap());
 }
+
+#[tokio::test]
+async fn a_ping_is_answered_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let seq = ledger.stats.last_seq.load(Ordering::Relaxed);
+    let batches = ledger.stats.batches.load(Ordering::Relaxed);
+    for _ in 0..3 {
+        ledger.ping().await.unwrap();
+    }
+    assert_eq!(ledger.stats.last_seq.load(Ordering::Relaxed), seq);
+    assert_eq!(ledger.stats.batches.load(Ordering::Relaxed), batches);
+    drop(ledger);
+    thread.join().unwrap();
+}
