@@ -76,8 +76,12 @@ pub fn load_keys(config: &Config) -> anyhow::Result<StoreKeys> {
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let notifier = crate::notify::Notifier::from_env();
     let dir = config.storage.dir.clone();
     let _lock = lock_data_dir(&dir)?;
+    notifier
+        .notify(&crate::notify::status("starting: journal, cache, ledger"))
+        .await;
     // Before anything is started: a TLS setup that fails stops the daemon cleanly.
     let tls = match &config.http.tls {
         Some(files) => Some(Arc::new(
@@ -238,18 +242,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     ));
     let app = api::router(state, config.http.max_body_bytes);
-    let stop = shutdown.clone().cancelled_owned();
-    let result = match listener {
-        HttpListener::Plain(l) => axum::serve(l, app)
-            .with_graceful_shutdown(stop)
-            .await
-            .context("serving HTTP"),
-        HttpListener::Tls(l) => axum::serve(l, app)
-            .with_graceful_shutdown(stop)
-            .await
-            .context("serving HTTPS"),
-    };
+    let server = tokio::spawn(serve(listener, app, shutdown.clone()));
+    // READY=1 now that the listener is bound, then the watchdog and STOPPING=1.
+    let systemd = tokio::spawn(crate::notify::supervise(
+        notifier,
+        crate::notify::Liveness {
+            ledger: ledger.clone(),
+            http: server.abort_handle(),
+        },
+        format!("serving on {scheme}://{addr}"),
+        shutdown.clone(),
+    ));
+    let result = server
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the HTTP server task failed: {e}")));
     shutdown.cancel();
+    let _ = systemd.await;
     let _ = housekeeping.await;
     let _ = disk_task.await;
     let _ = reload.await;
@@ -275,6 +283,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 enum HttpListener {
     Plain(TcpListener),
     Tls(api::tls::TlsListener),
+}
+
+/// Serves the API until `shutdown` is cancelled and in-flight requests are done.
+async fn serve(
+    listener: HttpListener,
+    app: axum::Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let stop = shutdown.cancelled_owned();
+    match listener {
+        HttpListener::Plain(l) => axum::serve(l, app)
+            .with_graceful_shutdown(stop)
+            .await
+            .context("serving HTTP"),
+        HttpListener::Tls(l) => axum::serve(l, app)
+            .with_graceful_shutdown(stop)
+            .await
+            .context("serving HTTPS"),
+    }
 }
 
 /// Periodic upkeep: forget expired sessions.

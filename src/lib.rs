@@ -24,8 +24,11 @@
 //! - [`api`]: axum handlers, one module per resource; authentication and the error type.
 //! - [`devices`]: store devices; so far the pure ESC/POS encoder, receipt layout and decoder.
 //! - [`config`]: TOML → validated [`config::Config`], errors naming file, key and reason.
+//! - [`notify`]: systemd's notify protocol without libsystemd — `READY=1` once HTTP is served,
+//!   `STATUS=`, `STOPPING=1`, and watchdog pings only while the ledger answers and the HTTP
+//!   server runs. The unit, sysusers and udev files are in `systemd/`.
 //! - [`app`]: wiring — lock the data directory, open the stores, start the ledger and the HTTP
-//!   server, shut down in order.
+//!   server, tell systemd, shut down in order.
 //!
 //! `main.rs` is thin: command line, logging, signals, then [`app::run`].
 
@@ -40,6 +43,7 @@ pub mod domain;
 pub mod journal;
 pub mod ledger;
 pub mod metrics;
+pub mod notify;
 pub mod pii;
 pub mod security;
 pub mod uplink;

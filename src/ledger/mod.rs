@@ -273,6 +273,9 @@ pub enum Outcome {
 enum Msg {
     /// A command.
     Job(Job),
+    /// A liveness probe: answered once the thread has worked through the batch it arrived
+    /// with. Touches neither the journal nor the cache.
+    Ping(oneshot::Sender<()>),
     /// Test only: run a closure on the journal connection (to simulate a full disk).
     #[cfg(test)]
     Hook(
@@ -387,6 +390,18 @@ impl Ledger {
             .await
             .map_err(|_| LedgerError::ShuttingDown)?;
         rx.await.map_err(|_| LedgerError::ShuttingDown)?
+    }
+
+    /// Returns once the ledger thread has taken every message queued before this one and
+    /// finished the batch it belonged to: proof that the single writer is alive and not stuck
+    /// (the systemd watchdog asks this). Writes nothing.
+    pub async fn ping(&self) -> Result<(), LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Ping(reply))
+            .await
+            .map_err(|_| LedgerError::ShuttingDown)?;
+        rx.await.map_err(|_| LedgerError::ShuttingDown)
     }
 }
 
@@ -531,10 +546,12 @@ impl Worker {
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         while let Some(first) = rx.blocking_recv() {
             let mut jobs = Vec::new();
+            let mut pings = Vec::new();
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Job(job) => jobs.push(job),
+                    Msg::Ping(reply) => pings.push(reply),
                     #[cfg(test)]
                     Msg::Hook(f, done) => {
                         self.batch(std::mem::take(&mut jobs));
@@ -548,6 +565,10 @@ impl Worker {
             }
             if !jobs.is_empty() {
                 self.batch(jobs);
+            }
+            // Only now: a ping answered means the thread got through the batch it came with.
+            for reply in pings {
+                let _ = reply.send(());
             }
             if self.last_purge.elapsed() > Duration::from_secs(3600) {
                 purge_idempotency(&mut self.journal, self.idempotency_days);

@@ -337,3 +337,19 @@ async fn a_member_erased_by_hq_is_erased_here() {
             .any(|a| a.action == "member.erase" && a.target == m.id)
     );
 }
+
+#[tokio::test]
+async fn a_ping_is_answered_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let seq = ledger.stats.last_seq.load(Ordering::Relaxed);
+    let batches = ledger.stats.batches.load(Ordering::Relaxed);
+    for _ in 0..3 {
+        ledger.ping().await.unwrap();
+    }
+    assert_eq!(ledger.stats.last_seq.load(Ordering::Relaxed), seq);
+    assert_eq!(ledger.stats.batches.load(Ordering::Relaxed), batches);
+    drop(ledger);
+    thread.join().unwrap();
+}

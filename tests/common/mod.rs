@@ -112,10 +112,20 @@ impl Daemon {
 
     /// Starts the daemon with an existing config file.
     pub fn start_with(dir: &Path, config: &Path) -> Daemon {
+        Daemon::start_env(dir, config, &[])
+    }
+
+    /// Starts the daemon with an existing config file and extra environment variables
+    /// (`NOTIFY_SOCKET`, ...). systemd's own variables are never inherited from the test run.
+    pub fn start_env(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_storebox"))
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

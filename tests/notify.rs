@@ -1,0 +1,195 @@
+//! The daemon under a stand-in for systemd: a datagram socket of the test's own in
+//! `NOTIFY_SOCKET` and `WATCHDOG_USEC`, as `Type=notify` and `WatchdogSec=` set them (this
+//! machine has no systemd as PID 1 to start the real unit).
+//!
+//! To stop a main loop, the test does what a hung disk does to the ledger: it takes SQLite's
+//! write lock on the journal from another connection, so the ledger thread blocks inside its
+//! next `BEGIN IMMEDIATE` (for up to the journal's 5 s busy timeout). Nothing in the daemon is
+//! made for the test.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+use tokio::net::UnixDatagram;
+
+/// The test's end of the notify socket.
+struct Systemd {
+    socket: UnixDatagram,
+}
+
+impl Systemd {
+    fn bind(path: &Path) -> Systemd {
+        Systemd {
+            socket: UnixDatagram::bind(path).unwrap(),
+        }
+    }
+
+    /// Every message that arrives within `window`.
+    async fn during(&self, window: Duration) -> Vec<String> {
+        let end = Instant::now() + window;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.socket.recv(&mut buf)).await {
+                Ok(Ok(n)) => out.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Ok(Err(e)) => panic!("reading the notify socket: {e}"),
+                Err(_) => return out,
+            }
+        }
+    }
+
+    /// Messages up to and including the first one containing `what`; panics after `limit`.
+    async fn until(&self, what: &str, limit: Duration) -> Vec<String> {
+        let end = Instant::now() + limit;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.socket.recv(&mut buf)).await {
+                Ok(Ok(n)) => {
+                    let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let found = m.lines().any(|l| l == what);
+                    out.push(m);
+                    if found {
+                        return out;
+                    }
+                }
+                Ok(Err(e)) => panic!("reading the notify socket: {e}"),
+                Err(_) => panic!("no {what} within {limit:?}; got {out:?}"),
+            }
+        }
+    }
+}
+
+fn pings(msgs: &[String]) -> usize {
+    msgs.iter()
+        .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_after_http_pings_while_the_ledger_answers_stopping_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let systemd = Systemd::bind(&socket_path);
+    let config = dir.path().join("storebox.toml");
+    std::fs::write(&config, config_text(&dir.path().join("data"), "")).unwrap();
+    let d = Daemon::start_env(
+        dir.path(),
+        &config,
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            // WatchdogSec=0.5: a ping every 250 ms. WATCHDOG_PID is left unset, which
+            // sd_watchdog_enabled(3) takes as "this process" (the harness spawns the binary).
+            ("WATCHDOG_USEC", "500000"),
+        ],
+    );
+
+    // READY=1 with the address as status, before any ping; and HTTP answers right then.
+    let start = systemd.until("READY=1", Duration::from_secs(30)).await;
+    let ready = start.last().unwrap();
+    assert!(
+        ready.contains(&format!("STATUS=serving on {}", d.base)),
+        "{ready:?}"
+    );
+    assert_eq!(pings(&start), 0, "pings before READY: {start:?}");
+    let r = d.client.get(d.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Pings keep coming while all is well: 250 ms apart, so about 8 in 2 s.
+    let healthy = systemd.during(Duration::from_secs(2)).await;
+    assert!(pings(&healthy) >= 5, "{healthy:?}");
+
+    // Stop the ledger: hold the journal's write lock, then give the ledger a write.
+    let token = d.login(CASHIER).await;
+    let journal = rusqlite::Connection::open(dir.path().join("data/journal.sqlite3")).unwrap();
+    journal.busy_timeout(Duration::from_secs(5)).unwrap();
+    journal.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let sale = {
+        let client = d.client.clone();
+        let url = d.url("/v1/sales");
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
+                .json(&json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    // A ping answered before the sale reached the ledger may still be on its way.
+    let settling = systemd.during(Duration::from_millis(400)).await;
+    let stuck = systemd.during(Duration::from_secs(2)).await;
+    assert_eq!(
+        pings(&stuck),
+        0,
+        "pings while the ledger is stuck: {stuck:?}"
+    );
+    assert!(
+        settling
+            .iter()
+            .chain(&stuck)
+            .any(|m| m.contains("STATUS=unhealthy: the ledger did not answer")),
+        "{settling:?} {stuck:?}"
+    );
+    // The daemon still serves what needs no ledger meanwhile: only the watchdog knows.
+    let r = d.client.get(d.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Let go: the sale is recorded after all, and the pings come back with the status.
+    journal.execute_batch("ROLLBACK").unwrap();
+    let status = sale.await.unwrap().unwrap();
+    assert_eq!(status, 201, "the held-up sale");
+    let back = systemd.until("WATCHDOG=1", Duration::from_secs(3)).await;
+    assert!(
+        back.iter()
+            .any(|m| m.contains(&format!("STATUS=serving on {}", d.base))),
+        "{back:?}"
+    );
+    let again = systemd.during(Duration::from_secs(1)).await;
+    assert!(pings(&again) >= 2, "{again:?}");
+
+    // SIGTERM: STOPPING=1, and a clean exit.
+    assert_eq!(d.terminate(), Some(0));
+    let end = systemd.until("STOPPING=1", Duration::from_secs(5)).await;
+    assert!(end.last().unwrap().contains("STATUS=stopping"), "{end:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abstract_socket_and_no_watchdog_for_another_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("storebox-notify-test-{}", std::process::id());
+    let addr = {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap()
+    };
+    let std_socket = std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap();
+    std_socket.set_nonblocking(true).unwrap();
+    let systemd = Systemd {
+        socket: UnixDatagram::from_std(std_socket).unwrap(),
+    };
+    let config = dir.path().join("storebox.toml");
+    std::fs::write(&config, config_text(&dir.path().join("data"), "")).unwrap();
+    // WATCHDOG_PID names another process: the variables were inherited, not meant for us.
+    let d = Daemon::start_env(
+        dir.path(),
+        &config,
+        &[
+            ("NOTIFY_SOCKET", &format!("@{name}")),
+            ("WATCHDOG_USEC", "200000"),
+            ("WATCHDOG_PID", "1"),
+        ],
+    );
+    systemd.until("READY=1", Duration::from_secs(30)).await;
+    let after = systemd.during(Duration::from_millis(600)).await;
+    assert_eq!(pings(&after), 0, "{after:?}");
+    assert_eq!(d.terminate(), Some(0));
+    systemd.until("STOPPING=1", Duration::from_secs(5)).await;
+}
