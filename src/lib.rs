@@ -40,6 +40,7 @@ pub mod cache;
 pub mod config;
 pub mod devices;
 pub mod domain;
+pub mod insight;
 pub mod journal;
 pub mod ledger;
 pub mod metrics;

@@ -57,7 +57,48 @@ pub(crate) struct MemberView {
     created_at: DateTime<FixedOffset>,
     next_level: Option<NextLevel>,
     birthday_discount_available: bool,
+    /// RFM segment (`important_value`...), with its names.
+    segment: SegmentView,
+    /// RFM scores, 1–5 each (absent before the first purchase).
+    rfm: Option<crate::domain::insight::Rfm>,
+    /// Flagged as drifting away, with the reason (shown at the till).
+    at_risk: Option<RiskView>,
     erased: bool,
+}
+
+/// A segment as the API shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct SegmentView {
+    pub(crate) code: &'static str,
+    name: &'static str,
+    name_en: &'static str,
+}
+
+impl From<crate::domain::insight::Segment> for SegmentView {
+    fn from(s: crate::domain::insight::Segment) -> Self {
+        SegmentView {
+            code: s.code(),
+            name: s.name_zh(),
+            name_en: s.name_en(),
+        }
+    }
+}
+
+/// Why a member is at risk.
+#[derive(Debug, Serialize)]
+pub(crate) struct RiskView {
+    #[serde(flatten)]
+    reason: crate::domain::insight::ChurnReason,
+    pub(crate) message: String,
+}
+
+impl From<crate::domain::insight::ChurnReason> for RiskView {
+    fn from(reason: crate::domain::insight::ChurnReason) -> Self {
+        RiskView {
+            message: reason.describe(),
+            reason,
+        }
+    }
 }
 
 impl MemberView {
@@ -75,7 +116,12 @@ impl MemberView {
             });
         let full_phone = staff.can(Action::MemberReadFullPhone);
         let p = m.profile.as_ref();
+        let (rfm, segment) = crate::domain::insight::rfm(m, &settings.insight.rfm, today);
+        let at_risk = crate::domain::insight::churn(m, &settings.insight.churn, today);
         MemberView {
+            segment: segment.into(),
+            rfm,
+            at_risk: at_risk.map(RiskView::from),
             id: m.id.clone(),
             name: p.map(|p| p.name.clone()),
             phone: p.map(|p| {
@@ -252,32 +298,6 @@ async fn erase(
 /// Members per page of the export.
 const EXPORT_PAGE: usize = 500;
 
-/// Quotes a CSV field when it needs it, and defuses spreadsheet formulas.
-fn csv_field(out: &mut String, v: &str) {
-    let v = if v.starts_with(['=', '+', '-', '@']) {
-        format!("'{v}")
-    } else {
-        v.to_string()
-    };
-    if v.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&v.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(&v);
-    }
-}
-
-fn csv_row(out: &mut String, fields: &[&str]) {
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        csv_field(out, f);
-    }
-    out.push_str("\r\n");
-}
-
 /// `GET /v1/members/export`: every member's personal data and counters as CSV (UTF-8 with a
 /// byte-order mark, so spreadsheets read the Chinese names). Managers only, and audited.
 /// Erased members appear without personal data. Streamed page by page.
@@ -303,7 +323,7 @@ async fn export(
         let rules = settings.rules();
         let today = settings.local_date(Utc::now());
         let mut head = String::from("\u{feff}");
-        csv_row(
+        super::csv::row(
             &mut head,
             &[
                 "id",
@@ -343,7 +363,7 @@ async fn export(
                 let gender = p.map(|p| format!("{:?}", p.gender).to_lowercase());
                 let birthday = p.and_then(|p| p.birthday).map(|b| b.to_string());
                 let level = m.effective_level(&rules, today).map(|l| l.code.clone());
-                csv_row(
+                super::csv::row(
                     &mut chunk,
                     &[
                         &m.id,

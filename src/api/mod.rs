@@ -7,11 +7,14 @@
 mod audit;
 mod auth;
 mod coupons;
+mod csv;
 mod devices;
 mod error;
+mod feedback;
 mod health;
 mod members;
 mod products;
+mod reports;
 mod sales;
 mod sessions;
 mod staff;
@@ -158,6 +161,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(stock::router())
         .merge(staff::router())
         .merge(audit::router())
+        .merge(reports::router())
+        .merge(feedback::router())
         .merge(sales::router())
         .merge(coupons::router())
         .merge(uplink::router())

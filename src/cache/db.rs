@@ -19,7 +19,7 @@ use super::{CacheError, sql_err};
 pub const FILE_NAME: &str = "cache.sqlite3";
 
 /// Version of the cache layout; a cache with another version is rebuilt from the journal.
-pub(super) const LAYOUT_VERSION: &str = "6";
+pub(super) const LAYOUT_VERSION: &str = "7";
 
 /// Read connections kept open.
 pub(super) const READERS: usize = 4;
@@ -38,6 +38,8 @@ CREATE INDEX IF NOT EXISTS stock_below ON stock(below, sku);
 CREATE TABLE IF NOT EXISTS coupons (code TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS staff (staff_no TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (k BLOB PRIMARY KEY, expires_at TEXT NOT NULL, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS feedback (id TEXT PRIMARY KEY, open INTEGER NOT NULL, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS feedback_open ON feedback(open, id);
 CREATE TABLE IF NOT EXISTS strikes (scope TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 ";
 

@@ -355,6 +355,38 @@ impl Cache {
         self.read(|c| codec::get_json(c, "staff", "staff_no", staff_no))
     }
 
+    /// A feedback item.
+    pub fn feedback(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::domain::feedback::Feedback>, CacheError> {
+        self.read(|c| codec::get_json(c, "feedback", "id", id))
+    }
+
+    /// Feedback items, open ones only or all, oldest first, at most `limit`.
+    pub fn feedback_list(
+        &self,
+        open_only: bool,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::feedback::Feedback>, CacheError> {
+        self.read(|c| {
+            let rows: Vec<(String, Vec<u8>)> = c
+                .prepare_cached(
+                    "SELECT id, data FROM feedback WHERE open >= ?1 ORDER BY id LIMIT ?2",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![open_only, limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect()
+                })
+                .map_err(sql_err("listing feedback"))?;
+            rows.iter()
+                .map(|(id, d)| codec::decode_json("feedback", id, d))
+                .collect()
+        })
+    }
+
     /// Every staff record pushed by HQ or managed by an admin (removed ones too).
     pub fn all_staff(&self) -> Result<Vec<StaffRecord>, CacheError> {
         self.read(|c| {

@@ -11,6 +11,7 @@ use super::codec::{encode_json, encode_member, get_json};
 use super::{CacheError, CacheWriter, Idx, get_member, index_get, sql_err, stored_rules};
 use crate::domain::catalog::{Coupon, Product, StockLevel};
 use crate::domain::contact::{name_search_key, phone_tail};
+use crate::domain::feedback::Feedback;
 use crate::domain::member::Member;
 use crate::domain::rules::Rules;
 use crate::domain::sync::StaffRecord;
@@ -23,6 +24,7 @@ pub struct Pending<'w> {
     products: HashMap<String, Product>,
     stock: HashMap<String, StockLevel>,
     coupons: HashMap<String, Coupon>,
+    feedback: HashMap<String, Feedback>,
     staff: HashMap<String, StaffRecord>,
     rules: Option<(u64, Rules)>,
     /// Set when the batch holds HQ data: its commit is fsynced, because the broker is told
@@ -41,6 +43,7 @@ impl<'w> Pending<'w> {
             products: HashMap::new(),
             stock: HashMap::new(),
             coupons: HashMap::new(),
+            feedback: HashMap::new(),
             staff: HashMap::new(),
             rules: None,
             durable: false,
@@ -189,6 +192,19 @@ impl<'w> Pending<'w> {
         self.coupons.insert(c.code.clone(), c);
     }
 
+    /// A feedback item, pending version first.
+    pub fn feedback(&self, id: &str) -> Result<Option<Feedback>, CacheError> {
+        if let Some(f) = self.feedback.get(id) {
+            return Ok(Some(f.clone()));
+        }
+        get_json(self.w.conn(), "feedback", "id", id)
+    }
+
+    /// Stores a feedback item.
+    pub fn put_feedback(&mut self, f: Feedback) {
+        self.feedback.insert(f.id.clone(), f);
+    }
+
     /// A staff member pushed by HQ, pending version first.
     pub fn staff(&self, staff_no: &str) -> Result<Option<StaffRecord>, CacheError> {
         if let Some(s) = self.staff.get(staff_no) {
@@ -233,6 +249,7 @@ impl<'w> Pending<'w> {
             && self.products.is_empty()
             && self.stock.is_empty()
             && self.coupons.is_empty()
+            && self.feedback.is_empty()
             && self.staff.is_empty()
             && self.rules.is_none()
             && self.index.is_empty()
@@ -292,6 +309,15 @@ impl<'w> Pending<'w> {
                 )?;
                 for (code, c) in &self.coupons {
                     st.execute(params![code, encode_json(c)])?;
+                }
+            }
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO feedback (id, open, data) VALUES (?1, ?2, ?3)",
+                )?;
+                for (id, f) in &self.feedback {
+                    let open = f.status != crate::domain::feedback::FeedbackStatus::Closed;
+                    st.execute(params![id, open, encode_json(f)])?;
                 }
             }
             {

@@ -123,6 +123,21 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
         | EventBody::SyncRequested { .. }
         | EventBody::AuditRecorded(_)
         | EventBody::JournalRestored { .. } => {}
+        EventBody::FeedbackReceived(f) => {
+            if p.feedback(&f.id)?.is_none() {
+                p.put_feedback((**f).clone());
+            }
+        }
+        EventBody::FeedbackUpdated { id, note } => {
+            if let Some(mut f) = p.feedback(id)?
+                && !f.notes.contains(note)
+            {
+                f.status = note.status;
+                f.updated_at = note.at;
+                f.notes.push(note.clone());
+                p.put_feedback(f);
+            }
+        }
         EventBody::StaffChanged { record, .. } => {
             // A local change is the newest word until HQ sends a higher version.
             let stale = p

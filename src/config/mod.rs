@@ -6,6 +6,7 @@
 //! `MASKED`.
 
 mod devices;
+mod insight;
 mod membership;
 mod raw;
 mod security;
@@ -26,6 +27,7 @@ use crate::domain::money::TotalRounding;
 use crate::domain::rules::Rules;
 
 pub use devices::{DeviceConfig, DeviceKind, LineEnd, PrinterOptions, Transport};
+pub use insight::{Automation, InsightConfig};
 pub use membership::membership_from_value;
 pub use raw::RawConfig;
 pub use security::{BackupConfig, CREDENTIAL_NAME, DEFAULT_KEY_FILE, SecurityConfig};
@@ -192,6 +194,8 @@ pub struct Config {
     pub security: SecurityConfig,
     /// `[backup]`: scheduled backups.
     pub backup: BackupConfig,
+    /// `[insight]`: segments, churn warning, automations.
+    pub insight: InsightConfig,
 }
 
 impl Config {
@@ -417,6 +421,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     let devices = devices::to_devices(raw.devices, &terminal_ids)?;
     let security = security::to_security(raw.security)?;
     let backup = security::to_backup(raw.backup, &st.dir)?;
+    let insight = insight::to_insight(raw.insight)?;
 
     Ok(Config {
         source: PathBuf::new(),
@@ -449,6 +454,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         devices,
         security,
         backup,
+        insight,
     })
 }
 

@@ -36,6 +36,8 @@ pub struct RawConfig {
     pub(super) security: Option<super::security::RawSecurity>,
     #[serde(default)]
     pub(super) backup: Option<super::security::RawBackup>,
+    #[serde(default)]
+    pub(super) insight: Option<super::insight::RawInsight>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -78,11 +78,17 @@ pub enum Action {
     StaffManage,
     /// Read the audit log.
     AuditRead,
+    /// See segments, the churn list and reports.
+    ReportsRead,
+    /// Record a customer's feedback.
+    FeedbackRecord,
+    /// See and follow up feedback.
+    FeedbackManage,
 }
 
 impl Action {
     /// Every action, in the order of the README's matrix.
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 26] = [
         Action::MemberRegister,
         Action::MemberRead,
         Action::MemberReadFullPhone,
@@ -106,6 +112,9 @@ impl Action {
         Action::StaffRead,
         Action::StaffManage,
         Action::AuditRead,
+        Action::ReportsRead,
+        Action::FeedbackRecord,
+        Action::FeedbackManage,
     ];
 
     /// The lowest role allowed to perform the action.
@@ -121,7 +130,8 @@ impl Action {
             | Action::SaleRead
             | Action::CouponRead
             | Action::StatusRead
-            | Action::ReceiptReprint => Role::Cashier,
+            | Action::ReceiptReprint
+            | Action::FeedbackRecord => Role::Cashier,
             Action::MemberReadFullPhone
             | Action::MemberEditBirthday
             | Action::MemberErase
@@ -131,7 +141,9 @@ impl Action {
             | Action::CouponIssue
             | Action::DeviceControl
             | Action::MemberExport
-            | Action::StaffRead => Role::Manager,
+            | Action::StaffRead
+            | Action::ReportsRead
+            | Action::FeedbackManage => Role::Manager,
             Action::StaffManage | Action::AuditRead => Role::Admin,
         }
     }
@@ -162,6 +174,9 @@ impl Action {
             Action::StaffRead => "see the staff list",
             Action::StaffManage => "add, change or remove staff",
             Action::AuditRead => "read the audit log",
+            Action::ReportsRead => "see segments, the churn list and reports",
+            Action::FeedbackRecord => "record a customer's feedback",
+            Action::FeedbackManage => "see and follow up feedback",
         }
     }
 

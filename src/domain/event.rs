@@ -204,6 +204,17 @@ pub enum EventBody {
         /// The admin who changed it.
         by: String,
     },
+    /// A customer's feedback or complaint was recorded.
+    #[serde(rename = "feedback.received")]
+    FeedbackReceived(Box<crate::domain::feedback::Feedback>),
+    /// A feedback item was followed up (status and note).
+    #[serde(rename = "feedback.updated")]
+    FeedbackUpdated {
+        /// Item.
+        id: String,
+        /// The note added, with the status it set.
+        note: crate::domain::feedback::FeedbackNote,
+    },
     /// The store's data was restored from a backup. Events after `backup_last_seq` up to
     /// `hq_last_seq` were lost on the box (HQ has them); numbering goes on after HQ's.
     #[serde(rename = "journal.restored")]
@@ -237,6 +248,8 @@ impl EventBody {
             EventBody::AuditRecorded(_) => "audit.recorded",
             EventBody::StaffChanged { .. } => "staff.changed",
             EventBody::JournalRestored { .. } => "journal.restored",
+            EventBody::FeedbackReceived(_) => "feedback.received",
+            EventBody::FeedbackUpdated { .. } => "feedback.updated",
         }
     }
 
@@ -259,6 +272,8 @@ impl EventBody {
             EventBody::AuditRecorded(a) => format!("audit:{}", a.n),
             EventBody::StaffChanged { record, .. } => record.staff_no.clone(),
             EventBody::JournalRestored { .. } => "restore".into(),
+            EventBody::FeedbackReceived(f) => f.id.clone(),
+            EventBody::FeedbackUpdated { id, .. } => id.clone(),
         }
     }
 }

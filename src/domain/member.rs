@@ -116,6 +116,24 @@ pub struct StoreCounters {
     /// Activity by month (`"2026-11"`), for spend windows and points expiry.
     #[serde(default)]
     pub months: BTreeMap<String, MonthCounters>,
+    /// The latest distinct days with a sale (store-local, oldest first, at most
+    /// [`VISIT_DAYS_KEPT`]): the member's own rhythm, for the churn warning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visit_days: Vec<NaiveDate>,
+}
+
+/// How many visit days a member's counters keep per store.
+pub const VISIT_DAYS_KEPT: usize = 24;
+
+/// Adds `day` to sorted distinct `days`, keeping the latest [`VISIT_DAYS_KEPT`].
+pub fn note_visit_day(days: &mut Vec<NaiveDate>, day: NaiveDate) {
+    if let Err(i) = days.binary_search(&day) {
+        days.insert(i, day);
+    }
+    if days.len() > VISIT_DAYS_KEPT {
+        let excess = days.len() - VISIT_DAYS_KEPT;
+        days.drain(..excess);
+    }
 }
 
 impl StoreCounters {
@@ -126,6 +144,9 @@ impl StoreCounters {
         self.birthday_discount_year = self.birthday_discount_year.max(o.birthday_discount_year);
         for (m, c) in &o.months {
             self.months.entry(m.clone()).or_default().merge(c);
+        }
+        for d in &o.visit_days {
+            note_visit_day(&mut self.visit_days, *d);
         }
     }
 

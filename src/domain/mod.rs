@@ -10,6 +10,8 @@ pub mod calendar;
 pub mod catalog;
 pub mod contact;
 pub mod event;
+pub mod feedback;
+pub mod insight;
 pub mod lockout;
 pub mod member;
 pub mod money;

@@ -249,6 +249,7 @@ fn add_sale_counters(member: &mut Member, sale: &Sale) {
     let c = member.counters.entry(sale.store_id.clone()).or_default();
     c.visits += 1;
     c.last_visit_at = c.last_visit_at.max(Some(sale.created_at));
+    crate::domain::member::note_visit_day(&mut c.visit_days, sale.created_at.date_naive());
     if sale.benefit == Some(Benefit::Birthday) {
         c.birthday_discount_year = c.birthday_discount_year.max(Some(sale.created_at.year()));
     }

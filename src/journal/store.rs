@@ -557,3 +557,54 @@ pub fn print_done(conn: &Connection, id: i64) -> Result<(), JournalError> {
         .map_err(JournalError::sql("finishing a print job"))?;
     Ok(())
 }
+
+/// Calls `f` with every event of one of `kinds` on the store-local days `from..to` (`to`
+/// excluded), in `seq` order, reading in pages.
+pub fn for_events_between(
+    conn: &Connection,
+    kinds: &[&str],
+    from: &str,
+    to: &str,
+    mut f: impl FnMut(StoredEvent) -> Result<(), JournalError>,
+) -> Result<(), JournalError> {
+    let bounds: (Option<i64>, Option<i64>) = conn
+        .query_row(
+            "SELECT (SELECT MIN(first_seq) FROM days WHERE day >= ?1),
+                    (SELECT MIN(first_seq) FROM days WHERE day >= ?2)",
+            params![from, to],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(JournalError::sql("reading day bounds"))?;
+    let Some(start) = bounds.0 else {
+        return Ok(());
+    };
+    let end = bounds.1.unwrap_or(i64::MAX);
+    let marks = kinds.iter().map(|_| "?").collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE seq > ?1 AND seq < ?2 AND kind IN ({marks})
+         ORDER BY seq LIMIT 5000"
+    );
+    let mut after = start - 1;
+    loop {
+        let mut st = conn
+            .prepare_cached(&sql)
+            .map_err(JournalError::sql("reading events of a period"))?;
+        let mut args: Vec<rusqlite::types::Value> = vec![after.into(), end.into()];
+        args.extend(
+            kinds
+                .iter()
+                .map(|k| rusqlite::types::Value::Text(k.to_string())),
+        );
+        let rows: Vec<StoredEvent> = st
+            .query_map(rusqlite::params_from_iter(args), StoredEvent::from_row)
+            .and_then(|r| r.collect())
+            .map_err(JournalError::sql("reading events of a period"))?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.seq as i64;
+        for e in rows {
+            f(e)?;
+        }
+    }
+}

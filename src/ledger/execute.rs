@@ -166,6 +166,8 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 Ok(Outcome::Done)
             }
             Command::PutStaff { record } => self.put_staff(*record),
+            Command::RecordFeedback { item } => self.record_feedback(*item),
+            Command::UpdateFeedback { id, status, note } => self.update_feedback(&id, status, note),
             Command::PrintDone { job_id } => {
                 store::print_done(self.conn, job_id)?;
                 Ok(Outcome::Done)
@@ -927,6 +929,76 @@ impl<'a, 'c> Ctx<'a, 'c> {
             rules: rules_out,
             removed_staff,
         })
+    }
+
+    fn record_feedback(
+        &mut self,
+        mut f: crate::domain::feedback::Feedback,
+    ) -> Result<Outcome, LedgerError> {
+        if !(1..=5).contains(&f.rating) {
+            return Err(LedgerError::invalid("invalid_rating", "rating is 1–5"));
+        }
+        f.text = f.text.trim().to_string();
+        if f.text.chars().count() > 1000 {
+            return Err(LedgerError::invalid(
+                "invalid_text",
+                "feedback text is at most 1,000 characters",
+            ));
+        }
+        if let Some(m) = &f.member_id {
+            self.member_or_404(m)?;
+        }
+        if let Some(s) = &f.sale_id {
+            self.load_sale(s)?;
+        }
+        f.id = Uuid::now_v7().to_string();
+        f.status = crate::domain::feedback::FeedbackStatus::Open;
+        f.notes.clear();
+        f.recorded_by = self.actor.staff_no.clone();
+        f.created_at = self.now;
+        f.updated_at = self.now;
+        let id = f.id.clone();
+        self.emit(EventBody::FeedbackReceived(Box::new(f)))?;
+        let f = self
+            .pending
+            .feedback(&id)?
+            .ok_or_else(|| LedgerError::Internal("recorded feedback missing".into()))?;
+        Ok(Outcome::Feedback(Box::new(f)))
+    }
+
+    fn update_feedback(
+        &mut self,
+        id: &str,
+        status: crate::domain::feedback::FeedbackStatus,
+        note: String,
+    ) -> Result<Outcome, LedgerError> {
+        if self.pending.feedback(id)?.is_none() {
+            return Err(LedgerError::not_found(
+                "feedback_not_found",
+                format!("no feedback {id}"),
+            ));
+        }
+        let note = note.trim().to_string();
+        if note.chars().count() > 1000 {
+            return Err(LedgerError::invalid(
+                "invalid_note",
+                "a note is at most 1,000 characters",
+            ));
+        }
+        self.emit(EventBody::FeedbackUpdated {
+            id: id.to_string(),
+            note: crate::domain::feedback::FeedbackNote {
+                by: self.actor.staff_no.clone(),
+                at: self.now,
+                status,
+                note,
+            },
+        })?;
+        let f = self
+            .pending
+            .feedback(id)?
+            .ok_or_else(|| LedgerError::Internal("updated feedback missing".into()))?;
+        Ok(Outcome::Feedback(Box::new(f)))
     }
 
     /// Adds, changes or removes (`active: false`) a staff member at this store.

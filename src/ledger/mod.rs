@@ -131,6 +131,20 @@ pub enum Command {
         /// Particulars (never personal data).
         detail: serde_json::Value,
     },
+    /// Record a customer's feedback.
+    RecordFeedback {
+        /// The item (id, status, times and recorder are set by the ledger).
+        item: Box<crate::domain::feedback::Feedback>,
+    },
+    /// Follow up a feedback item.
+    UpdateFeedback {
+        /// Item.
+        id: String,
+        /// New status.
+        status: crate::domain::feedback::FeedbackStatus,
+        /// Note.
+        note: String,
+    },
     /// Add, change or remove (`active: false`) a staff member at this store.
     PutStaff {
         /// The record after the change.
@@ -237,6 +251,8 @@ pub enum Outcome {
     Product(Box<Product>),
     /// A coupon issued.
     Coupon(Box<Coupon>),
+    /// A feedback item after the command.
+    Feedback(Box<crate::domain::feedback::Feedback>),
     /// A staff record after an admin's change.
     Staff {
         /// The record.

@@ -27,6 +27,8 @@ pub struct StoreSettings {
     pub allow_negative_stock: bool,
     /// The receipt printer of each terminal (terminal id → device id).
     pub printers: HashMap<String, String>,
+    /// RFM cut-offs and churn rules.
+    pub insight: crate::config::InsightConfig,
     rules: RwLock<Arc<Rules>>,
 }
 
@@ -45,6 +47,7 @@ impl StoreSettings {
                 .filter(|d| d.kind == crate::config::DeviceKind::Printer)
                 .map(|d| (d.terminal.clone(), d.id.clone()))
                 .collect(),
+            insight: c.insight.clone(),
             rules: RwLock::new(Arc::new(c.membership.clone())),
         }
     }

@@ -1,0 +1,701 @@
+//! What the store learns about its customers and its sales: RFM segments, the churn warning,
+//! and the figures of the reports. Pure functions over members (with their counters) and sale
+//! facts read from the journal; `today` is passed in.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{Datelike, NaiveDate, Timelike};
+use serde::{Deserialize, Serialize};
+
+use super::member::Member;
+use super::money::Money;
+
+/// Cut-offs of the RFM scores: four ascending thresholds give scores 1–5.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RfmCutoffs {
+    /// Days since the last visit: at most `recency_days[0]` scores 5, more than the last scores 1.
+    pub recency_days: [u32; 4],
+    /// Visits: at least `frequency[3]` scores 5, fewer than `frequency[0]` scores 1.
+    pub frequency: [u64; 4],
+    /// Net spend (分): at least `monetary[3]` scores 5, less than `monetary[0]` scores 1.
+    pub monetary: [Money; 4],
+}
+
+impl Default for RfmCutoffs {
+    fn default() -> Self {
+        RfmCutoffs {
+            recency_days: [30, 60, 90, 180],
+            frequency: [2, 4, 8, 16],
+            monetary: [50_000, 100_000, 300_000, 1_000_000],
+        }
+    }
+}
+
+/// A member's RFM scores, each 1–5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rfm {
+    /// Recency.
+    pub r: u8,
+    /// Frequency.
+    pub f: u8,
+    /// Monetary value.
+    pub m: u8,
+}
+
+/// The classic eight RFM segments, plus members who never bought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Segment {
+    /// Recent, frequent, high value: 重要价值客户.
+    ImportantValue,
+    /// Frequent and high value, not recent: 重要保持客户.
+    ImportantRetain,
+    /// Recent and high value, not frequent: 重要发展客户.
+    ImportantDevelop,
+    /// High value only: 重要挽留客户.
+    ImportantWinback,
+    /// Recent and frequent, low value: 一般价值客户.
+    GeneralValue,
+    /// Frequent only: 一般保持客户.
+    GeneralRetain,
+    /// Recent only: 一般发展客户.
+    GeneralDevelop,
+    /// None of the three: 一般挽留客户.
+    GeneralWinback,
+    /// Registered, never bought: 未消费.
+    NoPurchase,
+}
+
+impl Segment {
+    /// Every segment, in report order.
+    pub const ALL: [Segment; 9] = [
+        Segment::ImportantValue,
+        Segment::ImportantRetain,
+        Segment::ImportantDevelop,
+        Segment::ImportantWinback,
+        Segment::GeneralValue,
+        Segment::GeneralRetain,
+        Segment::GeneralDevelop,
+        Segment::GeneralWinback,
+        Segment::NoPurchase,
+    ];
+
+    /// The code used in the API.
+    pub fn code(self) -> &'static str {
+        match self {
+            Segment::ImportantValue => "important_value",
+            Segment::ImportantRetain => "important_retain",
+            Segment::ImportantDevelop => "important_develop",
+            Segment::ImportantWinback => "important_winback",
+            Segment::GeneralValue => "general_value",
+            Segment::GeneralRetain => "general_retain",
+            Segment::GeneralDevelop => "general_develop",
+            Segment::GeneralWinback => "general_winback",
+            Segment::NoPurchase => "no_purchase",
+        }
+    }
+
+    /// The Chinese name the chain uses.
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            Segment::ImportantValue => "重要价值客户",
+            Segment::ImportantRetain => "重要保持客户",
+            Segment::ImportantDevelop => "重要发展客户",
+            Segment::ImportantWinback => "重要挽留客户",
+            Segment::GeneralValue => "一般价值客户",
+            Segment::GeneralRetain => "一般保持客户",
+            Segment::GeneralDevelop => "一般发展客户",
+            Segment::GeneralWinback => "一般挽留客户",
+            Segment::NoPurchase => "未消费会员",
+        }
+    }
+
+    /// The English name.
+    pub fn name_en(self) -> &'static str {
+        match self {
+            Segment::ImportantValue => "Champions",
+            Segment::ImportantRetain => "Loyal, slipping",
+            Segment::ImportantDevelop => "Big spenders, new",
+            Segment::ImportantWinback => "Big spenders, lost",
+            Segment::GeneralValue => "Regulars",
+            Segment::GeneralRetain => "Regulars, slipping",
+            Segment::GeneralDevelop => "Newcomers",
+            Segment::GeneralWinback => "Lapsed",
+            Segment::NoPurchase => "No purchase yet",
+        }
+    }
+
+    /// A segment by its code.
+    pub fn from_code(code: &str) -> Option<Segment> {
+        Segment::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
+
+fn score_up<T: PartialOrd>(v: T, cuts: &[T; 4]) -> u8 {
+    1 + cuts.iter().filter(|c| v >= **c).count() as u8
+}
+
+/// A member's RFM scores and segment on `today`, from the counters of every store (`None`
+/// scores for a member who never bought).
+pub fn rfm(member: &Member, cut: &RfmCutoffs, today: NaiveDate) -> (Option<Rfm>, Segment) {
+    let Some(last) = member.last_visit_at() else {
+        return (None, Segment::NoPurchase);
+    };
+    let days = (today - last.date_naive()).num_days().max(0) as u32;
+    let r = 5 - cut.recency_days.iter().filter(|c| days > **c).count() as u8;
+    let f = score_up(member.visits(), &cut.frequency);
+    let m = score_up(member.total_spend(), &cut.monetary);
+    let s = Rfm { r, f, m };
+    (Some(s), segment(s))
+}
+
+/// The segment of RFM scores: each dimension is "high" at 3 or more.
+pub fn segment(s: Rfm) -> Segment {
+    match (s.r >= 3, s.f >= 3, s.m >= 3) {
+        (true, true, true) => Segment::ImportantValue,
+        (false, true, true) => Segment::ImportantRetain,
+        (true, false, true) => Segment::ImportantDevelop,
+        (false, false, true) => Segment::ImportantWinback,
+        (true, true, false) => Segment::GeneralValue,
+        (false, true, false) => Segment::GeneralRetain,
+        (true, false, false) => Segment::GeneralDevelop,
+        (false, false, false) => Segment::GeneralWinback,
+    }
+}
+
+/// When a member counts as drifting away.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChurnRules {
+    /// Visits (distinct days) needed before a usual interval means anything.
+    pub min_visits: usize,
+    /// At risk when the time since the last visit exceeds this many usual intervals...
+    pub interval_factor: f64,
+    /// ...and at least this many days.
+    pub min_gap_days: i64,
+    /// At risk when the last full month's spend fell by this share (0–1) against the average
+    /// of the three months before it...
+    pub spend_drop: f64,
+    /// ...which averaged at least this much (分).
+    pub min_monthly_spend: Money,
+}
+
+impl Default for ChurnRules {
+    fn default() -> Self {
+        ChurnRules {
+            min_visits: 3,
+            interval_factor: 2.5,
+            min_gap_days: 14,
+            spend_drop: 0.6,
+            min_monthly_spend: 10_000,
+        }
+    }
+}
+
+/// Why a member is flagged `at_risk`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum ChurnReason {
+    /// No visit for much longer than the member's own usual interval.
+    Overdue {
+        /// Days since the last visit.
+        days_since_last: i64,
+        /// The member's usual days between visits.
+        usual_interval_days: f64,
+    },
+    /// The last full month's spend fell sharply.
+    SpendDrop {
+        /// Average monthly spend of the three months before.
+        before: Money,
+        /// The last full month's spend.
+        last_month: Money,
+    },
+}
+
+impl ChurnReason {
+    /// A sentence for the till and the manager.
+    pub fn describe(&self) -> String {
+        match self {
+            ChurnReason::Overdue {
+                days_since_last,
+                usual_interval_days,
+            } => format!(
+                "no visit for {days_since_last} days; usually every {usual_interval_days:.0} days"
+            ),
+            ChurnReason::SpendDrop { before, last_month } => format!(
+                "spent ¥{:.2} last month against ¥{:.2} a month before",
+                *last_month as f64 / 100.0,
+                *before as f64 / 100.0
+            ),
+        }
+    }
+}
+
+/// `(year, month)` `n` months before `d`'s month.
+fn month_before(d: NaiveDate, n: i32) -> String {
+    let idx = d.year() * 12 + d.month0() as i32 - n;
+    format!("{:04}-{:02}", idx.div_euclid(12), idx.rem_euclid(12) + 1)
+}
+
+/// Whether the member is drifting away on `today`, and why (the interval rule first).
+pub fn churn(member: &Member, rules: &ChurnRules, today: NaiveDate) -> Option<ChurnReason> {
+    let days: BTreeSet<NaiveDate> = member
+        .counters
+        .values()
+        .flat_map(|c| c.visit_days.iter().copied())
+        .collect();
+    if days.len() >= rules.min_visits.max(2)
+        && let (Some(first), Some(last)) = (days.first(), days.last())
+    {
+        let usual = (*last - *first).num_days() as f64 / (days.len() - 1) as f64;
+        let gap = (today - *last).num_days();
+        if gap >= rules.min_gap_days && gap as f64 > rules.interval_factor * usual {
+            return Some(ChurnReason::Overdue {
+                days_since_last: gap,
+                usual_interval_days: (usual * 10.0).round() / 10.0,
+            });
+        }
+    }
+    let spend = |month: &str| -> Money {
+        member
+            .counters
+            .values()
+            .filter_map(|c| c.months.get(month))
+            .map(|m| m.spend - m.spend_refunded)
+            .sum()
+    };
+    let last_month = spend(&month_before(today, 1));
+    let before = (2..=4)
+        .map(|n| spend(&month_before(today, n)))
+        .sum::<Money>()
+        / 3;
+    if before >= rules.min_monthly_spend
+        && (last_month as f64) < before as f64 * (1.0 - rules.spend_drop)
+    {
+        return Some(ChurnReason::SpendDrop { before, last_month });
+    }
+    None
+}
+
+/// One sale as the reports see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaleFact {
+    /// Sale id.
+    pub id: String,
+    /// Store-local time.
+    pub at: chrono::DateTime<chrono::FixedOffset>,
+    /// Cashier.
+    pub staff_no: String,
+    /// Member, if any.
+    pub member_id: Option<String>,
+    /// Total paid.
+    pub total: Money,
+    /// Lines: sku, quantity, amount.
+    pub lines: Vec<(String, u32, Money)>,
+}
+
+/// One refund as the reports see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefundFact {
+    /// Store-local time.
+    pub at: chrono::DateTime<chrono::FixedOffset>,
+    /// Staff who refunded.
+    pub staff_no: String,
+    /// The refunded sale's cashier.
+    pub sale_staff_no: Option<String>,
+    /// Amount given back.
+    pub amount: Money,
+    /// Lines: sku, quantity.
+    pub lines: Vec<(String, u32)>,
+}
+
+/// Sales by store-local day and hour.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SalesSummary {
+    /// Sales.
+    pub sales: u64,
+    /// Gross takings (before refunds).
+    pub revenue: Money,
+    /// Refunded.
+    pub refunded: Money,
+    /// Revenue minus refunds.
+    pub net: Money,
+    /// Average ticket (revenue / sales).
+    pub average_ticket: Money,
+    /// By day `YYYY-MM-DD`: (sales, revenue).
+    pub by_day: BTreeMap<String, (u64, Money)>,
+    /// By hour 0–23: (sales, revenue).
+    pub by_hour: BTreeMap<u32, (u64, Money)>,
+    /// Member sales and their revenue.
+    pub member_sales: u64,
+    /// Revenue from member sales.
+    pub member_revenue: Money,
+}
+
+/// Sums the sales and refunds of a period.
+pub fn summarize(sales: &[SaleFact], refunds: &[RefundFact]) -> SalesSummary {
+    let mut s = SalesSummary::default();
+    for x in sales {
+        s.sales += 1;
+        s.revenue += x.total;
+        let d = s.by_day.entry(x.at.date_naive().to_string()).or_default();
+        d.0 += 1;
+        d.1 += x.total;
+        let h = s.by_hour.entry(x.at.hour()).or_default();
+        h.0 += 1;
+        h.1 += x.total;
+        if x.member_id.is_some() {
+            s.member_sales += 1;
+            s.member_revenue += x.total;
+        }
+    }
+    s.refunded = refunds.iter().map(|r| r.amount).sum();
+    s.net = s.revenue - s.refunded;
+    s.average_ticket = if s.sales > 0 {
+        s.revenue / s.sales as i64
+    } else {
+        0
+    };
+    s
+}
+
+/// Change of `now` against `before`, in percent (None when there was nothing before).
+pub fn trend_percent(now: Money, before: Money) -> Option<f64> {
+    (before != 0).then(|| ((now - before) as f64 / before as f64 * 1000.0).round() / 10.0)
+}
+
+/// Units and revenue of one product in a period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProductSales {
+    /// Product.
+    pub sku: String,
+    /// Units sold, net of refunds.
+    pub units: i64,
+    /// Revenue of its lines (before refunds).
+    pub revenue: Money,
+    /// Sales it appeared in.
+    pub sales: u64,
+}
+
+/// Units and revenue by product (every sku in `catalog` appears, sold or not).
+pub fn product_sales(
+    sales: &[SaleFact],
+    refunds: &[RefundFact],
+    catalog: &[String],
+) -> Vec<ProductSales> {
+    let mut by: BTreeMap<&str, ProductSales> = catalog
+        .iter()
+        .map(|s| {
+            (
+                s.as_str(),
+                ProductSales {
+                    sku: s.clone(),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    for x in sales {
+        let mut seen = BTreeSet::new();
+        for (sku, qty, amount) in &x.lines {
+            let p = by.entry(sku.as_str()).or_insert_with(|| ProductSales {
+                sku: sku.clone(),
+                ..Default::default()
+            });
+            p.units += i64::from(*qty);
+            p.revenue += amount;
+            if seen.insert(sku.as_str()) {
+                p.sales += 1;
+            }
+        }
+    }
+    for r in refunds {
+        for (sku, qty) in &r.lines {
+            if let Some(p) = by.get_mut(sku.as_str()) {
+                p.units -= i64::from(*qty);
+            }
+        }
+    }
+    by.into_values().collect()
+}
+
+/// Two products bought together.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pair {
+    /// The first product (the antecedent of `confidence`).
+    pub a: String,
+    /// The second.
+    pub b: String,
+    /// Sales with both.
+    pub count: u64,
+    /// Share of all sales with both.
+    pub support: f64,
+    /// Share of sales with `a` that also have `b`.
+    pub confidence: f64,
+    /// Confidence against `b`'s own share: above 1, `a` makes `b` likelier.
+    pub lift: f64,
+}
+
+/// Product pairs in at least `min_count` sales, both directions, by lift then count.
+pub fn associations(sales: &[SaleFact], min_count: u64, limit: usize) -> Vec<Pair> {
+    let n = sales.len() as f64;
+    let mut single: HashMap<&str, u64> = HashMap::new();
+    let mut both: HashMap<(&str, &str), u64> = HashMap::new();
+    for x in sales {
+        let items: BTreeSet<&str> = x.lines.iter().map(|(s, _, _)| s.as_str()).collect();
+        for a in &items {
+            *single.entry(a).or_insert(0) += 1;
+        }
+        let v: Vec<&str> = items.into_iter().collect();
+        for i in 0..v.len() {
+            for j in i + 1..v.len() {
+                *both.entry((v[i], v[j])).or_insert(0) += 1;
+            }
+        }
+    }
+    let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
+    let mut out = Vec::new();
+    for ((a, b), c) in both {
+        if c < min_count {
+            continue;
+        }
+        for (x, y) in [(a, b), (b, a)] {
+            let (nx, ny) = (single[x] as f64, single[y] as f64);
+            let confidence = c as f64 / nx;
+            out.push(Pair {
+                a: x.to_string(),
+                b: y.to_string(),
+                count: c,
+                support: round(c as f64 / n),
+                confidence: round(confidence),
+                lift: round(confidence / (ny / n)),
+            });
+        }
+    }
+    out.sort_by(|p, q| {
+        q.lift
+            .total_cmp(&p.lift)
+            .then(q.count.cmp(&p.count))
+            .then(p.a.cmp(&q.a))
+            .then(p.b.cmp(&q.b))
+    });
+    out.truncate(limit);
+    out
+}
+
+/// One staff member's figures in a period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StaffFigures {
+    /// Staff number.
+    pub staff_no: String,
+    /// Sales rung up.
+    pub sales: u64,
+    /// Their revenue.
+    pub revenue: Money,
+    /// Refunds of their sales.
+    pub refunded: Money,
+    /// Average ticket.
+    pub average_ticket: Money,
+    /// Share of their sales made to members.
+    pub member_share: f64,
+    /// Members they registered.
+    pub registrations: u64,
+    /// Feedback linked to them: count and average rating.
+    pub feedback: u64,
+    /// Average rating of that feedback (None without feedback).
+    pub average_rating: Option<f64>,
+}
+
+/// Figures by staff member: sales, refunds of their sales, registrations and ratings.
+pub fn staff_figures(
+    sales: &[SaleFact],
+    refunds: &[RefundFact],
+    registrations: &[String],
+    ratings: &[(String, u8)],
+) -> Vec<StaffFigures> {
+    let mut by: BTreeMap<String, (StaffFigures, u64, u64)> = BTreeMap::new();
+    fn entry<'a>(
+        by: &'a mut BTreeMap<String, (StaffFigures, u64, u64)>,
+        no: &str,
+    ) -> &'a mut (StaffFigures, u64, u64) {
+        by.entry(no.to_string()).or_insert_with(|| {
+            (
+                StaffFigures {
+                    staff_no: no.to_string(),
+                    ..Default::default()
+                },
+                0,
+                0,
+            )
+        })
+    }
+    for x in sales {
+        let e = entry(&mut by, &x.staff_no);
+        e.0.sales += 1;
+        e.0.revenue += x.total;
+        if x.member_id.is_some() {
+            e.1 += 1;
+        }
+    }
+    for r in refunds {
+        if let Some(no) = &r.sale_staff_no {
+            entry(&mut by, no).0.refunded += r.amount;
+        }
+    }
+    for no in registrations {
+        entry(&mut by, no).0.registrations += 1;
+    }
+    for (no, rating) in ratings {
+        let e = entry(&mut by, no);
+        e.0.feedback += 1;
+        e.2 += u64::from(*rating);
+    }
+    by.into_values()
+        .map(|(mut f, member_sales, rating_sum)| {
+            if f.sales > 0 {
+                f.average_ticket = f.revenue / f.sales as i64;
+                f.member_share = (member_sales as f64 / f.sales as f64 * 1000.0).round() / 1000.0;
+            }
+            if f.feedback > 0 {
+                f.average_rating =
+                    Some((rating_sum as f64 / f.feedback as f64 * 100.0).round() / 100.0);
+            }
+            f
+        })
+        .collect()
+}
+
+/// Stock turnover of a product over a period of `days`: units sold per day, days of cover at
+/// that rate, and turnover (units sold / units on hand).
+pub fn stock_cover(units_sold: i64, on_hand: i64, days: i64) -> (f64, Option<f64>, Option<f64>) {
+    let per_day = units_sold.max(0) as f64 / days.max(1) as f64;
+    let cover = (per_day > 0.0).then(|| (on_hand.max(0) as f64 / per_day * 10.0).round() / 10.0);
+    let turnover =
+        (on_hand > 0).then(|| (units_sold.max(0) as f64 / on_hand as f64 * 100.0).round() / 100.0);
+    ((per_day * 100.0).round() / 100.0, cover, turnover)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::member::{StoreCounters, note_visit_day};
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn member(days: &[&str], spend_by_month: &[(&str, Money)]) -> Member {
+        let mut c = StoreCounters::default();
+        for day in days {
+            note_visit_day(&mut c.visit_days, d(day));
+            c.visits += 1;
+            let t = d(day)
+                .and_hms_opt(12, 0, 0)
+                .unwrap()
+                .and_local_timezone(chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+                .unwrap();
+            c.last_visit_at = c.last_visit_at.max(Some(t));
+        }
+        for (m, spend) in spend_by_month {
+            c.month_mut(m).spend += spend;
+        }
+        let mut m = crate::domain::pricing::tests::member(0, 0, None);
+        m.counters.clear();
+        m.counters.insert("sh-001".into(), c);
+        m
+    }
+
+    #[test]
+    fn rfm_scores_and_segments() {
+        let cut = RfmCutoffs::default();
+        let m = member(
+            &["2026-10-01", "2026-10-20", "2026-11-01", "2026-11-10"],
+            &[("2026-11", 400_000)],
+        );
+        let (s, seg) = rfm(&m, &cut, d("2026-11-20"));
+        assert_eq!(s, Some(Rfm { r: 5, f: 3, m: 4 }));
+        assert_eq!(seg, Segment::ImportantValue);
+        let (s, seg) = rfm(&m, &cut, d("2027-06-01"));
+        assert_eq!(s.map(|s| s.r), Some(1));
+        assert_eq!(seg, Segment::ImportantRetain);
+        let none = member(&[], &[]);
+        assert_eq!(
+            rfm(&none, &cut, d("2026-11-20")),
+            (None, Segment::NoPurchase)
+        );
+    }
+
+    #[test]
+    fn overdue_against_the_members_own_rhythm() {
+        let rules = ChurnRules::default();
+        // Every 7 days, then silence.
+        let m = member(
+            &["2026-10-01", "2026-10-08", "2026-10-15", "2026-10-22"],
+            &[],
+        );
+        assert_eq!(churn(&m, &rules, d("2026-11-01")), None);
+        match churn(&m, &rules, d("2026-11-10")) {
+            Some(ChurnReason::Overdue {
+                days_since_last,
+                usual_interval_days,
+            }) => {
+                assert_eq!(days_since_last, 19);
+                assert_eq!(usual_interval_days, 7.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Too few visits to know a rhythm.
+        let m = member(&["2026-10-01", "2026-10-08"], &[]);
+        assert_eq!(churn(&m, &rules, d("2026-12-30")), None);
+    }
+
+    #[test]
+    fn a_sharp_drop_in_monthly_spend() {
+        let rules = ChurnRules::default();
+        let m = member(
+            &[],
+            &[
+                ("2026-07", 30_000),
+                ("2026-08", 30_000),
+                ("2026-09", 30_000),
+                ("2026-10", 5_000),
+            ],
+        );
+        assert_eq!(
+            churn(&m, &rules, d("2026-11-05")),
+            Some(ChurnReason::SpendDrop {
+                before: 30_000,
+                last_month: 5_000
+            })
+        );
+        assert_eq!(month_before(d("2026-01-15"), 1), "2025-12");
+    }
+
+    #[test]
+    fn pairs_with_support_confidence_and_lift() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-01T10:00:00+08:00").unwrap();
+        let sale = |skus: &[&str]| SaleFact {
+            id: "s".into(),
+            at,
+            staff_no: "1".into(),
+            member_id: None,
+            total: 100,
+            lines: skus.iter().map(|s| (s.to_string(), 1, 100)).collect(),
+        };
+        let sales = vec![
+            sale(&["A", "B"]),
+            sale(&["A", "B"]),
+            sale(&["A"]),
+            sale(&["C"]),
+        ];
+        let pairs = associations(&sales, 1, 10);
+        let ab = pairs.iter().find(|p| p.a == "A" && p.b == "B").unwrap();
+        assert_eq!(ab.count, 2);
+        assert_eq!(ab.support, 0.5);
+        assert_eq!(ab.confidence, 0.6667);
+        assert_eq!(ab.lift, 1.3333);
+        let ba = pairs.iter().find(|p| p.a == "B" && p.b == "A").unwrap();
+        assert_eq!(ba.confidence, 1.0);
+    }
+}
