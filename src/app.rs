@@ -168,6 +168,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             shutdown.clone(),
         ))
     });
+    let automation = tokio::spawn(crate::automation::run(
+        ledger.clone(),
+        cache.clone(),
+        settings.clone(),
+        shutdown.clone(),
+    ));
     let disk = Arc::new(DiskWatch::new(&dir, config.storage.min_free_mb));
     let disk_task = tokio::spawn(disk_watch(disk.clone(), ledger.clone(), shutdown.clone()));
     let bus = crate::devices::bus::Bus::new(&config.devices);
@@ -260,6 +266,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = systemd.await;
     let _ = housekeeping.await;
     let _ = disk_task.await;
+    let _ = automation.await;
     let _ = reload.await;
     if let Some(b) = backups {
         let _ = b.await;

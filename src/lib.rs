@@ -35,6 +35,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod automation;
 pub mod backup;
 pub mod cache;
 pub mod config;

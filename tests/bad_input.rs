@@ -29,6 +29,8 @@ async fn raw(
         .request(method.parse().unwrap(), d.url(path))
         .bearer_auth(token)
         .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
+        // The server closes a connection whose body it refused (413): never reuse one.
+        .header("connection", "close")
         .body(body);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);

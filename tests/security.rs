@@ -307,6 +307,26 @@ fn routes(member: &str, sale: &str) -> Vec<(&'static str, String, Value, Action)
             Action::FeedbackManage,
         ),
         (
+            "GET",
+            "/v1/campaigns".into(),
+            Value::Null,
+            Action::ReportsRead,
+        ),
+        (
+            "GET",
+            "/v1/campaigns/NOPE".into(),
+            Value::Null,
+            Action::ReportsRead,
+        ),
+        (
+            "POST",
+            "/v1/campaigns".into(),
+            json!({"id": "BAD ID", "name": "x", "target": {"tag": "vip"}, "coupon_title": "x",
+                   "coupon": {"type": "amount_off", "threshold": 0, "amount": 100},
+                   "starts": "2026-11-01", "ends": "2026-11-30"}),
+            Action::CampaignManage,
+        ),
+        (
             "PATCH",
             "/v1/feedback/no-such-item".into(),
             json!({"status": "closed", "note": "矩阵"}),

@@ -6,6 +6,7 @@
 
 mod audit;
 mod auth;
+mod campaigns;
 mod coupons;
 mod csv;
 mod devices;
@@ -163,6 +164,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(audit::router())
         .merge(reports::router())
         .merge(feedback::router())
+        .merge(campaigns::router())
         .merge(sales::router())
         .merge(coupons::router())
         .merge(uplink::router())

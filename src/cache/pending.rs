@@ -25,6 +25,7 @@ pub struct Pending<'w> {
     stock: HashMap<String, StockLevel>,
     coupons: HashMap<String, Coupon>,
     feedback: HashMap<String, Feedback>,
+    campaigns: HashMap<String, crate::domain::campaign::Campaign>,
     staff: HashMap<String, StaffRecord>,
     rules: Option<(u64, Rules)>,
     /// Set when the batch holds HQ data: its commit is fsynced, because the broker is told
@@ -44,6 +45,7 @@ impl<'w> Pending<'w> {
             stock: HashMap::new(),
             coupons: HashMap::new(),
             feedback: HashMap::new(),
+            campaigns: HashMap::new(),
             staff: HashMap::new(),
             rules: None,
             durable: false,
@@ -205,6 +207,22 @@ impl<'w> Pending<'w> {
         self.feedback.insert(f.id.clone(), f);
     }
 
+    /// A campaign, pending version first.
+    pub fn campaign(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::domain::campaign::Campaign>, CacheError> {
+        if let Some(c) = self.campaigns.get(id) {
+            return Ok(Some(c.clone()));
+        }
+        get_json(self.w.conn(), "campaigns", "id", id)
+    }
+
+    /// Stores a campaign.
+    pub fn put_campaign(&mut self, c: crate::domain::campaign::Campaign) {
+        self.campaigns.insert(c.id.clone(), c);
+    }
+
     /// A staff member pushed by HQ, pending version first.
     pub fn staff(&self, staff_no: &str) -> Result<Option<StaffRecord>, CacheError> {
         if let Some(s) = self.staff.get(staff_no) {
@@ -250,6 +268,7 @@ impl<'w> Pending<'w> {
             && self.stock.is_empty()
             && self.coupons.is_empty()
             && self.feedback.is_empty()
+            && self.campaigns.is_empty()
             && self.staff.is_empty()
             && self.rules.is_none()
             && self.index.is_empty()
@@ -318,6 +337,14 @@ impl<'w> Pending<'w> {
                 for (id, f) in &self.feedback {
                     let open = f.status != crate::domain::feedback::FeedbackStatus::Closed;
                     st.execute(params![id, open, encode_json(f)])?;
+                }
+            }
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO campaigns (id, data) VALUES (?1, ?2)",
+                )?;
+                for (id, c) in &self.campaigns {
+                    st.execute(params![id, encode_json(c)])?;
                 }
             }
             {

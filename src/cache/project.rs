@@ -122,7 +122,10 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
         | EventBody::DeviceAlert(_)
         | EventBody::SyncRequested { .. }
         | EventBody::AuditRecorded(_)
-        | EventBody::JournalRestored { .. } => {}
+        | EventBody::JournalRestored { .. }
+        | EventBody::MemberBirthday { .. }
+        | EventBody::MemberAtRisk { .. } => {}
+        EventBody::CampaignStarted(c) => p.put_campaign((**c).clone()),
         EventBody::FeedbackReceived(f) => {
             if p.feedback(&f.id)?.is_none() {
                 p.put_feedback((**f).clone());

@@ -84,11 +84,13 @@ pub enum Action {
     FeedbackRecord,
     /// See and follow up feedback.
     FeedbackManage,
+    /// Start a campaign.
+    CampaignManage,
 }
 
 impl Action {
     /// Every action, in the order of the README's matrix.
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 27] = [
         Action::MemberRegister,
         Action::MemberRead,
         Action::MemberReadFullPhone,
@@ -115,6 +117,7 @@ impl Action {
         Action::ReportsRead,
         Action::FeedbackRecord,
         Action::FeedbackManage,
+        Action::CampaignManage,
     ];
 
     /// The lowest role allowed to perform the action.
@@ -143,7 +146,8 @@ impl Action {
             | Action::MemberExport
             | Action::StaffRead
             | Action::ReportsRead
-            | Action::FeedbackManage => Role::Manager,
+            | Action::FeedbackManage
+            | Action::CampaignManage => Role::Manager,
             Action::StaffManage | Action::AuditRead => Role::Admin,
         }
     }
@@ -177,6 +181,7 @@ impl Action {
             Action::ReportsRead => "see segments, the churn list and reports",
             Action::FeedbackRecord => "record a customer's feedback",
             Action::FeedbackManage => "see and follow up feedback",
+            Action::CampaignManage => "start a campaign",
         }
     }
 

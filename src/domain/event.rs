@@ -204,6 +204,34 @@ pub enum EventBody {
         /// The admin who changed it.
         by: String,
     },
+    /// A member's birthday is coming up (or is today) and their birthday coupon was issued;
+    /// HQ sends the greeting (SMS / WeChat) to those with marketing consent.
+    #[serde(rename = "member.birthday")]
+    MemberBirthday {
+        /// Member.
+        member_id: String,
+        /// The birthday's year.
+        year: i32,
+        /// The coupon issued.
+        coupon_code: String,
+        /// Whether the member agreed to marketing messages.
+        marketing_consent: bool,
+    },
+    /// A member was flagged as drifting away (and given a win-back coupon, if configured).
+    #[serde(rename = "member.at_risk")]
+    MemberAtRisk {
+        /// Member.
+        member_id: String,
+        /// Why, as shown at the till.
+        reason: String,
+        /// The coupon issued, if any.
+        coupon_code: Option<String>,
+        /// Whether the member agreed to marketing messages.
+        marketing_consent: bool,
+    },
+    /// A campaign started: who was targeted and who was held out as the control group.
+    #[serde(rename = "campaign.started")]
+    CampaignStarted(Box<crate::domain::campaign::Campaign>),
     /// A customer's feedback or complaint was recorded.
     #[serde(rename = "feedback.received")]
     FeedbackReceived(Box<crate::domain::feedback::Feedback>),
@@ -249,6 +277,9 @@ impl EventBody {
             EventBody::StaffChanged { .. } => "staff.changed",
             EventBody::JournalRestored { .. } => "journal.restored",
             EventBody::FeedbackReceived(_) => "feedback.received",
+            EventBody::MemberBirthday { .. } => "member.birthday",
+            EventBody::MemberAtRisk { .. } => "member.at_risk",
+            EventBody::CampaignStarted(_) => "campaign.started",
             EventBody::FeedbackUpdated { .. } => "feedback.updated",
         }
     }
@@ -273,6 +304,9 @@ impl EventBody {
             EventBody::StaffChanged { record, .. } => record.staff_no.clone(),
             EventBody::JournalRestored { .. } => "restore".into(),
             EventBody::FeedbackReceived(f) => f.id.clone(),
+            EventBody::MemberBirthday { member_id, .. } => member_id.clone(),
+            EventBody::MemberAtRisk { member_id, .. } => member_id.clone(),
+            EventBody::CampaignStarted(c) => c.id.clone(),
             EventBody::FeedbackUpdated { id, .. } => id.clone(),
         }
     }

@@ -6,7 +6,9 @@
 
 pub mod access;
 pub mod audit;
+pub mod automation;
 pub mod calendar;
+pub mod campaign;
 pub mod catalog;
 pub mod contact;
 pub mod event;

@@ -31,6 +31,33 @@ use crate::domain::sync::{self, HqUpdate};
 use crate::journal::store::{self, IdemRecord};
 use crate::pii::PiiCodec;
 
+/// An automatic coupon for an occasion: `amount` off any purchase, valid `days` from `now`.
+pub(crate) fn auto_coupon(
+    occasion: &crate::domain::automation::Occasion,
+    member_id: &str,
+    title: &str,
+    amount: crate::domain::money::Money,
+    now: DateTime<FixedOffset>,
+    days: u32,
+) -> Coupon {
+    Coupon {
+        code: crate::domain::automation::occasion_code(occasion, member_id),
+        title: title.to_string(),
+        kind: CouponKind::AmountOff {
+            threshold: 0,
+            amount,
+        },
+        valid_from: Some(now),
+        valid_to: Some(now + chrono::Duration::days(i64::from(days))),
+        member_id: Some(member_id.to_string()),
+        combinable_with_level: true,
+        stackable: false,
+        used: None,
+        version: 0,
+        seq: 0,
+    }
+}
+
 /// Largest stock movement in one go.
 const MAX_STOCK_DELTA: i64 = 1_000_000;
 
@@ -167,6 +194,12 @@ impl<'a, 'c> Ctx<'a, 'c> {
             }
             Command::PutStaff { record } => self.put_staff(*record),
             Command::RecordFeedback { item } => self.record_feedback(*item),
+            Command::Automate {
+                member_id,
+                occasion,
+                coupon,
+            } => self.automate(&member_id, occasion, *coupon),
+            Command::StartCampaign { campaign } => self.start_campaign(*campaign),
             Command::UpdateFeedback { id, status, note } => self.update_feedback(&id, status, note),
             Command::PrintDone { job_id } => {
                 store::print_done(self.conn, job_id)?;
@@ -353,6 +386,18 @@ impl<'a, 'c> Ctx<'a, 'c> {
             created_at: self.now,
         }))?;
         self.idem_store(idem.as_ref(), seq)?;
+        let a = &self.settings.insight.automation;
+        if a.enabled && a.welcome_coupon > 0 {
+            let coupon = auto_coupon(
+                &crate::domain::automation::Occasion::Welcome,
+                &id,
+                "新会员礼券 Welcome",
+                a.welcome_coupon,
+                self.now,
+                a.welcome_valid_days,
+            );
+            self.emit(EventBody::CouponIssued(Box::new(coupon)))?;
+        }
         let m = self.pending.member(&id)?.ok_or_else(|| {
             LedgerError::Internal("registered member missing from the cache".into())
         })?;
@@ -929,6 +974,80 @@ impl<'a, 'c> Ctx<'a, 'c> {
             rules: rules_out,
             removed_staff,
         })
+    }
+
+    fn automate(
+        &mut self,
+        member_id: &str,
+        occasion: crate::domain::automation::Occasion,
+        mut coupon: Coupon,
+    ) -> Result<Outcome, LedgerError> {
+        let m = self.member_or_404(member_id)?;
+        if m.erased_at.is_some() || self.pending.coupon(&coupon.code)?.is_some() {
+            return Ok(Outcome::Automated { issued: false });
+        }
+        coupon.member_id = Some(member_id.to_string());
+        let code = coupon.code.clone();
+        self.emit(EventBody::CouponIssued(Box::new(coupon)))?;
+        match occasion {
+            crate::domain::automation::Occasion::Birthday { year } => {
+                self.emit(EventBody::MemberBirthday {
+                    member_id: member_id.to_string(),
+                    year,
+                    coupon_code: code,
+                    marketing_consent: m.consent.marketing,
+                })?;
+            }
+            crate::domain::automation::Occasion::Winback { reason, .. } => {
+                self.emit(EventBody::MemberAtRisk {
+                    member_id: member_id.to_string(),
+                    reason,
+                    coupon_code: Some(code),
+                    marketing_consent: m.consent.marketing,
+                })?;
+            }
+            _ => {}
+        }
+        Ok(Outcome::Automated { issued: true })
+    }
+
+    fn start_campaign(
+        &mut self,
+        c: crate::domain::campaign::Campaign,
+    ) -> Result<Outcome, LedgerError> {
+        if self.pending.campaign(&c.id)?.is_some() {
+            return Err(LedgerError::conflict(
+                "campaign_exists",
+                format!("campaign {} was already started", c.id),
+            ));
+        }
+        let valid_from = self.settings.local_start(c.starts);
+        let valid_to = self
+            .settings
+            .local_start(c.ends + chrono::Duration::days(1));
+        for m in &c.treated {
+            let occasion = crate::domain::automation::Occasion::Campaign {
+                campaign: c.id.clone(),
+            };
+            let coupon = Coupon {
+                code: crate::domain::automation::occasion_code(&occasion, m),
+                title: c.coupon_title.clone(),
+                kind: c.coupon.clone(),
+                valid_from: Some(valid_from),
+                valid_to: Some(valid_to),
+                member_id: Some(m.clone()),
+                combinable_with_level: true,
+                stackable: false,
+                used: None,
+                version: 0,
+                seq: 0,
+            };
+            self.emit(EventBody::CouponIssued(Box::new(coupon)))?;
+        }
+        let id = c.id.clone();
+        self.emit(EventBody::CampaignStarted(Box::new(c)))?;
+        self.audit("campaign.start", &id, serde_json::json!({}))?;
+        Ok(Outcome::Done)
     }
 
     fn record_feedback(

@@ -13,6 +13,7 @@
 pub mod cart;
 mod error;
 mod execute;
+pub(crate) use execute::auto_coupon;
 pub mod requests;
 mod settings;
 
@@ -130,6 +131,20 @@ pub enum Command {
         target: String,
         /// Particulars (never personal data).
         detail: serde_json::Value,
+    },
+    /// Issue an occasion's coupon to a member (once: nothing happens if its code exists).
+    Automate {
+        /// Member.
+        member_id: String,
+        /// The occasion.
+        occasion: crate::domain::automation::Occasion,
+        /// The coupon (code from `occasion_code`).
+        coupon: Box<crate::domain::catalog::Coupon>,
+    },
+    /// Start a campaign: record it, then issue its coupons to the treated members.
+    StartCampaign {
+        /// The campaign.
+        campaign: Box<crate::domain::campaign::Campaign>,
     },
     /// Record a customer's feedback.
     RecordFeedback {
@@ -251,6 +266,11 @@ pub enum Outcome {
     Product(Box<Product>),
     /// A coupon issued.
     Coupon(Box<Coupon>),
+    /// Whether an automatic coupon was issued (false: it already had been).
+    Automated {
+        /// Issued now.
+        issued: bool,
+    },
     /// A feedback item after the command.
     Feedback(Box<crate::domain::feedback::Feedback>),
     /// A staff record after an admin's change.

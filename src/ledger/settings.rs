@@ -78,4 +78,14 @@ impl StoreSettings {
     pub fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
         local_date(self.tz, at)
     }
+
+    /// The store-local start (midnight) of `day`.
+    pub fn local_start(&self, day: NaiveDate) -> DateTime<FixedOffset> {
+        use chrono::TimeZone;
+        let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+        match self.tz.from_local_datetime(&midnight).earliest() {
+            Some(t) => t.fixed_offset(),
+            None => self.local(midnight.and_utc()),
+        }
+    }
 }

@@ -61,6 +61,10 @@ name = "管理员"
 role = "admin"
 pin = "9999"
 
+# Automations off unless a test turns them on (they depend on the time of day).
+[insight.automation]
+enabled = false
+
 [[products]]
 sku = "TEA"
 name = "西湖龙井 250g"

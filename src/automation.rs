@@ -1,0 +1,167 @@
+//! The store's own marketing, each morning (store time): birthday coupons for members whose
+//! birthday is in the configured window, win-back coupons for members who turned `at_risk`.
+//! Every coupon has a code derived from its occasion (see
+//! [`crate::domain::automation::occasion_code`]), so a restart or a second run the same day
+//! issues nothing twice. Welcome coupons are issued with the registration itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDate, Timelike, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::Cache;
+use crate::domain::automation::{Occasion, birthday_due};
+use crate::domain::insight::churn;
+use crate::ledger::{Actor, Command, Ledger, Outcome, StoreSettings};
+
+/// What a run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Birthday coupons issued.
+    pub birthday: u64,
+    /// Win-back coupons issued.
+    pub winback: u64,
+    /// Occasions already served before (nothing issued).
+    pub already: u64,
+}
+
+fn actor() -> Actor {
+    Actor {
+        staff_no: "automation".into(),
+        role: crate::domain::access::Role::Admin,
+        terminal_id: "storebox".into(),
+    }
+}
+
+/// Runs once a day, at or after `run_hour` store time (at once on start if that hour has
+/// passed: a run is harmless to repeat).
+pub async fn run(
+    ledger: Ledger,
+    cache: Cache,
+    settings: Arc<StoreSettings>,
+    shutdown: CancellationToken,
+) {
+    let a = settings.insight.automation.clone();
+    if !a.enabled {
+        return;
+    }
+    let mut done: Option<NaiveDate> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = settings.local(Utc::now());
+        let today = now.date_naive();
+        if now.hour() < a.run_hour || done == Some(today) {
+            continue;
+        }
+        match run_once(&ledger, &cache, &settings, today).await {
+            Ok(t) => {
+                tracing::info!(
+                    birthday = t.birthday,
+                    winback = t.winback,
+                    already = t.already,
+                    "morning automation done"
+                );
+                done = Some(today);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "morning automation failed; retrying in a minute")
+            }
+        }
+    }
+}
+
+/// One run for `today`.
+pub async fn run_once(
+    ledger: &Ledger,
+    cache: &Cache,
+    settings: &Arc<StoreSettings>,
+    today: NaiveDate,
+) -> Result<Tally, String> {
+    let a = settings.insight.automation.clone();
+    let (cache2, settings2) = (cache.clone(), settings.clone());
+    let occasions = tokio::task::spawn_blocking(move || {
+        let now = settings2.local(Utc::now());
+        let mut out = Vec::new();
+        let mut pos = 0;
+        loop {
+            let page = cache2.members_page(pos, 2_000).map_err(|e| e.to_string())?;
+            let Some((last, _)) = page.last() else { break };
+            pos = *last;
+            for (_, m) in page {
+                let Some(p) = &m.profile else { continue };
+                if let Some(year) = p
+                    .birthday
+                    .and_then(|b| birthday_due(b, today, a.birthday_days_ahead))
+                {
+                    let level = m.level.clone().unwrap_or_default();
+                    let amount = a
+                        .birthday_coupon
+                        .get(&level)
+                        .or_else(|| a.birthday_coupon.get("default"))
+                        .copied()
+                        .unwrap_or(0);
+                    if amount > 0 {
+                        let occasion = Occasion::Birthday { year };
+                        let coupon = crate::ledger::auto_coupon(
+                            &occasion,
+                            &m.id,
+                            "生日礼券 Birthday",
+                            amount,
+                            now,
+                            a.birthday_valid_days,
+                        );
+                        out.push((m.id.clone(), occasion, coupon));
+                    }
+                }
+                if a.winback_coupon > 0
+                    && let Some(reason) = churn(&m, &settings2.insight.churn, today)
+                {
+                    let since = m
+                        .last_visit_at()
+                        .map(|t| t.format("%Y-%m").to_string())
+                        .unwrap_or_default();
+                    let occasion = Occasion::Winback {
+                        since,
+                        reason: reason.describe(),
+                    };
+                    let coupon = crate::ledger::auto_coupon(
+                        &occasion,
+                        &m.id,
+                        "回归礼券 We miss you",
+                        a.winback_coupon,
+                        now,
+                        a.winback_valid_days,
+                    );
+                    out.push((m.id.clone(), occasion, coupon));
+                }
+            }
+        }
+        Ok::<_, String>(out)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let mut t = Tally::default();
+    for (member_id, occasion, coupon) in occasions {
+        let birthday = matches!(occasion, Occasion::Birthday { .. });
+        let cmd = Command::Automate {
+            member_id,
+            occasion,
+            coupon: Box::new(coupon),
+        };
+        match ledger
+            .execute(actor(), cmd)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Outcome::Automated { issued: true } if birthday => t.birthday += 1,
+            Outcome::Automated { issued: true } => t.winback += 1,
+            _ => t.already += 1,
+        }
+    }
+    Ok(t)
+}
