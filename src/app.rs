@@ -521,3 +521,65 @@ fn apply_reload(
     }
     (applied, restart)
 }
+
+/// The store opened by an offline command (the daemon stopped): the data directory locked,
+/// the journal replayed into the cache, the ledger running.
+pub struct OfflineStore {
+    /// The ledger.
+    pub ledger: Ledger,
+    /// Read access to the cache.
+    pub cache: Cache,
+    thread: std::thread::JoinHandle<()>,
+    _lock: File,
+}
+
+impl OfflineStore {
+    /// Opens the store of `config`; fails if the daemon runs on it.
+    pub fn open(config: &Config) -> anyhow::Result<OfflineStore> {
+        let dir = &config.storage.dir;
+        let lock = lock_data_dir(dir)
+            .context("the daemon must be stopped for this (systemctl stop storebox)")?;
+        let keys = Arc::new(load_keys(config)?);
+        let journal = Journal::open(dir, &config.store.id)
+            .with_context(|| format!("opening the journal in {}", dir.display()))?;
+        if let Some(expected) = journal.bind_key(keys.fingerprint())? {
+            return Err(KeyError::WrongKey {
+                path: config.key_path(),
+                found: keys.fingerprint().to_string(),
+                expected,
+            }
+            .into());
+        }
+        let (cache, writer, _) =
+            Cache::open(dir, config.storage.cache_capacity_mb, PiiCodec::new(keys))
+                .with_context(|| format!("opening the cache in {}", dir.display()))?;
+        let settings = Arc::new(StoreSettings::from_config(config));
+        if let Some((_, rules)) = cache.rules()? {
+            settings.set_rules(rules);
+        }
+        let (ledger, thread) = Ledger::start(
+            journal,
+            writer,
+            settings,
+            &config.products,
+            config.storage.idempotency_days,
+        )?;
+        Ok(OfflineStore {
+            ledger,
+            cache,
+            thread,
+            _lock: lock,
+        })
+    }
+
+    /// Lets the ledger finish and stop.
+    pub async fn close(self) -> anyhow::Result<()> {
+        drop(self.ledger);
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .context("waiting for the ledger")?
+            .map_err(|_| anyhow::anyhow!("the ledger thread panicked"))?;
+        Ok(())
+    }
+}

@@ -41,6 +41,7 @@ pub mod cache;
 pub mod config;
 pub mod devices;
 pub mod domain;
+pub mod import;
 pub mod insight;
 pub mod journal;
 pub mod ledger;

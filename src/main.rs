@@ -56,6 +56,11 @@ enum Cmd {
         #[arg(long, short, env = "STOREBOX_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Members in bulk.
+    Members {
+        #[command(subcommand)]
+        command: MembersCmd,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -93,6 +98,45 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+enum MembersCmd {
+    /// Import members from a CSV file (the daemon must be stopped). Exit 0 when every row was
+    /// taken, 1 when some were refused (each is listed with its line and reason), 2 on failure.
+    Import {
+        /// Config file (TOML).
+        #[arg(long, short, env = "STOREBOX_CONFIG")]
+        config: PathBuf,
+        /// The CSV file: a header line, then one member per line.
+        file: PathBuf,
+        /// The file's encoding.
+        #[arg(long, value_enum, default_value = "auto")]
+        encoding: CsvEncoding,
+        /// A column for a field, when its header is not recognised: `--map phone=联系方式`.
+        #[arg(long, value_parser = parse_map)]
+        map: Vec<(String, String)>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CsvEncoding {
+    Auto,
+    Utf8,
+    Gbk,
+}
+
+fn parse_map(s: &str) -> Result<(String, String), String> {
+    let (f, h) = s
+        .split_once('=')
+        .ok_or_else(|| "give field=header".to_string())?;
+    const FIELDS: [&str; 7] = [
+        "name", "phone", "birthday", "gender", "card_no", "tags", "consent",
+    ];
+    if !FIELDS.contains(&f) {
+        return Err(format!("{f} is not one of {}", FIELDS.join(", ")));
+    }
+    Ok((f.to_string(), h.to_string()))
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
     /// Check the audit chain; exit 0 if intact, else name the first broken entry and exit 1.
     Verify {
@@ -115,6 +159,15 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Cmd::Members {
+            command:
+                MembersCmd::Import {
+                    config,
+                    file,
+                    encoding,
+                    map,
+                },
+        } => import(&config, &file, encoding, &map),
         Cmd::Init { config } => offline(&config, |c| storebox::admin::init(&c)),
         Cmd::Audit {
             command: AuditCmd::Verify { config },
@@ -202,6 +255,90 @@ fn offline(
         Ok((report, false)) => {
             eprintln!("{report}");
             ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("storebox: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn import(
+    config: &std::path::Path,
+    file: &std::path::Path,
+    encoding: CsvEncoding,
+    map: &[(String, String)],
+) -> ExitCode {
+    use storebox::import::Encoding;
+    let config = match storebox::config::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let encoding = match encoding {
+        CsvEncoding::Auto => Encoding::Auto,
+        CsvEncoding::Utf8 => Encoding::Utf8,
+        CsvEncoding::Gbk => Encoding::Gbk,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let started = std::time::Instant::now();
+    let mut last_shown = std::time::Instant::now();
+    let result = runtime.block_on(storebox::import::import(
+        &config,
+        file,
+        encoding,
+        map,
+        5_000,
+        |done, total| {
+            if done == total || last_shown.elapsed().as_millis() >= 500 {
+                last_shown = std::time::Instant::now();
+                let pct = if total > 0 { done * 100 / total } else { 100 };
+                if tty {
+                    eprint!("\rimporting: {done}/{total} rows ({pct} %)");
+                    if done == total {
+                        eprintln!();
+                    }
+                } else {
+                    eprintln!("importing: {done}/{total} rows ({pct} %)");
+                }
+            }
+        },
+    ));
+    match result {
+        Ok(s) => {
+            let r = &s.report;
+            println!(
+                "{}: {} rows ({}) in {:.1} s: {} added, {} merged into known members, {} unchanged, {} refused",
+                file.display(),
+                s.rows,
+                s.encoding,
+                started.elapsed().as_secs_f64(),
+                r.added,
+                r.merged,
+                r.unchanged,
+                r.rejected.len()
+            );
+            for (line, reason) in &r.rejected {
+                println!("line {line}: {reason}");
+            }
+            if r.rejected.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("storebox: {e:#}");

@@ -33,6 +33,8 @@ pub struct Pending<'w> {
     durable: bool,
     /// Index writes: `(table, key, id)` → present or removed.
     index: HashMap<(Idx, Vec<u8>, String), bool>,
+    /// The ids with a pending index write, by key (so a lookup does not scan every write).
+    index_ids: HashMap<(Idx, Vec<u8>), Vec<String>>,
     applied_seq: Option<u64>,
 }
 
@@ -50,6 +52,7 @@ impl<'w> Pending<'w> {
             rules: None,
             durable: false,
             index: HashMap::new(),
+            index_ids: HashMap::new(),
             applied_seq: None,
         }
     }
@@ -66,12 +69,16 @@ impl<'w> Pending<'w> {
     fn unique_get(&self, idx: Idx, key: &[u8]) -> Result<Option<String>, CacheError> {
         // A pending insert wins; a pending removal hides the stored entry.
         let mut removed = None;
-        for ((i, k, id), present) in &self.index {
-            if *i == idx && k == key {
-                if *present {
-                    return Ok(Some(id.clone()));
-                }
-                removed = Some(id.clone());
+        for id in self
+            .index_ids
+            .get(&(idx, key.to_vec()))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            match self.index.get(&(idx, key.to_vec(), id.clone())) {
+                Some(true) => return Ok(Some(id.clone())),
+                Some(false) => removed = Some(id.clone()),
+                None => {}
             }
         }
         match index_get(self.w.conn(), idx, key)? {
@@ -113,6 +120,15 @@ impl<'w> Pending<'w> {
         keys
     }
 
+    /// Records a pending index write: `id` is (or no longer is) under `key`.
+    fn mark(&mut self, idx: Idx, key: Vec<u8>, id: &str, present: bool) {
+        let ids = self.index_ids.entry((idx, key.clone())).or_default();
+        if !ids.iter().any(|x| x == id) {
+            ids.push(id.to_string());
+        }
+        self.index.insert((idx, key, id.to_string()), present);
+    }
+
     /// Stores a member and brings its index entries up to date.
     pub fn put_member(&mut self, m: Member) -> Result<(), CacheError> {
         let old_keys = match self.member(&m.id)? {
@@ -121,7 +137,7 @@ impl<'w> Pending<'w> {
         };
         let new_keys = self.member_keys(&m);
         for (idx, key) in old_keys.difference(&new_keys) {
-            self.index.insert((*idx, key.clone(), m.id.clone()), false);
+            self.mark(*idx, key.clone(), &m.id, false);
         }
         self.reindex_member(&m);
         self.members.insert(m.id.clone(), m);
@@ -132,7 +148,7 @@ impl<'w> Pending<'w> {
     /// member already reflects).
     pub fn reindex_member(&mut self, m: &Member) {
         for (idx, key) in self.member_keys(m) {
-            self.index.insert((idx, key, m.id.clone()), true);
+            self.mark(idx, key, &m.id, true);
         }
     }
 
@@ -156,13 +172,11 @@ impl<'w> Pending<'w> {
     pub fn put_product(&mut self, p: Product) -> Result<(), CacheError> {
         if let Some(old) = self.product(&p.sku)? {
             for b in old.barcodes.iter().filter(|b| !p.barcodes.contains(b)) {
-                self.index
-                    .insert((Idx::Barcode, b.as_bytes().to_vec(), p.sku.clone()), false);
+                self.mark(Idx::Barcode, b.as_bytes().to_vec(), &p.sku, false);
             }
         }
         for b in &p.barcodes {
-            self.index
-                .insert((Idx::Barcode, b.as_bytes().to_vec(), p.sku.clone()), true);
+            self.mark(Idx::Barcode, b.as_bytes().to_vec(), &p.sku, true);
         }
         self.products.insert(p.sku.clone(), p);
         Ok(())

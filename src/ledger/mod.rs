@@ -132,6 +132,12 @@ pub enum Command {
         /// Particulars (never personal data).
         detail: serde_json::Value,
     },
+    /// Import members (one transaction for the whole chunk): new phones are registered,
+    /// known phones merged (missing fields filled, tags added), bad rows reported by line.
+    ImportMembers {
+        /// Rows with their line numbers in the file.
+        rows: Vec<(u64, RegisterMember)>,
+    },
     /// Issue an occasion's coupon to a member (once: nothing happens if its code exists).
     Automate {
         /// Member.
@@ -266,6 +272,8 @@ pub enum Outcome {
     Product(Box<Product>),
     /// A coupon issued.
     Coupon(Box<Coupon>),
+    /// What an import chunk did.
+    Imported(Box<ImportReport>),
     /// Whether an automatic coupon was issued (false: it already had been).
     Automated {
         /// Issued now.
@@ -339,6 +347,19 @@ pub struct LedgerStats {
     pub failed_batches: AtomicU64,
     /// Whether the last batch committed (false while the disk refuses writes).
     pub writable: AtomicBool,
+}
+
+/// What importing members did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// New members.
+    pub added: u64,
+    /// Known members given missing fields or tags.
+    pub merged: u64,
+    /// Known members the row added nothing to.
+    pub unchanged: u64,
+    /// Rows refused: line and reason.
+    pub rejected: Vec<(u64, String)>,
 }
 
 /// Handle to the ledger thread. Cheap to clone; the thread ends when every handle is dropped.

@@ -1,0 +1,257 @@
+//! `storebox members import`: members from a CSV file (UTF-8 or GBK), through the ledger like
+//! every other write, in chunks of one transaction each. Headers are recognised in Chinese or
+//! English (or mapped by hand); phones are normalised; a phone already known merges into that
+//! member; every refused row is reported with its line number and reason.
+
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+
+use crate::config::Config;
+use crate::domain::member::{Consent, Gender};
+use crate::ledger::requests::RegisterMember;
+use crate::ledger::{Actor, Command, ImportReport, Outcome};
+
+/// The file's text encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// UTF-8 when the bytes are valid UTF-8 (with or without BOM), else GBK.
+    Auto,
+    /// UTF-8.
+    Utf8,
+    /// GBK / GB18030 (what Excel on Chinese Windows writes).
+    Gbk,
+}
+
+/// The member fields a column can fill.
+const FIELDS: [(&str, &[&str]); 7] = [
+    ("name", &["name", "姓名", "名字", "会员姓名", "客户姓名"]),
+    (
+        "phone",
+        &[
+            "phone",
+            "mobile",
+            "tel",
+            "手机",
+            "手机号",
+            "手机号码",
+            "电话",
+            "联系电话",
+        ],
+    ),
+    (
+        "birthday",
+        &["birthday", "birth_date", "dob", "生日", "出生日期"],
+    ),
+    ("gender", &["gender", "sex", "性别"]),
+    (
+        "card_no",
+        &["card_no", "card", "card_number", "卡号", "会员卡号"],
+    ),
+    ("tags", &["tags", "标签"]),
+    ("consent", &["consent", "marketing", "营销同意", "接收营销"]),
+];
+
+/// Decodes the file: returns the text and the encoding used.
+pub fn decode(bytes: &[u8], enc: Encoding) -> (String, &'static str) {
+    let utf8 = |b: &[u8]| {
+        let b = b.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(b);
+        String::from_utf8_lossy(b).into_owned()
+    };
+    match enc {
+        Encoding::Utf8 => (utf8(bytes), "utf-8"),
+        Encoding::Gbk => (encoding_rs::GB18030.decode(bytes).0.into_owned(), "gbk"),
+        Encoding::Auto => match std::str::from_utf8(bytes) {
+            Ok(_) => (utf8(bytes), "utf-8"),
+            Err(_) => (encoding_rs::GB18030.decode(bytes).0.into_owned(), "gbk"),
+        },
+    }
+}
+
+fn parse_birthday(s: &str) -> Result<Option<NaiveDate>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    for f in ["%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日"] {
+        if let Ok(d) = NaiveDate::parse_from_str(s, f) {
+            return Ok(Some(d));
+        }
+    }
+    Err(format!("birthday: {s:?} is not a date (YYYY-MM-DD)"))
+}
+
+fn parse_gender(s: &str) -> Result<Gender, String> {
+    match s.trim().to_lowercase().as_str() {
+        "" | "unknown" | "未知" => Ok(Gender::default()),
+        "男" | "m" | "male" => Ok(Gender::Male),
+        "女" | "f" | "female" => Ok(Gender::Female),
+        other => Err(format!("gender: {other:?} is not 男/女/male/female")),
+    }
+}
+
+fn parse_consent(s: &str) -> Result<bool, String> {
+    match s.trim().to_lowercase().as_str() {
+        "" | "否" | "no" | "n" | "0" | "false" => Ok(false),
+        "是" | "yes" | "y" | "1" | "true" => Ok(true),
+        other => Err(format!("consent: {other:?} is not yes/no")),
+    }
+}
+
+/// Rows and the rows refused while reading them.
+pub type Parsed = (Vec<(u64, RegisterMember)>, Vec<(u64, String)>);
+
+/// Reads the CSV text: maps its header (`map`: field → header, for headers not recognised),
+/// and turns each row into a registration or a refusal with its line number.
+pub fn parse(text: &str, map: &[(String, String)]) -> Result<Parsed, String> {
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| format!("the header line cannot be read: {e}"))?
+        .iter()
+        .map(|h| h.trim().to_lowercase())
+        .collect();
+    let mut columns: Vec<(&str, usize)> = Vec::new();
+    for (field, names) in FIELDS {
+        let given = map
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, h)| h.to_lowercase());
+        let found = header.iter().position(|h| match &given {
+            Some(g) => h == g,
+            None => names.contains(&h.as_str()),
+        });
+        if let Some(i) = found {
+            columns.push((field, i));
+        } else if given.is_some() {
+            return Err(format!(
+                "no column {:?} for {field}",
+                given.unwrap_or_default()
+            ));
+        }
+    }
+    for need in ["name", "phone"] {
+        if !columns.iter().any(|(f, _)| *f == need) {
+            return Err(format!(
+                "no {need} column: the header has {header:?}; name it as in the README or pass --map {need}=<header>"
+            ));
+        }
+    }
+    let mut rows = Vec::new();
+    let mut bad = Vec::new();
+    for rec in r.records() {
+        let rec = match rec {
+            Ok(rec) => rec,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                bad.push((line, format!("unreadable CSV: {e}")));
+                continue;
+            }
+        };
+        let line = rec.position().map_or(0, |p| p.line());
+        if rec.iter().all(str::is_empty) {
+            continue;
+        }
+        let get = |field: &str| {
+            columns
+                .iter()
+                .find(|(f, _)| *f == field)
+                .and_then(|(_, i)| rec.get(*i))
+                .unwrap_or("")
+        };
+        let row = (|| -> Result<RegisterMember, String> {
+            Ok(RegisterMember {
+                name: get("name").to_string(),
+                phone: get("phone").to_string(),
+                gender: parse_gender(get("gender"))?,
+                birthday: parse_birthday(get("birthday"))?,
+                card_no: Some(get("card_no").to_string()).filter(|c| !c.is_empty()),
+                tags: get("tags")
+                    .split([';', '|', '、', '；', ','])
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                consent: Consent {
+                    marketing: parse_consent(get("consent"))?,
+                },
+            })
+        })();
+        match row {
+            Ok(m) => rows.push((line, m)),
+            Err(reason) => bad.push((line, reason)),
+        }
+    }
+    Ok((rows, bad))
+}
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Encoding read.
+    pub encoding: &'static str,
+    /// Data rows read.
+    pub rows: u64,
+    /// The ledger's figures, refused rows included (sorted by line).
+    pub report: ImportReport,
+}
+
+/// Imports `file` into the store of `config` (the daemon must be stopped: the import takes the
+/// data directory). `progress(done, total)` is called after each chunk.
+pub async fn import(
+    config: &Config,
+    file: &Path,
+    encoding: Encoding,
+    map: &[(String, String)],
+    chunk: usize,
+    mut progress: impl FnMut(u64, u64),
+) -> anyhow::Result<Summary> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let (text, used) = decode(&bytes, encoding);
+    drop(bytes);
+    let (rows, mut rejected) =
+        parse(&text, map).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    drop(text);
+    let total = rows.len() as u64 + rejected.len() as u64;
+    let store = crate::app::OfflineStore::open(config)?;
+    let actor = Actor {
+        staff_no: "import".into(),
+        role: crate::domain::access::Role::Admin,
+        terminal_id: "storebox".into(),
+    };
+    let mut report = ImportReport::default();
+    let mut done = rejected.len() as u64;
+    let mut it = rows.into_iter().peekable();
+    while it.peek().is_some() {
+        let part: Vec<(u64, RegisterMember)> = it.by_ref().take(chunk.max(1)).collect();
+        let n = part.len() as u64;
+        match store
+            .ledger
+            .execute(actor.clone(), Command::ImportMembers { rows: part })
+            .await
+            .context("importing")?
+        {
+            Outcome::Imported(r) => {
+                report.added += r.added;
+                report.merged += r.merged;
+                report.unchanged += r.unchanged;
+                rejected.extend(r.rejected);
+            }
+            other => anyhow::bail!("unexpected outcome {other:?}"),
+        }
+        done += n;
+        progress(done, total);
+    }
+    store.close().await?;
+    rejected.sort();
+    report.rejected = rejected;
+    Ok(Summary {
+        encoding: used,
+        rows: total,
+        report,
+    })
+}

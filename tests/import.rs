@@ -1,0 +1,183 @@
+//! `storebox members import` through the real binary: a GBK file from a spreadsheet with bad
+//! rows, duplicates and a known member.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::json;
+
+fn storebox(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_storebox"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_gbk_file_imports_its_good_rows_and_names_each_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let t = d.login(CASHIER).await;
+    let known = d
+        .register(&t, "老会员", "13800000001", json!({"tags": ["老客"]}))
+        .await;
+    let config = d.config.clone();
+    let config = config.to_str().unwrap().to_string();
+
+    // While the daemon runs, an import is refused.
+    let csv = dir.path().join("members.csv");
+    std::fs::write(&csv, "姓名,手机号码\n张三,13900000000\n").unwrap();
+    let out = storebox(&[
+        "members",
+        "import",
+        "--config",
+        &config,
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must be stopped"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.terminate();
+
+    let text = "\
+姓名,手机号码,生日,性别,会员卡号,标签,营销同意
+张三,139 0000 0000,1988-03-04,男,VIP0001,常客;茶叶,是
+李四,+86 139-0000-0001,1990/12/01,女,,,否
+王五,12345,,,,,
+,13900000003,,,,,
+赵六,13900000004,1990-13-40,,,,
+张三,13900000000,,,,团购,
+钱七,13800000001,1975-06-01,,VIP0002,新标签,
+孙八,13900000005,,外星,,,
+周九,13900000006,,,VIP0001,,
+";
+    let (gbk, _, _) = encoding_rs::GB18030.encode(text);
+    std::fs::write(&csv, &gbk).unwrap();
+    let out = storebox(&[
+        "members",
+        "import",
+        "--config",
+        &config,
+        csv.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("10 rows") || stdout.contains("9 rows"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(gbk)"), "{stdout}");
+    assert!(stdout.contains("2 added"), "{stdout}");
+    assert!(stdout.contains("2 merged"), "{stdout}");
+    for (line, what) in [
+        (4, "phone"),
+        (5, "name"),
+        (6, "birthday"),
+        (9, "gender"),
+        (10, "card"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("line {line}: ")) && l.contains(what)),
+            "line {line} ({what}) not reported:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("5 refused"), "{stdout}");
+
+    let d = Daemon::start_in(dir.path(), "");
+    let t = d.login(MANAGER).await;
+    let (_, v) = d.get(&t, "/v1/members?phone=13900000000").await;
+    let m = &v["members"][0];
+    assert_eq!(m["name"], "张三", "{v}");
+    assert_eq!(m["birthday"], "1988-03-04");
+    assert_eq!(m["gender"], "male");
+    assert_eq!(m["card_no"], "VIP0001");
+    assert_eq!(m["consent"]["marketing"], true);
+    let tags: Vec<&str> = m["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tags,
+        ["常客", "茶叶", "团购"],
+        "the duplicate row merged its tag"
+    );
+    let (_, v) = d.get(&t, "/v1/members?phone=13900000001").await;
+    assert_eq!(v["members"][0]["name"], "李四");
+    assert_eq!(v["members"][0]["birthday"], "1990-12-01");
+    // The known member keeps their name and gains what they lacked.
+    let (_, m) = d.get(&t, &format!("/v1/members/{known}")).await;
+    assert_eq!(m["name"], "老会员");
+    assert_eq!(m["birthday"], "1975-06-01");
+    assert_eq!(m["card_no"], "VIP0002");
+    let tags: Vec<&str> = m["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["老客", "新标签"]);
+    for phone in ["13900000003", "13900000004", "13900000005", "13900000006"] {
+        let (_, v) = d.get(&t, &format!("/v1/members?phone={phone}")).await;
+        assert_eq!(
+            v["members"].as_array().map(Vec::len),
+            Some(0),
+            "{phone}: {v}"
+        );
+    }
+    d.terminate();
+
+    // Importing the same file again adds nothing.
+    let out = storebox(&[
+        "members",
+        "import",
+        "--config",
+        &config,
+        csv.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("0 added, 0 merged"), "{stdout}");
+}
+
+#[test]
+fn an_unknown_header_is_refused_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("storebox.toml");
+    std::fs::write(&config, config_text(&dir.path().join("data"), "")).unwrap();
+    let csv = dir.path().join("m.csv");
+    std::fs::write(&csv, "\u{feff}客户,联系方式\n张三,13900000000\n").unwrap();
+    let c = config.to_str().unwrap();
+    let out = storebox(&["members", "import", "--config", c, csv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--map"));
+    let out = storebox(&[
+        "members",
+        "import",
+        "--config",
+        c,
+        "--map",
+        "name=客户",
+        "--map",
+        "phone=联系方式",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 added"));
+}
