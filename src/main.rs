@@ -305,7 +305,7 @@ fn import(
         |done, total| {
             if done == total || last_shown.elapsed().as_millis() >= 500 {
                 last_shown = std::time::Instant::now();
-                let pct = if total > 0 { done * 100 / total } else { 100 };
+                let pct = (done * 100).checked_div(total).unwrap_or(100);
                 if tty {
                     eprint!("\rimporting: {done}/{total} rows ({pct} %)");
                     if done == total {
