@@ -3,7 +3,8 @@
 //! # Layout
 //!
 //! - [`domain`]: pure store logic — money, membership rules, pricing, sales, refunds, events,
-//!   permissions. No IO and no clock: `now` is passed in. Property-tested.
+//!   permissions, lock-out, RFM segments and the churn warning, report figures, campaigns and
+//!   automatic occasions, feedback. No IO and no clock: `now` is passed in. Property-tested.
 //! - [`journal`]: the SQLite book of record — append-only events with gap-free `seq`,
 //!   idempotency keys, the outbox position, the hash-chained audit log; a pool of read-only
 //!   connections for queries.
@@ -22,13 +23,19 @@
 //! - [`backup`]: online, compressed, encrypted backups and their restore; scheduled backups.
 //! - [`admin`]: the offline commands (`init`, `audit verify`, `backup`, `restore`).
 //! - [`api`]: axum handlers, one module per resource; authentication and the error type.
-//! - [`devices`]: store devices; so far the pure ESC/POS encoder, receipt layout and decoder.
+//! - [`devices`]: scanners, card readers and receipt printers (serial, HID, TCP, file), the
+//!   ESC/POS encoder, receipt layout and decoder, the device bus.
+//! - [`insight`]: reads a period's sales, refunds and registrations from the journal for the
+//!   reports; [`automation`]: the morning run (birthday and win-back coupons);
+//!   [`import`]: members from CSV.
+//! - [`metrics`]: counters and histograms for `GET /metrics`.
 //! - [`config`]: TOML → validated [`config::Config`], errors naming file, key and reason.
 //! - [`notify`]: systemd's notify protocol without libsystemd — `READY=1` once HTTP is served,
 //!   `STATUS=`, `STOPPING=1`, and watchdog pings only while the ledger answers and the HTTP
 //!   server runs. The unit, sysusers and udev files are in `systemd/`.
-//! - [`app`]: wiring — lock the data directory, open the stores, start the ledger and the HTTP
-//!   server, tell systemd, shut down in order.
+//! - [`app`]: wiring — lock the data directory, open the stores, start the ledger, the HTTP
+//!   server and the background tasks (automation, disk watch, SIGHUP reload, backups), tell
+//!   systemd, shut down in order; [`app::OfflineStore`] for offline commands.
 //!
 //! `main.rs` is thin: command line, logging, signals, then [`app::run`].
 
