@@ -87,13 +87,9 @@ pub async fn run_once(
     let occasions = tokio::task::spawn_blocking(move || {
         let now = settings2.local(Utc::now());
         let mut out = Vec::new();
-        let mut pos = 0;
-        loop {
-            let page = cache2.members_page(pos, 2_000).map_err(|e| e.to_string())?;
-            let Some((last, _)) = page.last() else { break };
-            pos = *last;
-            for (_, m) in page {
-                let Some(p) = &m.profile else { continue };
+        cache2
+            .scan_members(|_, m| {
+                let Some(p) = &m.profile else { return };
                 if let Some(year) = p
                     .birthday
                     .and_then(|b| birthday_due(b, today, a.birthday_days_ahead))
@@ -139,8 +135,8 @@ pub async fn run_once(
                     );
                     out.push((m.id.clone(), occasion, coupon));
                 }
-            }
-        }
+            })
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>(out)
     })
     .await

@@ -109,11 +109,7 @@ async fn list(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<ser
             name,
             issued,
             redeemed,
-            redemption_rate: if issued > 0 {
-                (redeemed as f64 / issued as f64 * 1000.0).round() / 1000.0
-            } else {
-                0.0
-            },
+            redemption_rate: crate::domain::campaign::rate(redeemed, issued),
         });
     }
     Ok(Json(
@@ -190,27 +186,20 @@ async fn start(
     );
     let (treated, control) = tokio::task::spawn_blocking(move || {
         let (mut treated, mut control) = (Vec::new(), Vec::new());
-        let mut pos = 0;
-        loop {
-            let page = cache.members_page(pos, 2_000)?;
-            let Some((last, _)) = page.last() else { break };
-            pos = *last;
-            for (_, m) in page {
-                if m.erased_at.is_some() {
-                    continue;
-                }
-                let in_segment =
-                    segment.is_none_or(|s| rfm(&m, &settings.insight.rfm, today).1 == s);
-                let tagged = tag.as_ref().is_none_or(|t| m.tags.contains(t));
-                if in_segment && tagged {
-                    if in_control(&cid, &m.id, pct) {
-                        control.push(m.id.clone());
-                    } else {
-                        treated.push(m.id.clone());
-                    }
+        cache.scan_members(|_, m| {
+            if m.erased_at.is_some() {
+                return;
+            }
+            let in_segment = segment.is_none_or(|s| rfm(&m, &settings.insight.rfm, today).1 == s);
+            let tagged = tag.as_ref().is_none_or(|t| m.tags.contains(t));
+            if in_segment && tagged {
+                if in_control(&cid, &m.id, pct) {
+                    control.push(m.id.clone());
+                } else {
+                    treated.push(m.id.clone());
                 }
             }
-        }
+        })?;
         Ok::<_, crate::cache::CacheError>((treated, control))
     })
     .await

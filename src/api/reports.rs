@@ -160,32 +160,26 @@ async fn segments(
         let mut counts = std::collections::BTreeMap::<Segment, u64>::new();
         let mut members = Vec::new();
         let mut next = None;
-        let mut pos = 0;
-        loop {
-            let page = cache.members_page(pos, 2_000)?;
-            let Some((last, _)) = page.last() else { break };
-            pos = *last;
-            for (rid, m) in page {
-                if m.erased_at.is_some() && m.visits() == 0 {
-                    continue;
-                }
-                let (scores, seg) = insight::rfm(&m, cut, day);
-                *counts.entry(seg).or_insert(0) += 1;
-                if wanted == Some(seg) && rid > after && members.len() < limit {
-                    members.push(SegmentMember {
-                        id: m.id.clone(),
-                        name: m.profile.as_ref().map(|p| p.name.clone()),
-                        rfm: scores,
-                        visits: m.visits(),
-                        total_spend: m.total_spend(),
-                        last_visit_at: m.last_visit_at(),
-                    });
-                    if members.len() == limit {
-                        next = Some(rid);
-                    }
+        cache.scan_members(|rid, m| {
+            if m.erased_at.is_some() && m.visits() == 0 {
+                return;
+            }
+            let (scores, seg) = insight::rfm(&m, cut, day);
+            *counts.entry(seg).or_insert(0) += 1;
+            if wanted == Some(seg) && rid > after && members.len() < limit {
+                members.push(SegmentMember {
+                    id: m.id.clone(),
+                    name: m.profile.as_ref().map(|p| p.name.clone()),
+                    rfm: scores,
+                    visits: m.visits(),
+                    total_spend: m.total_spend(),
+                    last_visit_at: m.last_visit_at(),
+                });
+                if members.len() == limit {
+                    next = Some(rid);
                 }
             }
-        }
+        })?;
         Ok::<_, crate::cache::CacheError>((counts, members, next))
     })
     .await
@@ -288,30 +282,24 @@ async fn at_risk(
     let settings = state.settings.clone();
     let mut list = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        let mut pos = 0;
-        loop {
-            let page = cache.members_page(pos, 2_000)?;
-            let Some((last, _)) = page.last() else { break };
-            pos = *last;
-            for (_, m) in page {
-                if m.erased_at.is_some() {
-                    continue;
-                }
-                if let Some(reason) = insight::churn(&m, &settings.insight.churn, day) {
-                    let (_, seg) = insight::rfm(&m, &settings.insight.rfm, day);
-                    out.push(AtRiskMember {
-                        id: m.id.clone(),
-                        name: m.profile.as_ref().map(|p| p.name.clone()),
-                        phone: m.profile.as_ref().map(|p| p.phone.clone()),
-                        segment: seg.into(),
-                        visits: m.visits(),
-                        total_spend: m.total_spend(),
-                        last_visit_at: m.last_visit_at(),
-                        risk: reason.into(),
-                    });
-                }
+        cache.scan_members(|_, m| {
+            if m.erased_at.is_some() {
+                return;
             }
-        }
+            if let Some(reason) = insight::churn(&m, &settings.insight.churn, day) {
+                let (_, seg) = insight::rfm(&m, &settings.insight.rfm, day);
+                out.push(AtRiskMember {
+                    id: m.id.clone(),
+                    name: m.profile.as_ref().map(|p| p.name.clone()),
+                    phone: m.profile.as_ref().map(|p| p.phone.clone()),
+                    segment: seg.into(),
+                    visits: m.visits(),
+                    total_spend: m.total_spend(),
+                    last_visit_at: m.last_visit_at(),
+                    risk: reason.into(),
+                });
+            }
+        })?;
         Ok::<_, crate::cache::CacheError>(out)
     })
     .await

@@ -225,6 +225,21 @@ impl Cache {
         })
     }
 
+    /// Calls `f` with every member, in storage order, reading a page at a time.
+    pub fn scan_members(&self, mut f: impl FnMut(i64, Member)) -> Result<(), CacheError> {
+        let mut pos = 0;
+        loop {
+            let page = self.members_page(pos, 2_000)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            pos = *last;
+            for (rid, m) in page {
+                f(rid, m);
+            }
+        }
+    }
+
     /// The member with this (normalised) phone.
     pub fn member_by_phone(&self, phone: &str) -> Result<Option<Member>, CacheError> {
         self.member_by_index(Idx::Phone, IndexField::Phone, phone)

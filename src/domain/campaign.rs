@@ -57,6 +57,14 @@ pub fn in_control(campaign: &str, member_id: &str, percent: u8) -> bool {
     (u16::from_be_bytes([h[0], h[1]]) % 100) < u16::from(percent)
 }
 
+/// `part / whole` to three decimals (0 when `whole` is 0).
+pub fn rate(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        return 0.0;
+    }
+    (part as f64 / whole as f64 * 1000.0).round() / 1000.0
+}
+
 /// How a campaign did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CampaignResult {
@@ -110,11 +118,7 @@ pub fn measure(c: &Campaign, sales: &[SaleFact], issued: u64, redeemed: u64) -> 
     CampaignResult {
         issued,
         redeemed,
-        redemption_rate: if issued > 0 {
-            (redeemed as f64 / issued as f64 * 1000.0).round() / 1000.0
-        } else {
-            0.0
-        },
+        redemption_rate: rate(redeemed, issued),
         treated_members: nt as u64,
         treated_revenue: t,
         control_members: nc as u64,
