@@ -35,8 +35,9 @@ for spec in aarch64-unknown-linux-gnu:aarch64-linux-gnu:AArch64:qemu-aarch64 \
         exit 1
     fi
     build="$target_dir/$target/release/build"
-    sqlite_lib=$(ls "$build"/libsqlite3-sys-*/out/libsqlite3.a)
-    ring_libs=$(ls "$build"/ring-*/out/libring_core_*.a)
+    # The newest, should earlier builds with other flags have left theirs.
+    sqlite_lib=$(ls -t "$build"/libsqlite3-sys-*/out/libsqlite3.a | head -1)
+    ring_libs=$(ls "$(ls -td "$build"/ring-*/out | head -1)"/libring_core_*.a)
     objects=0
     for lib in $sqlite_lib $ring_libs; do
         mkdir -p "$work/objs" && rm -f "$work/objs"/*
