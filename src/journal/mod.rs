@@ -128,6 +128,9 @@ impl Journal {
         .map_err(JournalError::sql("opening the journal"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(JournalError::sql("setting busy timeout"))?;
+        // Every statement the ledger runs stays prepared (the default 16 made a batch that
+        // touches many tables re-prepare statements over and over).
+        conn.set_prepared_statement_cache_capacity(128);
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(JournalError::sql("enabling WAL"))?;
