@@ -550,9 +550,11 @@ impl OfflineStore {
             }
             .into());
         }
-        let (cache, writer, _) =
-            Cache::open(dir, config.storage.cache_capacity_mb, PiiCodec::new(keys))
-                .with_context(|| format!("opening the cache in {}", dir.display()))?;
+        // Offline work (a bulk import) looks up every phone and card in the cache's indices:
+        // a larger page cache than the daemon's keeps them in memory.
+        let capacity = config.storage.cache_capacity_mb.max(256);
+        let (cache, writer, _) = Cache::open(dir, capacity, PiiCodec::new(keys))
+            .with_context(|| format!("opening the cache in {}", dir.display()))?;
         let settings = Arc::new(StoreSettings::from_config(config));
         if let Some((_, rules)) = cache.rules()? {
             settings.set_rules(rules);
