@@ -46,7 +46,7 @@ pub enum NotifyError {
         value: String,
     },
     /// Occurs when the datagram cannot be sent: no one listens on the socket, or its queue
-    /// stayed full for [`SEND_TIMEOUT`].
+    /// stayed full for `SEND_TIMEOUT`.
     #[error("sending to the notify socket: {0}")]
     Send(#[source] std::io::Error),
 }

@@ -1,7 +1,7 @@
 //! The HTTP API for POS terminals (design section 4), on axum.
 //!
 //! [`router`] builds the whole application from an [`AppState`], so tests can drive it without a
-//! socket. One module per resource; [`auth`] turns a bearer token into a [`Staff`] and every
+//! socket. One module per resource; `auth` turns a bearer token into a [`Staff`] and every
 //! handler names the [`Action`](crate::domain::access::Action) it performs.
 
 mod audit;

@@ -1,6 +1,6 @@
 //! The MQTT link to HQ (design section 5).
 //!
-//! One task ([`link`]) owns the connection. The journal's outbox — not rumqttc's in-memory
+//! One task (`link`) owns the connection. The journal's outbox — not rumqttc's in-memory
 //! queue — is what guarantees delivery: after every (re)connect the link sends every event after
 //! the acknowledged position, in `seq` order, with a bounded number in flight, and moves the
 //! position only over events whose PUBACK arrived ([`outbox`]). Each connection gets a fresh
