@@ -6,7 +6,6 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -43,13 +42,6 @@ fn holding(dir: &Path, needle: &str) -> Vec<String> {
         }
     }
     out
-}
-
-fn storebox(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_storebox"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 /// Members registered by the tests: name, phone, card.

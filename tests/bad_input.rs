@@ -392,11 +392,7 @@ async fn a_broken_config_leaves_the_data_alone() {
     assert_eq!(d.terminate(), Some(0));
     let good = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, good.replace("[http]", "[http]\nlisten_port = 1")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_storebox"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = common::storebox(&["run", "--config", config.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("http.listen_port"));
     std::fs::write(&config, good).unwrap();

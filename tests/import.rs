@@ -3,17 +3,8 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use serde_json::json;
-
-fn storebox(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_storebox"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn a_gbk_file_imports_its_good_rows_and_names_each_bad_one() {

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use serde_json::{Value, json};
 use storebox::domain::access::{Action, Role};
@@ -526,13 +524,6 @@ async fn staff_managed_by_an_admin_log_in_and_removal_ends_their_sessions() {
         "{v}"
     );
     d.terminate();
-}
-
-fn storebox(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_storebox"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[tokio::test]

@@ -19,6 +19,14 @@ pub const CASHIER: (&str, &str) = ("1001", "1111");
 pub const MANAGER: (&str, &str) = ("2001", "2222");
 pub const ADMIN: (&str, &str) = ("9001", "9999");
 
+/// Runs the `storebox` binary with `args` (an offline command) and waits for it.
+pub fn storebox(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_storebox"))
+        .args(args)
+        .output()
+        .expect("running storebox")
+}
+
 /// The base config used by tests; `extra` is appended (more sections).
 pub fn config_text(data_dir: &Path, extra: &str) -> String {
     format!(
