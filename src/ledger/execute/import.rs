@@ -1,0 +1,141 @@
+//! Importing members in bulk: each row registered, merged into the member holding its phone,
+//! or refused with a reason, all in the caller's transaction.
+
+use chrono::Datelike;
+use uuid::Uuid;
+
+use super::Ctx;
+use crate::domain::contact::{normalize_card, normalize_name, normalize_phone, normalize_tags};
+use crate::domain::event::{EventBody, MemberRegistered, MemberUpdated};
+use crate::domain::member::Profile;
+use crate::ledger::error::LedgerError;
+use crate::ledger::requests::RegisterMember;
+use crate::ledger::{ImportReport, Outcome};
+
+/// What one imported row did.
+enum Imported {
+    Added,
+    Merged,
+    Unchanged,
+}
+
+impl Ctx<'_, '_> {
+    pub(super) fn import_members(
+        &mut self,
+        rows: Vec<(u64, RegisterMember)>,
+    ) -> Result<Outcome, LedgerError> {
+        let mut report = ImportReport::default();
+        for (line, req) in rows {
+            match self.import_one(req)? {
+                Ok(Imported::Added) => report.added += 1,
+                Ok(Imported::Merged) => report.merged += 1,
+                Ok(Imported::Unchanged) => report.unchanged += 1,
+                Err(reason) => report.rejected.push((line, reason)),
+            }
+        }
+        Ok(Outcome::Imported(Box::new(report)))
+    }
+
+    /// One imported row: `Err` inside is the row's refusal; outside, a failure of the batch.
+    fn import_one(&mut self, req: RegisterMember) -> Result<Result<Imported, String>, LedgerError> {
+        let row = (|| -> Result<(Profile, Vec<String>), String> {
+            let birthday = match req.birthday {
+                Some(b) if b > self.now.date_naive() || b.year() < 1900 => {
+                    return Err("birthday: must be a past date after 1900".into());
+                }
+                b => b,
+            };
+            Ok((
+                Profile {
+                    name: normalize_name(&req.name).map_err(|e| e.to_string())?,
+                    phone: normalize_phone(&req.phone).map_err(|e| e.to_string())?,
+                    gender: req.gender,
+                    birthday,
+                    card_no: req
+                        .card_no
+                        .as_deref()
+                        .filter(|c| !c.trim().is_empty())
+                        .map(normalize_card)
+                        .transpose()
+                        .map_err(|e| e.to_string())?,
+                },
+                normalize_tags(&req.tags).map_err(|e| e.to_string())?,
+            ))
+        })();
+        let (profile, tags) = match row {
+            Ok(r) => r,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let card_owner = match &profile.card_no {
+            Some(c) => self.pending.member_id_by_card(c)?,
+            None => None,
+        };
+        let Some(id) = self.pending.member_id_by_phone(&profile.phone)? else {
+            if card_owner.is_some() {
+                return Ok(Err("card_no: another member already has this card".into()));
+            }
+            let id = Uuid::now_v7().to_string();
+            self.emit(EventBody::MemberRegistered(MemberRegistered {
+                member_id: id,
+                profile: Some(profile),
+                tags,
+                consent: req.consent,
+                store_id: self.settings.store_id.clone(),
+                staff_no: self.actor.staff_no.clone(),
+                created_at: self.now,
+            }))?;
+            return Ok(Ok(Imported::Added));
+        };
+        // A known phone: fill what the member lacks, add tags; never overwrite.
+        let m = self.member_or_404(&id)?;
+        let Some(old) = m.profile.clone() else {
+            return Ok(Err("phone: belongs to an erased member".into()));
+        };
+        if card_owner.as_ref().is_some_and(|o| *o != id) {
+            return Ok(Err("card_no: another member already has this card".into()));
+        }
+        let mut p = old.clone();
+        if p.birthday.is_none() {
+            p.birthday = profile.birthday;
+        }
+        if p.card_no.is_none() {
+            p.card_no = profile.card_no;
+        }
+        if p.gender == Default::default() {
+            p.gender = profile.gender;
+        }
+        let mut all_tags = m.tags.clone();
+        for t in tags {
+            if !all_tags.contains(&t) {
+                all_tags.push(t);
+            }
+        }
+        let all_tags = match normalize_tags(&all_tags) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let mut fields = Vec::new();
+        for (name, changed) in [
+            ("birthday", p.birthday != old.birthday),
+            ("card_no", p.card_no != old.card_no),
+            ("gender", p.gender != old.gender),
+            ("tags", all_tags != m.tags),
+        ] {
+            if changed {
+                fields.push(name.to_string());
+            }
+        }
+        if fields.is_empty() {
+            return Ok(Ok(Imported::Unchanged));
+        }
+        self.emit(EventBody::MemberUpdated(MemberUpdated {
+            member_id: id,
+            profile: Some(p),
+            tags: all_tags,
+            consent: m.consent.clone(),
+            fields,
+            staff_no: self.actor.staff_no.clone(),
+        }))?;
+        Ok(Ok(Imported::Merged))
+    }
+}

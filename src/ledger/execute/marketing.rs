@@ -1,0 +1,184 @@
+//! The store's own marketing and customer care inside a batch: automatic coupons for an
+//! occasion, campaigns, feedback.
+
+use chrono::{DateTime, FixedOffset};
+use uuid::Uuid;
+
+use super::Ctx;
+use crate::domain::catalog::{Coupon, CouponKind};
+use crate::domain::event::EventBody;
+use crate::ledger::Outcome;
+use crate::ledger::error::LedgerError;
+
+/// An automatic coupon for an occasion: `amount` off any purchase, valid `days` from `now`.
+pub(crate) fn auto_coupon(
+    occasion: &crate::domain::automation::Occasion,
+    member_id: &str,
+    title: &str,
+    amount: crate::domain::money::Money,
+    now: DateTime<FixedOffset>,
+    days: u32,
+) -> Coupon {
+    Coupon {
+        code: crate::domain::automation::occasion_code(occasion, member_id),
+        title: title.to_string(),
+        kind: CouponKind::AmountOff {
+            threshold: 0,
+            amount,
+        },
+        valid_from: Some(now),
+        valid_to: Some(now + chrono::Duration::days(i64::from(days))),
+        member_id: Some(member_id.to_string()),
+        combinable_with_level: true,
+        stackable: false,
+        used: None,
+        version: 0,
+        seq: 0,
+    }
+}
+
+impl Ctx<'_, '_> {
+    pub(super) fn automate(
+        &mut self,
+        member_id: &str,
+        occasion: crate::domain::automation::Occasion,
+        mut coupon: Coupon,
+    ) -> Result<Outcome, LedgerError> {
+        let m = self.member_or_404(member_id)?;
+        if m.erased_at.is_some() || self.pending.coupon(&coupon.code)?.is_some() {
+            return Ok(Outcome::Automated { issued: false });
+        }
+        coupon.member_id = Some(member_id.to_string());
+        let code = coupon.code.clone();
+        self.emit(EventBody::CouponIssued(Box::new(coupon)))?;
+        match occasion {
+            crate::domain::automation::Occasion::Birthday { year } => {
+                self.emit(EventBody::MemberBirthday {
+                    member_id: member_id.to_string(),
+                    year,
+                    coupon_code: code,
+                    marketing_consent: m.consent.marketing,
+                })?;
+            }
+            crate::domain::automation::Occasion::Winback { reason, .. } => {
+                self.emit(EventBody::MemberAtRisk {
+                    member_id: member_id.to_string(),
+                    reason,
+                    coupon_code: Some(code),
+                    marketing_consent: m.consent.marketing,
+                })?;
+            }
+            _ => {}
+        }
+        Ok(Outcome::Automated { issued: true })
+    }
+
+    pub(super) fn start_campaign(
+        &mut self,
+        c: crate::domain::campaign::Campaign,
+    ) -> Result<Outcome, LedgerError> {
+        if self.pending.campaign(&c.id)?.is_some() {
+            return Err(LedgerError::conflict(
+                "campaign_exists",
+                format!("campaign {} was already started", c.id),
+            ));
+        }
+        let valid_from = self.settings.local_start(c.starts);
+        let valid_to = self
+            .settings
+            .local_start(c.ends + chrono::Duration::days(1));
+        for m in &c.treated {
+            let occasion = crate::domain::automation::Occasion::Campaign {
+                campaign: c.id.clone(),
+            };
+            let coupon = Coupon {
+                code: crate::domain::automation::occasion_code(&occasion, m),
+                title: c.coupon_title.clone(),
+                kind: c.coupon.clone(),
+                valid_from: Some(valid_from),
+                valid_to: Some(valid_to),
+                member_id: Some(m.clone()),
+                combinable_with_level: true,
+                stackable: false,
+                used: None,
+                version: 0,
+                seq: 0,
+            };
+            self.emit(EventBody::CouponIssued(Box::new(coupon)))?;
+        }
+        let id = c.id.clone();
+        self.emit(EventBody::CampaignStarted(Box::new(c)))?;
+        self.audit("campaign.start", &id, serde_json::json!({}))?;
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn record_feedback(
+        &mut self,
+        mut f: crate::domain::feedback::Feedback,
+    ) -> Result<Outcome, LedgerError> {
+        if !(1..=5).contains(&f.rating) {
+            return Err(LedgerError::invalid("invalid_rating", "rating is 1–5"));
+        }
+        f.text = f.text.trim().to_string();
+        if f.text.chars().count() > 1000 {
+            return Err(LedgerError::invalid(
+                "invalid_text",
+                "feedback text is at most 1,000 characters",
+            ));
+        }
+        if let Some(m) = &f.member_id {
+            self.member_or_404(m)?;
+        }
+        if let Some(s) = &f.sale_id {
+            self.load_sale(s)?;
+        }
+        f.id = Uuid::now_v7().to_string();
+        f.status = crate::domain::feedback::FeedbackStatus::Open;
+        f.notes.clear();
+        f.recorded_by = self.actor.staff_no.clone();
+        f.created_at = self.now;
+        f.updated_at = self.now;
+        let id = f.id.clone();
+        self.emit(EventBody::FeedbackReceived(Box::new(f)))?;
+        let f = self
+            .pending
+            .feedback(&id)?
+            .ok_or_else(|| LedgerError::Internal("recorded feedback missing".into()))?;
+        Ok(Outcome::Feedback(Box::new(f)))
+    }
+
+    pub(super) fn update_feedback(
+        &mut self,
+        id: &str,
+        status: crate::domain::feedback::FeedbackStatus,
+        note: String,
+    ) -> Result<Outcome, LedgerError> {
+        if self.pending.feedback(id)?.is_none() {
+            return Err(LedgerError::not_found(
+                "feedback_not_found",
+                format!("no feedback {id}"),
+            ));
+        }
+        let note = note.trim().to_string();
+        if note.chars().count() > 1000 {
+            return Err(LedgerError::invalid(
+                "invalid_note",
+                "a note is at most 1,000 characters",
+            ));
+        }
+        self.emit(EventBody::FeedbackUpdated {
+            id: id.to_string(),
+            note: crate::domain::feedback::FeedbackNote {
+                by: self.actor.staff_no.clone(),
+                at: self.now,
+                status,
+                note,
+            },
+        })?;
+        let f = self
+            .pending
+            .feedback(id)?
+            .ok_or_else(|| LedgerError::Internal("updated feedback missing".into()))?;
+        Ok(Outcome::Feedback(Box::new(f)))
+    }
+}
