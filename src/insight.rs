@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
-use crate::domain::insight::{RefundFact, SaleFact};
 use crate::domain::refund::Refund;
+use crate::domain::report::{RefundFact, SaleFact};
 use crate::domain::sale::Sale;
 use crate::journal::JournalError;
 use crate::journal::store::{self, StoredEvent};

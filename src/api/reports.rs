@@ -15,6 +15,7 @@ use super::{ApiError, ApiResult, AppState, Json, Query, Staff};
 use crate::domain::access::Action;
 use crate::domain::insight::{self, Segment};
 use crate::domain::money::Money;
+use crate::domain::report;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -350,12 +351,12 @@ struct SalesReport {
     from: NaiveDate,
     to: NaiveDate,
     #[serde(flatten)]
-    summary: insight::SalesSummary,
+    summary: report::SalesSummary,
     /// Members' share of sales and of revenue.
     member_share: f64,
     member_revenue_share: f64,
     /// The same length of time just before.
-    previous: insight::SalesSummary,
+    previous: report::SalesSummary,
     /// Revenue, sales and average ticket against the previous period, in percent.
     revenue_trend_percent: Option<f64>,
     sales_trend_percent: Option<f64>,
@@ -374,8 +375,8 @@ async fn sales(
     let prev_to = from - chrono::Duration::days(1);
     let prev_from = prev_to - chrono::Duration::days(days - 1);
     let before = facts(&state, prev_from, prev_to).await?;
-    let summary = insight::summarize(&now.sales, &now.refunds);
-    let previous = insight::summarize(&before.sales, &before.refunds);
+    let summary = report::summarize(&now.sales, &now.refunds);
+    let previous = report::summarize(&before.sales, &before.refunds);
     if q.csv()? {
         let rows: Vec<Vec<String>> = summary
             .by_day
@@ -400,9 +401,9 @@ async fn sales(
         to,
         member_share: share(summary.member_sales as f64, summary.sales as f64),
         member_revenue_share: share(summary.member_revenue as f64, summary.revenue as f64),
-        revenue_trend_percent: insight::trend_percent(summary.revenue, previous.revenue),
-        sales_trend_percent: insight::trend_percent(summary.sales as i64, previous.sales as i64),
-        average_ticket_trend_percent: insight::trend_percent(
+        revenue_trend_percent: report::trend_percent(summary.revenue, previous.revenue),
+        sales_trend_percent: report::trend_percent(summary.sales as i64, previous.sales as i64),
+        average_ticket_trend_percent: report::trend_percent(
             summary.average_ticket,
             previous.average_ticket,
         ),
@@ -417,7 +418,7 @@ async fn sales(
 #[derive(Serialize)]
 struct ProductRow {
     #[serde(flatten)]
-    sales: insight::ProductSales,
+    sales: report::ProductSales,
     name: String,
     on_hand: Option<i64>,
     units_per_day: f64,
@@ -445,10 +446,10 @@ async fn products(
     let levels = state.cache.stock_levels(100_000)?;
     let catalog: Vec<String> = levels.iter().map(|l| l.sku.clone()).collect();
     let mut rows: Vec<ProductRow> = Vec::new();
-    for p in insight::product_sales(&f.sales, &f.refunds, &catalog) {
+    for p in report::product_sales(&f.sales, &f.refunds, &catalog) {
         let on_hand = levels.iter().find(|l| l.sku == p.sku).map(|l| l.on_hand);
         let (units_per_day, days_of_cover, turnover) =
-            insight::stock_cover(p.units, on_hand.unwrap_or(0), days);
+            report::stock_cover(p.units, on_hand.unwrap_or(0), days);
         let name = state
             .cache
             .product(&p.sku)?
@@ -535,7 +536,7 @@ struct PairsReport {
     from: NaiveDate,
     to: NaiveDate,
     sales: usize,
-    pairs: Vec<insight::Pair>,
+    pairs: Vec<report::Pair>,
 }
 
 async fn associations(
@@ -546,7 +547,7 @@ async fn associations(
     staff.allow(Action::ReportsRead)?;
     let (from, to) = q.range(today(&state))?;
     let f = facts(&state, from, to).await?;
-    let pairs = insight::associations(&f.sales, q.min_count.unwrap_or(3).max(1), q.limit());
+    let pairs = report::associations(&f.sales, q.min_count.unwrap_or(3).max(1), q.limit());
     if q.csv()? {
         let rows: Vec<Vec<String>> = pairs
             .iter()
@@ -582,7 +583,7 @@ async fn associations(
 struct StaffReport {
     from: NaiveDate,
     to: NaiveDate,
-    staff: Vec<insight::StaffFigures>,
+    staff: Vec<report::StaffFigures>,
 }
 
 async fn staff_report(
@@ -597,7 +598,7 @@ async fn staff_report(
         .journal
         .with(move |c| crate::insight::ratings(c, from, to))
         .await?;
-    let figures = insight::staff_figures(&f.sales, &f.refunds, &f.registrations, &ratings);
+    let figures = report::staff_figures(&f.sales, &f.refunds, &f.registrations, &ratings);
     if q.csv()? {
         let rows: Vec<Vec<String>> = figures
             .iter()

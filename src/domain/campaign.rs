@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::catalog::CouponKind;
-use super::insight::SaleFact;
 use super::money::Money;
+use super::report::SaleFact;
 
 /// Who a campaign is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

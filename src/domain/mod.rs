@@ -19,6 +19,7 @@ pub mod member;
 pub mod money;
 pub mod pricing;
 pub mod refund;
+pub mod report;
 pub mod rules;
 pub mod sale;
 pub mod sync;

@@ -1,0 +1,340 @@
+//! The figures of the reports: sales by day and hour, products, pairs bought together, staff.
+//! Pure functions over the sales and refunds of a period, read from the journal by
+//! [`crate::insight`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::Timelike;
+use serde::Serialize;
+
+use super::money::Money;
+
+/// One sale as the reports see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaleFact {
+    /// Sale id.
+    pub id: String,
+    /// Store-local time.
+    pub at: chrono::DateTime<chrono::FixedOffset>,
+    /// Cashier.
+    pub staff_no: String,
+    /// Member, if any.
+    pub member_id: Option<String>,
+    /// Total paid.
+    pub total: Money,
+    /// Lines: sku, quantity, amount.
+    pub lines: Vec<(String, u32, Money)>,
+}
+
+/// One refund as the reports see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefundFact {
+    /// Store-local time.
+    pub at: chrono::DateTime<chrono::FixedOffset>,
+    /// Staff who refunded.
+    pub staff_no: String,
+    /// The refunded sale's cashier.
+    pub sale_staff_no: Option<String>,
+    /// Amount given back.
+    pub amount: Money,
+    /// Lines: sku, quantity.
+    pub lines: Vec<(String, u32)>,
+}
+
+/// Sales by store-local day and hour.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SalesSummary {
+    /// Sales.
+    pub sales: u64,
+    /// Gross takings (before refunds).
+    pub revenue: Money,
+    /// Refunded.
+    pub refunded: Money,
+    /// Revenue minus refunds.
+    pub net: Money,
+    /// Average ticket (revenue / sales).
+    pub average_ticket: Money,
+    /// By day `YYYY-MM-DD`: (sales, revenue).
+    pub by_day: BTreeMap<String, (u64, Money)>,
+    /// By hour 0–23: (sales, revenue).
+    pub by_hour: BTreeMap<u32, (u64, Money)>,
+    /// Member sales and their revenue.
+    pub member_sales: u64,
+    /// Revenue from member sales.
+    pub member_revenue: Money,
+}
+
+/// Sums the sales and refunds of a period.
+pub fn summarize(sales: &[SaleFact], refunds: &[RefundFact]) -> SalesSummary {
+    let mut s = SalesSummary::default();
+    for x in sales {
+        s.sales += 1;
+        s.revenue += x.total;
+        let d = s.by_day.entry(x.at.date_naive().to_string()).or_default();
+        d.0 += 1;
+        d.1 += x.total;
+        let h = s.by_hour.entry(x.at.hour()).or_default();
+        h.0 += 1;
+        h.1 += x.total;
+        if x.member_id.is_some() {
+            s.member_sales += 1;
+            s.member_revenue += x.total;
+        }
+    }
+    s.refunded = refunds.iter().map(|r| r.amount).sum();
+    s.net = s.revenue - s.refunded;
+    s.average_ticket = if s.sales > 0 {
+        s.revenue / s.sales as i64
+    } else {
+        0
+    };
+    s
+}
+
+/// Change of `now` against `before`, in percent (None when there was nothing before).
+pub fn trend_percent(now: Money, before: Money) -> Option<f64> {
+    (before != 0).then(|| ((now - before) as f64 / before as f64 * 1000.0).round() / 10.0)
+}
+
+/// Units and revenue of one product in a period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProductSales {
+    /// Product.
+    pub sku: String,
+    /// Units sold, net of refunds.
+    pub units: i64,
+    /// Revenue of its lines (before refunds).
+    pub revenue: Money,
+    /// Sales it appeared in.
+    pub sales: u64,
+}
+
+/// Units and revenue by product (every sku in `catalog` appears, sold or not).
+pub fn product_sales(
+    sales: &[SaleFact],
+    refunds: &[RefundFact],
+    catalog: &[String],
+) -> Vec<ProductSales> {
+    let mut by: BTreeMap<&str, ProductSales> = catalog
+        .iter()
+        .map(|s| {
+            (
+                s.as_str(),
+                ProductSales {
+                    sku: s.clone(),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    for x in sales {
+        let mut seen = BTreeSet::new();
+        for (sku, qty, amount) in &x.lines {
+            let p = by.entry(sku.as_str()).or_insert_with(|| ProductSales {
+                sku: sku.clone(),
+                ..Default::default()
+            });
+            p.units += i64::from(*qty);
+            p.revenue += amount;
+            if seen.insert(sku.as_str()) {
+                p.sales += 1;
+            }
+        }
+    }
+    for r in refunds {
+        for (sku, qty) in &r.lines {
+            if let Some(p) = by.get_mut(sku.as_str()) {
+                p.units -= i64::from(*qty);
+            }
+        }
+    }
+    by.into_values().collect()
+}
+
+/// Two products bought together.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pair {
+    /// The first product (the antecedent of `confidence`).
+    pub a: String,
+    /// The second.
+    pub b: String,
+    /// Sales with both.
+    pub count: u64,
+    /// Share of all sales with both.
+    pub support: f64,
+    /// Share of sales with `a` that also have `b`.
+    pub confidence: f64,
+    /// Confidence against `b`'s own share: above 1, `a` makes `b` likelier.
+    pub lift: f64,
+}
+
+/// Product pairs in at least `min_count` sales, both directions, by lift then count.
+pub fn associations(sales: &[SaleFact], min_count: u64, limit: usize) -> Vec<Pair> {
+    let n = sales.len() as f64;
+    let mut single: HashMap<&str, u64> = HashMap::new();
+    let mut both: HashMap<(&str, &str), u64> = HashMap::new();
+    for x in sales {
+        let items: BTreeSet<&str> = x.lines.iter().map(|(s, _, _)| s.as_str()).collect();
+        for a in &items {
+            *single.entry(a).or_insert(0) += 1;
+        }
+        let v: Vec<&str> = items.into_iter().collect();
+        for i in 0..v.len() {
+            for j in i + 1..v.len() {
+                *both.entry((v[i], v[j])).or_insert(0) += 1;
+            }
+        }
+    }
+    let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
+    let mut out = Vec::new();
+    for ((a, b), c) in both {
+        if c < min_count {
+            continue;
+        }
+        for (x, y) in [(a, b), (b, a)] {
+            let (nx, ny) = (single[x] as f64, single[y] as f64);
+            let confidence = c as f64 / nx;
+            out.push(Pair {
+                a: x.to_string(),
+                b: y.to_string(),
+                count: c,
+                support: round(c as f64 / n),
+                confidence: round(confidence),
+                lift: round(confidence / (ny / n)),
+            });
+        }
+    }
+    out.sort_by(|p, q| {
+        q.lift
+            .total_cmp(&p.lift)
+            .then(q.count.cmp(&p.count))
+            .then(p.a.cmp(&q.a))
+            .then(p.b.cmp(&q.b))
+    });
+    out.truncate(limit);
+    out
+}
+
+/// One staff member's figures in a period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StaffFigures {
+    /// Staff number.
+    pub staff_no: String,
+    /// Sales rung up.
+    pub sales: u64,
+    /// Their revenue.
+    pub revenue: Money,
+    /// Refunds of their sales.
+    pub refunded: Money,
+    /// Average ticket.
+    pub average_ticket: Money,
+    /// Share of their sales made to members.
+    pub member_share: f64,
+    /// Members they registered.
+    pub registrations: u64,
+    /// Feedback linked to them: count and average rating.
+    pub feedback: u64,
+    /// Average rating of that feedback (None without feedback).
+    pub average_rating: Option<f64>,
+}
+
+/// Figures by staff member: sales, refunds of their sales, registrations and ratings.
+pub fn staff_figures(
+    sales: &[SaleFact],
+    refunds: &[RefundFact],
+    registrations: &[String],
+    ratings: &[(String, u8)],
+) -> Vec<StaffFigures> {
+    let mut by: BTreeMap<String, (StaffFigures, u64, u64)> = BTreeMap::new();
+    fn entry<'a>(
+        by: &'a mut BTreeMap<String, (StaffFigures, u64, u64)>,
+        no: &str,
+    ) -> &'a mut (StaffFigures, u64, u64) {
+        by.entry(no.to_string()).or_insert_with(|| {
+            (
+                StaffFigures {
+                    staff_no: no.to_string(),
+                    ..Default::default()
+                },
+                0,
+                0,
+            )
+        })
+    }
+    for x in sales {
+        let e = entry(&mut by, &x.staff_no);
+        e.0.sales += 1;
+        e.0.revenue += x.total;
+        if x.member_id.is_some() {
+            e.1 += 1;
+        }
+    }
+    for r in refunds {
+        if let Some(no) = &r.sale_staff_no {
+            entry(&mut by, no).0.refunded += r.amount;
+        }
+    }
+    for no in registrations {
+        entry(&mut by, no).0.registrations += 1;
+    }
+    for (no, rating) in ratings {
+        let e = entry(&mut by, no);
+        e.0.feedback += 1;
+        e.2 += u64::from(*rating);
+    }
+    by.into_values()
+        .map(|(mut f, member_sales, rating_sum)| {
+            if f.sales > 0 {
+                f.average_ticket = f.revenue / f.sales as i64;
+                f.member_share = (member_sales as f64 / f.sales as f64 * 1000.0).round() / 1000.0;
+            }
+            if f.feedback > 0 {
+                f.average_rating =
+                    Some((rating_sum as f64 / f.feedback as f64 * 100.0).round() / 100.0);
+            }
+            f
+        })
+        .collect()
+}
+
+/// Stock turnover of a product over a period of `days`: units sold per day, days of cover at
+/// that rate, and turnover (units sold / units on hand).
+pub fn stock_cover(units_sold: i64, on_hand: i64, days: i64) -> (f64, Option<f64>, Option<f64>) {
+    let per_day = units_sold.max(0) as f64 / days.max(1) as f64;
+    let cover = (per_day > 0.0).then(|| (on_hand.max(0) as f64 / per_day * 10.0).round() / 10.0);
+    let turnover =
+        (on_hand > 0).then(|| (units_sold.max(0) as f64 / on_hand as f64 * 100.0).round() / 100.0);
+    ((per_day * 100.0).round() / 100.0, cover, turnover)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_with_support_confidence_and_lift() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-01T10:00:00+08:00").unwrap();
+        let sale = |skus: &[&str]| SaleFact {
+            id: "s".into(),
+            at,
+            staff_no: "1".into(),
+            member_id: None,
+            total: 100,
+            lines: skus.iter().map(|s| (s.to_string(), 1, 100)).collect(),
+        };
+        let sales = vec![
+            sale(&["A", "B"]),
+            sale(&["A", "B"]),
+            sale(&["A"]),
+            sale(&["C"]),
+        ];
+        let pairs = associations(&sales, 1, 10);
+        let ab = pairs.iter().find(|p| p.a == "A" && p.b == "B").unwrap();
+        assert_eq!(ab.count, 2);
+        assert_eq!(ab.support, 0.5);
+        assert_eq!(ab.confidence, 0.6667);
+        assert_eq!(ab.lift, 1.3333);
+        let ba = pairs.iter().find(|p| p.a == "B" && p.b == "A").unwrap();
+        assert_eq!(ba.confidence, 1.0);
+    }
+}
