@@ -17,6 +17,7 @@ mod members;
 mod products;
 mod reports;
 mod sales;
+mod segments;
 mod sessions;
 mod staff;
 mod stock;
@@ -163,6 +164,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(staff::router())
         .merge(audit::router())
         .merge(reports::router())
+        .merge(segments::router())
         .merge(feedback::router())
         .merge(campaigns::router())
         .merge(sales::router())
