@@ -191,9 +191,11 @@ async fn products(
     let f = facts(&state, from, to).await?;
     let levels = state.cache.stock_levels(100_000)?;
     let catalog: Vec<String> = levels.iter().map(|l| l.sku.clone()).collect();
+    let on_hand_of: std::collections::HashMap<&str, i64> =
+        levels.iter().map(|l| (l.sku.as_str(), l.on_hand)).collect();
     let mut rows: Vec<ProductRow> = Vec::new();
     for p in report::product_sales(&f.sales, &f.refunds, &catalog) {
-        let on_hand = levels.iter().find(|l| l.sku == p.sku).map(|l| l.on_hand);
+        let on_hand = on_hand_of.get(p.sku.as_str()).copied();
         let (units_per_day, days_of_cover, turnover) =
             report::stock_cover(p.units, on_hand.unwrap_or(0), days);
         let name = state
