@@ -194,6 +194,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             store_id: config.store.id.clone(),
             ledger: ledger.clone(),
             journal: JournalReader::new(&dir),
+            cache: cache.clone(),
             codec: cache.codec().clone(),
             status: uplink_status.clone(),
             started_at,

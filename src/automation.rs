@@ -1,8 +1,10 @@
 //! The store's own marketing, each morning (store time): birthday coupons for members whose
-//! birthday is in the configured window, win-back coupons for members who turned `at_risk`.
-//! Every coupon has a code derived from its occasion (see
-//! [`crate::domain::automation::occasion_code`]), so a restart or a second run the same day
-//! issues nothing twice. Welcome coupons are issued with the registration itself.
+//! birthday is in the configured window; for members who turned `at_risk`, a
+//! `member.at_risk` event to HQ with a win-back coupon (the event goes up without a coupon
+//! when `winback_coupon = 0`). Every occasion has a code (see
+//! [`crate::domain::automation::occasion_code`]), the code of its coupon too, which the cache
+//! remembers, so a restart or a second run the same day acts on nothing twice. Welcome
+//! coupons are issued with the registration itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::Cache;
 use crate::domain::automation::{Occasion, birthday_due};
-use crate::domain::insight::churn;
+use crate::domain::campaign::{Campaign, CheckedSpec, in_control};
+use crate::domain::insight::{churn, rfm};
 use crate::ledger::{Actor, Command, Ledger, Outcome, StoreSettings};
 
 /// What a run did.
@@ -20,8 +23,9 @@ use crate::ledger::{Actor, Command, Ledger, Outcome, StoreSettings};
 pub struct Tally {
     /// Birthday coupons issued.
     pub birthday: u64,
-    /// Win-back coupons issued.
-    pub winback: u64,
+    /// Members newly flagged at risk (`member.at_risk` sent, with a win-back coupon if one
+    /// is configured).
+    pub at_risk: u64,
     /// Occasions already served before (nothing issued).
     pub already: u64,
 }
@@ -62,7 +66,7 @@ pub async fn run(
             Ok(t) => {
                 tracing::info!(
                     birthday = t.birthday,
-                    winback = t.winback,
+                    at_risk = t.at_risk,
                     already = t.already,
                     "morning automation done"
                 );
@@ -111,12 +115,10 @@ pub async fn run_once(
                             now,
                             a.birthday_valid_days,
                         );
-                        out.push((m.id.clone(), occasion, coupon));
+                        out.push((m.id.clone(), occasion, Some(Box::new(coupon))));
                     }
                 }
-                if a.winback_coupon > 0
-                    && let Some(reason) = churn(&m, &settings2.insight.churn, today)
-                {
+                if let Some(reason) = churn(&m, &settings2.insight.churn, today) {
                     let since = m
                         .last_visit_at()
                         .map(|t| t.format("%Y-%m").to_string())
@@ -125,14 +127,16 @@ pub async fn run_once(
                         since,
                         reason: reason.describe(),
                     };
-                    let coupon = crate::ledger::auto_coupon(
-                        &occasion,
-                        &m.id,
-                        "回归礼券 We miss you",
-                        a.winback_coupon,
-                        now,
-                        a.winback_valid_days,
-                    );
+                    let coupon = (a.winback_coupon > 0).then(|| {
+                        Box::new(crate::ledger::auto_coupon(
+                            &occasion,
+                            &m.id,
+                            "回归礼券 We miss you",
+                            a.winback_coupon,
+                            now,
+                            a.winback_valid_days,
+                        ))
+                    });
                     out.push((m.id.clone(), occasion, coupon));
                 }
             })
@@ -147,7 +151,7 @@ pub async fn run_once(
         let cmd = Command::Automate {
             member_id,
             occasion,
-            coupon: Box::new(coupon),
+            coupon,
         };
         match ledger
             .execute(actor(), cmd)
@@ -155,9 +159,47 @@ pub async fn run_once(
             .map_err(|e| e.to_string())?
         {
             Outcome::Automated { issued: true } if birthday => t.birthday += 1,
-            Outcome::Automated { issued: true } => t.winback += 1,
+            Outcome::Automated { issued: true } => t.at_risk += 1,
             _ => t.already += 1,
         }
     }
     Ok(t)
+}
+
+/// A campaign for this store's members: those in the target segment and with the target tag
+/// (erased members never), split by the stable hash of [`in_control`] into treated and
+/// control. `None` when no member here matches. Scans every member: call it off the async
+/// runtime.
+pub fn campaign_for(
+    cache: &Cache,
+    settings: &StoreSettings,
+    checked: CheckedSpec,
+    started_by: &str,
+    today: NaiveDate,
+) -> Result<Option<Campaign>, crate::cache::CacheError> {
+    let CheckedSpec { spec, segment } = checked;
+    let (mut treated, mut control) = (Vec::new(), Vec::new());
+    cache.scan_members(|_, m| {
+        if m.erased_at.is_some() {
+            return;
+        }
+        let in_segment = segment.is_none_or(|s| rfm(&m, &settings.insight.rfm, today).1 == s);
+        let tagged = spec.target.tag.as_ref().is_none_or(|t| m.tags.contains(t));
+        if in_segment && tagged {
+            if in_control(&spec.id, &m.id, spec.control_percent) {
+                control.push(m.id);
+            } else {
+                treated.push(m.id);
+            }
+        }
+    })?;
+    if treated.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Campaign {
+        spec,
+        treated,
+        control,
+        started_by: started_by.to_string(),
+    }))
 }

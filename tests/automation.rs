@@ -5,6 +5,7 @@
 mod common;
 
 use chrono::Datelike;
+use common::history;
 use common::*;
 use serde_json::{Value, json};
 use storebox::domain::automation::{Occasion, occasion_code};
@@ -239,6 +240,124 @@ async fn a_campaign_holds_out_a_control_group_and_measures_the_effect() {
     assert_eq!(
         v["incremental_revenue"].as_i64(),
         Some((per_t - per_c) * treated as i64)
+    );
+    d.terminate();
+}
+
+/// A member who came every week for three months and has not been back for `gap_days`: a
+/// registration and ten sales, for [`history::write_journal`].
+fn drifting_member(
+    id: &str,
+    phone: &str,
+    gap_days: i64,
+) -> Vec<(chrono::DateTime<chrono::FixedOffset>, Value)> {
+    let now = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+    let last = now - chrono::Duration::days(gap_days);
+    let first = last - chrono::Duration::weeks(9);
+    let mut events = vec![(
+        first - chrono::Duration::hours(1),
+        history::member_event(
+            id,
+            first - chrono::Duration::hours(1),
+            "1001",
+            "常客",
+            phone,
+        ),
+    )];
+    for week in 0..10 {
+        let at = first + chrono::Duration::weeks(week);
+        let sale = uuid::Uuid::now_v7().to_string();
+        events.push((
+            at,
+            history::sale_event(&sale, at, "1001", Some(id), &[("TEA", 1, 25000)]),
+        ));
+    }
+    events
+}
+
+fn start_winback(dir: &std::path::Path, winback_coupon: i64) -> Daemon {
+    let config = dir.join("storebox.toml");
+    let text = config_text(&dir.join("data"), "").replace(
+        "[insight.automation]\nenabled = false",
+        &format!(
+            "[insight.automation]\nenabled = true\nrun_hour = 0\nwinback_coupon = {winback_coupon}"
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    Daemon::start_with(dir, &config)
+}
+
+#[tokio::test]
+async fn members_drifting_away_are_reported_to_hq_once_with_or_without_a_coupon() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (x, y) = (
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    history::write_journal(&data, drifting_member(&x, "13911110001", 60));
+
+    // No win-back coupon configured: the member is still flagged to HQ, once.
+    for run in 1..=2 {
+        let d = start_winback(dir.path(), 0);
+        wait_for(&d, "morning automation done", 1);
+        let tm = d.login(MANAGER).await;
+        let (s, m) = d.get(&tm, &format!("/v1/members/{x}")).await;
+        assert_eq!(s, 200, "{m}");
+        assert_eq!(m["at_risk"]["reason"], "overdue", "{m}");
+        d.terminate();
+        assert_eq!(
+            count_events(dir.path(), "member.at_risk", &format!("%{x}%")),
+            1,
+            "run {run}"
+        );
+        assert_eq!(
+            count_events(dir.path(), "member.at_risk", "%\"coupon_code\":null%"),
+            1
+        );
+        assert_eq!(count_events(dir.path(), "coupon.issued", "%WB%"), 0);
+    }
+
+    // With a coupon configured later: a new occasion gets one; the old one is not acted on
+    // again (HQ heard of it already).
+    history::write_journal(&data, drifting_member(&y, "13911110002", 45));
+    for run in 1..=2 {
+        let d = start_winback(dir.path(), 1500);
+        wait_for(&d, "morning automation done", 1);
+        d.terminate();
+        assert_eq!(
+            count_events(dir.path(), "member.at_risk", &format!("%{x}%")),
+            1
+        );
+        assert_eq!(
+            count_events(dir.path(), "member.at_risk", &format!("%{y}%")),
+            1,
+            "run {run}"
+        );
+        assert_eq!(
+            count_events(dir.path(), "coupon.issued", "%WB%"),
+            1,
+            "run {run}"
+        );
+    }
+    let since = (chrono::Utc::now() - chrono::Duration::days(45))
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y-%m")
+        .to_string();
+    let code = occasion_code(
+        &Occasion::Winback {
+            since,
+            reason: String::new(),
+        },
+        &y,
+    );
+    let d = start_winback(dir.path(), 1500);
+    let t = d.login(CASHIER).await;
+    let (s, c) = d.get(&t, &format!("/v1/coupons/{code}")).await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(
+        (c["member_id"].as_str(), c["kind"]["amount"].as_i64()),
+        (Some(y.as_str()), Some(1500))
     );
     d.terminate();
 }

@@ -7,12 +7,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone};
+use common::history;
 use common::*;
 use serde_json::{Value, json};
-use storebox::domain::event::{Event, EventBody};
 
 /// A small deterministic generator (xorshift64*), so every run sees the same history.
 struct Rng(u64);
@@ -160,18 +159,7 @@ fn generate(now: DateTime<FixedOffset>, members: usize) -> History {
 }
 
 fn sale_body(s: &GenSale, member_id: Option<&str>) -> Value {
-    json!({"kind": "sale.recorded", "data": {
-        "id": s.id, "seq": 0, "store_id": "sh-001", "created_at": s.at.to_rfc3339(),
-        "staff_no": s.staff, "terminal_id": "pos-1", "member_id": member_id,
-        "lines": s.lines.iter().map(|(sku, qty, amount)| json!({
-            "sku": sku, "name": sku, "qty": qty, "unit_price": amount / i64::from(*qty),
-            "discount": 0, "amount": amount, "promo_discount": 0, "member_discount": 0,
-            "coupon_discount": 0, "rounding": 0, "points_value": 0, "points_redeemed": 0,
-            "points_earned": 0})).collect::<Vec<_>>(),
-        "subtotal": s.total, "discount_total": 0, "points_redeemed": 0, "points_value": 0,
-        "total": s.total, "payments": [{"method": "cash", "amount": s.total}],
-        "paid": s.total, "change": 0, "points_earned": 0, "benefit": null, "level": null,
-        "coupons": [], "member": null}})
+    history::sale_event(&s.id, s.at, &s.staff, member_id, &s.lines)
 }
 
 fn refund_body(s: &GenSale, at: DateTime<FixedOffset>, member_id: Option<&str>) -> Value {
@@ -190,19 +178,10 @@ fn refund_body(s: &GenSale, at: DateTime<FixedOffset>, member_id: Option<&str>) 
 
 /// Writes the history into the store's journal, in time order.
 fn write_journal(data: &std::path::Path, h: &History) {
-    use storebox::journal::{Journal, store};
-    std::fs::create_dir_all(data).unwrap();
-    let (keys, _) = storebox::security::StoreKeys::load_or_create(&data.join("store.key")).unwrap();
-    let codec = storebox::pii::PiiCodec::new(Arc::new(keys));
     let mut events: Vec<(DateTime<FixedOffset>, Value)> = Vec::new();
     for (i, (id, at, by)) in h.members.iter().enumerate() {
-        events.push((
-            *at,
-            json!({"kind": "member.registered", "data": {
-            "member_id": id, "store_id": "sh-001", "staff_no": by, "created_at": at.to_rfc3339(),
-            "profile": {"name": format!("会员{i}"), "phone": format!("139{:08}", i)},
-            "tags": [], "consent": {"marketing": true}}}),
-        ));
+        let (name, phone) = (format!("会员{i}"), format!("139{:08}", i));
+        events.push((*at, history::member_event(id, *at, by, &name, &phone)));
     }
     for s in &h.sales {
         let m = s.member.map(|i| h.members[i].0.as_str());
@@ -215,22 +194,7 @@ fn write_journal(data: &std::path::Path, h: &History) {
             refund_body(s, r.at, s.member.map(|i| h.members[i].0.as_str())),
         ));
     }
-    events.sort_by_key(|e| e.0);
-    let mut journal = Journal::open(data, "sh-001").unwrap();
-    let first = journal.last_seq() + 1;
-    let tx = journal.conn_mut().transaction().unwrap();
-    for (seq, (at, body)) in (first..).zip(events) {
-        let body: EventBody = serde_json::from_value(body).expect("a valid event");
-        let event = Event {
-            id: uuid::Uuid::now_v7().to_string(),
-            store_id: "sh-001".into(),
-            seq,
-            occurred_at: at,
-            body,
-        };
-        store::append(&tx, &event, &at.date_naive().to_string(), &codec).unwrap();
-    }
-    tx.commit().unwrap();
+    history::write_journal(data, events);
 }
 
 /// Per member: visits, last visit day, net spend, visit days, net spend by month.

@@ -12,9 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiResult, AppState, Json, Path, Staff};
 use crate::domain::access::Action;
-use crate::domain::campaign::{Campaign, CampaignResult, Target, in_control, measure};
+use crate::domain::campaign::{Campaign, CampaignResult, CampaignSpec, Target, check, measure};
 use crate::domain::catalog::CouponKind;
-use crate::domain::insight::{Segment, rfm};
 use crate::ledger::Command;
 
 pub(super) fn router() -> Router<AppState> {
@@ -23,6 +22,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/campaigns/{id}", get(read))
 }
 
+/// A campaign as a manager defines it: [`CampaignSpec`], with unknown fields refused.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewCampaign {
@@ -33,22 +33,29 @@ struct NewCampaign {
     coupon: CouponKind,
     starts: NaiveDate,
     ends: NaiveDate,
-    #[serde(default = "ten")]
+    #[serde(default = "crate::domain::campaign::default_control_percent")]
     control_percent: u8,
 }
 
-fn ten() -> u8 {
-    10
+impl From<NewCampaign> for CampaignSpec {
+    fn from(r: NewCampaign) -> CampaignSpec {
+        CampaignSpec {
+            id: r.id,
+            name: r.name,
+            target: r.target,
+            coupon_title: r.coupon_title,
+            coupon: r.coupon,
+            starts: r.starts,
+            ends: r.ends,
+            control_percent: r.control_percent,
+        }
+    }
 }
 
 #[derive(Serialize)]
 struct CampaignView {
-    id: String,
-    name: String,
-    target: Target,
-    starts: NaiveDate,
-    ends: NaiveDate,
-    control_percent: u8,
+    #[serde(flatten)]
+    spec: CampaignSpec,
     #[serde(flatten)]
     result: CampaignResult,
 }
@@ -64,9 +71,9 @@ struct Automatic {
 
 async fn view(state: &AppState, c: Campaign) -> ApiResult<CampaignView> {
     let today = state.settings.local_date(Utc::now());
-    let (issued, redeemed) = state.cache.coupon_use(&format!("{}-", c.id))?;
-    let sales = if c.starts <= today {
-        let (from, to) = (c.starts, c.ends.min(today));
+    let (issued, redeemed) = state.cache.coupon_use(&format!("{}-", c.spec.id))?;
+    let sales = if c.spec.starts <= today {
+        let (from, to) = (c.spec.starts, c.spec.ends.min(today));
         state
             .journal
             .with(move |conn| crate::insight::facts(conn, from, to))
@@ -77,12 +84,7 @@ async fn view(state: &AppState, c: Campaign) -> ApiResult<CampaignView> {
     };
     let result = measure(&c, &sales, issued, redeemed);
     Ok(CampaignView {
-        id: c.id,
-        name: c.name,
-        target: c.target,
-        starts: c.starts,
-        ends: c.ends,
-        control_percent: c.control_percent,
+        spec: c.spec,
         result,
     })
 }
@@ -125,9 +127,7 @@ async fn read(
     staff.allow(Action::ReportsRead)?;
     let c = state
         .cache
-        .campaigns()?
-        .into_iter()
-        .find(|c| c.id == id)
+        .campaign(&id.to_ascii_uppercase())?
         .ok_or_else(|| ApiError::not_found("campaign_not_found", format!("no campaign {id}")))?;
     Ok(Json(view(&state, c).await?))
 }
@@ -138,92 +138,32 @@ async fn start(
     Json(req): Json<NewCampaign>,
 ) -> ApiResult<(StatusCode, Json<CampaignView>)> {
     staff.allow(Action::CampaignManage)?;
-    let id = req.id.trim().to_ascii_uppercase();
-    let reserved = ["BD", "WL", "WB"].iter().any(|p| id.starts_with(p));
-    if !(2..=12).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric()) || reserved {
-        return Err(ApiError::bad_request(
-            "invalid_campaign_id",
-            "a campaign id is 2–12 letters and digits, not starting with BD, WL or WB",
-        ));
-    }
-    if req.name.trim().is_empty() || req.coupon_title.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_campaign",
-            "name and coupon_title are required",
-        ));
-    }
-    if req.ends < req.starts || (req.ends - req.starts).num_days() > 366 {
-        return Err(ApiError::bad_request(
-            "invalid_period",
-            "ends must be on or after starts, within a year",
-        ));
-    }
-    if req.control_percent > 50 {
-        return Err(ApiError::bad_request(
-            "invalid_control_percent",
-            "control_percent is 0–50",
-        ));
-    }
-    let segment = match &req.target.segment {
-        None => None,
-        Some(code) => Some(Segment::from_code(code).ok_or_else(|| {
-            ApiError::bad_request("unknown_segment", format!("no segment {code}"))
-        })?),
-    };
-    if segment.is_none() && req.target.tag.is_none() {
-        return Err(ApiError::bad_request(
-            "invalid_target",
-            "target needs a segment, a tag, or both",
+    let checked = check(req.into()).map_err(|e| ApiError::bad_request(e.code, e.message))?;
+    if state.cache.campaign(&checked.spec.id)?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "campaign_exists",
+            format!("campaign {} was already started", checked.spec.id),
         ));
     }
     let today = state.settings.local_date(Utc::now());
-    let (cache, settings, tag, cid, pct) = (
+    let (cache, settings, by) = (
         state.cache.clone(),
         state.settings.clone(),
-        req.target.tag.clone(),
-        id.clone(),
-        req.control_percent,
+        staff.session.staff_no.clone(),
     );
-    let (treated, control) = tokio::task::spawn_blocking(move || {
-        let (mut treated, mut control) = (Vec::new(), Vec::new());
-        cache.scan_members(|_, m| {
-            if m.erased_at.is_some() {
-                return;
-            }
-            let in_segment = segment.is_none_or(|s| rfm(&m, &settings.insight.rfm, today).1 == s);
-            let tagged = tag.as_ref().is_none_or(|t| m.tags.contains(t));
-            if in_segment && tagged {
-                if in_control(&cid, &m.id, pct) {
-                    control.push(m.id.clone());
-                } else {
-                    treated.push(m.id.clone());
-                }
-            }
-        })?;
-        Ok::<_, crate::cache::CacheError>((treated, control))
+    let campaign = tokio::task::spawn_blocking(move || {
+        crate::automation::campaign_for(&cache, &settings, checked, &by, today)
     })
     .await
-    .map_err(ApiError::internal)??;
-    if treated.is_empty() {
-        return Err(ApiError::new(
+    .map_err(ApiError::internal)??
+    .ok_or_else(|| {
+        ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "no_members",
             "no member matches the target",
-        ));
-    }
-    let campaign = Campaign {
-        id,
-        name: req.name.trim().to_string(),
-        target: req.target,
-        coupon_title: req.coupon_title.trim().to_string(),
-        coupon: req.coupon,
-        starts: req.starts,
-        ends: req.ends,
-        control_percent: req.control_percent,
-        treated,
-        control,
-        started_by: staff.session.staff_no.clone(),
-    };
+        )
+    })?;
     state
         .ledger
         .execute(

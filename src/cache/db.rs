@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS feedback (id TEXT PRIMARY KEY, open INTEGER NOT NULL,
 CREATE INDEX IF NOT EXISTS feedback_open ON feedback(open, id);
 CREATE TABLE IF NOT EXISTS campaigns (id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS strikes (scope TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS occasions (code TEXT PRIMARY KEY) WITHOUT ROWID;
 ";
 
 /// Opens a connection with the cache's settings; `cache_kib` is its page-cache share.
@@ -79,7 +80,9 @@ pub(super) fn connect(path: &Path, write: bool, cache_kib: u64) -> Result<Connec
     Ok(conn)
 }
 
-/// Creates the tables of a new cache (idempotent).
+/// Creates the tables of a new cache, and the tables added since its layout version to an
+/// existing one (every statement is `IF NOT EXISTS`; a table added this way is one whose
+/// projection an older cache never needed, so nothing has to be replayed into it).
 pub(super) fn create_schema(conn: &Connection) -> Result<(), CacheError> {
     conn.execute_batch(SCHEMA)
         .map_err(sql_err("creating the cache schema"))

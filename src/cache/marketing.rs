@@ -19,6 +19,14 @@ impl Cache {
         })
     }
 
+    /// A campaign by id.
+    pub fn campaign(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::domain::campaign::Campaign>, CacheError> {
+        self.read(|c| codec::get_json(c, "campaigns", "id", id))
+    }
+
     /// Coupons whose code starts with `prefix`: how many were issued and how many used.
     pub fn coupon_use(&self, prefix: &str) -> Result<(u64, u64), CacheError> {
         // Codes are A-Z, 0-9 and '-', all below '~'.

@@ -464,6 +464,7 @@ fn open_checked(path: &Path, share_kib: u64, key: &str) -> Result<Connection, Ca
                     "it was written with another store key".into(),
                 ));
             }
+            db::create_schema(&conn)?;
             Ok(conn)
         }
         Some(v) => Err(CacheError::Corrupt(format!(

@@ -26,6 +26,8 @@ pub struct Pending<'w> {
     coupons: HashMap<String, Coupon>,
     feedback: HashMap<String, Feedback>,
     campaigns: HashMap<String, crate::domain::campaign::Campaign>,
+    /// Occasions acted on (their codes), see [`Pending::occasion_seen`].
+    occasions: BTreeSet<String>,
     staff: HashMap<String, StaffRecord>,
     rules: Option<(u64, Rules)>,
     /// Set when the batch holds HQ data: its commit is fsynced, because the broker is told
@@ -48,6 +50,7 @@ impl<'w> Pending<'w> {
             coupons: HashMap::new(),
             feedback: HashMap::new(),
             campaigns: HashMap::new(),
+            occasions: BTreeSet::new(),
             staff: HashMap::new(),
             rules: None,
             durable: false,
@@ -234,7 +237,25 @@ impl<'w> Pending<'w> {
 
     /// Stores a campaign.
     pub fn put_campaign(&mut self, c: crate::domain::campaign::Campaign) {
-        self.campaigns.insert(c.id.clone(), c);
+        self.campaigns.insert(c.spec.id.clone(), c);
+    }
+
+    /// Whether the store already acted on the occasion with this code (a member flagged at
+    /// risk for a given last visit), pending writes included.
+    pub fn occasion_seen(&self, code: &str) -> Result<bool, CacheError> {
+        if self.occasions.contains(code) {
+            return Ok(true);
+        }
+        self.w
+            .conn()
+            .prepare_cached("SELECT 1 FROM occasions WHERE code = ?1")
+            .and_then(|mut st| st.exists(params![code]))
+            .map_err(sql_err("reading an occasion"))
+    }
+
+    /// Records that the store acted on an occasion.
+    pub fn put_occasion(&mut self, code: &str) {
+        self.occasions.insert(code.to_string());
     }
 
     /// A staff member pushed by HQ, pending version first.
@@ -283,6 +304,7 @@ impl<'w> Pending<'w> {
             && self.coupons.is_empty()
             && self.feedback.is_empty()
             && self.campaigns.is_empty()
+            && self.occasions.is_empty()
             && self.staff.is_empty()
             && self.rules.is_none()
             && self.index.is_empty()
@@ -359,6 +381,13 @@ impl<'w> Pending<'w> {
                 )?;
                 for (id, c) in &self.campaigns {
                     st.execute(params![id, encode_json(c)])?;
+                }
+            }
+            {
+                let mut st =
+                    tx.prepare_cached("INSERT OR IGNORE INTO occasions (code) VALUES (?1)")?;
+                for code in &self.occasions {
+                    st.execute(params![code])?;
                 }
             }
             {

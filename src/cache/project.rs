@@ -123,8 +123,18 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
         | EventBody::SyncRequested { .. }
         | EventBody::AuditRecorded(_)
         | EventBody::JournalRestored { .. }
-        | EventBody::MemberBirthday { .. }
-        | EventBody::MemberAtRisk { .. } => {}
+        | EventBody::MemberBirthday { .. } => {}
+        EventBody::MemberAtRisk {
+            occasion,
+            coupon_code,
+            ..
+        } => {
+            // Events before the occasion field was added always carried a coupon, whose
+            // code is the occasion's.
+            if let Some(code) = occasion.as_ref().or(coupon_code.as_ref()) {
+                p.put_occasion(code);
+            }
+        }
         EventBody::CampaignStarted(c) => p.put_campaign((**c).clone()),
         EventBody::FeedbackReceived(f) => {
             if p.feedback(&f.id)?.is_none() {

@@ -35,7 +35,8 @@ pub struct Automation {
     pub welcome_coupon: i64,
     /// Days a welcome coupon stays valid.
     pub welcome_valid_days: u32,
-    /// Win-back coupon value (分) when a member turns at risk; 0: none.
+    /// Win-back coupon value (分) when a member turns at risk; 0: none (the member is still
+    /// reported to HQ with `member.at_risk`).
     pub winback_coupon: i64,
     /// Days a win-back coupon stays valid.
     pub winback_valid_days: u32,

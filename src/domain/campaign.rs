@@ -23,10 +23,12 @@ pub struct Target {
     pub tag: Option<String>,
 }
 
-/// A campaign as started.
+/// A campaign as defined — by a manager over the API or by HQ over MQTT — before the store
+/// picks its members. Unknown fields are ignored here (HQ may add some); the API refuses them
+/// with its own strict request type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Campaign {
-    /// Id, also the coupon code prefix: 2–12 of `A-Z0-9`.
+pub struct CampaignSpec {
+    /// Id, also the coupon code prefix.
     pub id: String,
     /// Name.
     pub name: String,
@@ -36,18 +38,119 @@ pub struct Campaign {
     pub coupon_title: String,
     /// Coupon kind.
     pub coupon: CouponKind,
-    /// First day.
+    /// First day (store time).
     pub starts: NaiveDate,
-    /// Last day.
+    /// Last day (store time).
     pub ends: NaiveDate,
     /// Share of the eligible members held out (0–50 %).
+    #[serde(default = "default_control_percent")]
     pub control_percent: u8,
+}
+
+/// A campaign as started: its definition, and the members it was given to and held out from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Campaign {
+    /// What was defined (its fields sit at the top level of the JSON).
+    #[serde(flatten)]
+    pub spec: CampaignSpec,
     /// Members given the coupon.
     pub treated: Vec<String>,
     /// Members held out.
     pub control: Vec<String>,
-    /// Who started it.
+    /// Who started it (a staff number, or `hq`).
     pub started_by: String,
+}
+
+/// The control group's share when a definition gives none: 10 %.
+pub fn default_control_percent() -> u8 {
+    10
+}
+
+/// Why a campaign definition is refused: a stable code and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    /// `invalid_campaign_id`, `invalid_campaign`, `invalid_period`, `invalid_control_percent`,
+    /// `unknown_segment`, `invalid_target`, `invalid_coupon`.
+    pub code: &'static str,
+    /// For people.
+    pub message: String,
+}
+
+impl std::fmt::Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// A checked definition: the spec with its id upper-cased and its texts trimmed, and the
+/// target segment parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedSpec {
+    /// The definition.
+    pub spec: CampaignSpec,
+    /// The target segment, if one is given.
+    pub segment: Option<super::insight::Segment>,
+}
+
+/// Checks a campaign definition. The id prefixes the coupon codes, so it is 2–12 letters and
+/// digits and not one of the automatic prefixes (`BD`, `WL`, `WB`).
+pub fn check(mut spec: CampaignSpec) -> Result<CheckedSpec, SpecError> {
+    let err = |code, message: &str| SpecError {
+        code,
+        message: message.to_string(),
+    };
+    spec.id = spec.id.trim().to_ascii_uppercase();
+    spec.name = spec.name.trim().to_string();
+    spec.coupon_title = spec.coupon_title.trim().to_string();
+    let id = &spec.id;
+    let reserved = ["BD", "WL", "WB"].iter().any(|p| id.starts_with(p));
+    if !(2..=12).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric()) || reserved {
+        return Err(err(
+            "invalid_campaign_id",
+            "a campaign id is 2–12 letters and digits, not starting with BD, WL or WB",
+        ));
+    }
+    if spec.name.is_empty()
+        || spec.coupon_title.is_empty()
+        || spec.name.chars().count() > 64
+        || spec.coupon_title.chars().count() > 64
+    {
+        return Err(err(
+            "invalid_campaign",
+            "name and coupon_title are required, 64 characters at most",
+        ));
+    }
+    if spec.ends < spec.starts || (spec.ends - spec.starts).num_days() > 366 {
+        return Err(err(
+            "invalid_period",
+            "ends must be on or after starts, within a year",
+        ));
+    }
+    if spec.control_percent > 50 {
+        return Err(err("invalid_control_percent", "control_percent is 0–50"));
+    }
+    if let Err(e) = spec.coupon.validate() {
+        return Err(SpecError {
+            code: "invalid_coupon",
+            message: e,
+        });
+    }
+    let segment = match &spec.target.segment {
+        None => None,
+        Some(code) => Some(
+            super::insight::Segment::from_code(code).ok_or_else(|| SpecError {
+                code: "unknown_segment",
+                message: format!("no segment {code}"),
+            })?,
+        ),
+    };
+    if segment.is_none() && spec.target.tag.is_none() {
+        return Err(err(
+            "invalid_target",
+            "target needs a segment, a tag, or both",
+        ));
+    }
+    Ok(CheckedSpec { spec, segment })
 }
 
 /// Whether a member falls in the control group: a hash of campaign and member, so the split is
@@ -102,7 +205,7 @@ pub fn measure(c: &Campaign, sales: &[SaleFact], issued: u64, redeemed: u64) -> 
     let (mut t, mut k) = (0, 0);
     for s in sales {
         let d = s.at.date_naive();
-        if d < c.starts || d > c.ends {
+        if d < c.spec.starts || d > c.spec.ends {
             continue;
         }
         match s.member_id.as_deref().and_then(|m| group.get(m)) {
@@ -132,6 +235,66 @@ pub fn measure(c: &Campaign, sales: &[SaleFact], issued: u64, redeemed: u64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec() -> CampaignSpec {
+        CampaignSpec {
+            id: " spring26 ".into(),
+            name: " 春季回馈 ".into(),
+            target: Target {
+                segment: Some("important_retain".into()),
+                tag: None,
+            },
+            coupon_title: "满100减20".into(),
+            coupon: CouponKind::AmountOff {
+                threshold: 10_000,
+                amount: 2_000,
+            },
+            starts: "2026-03-01".parse().unwrap(),
+            ends: "2026-03-31".parse().unwrap(),
+            control_percent: 10,
+        }
+    }
+
+    #[test]
+    fn definitions_are_checked_and_normalised() {
+        let c = check(spec()).unwrap();
+        assert_eq!(
+            (c.spec.id.as_str(), c.spec.name.as_str()),
+            ("SPRING26", "春季回馈")
+        );
+        assert_eq!(
+            c.segment,
+            Some(super::super::insight::Segment::ImportantRetain)
+        );
+        let refused = |f: fn(&mut CampaignSpec)| {
+            let mut s = spec();
+            f(&mut s);
+            check(s).unwrap_err().code
+        };
+        assert_eq!(refused(|s| s.id = "BD26".into()), "invalid_campaign_id");
+        assert_eq!(refused(|s| s.id = "A B".into()), "invalid_campaign_id");
+        assert_eq!(refused(|s| s.name = " ".into()), "invalid_campaign");
+        assert_eq!(
+            refused(|s| s.ends = "2026-02-01".parse().unwrap()),
+            "invalid_period"
+        );
+        assert_eq!(
+            refused(|s| s.control_percent = 51),
+            "invalid_control_percent"
+        );
+        assert_eq!(
+            refused(|s| s.coupon = CouponKind::AmountOff {
+                threshold: 0,
+                amount: 0
+            }),
+            "invalid_coupon"
+        );
+        assert_eq!(
+            refused(|s| s.target.segment = Some("vip".into())),
+            "unknown_segment"
+        );
+        assert_eq!(refused(|s| s.target.segment = None), "invalid_target");
+    }
 
     #[test]
     fn the_control_split_is_stable_and_near_its_share() {

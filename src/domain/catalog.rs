@@ -144,6 +144,28 @@ pub enum CouponKind {
     },
 }
 
+impl CouponKind {
+    /// Checks the amounts: a positive amount off with a threshold of zero or more, a percent
+    /// of 0.01–100 % with a positive cap if any, a valid SKU for a free item (whether the
+    /// store knows it is the caller's question).
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = match self {
+            CouponKind::AmountOff { threshold, amount } => {
+                (0..=MAX_UNIT_PRICE).contains(threshold) && (1..=MAX_UNIT_PRICE).contains(amount)
+            }
+            CouponKind::PercentOff { bps, cap } => {
+                (1..=10_000).contains(bps) && cap.is_none_or(|c| (1..=MAX_UNIT_PRICE).contains(&c))
+            }
+            CouponKind::FreeItem { sku } => validate_sku(sku).is_ok(),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err("amount and threshold must be positive amounts, percent 0.01–100 %, a free item a valid SKU".into())
+        }
+    }
+}
+
 /// Where a coupon was used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CouponUse {

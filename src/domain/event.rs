@@ -228,6 +228,11 @@ pub enum EventBody {
         coupon_code: Option<String>,
         /// Whether the member agreed to marketing messages.
         marketing_consent: bool,
+        /// The occasion's code (`WB2609-…`, the same as a win-back coupon's would be): the
+        /// member is flagged once per occasion. Absent in events of storebox before 0.1 of
+        /// issue 6's follow-up, whose occasion is their coupon's code.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        occasion: Option<String>,
     },
     /// A campaign started: who was targeted and who was held out as the control group.
     #[serde(rename = "campaign.started")]
@@ -306,7 +311,7 @@ impl EventBody {
             EventBody::FeedbackReceived(f) => f.id.clone(),
             EventBody::MemberBirthday { member_id, .. } => member_id.clone(),
             EventBody::MemberAtRisk { member_id, .. } => member_id.clone(),
-            EventBody::CampaignStarted(c) => c.id.clone(),
+            EventBody::CampaignStarted(c) => c.spec.id.clone(),
             EventBody::FeedbackUpdated { id, .. } => id.clone(),
         }
     }

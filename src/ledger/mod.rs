@@ -138,14 +138,16 @@ pub enum Command {
         /// Rows with their line numbers in the file.
         rows: Vec<(u64, RegisterMember)>,
     },
-    /// Issue an occasion's coupon to a member (once: nothing happens if its code exists).
+    /// Act on an occasion for a member: issue its coupon, if it has one, and tell HQ (once:
+    /// nothing happens if the occasion or its coupon code is known).
     Automate {
         /// Member.
         member_id: String,
         /// The occasion.
         occasion: crate::domain::automation::Occasion,
-        /// The coupon (code from `occasion_code`).
-        coupon: Box<crate::domain::catalog::Coupon>,
+        /// The coupon (code from `occasion_code`); `None` for a win-back occasion without
+        /// a coupon configured, which only flags the member to HQ.
+        coupon: Option<Box<crate::domain::catalog::Coupon>>,
     },
     /// Start a campaign: record it, then issue its coupons to the treated members.
     StartCampaign {
@@ -274,9 +276,9 @@ pub enum Outcome {
     Coupon(Box<Coupon>),
     /// What an import chunk did.
     Imported(Box<ImportReport>),
-    /// Whether an automatic coupon was issued (false: it already had been).
+    /// Whether the store acted on an occasion now (false: it already had).
     Automated {
-        /// Issued now.
+        /// Acted on now.
         issued: bool,
     },
     /// A feedback item after the command.

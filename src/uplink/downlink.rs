@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::membership_from_value;
+use crate::domain::campaign::{CampaignSpec, CheckedSpec, check};
 use crate::domain::catalog::{Coupon, MAX_UNIT_PRICE, Product, validate_barcode, validate_sku};
 use crate::domain::contact::{normalize_card, normalize_name, normalize_phone, normalize_tags};
 use crate::domain::member::{Consent, Gender, Member, Profile, StoreCounters};
@@ -23,6 +24,8 @@ pub enum Downlink {
     Update(HqUpdate),
     /// HQ asks the store to request a full snapshot.
     Resync,
+    /// Campaigns HQ defines for the chain or this store: each store picks its own members.
+    Campaigns(Vec<CheckedSpec>),
 }
 
 /// A parsed message: what to do, and the items left out with why.
@@ -121,6 +124,7 @@ pub fn parse(kind: &str, payload: &[u8], now: DateTime<FixedOffset>) -> Result<P
         "coupons" => Downlink::Update(HqUpdate::Coupons(items!(coupon))),
         "staff" => Downlink::Update(HqUpdate::Staff(items!(staff))),
         "stock" => Downlink::Update(HqUpdate::Stock(items!(stock))),
+        "campaigns" => Downlink::Campaigns(items!(campaign)),
         "rules" => {
             let mut all = items!(rules);
             if all.len() != 1 {
@@ -212,6 +216,12 @@ fn coupon(v: Value) -> Result<Coupon, String> {
     }
     c.seq = 0;
     Ok(c)
+}
+
+fn campaign(v: Value) -> Result<CheckedSpec, String> {
+    let spec: CampaignSpec = decode(v)?;
+    let id = spec.id.clone();
+    check(spec).map_err(|e| format!("campaign {id}: {e}"))
 }
 
 fn staff(v: Value) -> Result<StaffRecord, String> {

@@ -23,8 +23,10 @@ use super::downlink::{Downlink, parse};
 use super::outbox::{Outbox, publish_packet_size};
 use super::topics::Topics;
 use super::{Parts, UplinkStatus, alert, system_actor};
+use crate::cache::Cache;
+use crate::domain::campaign::CheckedSpec;
 use crate::journal::store;
-use crate::ledger::{Command, Ledger};
+use crate::ledger::{Command, Ledger, LedgerError};
 
 /// Journal events read per outbox query.
 const READ_AHEAD: usize = 512;
@@ -53,6 +55,7 @@ pub(super) async fn run(parts: Parts, shutdown: CancellationToken) {
     let applier = tokio::spawn(applier(
         down_rx,
         parts.ledger.clone(),
+        parts.cache.clone(),
         parts.status.clone(),
         topics.clone(),
         parts.config.max_message_bytes,
@@ -453,6 +456,7 @@ impl Link {
 async fn applier(
     mut rx: mpsc::Receiver<(Publish, AsyncClient)>,
     ledger: Ledger,
+    cache: Cache,
     status: Arc<UplinkStatus>,
     topics: Topics,
     max_bytes: usize,
@@ -505,6 +509,16 @@ async fn applier(
                     Downlink::Resync => Command::RequestSync {
                         reason: "hq_command".into(),
                     },
+                    Downlink::Campaigns(specs) => {
+                        let applied = start_campaigns(&ledger, &cache, specs).await;
+                        if applied {
+                            status.applied.fetch_add(1, Relaxed);
+                        }
+                        if applied && let Err(e) = client.ack(&p).await {
+                            tracing::debug!(error = %e, "ack not sent (connection gone); the broker will redeliver");
+                        }
+                        continue;
+                    }
                 };
                 match ledger.execute(system_actor(), cmd).await {
                     Ok(_) => {
@@ -523,4 +537,60 @@ async fn applier(
             tracing::debug!(error = %e, "ack not sent (connection gone); the broker will redeliver");
         }
     }
+}
+
+/// Starts the campaigns HQ defined, each with the members it targets at this store (a
+/// campaign nobody here matches is left alone; one already started is not started again, so
+/// a redelivered message changes nothing). True when every campaign is dealt with and the
+/// message can be acknowledged; false (redelivery) when the store could not read its members
+/// or write the journal.
+async fn start_campaigns(ledger: &Ledger, cache: &Cache, specs: Vec<CheckedSpec>) -> bool {
+    for checked in specs {
+        let id = checked.spec.id.clone();
+        match cache.campaign(&id) {
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, campaign = %id, "cannot read the campaigns");
+                return false;
+            }
+        }
+        let settings = ledger.settings.clone();
+        let today = settings.local_date(chrono::Utc::now());
+        let cache = cache.clone();
+        let picked = tokio::task::spawn_blocking(move || {
+            crate::automation::campaign_for(&cache, &settings, checked, "hq", today)
+        })
+        .await;
+        let campaign = match picked {
+            Ok(Ok(Some(c))) => c,
+            Ok(Ok(None)) => {
+                tracing::info!(campaign = %id, "campaign from HQ targets no member of this store");
+                continue;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, campaign = %id, "cannot pick the members of a campaign from HQ");
+                return false;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, campaign = %id, "picking the members of a campaign from HQ failed");
+                return false;
+            }
+        };
+        let (treated, control) = (campaign.treated.len(), campaign.control.len());
+        let cmd = Command::StartCampaign {
+            campaign: Box::new(campaign),
+        };
+        match ledger.execute(system_actor(), cmd).await {
+            Ok(_) => {
+                tracing::info!(campaign = %id, treated, control, "campaign from HQ started")
+            }
+            Err(LedgerError::Conflict { .. }) => {}
+            Err(e) => {
+                tracing::error!(error = %e, campaign = %id, "campaign from HQ not started");
+                return false;
+            }
+        }
+    }
+    true
 }

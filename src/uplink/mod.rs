@@ -179,6 +179,8 @@ pub struct Parts {
     pub ledger: Ledger,
     /// Read access to the journal (the outbox).
     pub journal: JournalReader,
+    /// Read access to the cache (the members a campaign from HQ targets).
+    pub cache: crate::cache::Cache,
     /// Opens personal data for HQ.
     pub codec: PiiCodec,
     /// Shared status.

@@ -42,33 +42,52 @@ impl Ctx<'_, '_> {
         &mut self,
         member_id: &str,
         occasion: crate::domain::automation::Occasion,
-        mut coupon: Coupon,
+        coupon: Option<Coupon>,
     ) -> Result<Outcome, LedgerError> {
+        use crate::domain::automation::{Occasion, occasion_code};
         let m = self.member_or_404(member_id)?;
-        if m.erased_at.is_some() || self.pending.coupon(&coupon.code)?.is_some() {
+        let code = occasion_code(&occasion, member_id);
+        let coupon_known = match &coupon {
+            Some(c) => self.pending.coupon(&c.code)?.is_some(),
+            None => false,
+        };
+        if matches!(occasion, Occasion::Birthday { .. }) && coupon.is_none() {
+            return Err(LedgerError::invalid(
+                "invalid_occasion",
+                "a birthday occasion comes with its coupon",
+            ));
+        }
+        if m.erased_at.is_some() || coupon_known || self.pending.occasion_seen(&code)? {
             return Ok(Outcome::Automated { issued: false });
         }
-        coupon.member_id = Some(member_id.to_string());
-        let code = coupon.code.clone();
-        self.emit(EventBody::CouponIssued(Box::new(coupon)))?;
+        let coupon_code = match coupon {
+            Some(mut c) => {
+                c.member_id = Some(member_id.to_string());
+                let code = c.code.clone();
+                self.emit(EventBody::CouponIssued(Box::new(c)))?;
+                Some(code)
+            }
+            None => None,
+        };
         match occasion {
-            crate::domain::automation::Occasion::Birthday { year } => {
+            Occasion::Birthday { year } => {
                 self.emit(EventBody::MemberBirthday {
                     member_id: member_id.to_string(),
                     year,
-                    coupon_code: code,
+                    coupon_code: coupon_code.unwrap_or_default(),
                     marketing_consent: m.consent.marketing,
                 })?;
             }
-            crate::domain::automation::Occasion::Winback { reason, .. } => {
+            Occasion::Winback { reason, .. } => {
                 self.emit(EventBody::MemberAtRisk {
                     member_id: member_id.to_string(),
                     reason,
-                    coupon_code: Some(code),
+                    coupon_code,
                     marketing_consent: m.consent.marketing,
+                    occasion: Some(code),
                 })?;
             }
-            _ => {}
+            Occasion::Welcome | Occasion::Campaign { .. } => {}
         }
         Ok(Outcome::Automated { issued: true })
     }
@@ -77,24 +96,24 @@ impl Ctx<'_, '_> {
         &mut self,
         c: crate::domain::campaign::Campaign,
     ) -> Result<Outcome, LedgerError> {
-        if self.pending.campaign(&c.id)?.is_some() {
+        if self.pending.campaign(&c.spec.id)?.is_some() {
             return Err(LedgerError::conflict(
                 "campaign_exists",
-                format!("campaign {} was already started", c.id),
+                format!("campaign {} was already started", c.spec.id),
             ));
         }
-        let valid_from = self.settings.local_start(c.starts);
+        let valid_from = self.settings.local_start(c.spec.starts);
         let valid_to = self
             .settings
-            .local_start(c.ends + chrono::Duration::days(1));
+            .local_start(c.spec.ends + chrono::Duration::days(1));
         for m in &c.treated {
             let occasion = crate::domain::automation::Occasion::Campaign {
-                campaign: c.id.clone(),
+                campaign: c.spec.id.clone(),
             };
             let coupon = Coupon {
                 code: crate::domain::automation::occasion_code(&occasion, m),
-                title: c.coupon_title.clone(),
-                kind: c.coupon.clone(),
+                title: c.spec.coupon_title.clone(),
+                kind: c.spec.coupon.clone(),
                 valid_from: Some(valid_from),
                 valid_to: Some(valid_to),
                 member_id: Some(m.clone()),
@@ -106,7 +125,7 @@ impl Ctx<'_, '_> {
             };
             self.emit(EventBody::CouponIssued(Box::new(coupon)))?;
         }
-        let id = c.id.clone();
+        let id = c.spec.id.clone();
         self.emit(EventBody::CampaignStarted(Box::new(c)))?;
         self.audit("campaign.start", &id, serde_json::json!({}))?;
         Ok(Outcome::Done)

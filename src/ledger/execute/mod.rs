@@ -177,7 +177,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 member_id,
                 occasion,
                 coupon,
-            } => self.automate(&member_id, occasion, *coupon),
+            } => self.automate(&member_id, occasion, coupon.map(|c| *c)),
             Command::StartCampaign { campaign } => self.start_campaign(*campaign),
             Command::UpdateFeedback { id, status, note } => self.update_feedback(&id, status, note),
             Command::PrintDone { job_id } => {
@@ -1015,15 +1015,11 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 format!("coupon {code} exists"),
             ));
         }
-        let kind_ok = match &req.kind {
-            CouponKind::AmountOff { threshold, amount } => {
-                (0..=MAX_UNIT_PRICE).contains(threshold) && (1..=MAX_UNIT_PRICE).contains(amount)
-            }
-            CouponKind::PercentOff { bps, cap } => {
-                (1..=10_000).contains(bps) && cap.is_none_or(|c| (1..=MAX_UNIT_PRICE).contains(&c))
-            }
-            CouponKind::FreeItem { sku } => self.pending.product(sku)?.is_some(),
-        };
+        let kind_ok = req.kind.validate().is_ok()
+            && match &req.kind {
+                CouponKind::FreeItem { sku } => self.pending.product(sku)?.is_some(),
+                _ => true,
+            };
         if !kind_ok {
             return Err(LedgerError::invalid(
                 "invalid_coupon",
