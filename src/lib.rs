@@ -20,6 +20,8 @@
 //!   in the journal (data keys in `member_keys`), sealed in the cache, HMAC lookup keys.
 //! - [`security`]: the store key file and the keys derived from it, the sealing and MAC
 //!   primitives, peppered argon2id PINs.
+//! - `sqlite`: what every SQLite connection gets (the query planner stability guarantee,
+//!   without which rusqlite's statement cache re-prepares every statement).
 //! - [`backup`]: online, compressed, encrypted backups and their restore; scheduled backups.
 //! - [`admin`]: the offline commands (`init`, `audit verify`, `backup`, `restore`).
 //! - [`api`]: axum handlers, one module per resource; authentication and the error type.
@@ -56,4 +58,5 @@ pub mod metrics;
 pub mod notify;
 pub mod pii;
 pub mod security;
+mod sqlite;
 pub mod uplink;

@@ -55,6 +55,7 @@ pub(super) fn connect(path: &Path, write: bool, cache_kib: u64) -> Result<Connec
     let conn = Connection::open_with_flags(path, flags).map_err(sql_err("opening the cache"))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sql_err("setting the cache busy timeout"))?;
+    crate::sqlite::tune(&conn).map_err(sql_err("tuning a cache connection"))?;
     conn.set_prepared_statement_cache_capacity(128);
     conn.execute_batch(&format!(
         "PRAGMA cache_size = -{cache_kib}; PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0;"

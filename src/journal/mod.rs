@@ -128,6 +128,7 @@ impl Journal {
         .map_err(JournalError::sql("opening the journal"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(JournalError::sql("setting busy timeout"))?;
+        crate::sqlite::tune(&conn).map_err(JournalError::sql("tuning the journal"))?;
         // Every statement the ledger runs stays prepared (the default 16 made a batch that
         // touches many tables re-prepare statements over and over).
         conn.set_prepared_statement_cache_capacity(128);

@@ -44,6 +44,7 @@ impl JournalReader {
         .map_err(JournalError::sql("opening a journal reader"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(JournalError::sql("setting busy timeout"))?;
+        crate::sqlite::tune(&conn).map_err(JournalError::sql("tuning a journal reader"))?;
         Ok(conn)
     }
 

@@ -1,0 +1,53 @@
+//! What every SQLite connection of storebox gets, whichever file it opens.
+//!
+//! **The query planner stability guarantee (QPSG) is on.** SQLite, as rusqlite builds it
+//! (`SQLITE_ENABLE_STAT4`), marks every statement with a `column = ?` term or a `LIMIT ?` as
+//! "re-plan when this parameter is rebound", and `sqlite3_clear_bindings` — which rusqlite's
+//! statement cache calls each time a statement goes back into the cache — then expires the
+//! statement. So every cached statement was parsed and planned again on its next use: about a
+//! third of a member lookup's CPU time went to SQLite's parser and planner. With QPSG the plan
+//! is made once and kept; storebox keeps no `sqlite_stat4` statistics for a plan to depend on,
+//! so no plan changes.
+
+use rusqlite::Connection;
+use rusqlite::config::DbConfig;
+
+/// Applies the settings above to a newly opened connection.
+pub(crate) fn tune(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::params;
+
+    /// The regression: a cached statement re-prepared on every use.
+    #[test]
+    fn a_cached_statement_is_prepared_once() {
+        let conn = Connection::open_in_memory().unwrap();
+        tune(&conn).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (k BLOB PRIMARY KEY, v INTEGER) WITHOUT ROWID;
+             INSERT INTO t VALUES (x'01', 1), (x'02', 2);",
+        )
+        .unwrap();
+        for i in 0..10u8 {
+            let mut st = conn
+                .prepare_cached("SELECT v FROM t WHERE k = ?1 LIMIT ?2")
+                .unwrap();
+            let _: Option<i64> = st
+                .query_row(params![[i % 2 + 1], i64::from(i) + 1], |r| r.get(0))
+                .ok();
+        }
+        let st = conn
+            .prepare_cached("SELECT v FROM t WHERE k = ?1 LIMIT ?2")
+            .unwrap();
+        assert_eq!(
+            st.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "re-prepared"
+        );
+    }
+}
