@@ -102,6 +102,8 @@ pub struct Gauges {
     pub commands: u64,
     /// Batches that failed.
     pub failed_batches: u64,
+    /// Seconds committed batches spent executing, committing the journal, writing the cache.
+    pub phase_seconds: [f64; 3],
     /// Whether the journal takes writes.
     pub writable: bool,
     /// Events not yet acknowledged by HQ.
@@ -213,6 +215,19 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
             "Free bytes on the data directory's file system.",
         );
         let _ = writeln!(o, "storebox_disk_free_bytes {free}");
+    }
+
+    family(
+        &mut o,
+        "storebox_ledger_phase_seconds_total",
+        "counter",
+        "Time committed batches spent by phase: execute (compute and append), commit (the journal's fsync), cache (writing the projections).",
+    );
+    for (phase, v) in ["execute", "commit", "cache"].iter().zip(g.phase_seconds) {
+        let _ = writeln!(
+            o,
+            "storebox_ledger_phase_seconds_total{{phase=\"{phase}\"}} {v}"
+        );
     }
 
     family(

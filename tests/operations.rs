@@ -103,6 +103,13 @@ address = "127.0.0.1:1"
         Some(1.0),
         "{text}"
     );
+    // Every committed batch waited for its fsync.
+    let commit = value(
+        &s,
+        "storebox_ledger_phase_seconds_total",
+        &[("phase", "commit")],
+    );
+    assert!(commit.is_some_and(|c| c > 0.0), "{text}");
     let last = d.health().await["journal"]["last_seq"].as_f64().unwrap();
     assert_eq!(value(&s, "storebox_journal_last_seq", &[]), Some(last));
     assert_eq!(

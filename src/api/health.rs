@@ -142,6 +142,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         batches: stats.batches.load(Ordering::Relaxed),
         commands: stats.commands.load(Ordering::Relaxed),
         failed_batches: stats.failed_batches.load(Ordering::Relaxed),
+        phase_seconds: stats
+            .phase_micros
+            .each_ref()
+            .map(|m| m.load(Ordering::Relaxed) as f64 / 1e6),
         writable: stats.writable.load(Ordering::Relaxed),
         outbox_backlog: uplink.backlog,
         outbox_oldest_age: uplink.oldest_unsent_at.map(|t| {

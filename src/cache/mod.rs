@@ -402,9 +402,10 @@ pub(crate) fn stored_rules(c: &Connection) -> Result<Option<(u64, Rules)>, Cache
 }
 
 impl CacheWriter {
-    /// A read-write overlay for one ledger batch.
-    pub fn pending(&self) -> Pending<'_> {
-        Pending::new(self)
+    /// A read-write overlay for one ledger batch, with its cache transaction open. `durable`:
+    /// the batch carries HQ data, and its commit is fsynced.
+    pub fn pending(&self, durable: bool) -> Result<Pending<'_>, CacheError> {
+        Pending::new(self, durable)
     }
 
     /// The read side of this cache.

@@ -2,6 +2,13 @@
 //! then written to the cache in one transaction. Reads see the pending writes first, so two
 //! sales in one batch see each other (the second customer cannot spend points the first
 //! already spent).
+//!
+//! The cache transaction opens with the overlay (`BEGIN IMMEDIATE`: the ledger is the only
+//! writer, so the lock is free) and closes with [`Pending::commit`], or rolls back when the
+//! overlay is dropped. Every read of the batch is then inside one transaction — one snapshot,
+//! and one round of locking instead of one per read — and the writes touch only what changed:
+//! a member's index entries are written when its phone, card or name changed, and a stock
+//! row's update leaves the below-safety index alone unless the flag flipped.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -33,6 +40,8 @@ pub struct Pending<'w> {
     /// Set when the batch holds HQ data: its commit is fsynced, because the broker is told
     /// the data arrived and will not send it again.
     durable: bool,
+    /// Whether the cache transaction is still open (neither committed nor rolled back).
+    open: bool,
     /// Index writes: `(table, key, id)` → present or removed.
     index: HashMap<(Idx, Vec<u8>, String), bool>,
     /// The ids with a pending index write, by key (so a lookup does not scan every write).
@@ -40,10 +49,37 @@ pub struct Pending<'w> {
     applied_seq: Option<u64>,
 }
 
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let conn = self.w.conn();
+            if let Err(e) = conn
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut st| st.execute([]))
+            {
+                tracing::error!(error = %e, "rolling back a cache batch failed");
+            }
+            self.restore_sync();
+        }
+    }
+}
+
 impl<'w> Pending<'w> {
-    pub(super) fn new(w: &'w CacheWriter) -> Pending<'w> {
-        Pending {
+    /// Opens the batch's cache transaction. `durable`: its commit is fsynced, because it holds
+    /// HQ data that the broker will not send again once told it arrived.
+    pub(super) fn new(w: &'w CacheWriter, durable: bool) -> Result<Pending<'w>, CacheError> {
+        let conn = w.conn();
+        if durable {
+            // Set outside the transaction (SQLite ignores it inside one).
+            conn.execute_batch("PRAGMA synchronous = FULL")
+                .map_err(sql_err("making a cache write durable"))?;
+        }
+        let begun = conn
+            .prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut st| st.execute([]));
+        let mut p = Pending {
             w,
+            open: false,
             members: HashMap::new(),
             products: HashMap::new(),
             stock: HashMap::new(),
@@ -53,10 +89,29 @@ impl<'w> Pending<'w> {
             occasions: BTreeSet::new(),
             staff: HashMap::new(),
             rules: None,
-            durable: false,
+            durable,
             index: HashMap::new(),
             index_ids: HashMap::new(),
             applied_seq: None,
+        };
+        match begun {
+            Ok(_) => {
+                p.open = true;
+                Ok(p)
+            }
+            Err(e) => {
+                p.restore_sync();
+                Err(sql_err("starting a cache batch")(e))
+            }
+        }
+    }
+
+    /// Puts `synchronous` back after a durable batch.
+    fn restore_sync(&self) {
+        if self.durable
+            && let Err(e) = self.w.conn().execute_batch("PRAGMA synchronous = NORMAL")
+        {
+            tracing::error!(error = %e, "restoring the cache's synchronous setting failed");
         }
     }
 
@@ -132,7 +187,8 @@ impl<'w> Pending<'w> {
         self.index.insert((idx, key, id.to_string()), present);
     }
 
-    /// Stores a member and brings its index entries up to date.
+    /// Stores a member and brings its index entries up to date: only the entries that changed
+    /// are written (a sale changes the counters, not the phone).
     pub fn put_member(&mut self, m: Member) -> Result<(), CacheError> {
         let old_keys = match self.member(&m.id)? {
             Some(old) => self.member_keys(&old),
@@ -142,7 +198,9 @@ impl<'w> Pending<'w> {
         for (idx, key) in old_keys.difference(&new_keys) {
             self.mark(*idx, key.clone(), &m.id, false);
         }
-        self.reindex_member(&m);
+        for (idx, key) in new_keys.difference(&old_keys) {
+            self.mark(*idx, key.clone(), &m.id, true);
+        }
         self.members.insert(m.id.clone(), m);
         Ok(())
     }
@@ -268,7 +326,6 @@ impl<'w> Pending<'w> {
 
     /// Stores a staff record.
     pub fn put_staff(&mut self, s: StaffRecord) {
-        self.durable = true;
         self.staff.insert(s.staff_no.clone(), s);
     }
 
@@ -282,13 +339,12 @@ impl<'w> Pending<'w> {
 
     /// Stores HQ's membership rules.
     pub fn put_rules(&mut self, version: u64, rules: Rules) {
-        self.durable = true;
         self.rules = Some((version, rules));
     }
 
-    /// Makes this batch's commit durable (HQ data the broker will not resend).
-    pub fn make_durable(&mut self) {
-        self.durable = true;
+    /// Whether this batch's commit is fsynced (see [`Pending::new`]).
+    pub fn is_durable(&self) -> bool {
+        self.durable
     }
 
     /// Records the journal `seq` the batch has applied up to.
@@ -311,26 +367,36 @@ impl<'w> Pending<'w> {
             && self.applied_seq.is_none()
     }
 
-    /// Writes everything in one cache transaction.
-    pub fn commit(self) -> Result<(), CacheError> {
+    /// Writes everything and commits the cache transaction.
+    pub fn commit(mut self) -> Result<(), CacheError> {
+        let result = self.write().and_then(|()| {
+            self.w
+                .conn()
+                .prepare_cached("COMMIT")
+                .and_then(|mut st| st.execute([]))
+                .map(|_| ())
+                .map_err(sql_err("committing a cache write"))
+        });
+        if result.is_ok() {
+            self.open = false;
+            self.restore_sync();
+        }
+        // On failure the transaction is rolled back when `self` drops.
+        result
+    }
+
+    fn write(&self) -> Result<(), CacheError> {
         if self.is_empty() {
             return Ok(());
         }
         let conn = self.w.conn();
         let codec = self.w.codec();
-        if self.durable {
-            // Set outside the transaction (SQLite ignores it inside one).
-            conn.execute_batch("PRAGMA synchronous = FULL")
-                .map_err(sql_err("making a cache write durable"))?;
-        }
         let members = self
             .members
             .iter()
             .map(|(id, m)| Ok((id, encode_member(codec, m)?)))
             .collect::<Result<Vec<_>, CacheError>>()?;
-        let tx = conn
-            .unchecked_transaction()
-            .map_err(sql_err("starting a cache write"))?;
+        let tx = conn;
         let write = sql_err("writing the cache");
         let run = || -> rusqlite::Result<()> {
             {
@@ -351,11 +417,17 @@ impl<'w> Pending<'w> {
                 }
             }
             {
-                let mut st = tx.prepare_cached(
+                // An update that leaves `below` as it is does not touch its index.
+                let mut update =
+                    tx.prepare_cached("UPDATE stock SET data = ?3 WHERE sku = ?1 AND below = ?2")?;
+                let mut put = tx.prepare_cached(
                     "INSERT OR REPLACE INTO stock (sku, below, data) VALUES (?1, ?2, ?3)",
                 )?;
                 for (sku, s) in &self.stock {
-                    st.execute(params![sku, s.below_safety(), encode_json(s)])?;
+                    let row = params![sku, s.below_safety(), encode_json(s)];
+                    if update.execute(row)? == 0 {
+                        put.execute(row)?;
+                    }
                 }
             }
             {
@@ -399,10 +471,8 @@ impl<'w> Pending<'w> {
                 }
             }
             if let Some(r) = &self.rules {
-                tx.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('rules', ?1)",
-                    params![String::from_utf8_lossy(&encode_json(r))],
-                )?;
+                tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('rules', ?1)")?
+                    .execute(params![String::from_utf8_lossy(&encode_json(r))])?;
             }
             // Removals first, so a key that moved between ids ends up where it was put.
             // Member indexes point at the member's rowid, found by its id.
@@ -432,21 +502,15 @@ impl<'w> Pending<'w> {
                 }
             }
             if let Some(seq) = self.applied_seq {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO meta (key, value) VALUES ('applied_seq', ?1)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value
                      WHERE CAST(excluded.value AS INTEGER) > CAST(meta.value AS INTEGER)",
-                    params![seq.to_string()],
-                )?;
+                )?
+                .execute(params![seq.to_string()])?;
             }
             Ok(())
         };
-        run().map_err(write)?;
-        let committed = tx.commit().map_err(sql_err("committing a cache write"));
-        if self.durable {
-            conn.execute_batch("PRAGMA synchronous = NORMAL")
-                .map_err(sql_err("making a cache write durable"))?;
-        }
-        committed
+        run().map_err(write)
     }
 }

@@ -349,6 +349,18 @@ pub struct LedgerStats {
     pub failed_batches: AtomicU64,
     /// Whether the last batch committed (false while the disk refuses writes).
     pub writable: AtomicBool,
+    /// Microseconds spent in committed batches: executing the commands (computing, appending
+    /// to the journal's transaction, projecting into the overlay), committing the journal
+    /// (the fsync), and writing the cache. Divided by `batches`, the cost of a batch by phase.
+    pub phase_micros: [AtomicU64; 3],
+}
+
+impl LedgerStats {
+    fn note_phases(&self, execute: Duration, commit: Duration, cache: Duration) {
+        for (total, d) in self.phase_micros.iter().zip([execute, commit, cache]) {
+            total.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What importing members did.
@@ -495,7 +507,7 @@ pub fn replay(
         if rows.is_empty() {
             break;
         }
-        let mut pending = cache.pending();
+        let mut pending = cache.pending(false)?;
         for row in &rows {
             let event = row.decode(journal.conn(), &settings.store_id, &codec)?;
             project(&mut pending, &event)?;
@@ -547,7 +559,7 @@ impl Worker {
         let mut jobs = Vec::new();
         let mut replies = Vec::new();
         for s in seeds {
-            if self.cache.pending().product(&s.product.sku)?.is_some() {
+            if self.cache.reader().product(&s.product.sku)?.is_some() {
                 continue;
             }
             let p = &s.product;
@@ -706,7 +718,19 @@ impl Worker {
         if jobs.is_empty() {
             return;
         }
-        let mut pending = self.cache.pending();
+        let t0 = Instant::now();
+        let durable = jobs.iter().any(|j| matches!(j.cmd, Command::ApplyHq(_)));
+        let mut pending = match self.cache.pending(durable) {
+            Ok(p) => p,
+            Err(e) => {
+                let err = LedgerError::from(e);
+                tracing::error!(error = %err, "cannot start a batch");
+                for job in jobs {
+                    let _ = job.reply.send(Err(clone_err(&err)));
+                }
+                return;
+            }
+        };
         let conn = self.journal.conn_mut();
         // IMMEDIATE: the write lock is taken at BEGIN (waiting out a checkpoint), so a batch
         // never starts reading a snapshot it then cannot write on.
@@ -761,6 +785,7 @@ impl Worker {
                 }
             }
         }
+        let t1 = Instant::now();
         let commit = match failure {
             Some(e) => {
                 drop(tx);
@@ -786,6 +811,7 @@ impl Worker {
                         .fetch_add(done.len() as u64, Ordering::Relaxed);
                 }
                 self.stats.writable.store(true, Ordering::Relaxed);
+                let t2 = Instant::now();
                 let cache_failed = match pending.commit() {
                     Ok(()) => false,
                     Err(e) => {
@@ -797,6 +823,8 @@ impl Worker {
                         true
                     }
                 };
+                let t3 = Instant::now();
+                self.stats.note_phases(t1 - t0, t2 - t1, t3 - t2);
                 if erased {
                     // The data keys are gone from the database; their old pages go from the
                     // write-ahead logs too.

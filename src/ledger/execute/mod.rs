@@ -942,7 +942,12 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 }
             }
         }
-        p.make_durable();
+        if !p.is_durable() {
+            // The ledger opens a durable cache batch for every batch with HQ data.
+            return Err(LedgerError::Internal(
+                "HQ data in a cache batch that is not fsynced".into(),
+            ));
+        }
         for id in erased_by_hq {
             self.erase_member(&id, "hq".into())?;
             self.audit("member.erase", &id, serde_json::json!({ "by": "hq" }))?;
