@@ -191,6 +191,23 @@ impl Cache {
         self.read(applied_seq)
     }
 
+    /// Ends the read transactions idle connections keep open on an older snapshot, so that a
+    /// checkpoint can go past them; before a checkpoint that must empty the write-ahead log,
+    /// every reader lets go of its snapshot after each read until the log is empty.
+    pub fn checkpoint_moment(&self, moment: crate::journal::Moment) {
+        use crate::journal::Moment;
+        let readers = &self.inner.readers;
+        match moment {
+            Moment::Before { empty } => {
+                if empty {
+                    readers.hold_snapshots(false);
+                }
+                readers.release_stale(empty);
+            }
+            Moment::Emptied => readers.hold_snapshots(true),
+        }
+    }
+
     /// Bytes the cache occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
@@ -258,12 +275,23 @@ impl Cache {
         value: &str,
     ) -> Result<Option<Member>, CacheError> {
         let key = self.inner.codec.index_key(field, value);
+        let sql = match idx {
+            Idx::Phone => {
+                "SELECT m.id, m.data FROM idx_phone i JOIN members m ON m.rid = i.rid WHERE i.k = ?1"
+            }
+            Idx::Card => {
+                "SELECT m.id, m.data FROM idx_card i JOIN members m ON m.rid = i.rid WHERE i.k = ?1"
+            }
+            other => {
+                return Err(CacheError::Corrupt(format!(
+                    "{} is not a unique member index",
+                    other.table()
+                )));
+            }
+        };
         self.read(|c| {
             let row: Option<(String, Vec<u8>)> = c
-                .prepare_cached(&format!(
-                    "SELECT m.id, m.data FROM {} i JOIN members m ON m.rid = i.rid WHERE i.k = ?1",
-                    idx.table()
-                ))
+                .prepare_cached(sql)
                 .and_then(|mut st| {
                     st.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
                         .optional()
@@ -434,6 +462,12 @@ impl CacheWriter {
 
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Tells the readers a write was committed: their next read takes a new snapshot. Every
+    /// write of the writer calls this after its commit.
+    pub(crate) fn note_write(&self) {
+        self.inner.readers.note_write();
     }
 }
 
@@ -617,6 +651,45 @@ mod tests {
         // Sealed with another store key: useless, rebuilt.
         let (_, _, how) = Cache::open(dir.path(), 4, PiiCodec::random()).unwrap();
         assert!(matches!(how, Opened::Rebuilt(_)), "{how:?}");
+    }
+
+    /// Readers keep their snapshot between reads; a write must still be seen by the next
+    /// read, and a scrub must be able to empty the WAL past idle readers.
+    #[test]
+    fn a_read_after_a_write_sees_it_and_idle_readers_let_the_wal_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, w, _) = Cache::open(dir.path(), 4, PiiCodec::random()).unwrap();
+        for price in [100, 250, 90] {
+            let mut p = w.pending(false).unwrap();
+            p.put_product(crate::domain::pricing::tests::product("A", price))
+                .unwrap();
+            p.commit().unwrap();
+            // Twice: the second read reuses the first one's snapshot.
+            for _ in 0..2 {
+                assert_eq!(c.product("A").unwrap().map(|p| p.price), Some(price));
+            }
+        }
+        let truncate = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .unwrap()
+        };
+        let mut p = w.pending(false).unwrap();
+        p.put_product(crate::domain::pricing::tests::product("B", 1))
+            .unwrap();
+        p.commit().unwrap();
+        assert_eq!(c.product("A").unwrap().map(|p| p.price), Some(90));
+        // An idle reader holds a snapshot: the WAL cannot be emptied until it lets go.
+        w.conn()
+            .busy_timeout(std::time::Duration::from_millis(20))
+            .unwrap();
+        let mut p = w.pending(false).unwrap();
+        p.put_product(crate::domain::pricing::tests::product("B", 2))
+            .unwrap();
+        p.commit().unwrap();
+        assert_eq!(truncate(w.conn()), 1, "busy while a reader holds the WAL");
+        c.checkpoint_moment(crate::journal::Moment::Before { empty: false });
+        assert_eq!(truncate(w.conn()), 0);
+        assert_eq!(c.product("B").unwrap().map(|p| p.price), Some(2));
     }
 
     #[test]

@@ -380,6 +380,9 @@ impl<'w> Pending<'w> {
         if result.is_ok() {
             self.open = false;
             self.restore_sync();
+            if !self.is_empty() {
+                self.w.note_write();
+            }
         }
         // On failure the transaction is rolled back when `self` drops.
         result

@@ -99,6 +99,7 @@ impl CacheWriter {
             .prepare_cached("INSERT OR REPLACE INTO strikes (scope, data) VALUES (?1, ?2)")
             .and_then(|mut st| st.execute(params![scope, encode_json(s)]))
             .map_err(sql_err("storing wrong-PIN counts"))?;
+        self.note_write();
         Ok(())
     }
 
@@ -107,6 +108,7 @@ impl CacheWriter {
         self.conn
             .execute("DELETE FROM strikes WHERE scope = ?1", params![scope])
             .map_err(sql_err("clearing wrong-PIN counts"))?;
+        self.note_write();
         Ok(())
     }
 
@@ -124,6 +126,7 @@ impl CacheWriter {
                 ])
             })
             .map_err(sql_err("storing a session"))?;
+        self.note_write();
         memo_put(&self.inner.session_memo, token_hash, s);
         Ok(())
     }
@@ -136,6 +139,7 @@ impl CacheWriter {
                 params![token_hash.as_slice()],
             )
             .map_err(sql_err("removing a session"))?;
+        self.note_write();
         memo_remove(&self.inner.session_memo, token_hash);
         Ok(())
     }
@@ -162,6 +166,7 @@ impl CacheWriter {
                 self.conn
                     .execute("DELETE FROM sessions WHERE k = ?1", params![k])
                     .map_err(sql_err("removing a session"))?;
+                self.note_write();
                 memo_remove(&self.inner.session_memo, &k);
                 removed += 1;
             }

@@ -24,6 +24,19 @@ use super::FILE_NAME;
 /// WAL size above which a blocking checkpoint is forced.
 const WAL_CEILING: u64 = 256 * 1024 * 1024;
 
+/// Where the checkpoint thread is, for the file's readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// A checkpoint is about to run; `empty`: it must empty the WAL (a scrub, the ceiling,
+    /// the last one), which waits until no reader holds a snapshot in it.
+    Before {
+        /// Whether the WAL must be emptied.
+        empty: bool,
+    },
+    /// A checkpoint that had to empty the WAL did.
+    Emptied,
+}
+
 /// What the checkpoint thread is asked for besides its ticks.
 enum Request {
     Scrub,
@@ -43,10 +56,17 @@ impl Checkpointer {
 
     /// Starts checkpointing the SQLite file at `path` (the journal, or the cache).
     pub fn start_file(path: PathBuf) -> Checkpointer {
+        Checkpointer::start_file_with(path, Box::new(|_| {}))
+    }
+
+    /// Like [`Checkpointer::start_file`], telling `readers` around every checkpoint (the
+    /// cache's readers let go of old snapshots before one, and of every snapshot while a
+    /// checkpoint must empty the WAL).
+    pub fn start_file_with(path: PathBuf, readers: Box<dyn Fn(Moment) + Send>) -> Checkpointer {
         let (stop, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("journal-checkpoint".into())
-            .spawn(move || run(&path, rx))
+            .spawn(move || run(&path, rx, readers))
             .map_err(|e| tracing::error!(error = %e, "cannot start the checkpoint thread"))
             .ok();
         Checkpointer {
@@ -72,7 +92,7 @@ impl Drop for Checkpointer {
     }
 }
 
-fn run(path: &PathBuf, stop: mpsc::Receiver<Request>) {
+fn run(path: &PathBuf, stop: mpsc::Receiver<Request>, readers: Box<dyn Fn(Moment) + Send>) {
     let conn = match Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -94,13 +114,16 @@ fn run(path: &PathBuf, stop: mpsc::Receiver<Request>) {
             Ok(Request::Scrub) => scrub_due = true,
             // Stopped (or the ledger is gone): one last checkpoint.
             Err(mpsc::RecvTimeoutError::Disconnected) => {
+                readers(Moment::Before { empty: true });
                 checkpoint(&conn, if scrub_due { "TRUNCATE" } else { "PASSIVE" });
                 return;
             }
         }
         if scrub_due {
+            readers(Moment::Before { empty: true });
             scrub_due = !checkpoint(&conn, "TRUNCATE");
             if !scrub_due {
+                readers(Moment::Emptied);
                 tracing::info!(file = %path.display(), "write-ahead log scrubbed after an erasure");
             }
             continue;
@@ -108,7 +131,10 @@ fn run(path: &PathBuf, stop: mpsc::Receiver<Request>) {
         let big = std::fs::metadata(&wal)
             .map(|m| m.len() > WAL_CEILING)
             .unwrap_or(false);
-        checkpoint(&conn, if big { "RESTART" } else { "PASSIVE" });
+        readers(Moment::Before { empty: big });
+        if checkpoint(&conn, if big { "RESTART" } else { "PASSIVE" }) && big {
+            readers(Moment::Emptied);
+        }
     }
 }
 

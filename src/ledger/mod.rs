@@ -427,12 +427,13 @@ impl Ledger {
             .last_seq
             .store(worker.journal.last_seq(), Ordering::Relaxed);
         worker.seq_tx.send_replace(worker.journal.last_seq());
-        worker.checkpointers = vec![
-            crate::journal::Checkpointer::start(worker.journal.dir()),
-            crate::journal::Checkpointer::start_file(
+        worker.checkpointers = vec![crate::journal::Checkpointer::start(worker.journal.dir()), {
+            let readers = worker.cache.reader();
+            crate::journal::Checkpointer::start_file_with(
                 worker.journal.dir().join(crate::cache::FILE_NAME),
-            ),
-        ];
+                Box::new(move |moment| readers.checkpoint_moment(moment)),
+            )
+        }];
         let handle = std::thread::Builder::new()
             .name("ledger".into())
             .spawn(move || worker.run(rx))
@@ -646,6 +647,9 @@ impl Worker {
                 self.last_purge = Instant::now();
             }
         }
+        self.cache
+            .reader()
+            .checkpoint_moment(crate::journal::Moment::Before { empty: true });
         if let Err(e) = self.cache.flush() {
             tracing::error!(error = %e, "flushing the cache at shutdown failed");
         }
