@@ -81,6 +81,14 @@ pub fn validate_tail(tail: &str) -> Result<(), FieldError> {
 
 /// Masks a phone for people who may not see it whole: `13812345678` → `138****5678`.
 pub fn mask_phone(phone: &str) -> String {
+    // The usual case, an 11-digit mobile number, without collecting characters.
+    if phone.len() == 11 && phone.is_ascii() {
+        let mut out = String::with_capacity(11);
+        out.push_str(&phone[..3]);
+        out.push_str("****");
+        out.push_str(&phone[7..]);
+        return out;
+    }
     let chars: Vec<char> = phone.chars().collect();
     if chars.len() < 8 {
         return "*".repeat(chars.len());

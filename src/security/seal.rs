@@ -48,15 +48,33 @@ pub fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
 /// HMAC-SHA256 of the concatenation of `parts`, each prefixed by its length (so `["ab","c"]`
 /// and `["a","bc"]` differ).
 pub fn mac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
-    // Any key length is valid for HMAC.
-    let Ok(mut m) = <Hmac<Sha256> as KeyInit>::new_from_slice(key) else {
-        return [0; 32];
-    };
-    for p in parts {
-        m.update(&(p.len() as u64).to_le_bytes());
-        m.update(p);
+    Mac256::new(key).mac(parts)
+}
+
+/// An HMAC-SHA256 key with its inner and outer pads already hashed: for a key used on every
+/// request (the index key), half the hashing of [`mac`].
+#[derive(Clone)]
+pub struct Mac256(Hmac<Sha256>);
+
+impl Mac256 {
+    /// Prepares `key`.
+    pub fn new(key: &[u8; 32]) -> Mac256 {
+        // A key shorter than SHA-256's block is zero-padded to it (RFC 2104): the same MAC as
+        // `new_from_slice(key)`, without its `Result`.
+        let mut block = zeroize::Zeroizing::new([0u8; 64]);
+        block[..32].copy_from_slice(key);
+        Mac256(<Hmac<Sha256> as KeyInit>::new(&(*block).into()))
     }
-    m.finalize().into_bytes().into()
+
+    /// The same as [`mac`] with this key.
+    pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut m = self.0.clone();
+        for p in parts {
+            m.update(&(p.len() as u64).to_le_bytes());
+            m.update(p);
+        }
+        m.finalize().into_bytes().into()
+    }
 }
 
 #[cfg(test)]
@@ -80,6 +98,19 @@ mod tests {
             seal(&k, b"m1", b"x").unwrap(),
             seal(&k, b"m1", b"x").unwrap()
         );
+    }
+
+    #[test]
+    fn a_prepared_key_macs_like_the_key() {
+        let k = [9u8; 32];
+        let direct = <Hmac<Sha256> as KeyInit>::new_from_slice(&k)
+            .unwrap()
+            .chain_update(b"x")
+            .finalize()
+            .into_bytes();
+        let mut m = Mac256::new(&k).0;
+        m.update(b"x");
+        assert_eq!(m.finalize().into_bytes(), direct);
     }
 
     #[test]
