@@ -136,6 +136,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         config.storage.idempotency_days,
     )
     .context("starting the ledger")?;
+    {
+        // The journal has been replayed into the cache: load where phones and cards are, in
+        // the background (lookups use the index tables until then).
+        let cache = cache.clone();
+        let spawned = std::thread::Builder::new()
+            .name("member-hints".into())
+            .spawn(move || {
+                if let Err(e) = cache.load_hints() {
+                    tracing::warn!(error = %e, "member hints not loaded; lookups use the index");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start loading member hints");
+        }
+    }
     let started_at = chrono::Utc::now();
     if let Opened::Rebuilt(_) = opened {
         // HQ's master data did not survive: ask for all of it.

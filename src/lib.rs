@@ -9,8 +9,9 @@
 //!   idempotency keys, the outbox position, the hash-chained audit log; a pool of read-only
 //!   connections for queries.
 //! - [`cache`]: the rebuildable cache (its own SQLite file) — members indexed by phone, card,
-//!   phone tail and name, products by barcode, stock, coupons, sessions; the projections that
-//!   apply journal events to them, idempotently.
+//!   phone tail and name (phones and cards also hinted in memory, so the till's lookups skip
+//!   the index), products by barcode, stock, coupons, sessions; the projections that apply
+//!   journal events to them, idempotently.
 //! - [`ledger`]: the single writer. One thread owns the journal's write connection; commands
 //!   arrive over a channel, are computed in `domain`, appended in one transaction per batch
 //!   (group commit), projected into the cache, and answered after the commit.

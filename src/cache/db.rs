@@ -151,11 +151,24 @@ impl ReadPool {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
+    /// The generation counter (writes committed so far).
+    pub(super) fn generation(&self) -> &AtomicU64 {
+        &self.generation
+    }
+
     /// Runs `f` on a read connection (on the current thread: point reads take microseconds),
     /// inside a read transaction whose snapshot includes every write committed before the call.
     pub(super) fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, CacheError>,
+    ) -> Result<T, CacheError> {
+        self.with_snapshot(|c, _| f(c))
+    }
+
+    /// [`ReadPool::with`], also telling `f` the generation its snapshot includes.
+    pub(super) fn with_snapshot<T>(
+        &self,
+        f: impl FnOnce(&Connection, u64) -> Result<T, CacheError>,
     ) -> Result<T, CacheError> {
         let mut r = match self.idle.lock().ok().and_then(|mut v| v.pop()) {
             Some(r) => r,
@@ -174,7 +187,7 @@ impl ReadPool {
                 .map_err(sql_err("starting a cache read"))?;
             r.snapshot = Some(now);
         }
-        let out = f(&r.conn);
+        let out = f(&r.conn, now);
         if out.is_err() || !self.hold.load(Ordering::Acquire) {
             r.end();
         }

@@ -15,6 +15,7 @@
 
 mod codec;
 mod db;
+mod hints;
 mod marketing;
 mod pending;
 mod project;
@@ -76,6 +77,8 @@ struct Inner {
     codec: PiiCodec,
     /// Sessions already read, so a request's token check costs no query or JSON decode.
     session_memo: sessions::Memo,
+    /// Where members' phones and cards are (see [`hints`]).
+    hints: hints::Hints,
 }
 
 /// Read access to the cache. Cheap to clone.
@@ -164,6 +167,7 @@ impl Cache {
             path,
             codec,
             session_memo: Default::default(),
+            hints: Default::default(),
         });
         Ok((
             Cache {
@@ -260,46 +264,79 @@ impl Cache {
 
     /// The member with this (normalised) phone.
     pub fn member_by_phone(&self, phone: &str) -> Result<Option<Member>, CacheError> {
-        self.member_by_index(Idx::Phone, IndexField::Phone, phone)
+        self.member_by_index(hints::Field::Phone, phone)
     }
 
     /// The member with this (normalised) card number.
     pub fn member_by_card(&self, card: &str) -> Result<Option<Member>, CacheError> {
-        self.member_by_index(Idx::Card, IndexField::Card, card)
+        self.member_by_index(hints::Field::Card, card)
     }
 
+    /// A member by a unique personal value: through its hint when there is one and the member
+    /// found holds the value, else through the index table (leaving a hint behind).
     fn member_by_index(
         &self,
-        idx: Idx,
-        field: IndexField,
+        field: hints::Field,
         value: &str,
     ) -> Result<Option<Member>, CacheError> {
-        let key = self.inner.codec.index_key(field, value);
-        let sql = match idx {
-            Idx::Phone => {
-                "SELECT m.id, m.data FROM idx_phone i JOIN members m ON m.rid = i.rid WHERE i.k = ?1"
-            }
-            Idx::Card => {
-                "SELECT m.id, m.data FROM idx_card i JOIN members m ON m.rid = i.rid WHERE i.k = ?1"
-            }
-            other => {
-                return Err(CacheError::Corrupt(format!(
-                    "{} is not a unique member index",
-                    other.table()
-                )));
-            }
+        let (index_field, sql) = match field {
+            hints::Field::Phone => (
+                IndexField::Phone,
+                "SELECT m.rid, m.id, m.data FROM idx_phone i JOIN members m ON m.rid = i.rid WHERE i.k = ?1",
+            ),
+            hints::Field::Card => (
+                IndexField::Card,
+                "SELECT m.rid, m.id, m.data FROM idx_card i JOIN members m ON m.rid = i.rid WHERE i.k = ?1",
+            ),
         };
-        self.read(|c| {
-            let row: Option<(String, Vec<u8>)> = c
+        let holds = |m: &Member| {
+            m.profile.as_ref().is_some_and(|p| match field {
+                hints::Field::Phone => p.phone == value,
+                hints::Field::Card => p.card_no.as_deref() == Some(value),
+            })
+        };
+        let key = self.inner.codec.index_key(index_field, value);
+        let inner = &self.inner;
+        inner.readers.with_snapshot(|c, seen| {
+            if let Some(rid) = inner.hints.get(field, &key) {
+                let row: Option<(String, Vec<u8>)> = c
+                    .prepare_cached("SELECT id, data FROM members WHERE rid = ?1")
+                    .and_then(|mut st| {
+                        st.query_row(params![rid], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(sql_err("reading a member by its hint"))?;
+                if let Some((id, data)) = row {
+                    let m = codec::decode_member(&inner.codec, &id, &data)?;
+                    if holds(&m) {
+                        return Ok(Some(m));
+                    }
+                }
+            }
+            let row: Option<(i64, String, Vec<u8>)> = c
                 .prepare_cached(sql)
                 .and_then(|mut st| {
-                    st.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    st.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                         .optional()
                 })
                 .map_err(sql_err("reading a member by index"))?;
-            row.map(|(id, data)| codec::decode_member(&self.inner.codec, &id, &data))
-                .transpose()
+            match row {
+                Some((rid, id, data)) => {
+                    inner
+                        .hints
+                        .offer(field, &key, rid, seen, inner.readers.generation());
+                    codec::decode_member(&inner.codec, &id, &data).map(Some)
+                }
+                None => Ok(None),
+            }
         })
+    }
+
+    /// Loads the member hints (see [`hints`]): a scan of the phone and card indexes on a
+    /// connection of its own. Blocking; the store answers without hints until it is done.
+    pub fn load_hints(&self) -> Result<(usize, usize), CacheError> {
+        let conn = db::connect(&self.inner.path, false, 1024)?;
+        self.inner.hints.load(&conn)
     }
 
     /// Members whose phone ends in `tail` (four digits), at most `limit`.
@@ -468,6 +505,25 @@ impl CacheWriter {
     /// write of the writer calls this after its commit.
     pub(crate) fn note_write(&self) {
         self.inner.readers.note_write();
+    }
+
+    /// [`CacheWriter::note_write`] for a write that changed phone or card index entries
+    /// (`(is_card, key)`): their hints become tombstones in the same step.
+    pub(crate) fn note_index_write(&self, changed: &[(bool, Vec<u8>)]) {
+        let keys: Vec<(hints::Field, u64)> = changed
+            .iter()
+            .map(|(card, k)| {
+                let f = if *card {
+                    hints::Field::Card
+                } else {
+                    hints::Field::Phone
+                };
+                (f, hints::prefix(k))
+            })
+            .collect();
+        self.inner
+            .hints
+            .changed(&keys, || self.inner.readers.note_write());
     }
 }
 
@@ -690,6 +746,66 @@ mod tests {
         c.checkpoint_moment(crate::journal::Moment::Before { empty: false });
         assert_eq!(truncate(w.conn()), 0);
         assert_eq!(c.product("B").unwrap().map(|p| p.price), Some(2));
+    }
+
+    /// The hints never answer with what the index no longer says: a phone that moved to
+    /// another member, a changed card, a member added after the load.
+    #[test]
+    fn lookups_through_hints_follow_every_change_of_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, w, _) = Cache::open(dir.path(), 4, PiiCodec::random()).unwrap();
+        let person = |id: &str, phone: &str, card: Option<&str>| {
+            let mut m = crate::domain::pricing::tests::member(0, 0, None);
+            m.id = id.into();
+            if let Some(p) = m.profile.as_mut() {
+                p.phone = phone.into();
+                p.card_no = card.map(str::to_string);
+            }
+            m
+        };
+        let put = |ms: Vec<Member>| {
+            let mut p = w.pending(false).unwrap();
+            for m in ms {
+                p.put_member(m).unwrap();
+            }
+            p.commit().unwrap();
+        };
+        let by_phone = |phone: &str| c.member_by_phone(phone).unwrap().map(|m| m.id);
+        let by_card = |card: &str| c.member_by_card(card).unwrap().map(|m| m.id);
+        put(vec![
+            person("a", "13800000001", Some("C1")),
+            person("b", "13800000002", None),
+        ]);
+        assert_eq!(c.load_hints().unwrap(), (2, 1));
+        let used = || {
+            c.inner
+                .hints
+                .used
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        assert_eq!(by_phone("13800000001").as_deref(), Some("a"));
+        assert_eq!(by_card("C1").as_deref(), Some("a"));
+        assert_eq!(used(), 2, "both answered from hints");
+
+        // b takes a's phone (the index moves, a keeps the number in its profile); a's card
+        // changes; c arrives after the load.
+        let mut p = w.pending(false).unwrap();
+        p.put_member(person("b", "13800000001", None)).unwrap();
+        p.put_member(person("a", "13800000001", Some("C9")))
+            .unwrap();
+        p.put_member(person("c", "13800000003", None)).unwrap();
+        p.commit().unwrap();
+        let via_sql = used();
+        assert_eq!(by_card("C1"), None);
+        assert_eq!(by_card("C9").as_deref(), Some("a"));
+        assert_eq!(by_phone("13800000003").as_deref(), Some("c"));
+        assert_eq!(by_phone("13800000002"), None);
+        assert_eq!(by_phone("13800000001").as_deref(), Some("b"));
+        assert_eq!(used(), via_sql, "tombstones and misses ask the index");
+        // The hint left behind says the same.
+        assert_eq!(by_phone("13800000001").as_deref(), Some("b"));
+        assert_eq!(by_phone("13800000003").as_deref(), Some("c"));
+        assert!(used() > via_sql, "found through SQLite, then hinted");
     }
 
     #[test]

@@ -381,7 +381,19 @@ impl<'w> Pending<'w> {
             self.open = false;
             self.restore_sync();
             if !self.is_empty() {
-                self.w.note_write();
+                // Phone and card entries that changed lose their hints as readers learn of the
+                // write (see `cache::hints`).
+                let changed: Vec<(bool, Vec<u8>)> = self
+                    .index
+                    .keys()
+                    .filter(|(idx, _, _)| matches!(idx, Idx::Phone | Idx::Card))
+                    .map(|(idx, key, _)| (*idx == Idx::Card, key.clone()))
+                    .collect();
+                if changed.is_empty() {
+                    self.w.note_write();
+                } else {
+                    self.w.note_index_write(&changed);
+                }
             }
         }
         // On failure the transaction is rolled back when `self` drops.
