@@ -10,7 +10,8 @@ use chrono::NaiveDate;
 
 use crate::config::Config;
 use crate::domain::member::{Consent, Gender};
-use crate::ledger::requests::RegisterMember;
+use crate::ledger::execute_import::normalize_row;
+use crate::ledger::requests::{ImportRow, PreparedMember, RegisterMember};
 use crate::ledger::{Actor, Command, ImportReport, Outcome};
 
 /// The file's text encoding.
@@ -189,6 +190,36 @@ pub fn parse(text: &str, map: &[(String, String)]) -> Result<Parsed, String> {
     Ok((rows, bad))
 }
 
+/// Prepares rows for the ledger: each row that normalises gets its new member computed ahead
+/// (the ledger uses it when the phone turns out to be new). A row that does not normalise goes
+/// as it is; the ledger refuses it with the reason.
+fn prepare_rows(
+    codec: &crate::pii::PiiCodec,
+    rows: Vec<(u64, RegisterMember)>,
+    today: NaiveDate,
+) -> Vec<ImportRow> {
+    rows.into_iter()
+        .map(|(line, req)| {
+            let prepared = normalize_row(&req, today).ok().and_then(|(profile, tags)| {
+                let id = crate::ids::new_v7().to_string();
+                let sealed = codec.preseal(&id, &profile).ok()?;
+                Some(Box::new(PreparedMember {
+                    keys: crate::cache::MemberKeys::of(codec, &profile),
+                    id,
+                    profile,
+                    tags,
+                    sealed,
+                }))
+            });
+            ImportRow {
+                line,
+                req,
+                prepared,
+            }
+        })
+        .collect()
+}
+
 /// What an import did.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -225,9 +256,24 @@ pub async fn import(
     };
     let mut report = ImportReport::default();
     let mut done = rejected.len() as u64;
+    // While the ledger writes a chunk, the next one is prepared on another thread: normalised,
+    // its index keys hashed and its profiles sealed (most of a new member's CPU time).
+    let codec = store.cache.codec().clone();
+    let today = store.ledger.settings.local_date(chrono::Utc::now());
+    let mut chunks: Vec<Vec<(u64, RegisterMember)>> = Vec::new();
     let mut it = rows.into_iter().peekable();
     while it.peek().is_some() {
-        let part: Vec<(u64, RegisterMember)> = it.by_ref().take(chunk.max(1)).collect();
+        chunks.push(it.by_ref().take(chunk.max(1)).collect());
+    }
+    chunks.reverse();
+    let prepare = |rows: Vec<(u64, RegisterMember)>| {
+        let codec = codec.clone();
+        tokio::task::spawn_blocking(move || prepare_rows(&codec, rows, today))
+    };
+    let mut next = chunks.pop().map(prepare);
+    while let Some(ready) = next.take() {
+        let part = ready.await.context("preparing rows")?;
+        next = chunks.pop().map(prepare);
         let n = part.len() as u64;
         match store
             .ledger

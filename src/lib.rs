@@ -31,6 +31,7 @@
 //! - [`insight`]: reads a period's sales, refunds and registrations from the journal for the
 //!   reports; [`automation`]: the morning run (birthday and win-back coupons);
 //!   [`import`]: members from CSV.
+//! - [`ids`]: UUIDv7 ids.
 //! - [`metrics`]: counters and histograms for `GET /metrics`.
 //! - [`config`]: TOML → validated [`config::Config`], errors naming file, key and reason.
 //! - [`notify`]: systemd's notify protocol without libsystemd — `READY=1` once HTTP is served,
@@ -51,6 +52,7 @@ pub mod cache;
 pub mod config;
 pub mod devices;
 pub mod domain;
+pub mod ids;
 pub mod import;
 pub mod insight;
 pub mod journal;

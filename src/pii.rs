@@ -76,6 +76,25 @@ const SEALED: &str = "xc1:";
 /// Bytes of an index key (a truncated HMAC-SHA256: 2⁶⁴ collision resistance).
 const INDEX_KEY_LEN: usize = 16;
 
+/// A new member's personal data sealed ahead of the ledger (a bulk import prepares its rows on
+/// another thread): what [`PiiCodec::seal`] and the cache would otherwise compute in the write
+/// path. Only for a member id that has no data key yet.
+#[derive(Clone)]
+pub struct Presealed {
+    /// A fresh data key for the member, wrapped with the store key (for `member_keys`).
+    wrapped_key: Vec<u8>,
+    /// The profile sealed with that key, as a journal event holds it (`"xc1:…"`).
+    journal: String,
+    /// The profile sealed for the cache.
+    pub(crate) cache: Vec<u8>,
+}
+
+impl std::fmt::Debug for Presealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Presealed(MASKED)")
+    }
+}
+
 /// Seals and opens personal data, and derives index keys. Cheap to clone.
 #[derive(Clone)]
 pub struct PiiCodec {
@@ -184,6 +203,50 @@ impl PiiCodec {
             base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed)
         ));
         Ok(())
+    }
+
+    /// Seals a new member's profile for the journal and the cache, with a fresh data key that
+    /// [`PiiCodec::seal_presealed`] stores later. Pure computation: no database.
+    pub fn preseal(
+        &self,
+        subject: &str,
+        profile: &crate::domain::member::Profile,
+    ) -> Result<Presealed, PiiError> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        {
+            use rand::Rng;
+            rand::rng().fill_bytes(key.as_mut_slice());
+        }
+        let wrapped_key = seal::seal(&self.keys.kek, &Self::member_aad(subject), key.as_slice())
+            .map_err(|_| PiiError::Seal)?;
+        let plain = Zeroizing::new(serde_json::to_vec(profile).map_err(|_| PiiError::Seal)?);
+        let sealed = seal::seal(&key, subject.as_bytes(), &plain).map_err(|_| PiiError::Seal)?;
+        Ok(Presealed {
+            wrapped_key,
+            journal: format!(
+                "{SEALED}{}",
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed)
+            ),
+            cache: self.seal_bytes(subject, &plain)?,
+        })
+    }
+
+    /// [`PiiCodec::seal`] with a profile sealed ahead by [`PiiCodec::preseal`]: stores the
+    /// member's data key and puts the sealed profile in `doc`. The caller vouches that `doc`'s
+    /// profile is the one that was presealed.
+    pub fn seal_presealed(
+        &self,
+        conn: &Connection,
+        subject: &str,
+        doc: &mut Value,
+        pre: &Presealed,
+    ) -> Result<(), PiiError> {
+        let Some(profile) = doc.get_mut("profile").filter(|p| p.is_object()) else {
+            return Ok(());
+        };
+        *profile = Value::String(pre.journal.clone());
+        store::put_member_key(conn, subject, &pre.wrapped_key)
+            .map_err(|e| PiiError::Journal(Box::new(e)))
     }
 
     /// Opens the `profile` of a stored JSON document. A profile whose member key is gone (the

@@ -117,7 +117,7 @@ pub fn backup(config: &Config, keys: &StoreKeys, out: &Path) -> anyhow::Result<H
     if !dir.join(journal::FILE_NAME).exists() {
         bail!("no journal in {}: nothing to back up", dir.display());
     }
-    let tmp = TempDir(dir.join(format!(".backup-{}", uuid::Uuid::now_v7())));
+    let tmp = TempDir(dir.join(format!(".backup-{}", crate::ids::new_v7())));
     private_dir(&tmp.0)?;
     for name in FILES {
         if dir.join(name).exists() {
@@ -303,7 +303,7 @@ pub fn restore(
             .with_timezone(&config.store.timezone)
             .fixed_offset();
         let event = Event {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: crate::ids::new_v7().to_string(),
             store_id: config.store.id.clone(),
             seq: hq_last_seq + 1,
             occurred_at: now,

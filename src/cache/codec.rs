@@ -79,15 +79,21 @@ pub(super) fn encode_member(codec: &PiiCodec, m: &Member) -> Result<Vec<u8>, Cac
         }
         None => Vec::new(),
     };
+    Ok(encode_member_sealed(m, &sealed))
+}
+
+/// [`encode_member`] with the profile already sealed (by the codec's `seal_bytes` for this
+/// member, or presealed).
+pub(super) fn encode_member_sealed(m: &Member, sealed: &[u8]) -> Vec<u8> {
     let mut rest = m.clone();
     rest.profile = None;
     let json = serde_json::to_vec(&rest).unwrap_or_default();
     let mut out = Vec::with_capacity(5 + sealed.len() + json.len());
     out.push(MEMBER_FORMAT);
     out.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-    out.extend_from_slice(&sealed);
+    out.extend_from_slice(sealed);
     out.extend_from_slice(&json);
-    Ok(out)
+    out
 }
 
 /// Decodes a member written by [`encode_member`].

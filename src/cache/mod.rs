@@ -33,7 +33,7 @@ use crate::domain::sync::StaffRecord;
 use crate::pii::{IndexField, PiiCodec};
 
 pub use db::FILE_NAME;
-pub use pending::Pending;
+pub use pending::{MemberKeys, Pending};
 pub use project::project;
 pub use sessions::Session;
 

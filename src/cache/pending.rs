@@ -10,19 +10,71 @@
 //! a member's index entries are written when its phone, card or name changed, and a stock
 //! row's update leaves the below-safety index alone unless the flag flipped.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
-use super::codec::{encode_json, encode_member, get_json};
+use super::codec::{encode_json, encode_member, encode_member_sealed, get_json};
 use super::{CacheError, CacheWriter, Idx, get_member, index_get, sql_err, stored_rules};
 use crate::domain::catalog::{Coupon, Product, StockLevel};
 use crate::domain::contact::{name_search_key, phone_tail};
 use crate::domain::feedback::Feedback;
-use crate::domain::member::Member;
+use crate::domain::member::{Member, Profile};
 use crate::domain::rules::Rules;
 use crate::domain::sync::StaffRecord;
 use crate::pii::IndexField;
+
+/// The index keys of a member's profile: its phone, phone tail, name and card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberKeys {
+    phone: Vec<u8>,
+    tail: Vec<u8>,
+    name: Vec<u8>,
+    card: Option<Vec<u8>>,
+}
+
+impl MemberKeys {
+    /// The keys of `p` (four keyed hashes: a bulk import computes them off the ledger thread).
+    pub fn of(codec: &crate::pii::PiiCodec, p: &Profile) -> MemberKeys {
+        MemberKeys {
+            phone: codec.index_key(IndexField::Phone, &p.phone),
+            tail: codec.index_key(IndexField::PhoneTail, phone_tail(&p.phone)),
+            name: codec.index_key(IndexField::Name, &name_search_key(&p.name)),
+            card: p
+                .card_no
+                .as_ref()
+                .map(|c| codec.index_key(IndexField::Card, c)),
+        }
+    }
+
+    /// The phone's key.
+    pub fn phone(&self) -> &[u8] {
+        &self.phone
+    }
+
+    /// The card's key, if there is a card.
+    pub fn card(&self) -> Option<&[u8]> {
+        self.card.as_deref()
+    }
+
+    fn entries(&self) -> BTreeSet<(Idx, Vec<u8>)> {
+        let mut keys = BTreeSet::new();
+        keys.insert((Idx::Phone, self.phone.clone()));
+        keys.insert((Idx::Tail, self.tail.clone()));
+        keys.insert((Idx::Name, self.name.clone()));
+        if let Some(card) = &self.card {
+            keys.insert((Idx::Card, card.clone()));
+        }
+        keys
+    }
+}
+
+/// What was computed ahead for a member's profile: its index keys and its sealed form.
+struct Primed {
+    profile: Profile,
+    keys: MemberKeys,
+    sealed: Vec<u8>,
+}
 
 /// Pending cache writes of one batch.
 pub struct Pending<'w> {
@@ -42,12 +94,18 @@ pub struct Pending<'w> {
     durable: bool,
     /// Whether the cache transaction is still open (neither committed nor rolled back).
     open: bool,
-    /// Index writes: `(table, key, id)` → present or removed.
-    index: HashMap<(Idx, Vec<u8>, String), bool>,
-    /// The ids with a pending index write, by key (so a lookup does not scan every write).
-    index_ids: HashMap<(Idx, Vec<u8>), Vec<String>>,
+    /// Index keys and sealed profiles computed ahead, by member id: used while the member
+    /// still has that profile.
+    primed: HashMap<String, Primed>,
+    /// Index writes by table and key: the ids written under the key, each present or removed,
+    /// in the order first written. Sorted, so the cache receives them in key order.
+    index: BTreeMap<Idx, IndexWrites>,
     applied_seq: Option<u64>,
 }
+
+/// One index table's writes in a batch: by key, the member ids written under it, each
+/// present (`true`) or removed, in the order first written.
+type IndexWrites = BTreeMap<Vec<u8>, Vec<(String, bool)>>;
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
@@ -80,6 +138,7 @@ impl<'w> Pending<'w> {
         let mut p = Pending {
             w,
             open: false,
+            primed: HashMap::new(),
             members: HashMap::new(),
             products: HashMap::new(),
             stock: HashMap::new(),
@@ -90,8 +149,7 @@ impl<'w> Pending<'w> {
             staff: HashMap::new(),
             rules: None,
             durable,
-            index: HashMap::new(),
-            index_ids: HashMap::new(),
+            index: BTreeMap::new(),
             applied_seq: None,
         };
         match begun {
@@ -120,6 +178,10 @@ impl<'w> Pending<'w> {
         if let Some(m) = self.members.get(id) {
             return Ok(Some(m.clone()));
         }
+        if self.primed.contains_key(id) {
+            // Primed ids are fresh: nothing to look up.
+            return Ok(None);
+        }
         get_member(self.w.conn(), self.w.codec(), id)
     }
 
@@ -127,17 +189,12 @@ impl<'w> Pending<'w> {
     fn unique_get(&self, idx: Idx, key: &[u8]) -> Result<Option<String>, CacheError> {
         // A pending insert wins; a pending removal hides the stored entry.
         let mut removed = None;
-        for id in self
-            .index_ids
-            .get(&(idx, key.to_vec()))
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            match self.index.get(&(idx, key.to_vec(), id.clone())) {
-                Some(true) => return Ok(Some(id.clone())),
-                Some(false) => removed = Some(id.clone()),
-                None => {}
+        let pending = self.index.get(&idx).and_then(|keys| keys.get(key));
+        for (id, present) in pending.map(Vec::as_slice).unwrap_or_default() {
+            if *present {
+                return Ok(Some(id.clone()));
             }
+            removed = Some(id.clone());
         }
         match index_get(self.w.conn(), idx, key)? {
             Some(id) if removed.as_ref() != Some(&id) => Ok(Some(id)),
@@ -157,34 +214,48 @@ impl<'w> Pending<'w> {
         self.unique_get(Idx::Card, &key)
     }
 
+    /// The id a unique index (phone, card) maps this key to, pending writes included.
+    pub fn member_id_by_key(&self, card: bool, key: &[u8]) -> Result<Option<String>, CacheError> {
+        self.unique_get(if card { Idx::Card } else { Idx::Phone }, key)
+    }
+
+    /// Hands over what was computed ahead for a new member `id` (a fresh id, not in the cache)
+    /// with `profile`: its index keys and its sealed form (from
+    /// [`crate::pii::PiiCodec::preseal`]).
+    pub fn prime(&mut self, id: &str, profile: Profile, keys: MemberKeys, sealed: Vec<u8>) {
+        self.primed.insert(
+            id.to_string(),
+            Primed {
+                profile,
+                keys,
+                sealed,
+            },
+        );
+    }
+
+    /// What was computed ahead for `m`, if it still has that profile.
+    fn primed_for(&self, m: &Member) -> Option<&Primed> {
+        self.primed
+            .get(&m.id)
+            .filter(|pr| m.profile.as_ref() == Some(&pr.profile))
+    }
+
     /// The index entries a member should have.
     fn member_keys(&self, m: &Member) -> BTreeSet<(Idx, Vec<u8>)> {
-        let codec = self.w.codec();
-        let mut keys = BTreeSet::new();
-        if let Some(p) = &m.profile {
-            keys.insert((Idx::Phone, codec.index_key(IndexField::Phone, &p.phone)));
-            keys.insert((
-                Idx::Tail,
-                codec.index_key(IndexField::PhoneTail, phone_tail(&p.phone)),
-            ));
-            keys.insert((
-                Idx::Name,
-                codec.index_key(IndexField::Name, &name_search_key(&p.name)),
-            ));
-            if let Some(card) = &p.card_no {
-                keys.insert((Idx::Card, codec.index_key(IndexField::Card, card)));
-            }
+        match (&m.profile, self.primed_for(m)) {
+            (None, _) => BTreeSet::new(),
+            (Some(_), Some(pr)) => pr.keys.entries(),
+            (Some(p), None) => MemberKeys::of(self.w.codec(), p).entries(),
         }
-        keys
     }
 
     /// Records a pending index write: `id` is (or no longer is) under `key`.
     fn mark(&mut self, idx: Idx, key: Vec<u8>, id: &str, present: bool) {
-        let ids = self.index_ids.entry((idx, key.clone())).or_default();
-        if !ids.iter().any(|x| x == id) {
-            ids.push(id.to_string());
+        let ids = self.index.entry(idx).or_default().entry(key).or_default();
+        match ids.iter_mut().find(|(x, _)| x == id) {
+            Some(entry) => entry.1 = present,
+            None => ids.push((id.to_string(), present)),
         }
-        self.index.insert((idx, key, id.to_string()), present);
     }
 
     /// Stores a member and brings its index entries up to date: only the entries that changed
@@ -383,11 +454,10 @@ impl<'w> Pending<'w> {
             if !self.is_empty() {
                 // Phone and card entries that changed lose their hints as readers learn of the
                 // write (see `cache::hints`).
-                let changed: Vec<(bool, Vec<u8>)> = self
-                    .index
-                    .keys()
-                    .filter(|(idx, _, _)| matches!(idx, Idx::Phone | Idx::Card))
-                    .map(|(idx, key, _)| (*idx == Idx::Card, key.clone()))
+                let changed: Vec<(bool, Vec<u8>)> = [Idx::Phone, Idx::Card]
+                    .iter()
+                    .filter_map(|idx| self.index.get(idx).map(|keys| (idx, keys)))
+                    .flat_map(|(idx, keys)| keys.keys().map(|k| (*idx == Idx::Card, k.clone())))
                     .collect();
                 if changed.is_empty() {
                     self.w.note_write();
@@ -406,21 +476,32 @@ impl<'w> Pending<'w> {
         }
         let conn = self.w.conn();
         let codec = self.w.codec();
-        let members = self
+        let mut members = self
             .members
             .iter()
-            .map(|(id, m)| Ok((id, encode_member(codec, m)?)))
+            .map(|(id, m)| {
+                let data = match self.primed_for(m) {
+                    Some(pr) => encode_member_sealed(m, &pr.sealed),
+                    None => encode_member(codec, m)?,
+                };
+                Ok((id.as_str(), data))
+            })
             .collect::<Result<Vec<_>, CacheError>>()?;
+        // In id order: new members' ids grow with time, so their entries append to the id index.
+        members.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let tx = conn;
         let write = sql_err("writing the cache");
         let run = || -> rusqlite::Result<()> {
+            // The rowid of each member written, for its index entries.
+            let mut rids: HashMap<&str, i64> = HashMap::with_capacity(members.len());
             {
                 let mut st = tx.prepare_cached(
                     "INSERT INTO members (id, data) VALUES (?1, ?2)
-                     ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                     ON CONFLICT (id) DO UPDATE SET data = excluded.data RETURNING rid",
                 )?;
                 for (id, data) in &members {
-                    st.execute(params![id, data])?;
+                    let rid: i64 = st.query_row(params![id, data], |r| r.get(0))?;
+                    rids.insert(id, rid);
                 }
             }
             {
@@ -490,30 +571,27 @@ impl<'w> Pending<'w> {
                     .execute(params![String::from_utf8_lossy(&encode_json(r))])?;
             }
             // Removals first, so a key that moved between ids ends up where it was put.
-            // Member indexes point at the member's rowid, found by its id.
-            let sql = |idx: Idx, add: bool| {
-                let t = idx.table();
-                match (idx.of_members(), add) {
-                    (true, false) => format!(
-                        "DELETE FROM {t} WHERE k = ?1 AND rid = (SELECT rid FROM members WHERE id = ?2)"
-                    ),
-                    (true, true) => format!(
-                        "INSERT OR REPLACE INTO {t} (k, rid) SELECT ?1, rid FROM members WHERE id = ?2"
-                    ),
-                    (false, false) => format!("DELETE FROM {t} WHERE k = ?1 AND id = ?2"),
-                    (false, true) => format!("INSERT OR REPLACE INTO {t} (k, id) VALUES (?1, ?2)"),
+            // Member indexes point at the member's rowid.
+            let rid_of = |id: &str| -> rusqlite::Result<Option<i64>> {
+                if let Some(rid) = rids.get(id) {
+                    return Ok(Some(*rid));
                 }
+                tx.prepare_cached("SELECT rid FROM members WHERE id = ?1")?
+                    .query_row(params![id], |r| r.get(0))
+                    .optional()
             };
-            for ((idx, key, id), present) in &self.index {
-                if !present {
-                    tx.prepare_cached(&sql(*idx, false))?
-                        .execute(params![key, id])?;
-                }
-            }
-            for ((idx, key, id), present) in &self.index {
-                if *present {
-                    tx.prepare_cached(&sql(*idx, true))?
-                        .execute(params![key, id])?;
+            for add in [false, true] {
+                for (idx, keys) in &self.index {
+                    let mut st = tx.prepare_cached(index_sql(*idx, add))?;
+                    for (key, ids) in keys {
+                        for (id, _) in ids.iter().filter(|(_, p)| *p == add) {
+                            if !idx.of_members() {
+                                st.execute(params![key, id])?;
+                            } else if let Some(rid) = rid_of(id)? {
+                                st.execute(params![key, rid])?;
+                            }
+                        }
+                    }
                 }
             }
             if let Some(seq) = self.applied_seq {
@@ -527,5 +605,22 @@ impl<'w> Pending<'w> {
             Ok(())
         };
         run().map_err(write)
+    }
+}
+
+/// The statement that adds (or removes) an entry of an index table: member indexes hold the
+/// member's rowid, the barcode index the SKU.
+fn index_sql(idx: Idx, add: bool) -> &'static str {
+    match (idx, add) {
+        (Idx::Phone, false) => "DELETE FROM idx_phone WHERE k = ?1 AND rid = ?2",
+        (Idx::Phone, true) => "INSERT OR REPLACE INTO idx_phone (k, rid) VALUES (?1, ?2)",
+        (Idx::Card, false) => "DELETE FROM idx_card WHERE k = ?1 AND rid = ?2",
+        (Idx::Card, true) => "INSERT OR REPLACE INTO idx_card (k, rid) VALUES (?1, ?2)",
+        (Idx::Tail, false) => "DELETE FROM idx_tail WHERE k = ?1 AND rid = ?2",
+        (Idx::Tail, true) => "INSERT OR REPLACE INTO idx_tail (k, rid) VALUES (?1, ?2)",
+        (Idx::Name, false) => "DELETE FROM idx_name WHERE k = ?1 AND rid = ?2",
+        (Idx::Name, true) => "INSERT OR REPLACE INTO idx_name (k, rid) VALUES (?1, ?2)",
+        (Idx::Barcode, false) => "DELETE FROM idx_barcode WHERE k = ?1 AND id = ?2",
+        (Idx::Barcode, true) => "INSERT OR REPLACE INTO idx_barcode (k, id) VALUES (?1, ?2)",
     }
 }

@@ -138,6 +138,18 @@ pub fn append(
     day: &str,
     codec: &PiiCodec,
 ) -> Result<(), JournalError> {
+    append_with(conn, event, day, codec, None)
+}
+
+/// [`append`], with the profile of a new member sealed ahead (see
+/// [`PiiCodec::preseal`](crate::pii::PiiCodec::preseal)).
+pub fn append_with(
+    conn: &Connection,
+    event: &Event,
+    day: &str,
+    codec: &PiiCodec,
+    presealed: Option<&crate::pii::Presealed>,
+) -> Result<(), JournalError> {
     let mut whole = serde_json::to_value(&event.body).map_err(|e| JournalError::Corrupt {
         seq: event.seq,
         reason: format!("encoding: {e}"),
@@ -146,9 +158,12 @@ pub fn append(
         .get_mut("data")
         .map(Value::take)
         .unwrap_or(Value::Null);
-    codec
-        .seal(conn, &subject_of(&data), &mut data)
-        .map_err(|e| pii_err(event.seq, e))?;
+    let subject = subject_of(&data);
+    match presealed {
+        Some(pre) => codec.seal_presealed(conn, &subject, &mut data, pre),
+        None => codec.seal(conn, &subject, &mut data),
+    }
+    .map_err(|e| pii_err(event.seq, e))?;
     conn.prepare_cached(
         "INSERT INTO events (seq, id, kind, occurred_at, day, subject, data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

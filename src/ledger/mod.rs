@@ -14,6 +14,7 @@ pub mod cart;
 mod error;
 mod execute;
 pub(crate) use execute::auto_coupon;
+pub(crate) use execute::import as execute_import;
 pub mod requests;
 mod settings;
 
@@ -136,7 +137,7 @@ pub enum Command {
     /// known phones merged (missing fields filled, tags added), bad rows reported by line.
     ImportMembers {
         /// Rows with their line numbers in the file.
-        rows: Vec<(u64, RegisterMember)>,
+        rows: Vec<requests::ImportRow>,
     },
     /// Act on an occasion for a member: issue its coupon, if it has one, and tell HQ (once:
     /// nothing happens if the occasion or its coupon code is known).

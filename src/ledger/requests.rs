@@ -37,6 +37,41 @@ pub struct RegisterMember {
     pub consent: Consent,
 }
 
+/// A row of a member import, and what was computed for it ahead of the ledger.
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    /// Its line in the file.
+    pub line: u64,
+    /// The row as read.
+    pub req: RegisterMember,
+    /// Its new member, prepared off the ledger thread (`None`: the ledger normalises the row
+    /// itself, and refuses it if it must).
+    pub prepared: Option<Box<PreparedMember>>,
+}
+
+/// A new member computed ahead from an import row: normalised profile and tags, a fresh id, the
+/// index keys and the sealed forms of the profile. Used when the row's phone is new.
+#[derive(Clone)]
+pub struct PreparedMember {
+    /// The id the member gets.
+    pub id: String,
+    /// The normalised profile.
+    pub profile: crate::domain::member::Profile,
+    /// The normalised tags.
+    pub tags: Vec<String>,
+    /// The profile's index keys.
+    pub keys: crate::cache::MemberKeys,
+    /// The profile sealed for the journal and the cache.
+    pub sealed: crate::pii::Presealed,
+}
+
+impl std::fmt::Debug for PreparedMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No personal data in debug output.
+        write!(f, "PreparedMember({})", self.id)
+    }
+}
+
 /// `PATCH /v1/members/{id}`: only the fields present change. `card_no: ""` removes the card.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -1,15 +1,14 @@
 //! Importing members in bulk: each row registered, merged into the member holding its phone,
 //! or refused with a reason, all in the caller's transaction.
 
-use chrono::Datelike;
-use uuid::Uuid;
+use chrono::{Datelike, NaiveDate};
 
 use super::Ctx;
 use crate::domain::contact::{normalize_card, normalize_name, normalize_phone, normalize_tags};
 use crate::domain::event::{EventBody, MemberRegistered, MemberUpdated};
 use crate::domain::member::Profile;
 use crate::ledger::error::LedgerError;
-use crate::ledger::requests::RegisterMember;
+use crate::ledger::requests::{ImportRow, RegisterMember};
 use crate::ledger::{ImportReport, Outcome};
 
 /// What one imported row did.
@@ -19,14 +18,42 @@ enum Imported {
     Unchanged,
 }
 
+/// A row's profile and tags, normalised, or why the row is refused. `today`: birthdays after
+/// it are refused.
+pub(crate) fn normalize_row(
+    req: &RegisterMember,
+    today: NaiveDate,
+) -> Result<(Profile, Vec<String>), String> {
+    let birthday = match req.birthday {
+        Some(b) if b > today || b.year() < 1900 => {
+            return Err("birthday: must be a past date after 1900".into());
+        }
+        b => b,
+    };
+    Ok((
+        Profile {
+            name: normalize_name(&req.name).map_err(|e| e.to_string())?,
+            phone: normalize_phone(&req.phone).map_err(|e| e.to_string())?,
+            gender: req.gender,
+            birthday,
+            card_no: req
+                .card_no
+                .as_deref()
+                .filter(|c| !c.trim().is_empty())
+                .map(normalize_card)
+                .transpose()
+                .map_err(|e| e.to_string())?,
+        },
+        normalize_tags(&req.tags).map_err(|e| e.to_string())?,
+    ))
+}
+
 impl Ctx<'_, '_> {
-    pub(super) fn import_members(
-        &mut self,
-        rows: Vec<(u64, RegisterMember)>,
-    ) -> Result<Outcome, LedgerError> {
+    pub(super) fn import_members(&mut self, rows: Vec<ImportRow>) -> Result<Outcome, LedgerError> {
         let mut report = ImportReport::default();
-        for (line, req) in rows {
-            match self.import_one(req)? {
+        for row in rows {
+            let line = row.line;
+            match self.import_one(row)? {
                 Ok(Imported::Added) => report.added += 1,
                 Ok(Imported::Merged) => report.merged += 1,
                 Ok(Imported::Unchanged) => report.unchanged += 1,
@@ -37,44 +64,37 @@ impl Ctx<'_, '_> {
     }
 
     /// One imported row: `Err` inside is the row's refusal; outside, a failure of the batch.
-    fn import_one(&mut self, req: RegisterMember) -> Result<Result<Imported, String>, LedgerError> {
-        let row = (|| -> Result<(Profile, Vec<String>), String> {
-            let birthday = match req.birthday {
-                Some(b) if b > self.now.date_naive() || b.year() < 1900 => {
-                    return Err("birthday: must be a past date after 1900".into());
-                }
-                b => b,
-            };
-            Ok((
-                Profile {
-                    name: normalize_name(&req.name).map_err(|e| e.to_string())?,
-                    phone: normalize_phone(&req.phone).map_err(|e| e.to_string())?,
-                    gender: req.gender,
-                    birthday,
-                    card_no: req
-                        .card_no
-                        .as_deref()
-                        .filter(|c| !c.trim().is_empty())
-                        .map(normalize_card)
-                        .transpose()
-                        .map_err(|e| e.to_string())?,
-                },
-                normalize_tags(&req.tags).map_err(|e| e.to_string())?,
-            ))
-        })();
-        let (profile, tags) = match row {
-            Ok(r) => r,
-            Err(reason) => return Ok(Err(reason)),
+    fn import_one(&mut self, row: ImportRow) -> Result<Result<Imported, String>, LedgerError> {
+        let ImportRow { req, prepared, .. } = row;
+        let (profile, tags) = match &prepared {
+            Some(p) => (p.profile.clone(), p.tags.clone()),
+            None => match normalize_row(&req, self.now.date_naive()) {
+                Ok(r) => r,
+                Err(reason) => return Ok(Err(reason)),
+            },
         };
-        let card_owner = match &profile.card_no {
-            Some(c) => self.pending.member_id_by_card(c)?,
+        let keys = match &prepared {
+            Some(p) => p.keys.clone(),
+            None => crate::cache::MemberKeys::of(self.codec, &profile),
+        };
+        let card_owner = match keys.card() {
+            Some(k) => self.pending.member_id_by_key(true, k)?,
             None => None,
         };
-        let Some(id) = self.pending.member_id_by_phone(&profile.phone)? else {
+        let Some(id) = self.pending.member_id_by_key(false, keys.phone())? else {
             if card_owner.is_some() {
                 return Ok(Err("card_no: another member already has this card".into()));
             }
-            let id = Uuid::now_v7().to_string();
+            let id = match prepared {
+                Some(p) => {
+                    let p = *p;
+                    self.pending
+                        .prime(&p.id, profile.clone(), keys, p.sealed.cache.clone());
+                    self.presealed = Some((p.id.clone(), p.sealed));
+                    p.id
+                }
+                None => crate::ids::new_v7().to_string(),
+            };
             self.emit(EventBody::MemberRegistered(MemberRegistered {
                 member_id: id,
                 profile: Some(profile),

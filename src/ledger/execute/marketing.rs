@@ -2,7 +2,6 @@
 //! occasion, campaigns, feedback.
 
 use chrono::{DateTime, FixedOffset};
-use uuid::Uuid;
 
 use super::Ctx;
 use crate::domain::catalog::{Coupon, CouponKind};
@@ -151,7 +150,7 @@ impl Ctx<'_, '_> {
         if let Some(s) = &f.sale_id {
             self.load_sale(s)?;
         }
-        f.id = Uuid::now_v7().to_string();
+        f.id = crate::ids::new_v7().to_string();
         f.status = crate::domain::feedback::FeedbackStatus::Open;
         f.notes.clear();
         f.recorded_by = self.actor.staff_no.clone();

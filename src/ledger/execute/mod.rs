@@ -6,7 +6,6 @@
 
 use chrono::{DateTime, Datelike, FixedOffset, Utc};
 use rusqlite::Connection;
-use uuid::Uuid;
 
 use super::cart::{PricedCart, live_member, price_cart};
 use super::error::LedgerError;
@@ -31,7 +30,7 @@ use crate::domain::sync::{self, HqUpdate};
 use crate::journal::store::{self, IdemRecord};
 use crate::pii::PiiCodec;
 
-mod import;
+pub(crate) mod import;
 mod marketing;
 
 pub(crate) use marketing::auto_coupon;
@@ -53,6 +52,8 @@ pub(super) struct Ctx<'a, 'c> {
     actor: &'a Actor,
     /// Whether personal data was erased (the files are scrubbed after the commit).
     erased: bool,
+    /// The profile of the next `member.registered` of this member id, sealed ahead.
+    presealed: Option<(String, crate::pii::Presealed)>,
 }
 
 impl<'a, 'c> Ctx<'a, 'c> {
@@ -79,6 +80,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
             emitted: 0,
             actor,
             erased: false,
+            presealed: None,
         }
     }
 
@@ -214,7 +216,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
     fn emit(&mut self, body: EventBody) -> Result<u64, LedgerError> {
         let seq = self.next_seq;
         let event = Event {
-            id: Uuid::now_v7().to_string(),
+            id: crate::ids::new_v7().to_string(),
             store_id: self.settings.store_id.clone(),
             seq,
             occurred_at: self.now,
@@ -222,7 +224,11 @@ impl<'a, 'c> Ctx<'a, 'c> {
         };
         let day = self.now.date_naive().to_string();
         self.emitted += 1;
-        store::append(self.conn, &event, &day, self.codec)?;
+        let presealed = match (self.presealed.take(), &event.body) {
+            (Some((id, pre)), EventBody::MemberRegistered(r)) if r.member_id == id => Some(pre),
+            _ => None,
+        };
+        store::append_with(self.conn, &event, &day, self.codec, presealed.as_ref())?;
         project(self.pending, &event)?;
         self.next_seq += 1;
         Ok(seq)
@@ -353,7 +359,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
             card_no: req.card_no.as_deref().map(normalize_card).transpose()?,
         };
         let tags = normalize_tags(&req.tags)?;
-        let id = Uuid::now_v7().to_string();
+        let id = crate::ids::new_v7().to_string();
         self.check_unique(&profile, &id)?;
         let seq = self.emit(EventBody::MemberRegistered(MemberRegistered {
             member_id: id.clone(),
@@ -514,7 +520,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
         let (paid, change) = settle(quote.total, &req.payments)?;
         let sale = build_sale(
             SaleContext {
-                id: Uuid::now_v7().to_string(),
+                id: crate::ids::new_v7().to_string(),
                 seq: self.next_seq,
                 store_id: self.settings.store_id.clone(),
                 now: self.now,
@@ -645,7 +651,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
             .map(LevelRef::from);
         let refund = compute_refund(
             RefundContext {
-                id: Uuid::now_v7().to_string(),
+                id: crate::ids::new_v7().to_string(),
                 seq: self.next_seq,
                 store_id: self.settings.store_id.clone(),
                 now: self.now,
@@ -743,7 +749,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 format!("only {} of {} in stock", before.on_hand, req.sku),
             ));
         }
-        let movement_id = Uuid::now_v7().to_string();
+        let movement_id = crate::ids::new_v7().to_string();
         let seq = self.emit(EventBody::StockMoved {
             movement_id: movement_id.clone(),
             sku: req.sku.clone(),
