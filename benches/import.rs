@@ -1,7 +1,8 @@
 //! `cargo bench --bench import`: imports a generated CSV of 1,000,000 members (GBK, as Excel on
 //! Chinese Windows writes it, with a few bad rows and duplicates) into an empty store, and
 //! prints the time and rate. Goal: under 60 s on the development machine.
-//! `BENCH_MEMBERS` sets the number of rows.
+//! `BENCH_MEMBERS` sets the number of rows, `BENCH_CHUNK` the rows per transaction (default:
+//! what `storebox members import` uses).
 
 mod support;
 
@@ -10,6 +11,7 @@ use std::time::Instant;
 
 fn main() {
     let n = support::env_or("BENCH_MEMBERS", 1_000_000);
+    let chunk = support::env_or("BENCH_CHUNK", storebox::import::CHUNK as u64) as usize;
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let path = dir.path().join("members.csv");
@@ -64,7 +66,7 @@ fn main() {
             &path,
             storebox::import::Encoding::Auto,
             &[],
-            5_000,
+            chunk,
             |_, _| {},
         ))
         .expect("import");

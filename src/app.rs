@@ -538,6 +538,9 @@ fn apply_reload(
     (applied, restart)
 }
 
+/// The cache writer's page cache in an offline command, at least (MiB).
+const OFFLINE_PAGE_CACHE_MB: u64 = 256;
+
 /// The store opened by an offline command (the daemon stopped): the data directory locked,
 /// the journal replayed into the cache, the ledger running.
 pub struct OfflineStore {
@@ -566,11 +569,13 @@ impl OfflineStore {
             }
             .into());
         }
-        // Offline work (a bulk import) looks up every phone and card in the cache's indices:
-        // a larger page cache than the daemon's keeps them in memory.
-        let capacity = config.storage.cache_capacity_mb.max(256);
-        let (cache, writer, _) = Cache::open(dir, capacity, PiiCodec::new(keys))
-            .with_context(|| format!("opening the cache in {}", dir.display()))?;
+        let (cache, writer, _) =
+            Cache::open(dir, config.storage.cache_capacity_mb, PiiCodec::new(keys))
+                .with_context(|| format!("opening the cache in {}", dir.display()))?;
+        // Offline work (a bulk import) looks up and writes every phone, card, tail and name in
+        // the cache's indices, while no reader runs: the writer gets the whole page cache, and
+        // at least 256 MiB (a million members' index pages).
+        writer.set_offline(config.storage.cache_capacity_mb.max(OFFLINE_PAGE_CACHE_MB))?;
         let settings = Arc::new(StoreSettings::from_config(config));
         if let Some((_, rules)) = cache.rules()? {
             settings.set_rules(rules);

@@ -231,6 +231,11 @@ pub struct Summary {
     pub report: ImportReport,
 }
 
+/// Rows per chunk (one journal transaction, one progress step) of `storebox members import`:
+/// a million rows imported in 123 s with 50,000, 137 s with 20,000, 183 s with 5,000 (each
+/// chunk rewrites the index pages its keys fall on, so fewer chunks write fewer pages).
+pub const CHUNK: usize = 50_000;
+
 /// Imports `file` into the store of `config` (the daemon must be stopped: the import takes the
 /// data directory). `progress(done, total)` is called after each chunk.
 pub async fn import(

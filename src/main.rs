@@ -301,7 +301,7 @@ fn import(
         file,
         encoding,
         map,
-        5_000,
+        storebox::import::CHUNK,
         |done, total| {
             if done == total || last_shown.elapsed().as_millis() >= 500 {
                 last_shown = std::time::Instant::now();

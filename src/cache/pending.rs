@@ -250,9 +250,11 @@ impl<'w> Pending<'w> {
     }
 
     /// Records a pending index write: `id` is (or no longer is) under `key`.
-    fn mark(&mut self, idx: Idx, key: Vec<u8>, id: &str, present: bool) {
+    /// `fresh`: the id has no entry in this batch yet (a member new to the cache and the
+    /// batch), so the key's list need not be searched; a common name holds thousands.
+    fn mark(&mut self, idx: Idx, key: Vec<u8>, id: &str, present: bool, fresh: bool) {
         let ids = self.index.entry(idx).or_default().entry(key).or_default();
-        match ids.iter_mut().find(|(x, _)| x == id) {
+        match ids.iter_mut().rev().find(|(x, _)| !fresh && x == id) {
             Some(entry) => entry.1 = present,
             None => ids.push((id.to_string(), present)),
         }
@@ -261,16 +263,19 @@ impl<'w> Pending<'w> {
     /// Stores a member and brings its index entries up to date: only the entries that changed
     /// are written (a sale changes the counters, not the phone).
     pub fn put_member(&mut self, m: Member) -> Result<(), CacheError> {
-        let old_keys = match self.member(&m.id)? {
+        let old = self.member(&m.id)?;
+        // Neither pending nor cached: no entry of this batch names the id.
+        let fresh = old.is_none();
+        let old_keys = match old {
             Some(old) => self.member_keys(&old),
             None => BTreeSet::new(),
         };
         let new_keys = self.member_keys(&m);
         for (idx, key) in old_keys.difference(&new_keys) {
-            self.mark(*idx, key.clone(), &m.id, false);
+            self.mark(*idx, key.clone(), &m.id, false, false);
         }
         for (idx, key) in new_keys.difference(&old_keys) {
-            self.mark(*idx, key.clone(), &m.id, true);
+            self.mark(*idx, key.clone(), &m.id, true, fresh);
         }
         self.members.insert(m.id.clone(), m);
         Ok(())
@@ -280,7 +285,7 @@ impl<'w> Pending<'w> {
     /// member already reflects).
     pub fn reindex_member(&mut self, m: &Member) {
         for (idx, key) in self.member_keys(m) {
-            self.mark(idx, key, &m.id, true);
+            self.mark(idx, key, &m.id, true, false);
         }
     }
 
@@ -304,11 +309,11 @@ impl<'w> Pending<'w> {
     pub fn put_product(&mut self, p: Product) -> Result<(), CacheError> {
         if let Some(old) = self.product(&p.sku)? {
             for b in old.barcodes.iter().filter(|b| !p.barcodes.contains(b)) {
-                self.mark(Idx::Barcode, b.as_bytes().to_vec(), &p.sku, false);
+                self.mark(Idx::Barcode, b.as_bytes().to_vec(), &p.sku, false, false);
             }
         }
         for b in &p.barcodes {
-            self.mark(Idx::Barcode, b.as_bytes().to_vec(), &p.sku, true);
+            self.mark(Idx::Barcode, b.as_bytes().to_vec(), &p.sku, true, false);
         }
         self.products.insert(p.sku.clone(), p);
         Ok(())
@@ -466,6 +471,7 @@ impl<'w> Pending<'w> {
                 }
             }
         }
+
         // On failure the transaction is rolled back when `self` drops.
         result
     }
@@ -492,16 +498,15 @@ impl<'w> Pending<'w> {
         let tx = conn;
         let write = sql_err("writing the cache");
         let run = || -> rusqlite::Result<()> {
-            // The rowid of each member written, for its index entries.
-            let mut rids: HashMap<&str, i64> = HashMap::with_capacity(members.len());
+            // The rowid of each member written (beside `members`), for its index entries.
+            let mut rids: Vec<i64> = Vec::with_capacity(members.len());
             {
                 let mut st = tx.prepare_cached(
                     "INSERT INTO members (id, data) VALUES (?1, ?2)
                      ON CONFLICT (id) DO UPDATE SET data = excluded.data RETURNING rid",
                 )?;
                 for (id, data) in &members {
-                    let rid: i64 = st.query_row(params![id, data], |r| r.get(0))?;
-                    rids.insert(id, rid);
+                    rids.push(st.query_row(params![id, data], |r| r.get(0))?);
                 }
             }
             {
@@ -573,8 +578,8 @@ impl<'w> Pending<'w> {
             // Removals first, so a key that moved between ids ends up where it was put.
             // Member indexes point at the member's rowid.
             let rid_of = |id: &str| -> rusqlite::Result<Option<i64>> {
-                if let Some(rid) = rids.get(id) {
-                    return Ok(Some(*rid));
+                if let Ok(i) = members.binary_search_by(|(m, _)| (*m).cmp(id)) {
+                    return Ok(Some(rids[i]));
                 }
                 tx.prepare_cached("SELECT rid FROM members WHERE id = ?1")?
                     .query_row(params![id], |r| r.get(0))
