@@ -573,8 +573,9 @@ impl OfflineStore {
             Cache::open(dir, config.storage.cache_capacity_mb, PiiCodec::new(keys))
                 .with_context(|| format!("opening the cache in {}", dir.display()))?;
         // Offline work (a bulk import) looks up and writes every phone, card, tail and name in
-        // the cache's indices, while no reader runs: the writer gets the whole page cache, and
-        // at least 256 MiB (a million members' index pages).
+        // the cache's indices, while no reader runs: the writer gets a page cache of the whole
+        // `cache_capacity_mb`, and at least 256 MiB (a million members' index pages); the idle
+        // readers keep their shares.
         writer.set_offline(config.storage.cache_capacity_mb.max(OFFLINE_PAGE_CACHE_MB))?;
         let settings = Arc::new(StoreSettings::from_config(config));
         if let Some((_, rules)) = cache.rules()? {

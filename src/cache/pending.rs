@@ -254,7 +254,12 @@ impl<'w> Pending<'w> {
     /// batch), so the key's list need not be searched; a common name holds thousands.
     fn mark(&mut self, idx: Idx, key: Vec<u8>, id: &str, present: bool, fresh: bool) {
         let ids = self.index.entry(idx).or_default().entry(key).or_default();
-        match ids.iter_mut().rev().find(|(x, _)| !fresh && x == id) {
+        let known = if fresh {
+            None
+        } else {
+            ids.iter_mut().rev().find(|(x, _)| x == id)
+        };
+        match known {
             Some(entry) => entry.1 = present,
             None => ids.push((id.to_string(), present)),
         }
