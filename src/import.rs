@@ -106,88 +106,134 @@ pub type Parsed = (Vec<(u64, RegisterMember)>, Vec<(u64, String)>);
 /// Reads the CSV text: maps its header (`map`: field → header, for headers not recognised),
 /// and turns each row into a registration or a refusal with its line number.
 pub fn parse(text: &str, map: &[(String, String)]) -> Result<Parsed, String> {
-    let mut r = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let header: Vec<String> = r
-        .headers()
-        .map_err(|e| format!("the header line cannot be read: {e}"))?
-        .iter()
-        .map(|h| h.trim().to_lowercase())
-        .collect();
-    let mut columns: Vec<(&str, usize)> = Vec::new();
-    for (field, names) in FIELDS {
-        let given = map
+    Ok(Rows::open(text, map)?.next_chunk(usize::MAX))
+}
+
+/// The data rows of a CSV text whose header has been mapped, read a chunk at a time (a million
+/// rows parsed at once would hold several hundred MiB).
+pub struct Rows<'t> {
+    reader: csv::Reader<&'t [u8]>,
+    columns: Vec<(&'static str, usize)>,
+}
+
+impl<'t> Rows<'t> {
+    /// Reads and maps the header line; fails with the reason if a needed column is missing.
+    pub fn open(text: &'t str, map: &[(String, String)]) -> Result<Rows<'t>, String> {
+        let mut reader = reader(text);
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| format!("the header line cannot be read: {e}"))?
             .iter()
-            .find(|(f, _)| f == field)
-            .map(|(_, h)| h.to_lowercase());
-        let found = header.iter().position(|h| match &given {
-            Some(g) => h == g,
-            None => names.contains(&h.as_str()),
-        });
-        if let Some(i) = found {
-            columns.push((field, i));
-        } else if given.is_some() {
-            return Err(format!(
-                "no column {:?} for {field}",
-                given.unwrap_or_default()
-            ));
+            .map(|h| h.trim().to_lowercase())
+            .collect();
+        let mut columns: Vec<(&'static str, usize)> = Vec::new();
+        for (field, names) in FIELDS {
+            let given = map
+                .iter()
+                .find(|(f, _)| f == field)
+                .map(|(_, h)| h.to_lowercase());
+            let found = header.iter().position(|h| match &given {
+                Some(g) => h == g,
+                None => names.contains(&h.as_str()),
+            });
+            if let Some(i) = found {
+                columns.push((field, i));
+            } else if given.is_some() {
+                return Err(format!(
+                    "no column {:?} for {field}",
+                    given.unwrap_or_default()
+                ));
+            }
+        }
+        for need in ["name", "phone"] {
+            if !columns.iter().any(|(f, _)| *f == need) {
+                return Err(format!(
+                    "no {need} column: the header has {header:?}; name it as in the README or pass --map {need}=<header>"
+                ));
+            }
+        }
+        Ok(Rows { reader, columns })
+    }
+
+    /// The data rows (not blank) in `text`, readable or not: the total for the progress.
+    pub fn count(text: &str) -> u64 {
+        let mut reader = reader(text);
+        let mut rec = csv::ByteRecord::new();
+        let mut n = 0;
+        loop {
+            match reader.read_byte_record(&mut rec) {
+                Ok(false) => return n,
+                Ok(true) if rec.iter().all(<[u8]>::is_empty) => {}
+                Ok(true) => n += 1,
+                // An unreadable record is a refused row; a reader that cannot go on stops.
+                Err(e) if e.is_io_error() => return n,
+                Err(_) => n += 1,
+            }
         }
     }
-    for need in ["name", "phone"] {
-        if !columns.iter().any(|(f, _)| *f == need) {
-            return Err(format!(
-                "no {need} column: the header has {header:?}; name it as in the README or pass --map {need}=<header>"
-            ));
-        }
-    }
-    let mut rows = Vec::new();
-    let mut bad = Vec::new();
-    for rec in r.records() {
-        let rec = match rec {
-            Ok(rec) => rec,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                bad.push((line, format!("unreadable CSV: {e}")));
+
+    /// Up to `n` more rows, as registrations, and the rows among them refused while reading.
+    pub fn next_chunk(&mut self, n: usize) -> Parsed {
+        let mut rows = Vec::new();
+        let mut bad = Vec::new();
+        let mut rec = csv::StringRecord::new();
+        while rows.len() + bad.len() < n {
+            match self.reader.read_record(&mut rec) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    bad.push((line, format!("unreadable CSV: {e}")));
+                    if e.is_io_error() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let line = rec.position().map_or(0, |p| p.line());
+            if rec.iter().all(str::is_empty) {
                 continue;
             }
-        };
-        let line = rec.position().map_or(0, |p| p.line());
-        if rec.iter().all(str::is_empty) {
-            continue;
+            match self.row(&rec) {
+                Ok(m) => rows.push((line, m)),
+                Err(reason) => bad.push((line, reason)),
+            }
         }
+        (rows, bad)
+    }
+
+    fn row(&self, rec: &csv::StringRecord) -> Result<RegisterMember, String> {
         let get = |field: &str| {
-            columns
+            self.columns
                 .iter()
                 .find(|(f, _)| *f == field)
                 .and_then(|(_, i)| rec.get(*i))
                 .unwrap_or("")
         };
-        let row = (|| -> Result<RegisterMember, String> {
-            Ok(RegisterMember {
-                name: get("name").to_string(),
-                phone: get("phone").to_string(),
-                gender: parse_gender(get("gender"))?,
-                birthday: parse_birthday(get("birthday"))?,
-                card_no: Some(get("card_no").to_string()).filter(|c| !c.is_empty()),
-                tags: get("tags")
-                    .split([';', '|', '、', '；', ','])
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-                consent: Consent {
-                    marketing: parse_consent(get("consent"))?,
-                },
-            })
-        })();
-        match row {
-            Ok(m) => rows.push((line, m)),
-            Err(reason) => bad.push((line, reason)),
-        }
+        Ok(RegisterMember {
+            name: get("name").to_string(),
+            phone: get("phone").to_string(),
+            gender: parse_gender(get("gender"))?,
+            birthday: parse_birthday(get("birthday"))?,
+            card_no: Some(get("card_no").to_string()).filter(|c| !c.is_empty()),
+            tags: get("tags")
+                .split([';', '|', '、', '；', ','])
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect(),
+            consent: Consent {
+                marketing: parse_consent(get("consent"))?,
+            },
+        })
     }
-    Ok((rows, bad))
+}
+
+fn reader(text: &str) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes())
 }
 
 /// Prepares rows for the ledger: each row that normalises gets its new member computed ahead
@@ -249,10 +295,9 @@ pub async fn import(
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let (text, used) = decode(&bytes, encoding);
     drop(bytes);
-    let (rows, mut rejected) =
-        parse(&text, map).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    drop(text);
-    let total = rows.len() as u64 + rejected.len() as u64;
+    let mut rows =
+        Rows::open(&text, map).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let total = Rows::count(&text);
     let store = crate::app::OfflineStore::open(config)?;
     let actor = Actor {
         staff_no: "import".into(),
@@ -260,26 +305,30 @@ pub async fn import(
         terminal_id: "storebox".into(),
     };
     let mut report = ImportReport::default();
-    let mut done = rejected.len() as u64;
-    // While the ledger writes a chunk, the next one is prepared on another thread: normalised,
-    // its index keys hashed and its profiles sealed (most of a new member's CPU time).
+    let mut rejected = Vec::new();
+    let mut done = 0;
+    // While the ledger writes a chunk, the next one is read and prepared on another thread:
+    // normalised, its index keys hashed and its profiles sealed (most of a new member's CPU
+    // time). Only two chunks are in memory at a time.
     let codec = store.cache.codec().clone();
     let today = store.ledger.settings.local_date(chrono::Utc::now());
-    let mut chunks: Vec<Vec<(u64, RegisterMember)>> = Vec::new();
-    let mut it = rows.into_iter().peekable();
-    while it.peek().is_some() {
-        chunks.push(it.by_ref().take(chunk.max(1)).collect());
-    }
-    chunks.reverse();
-    let prepare = |rows: Vec<(u64, RegisterMember)>| {
+    let mut read = || {
+        let (part, bad) = rows.next_chunk(chunk.max(1));
         let codec = codec.clone();
-        tokio::task::spawn_blocking(move || prepare_rows(&codec, rows, today))
+        let n = (part.len() + bad.len()) as u64;
+        (n > 0).then(|| {
+            (
+                n,
+                bad,
+                tokio::task::spawn_blocking(move || prepare_rows(&codec, part, today)),
+            )
+        })
     };
-    let mut next = chunks.pop().map(prepare);
-    while let Some(ready) = next.take() {
+    let mut next = read();
+    while let Some((n, bad, ready)) = next.take() {
         let part = ready.await.context("preparing rows")?;
-        next = chunks.pop().map(prepare);
-        let n = part.len() as u64;
+        next = read();
+        rejected.extend(bad);
         match store
             .ledger
             .execute(actor.clone(), Command::ImportMembers { rows: part })

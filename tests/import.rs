@@ -172,3 +172,61 @@ fn an_unknown_header_is_refused_with_a_hint() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 added"));
 }
+
+#[tokio::test]
+async fn a_file_read_in_small_chunks_imports_the_same_and_reports_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("storebox.toml");
+    std::fs::write(&config_path, config_text(&dir.path().join("data"), "")).unwrap();
+    let config = storebox::config::Config::load(&config_path).unwrap();
+    // Eight data rows and a blank line, read three at a time: the duplicate of line 2 comes two
+    // chunks later and must merge into the member the first chunk added; the bad rows fall in
+    // different chunks and keep their line numbers.
+    let csv = dir.path().join("m.csv");
+    std::fs::write(
+        &csv,
+        "姓名,手机号码,标签\n\
+         张三,13900000000,常客\n\
+         李四,13900000001,\n\
+         王五,12345,\n\
+         \n\
+         赵六,13900000002,\n\
+         ,13900000003,\n\
+         钱七,13900000004,\n\
+         张三,13900000000,团购\n\
+         孙八,1390000000x,\n",
+    )
+    .unwrap();
+    let mut calls = Vec::new();
+    let summary = storebox::import::import(
+        &config,
+        &csv,
+        storebox::import::Encoding::Auto,
+        &[],
+        3,
+        |done, total| calls.push((done, total)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.rows, 8);
+    assert_eq!(calls, [(3, 8), (6, 8), (8, 8)], "progress after each chunk");
+    let r = &summary.report;
+    assert_eq!((r.added, r.merged, r.unchanged), (4, 1, 0), "{r:?}");
+    let lines: Vec<u64> = r.rejected.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lines, [4, 7, 10], "{:?}", r.rejected);
+
+    let d = Daemon::start_in(dir.path(), "");
+    let t = d.login(MANAGER).await;
+    let (_, v) = d.get(&t, "/v1/members?phone=13900000000").await;
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["members"][0]["tags"], json!(["常客", "团购"]), "{v}");
+    for phone in ["13900000001", "13900000002", "13900000004"] {
+        let (_, v) = d.get(&t, &format!("/v1/members?phone={phone}")).await;
+        assert_eq!(
+            v["members"].as_array().map(Vec::len),
+            Some(1),
+            "{phone}: {v}"
+        );
+    }
+    d.terminate();
+}
