@@ -170,6 +170,14 @@ impl PiiCodec {
         if !create {
             return Ok(None);
         }
+        let (key, wrapped) = self.new_member_key(subject)?;
+        store::put_member_key(conn, subject, &wrapped).map_err(journal)?;
+        Ok(Some(key))
+    }
+
+    /// A fresh data key for member `subject`, and the key wrapped with the store key (as
+    /// `member_keys` holds it).
+    fn new_member_key(&self, subject: &str) -> Result<(Zeroizing<[u8; 32]>, Vec<u8>), PiiError> {
         let mut key = Zeroizing::new([0u8; 32]);
         {
             use rand::Rng;
@@ -177,8 +185,17 @@ impl PiiCodec {
         }
         let wrapped = seal::seal(&self.keys.kek, &Self::member_aad(subject), key.as_slice())
             .map_err(|_| PiiError::Seal)?;
-        store::put_member_key(conn, subject, &wrapped).map_err(journal)?;
-        Ok(Some(key))
+        Ok((key, wrapped))
+    }
+
+    /// A profile's JSON sealed with the member's data key, as a journal event holds it
+    /// (`"xc1:…"`).
+    fn seal_for_journal(key: &[u8; 32], subject: &str, plain: &[u8]) -> Result<String, PiiError> {
+        let sealed = seal::seal(key, subject.as_bytes(), plain).map_err(|_| PiiError::Seal)?;
+        Ok(format!(
+            "{SEALED}{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed)
+        ))
     }
 
     /// Seals the `profile` of a JSON document about member `subject` before it is appended to
@@ -197,11 +214,7 @@ impl PiiCodec {
             return Err(PiiError::Seal);
         };
         let plain = Zeroizing::new(serde_json::to_vec(profile).map_err(|_| PiiError::Seal)?);
-        let sealed = seal::seal(&key, subject.as_bytes(), &plain).map_err(|_| PiiError::Seal)?;
-        *profile = Value::String(format!(
-            "{SEALED}{}",
-            base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed)
-        ));
+        *profile = Value::String(Self::seal_for_journal(&key, subject, &plain)?);
         Ok(())
     }
 
@@ -212,21 +225,11 @@ impl PiiCodec {
         subject: &str,
         profile: &crate::domain::member::Profile,
     ) -> Result<Presealed, PiiError> {
-        let mut key = Zeroizing::new([0u8; 32]);
-        {
-            use rand::Rng;
-            rand::rng().fill_bytes(key.as_mut_slice());
-        }
-        let wrapped_key = seal::seal(&self.keys.kek, &Self::member_aad(subject), key.as_slice())
-            .map_err(|_| PiiError::Seal)?;
+        let (key, wrapped_key) = self.new_member_key(subject)?;
         let plain = Zeroizing::new(serde_json::to_vec(profile).map_err(|_| PiiError::Seal)?);
-        let sealed = seal::seal(&key, subject.as_bytes(), &plain).map_err(|_| PiiError::Seal)?;
         Ok(Presealed {
             wrapped_key,
-            journal: format!(
-                "{SEALED}{}",
-                base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed)
-            ),
+            journal: Self::seal_for_journal(&key, subject, &plain)?,
             cache: self.seal_bytes(subject, &plain)?,
         })
     }
