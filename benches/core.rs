@@ -210,6 +210,10 @@ fn wrk(dir: &Path, name: &str, conns: u32, secs: u64, base: &str, script: &str) 
     }
 }
 
+fn mean(runs: &[Load], figure: impl Fn(&Load) -> f64) -> f64 {
+    runs.iter().map(figure).sum::<f64>() / runs.len() as f64
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -361,20 +365,16 @@ fn main() {
         .zip(&lookup)
         .map(|(h, l)| l.rate / h.rate)
         .collect();
-    let mean =
-        |v: &[&Load], f: fn(&Load) -> f64| v.iter().map(|x| f(x)).sum::<f64>() / v.len() as f64;
-    let h: Vec<&Load> = health.iter().collect();
-    let l: Vec<&Load> = lookup.iter().collect();
     println!(
         "GET /healthz, 64 conns:           {:>8.0} req/s  p99 {:.2} ms (mean of {rounds} rounds)",
-        mean(&h, |x| x.rate),
-        mean(&h, |x| x.p99_ms)
+        mean(&health, |x| x.rate),
+        mean(&health, |x| x.p99_ms)
     );
     println!(
         "lookup by phone, 64 conns:        {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms (mean of {rounds} rounds)",
-        mean(&l, |x| x.rate),
-        mean(&l, |x| x.p50_ms),
-        mean(&l, |x| x.p99_ms)
+        mean(&lookup, |x| x.rate),
+        mean(&lookup, |x| x.p50_ms),
+        mean(&lookup, |x| x.p99_ms)
     );
     println!(
         "  lookup / healthz throughput:    {:>8.2}        (goal ≥ 0.70, p99 < 5 ms; median of the rounds' ratios)",

@@ -6,6 +6,16 @@ mod common;
 use common::*;
 use serde_json::json;
 
+/// How many members a lookup by `phone` finds.
+async fn members_with_phone(d: &Daemon, token: &str, phone: &str) -> usize {
+    let (status, v) = d.get(token, &format!("/v1/members?phone={phone}")).await;
+    assert_eq!(status, 200, "{phone}: {v}");
+    v["members"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or_else(|| panic!("{phone}: no member list in {v}"))
+}
+
 #[tokio::test]
 async fn a_gbk_file_imports_its_good_rows_and_names_each_bad_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,12 +132,7 @@ async fn a_gbk_file_imports_its_good_rows_and_names_each_bad_one() {
         .collect();
     assert_eq!(tags, ["老客", "新标签"]);
     for phone in ["13900000003", "13900000004", "13900000005", "13900000006"] {
-        let (_, v) = d.get(&t, &format!("/v1/members?phone={phone}")).await;
-        assert_eq!(
-            v["members"].as_array().map(Vec::len),
-            Some(0),
-            "{phone}: {v}"
-        );
+        assert_eq!(members_with_phone(&d, &t, phone).await, 0, "{phone}");
     }
     d.terminate();
 
@@ -221,12 +226,7 @@ async fn a_file_read_in_small_chunks_imports_the_same_and_reports_progress() {
     assert_eq!(v["members"].as_array().map(Vec::len), Some(1), "{v}");
     assert_eq!(v["members"][0]["tags"], json!(["常客", "团购"]), "{v}");
     for phone in ["13900000001", "13900000002", "13900000004"] {
-        let (_, v) = d.get(&t, &format!("/v1/members?phone={phone}")).await;
-        assert_eq!(
-            v["members"].as_array().map(Vec::len),
-            Some(1),
-            "{phone}: {v}"
-        );
+        assert_eq!(members_with_phone(&d, &t, phone).await, 1, "{phone}");
     }
     d.terminate();
 }
