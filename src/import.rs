@@ -103,14 +103,9 @@ fn parse_consent(s: &str) -> Result<bool, String> {
 /// Rows and the rows refused while reading them.
 pub type Parsed = (Vec<(u64, RegisterMember)>, Vec<(u64, String)>);
 
-/// Reads the CSV text: maps its header (`map`: field → header, for headers not recognised),
-/// and turns each row into a registration or a refusal with its line number.
-pub fn parse(text: &str, map: &[(String, String)]) -> Result<Parsed, String> {
-    Ok(Rows::open(text, map)?.next_chunk(usize::MAX))
-}
-
-/// The data rows of a CSV text whose header has been mapped, read a chunk at a time (a million
-/// rows parsed at once would hold several hundred MiB).
+/// The data rows of a CSV text whose header has been mapped (`map`: field → header, for
+/// headers not recognised), each a registration or a refusal with its line number; read a
+/// chunk at a time (a million rows parsed at once would hold several hundred MiB).
 pub struct Rows<'t> {
     reader: csv::Reader<&'t [u8]>,
     columns: Vec<(&'static str, usize)>,
