@@ -1,4 +1,5 @@
-//! The cache file: `cache.sqlite3`, its schema and connections.
+//! The cache file: `cache.sqlite3`, its schema and connections; opening it checked (layout
+//! and store key), moving a damaged one aside.
 //!
 //! Members are rows of a rowid table; the index tables map a key to that integer rowid (one
 //! short B-tree seek each, half the cost of text-keyed tables at a million members).
@@ -8,11 +9,11 @@
 //! page cache is a share of `cache_capacity_mb`, so memory stays bounded however many members
 //! the file holds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{CacheError, sql_err};
 
@@ -88,6 +89,79 @@ pub(super) fn connect(path: &Path, write: bool, cache_kib: u64) -> Result<Connec
 pub(super) fn create_schema(conn: &Connection) -> Result<(), CacheError> {
     conn.execute_batch(SCHEMA)
         .map_err(sql_err("creating the cache schema"))
+}
+
+/// Opens the writer, creates the schema and checks the layout stamp and the fingerprint of the
+/// store key the cache was sealed with.
+pub(super) fn open_checked(
+    path: &Path,
+    share_kib: u64,
+    key: &str,
+) -> Result<Connection, CacheError> {
+    let conn = connect(path, true, share_kib)?;
+    let stamp: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'layout'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .or_else(|e| match e {
+            // A new file has no meta table yet.
+            rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => {
+                Ok(None)
+            }
+            other => Err(other),
+        })
+        .map_err(sql_err("reading the cache layout"))?;
+    match stamp {
+        Some(v) if v == LAYOUT_VERSION => {
+            let sealed_with: Option<String> = conn
+                .query_row("SELECT value FROM meta WHERE key = 'key'", [], |r| r.get(0))
+                .optional()
+                .map_err(sql_err("reading the cache's key fingerprint"))?;
+            if sealed_with.as_deref() != Some(key) {
+                return Err(CacheError::Corrupt(
+                    "it was written with another store key".into(),
+                ));
+            }
+            create_schema(&conn)?;
+            Ok(conn)
+        }
+        Some(v) => Err(CacheError::Corrupt(format!(
+            "layout {v}, this storebox uses {}",
+            LAYOUT_VERSION
+        ))),
+        None => {
+            let tables: i64 = conn
+                .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(sql_err("reading the cache schema"))?;
+            if tables > 0 {
+                return Err(CacheError::Corrupt("the layout stamp is missing".into()));
+            }
+            create_schema(&conn)?;
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('layout', ?1), ('key', ?2)",
+                params![LAYOUT_VERSION, key],
+            )
+            .map_err(sql_err("stamping the cache layout"))?;
+            Ok(conn)
+        }
+    }
+}
+
+/// Moves the cache file (and its WAL) aside as `cache.broken-<time>.sqlite3`.
+pub(super) fn move_aside(path: &Path) -> Result<PathBuf, CacheError> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f");
+    let aside = path.with_file_name(format!("cache.broken-{stamp}.sqlite3"));
+    if path.exists() {
+        std::fs::rename(path, &aside)?;
+    }
+    for ext in ["sqlite3-wal", "sqlite3-shm"] {
+        let side = path.with_extension(ext);
+        if side.exists() {
+            std::fs::rename(&side, aside.with_extension(ext))?;
+        }
+    }
+    Ok(aside)
 }
 
 /// A read connection and the cache generation its open read transaction saw.

@@ -16,6 +16,7 @@
 mod codec;
 mod db;
 mod hints;
+mod keys;
 mod marketing;
 mod pending;
 mod project;
@@ -33,7 +34,8 @@ use crate::domain::sync::StaffRecord;
 use crate::pii::{IndexField, PiiCodec};
 
 pub use db::FILE_NAME;
-pub use pending::{MemberKeys, Pending};
+pub use keys::MemberKeys;
+pub use pending::Pending;
 pub use project::project;
 pub use sessions::Session;
 
@@ -144,7 +146,7 @@ impl Cache {
         let share_kib = (capacity_mb * 1024 / (db::READERS as u64 + 1)).max(256);
         let existed = path.exists();
         let key = codec.keys().fingerprint().to_string();
-        let (conn, opened) = match open_checked(&path, share_kib, &key) {
+        let (conn, opened) = match db::open_checked(&path, share_kib, &key) {
             Ok(conn) => (
                 conn,
                 if existed {
@@ -155,9 +157,9 @@ impl Cache {
             ),
             Err(e) => {
                 tracing::warn!(error = %e, "the cache cannot be used; moving it aside and rebuilding");
-                let aside = move_aside(&path)?;
+                let aside = db::move_aside(&path)?;
                 (
-                    open_checked(&path, share_kib, &key)?,
+                    db::open_checked(&path, share_kib, &key)?,
                     Opened::Rebuilt(aside),
                 )
             }
@@ -538,75 +540,6 @@ impl CacheWriter {
     }
 }
 
-/// Opens the writer, creates the schema and checks the layout stamp and the fingerprint of the
-/// store key the cache was sealed with.
-fn open_checked(path: &Path, share_kib: u64, key: &str) -> Result<Connection, CacheError> {
-    let conn = db::connect(path, true, share_kib)?;
-    let stamp: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'layout'", [], |r| {
-            r.get(0)
-        })
-        .optional()
-        .or_else(|e| match e {
-            // A new file has no meta table yet.
-            rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => {
-                Ok(None)
-            }
-            other => Err(other),
-        })
-        .map_err(sql_err("reading the cache layout"))?;
-    match stamp {
-        Some(v) if v == db::LAYOUT_VERSION => {
-            let sealed_with: Option<String> = conn
-                .query_row("SELECT value FROM meta WHERE key = 'key'", [], |r| r.get(0))
-                .optional()
-                .map_err(sql_err("reading the cache's key fingerprint"))?;
-            if sealed_with.as_deref() != Some(key) {
-                return Err(CacheError::Corrupt(
-                    "it was written with another store key".into(),
-                ));
-            }
-            db::create_schema(&conn)?;
-            Ok(conn)
-        }
-        Some(v) => Err(CacheError::Corrupt(format!(
-            "layout {v}, this storebox uses {}",
-            db::LAYOUT_VERSION
-        ))),
-        None => {
-            let tables: i64 = conn
-                .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
-                .map_err(sql_err("reading the cache schema"))?;
-            if tables > 0 {
-                return Err(CacheError::Corrupt("the layout stamp is missing".into()));
-            }
-            db::create_schema(&conn)?;
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('layout', ?1), ('key', ?2)",
-                params![db::LAYOUT_VERSION, key],
-            )
-            .map_err(sql_err("stamping the cache layout"))?;
-            Ok(conn)
-        }
-    }
-}
-
-/// Moves the cache file (and its WAL) aside as `cache.broken-<time>.sqlite3`.
-fn move_aside(path: &Path) -> Result<PathBuf, CacheError> {
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f");
-    let aside = path.with_file_name(format!("cache.broken-{stamp}.sqlite3"));
-    if path.exists() {
-        std::fs::rename(path, &aside)?;
-    }
-    for ext in ["sqlite3-wal", "sqlite3-shm"] {
-        let side = path.with_extension(ext);
-        if side.exists() {
-            std::fs::rename(&side, aside.with_extension(ext))?;
-        }
-    }
-    Ok(aside)
-}
-
 fn applied_seq(c: &Connection) -> Result<u64, CacheError> {
     let v: Option<String> = c
         .query_row(
@@ -696,135 +629,4 @@ impl Lookup for Pending<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_rebuilt_cache_is_kept_on_the_next_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let codec = PiiCodec::random();
-        let (_, w, how) = Cache::open(dir.path(), 4, codec.clone()).unwrap();
-        assert_eq!(how, Opened::Created);
-        w.conn()
-            .execute("UPDATE meta SET value = '0' WHERE key = 'layout'", [])
-            .unwrap();
-        drop(w);
-        let (_, w, how) = Cache::open(dir.path(), 4, codec.clone()).unwrap();
-        assert!(matches!(how, Opened::Rebuilt(_)), "{how:?}");
-        drop(w);
-        let (_, w, how) = Cache::open(dir.path(), 4, codec).unwrap();
-        assert_eq!(how, Opened::Existing);
-        drop(w);
-        // Sealed with another store key: useless, rebuilt.
-        let (_, _, how) = Cache::open(dir.path(), 4, PiiCodec::random()).unwrap();
-        assert!(matches!(how, Opened::Rebuilt(_)), "{how:?}");
-    }
-
-    /// Readers keep their snapshot between reads; a write must still be seen by the next
-    /// read, and a scrub must be able to empty the WAL past idle readers.
-    #[test]
-    fn a_read_after_a_write_sees_it_and_idle_readers_let_the_wal_go() {
-        let dir = tempfile::tempdir().unwrap();
-        let (c, w, _) = Cache::open(dir.path(), 4, PiiCodec::random()).unwrap();
-        for price in [100, 250, 90] {
-            let mut p = w.pending(false).unwrap();
-            p.put_product(crate::domain::pricing::tests::product("A", price))
-                .unwrap();
-            p.commit().unwrap();
-            // Twice: the second read reuses the first one's snapshot.
-            for _ in 0..2 {
-                assert_eq!(c.product("A").unwrap().map(|p| p.price), Some(price));
-            }
-        }
-        let truncate = |conn: &Connection| -> i64 {
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
-                .unwrap()
-        };
-        let mut p = w.pending(false).unwrap();
-        p.put_product(crate::domain::pricing::tests::product("B", 1))
-            .unwrap();
-        p.commit().unwrap();
-        assert_eq!(c.product("A").unwrap().map(|p| p.price), Some(90));
-        // An idle reader holds a snapshot: the WAL cannot be emptied until it lets go.
-        w.conn()
-            .busy_timeout(std::time::Duration::from_millis(20))
-            .unwrap();
-        let mut p = w.pending(false).unwrap();
-        p.put_product(crate::domain::pricing::tests::product("B", 2))
-            .unwrap();
-        p.commit().unwrap();
-        assert_eq!(truncate(w.conn()), 1, "busy while a reader holds the WAL");
-        c.checkpoint_moment(crate::journal::Moment::Before { empty: false });
-        assert_eq!(truncate(w.conn()), 0);
-        assert_eq!(c.product("B").unwrap().map(|p| p.price), Some(2));
-    }
-
-    /// The hints never answer with what the index no longer says: a phone that moved to
-    /// another member, a changed card, a member added after the load.
-    #[test]
-    fn lookups_through_hints_follow_every_change_of_the_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let (c, w, _) = Cache::open(dir.path(), 4, PiiCodec::random()).unwrap();
-        let person = |id: &str, phone: &str, card: Option<&str>| {
-            let mut m = crate::domain::pricing::tests::member(0, 0, None);
-            m.id = id.into();
-            if let Some(p) = m.profile.as_mut() {
-                p.phone = phone.into();
-                p.card_no = card.map(str::to_string);
-            }
-            m
-        };
-        let put = |ms: Vec<Member>| {
-            let mut p = w.pending(false).unwrap();
-            for m in ms {
-                p.put_member(m).unwrap();
-            }
-            p.commit().unwrap();
-        };
-        let by_phone = |phone: &str| c.member_by_phone(phone).unwrap().map(|m| m.id);
-        let by_card = |card: &str| c.member_by_card(card).unwrap().map(|m| m.id);
-        put(vec![
-            person("a", "13800000001", Some("C1")),
-            person("b", "13800000002", None),
-        ]);
-        assert_eq!(c.load_hints().unwrap(), (2, 1));
-        let used = || {
-            c.inner
-                .hints
-                .used
-                .load(std::sync::atomic::Ordering::Relaxed)
-        };
-        assert_eq!(by_phone("13800000001").as_deref(), Some("a"));
-        assert_eq!(by_card("C1").as_deref(), Some("a"));
-        assert_eq!(used(), 2, "both answered from hints");
-
-        // b takes a's phone (the index moves, a keeps the number in its profile); a's card
-        // changes; c arrives after the load.
-        let mut p = w.pending(false).unwrap();
-        p.put_member(person("b", "13800000001", None)).unwrap();
-        p.put_member(person("a", "13800000001", Some("C9")))
-            .unwrap();
-        p.put_member(person("c", "13800000003", None)).unwrap();
-        p.commit().unwrap();
-        let via_sql = used();
-        assert_eq!(by_card("C1"), None);
-        assert_eq!(by_card("C9").as_deref(), Some("a"));
-        assert_eq!(by_phone("13800000003").as_deref(), Some("c"));
-        assert_eq!(by_phone("13800000002"), None);
-        assert_eq!(by_phone("13800000001").as_deref(), Some("b"));
-        assert_eq!(used(), via_sql, "tombstones and misses ask the index");
-        // The hint left behind says the same.
-        assert_eq!(by_phone("13800000001").as_deref(), Some("b"));
-        assert_eq!(by_phone("13800000003").as_deref(), Some("c"));
-        assert!(used() > via_sql, "found through SQLite, then hinted");
-    }
-
-    #[test]
-    fn garbage_in_place_of_the_cache_is_moved_aside() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(FILE_NAME), vec![0xA5u8; 8192]).unwrap();
-        let (c, _w, how) = Cache::open(dir.path(), 4, PiiCodec::random()).unwrap();
-        assert!(matches!(how, Opened::Rebuilt(_)), "{how:?}");
-        assert_eq!(c.applied_seq().unwrap(), 0);
-    }
-}
+mod tests;
