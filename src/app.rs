@@ -538,8 +538,9 @@ fn apply_reload(
     (applied, restart)
 }
 
-/// The cache writer's page cache in an offline command, at least (MiB).
-const OFFLINE_PAGE_CACHE_MB: u64 = 256;
+/// The cache writer's page cache in an offline command, at least (MiB): the phone and card
+/// index pages of a million members, for the uniqueness lookups.
+const OFFLINE_PAGE_CACHE_MB: u64 = 96;
 
 /// The store opened by an offline command (the daemon stopped): the data directory locked,
 /// the journal replayed into the cache, the ledger running.
@@ -572,11 +573,12 @@ impl OfflineStore {
         let (cache, writer, _) =
             Cache::open(dir, config.storage.cache_capacity_mb, PiiCodec::new(keys))
                 .with_context(|| format!("opening the cache in {}", dir.display()))?;
-        // Offline work (a bulk import) looks up and writes every phone, card, tail and name in
-        // the cache's indices, while no reader runs: the writer gets a page cache of the whole
-        // `cache_capacity_mb`, and at least 256 MiB (a million members' index pages); the idle
-        // readers keep their shares.
+        // Offline work (a bulk import) looks up every phone and card in the cache's indices
+        // while no reader runs: the writer gets a page cache of the whole `cache_capacity_mb`,
+        // and at least 96 MiB; the idle readers keep their shares. New members' index entries
+        // are written sorted when the store closes (`cache::bulk`).
         writer.set_offline(config.storage.cache_capacity_mb.max(OFFLINE_PAGE_CACHE_MB))?;
+        writer.begin_bulk()?;
         let settings = Arc::new(StoreSettings::from_config(config));
         if let Some((_, rules)) = cache.rules()? {
             settings.set_rules(rules);
@@ -598,6 +600,10 @@ impl OfflineStore {
 
     /// Lets the ledger finish and stop.
     pub async fn close(self) -> anyhow::Result<()> {
+        self.ledger
+            .finish_bulk()
+            .await
+            .context("writing the member index entries")?;
         drop(self.ledger);
         let thread = self.thread;
         tokio::task::spawn_blocking(move || thread.join())

@@ -230,3 +230,64 @@ async fn a_file_read_in_small_chunks_imports_the_same_and_reports_progress() {
     }
     d.terminate();
 }
+
+/// An import that stops after some chunks committed but before the sorted index entries were
+/// written (power cut, kill -9) leaves its marker in the cache: the daemon's next start moves
+/// that cache aside and rebuilds it from the journal, so every imported member is found by
+/// phone, card and phone tail.
+#[tokio::test]
+async fn members_of_an_import_stopped_before_its_index_entries_are_found_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config_path = dir.path().join("storebox.toml");
+    std::fs::write(&config_path, config_text(&data, "")).unwrap();
+    let config = storebox::config::Config::load(&config_path).unwrap();
+    let csv = dir.path().join("m.csv");
+    let mut text = String::from("姓名,手机号码,会员卡号\n");
+    for i in 0..40 {
+        text.push_str(&format!("会员{i},1390000{i:04},CARD{i:04}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let summary = storebox::import::import(
+        &config,
+        &csv,
+        storebox::import::Encoding::Auto,
+        &[],
+        15,
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.report.added, 40);
+
+    // The state such a stop leaves: the members' rows and the marker, no index entries.
+    {
+        let cache = rusqlite::Connection::open(data.join("cache.sqlite3")).unwrap();
+        cache
+            .execute_batch(
+                "DELETE FROM idx_phone; DELETE FROM idx_card; DELETE FROM idx_tail;
+                 DELETE FROM idx_name;
+                 INSERT INTO meta (key, value) VALUES ('bulk_index', 'deferred');",
+            )
+            .unwrap();
+    }
+    let d = Daemon::start_in(dir.path(), "");
+    let t = d.login(MANAGER).await;
+    for i in [0, 17, 39] {
+        let phone = format!("1390000{i:04}");
+        assert_eq!(members_with_phone(&d, &t, &phone).await, 1, "{phone}");
+        let (status, v) = d.get(&t, &format!("/v1/members?card=CARD{i:04}")).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["members"][0]["phone"], phone, "{v}");
+        let (_, v) = d.get(&t, &format!("/v1/members?phone_tail={i:04}")).await;
+        assert_eq!(v["members"].as_array().map(Vec::len), Some(1), "{i}: {v}");
+    }
+    d.terminate();
+    assert!(
+        std::fs::read_dir(&data)
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with("cache.broken-")),
+        "the unusable cache was kept aside"
+    );
+}

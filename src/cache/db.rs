@@ -123,6 +123,16 @@ pub(super) fn open_checked(
                     "it was written with another store key".into(),
                 ));
             }
+            let unfinished: bool = conn
+                .prepare("SELECT 1 FROM meta WHERE key = ?1")
+                .and_then(|mut st| st.exists(params![super::bulk::MARKER]))
+                .map_err(sql_err("reading the cache's bulk marker"))?;
+            if unfinished {
+                return Err(CacheError::Corrupt(
+                    "a bulk write (import or rebuild) stopped before writing its index entries"
+                        .into(),
+                ));
+            }
             create_schema(&conn)?;
             Ok(conn)
         }

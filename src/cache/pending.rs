@@ -151,6 +151,16 @@ impl<'w> Pending<'w> {
             }
             removed = Some(id.clone());
         }
+        let deferred = self.w.bulk().as_ref().and_then(|b| b.get(idx, key));
+        if let Some(rid) = deferred {
+            let id: Option<String> = self
+                .w
+                .conn()
+                .prepare_cached("SELECT id FROM members WHERE rid = ?1")
+                .and_then(|mut st| st.query_row(params![rid], |r| r.get(0)).optional())
+                .map_err(sql_err("reading a member by rowid"))?;
+            return Ok(id.filter(|id| removed.as_ref() != Some(id)));
+        }
         match index_get(self.w.conn(), idx, key)? {
             Some(id) if removed.as_ref() != Some(&id) => Ok(Some(id)),
             _ => Ok(None),
@@ -231,6 +241,13 @@ impl<'w> Pending<'w> {
             None => BTreeSet::new(),
         };
         let new_keys = self.member_keys(&m);
+        if old_keys.is_empty() {
+            for (idx, key) in new_keys {
+                self.mark(idx, key, &m.id, true, fresh);
+            }
+            self.members.insert(m.id.clone(), m);
+            return Ok(());
+        }
         for (idx, key) in old_keys.difference(&new_keys) {
             self.mark(*idx, key.clone(), &m.id, false, false);
         }
@@ -405,15 +422,23 @@ impl<'w> Pending<'w> {
 
     /// Writes everything and commits the cache transaction.
     pub fn commit(mut self) -> Result<(), CacheError> {
-        let result = self.write().and_then(|()| {
+        let result = self.write().and_then(|written| {
             self.w
                 .conn()
                 .prepare_cached("COMMIT")
                 .and_then(|mut st| st.execute([]))
-                .map(|_| ())
+                .map(|_| written)
                 .map_err(sql_err("committing a cache write"))
         });
-        if result.is_ok() {
+        if let Ok(written) = &result {
+            if let Some(b) = self.w.bulk().as_mut() {
+                if written.flushed {
+                    b.clear();
+                }
+                for (idx, k, rid) in &written.deferred {
+                    b.add(*idx, *k, *rid);
+                }
+            }
             self.open = false;
             self.restore_sync();
             if !self.is_empty() {
@@ -433,12 +458,12 @@ impl<'w> Pending<'w> {
         }
 
         // On failure the transaction is rolled back when `self` drops.
-        result
+        result.map(|_| ())
     }
 
-    fn write(&self) -> Result<(), CacheError> {
+    fn write(&self) -> Result<Written, CacheError> {
         if self.is_empty() {
-            return Ok(());
+            return Ok(Written::default());
         }
         let conn = self.w.conn();
         let codec = self.w.codec();
@@ -457,7 +482,8 @@ impl<'w> Pending<'w> {
         members.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let tx = conn;
         let write = sql_err("writing the cache");
-        let run = || -> rusqlite::Result<()> {
+        let run = || -> rusqlite::Result<Written> {
+            let mut out = Written::default();
             // The rowid of each member written (beside `members`), for its index entries.
             let mut rids: Vec<i64> = Vec::with_capacity(members.len());
             {
@@ -545,6 +571,19 @@ impl<'w> Pending<'w> {
                     .query_row(params![id], |r| r.get(0))
                     .optional()
             };
+            // In bulk mode member entries added are deferred (handed over after the commit);
+            // a removal might name a deferred entry, so what is deferred is written first.
+            let mut bulk = self.w.bulk();
+            let in_bulk = bulk.is_some();
+            if let Some(b) = bulk.as_mut()
+                && !b.is_empty()
+                && self.index.iter().any(|(idx, keys)| {
+                    idx.of_members() && keys.values().flatten().any(|(_, present)| !present)
+                })
+            {
+                b.write(tx)?;
+                out.flushed = true;
+            }
             for add in [false, true] {
                 for (idx, keys) in &self.index {
                     let mut st = tx.prepare_cached(index_sql(*idx, add))?;
@@ -553,7 +592,16 @@ impl<'w> Pending<'w> {
                             if !idx.of_members() {
                                 st.execute(params![key, id])?;
                             } else if let Some(rid) = rid_of(id)? {
-                                st.execute(params![key, rid])?;
+                                let deferred = if add && in_bulk {
+                                    super::bulk::deferrable(*idx, key)
+                                } else {
+                                    None
+                                };
+                                if let Some(k) = deferred {
+                                    out.deferred.push((*idx, k, rid));
+                                } else {
+                                    st.execute(params![key, rid])?;
+                                }
                             }
                         }
                     }
@@ -567,10 +615,19 @@ impl<'w> Pending<'w> {
                 )?
                 .execute(params![seq.to_string()])?;
             }
-            Ok(())
+            Ok(out)
         };
         run().map_err(write)
     }
+}
+
+/// What a batch's write left for bulk mode to do after the commit.
+#[derive(Default)]
+struct Written {
+    /// It wrote the entries bulk mode had deferred: they are to be forgotten.
+    flushed: bool,
+    /// Member index entries it added and deferred: they are to be handed over.
+    deferred: Vec<(Idx, super::bulk::Key, i64)>,
 }
 
 /// The statement that adds (or removes) an entry of an index table: member indexes hold the

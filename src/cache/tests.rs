@@ -62,21 +62,23 @@ fn a_read_after_a_write_sees_it_and_idle_readers_let_the_wal_go() {
     assert_eq!(c.product("B").unwrap().map(|p| p.price), Some(2));
 }
 
+/// A member with this phone and card.
+fn person(id: &str, phone: &str, card: Option<&str>) -> Member {
+    let mut m = crate::domain::pricing::tests::member(0, 0, None);
+    m.id = id.into();
+    if let Some(p) = m.profile.as_mut() {
+        p.phone = phone.into();
+        p.card_no = card.map(str::to_string);
+    }
+    m
+}
+
 /// The hints never answer with what the index no longer says: a phone that moved to
 /// another member, a changed card, a member added after the load.
 #[test]
 fn lookups_through_hints_follow_every_change_of_the_index() {
     let dir = tempfile::tempdir().unwrap();
     let (c, w, _) = Cache::open(dir.path(), 4, PiiCodec::random()).unwrap();
-    let person = |id: &str, phone: &str, card: Option<&str>| {
-        let mut m = crate::domain::pricing::tests::member(0, 0, None);
-        m.id = id.into();
-        if let Some(p) = m.profile.as_mut() {
-            p.phone = phone.into();
-            p.card_no = card.map(str::to_string);
-        }
-        m
-    };
     let put = |ms: Vec<Member>| {
         let mut p = w.pending(false).unwrap();
         for m in ms {
@@ -129,4 +131,87 @@ fn garbage_in_place_of_the_cache_is_moved_aside() {
     let (c, _w, how) = Cache::open(dir.path(), 4, PiiCodec::random()).unwrap();
     assert!(matches!(how, Opened::Rebuilt(_)), "{how:?}");
     assert_eq!(c.applied_seq().unwrap(), 0);
+}
+
+/// Bulk mode: the entries added to member indexes wait in memory, the writer's uniqueness
+/// lookups see them, a removal writes them first, the finish writes the rest; a cache closed
+/// with entries unwritten is rebuilt when opened.
+#[test]
+fn bulk_mode_defers_member_entries_and_an_unfinished_bulk_write_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let codec = PiiCodec::random();
+    let (c, w, _) = Cache::open(dir.path(), 4, codec.clone()).unwrap();
+    let put = |ms: Vec<Member>| {
+        let mut p = w.pending(false).unwrap();
+        for m in ms {
+            p.put_member(m).unwrap();
+        }
+        p.commit().unwrap();
+    };
+    let entries = || -> i64 {
+        w.conn()
+            .query_row("SELECT COUNT(*) FROM idx_phone", [], |r| r.get(0))
+            .unwrap()
+    };
+    put(vec![person("a", "13800000001", None)]);
+    w.begin_bulk().unwrap();
+    assert!(w.in_bulk());
+    put(vec![
+        person("b", "13800000002", Some("C2")),
+        person("c", "13800000003", None),
+    ]);
+    assert_eq!(entries(), 1, "b's and c's entries are held back");
+    {
+        let p = w.pending(false).unwrap();
+        let phone = |n: &str| p.member_id_by_phone(n).unwrap();
+        assert_eq!(phone("13800000001").as_deref(), Some("a"));
+        assert_eq!(phone("13800000002").as_deref(), Some("b"));
+        assert_eq!(p.member_id_by_card("C2").unwrap().as_deref(), Some("b"));
+        assert_eq!(phone("13800000009"), None);
+    }
+    // c's phone changes: its old entry is removed, so the held entries are written first.
+    put(vec![person("c", "13800000004", None)]);
+    assert_eq!(
+        entries(),
+        2,
+        "a and b: c's old entry written and removed, its new one held"
+    );
+    put(vec![person("d", "13800000005", None)]);
+    assert_eq!(
+        w.finish_bulk().unwrap(),
+        5,
+        "c's new phone and tail; d's phone, tail and name"
+    );
+    assert!(!w.in_bulk());
+    let by_phone = |n: &str| c.member_by_phone(n).unwrap().map(|m| m.id);
+    assert_eq!(by_phone("13800000003"), None);
+    for (phone, id) in [
+        ("13800000001", "a"),
+        ("13800000002", "b"),
+        ("13800000004", "c"),
+        ("13800000005", "d"),
+    ] {
+        assert_eq!(by_phone(phone).as_deref(), Some(id), "{phone}");
+    }
+    assert_eq!(
+        c.member_by_card("C2").unwrap().map(|m| m.id).as_deref(),
+        Some("b")
+    );
+    assert_eq!(c.members_by_tail("0005", 10).unwrap().len(), 1);
+    drop((c, w));
+    let (_, w, how) = Cache::open(dir.path(), 4, codec.clone()).unwrap();
+    assert_eq!(
+        how,
+        Opened::Existing,
+        "a finished bulk write leaves a usable cache"
+    );
+
+    // Stopped before the finish: what only memory held is gone, so the cache is rebuilt.
+    w.begin_bulk().unwrap();
+    let mut p = w.pending(false).unwrap();
+    p.put_member(person("e", "13800000006", None)).unwrap();
+    p.commit().unwrap();
+    drop(w);
+    let (_, _, how) = Cache::open(dir.path(), 4, codec).unwrap();
+    assert!(matches!(how, Opened::Rebuilt(_)), "{how:?}");
 }

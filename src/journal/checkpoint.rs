@@ -22,7 +22,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::FILE_NAME;
 
 /// WAL size above which a blocking checkpoint is forced.
-const WAL_CEILING: u64 = 256 * 1024 * 1024;
+pub const WAL_CEILING: u64 = 256 * 1024 * 1024;
 
 /// Where the checkpoint thread is, for the file's readers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,7 +29,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-pub use checkpoint::{Checkpointer, Moment};
+pub use checkpoint::{Checkpointer, Moment, WAL_CEILING};
 pub use reader::JournalReader;
 pub use store::{IdemRecord, StoredEvent};
 

@@ -323,6 +323,9 @@ enum Msg {
     /// A liveness probe: answered once the thread has worked through the batch it arrived
     /// with. Touches neither the journal nor the cache.
     Ping(oneshot::Sender<()>),
+    /// Leave the cache's bulk mode (see `cache::CacheWriter::begin_bulk`): write the index
+    /// entries it deferred, after the batches queued before. Answers how many.
+    FinishBulk(oneshot::Sender<Result<usize, LedgerError>>),
     /// Test only: run a closure on the journal connection (to simulate a full disk).
     #[cfg(test)]
     Hook(
@@ -394,6 +397,9 @@ const MAX_BATCH: usize = 256;
 /// Journal events replayed per cache write at start-up.
 const REPLAY_CHUNK: usize = 2_000;
 
+/// Events behind from which the replay at start-up defers its index entries (`cache::bulk`).
+const BULK_REPLAY: u64 = 20_000;
+
 impl Ledger {
     /// Replays the journal into the cache, seeds products, and starts the ledger thread.
     pub fn start(
@@ -403,7 +409,16 @@ impl Ledger {
         seeds: &[SeedProduct],
         idempotency_days: u32,
     ) -> Result<(Ledger, JoinHandle<()>), LedgerError> {
+        // A long replay (a rebuilt cache) writes its index entries in bulk, sorted, at the end.
+        let bulk = !cache.in_bulk()
+            && journal.last_seq().saturating_sub(cache.applied_seq()?) >= BULK_REPLAY;
+        if bulk {
+            cache.begin_bulk()?;
+        }
         let replayed = replay(&journal, &cache, &settings)?;
+        if bulk {
+            cache.finish_bulk()?;
+        }
         if replayed > 0 {
             tracing::info!(events = replayed, "replayed journal events into the cache");
         }
@@ -460,6 +475,17 @@ impl Ledger {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Job(Job { actor, cmd, reply }))
+            .await
+            .map_err(|_| LedgerError::ShuttingDown)?;
+        rx.await.map_err(|_| LedgerError::ShuttingDown)?
+    }
+
+    /// Leaves the cache's bulk mode once the commands sent before have been executed: the
+    /// member index entries it deferred are written. Returns how many.
+    pub async fn finish_bulk(&self) -> Result<usize, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::FinishBulk(reply))
             .await
             .map_err(|_| LedgerError::ShuttingDown)?;
         rx.await.map_err(|_| LedgerError::ShuttingDown)?
@@ -625,6 +651,10 @@ impl Worker {
                 match msg {
                     Msg::Job(job) => jobs.push(job),
                     Msg::Ping(reply) => pings.push(reply),
+                    Msg::FinishBulk(reply) => {
+                        self.batch(std::mem::take(&mut jobs));
+                        let _ = reply.send(self.finish_bulk());
+                    }
                     #[cfg(test)]
                     Msg::Hook(f, done) => {
                         self.batch(std::mem::take(&mut jobs));
@@ -648,6 +678,11 @@ impl Worker {
                 self.last_purge = Instant::now();
             }
         }
+        // Unless asked before: a bulk write left unfinished would make the next start rebuild
+        // the cache.
+        if let Err(e) = self.finish_bulk() {
+            tracing::error!(error = %e, "writing the deferred index entries at shutdown failed");
+        }
         self.cache
             .reader()
             .checkpoint_moment(crate::journal::Moment::Before { empty: true });
@@ -655,6 +690,20 @@ impl Worker {
             tracing::error!(error = %e, "flushing the cache at shutdown failed");
         }
         tracing::info!("ledger stopped");
+    }
+
+    /// Leaves the cache's bulk mode, timing it.
+    fn finish_bulk(&mut self) -> Result<usize, LedgerError> {
+        let t = Instant::now();
+        let n = self.cache.finish_bulk()?;
+        if n > 0 {
+            tracing::info!(
+                entries = n,
+                secs = t.elapsed().as_secs_f64(),
+                "wrote the deferred member index entries"
+            );
+        }
+        Ok(n)
     }
 
     /// Executes session changes at once (they touch only the cache) and returns the rest.

@@ -1,0 +1,196 @@
+//! Deferred member index entries, for bulk writes (`storebox members import`, and a replay of
+//! many events at start-up).
+//!
+//! The member index tables are keyed by keyed hashes, so the entries of a batch land on random
+//! pages: a chunk of 50,000 new members rewrites nearly every leaf page of each of the four
+//! tables, and a million-member import spent most of its cache time there. In bulk mode the
+//! entries that a batch adds to a member index are kept here instead (16-byte key and rowid,
+//! about 72 bytes a member) and written at the end, sorted, so each page is written once.
+//! Phone and card entries stay visible to the writer's uniqueness lookups through the maps.
+//!
+//! Crash safety: bulk mode begins by committing a marker row in `meta`, and the transaction
+//! that writes the deferred entries deletes it. A cache that still has the marker when it is
+//! opened lost entries that only memory held: it is moved aside and rebuilt from the journal,
+//! which holds every event (the cache is only ever a projection of it).
+//!
+//! A batch hands its entries over only once its transaction has committed (a rolled-back
+//! batch's rowids are given out again). A batch that removes a member index entry first writes
+//! what is deferred (the removal might name an entry still held here), and the entries are
+//! forgotten when it commits; imports never remove, so for them that never happens.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, params};
+
+use super::Idx;
+
+/// The `meta` key whose row marks a cache whose deferred entries are not written yet.
+pub(super) const MARKER: &str = "bulk_index";
+
+/// Length of a member index key (see `pii::INDEX_KEY_LEN`); a key of another length is written
+/// at once.
+const KEY_LEN: usize = 16;
+
+pub(super) type Key = [u8; KEY_LEN];
+
+/// The key of an entry that can be deferred: one of a member index, of the usual length.
+/// `None`: it is written at once.
+pub(super) fn deferrable(idx: Idx, key: &[u8]) -> Option<Key> {
+    if idx.of_members() {
+        Key::try_from(key).ok()
+    } else {
+        None
+    }
+}
+
+/// Member index entries added in bulk mode and not written yet: about 72 bytes a member
+/// (phone and card by key, a later entry under a key replacing an earlier one as `INSERT OR
+/// REPLACE` does; tail and name as a list).
+#[derive(Default)]
+pub(super) struct Bulk {
+    phone: HashMap<Key, i64>,
+    card: HashMap<Key, i64>,
+    tail: Vec<(Key, i64)>,
+    name: Vec<(Key, i64)>,
+}
+
+impl Bulk {
+    /// Defers an entry whose key [`deferrable`] gave.
+    pub(super) fn add(&mut self, idx: Idx, k: Key, rid: i64) {
+        match idx {
+            Idx::Phone => {
+                self.phone.insert(k, rid);
+            }
+            Idx::Card => {
+                self.card.insert(k, rid);
+            }
+            Idx::Tail => self.tail.push((k, rid)),
+            Idx::Name => self.name.push((k, rid)),
+            Idx::Barcode => {}
+        }
+    }
+
+    /// The rowid a deferred phone or card entry maps `key` to.
+    pub(super) fn get(&self, idx: Idx, key: &[u8]) -> Option<i64> {
+        let k = Key::try_from(key).ok()?;
+        match idx {
+            Idx::Phone => self.phone.get(&k).copied(),
+            Idx::Card => self.card.get(&k).copied(),
+            _ => None,
+        }
+    }
+
+    /// Whether nothing is deferred.
+    pub(super) fn is_empty(&self) -> bool {
+        self.phone.is_empty()
+            && self.card.is_empty()
+            && self.tail.is_empty()
+            && self.name.is_empty()
+    }
+
+    /// Writes every deferred entry, each table in key order, inside the caller's transaction.
+    /// They stay deferred until [`Bulk::clear`], which the caller calls once the transaction
+    /// commits. Returns how many were written.
+    pub(super) fn write(&mut self, conn: &Connection) -> rusqlite::Result<usize> {
+        let mut n = 0;
+        for idx in [Idx::Phone, Idx::Card, Idx::Tail, Idx::Name] {
+            let sorted: Vec<(Key, i64)>;
+            let entries: &[(Key, i64)] = match idx {
+                Idx::Phone | Idx::Card => {
+                    let map = if idx == Idx::Phone {
+                        &self.phone
+                    } else {
+                        &self.card
+                    };
+                    let mut v: Vec<(Key, i64)> = map.iter().map(|(k, r)| (*k, *r)).collect();
+                    v.sort_unstable();
+                    sorted = v;
+                    &sorted
+                }
+                _ => {
+                    let v = if idx == Idx::Tail {
+                        &mut self.tail
+                    } else {
+                        &mut self.name
+                    };
+                    v.sort_unstable();
+                    v
+                }
+            };
+            if entries.is_empty() {
+                continue;
+            }
+            let mut st = conn.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO {} (k, rid) VALUES (?1, ?2)",
+                idx.table()
+            ))?;
+            for (key, rid) in entries {
+                st.execute(params![&key[..], rid])?;
+            }
+            n += entries.len();
+        }
+        Ok(n)
+    }
+
+    /// Forgets the deferred entries (written and committed).
+    pub(super) fn clear(&mut self) {
+        *self = Bulk::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_entry_under_a_unique_key_wins_and_every_table_is_written() {
+        let conn = Connection::open_in_memory().expect("db");
+        conn.execute_batch(
+            "CREATE TABLE idx_phone (k BLOB PRIMARY KEY, rid INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE idx_tail (k BLOB NOT NULL, rid INTEGER NOT NULL,
+                 PRIMARY KEY (k, rid)) WITHOUT ROWID;",
+        )
+        .expect("schema");
+        let mut b = Bulk::default();
+        let (k1, k2) = ([1u8; 16], [2u8; 16]);
+        assert_eq!(
+            deferrable(Idx::Barcode, &k1),
+            None,
+            "barcodes are not member entries"
+        );
+        assert_eq!(
+            deferrable(Idx::Phone, b"short"),
+            None,
+            "another length is written now"
+        );
+        assert_eq!(deferrable(Idx::Phone, &k1), Some(k1));
+        b.add(Idx::Phone, k2, 7);
+        b.add(Idx::Phone, k1, 8);
+        b.add(Idx::Phone, k2, 9);
+        b.add(Idx::Tail, k1, 8);
+        b.add(Idx::Tail, k1, 9);
+        assert_eq!(b.get(Idx::Phone, &k2), Some(9));
+        assert_eq!(b.get(Idx::Card, &k2), None);
+        assert_eq!(
+            b.write(&conn).expect("write"),
+            4,
+            "two phones and two tails"
+        );
+        assert!(!b.is_empty(), "written entries stay until the commit");
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(b.get(Idx::Phone, &k2), None);
+        let rows: Vec<(Vec<u8>, i64)> = conn
+            .prepare("SELECT k, rid FROM idx_phone ORDER BY k")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .expect("rows");
+        assert_eq!(rows, vec![(k1.to_vec(), 8), (k2.to_vec(), 9)]);
+        let tails: i64 = conn
+            .query_row("SELECT COUNT(*) FROM idx_tail", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(tails, 2);
+    }
+}
