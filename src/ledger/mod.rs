@@ -395,10 +395,10 @@ pub struct Ledger {
 /// Most commands committed in one transaction.
 const MAX_BATCH: usize = 256;
 /// Journal events replayed per cache write at start-up.
-const REPLAY_CHUNK: usize = 2_000;
+const REPLAY_CHUNK: usize = if cfg!(test) { 10 } else { 2_000 };
 
 /// Events behind from which the replay at start-up defers its index entries (`cache::bulk`).
-const BULK_REPLAY: u64 = 20_000;
+const BULK_REPLAY: u64 = if cfg!(test) { 20 } else { 20_000 };
 
 impl Ledger {
     /// Replays the journal into the cache, seeds products, and starts the ledger thread.
