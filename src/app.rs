@@ -570,6 +570,7 @@ impl OfflineStore {
             }
             .into());
         }
+        journal.set_offline()?;
         let (cache, writer, _) =
             Cache::open(dir, config.storage.cache_capacity_mb, PiiCodec::new(keys))
                 .with_context(|| format!("opening the cache in {}", dir.display()))?;

@@ -563,9 +563,14 @@ impl<'w> Pending<'w> {
             }
             // Removals first, so a key that moved between ids ends up where it was put.
             // Member indexes point at the member's rowid.
+            let written: HashMap<&str, i64> = members
+                .iter()
+                .zip(&rids)
+                .map(|((id, _), rid)| (*id, *rid))
+                .collect();
             let rid_of = |id: &str| -> rusqlite::Result<Option<i64>> {
-                if let Ok(i) = members.binary_search_by(|(m, _)| (*m).cmp(id)) {
-                    return Ok(Some(rids[i]));
+                if let Some(rid) = written.get(id) {
+                    return Ok(Some(*rid));
                 }
                 tx.prepare_cached("SELECT rid FROM members WHERE id = ?1")?
                     .query_row(params![id], |r| r.get(0))

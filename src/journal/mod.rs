@@ -169,6 +169,18 @@ impl Journal {
         })
     }
 
+    /// Sets the journal up for an offline command (a bulk import): its checkpoints are left
+    /// to the checkpoint thread up to its ceiling, instead of the writer copying every 4 MiB
+    /// of WAL itself after a commit (an import's commits are tens of MiB each).
+    pub fn set_offline(&self) -> Result<(), JournalError> {
+        self.conn
+            .execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint = {};",
+                WAL_CEILING / 4096 // pages of 4 KiB
+            ))
+            .map_err(JournalError::sql("setting the journal up for offline work"))
+    }
+
     /// The data directory the journal lives in.
     pub fn dir(&self) -> &Path {
         &self.dir
