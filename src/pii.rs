@@ -247,9 +247,21 @@ impl PiiCodec {
         let Some(profile) = doc.get_mut("profile").filter(|p| p.is_object()) else {
             return Ok(());
         };
-        *profile = Value::String(pre.journal.clone());
+        *profile = Value::String(self.use_presealed(conn, subject, pre)?.to_string());
+        Ok(())
+    }
+
+    /// The part of [`PiiCodec::seal_presealed`] for a caller that writes the document itself:
+    /// stores the member's data key and returns the sealed profile as the event is to hold it.
+    pub fn use_presealed<'p>(
+        &self,
+        conn: &Connection,
+        subject: &str,
+        pre: &'p Presealed,
+    ) -> Result<&'p str, PiiError> {
         store::put_member_key(conn, subject, &pre.wrapped_key)
-            .map_err(|e| PiiError::Journal(Box::new(e)))
+            .map_err(|e| PiiError::Journal(Box::new(e)))?;
+        Ok(&pre.journal)
     }
 
     /// Opens the `profile` of a stored JSON document. A profile whose member key is gone (the

@@ -150,10 +150,63 @@ pub fn append_with(
     codec: &PiiCodec,
     presealed: Option<&crate::pii::Presealed>,
 ) -> Result<(), JournalError> {
-    let mut whole = serde_json::to_value(&event.body).map_err(|e| JournalError::Corrupt {
-        seq: event.seq,
+    let data = match (presealed, &event.body) {
+        // A new member sealed ahead (a bulk import): written directly, not through a `Value`.
+        (Some(pre), EventBody::MemberRegistered(r)) if r.profile.is_some() => {
+            let profile = codec
+                .use_presealed(conn, &r.member_id, pre)
+                .map_err(|e| pii_err(event.seq, e))?;
+            serde_json::to_string(&PresealedRegistered::of(r, profile))
+                .map_err(encoding_err(event.seq))?
+        }
+        _ => sealed_data(conn, event, codec, presealed)?,
+    };
+    insert_event(conn, event, day, &data)
+}
+
+/// The data of a `member.registered` event with its profile sealed ahead, as the generic path
+/// writes it: the fields in the order a `serde_json::Value` object (sorted keys) writes them,
+/// so both give the same bytes.
+#[derive(serde::Serialize)]
+struct PresealedRegistered<'a> {
+    consent: &'a crate::domain::member::Consent,
+    created_at: &'a chrono::DateTime<chrono::FixedOffset>,
+    member_id: &'a str,
+    profile: &'a str,
+    staff_no: &'a str,
+    store_id: &'a str,
+    tags: &'a [String],
+}
+
+impl<'a> PresealedRegistered<'a> {
+    fn of(r: &'a crate::domain::event::MemberRegistered, profile: &'a str) -> Self {
+        PresealedRegistered {
+            consent: &r.consent,
+            created_at: &r.created_at,
+            member_id: &r.member_id,
+            profile,
+            staff_no: &r.staff_no,
+            store_id: &r.store_id,
+            tags: &r.tags,
+        }
+    }
+}
+
+fn encoding_err(seq: u64) -> impl Fn(serde_json::Error) -> JournalError {
+    move |e| JournalError::Corrupt {
+        seq,
         reason: format!("encoding: {e}"),
-    })?;
+    }
+}
+
+/// An event's data as stored: JSON, its profile sealed.
+fn sealed_data(
+    conn: &Connection,
+    event: &Event,
+    codec: &PiiCodec,
+    presealed: Option<&crate::pii::Presealed>,
+) -> Result<String, JournalError> {
+    let mut whole = serde_json::to_value(&event.body).map_err(encoding_err(event.seq))?;
     let mut data = whole
         .get_mut("data")
         .map(Value::take)
@@ -164,6 +217,16 @@ pub fn append_with(
         None => codec.seal(conn, &subject, &mut data),
     }
     .map_err(|e| pii_err(event.seq, e))?;
+    Ok(data.to_string())
+}
+
+/// Inserts an event row with its data as stored, and marks the day's first event.
+fn insert_event(
+    conn: &Connection,
+    event: &Event,
+    day: &str,
+    data: &str,
+) -> Result<(), JournalError> {
     conn.prepare_cached(
         "INSERT INTO events (seq, id, kind, occurred_at, day, subject, data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -176,7 +239,7 @@ pub fn append_with(
             event.occurred_at.to_rfc3339(),
             day,
             event.body.subject(),
-            data.to_string(),
+            data,
         ])
     })
     .map_err(JournalError::sql("appending an event"))?;
@@ -452,6 +515,29 @@ mod pii_tests {
             other.decode(j.conn(), "sh-001", &wrong),
             Err(JournalError::Corrupt { .. })
         ));
+    }
+
+    /// A new member sealed ahead (the import) is written without a `Value` tree: the same
+    /// bytes as the generic path, tags and consent included, and it reads back.
+    #[test]
+    fn a_presealed_registration_is_stored_as_the_generic_path_stores_it() {
+        let codec = PiiCodec::random();
+        let mut e = registered(1, "m-1");
+        let EventBody::MemberRegistered(r) = &mut e.body else {
+            panic!("kind")
+        };
+        r.tags = vec!["常客".into(), "a \"quoted\" tag".into()];
+        r.consent.marketing = true;
+        let profile = r.profile.clone().unwrap();
+        let pre = codec.preseal("m-1", &profile).unwrap();
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let direct = crate::journal::Journal::open(a.path(), "sh-001").unwrap();
+        let generic = crate::journal::Journal::open(b.path(), "sh-001").unwrap();
+        append_with(direct.conn(), &e, "2026-11-23", &codec, Some(&pre)).unwrap();
+        let expected = sealed_data(generic.conn(), &e, &codec, Some(&pre)).unwrap();
+        let row = event_at(direct.conn(), 1).unwrap().unwrap();
+        assert_eq!(row.data, expected);
+        assert_eq!(row.decode(direct.conn(), "sh-001", &codec).unwrap(), e);
     }
 }
 
