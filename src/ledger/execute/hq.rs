@@ -1,0 +1,174 @@
+//! HQ's master data inside a batch: products, prices, members, coupons, staff, stock.
+
+use super::Ctx;
+use crate::cache::{CacheError, Pending};
+use crate::domain::event::EventBody;
+use crate::domain::sync::{self, HqUpdate};
+use crate::ledger::Outcome;
+use crate::ledger::error::LedgerError;
+
+impl Ctx<'_, '_> {
+    /// Applies master data from HQ to the cache by per-item version (no journal event).
+    pub(super) fn apply_hq(&mut self, update: HqUpdate) -> Result<Outcome, LedgerError> {
+        let mut tally = (0, 0);
+        let mut rules_out = None;
+        let mut removed_staff = Vec::new();
+        let mut erased_by_hq = Vec::new();
+        let p = &mut *self.pending;
+        match update {
+            HqUpdate::Products(items) => apply_each(
+                p,
+                items,
+                &mut tally,
+                |p, i| p.product(&i.sku),
+                sync::merge_product,
+                |p, m| p.put_product(m),
+            )?,
+            HqUpdate::Prices(items) => apply_each(
+                p,
+                items,
+                &mut tally,
+                |p, i| p.product(&i.sku),
+                sync::merge_price,
+                |p, m| p.put_product(m),
+            )?,
+            HqUpdate::Members(items) => {
+                // Members HQ erased that the store still holds personal data of.
+                for m in items.iter().filter(|m| m.erased_at.is_some()) {
+                    if p.member(&m.id)?.is_some_and(|c| c.erased_at.is_none()) {
+                        erased_by_hq.push(m.id.clone());
+                    }
+                }
+                apply_each(
+                    p,
+                    items,
+                    &mut tally,
+                    |p, i| p.member(&i.id),
+                    sync::merge_member,
+                    |p, m| p.put_member(m),
+                )?
+            }
+            HqUpdate::Coupons(items) => apply_each(
+                p,
+                items,
+                &mut tally,
+                |p, i| p.coupon(&i.code),
+                sync::merge_coupon,
+                |p, m| {
+                    p.put_coupon(m);
+                    Ok(())
+                },
+            )?,
+            HqUpdate::Staff(items) => apply_each(
+                p,
+                items,
+                &mut tally,
+                |p, i| p.staff(&i.staff_no),
+                sync::merge_staff,
+                |p, m| {
+                    if !m.active {
+                        removed_staff.push(m.staff_no.clone());
+                    }
+                    p.put_staff(m);
+                    Ok(())
+                },
+            )?,
+            HqUpdate::Stock(items) => apply_each(
+                p,
+                items,
+                &mut tally,
+                |p, i| p.stock(&i.sku),
+                sync::merge_stock,
+                |p, m| {
+                    p.put_stock(m);
+                    Ok(())
+                },
+            )?,
+            HqUpdate::Rules { version, rules } => {
+                if p.rules()?.is_none_or(|(v, _)| version > v) {
+                    tally.0 += 1;
+                    p.put_rules(version, (*rules).clone());
+                    rules_out = Some(rules);
+                } else {
+                    tally.1 += 1;
+                }
+            }
+        }
+        if !p.is_durable() {
+            // The ledger opens a durable cache batch for every batch with HQ data.
+            return Err(LedgerError::Internal(
+                "HQ data in a cache batch that is not fsynced".into(),
+            ));
+        }
+        for id in erased_by_hq {
+            self.erase_member(&id, "hq".into())?;
+            self.audit("member.erase", &id, serde_json::json!({ "by": "hq" }))?;
+        }
+        Ok(Outcome::Applied {
+            applied: tally.0,
+            ignored: tally.1,
+            rules: rules_out,
+            removed_staff,
+        })
+    }
+
+    /// Adds, changes or removes (`active: false`) a staff member at this store.
+    pub(super) fn put_staff(&mut self, record: sync::StaffRecord) -> Result<Outcome, LedgerError> {
+        let before = self.pending.staff(&record.staff_no)?.filter(|b| b.active);
+        let pin_changed = before
+            .as_ref()
+            .is_none_or(|b| b.pin_hash != record.pin_hash);
+        let own_upgrade = self.actor.staff_no == record.staff_no
+            && before
+                .as_ref()
+                .is_some_and(|b| b.role == record.role && b.name == record.name && record.active);
+        let action = match (&before, record.active) {
+            (_, false) => "staff.remove",
+            _ if own_upgrade => "staff.pin_upgrade",
+            (Some(_), true) => "staff.change",
+            (None, true) => "staff.add",
+        };
+        let detail = serde_json::json!({
+            "role": record.role,
+            "role_before": before.as_ref().map(|b| b.role),
+            "pin_changed": pin_changed,
+        });
+        // Removed, given another role or a new PIN by an admin: open sessions end.
+        let revoke = !own_upgrade
+            && (!record.active
+                || pin_changed
+                || before.as_ref().is_some_and(|b| b.role != record.role));
+        let staff_no = record.staff_no.clone();
+        self.emit(EventBody::StaffChanged {
+            record: record.clone(),
+            by: self.actor.staff_no.clone(),
+        })?;
+        self.audit(action, &staff_no, detail)?;
+        Ok(Outcome::Staff {
+            record: Box::new(record),
+            revoke,
+        })
+    }
+}
+
+/// Applies HQ items one after the other (a later item sees an earlier one of the same key),
+/// counting into `tally` (changed, ignored).
+fn apply_each<T, C>(
+    p: &mut Pending<'_>,
+    items: Vec<T>,
+    tally: &mut (usize, usize),
+    current: impl Fn(&Pending<'_>, &T) -> Result<Option<C>, CacheError>,
+    merge: impl Fn(Option<&C>, &T) -> Option<C>,
+    mut put: impl FnMut(&mut Pending<'_>, C) -> Result<(), CacheError>,
+) -> Result<(), CacheError> {
+    for item in items {
+        match merge(current(p, &item)?.as_ref(), &item) {
+            Some(m) => {
+                tally.0 += 1;
+                put(p, m)?;
+            }
+            None => tally.1 += 1,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Sales and refunds inside a batch.
+
+use super::Ctx;
+use crate::domain::catalog::StockLevel;
+use crate::domain::event::EventBody;
+use crate::domain::member::LevelRef;
+use crate::domain::refund::{Refund, RefundContext, compute_refund};
+use crate::domain::sale::{Sale, SaleContext, build_sale, settle};
+use crate::journal::store;
+use crate::ledger::cart::{PricedCart, price_cart};
+use crate::ledger::error::LedgerError;
+use crate::ledger::requests::{RefundRequest, SaleRequest};
+use crate::ledger::{Idem, Outcome};
+
+impl Ctx<'_, '_> {
+    pub(super) fn sale(&mut self, req: SaleRequest, idem: Idem) -> Result<Outcome, LedgerError> {
+        if let Some(event) = self.idem_replay(Some(&idem))? {
+            return match event.body {
+                EventBody::SaleRecorded(sale) => Ok(Outcome::Sale {
+                    sale,
+                    replayed: true,
+                }),
+                _ => Err(LedgerError::conflict(
+                    "idempotency_key_reused",
+                    "key was used for another kind of request",
+                )),
+            };
+        }
+        let PricedCart {
+            member,
+            quote,
+            stock_before,
+        } = price_cart(&*self.pending, &req, self.settings, self.rules, self.now)?;
+        let (paid, change) = settle(quote.total, &req.payments)?;
+        let sale = build_sale(
+            SaleContext {
+                id: crate::ids::new_v7().to_string(),
+                seq: self.next_seq,
+                store_id: self.settings.store_id.clone(),
+                now: self.now,
+                staff_no: self.actor.staff_no.clone(),
+                terminal_id: self.actor.terminal_id.clone(),
+            },
+            quote,
+            req.payments.clone(),
+            paid,
+            change,
+            member.as_ref(),
+            self.rules,
+        );
+        let sale_seq = self.emit(EventBody::SaleRecorded(Box::new(sale.clone())))?;
+        debug_assert_eq!(sale_seq, sale.seq);
+        for c in &sale.coupons {
+            self.emit(EventBody::CouponRedeemed {
+                code: c.code.clone(),
+                sale_id: sale.id.clone(),
+                member_id: sale.member_id.clone(),
+                discount: c.discount,
+            })?;
+        }
+        if let (Some(m), Some(after)) = (&member, &sale.member)
+            && let Some(to) = &after.upgraded_to
+        {
+            self.emit(EventBody::LevelChanged {
+                member_id: m.id.clone(),
+                from: sale.level.clone(),
+                to: Some(to.clone()),
+                total_spend: after.total_spend,
+                cause_id: sale.id.clone(),
+            })?;
+        }
+        for (line, level) in sale.lines.iter().zip(stock_before) {
+            if let Some(level) = level {
+                self.low_stock_alert(&level, level.on_hand - i64::from(line.qty))?;
+            }
+        }
+        self.idem_store(Some(&idem), sale_seq)?;
+        // The receipt is queued with the sale: it prints when the printer can, never lost.
+        if req.print
+            && let Some(device_id) = self.settings.printers.get(&self.actor.terminal_id)
+        {
+            store::queue_print(
+                self.conn,
+                device_id,
+                "receipt",
+                &sale.id,
+                &self.now_utc.to_rfc3339(),
+            )?;
+        }
+        Ok(Outcome::Sale {
+            sale: Box::new(sale),
+            replayed: false,
+        })
+    }
+
+    /// Emits `stock.low` when a level crosses below its safety stock.
+    pub(super) fn low_stock_alert(
+        &mut self,
+        before: &StockLevel,
+        after: i64,
+    ) -> Result<(), LedgerError> {
+        if before.safety_stock > 0
+            && before.on_hand >= before.safety_stock
+            && after < before.safety_stock
+        {
+            self.emit(EventBody::StockLow {
+                sku: before.sku.clone(),
+                on_hand: after,
+                safety_stock: before.safety_stock,
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn load_sale(&self, sale_id: &str) -> Result<(Sale, Vec<Refund>), LedgerError> {
+        let rows = store::sale_events(self.conn, sale_id)?;
+        let mut sale = None;
+        let mut refunds = Vec::new();
+        for row in rows {
+            match row
+                .decode(self.conn, &self.settings.store_id, self.codec)?
+                .body
+            {
+                EventBody::SaleRecorded(s) => sale = Some(*s),
+                EventBody::SaleRefunded(r) => refunds.push(*r),
+                _ => {}
+            }
+        }
+        let sale = sale.ok_or_else(|| {
+            LedgerError::not_found("sale_not_found", format!("no sale {sale_id}"))
+        })?;
+        Ok((sale, refunds))
+    }
+
+    pub(super) fn refund(
+        &mut self,
+        sale_id: &str,
+        req: RefundRequest,
+        idem: Option<Idem>,
+    ) -> Result<Outcome, LedgerError> {
+        if let Some(event) = self.idem_replay(idem.as_ref())? {
+            return match event.body {
+                EventBody::SaleRefunded(refund) => Ok(Outcome::Refund {
+                    refund,
+                    replayed: true,
+                }),
+                _ => Err(LedgerError::conflict(
+                    "idempotency_key_reused",
+                    "key was used for another kind of request",
+                )),
+            };
+        }
+        let reason = req.reason.trim();
+        if reason.is_empty() || reason.chars().count() > 200 {
+            return Err(LedgerError::invalid(
+                "invalid_reason",
+                "a reason of 1–200 characters is required",
+            ));
+        }
+        let (sale, prior) = self.load_sale(sale_id)?;
+        let member = match &sale.member_id {
+            Some(id) => self.pending.member(id)?,
+            None => None,
+        };
+        let today = self.now.date_naive();
+        let level_before = member
+            .as_ref()
+            .and_then(|m| m.effective_level(self.rules, today))
+            .map(LevelRef::from);
+        let refund = compute_refund(
+            RefundContext {
+                id: crate::ids::new_v7().to_string(),
+                seq: self.next_seq,
+                store_id: self.settings.store_id.clone(),
+                now: self.now,
+                staff_no: self.actor.staff_no.clone(),
+                terminal_id: self.actor.terminal_id.clone(),
+                reason: reason.to_string(),
+                restock: req.restock,
+            },
+            &sale,
+            &prior,
+            req.lines.as_deref(),
+            member.as_ref(),
+            self.rules,
+        )?;
+        let seq = self.emit(EventBody::SaleRefunded(Box::new(refund.clone())))?;
+        if let (Some(m), Some(after)) = (&member, &refund.member)
+            && after.level != level_before
+        {
+            self.emit(EventBody::LevelChanged {
+                member_id: m.id.clone(),
+                from: level_before,
+                to: after.level.clone(),
+                total_spend: after.total_spend,
+                cause_id: refund.id.clone(),
+            })?;
+        }
+        self.audit(
+            "sale.refund",
+            &refund.sale_id,
+            serde_json::json!({
+                "refund_id": refund.id,
+                "amount": refund.amount,
+                "restock": refund.restock,
+            }),
+        )?;
+        self.idem_store(idem.as_ref(), seq)?;
+        Ok(Outcome::Refund {
+            refund: Box::new(refund),
+            replayed: false,
+        })
+    }
+}
