@@ -514,59 +514,6 @@ impl CacheWriter {
             .map_err(sql_err("setting the cache writer up for offline work"))
     }
 
-    /// Enters bulk mode: from now on the entries that batches add to the member index tables
-    /// are held in memory and written, sorted, by [`CacheWriter::finish_bulk`] (see `bulk`).
-    /// Commits the marker that makes a cache opened before the finish rebuild itself.
-    pub fn begin_bulk(&self) -> Result<(), CacheError> {
-        if self.bulk.borrow().is_some() {
-            return Ok(());
-        }
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, 'deferred')",
-                params![bulk::MARKER],
-            )
-            .map_err(sql_err("marking the cache for a bulk write"))?;
-        *self.bulk.borrow_mut() = Some(bulk::Bulk::default());
-        Ok(())
-    }
-
-    /// Whether the writer is in bulk mode.
-    pub fn in_bulk(&self) -> bool {
-        self.bulk.borrow().is_some()
-    }
-
-    /// Leaves bulk mode: writes the deferred index entries in key order and removes the
-    /// marker, in one transaction. Returns how many entries were written. On failure the
-    /// marker stays, and the next open rebuilds the cache from the journal.
-    pub fn finish_bulk(&self) -> Result<usize, CacheError> {
-        let mut bulk = self.bulk.borrow_mut();
-        let Some(deferred) = bulk.as_mut() else {
-            return Ok(0);
-        };
-        let conn = &self.conn;
-        let result = conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
-            let n = deferred.write(conn)?;
-            conn.execute("DELETE FROM meta WHERE key = ?1", params![bulk::MARKER])?;
-            conn.execute_batch("COMMIT")?;
-            Ok(n)
-        });
-        if result.is_err() && !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        // On failure the writer stays in bulk mode with its entries.
-        let n = result.map_err(sql_err("writing the deferred index entries"))?;
-        *bulk = None;
-        drop(bulk);
-        self.note_write();
-        Ok(n)
-    }
-
-    /// The deferred entries of bulk mode, if the writer is in it.
-    fn bulk(&self) -> std::cell::RefMut<'_, Option<bulk::Bulk>> {
-        self.bulk.borrow_mut()
-    }
-
     /// Checkpoints the cache's WAL into its file (at shutdown).
     pub fn flush(&self) -> Result<(), CacheError> {
         self.conn
