@@ -1,0 +1,412 @@
+//! The ledger thread: takes commands off the channel in batches, executes each batch in one
+//! journal transaction, commits, then writes the cache and answers.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cache::{CacheWriter, Session};
+use crate::config::SeedProduct;
+use crate::domain::access::Role;
+use crate::journal::Journal;
+
+use super::requests::{ProductEdit, StockMovement};
+use super::{
+    Actor, Command, Job, LedgerError, LedgerStats, MAX_BATCH, Msg, Outcome, SessionOp,
+    StoreSettings, cache_codec, execute, purge_idempotency, replay,
+};
+
+pub(super) struct Worker {
+    /// Tells waiting tasks (the uplink) the last committed `seq`.
+    pub(super) seq_tx: tokio::sync::watch::Sender<u64>,
+    pub(super) journal: Journal,
+    pub(super) cache: CacheWriter,
+    pub(super) settings: Arc<StoreSettings>,
+    pub(super) stats: Arc<LedgerStats>,
+    pub(super) idempotency_days: u32,
+    pub(super) last_purge: Instant,
+    /// Set when a cache write failed after a journal commit: the next batch replays first.
+    pub(super) needs_replay: bool,
+    /// The journal's and the cache's checkpoint threads (stopped when the worker is dropped).
+    pub(super) checkpointers: Vec<crate::journal::Checkpointer>,
+}
+
+impl Worker {
+    /// Records the config's products that the store does not know yet, with their opening
+    /// stock, as journal events (so a rebuilt cache gets them back, and HQ hears of them).
+    pub(super) fn seed(&mut self, seeds: &[SeedProduct]) -> Result<(), LedgerError> {
+        let actor = Actor {
+            staff_no: "config".into(),
+            role: Role::Admin,
+            terminal_id: "storebox".into(),
+        };
+        let mut jobs = Vec::new();
+        let mut replies = Vec::new();
+        for s in seeds {
+            if self.cache.reader().product(&s.product.sku)?.is_some() {
+                continue;
+            }
+            let p = &s.product;
+            let mut cmds = vec![Command::PutProduct {
+                sku: p.sku.clone(),
+                req: ProductEdit {
+                    name: p.name.clone(),
+                    price: p.price,
+                    barcodes: p.barcodes.clone(),
+                    promo: p.promo.clone(),
+                    category: p.category.clone(),
+                    unit: p.unit.clone(),
+                    member_discount: p.member_discount,
+                    active: p.active,
+                    safety_stock: s.safety_stock,
+                },
+            }];
+            if let Some(stock) = s.stock.filter(|n| *n != 0) {
+                cmds.push(Command::MoveStock {
+                    req: StockMovement {
+                        sku: p.sku.clone(),
+                        delta: stock,
+                        reason: crate::domain::event::StockReason::Adjust,
+                        note: "opening stock from the config".into(),
+                    },
+                    idem: None,
+                });
+            }
+            for cmd in cmds {
+                let (reply, rx) = oneshot::channel();
+                jobs.push(Job {
+                    actor: actor.clone(),
+                    cmd,
+                    reply,
+                });
+                replies.push(rx);
+            }
+        }
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let n = jobs.len();
+        self.batch(jobs);
+        for mut rx in replies {
+            match rx.try_recv() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(LedgerError::Internal("seeding got no answer".into())),
+            }
+        }
+        tracing::info!(events = n, "recorded the config's products");
+        Ok(())
+    }
+
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut jobs = Vec::new();
+            let mut pings = Vec::new();
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Job(job) => jobs.push(job),
+                    Msg::Ping(reply) => pings.push(reply),
+                    Msg::FinishBulk(reply) => {
+                        self.batch(std::mem::take(&mut jobs));
+                        let _ = reply.send(self.finish_bulk());
+                    }
+                    #[cfg(test)]
+                    Msg::Hook(f, done) => {
+                        self.batch(std::mem::take(&mut jobs));
+                        f(self.journal.conn());
+                        let _ = done.send(());
+                    }
+                }
+                if jobs.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !jobs.is_empty() {
+                self.batch(jobs);
+            }
+            // Only now: a ping answered means the thread got through the batch it came with.
+            for reply in pings {
+                let _ = reply.send(());
+            }
+            if self.last_purge.elapsed() > Duration::from_secs(3600) {
+                purge_idempotency(&mut self.journal, self.idempotency_days);
+                self.last_purge = Instant::now();
+            }
+        }
+        // Unless asked before: a bulk write left unfinished would make the next start rebuild
+        // the cache.
+        if let Err(e) = self.finish_bulk() {
+            tracing::error!(error = %e, "writing the deferred index entries at shutdown failed");
+        }
+        self.cache
+            .reader()
+            .checkpoint_moment(crate::journal::Moment::Before { empty: true });
+        if let Err(e) = self.cache.flush() {
+            tracing::error!(error = %e, "flushing the cache at shutdown failed");
+        }
+        tracing::info!("ledger stopped");
+    }
+
+    /// Leaves the cache's bulk mode, timing it.
+    fn finish_bulk(&mut self) -> Result<usize, LedgerError> {
+        let t = Instant::now();
+        let n = self.cache.finish_bulk()?;
+        if n > 0 {
+            tracing::info!(
+                entries = n,
+                secs = t.elapsed().as_secs_f64(),
+                "wrote the deferred member index entries"
+            );
+        }
+        Ok(n)
+    }
+
+    /// Executes session changes at once (they touch only the cache) and returns the rest.
+    fn session_jobs(&mut self, jobs: Vec<Job>) -> Vec<Job> {
+        let mut rest = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match job.cmd {
+                Command::Session(op) => {
+                    let result = match op {
+                        SessionOp::Open {
+                            token_hash,
+                            session,
+                        } => self.cache.put_session(&token_hash, &session),
+                        SessionOp::Close { token_hash } => self.cache.remove_session(&token_hash),
+                        SessionOp::Prune => {
+                            self.cache.prune_sessions(Utc::now(), |_| true).map(|_| ())
+                        }
+                        SessionOp::Strike { scopes, window } => {
+                            let now = Utc::now();
+                            scopes.iter().try_for_each(|(scope, max)| {
+                                let s = crate::domain::lockout::strike(
+                                    self.cache.strikes(scope)?,
+                                    now,
+                                    *max,
+                                    window,
+                                );
+                                self.cache.put_strikes(scope, &s)
+                            })
+                        }
+                        SessionOp::ClearStrikes { scope } => self.cache.clear_strikes(&scope),
+                    };
+                    let _ = job
+                        .reply
+                        .send(result.map(|()| Outcome::Done).map_err(LedgerError::from));
+                }
+                cmd => rest.push(Job {
+                    actor: job.actor,
+                    cmd,
+                    reply: job.reply,
+                }),
+            }
+        }
+        rest
+    }
+
+    fn batch(&mut self, jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        if self.needs_replay {
+            match replay(&self.journal, &self.cache, &self.settings) {
+                Ok(_) => self.needs_replay = false,
+                Err(e) => tracing::error!(error = %e, "cache catch-up failed"),
+            }
+        }
+        let codec = cache_codec(&self.cache);
+        let rules = self.settings.rules();
+        let now = Utc::now();
+        let first_seq = self.journal.last_seq() + 1;
+        let mut done: Vec<(oneshot::Sender<Result<Outcome, LedgerError>>, Outcome)> = Vec::new();
+        let mut failure: Option<LedgerError> = None;
+        let mut last_seq = first_seq - 1;
+        let mut erased = false;
+
+        let jobs = self.session_jobs(jobs);
+        if jobs.is_empty() {
+            return;
+        }
+        let t0 = Instant::now();
+        let durable = jobs.iter().any(|j| matches!(j.cmd, Command::ApplyHq(_)));
+        let mut pending = match self.cache.pending(durable) {
+            Ok(p) => p,
+            Err(e) => {
+                let err = LedgerError::from(e);
+                tracing::error!(error = %err, "cannot start a batch");
+                for job in jobs {
+                    let _ = job.reply.send(Err(clone_err(&err)));
+                }
+                return;
+            }
+        };
+        let conn = self.journal.conn_mut();
+        // IMMEDIATE: the write lock is taken at BEGIN (waiting out a checkpoint), so a batch
+        // never starts reading a snapshot it then cannot write on.
+        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                let err =
+                    LedgerError::from(crate::journal::JournalError::sql("starting a batch")(e));
+                for job in jobs {
+                    let _ = job.reply.send(Err(clone_err(&err)));
+                }
+                return;
+            }
+        };
+        let mut next_seq = first_seq;
+        for job in jobs {
+            if let Some(f) = &failure {
+                let _ = job.reply.send(Err(clone_err(f)));
+                continue;
+            }
+            let mut ctx = execute::Ctx::new(
+                &tx,
+                &mut pending,
+                &self.settings,
+                &rules,
+                &codec,
+                now,
+                next_seq,
+                &job.actor,
+            );
+            let result = ctx.run(job.cmd);
+            let emitted = ctx.emitted();
+            let after = ctx.next_seq();
+            let erasing = ctx.erased();
+            match result {
+                Ok(outcome) => {
+                    next_seq = after;
+                    last_seq = after - 1;
+                    erased |= erasing;
+                    done.push((job.reply, outcome));
+                }
+                Err(e)
+                    if emitted == 0
+                        && !matches!(e, LedgerError::Internal(_) | LedgerError::Unavailable(_)) =>
+                {
+                    let _ = job.reply.send(Err(e));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "batch failed; rolling back");
+                    let _ = job.reply.send(Err(clone_err(&e)));
+                    failure = Some(e);
+                }
+            }
+        }
+        let t1 = Instant::now();
+        let commit = match failure {
+            Some(e) => {
+                drop(tx);
+                Err(e)
+            }
+            None if done.is_empty() => {
+                drop(tx);
+                Ok(())
+            }
+            None => tx.commit().map_err(|e| {
+                LedgerError::from(crate::journal::JournalError::sql("committing a batch")(e))
+            }),
+        };
+        match commit {
+            Ok(()) => {
+                if !done.is_empty() {
+                    self.journal.note_staged(last_seq);
+                    self.stats.last_seq.store(last_seq, Ordering::Relaxed);
+                    self.seq_tx.send_replace(last_seq);
+                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .commands
+                        .fetch_add(done.len() as u64, Ordering::Relaxed);
+                }
+                self.stats.writable.store(true, Ordering::Relaxed);
+                let t2 = Instant::now();
+                let cache_failed = match pending.commit() {
+                    Ok(()) => false,
+                    Err(e) => {
+                        // The journal has the facts; the cache catches up before the next
+                        // batch. HQ data is not in the journal: its sender hears of the
+                        // failure and keeps the message for redelivery.
+                        tracing::error!(error = %e, "cache write after commit failed; will replay");
+                        self.needs_replay = true;
+                        true
+                    }
+                };
+                let t3 = Instant::now();
+                self.stats.note_phases(t1 - t0, t2 - t1, t3 - t2);
+                if erased {
+                    // The data keys are gone from the database; their old pages go from the
+                    // write-ahead logs too.
+                    for c in &self.checkpointers {
+                        c.scrub();
+                    }
+                }
+                for (reply, outcome) in done {
+                    if cache_failed && matches!(outcome, Outcome::Applied { .. }) {
+                        let _ = reply.send(Err(LedgerError::Internal(
+                            "the cache could not be written".into(),
+                        )));
+                        continue;
+                    }
+                    if let Outcome::Staff {
+                        record,
+                        revoke: true,
+                    } = &outcome
+                    {
+                        // Removed, demoted or given a new PIN: their open sessions end.
+                        let no = record.staff_no.clone();
+                        if let Err(e) = self.cache.prune_sessions(Utc::now(), |s| s.staff_no != no)
+                        {
+                            tracing::error!(error = %e, "ending sessions of a changed staff member failed");
+                        }
+                    }
+                    if let Outcome::Applied {
+                        rules,
+                        removed_staff,
+                        ..
+                    } = &outcome
+                    {
+                        if let Some(r) = rules {
+                            self.settings.set_rules((**r).clone());
+                            tracing::info!("membership rules from HQ in force");
+                        }
+                        if !removed_staff.is_empty() {
+                            let gone = |s: &Session| !removed_staff.contains(&s.staff_no);
+                            if let Err(e) = self.cache.prune_sessions(Utc::now(), gone) {
+                                tracing::error!(error = %e, "ending sessions of removed staff failed");
+                            }
+                        }
+                    }
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                if matches!(e, LedgerError::Unavailable(_)) {
+                    self.stats.writable.store(false, Ordering::Relaxed);
+                }
+                tracing::error!(error = %e, commands = done.len(), "batch not recorded");
+                for (reply, _) in done {
+                    let _ = reply.send(Err(clone_err(&e)));
+                }
+                drop(pending);
+                if let Err(e) = self.journal.resync_seq() {
+                    tracing::error!(error = %e, "cannot re-read the journal position");
+                }
+            }
+        }
+    }
+}
+
+/// Errors are not `Clone` (they wrap sources); the batch's failure is told to every command.
+fn clone_err(e: &LedgerError) -> LedgerError {
+    match e {
+        LedgerError::Unavailable(m) => LedgerError::Unavailable(m.clone()),
+        LedgerError::ShuttingDown => LedgerError::ShuttingDown,
+        other => LedgerError::Internal(other.to_string()),
+    }
+}
