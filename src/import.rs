@@ -319,29 +319,37 @@ pub async fn import(
             )
         })
     };
-    let mut next = read();
-    while let Some((n, bad, ready)) = next.take() {
-        let part = ready.await.context("preparing rows")?;
-        next = read();
-        rejected.extend(bad);
-        match store
-            .ledger
-            .execute(actor.clone(), Command::ImportMembers { rows: part })
-            .await
-            .context("importing")?
-        {
-            Outcome::Imported(r) => {
-                report.added += r.added;
-                report.merged += r.merged;
-                report.unchanged += r.unchanged;
-                rejected.extend(r.rejected);
+    // The chunks committed so far stay imported if one fails; the store is closed either way,
+    // so the index entries of those chunks are written (see `cache::bulk`).
+    let run = async {
+        let mut next = read();
+        while let Some((n, bad, ready)) = next.take() {
+            let part = ready.await.context("preparing rows")?;
+            next = read();
+            rejected.extend(bad);
+            match store
+                .ledger
+                .execute(actor.clone(), Command::ImportMembers { rows: part })
+                .await
+                .context("importing")?
+            {
+                Outcome::Imported(r) => {
+                    report.added += r.added;
+                    report.merged += r.merged;
+                    report.unchanged += r.unchanged;
+                    rejected.extend(r.rejected);
+                }
+                other => anyhow::bail!("unexpected outcome {other:?}"),
             }
-            other => anyhow::bail!("unexpected outcome {other:?}"),
+            done += n;
+            progress(done, total);
         }
-        done += n;
-        progress(done, total);
+        Ok(())
     }
-    store.close().await?;
+    .await;
+    let closed = store.close().await;
+    run?;
+    closed?;
     rejected.sort();
     report.rejected = rejected;
     Ok(Summary {
