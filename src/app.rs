@@ -554,8 +554,11 @@ pub struct OfflineStore {
 }
 
 impl OfflineStore {
-    /// Opens the store of `config`; fails if the daemon runs on it.
-    pub fn open(config: &Config) -> anyhow::Result<OfflineStore> {
+    /// Opens the store of `config`; fails if the daemon runs on it. A cache that had to be
+    /// rebuilt (an earlier import stopped before its index entries were written, or a damaged
+    /// file) lost HQ's master data, which only the cache holds: as the daemon does, HQ is
+    /// asked for all of it (a journaled request, sent when the daemon next runs).
+    pub async fn open(config: &Config) -> anyhow::Result<OfflineStore> {
         let dir = &config.storage.dir;
         let lock = lock_data_dir(dir)
             .context("the daemon must be stopped for this (systemctl stop storebox)")?;
@@ -571,7 +574,7 @@ impl OfflineStore {
             .into());
         }
         journal.set_offline()?;
-        let (cache, writer, _) =
+        let (cache, writer, opened) =
             Cache::open(dir, config.storage.cache_capacity_mb, PiiCodec::new(keys))
                 .with_context(|| format!("opening the cache in {}", dir.display()))?;
         // Offline work (a bulk import) looks up every phone and card in the cache's indices
@@ -591,6 +594,16 @@ impl OfflineStore {
             &config.products,
             config.storage.idempotency_days,
         )?;
+        if let Opened::Rebuilt(aside) = opened {
+            tracing::warn!(aside = %aside.display(), "the cache was rebuilt from the journal");
+            let request = crate::ledger::Command::RequestSync {
+                reason: "cache_rebuilt".into(),
+            };
+            ledger
+                .execute(system_actor(), request)
+                .await
+                .context("asking HQ for a resync after the cache was rebuilt")?;
+        }
         Ok(OfflineStore {
             ledger,
             cache,

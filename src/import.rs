@@ -293,7 +293,7 @@ pub async fn import(
     let mut rows =
         Rows::open(&text, map).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let total = Rows::count(&text);
-    let store = crate::app::OfflineStore::open(config)?;
+    let store = crate::app::OfflineStore::open(config).await?;
     let actor = Actor {
         staff_no: "import".into(),
         role: crate::domain::access::Role::Admin,

@@ -232,9 +232,9 @@ async fn a_file_read_in_small_chunks_imports_the_same_and_reports_progress() {
 }
 
 /// An import that stops after some chunks committed but before the sorted index entries were
-/// written (power cut, kill -9) leaves its marker in the cache: the daemon's next start moves
-/// that cache aside and rebuilds it from the journal, so every imported member is found by
-/// phone, card and phone tail.
+/// written (power cut, kill -9) leaves its marker in the cache: the next import (or the
+/// daemon's next start) moves that cache aside, rebuilds it from the journal and asks HQ for
+/// its master data again; every imported member is found by phone, card and phone tail.
 #[tokio::test]
 async fn members_of_an_import_stopped_before_its_index_entries_are_found_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -271,9 +271,39 @@ async fn members_of_an_import_stopped_before_its_index_entries_are_found_after_a
             )
             .unwrap();
     }
+    // The operator runs the import again, with one more row.
+    std::fs::write(
+        &csv,
+        "姓名,手机号码,会员卡号\n会员0,13900000000,CARD0000\n会员40,13900000040,CARD0040\n",
+    )
+    .unwrap();
+    let again = storebox::import::import(
+        &config,
+        &csv,
+        storebox::import::Encoding::Auto,
+        &[],
+        15,
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    let r = &again.report;
+    assert_eq!((r.added, r.unchanged), (1, 1), "{r:?}");
+    let journal = rusqlite::Connection::open(data.join("journal.sqlite3")).unwrap();
+    let resyncs: i64 = journal
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'sync.requested'
+             AND data LIKE '%cache_rebuilt%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(resyncs, 1, "HQ is asked for what only the cache held");
+    drop(journal);
+
     let d = Daemon::start_in(dir.path(), "");
     let t = d.login(MANAGER).await;
-    for i in [0, 17, 39] {
+    for i in [0, 17, 39, 40] {
         let phone = format!("1390000{i:04}");
         assert_eq!(members_with_phone(&d, &t, &phone).await, 1, "{phone}");
         let (status, v) = d.get(&t, &format!("/v1/members?card=CARD{i:04}")).await;

@@ -11,7 +11,9 @@
 //! Crash safety: bulk mode begins by committing a marker row in `meta`, and the transaction
 //! that writes the deferred entries deletes it. A cache that still has the marker when it is
 //! opened lost entries that only memory held: it is moved aside and rebuilt from the journal,
-//! which holds every event (the cache is only ever a projection of it).
+//! which holds every event the cache projects. HQ's master data (rules, staff, products,
+//! coupons), which only the cache holds, is asked of HQ again, by the daemon and by an offline
+//! command alike (`Opened::Rebuilt`).
 //!
 //! A batch hands its entries over only once its transaction has committed (a rolled-back
 //! batch's rowids are given out again). A batch that removes a member index entry first writes
@@ -146,6 +148,10 @@ impl CacheWriter {
         if self.bulk.borrow().is_some() {
             return Ok(());
         }
+        debug_assert!(
+            self.conn.is_autocommit(),
+            "bulk mode begins between batches"
+        );
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, 'deferred')",
