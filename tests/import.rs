@@ -231,6 +231,23 @@ async fn a_file_read_in_small_chunks_imports_the_same_and_reports_progress() {
     d.terminate();
 }
 
+/// Imports `csv` through the library, 15 rows a chunk.
+async fn import_by_15(
+    config: &storebox::config::Config,
+    csv: &std::path::Path,
+) -> storebox::import::Summary {
+    storebox::import::import(
+        config,
+        csv,
+        storebox::import::Encoding::Auto,
+        &[],
+        15,
+        |_, _| {},
+    )
+    .await
+    .unwrap()
+}
+
 /// An import that stops after some chunks committed but before the sorted index entries were
 /// written (power cut, kill -9) leaves its marker in the cache: the next import (or the
 /// daemon's next start) moves that cache aside, rebuilds it from the journal and asks HQ for
@@ -248,16 +265,7 @@ async fn members_of_an_import_stopped_before_its_index_entries_are_found_after_a
         text.push_str(&format!("会员{i},1390000{i:04},CARD{i:04}\n"));
     }
     std::fs::write(&csv, text).unwrap();
-    let summary = storebox::import::import(
-        &config,
-        &csv,
-        storebox::import::Encoding::Auto,
-        &[],
-        15,
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let summary = import_by_15(&config, &csv).await;
     assert_eq!(summary.report.added, 40);
 
     // The state such a stop leaves: the members' rows and the marker, no index entries.
@@ -277,16 +285,7 @@ async fn members_of_an_import_stopped_before_its_index_entries_are_found_after_a
         "姓名,手机号码,会员卡号\n会员0,13900000000,CARD0000\n会员40,13900000040,CARD0040\n",
     )
     .unwrap();
-    let again = storebox::import::import(
-        &config,
-        &csv,
-        storebox::import::Encoding::Auto,
-        &[],
-        15,
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let again = import_by_15(&config, &csv).await;
     let r = &again.report;
     assert_eq!((r.added, r.unchanged), (1, 1), "{r:?}");
     let journal = rusqlite::Connection::open(data.join("journal.sqlite3")).unwrap();
