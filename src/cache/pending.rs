@@ -241,18 +241,14 @@ impl<'w> Pending<'w> {
             None => BTreeSet::new(),
         };
         let new_keys = self.member_keys(&m);
-        if old_keys.is_empty() {
-            for (idx, key) in new_keys {
-                self.mark(idx, key, &m.id, true, fresh);
-            }
-            self.members.insert(m.id.clone(), m);
-            return Ok(());
-        }
         for (idx, key) in old_keys.difference(&new_keys) {
             self.mark(*idx, key.clone(), &m.id, false, false);
         }
-        for (idx, key) in new_keys.difference(&old_keys) {
-            self.mark(*idx, key.clone(), &m.id, true, fresh);
+        // The new keys are moved into the marks, not copied (a new member has four).
+        for entry in new_keys {
+            if !old_keys.contains(&entry) {
+                self.mark(entry.0, entry.1, &m.id, true, fresh);
+            }
         }
         self.members.insert(m.id.clone(), m);
         Ok(())
