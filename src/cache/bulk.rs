@@ -94,31 +94,21 @@ impl Bulk {
     /// They stay deferred until [`Bulk::clear`], which the caller calls once the transaction
     /// commits. Returns how many were written.
     pub(super) fn write(&mut self, conn: &Connection) -> rusqlite::Result<usize> {
+        let sorted = |map: &HashMap<Key, i64>| {
+            let mut v: Vec<(Key, i64)> = map.iter().map(|(k, r)| (*k, *r)).collect();
+            v.sort_unstable();
+            v
+        };
+        let (phone, card) = (sorted(&self.phone), sorted(&self.card));
+        self.tail.sort_unstable();
+        self.name.sort_unstable();
         let mut n = 0;
-        for idx in [Idx::Phone, Idx::Card, Idx::Tail, Idx::Name] {
-            let sorted: Vec<(Key, i64)>;
-            let entries: &[(Key, i64)] = match idx {
-                Idx::Phone | Idx::Card => {
-                    let map = if idx == Idx::Phone {
-                        &self.phone
-                    } else {
-                        &self.card
-                    };
-                    let mut v: Vec<(Key, i64)> = map.iter().map(|(k, r)| (*k, *r)).collect();
-                    v.sort_unstable();
-                    sorted = v;
-                    &sorted
-                }
-                _ => {
-                    let v = if idx == Idx::Tail {
-                        &mut self.tail
-                    } else {
-                        &mut self.name
-                    };
-                    v.sort_unstable();
-                    v
-                }
-            };
+        for (idx, entries) in [
+            (Idx::Phone, &phone),
+            (Idx::Card, &card),
+            (Idx::Tail, &self.tail),
+            (Idx::Name, &self.name),
+        ] {
             if entries.is_empty() {
                 continue;
             }

@@ -509,7 +509,7 @@ impl CacheWriter {
             .execute_batch(&format!(
                 "PRAGMA cache_size = -{}; PRAGMA wal_autocheckpoint = {};",
                 mb.max(1) * 1024,
-                crate::journal::WAL_CEILING / 4096 // pages of 4 KiB
+                crate::journal::WAL_CEILING_PAGES
             ))
             .map_err(sql_err("setting the cache writer up for offline work"))
     }

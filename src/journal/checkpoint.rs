@@ -22,7 +22,11 @@ use rusqlite::{Connection, OpenFlags};
 use super::FILE_NAME;
 
 /// WAL size above which a blocking checkpoint is forced.
-pub const WAL_CEILING: u64 = 256 * 1024 * 1024;
+const WAL_CEILING: u64 = 256 * 1024 * 1024;
+
+/// The ceiling in pages (of 4 KiB, SQLite's default): the automatic checkpoint of a writer
+/// that leaves checkpoints to this thread in offline commands.
+pub const WAL_CEILING_PAGES: u64 = WAL_CEILING / 4096;
 
 /// Where the checkpoint thread is, for the file's readers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

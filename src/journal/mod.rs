@@ -29,7 +29,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-pub use checkpoint::{Checkpointer, Moment, WAL_CEILING};
+pub use checkpoint::{Checkpointer, Moment, WAL_CEILING_PAGES};
 pub use reader::JournalReader;
 pub use store::{IdemRecord, StoredEvent};
 
@@ -174,10 +174,7 @@ impl Journal {
     /// of WAL itself after a commit (an import's commits are tens of MiB each).
     pub fn set_offline(&self) -> Result<(), JournalError> {
         self.conn
-            .execute_batch(&format!(
-                "PRAGMA wal_autocheckpoint = {};",
-                WAL_CEILING / 4096 // pages of 4 KiB
-            ))
+            .execute_batch(&format!("PRAGMA wal_autocheckpoint = {WAL_CEILING_PAGES};"))
             .map_err(JournalError::sql("setting the journal up for offline work"))
     }
 
