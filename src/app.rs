@@ -28,6 +28,15 @@ fn system_actor() -> crate::ledger::Actor {
     }
 }
 
+/// Journals a request for all of HQ's master data, which a rebuilt cache has lost (only the
+/// cache holds it); the uplink sends it.
+async fn request_resync(ledger: &Ledger) -> Result<(), crate::ledger::LedgerError> {
+    let request = crate::ledger::Command::RequestSync {
+        reason: "cache_rebuilt".into(),
+    };
+    ledger.execute(system_actor(), request).await.map(|_| ())
+}
+
 /// Takes the data directory's lock so two daemons never share one journal.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     std::fs::create_dir_all(dir)
@@ -152,14 +161,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     }
     let started_at = chrono::Utc::now();
-    if let Opened::Rebuilt(_) = opened {
-        // HQ's master data did not survive: ask for all of it.
-        let request = crate::ledger::Command::RequestSync {
-            reason: "cache_rebuilt".into(),
-        };
-        if let Err(e) = ledger.execute(system_actor(), request).await {
-            tracing::error!(error = %e, "cannot ask HQ for a resync");
-        }
+    if let Opened::Rebuilt(_) = opened
+        && let Err(e) = request_resync(&ledger).await
+    {
+        tracing::error!(error = %e, "cannot ask HQ for a resync");
     }
     let loaded = crate::ledger::Command::Audit {
         action: "config.load".into(),
@@ -596,11 +601,7 @@ impl OfflineStore {
         )?;
         if let Opened::Rebuilt(aside) = opened {
             tracing::warn!(aside = %aside.display(), "the cache was rebuilt from the journal");
-            let request = crate::ledger::Command::RequestSync {
-                reason: "cache_rebuilt".into(),
-            };
-            ledger
-                .execute(system_actor(), request)
+            request_resync(&ledger)
                 .await
                 .context("asking HQ for a resync after the cache was rebuilt")?;
         }
