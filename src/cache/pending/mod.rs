@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rusqlite::{OptionalExtension, params};
 
-use super::codec::{encode_json, encode_member, encode_member_sealed, get_json};
+use super::codec::get_json;
 use super::keys::MemberKeys;
 use super::{CacheError, CacheWriter, Idx, get_member, index_get, sql_err, stored_rules};
 use crate::domain::catalog::{Coupon, Product, StockLevel};
@@ -23,6 +23,8 @@ use crate::domain::member::{Member, Profile};
 use crate::domain::rules::Rules;
 use crate::domain::sync::StaffRecord;
 use crate::pii::IndexField;
+
+mod write;
 
 /// What was computed ahead for a member's profile: its index keys and its sealed form.
 struct Primed {
@@ -455,195 +457,5 @@ impl<'w> Pending<'w> {
 
         // On failure the transaction is rolled back when `self` drops.
         result.map(|_| ())
-    }
-
-    fn write(&self) -> Result<Written, CacheError> {
-        if self.is_empty() {
-            return Ok(Written::default());
-        }
-        let conn = self.w.conn();
-        let codec = self.w.codec();
-        let mut members = self
-            .members
-            .iter()
-            .map(|(id, m)| {
-                let data = match self.primed_for(m) {
-                    Some(pr) => encode_member_sealed(m, &pr.sealed),
-                    None => encode_member(codec, m)?,
-                };
-                Ok((id.as_str(), data))
-            })
-            .collect::<Result<Vec<_>, CacheError>>()?;
-        // In id order: new members' ids grow with time, so their entries append to the id index.
-        members.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let tx = conn;
-        let write = sql_err("writing the cache");
-        let run = || -> rusqlite::Result<Written> {
-            let mut out = Written::default();
-            // The rowid of each member written (beside `members`), for its index entries.
-            let mut rids: Vec<i64> = Vec::with_capacity(members.len());
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO members (id, data) VALUES (?1, ?2)
-                     ON CONFLICT (id) DO UPDATE SET data = excluded.data RETURNING rid",
-                )?;
-                for (id, data) in &members {
-                    rids.push(st.query_row(params![id, data], |r| r.get(0))?);
-                }
-            }
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO products (sku, data) VALUES (?1, ?2)",
-                )?;
-                for (sku, p) in &self.products {
-                    st.execute(params![sku, encode_json(p)])?;
-                }
-            }
-            {
-                // An update that leaves `below` as it is does not touch its index.
-                let mut update =
-                    tx.prepare_cached("UPDATE stock SET data = ?3 WHERE sku = ?1 AND below = ?2")?;
-                let mut put = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO stock (sku, below, data) VALUES (?1, ?2, ?3)",
-                )?;
-                for (sku, s) in &self.stock {
-                    let row = params![sku, s.below_safety(), encode_json(s)];
-                    if update.execute(row)? == 0 {
-                        put.execute(row)?;
-                    }
-                }
-            }
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO coupons (code, data) VALUES (?1, ?2)",
-                )?;
-                for (code, c) in &self.coupons {
-                    st.execute(params![code, encode_json(c)])?;
-                }
-            }
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO feedback (id, open, data) VALUES (?1, ?2, ?3)",
-                )?;
-                for (id, f) in &self.feedback {
-                    let open = f.status != crate::domain::feedback::FeedbackStatus::Closed;
-                    st.execute(params![id, open, encode_json(f)])?;
-                }
-            }
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO campaigns (id, data) VALUES (?1, ?2)",
-                )?;
-                for (id, c) in &self.campaigns {
-                    st.execute(params![id, encode_json(c)])?;
-                }
-            }
-            {
-                let mut st =
-                    tx.prepare_cached("INSERT OR IGNORE INTO occasions (code) VALUES (?1)")?;
-                for code in &self.occasions {
-                    st.execute(params![code])?;
-                }
-            }
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO staff (staff_no, data) VALUES (?1, ?2)",
-                )?;
-                for (no, s) in &self.staff {
-                    st.execute(params![no, encode_json(s)])?;
-                }
-            }
-            if let Some(r) = &self.rules {
-                tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('rules', ?1)")?
-                    .execute(params![String::from_utf8_lossy(&encode_json(r))])?;
-            }
-            // Removals first, so a key that moved between ids ends up where it was put.
-            // Member indexes point at the member's rowid.
-            let written: HashMap<&str, i64> = members
-                .iter()
-                .zip(&rids)
-                .map(|((id, _), rid)| (*id, *rid))
-                .collect();
-            let rid_of = |id: &str| -> rusqlite::Result<Option<i64>> {
-                if let Some(rid) = written.get(id) {
-                    return Ok(Some(*rid));
-                }
-                tx.prepare_cached("SELECT rid FROM members WHERE id = ?1")?
-                    .query_row(params![id], |r| r.get(0))
-                    .optional()
-            };
-            // In bulk mode member entries added are deferred (handed over after the commit);
-            // a removal might name a deferred entry, so what is deferred is written first.
-            let mut bulk = self.w.bulk();
-            let in_bulk = bulk.is_some();
-            if let Some(b) = bulk.as_mut()
-                && !b.is_empty()
-                && self.index.iter().any(|(idx, keys)| {
-                    idx.of_members() && keys.values().flatten().any(|(_, present)| !present)
-                })
-            {
-                b.write(tx)?;
-                out.flushed = true;
-            }
-            for add in [false, true] {
-                for (idx, keys) in &self.index {
-                    let mut st = tx.prepare_cached(index_sql(*idx, add))?;
-                    for (key, ids) in keys {
-                        for (id, _) in ids.iter().filter(|(_, p)| *p == add) {
-                            if !idx.of_members() {
-                                st.execute(params![key, id])?;
-                            } else if let Some(rid) = rid_of(id)? {
-                                let deferred = if add && in_bulk {
-                                    super::bulk::deferrable(*idx, key)
-                                } else {
-                                    None
-                                };
-                                if let Some(k) = deferred {
-                                    out.deferred.push((*idx, k, rid));
-                                } else {
-                                    st.execute(params![key, rid])?;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            if let Some(seq) = self.applied_seq {
-                tx.prepare_cached(
-                    "INSERT INTO meta (key, value) VALUES ('applied_seq', ?1)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value
-                     WHERE CAST(excluded.value AS INTEGER) > CAST(meta.value AS INTEGER)",
-                )?
-                .execute(params![seq.to_string()])?;
-            }
-            Ok(out)
-        };
-        run().map_err(write)
-    }
-}
-
-/// What a batch's write left for bulk mode to do after the commit.
-#[derive(Default)]
-struct Written {
-    /// It wrote the entries bulk mode had deferred: they are to be forgotten.
-    flushed: bool,
-    /// Member index entries it added and deferred: they are to be handed over.
-    deferred: Vec<(Idx, super::bulk::Key, i64)>,
-}
-
-/// The statement that adds (or removes) an entry of an index table: member indexes hold the
-/// member's rowid, the barcode index the SKU.
-fn index_sql(idx: Idx, add: bool) -> &'static str {
-    match (idx, add) {
-        (Idx::Phone, false) => "DELETE FROM idx_phone WHERE k = ?1 AND rid = ?2",
-        (Idx::Phone, true) => "INSERT OR REPLACE INTO idx_phone (k, rid) VALUES (?1, ?2)",
-        (Idx::Card, false) => "DELETE FROM idx_card WHERE k = ?1 AND rid = ?2",
-        (Idx::Card, true) => "INSERT OR REPLACE INTO idx_card (k, rid) VALUES (?1, ?2)",
-        (Idx::Tail, false) => "DELETE FROM idx_tail WHERE k = ?1 AND rid = ?2",
-        (Idx::Tail, true) => "INSERT OR REPLACE INTO idx_tail (k, rid) VALUES (?1, ?2)",
-        (Idx::Name, false) => "DELETE FROM idx_name WHERE k = ?1 AND rid = ?2",
-        (Idx::Name, true) => "INSERT OR REPLACE INTO idx_name (k, rid) VALUES (?1, ?2)",
-        (Idx::Barcode, false) => "DELETE FROM idx_barcode WHERE k = ?1 AND id = ?2",
-        (Idx::Barcode, true) => "INSERT OR REPLACE INTO idx_barcode (k, id) VALUES (?1, ?2)",
     }
 }
