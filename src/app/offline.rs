@@ -1,0 +1,102 @@
+//! The store opened by an offline command (`storebox members import`): the daemon stopped,
+//! the data directory locked, the ledger running without the HTTP API.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cache::{Cache, Opened};
+use crate::config::Config;
+use crate::journal::Journal;
+use crate::ledger::{Ledger, StoreSettings};
+use crate::pii::PiiCodec;
+use crate::security::KeyError;
+
+use super::{load_keys, lock_data_dir, request_resync};
+
+/// The cache writer's page cache in an offline command, at least (MiB): the phone and card
+/// index pages of a million members, for the uniqueness lookups.
+const OFFLINE_PAGE_CACHE_MB: u64 = 96;
+
+/// The store opened by an offline command (the daemon stopped): the data directory locked,
+/// the journal replayed into the cache, the ledger running.
+pub struct OfflineStore {
+    /// The ledger.
+    pub ledger: Ledger,
+    /// Read access to the cache.
+    pub cache: Cache,
+    thread: std::thread::JoinHandle<()>,
+    _lock: File,
+}
+
+impl OfflineStore {
+    /// Opens the store of `config`; fails if the daemon runs on it. A cache that had to be
+    /// rebuilt (an earlier import stopped before its index entries were written, or a damaged
+    /// file) lost HQ's master data, which only the cache holds: as the daemon does, HQ is
+    /// asked for all of it (a journaled request, sent when the daemon next runs).
+    pub async fn open(config: &Config) -> anyhow::Result<OfflineStore> {
+        let dir = &config.storage.dir;
+        let lock = lock_data_dir(dir)
+            .context("the daemon must be stopped for this (systemctl stop storebox)")?;
+        let keys = Arc::new(load_keys(config)?);
+        let journal = Journal::open(dir, &config.store.id)
+            .with_context(|| format!("opening the journal in {}", dir.display()))?;
+        if let Some(expected) = journal.bind_key(keys.fingerprint())? {
+            return Err(KeyError::WrongKey {
+                path: config.key_path(),
+                found: keys.fingerprint().to_string(),
+                expected,
+            }
+            .into());
+        }
+        journal.set_offline()?;
+        let (cache, writer, opened) =
+            Cache::open(dir, config.storage.cache_capacity_mb, PiiCodec::new(keys))
+                .with_context(|| format!("opening the cache in {}", dir.display()))?;
+        // Offline work (a bulk import) looks up every phone and card in the cache's indices
+        // while no reader runs: the writer gets a page cache of the whole `cache_capacity_mb`,
+        // and at least 96 MiB; the idle readers keep their shares. New members' index entries
+        // are written sorted when the store closes (`cache::bulk`).
+        writer.set_offline(config.storage.cache_capacity_mb.max(OFFLINE_PAGE_CACHE_MB))?;
+        writer.begin_bulk()?;
+        let settings = Arc::new(StoreSettings::from_config(config));
+        if let Some((_, rules)) = cache.rules()? {
+            settings.set_rules(rules);
+        }
+        let (ledger, thread) = Ledger::start(
+            journal,
+            writer,
+            settings,
+            &config.products,
+            config.storage.idempotency_days,
+        )?;
+        if let Opened::Rebuilt(aside) = opened {
+            tracing::warn!(aside = %aside.display(), "the cache was rebuilt from the journal");
+            request_resync(&ledger)
+                .await
+                .context("asking HQ for a resync after the cache was rebuilt")?;
+        }
+        Ok(OfflineStore {
+            ledger,
+            cache,
+            thread,
+            _lock: lock,
+        })
+    }
+
+    /// Lets the ledger finish and stop.
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.ledger
+            .finish_bulk()
+            .await
+            .context("writing the member index entries")?;
+        drop(self.ledger);
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .context("waiting for the ledger")?
+            .map_err(|_| anyhow::anyhow!("the ledger thread panicked"))?;
+        Ok(())
+    }
+}
