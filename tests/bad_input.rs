@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{CASHIER, Daemon, MANAGER, TERMINAL_TOKEN, cash};
+use common::{CASHIER, Daemon, MANAGER, TERMINAL_TOKEN, cash, code};
 use serde_json::{Value, json};
 
 /// What must not change.
@@ -40,10 +40,6 @@ async fn raw(
     let r = req.send().await.unwrap();
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(Value::Null))
-}
-
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("<no error code>")
 }
 
 #[tokio::test]

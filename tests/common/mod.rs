@@ -341,3 +341,8 @@ pub fn store_today() -> chrono::NaiveDate {
 pub fn cash(amount: i64) -> Value {
     json!([{"method": "cash", "amount": amount}])
 }
+
+/// The `error.code` of an API error body (design section 4), or a marker when there is none.
+pub fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no error code>")
+}
