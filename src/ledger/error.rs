@@ -75,6 +75,13 @@ impl LedgerError {
             message: message.into(),
         }
     }
+    /// An idempotency key already used for another kind of request.
+    pub(crate) fn key_reused() -> Self {
+        LedgerError::conflict(
+            "idempotency_key_reused",
+            "key was used for another kind of request",
+        )
+    }
     pub(crate) fn rule(code: &'static str, message: impl Into<String>) -> Self {
         LedgerError::Rule {
             code,

@@ -33,10 +33,7 @@ impl Ctx<'_, '_> {
                         replayed: true,
                     })
                 }
-                _ => Err(LedgerError::conflict(
-                    "idempotency_key_reused",
-                    "key was used for another kind of request",
-                )),
+                _ => Err(LedgerError::key_reused()),
             };
         }
         if self.pending.product(&req.sku)?.is_none() {

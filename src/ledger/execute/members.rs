@@ -51,10 +51,7 @@ impl Ctx<'_, '_> {
     ) -> Result<Outcome, LedgerError> {
         if let Some(event) = self.idem_replay(idem.as_ref())? {
             let EventBody::MemberRegistered(r) = &event.body else {
-                return Err(LedgerError::conflict(
-                    "idempotency_key_reused",
-                    "key was used for another kind of request",
-                ));
+                return Err(LedgerError::key_reused());
             };
             let m = self.pending.member(&r.member_id)?.ok_or_else(|| {
                 LedgerError::not_found(

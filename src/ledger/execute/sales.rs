@@ -20,10 +20,7 @@ impl Ctx<'_, '_> {
                     sale,
                     replayed: true,
                 }),
-                _ => Err(LedgerError::conflict(
-                    "idempotency_key_reused",
-                    "key was used for another kind of request",
-                )),
+                _ => Err(LedgerError::key_reused()),
             };
         }
         let PricedCart {
@@ -144,10 +141,7 @@ impl Ctx<'_, '_> {
                     refund,
                     replayed: true,
                 }),
-                _ => Err(LedgerError::conflict(
-                    "idempotency_key_reused",
-                    "key was used for another kind of request",
-                )),
+                _ => Err(LedgerError::key_reused()),
             };
         }
         let reason = req.reason.trim();
