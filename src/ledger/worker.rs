@@ -102,7 +102,7 @@ impl Worker {
     }
 
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        while let Some(first) = rx.blocking_recv() {
+        while let Some(first) = super::wait::next_message(&mut rx, super::wait::LEDGER_POLL) {
             let mut jobs = Vec::new();
             let mut pings = Vec::new();
             let mut next = Some(first);

@@ -1,0 +1,150 @@
+//! How the two sides of the ledger channel wait for each other: a short busy wait before
+//! sleeping.
+//!
+//! A sale from one terminal crosses two threads: the HTTP task hands the command to the ledger
+//! thread and waits for its answer, and the ledger thread waits for the next command. A thread
+//! that sleeps (a futex, or tokio's park) lets its CPU go idle, and waking an idle CPU costs
+//! tens of microseconds — on a virtual machine the idle vCPU is halted and the wake-up is an
+//! exit to the host. At one terminal selling back to back that was a third of a sale's time,
+//! beside an fsync of ~130 µs (docs/benchmarks.md). So each side first polls for a bounded
+//! time, and only then sleeps:
+//!
+//! - the ledger thread, after a batch, polls its channel for [`LEDGER_POLL`] — long enough for
+//!   the same terminal's next request to come round (HTTP included), short enough that an
+//!   idle store costs nothing;
+//! - the HTTP task waiting for its answer polls (yielding to every other task between polls,
+//!   so it never holds up the runtime) for [`ANSWER_POLL`], a little more than a commit on an
+//!   SSD — but only while its command is the only one in flight. With several terminals
+//!   selling, the ledger thread needs the CPU the polling would take, and the answers come in
+//!   batches anyway.
+//!
+//! On slow storage (an SD card's fsync takes milliseconds) both polls end unanswered and the
+//! threads sleep as before: the wait costs at most the poll's CPU time per command.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+/// How long the ledger thread polls its channel after a batch before it sleeps.
+pub(super) const LEDGER_POLL: Duration = Duration::from_micros(200);
+
+/// How long a lone command's task polls for its answer before it sleeps.
+pub(super) const ANSWER_POLL: Duration = Duration::from_micros(400);
+
+/// The next message for the ledger thread; `None` once every sender is gone.
+pub(super) fn next_message<T>(rx: &mut mpsc::Receiver<T>, poll: Duration) -> Option<T> {
+    let until = Instant::now() + poll;
+    loop {
+        match rx.try_recv() {
+            Ok(msg) => return Some(msg),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) if Instant::now() < until => {
+                std::hint::spin_loop();
+            }
+            Err(mpsc::error::TryRecvError::Empty) => return rx.blocking_recv(),
+        }
+    }
+}
+
+/// Commands sent to the ledger thread and not yet answered.
+#[derive(Clone, Default)]
+pub(super) struct InFlight(Arc<AtomicUsize>);
+
+/// One command in flight, counted until dropped (answered, or its task cancelled).
+pub(super) struct Counted<'a>(&'a AtomicUsize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl InFlight {
+    /// Counts a command until the returned guard is dropped.
+    pub(super) fn count(&self) -> Counted<'_> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Counted(&self.0)
+    }
+
+    fn alone(&self) -> bool {
+        self.0.load(Ordering::Relaxed) <= 1
+    }
+
+    /// The answer to a command: polled for up to `poll` while it is the only one in flight,
+    /// then awaited. `None` when the ledger thread dropped the command unanswered.
+    pub(super) async fn answer<T>(
+        &self,
+        mut rx: oneshot::Receiver<T>,
+        poll: Duration,
+    ) -> Option<T> {
+        let until = Instant::now() + poll;
+        while self.alone() && Instant::now() < until {
+            match rx.try_recv() {
+                Ok(v) => return Some(v),
+                // A receiver that saw the sender go must not be awaited.
+                Err(oneshot::error::TryRecvError::Closed) => return None,
+                Err(oneshot::error::TryRecvError::Empty) => tokio::task::yield_now().await,
+            }
+        }
+        rx.await.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_side_takes_a_message_sent_while_it_polls_and_one_sent_after() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let sender = std::thread::spawn(move || {
+            tx.blocking_send(1).ok();
+            std::thread::sleep(Duration::from_millis(20));
+            tx.blocking_send(2).ok();
+        });
+        assert_eq!(next_message(&mut rx, LEDGER_POLL), Some(1));
+        // Long after the poll ended: the thread sleeps, and wakes for it.
+        assert_eq!(next_message(&mut rx, LEDGER_POLL), Some(2));
+        sender.join().ok();
+        assert_eq!(next_message(&mut rx, LEDGER_POLL), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_arrives_whether_it_comes_during_the_poll_or_after_it() {
+        let in_flight = InFlight::default();
+        for delay in [Duration::ZERO, Duration::from_millis(30)] {
+            let _counted = in_flight.count();
+            let (tx, rx) = oneshot::channel();
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                tx.send(7).ok();
+            });
+            assert_eq!(in_flight.answer(rx, ANSWER_POLL).await, Some(7));
+        }
+        // Dropped unanswered, before the poll and during it.
+        let _counted = in_flight.count();
+        let (tx, rx) = oneshot::channel::<u8>();
+        drop(tx);
+        assert_eq!(in_flight.answer(rx, ANSWER_POLL).await, None);
+        let (tx, rx) = oneshot::channel::<u8>();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_micros(100));
+            drop(tx);
+        });
+        assert_eq!(in_flight.answer(rx, ANSWER_POLL).await, None);
+    }
+
+    #[test]
+    fn commands_are_counted_until_answered_or_dropped() {
+        let in_flight = InFlight::default();
+        let a = in_flight.count();
+        assert!(in_flight.alone());
+        let b = in_flight.count();
+        assert!(!in_flight.alone(), "two commands in flight: nobody polls");
+        drop(a);
+        drop(b);
+        assert_eq!(in_flight.0.load(Ordering::Relaxed), 0);
+    }
+}
