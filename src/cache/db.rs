@@ -45,6 +45,11 @@ CREATE INDEX IF NOT EXISTS feedback_open ON feedback(open, id);
 CREATE TABLE IF NOT EXISTS campaigns (id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS strikes (scope TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS occasions (code TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counts (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS members_count_in AFTER INSERT ON members
+  BEGIN UPDATE counts SET n = n + 1 WHERE name = 'members'; END;
+CREATE TRIGGER IF NOT EXISTS members_count_out AFTER DELETE ON members
+  BEGIN UPDATE counts SET n = n - 1 WHERE name = 'members'; END;
 ";
 
 /// Opens a connection with the cache's settings; `cache_kib` is its page-cache share.
@@ -86,9 +91,27 @@ pub(super) fn connect(path: &Path, write: bool, cache_kib: u64) -> Result<Connec
 /// Creates the tables of a new cache, and the tables added since its layout version to an
 /// existing one (every statement is `IF NOT EXISTS`; a table added this way is one whose
 /// projection an older cache never needed, so nothing has to be replayed into it).
+///
+/// The member count is kept by triggers in `counts`, in the transaction that adds or removes a
+/// member, whichever path writes it (a sale's batch, an import, a rebuild): counting a million
+/// rows reads the whole table, too slow for every `/metrics` scrape. A cache from before the
+/// counter is counted once, here.
 pub(super) fn create_schema(conn: &Connection) -> Result<(), CacheError> {
-    conn.execute_batch(SCHEMA)
-        .map_err(sql_err("creating the cache schema"))
+    let run = || -> rusqlite::Result<()> {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(SCHEMA)?;
+        let counted = tx
+            .prepare("SELECT 1 FROM counts WHERE name = 'members'")?
+            .exists([])?;
+        if !counted {
+            tx.execute(
+                "INSERT INTO counts (name, n) SELECT 'members', COUNT(*) FROM members",
+                [],
+            )?;
+        }
+        tx.commit()
+    };
+    run().map_err(sql_err("creating the cache schema"))
 }
 
 /// Opens the writer, creates the schema and checks the layout stamp and the fingerprint of the

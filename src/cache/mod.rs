@@ -388,8 +388,10 @@ impl Cache {
     /// Number of members cached.
     pub fn member_count(&self) -> Result<u64, CacheError> {
         self.read(|c| {
-            c.query_row("SELECT COUNT(*) FROM members", [], |r| r.get::<_, i64>(0))
-                .map(|n| n as u64)
+            c.prepare_cached("SELECT n FROM counts WHERE name = 'members'")
+                .and_then(|mut st| st.query_row([], |r| r.get::<_, i64>(0)))
+                .optional()
+                .map(|n| n.unwrap_or(0).max(0) as u64)
                 .map_err(sql_err("counting members"))
         })
     }

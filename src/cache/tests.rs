@@ -124,6 +124,46 @@ fn lookups_through_hints_follow_every_change_of_the_index() {
     assert!(used() > via_sql, "found through SQLite, then hinted");
 }
 
+/// The member count follows every write without counting the table, survives a restart,
+/// and a cache from before the counter is counted once when opened.
+#[test]
+fn the_member_count_is_kept_across_writes_restarts_and_an_older_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let codec = PiiCodec::random();
+    let (c, w, _) = Cache::open(dir.path(), 4, codec.clone()).unwrap();
+    assert_eq!(c.member_count().unwrap(), 0);
+    let mut p = w.pending(false).unwrap();
+    p.put_member(person("a", "13800000001", None)).unwrap();
+    p.put_member(person("b", "13800000002", None)).unwrap();
+    p.commit().unwrap();
+    // An edit of a known member is not a new one.
+    let mut p = w.pending(false).unwrap();
+    p.put_member(person("a", "13800000009", Some("C1")))
+        .unwrap();
+    p.put_member(person("c", "13800000003", None)).unwrap();
+    p.commit().unwrap();
+    assert_eq!(c.member_count().unwrap(), 3);
+    // A batch that is not committed counts nothing.
+    let mut p = w.pending(false).unwrap();
+    p.put_member(person("d", "13800000004", None)).unwrap();
+    drop(p);
+    assert_eq!(c.member_count().unwrap(), 3);
+    drop((c, w));
+    let (c, w, how) = Cache::open(dir.path(), 4, codec.clone()).unwrap();
+    assert_eq!(how, Opened::Existing);
+    assert_eq!(c.member_count().unwrap(), 3);
+    // As an older cache: no counter, no triggers.
+    w.conn()
+        .execute_batch(
+            "DROP TRIGGER members_count_in; DROP TRIGGER members_count_out; DROP TABLE counts;",
+        )
+        .unwrap();
+    drop((c, w));
+    let (c, _w, how) = Cache::open(dir.path(), 4, codec).unwrap();
+    assert_eq!(how, Opened::Existing);
+    assert_eq!(c.member_count().unwrap(), 3);
+}
+
 #[test]
 fn garbage_in_place_of_the_cache_is_moved_aside() {
     let dir = tempfile::tempdir().unwrap();
