@@ -67,7 +67,7 @@ fn main() {
             storebox::import::Encoding::Auto,
             &[],
             chunk,
-            |_, _| {},
+            |_| {},
         ))
         .expect("import");
     let secs = t.elapsed().as_secs_f64();

@@ -150,21 +150,9 @@ impl<'t> Rows<'t> {
         Ok(Rows { reader, columns })
     }
 
-    /// The data rows (not blank) in `text`, readable or not: the total for the progress.
-    pub fn count(text: &str) -> u64 {
-        let mut reader = reader(text);
-        let mut rec = csv::ByteRecord::new();
-        let mut n = 0;
-        loop {
-            match reader.read_byte_record(&mut rec) {
-                Ok(false) => return n,
-                Ok(true) if rec.iter().all(<[u8]>::is_empty) => {}
-                Ok(true) => n += 1,
-                // An unreadable record is a refused row; a reader that cannot go on stops.
-                Err(e) if e.is_io_error() => return n,
-                Err(_) => n += 1,
-            }
-        }
+    /// How far into the text the rows read so far reach, in bytes.
+    pub fn position(&self) -> u64 {
+        self.reader.position().byte()
     }
 
     /// Up to `n` more rows, as registrations, and the rows among them refused while reading.
@@ -261,6 +249,31 @@ fn prepare_rows(
         .collect()
 }
 
+/// How far an import is, after each chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Data rows read so far (refused ones included).
+    pub rows: u64,
+    /// Bytes of the (decoded) file read so far.
+    pub bytes: u64,
+    /// Bytes of the whole (decoded) file.
+    pub of_bytes: u64,
+}
+
+impl Progress {
+    /// Percent of the file read, 0 to 100.
+    pub fn percent(&self) -> u64 {
+        (self.bytes.min(self.of_bytes) * 100)
+            .checked_div(self.of_bytes)
+            .unwrap_or(100)
+    }
+
+    /// Whether the whole file has been read.
+    pub fn finished(&self) -> bool {
+        self.bytes >= self.of_bytes
+    }
+}
+
 /// What an import did.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -278,21 +291,22 @@ pub struct Summary {
 pub const CHUNK: usize = 50_000;
 
 /// Imports `file` into the store of `config` (the daemon must be stopped: the import takes the
-/// data directory). `progress(done, total)` is called after each chunk.
+/// data directory). `progress` is called after each chunk; it reports the share of the file
+/// read, so the file is parsed once (no counting pass over a million rows first).
 pub async fn import(
     config: &Config,
     file: &Path,
     encoding: Encoding,
     map: &[(String, String)],
     chunk: usize,
-    mut progress: impl FnMut(u64, u64),
+    mut progress: impl FnMut(Progress),
 ) -> anyhow::Result<Summary> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let (text, used) = decode(&bytes, encoding);
     drop(bytes);
     let mut rows =
         Rows::open(&text, map).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let total = Rows::count(&text);
+    let of_bytes = text.len() as u64;
     let store = crate::app::OfflineStore::open(config).await?;
     let actor = Actor {
         staff_no: "import".into(),
@@ -311,9 +325,11 @@ pub async fn import(
         let (part, bad) = rows.next_chunk(chunk.max(1));
         let codec = codec.clone();
         let n = (part.len() + bad.len()) as u64;
+        let at = rows.position();
         (n > 0).then(|| {
             (
                 n,
+                at,
                 bad,
                 tokio::task::spawn_blocking(move || prepare_rows(&codec, part, today)),
             )
@@ -323,7 +339,7 @@ pub async fn import(
     // so the index entries of those chunks are written (see `cache::bulk`).
     let run = async {
         let mut next = read();
-        while let Some((n, bad, ready)) = next.take() {
+        while let Some((n, at, bad, ready)) = next.take() {
             let part = ready.await.context("preparing rows")?;
             next = read();
             rejected.extend(bad);
@@ -342,7 +358,12 @@ pub async fn import(
                 other => anyhow::bail!("unexpected outcome {other:?}"),
             }
             done += n;
-            progress(done, total);
+            progress(Progress {
+                rows: done,
+                // The last chunk ends the file, whatever blank lines follow its last row.
+                bytes: if next.is_none() { of_bytes } else { at },
+                of_bytes,
+            });
         }
         Ok(())
     }
@@ -354,7 +375,7 @@ pub async fn import(
     report.rejected = rejected;
     Ok(Summary {
         encoding: used,
-        rows: total,
+        rows: done,
         report,
     })
 }

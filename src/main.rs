@@ -302,17 +302,17 @@ fn import(
         encoding,
         map,
         storebox::import::CHUNK,
-        |done, total| {
-            if done == total || last_shown.elapsed().as_millis() >= 500 {
+        |p: storebox::import::Progress| {
+            if p.finished() || last_shown.elapsed().as_millis() >= 500 {
                 last_shown = std::time::Instant::now();
-                let pct = (done * 100).checked_div(total).unwrap_or(100);
+                let (rows, pct) = (p.rows, p.percent());
                 if tty {
-                    eprint!("\rimporting: {done}/{total} rows ({pct} %)");
-                    if done == total {
+                    eprint!("\rimporting: {rows} rows read ({pct} % of the file)");
+                    if p.finished() {
                         eprintln!();
                     }
                 } else {
-                    eprintln!("importing: {done}/{total} rows ({pct} %)");
+                    eprintln!("importing: {rows} rows read ({pct} % of the file)");
                 }
             }
         },

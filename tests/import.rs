@@ -209,12 +209,17 @@ async fn a_file_read_in_small_chunks_imports_the_same_and_reports_progress() {
         storebox::import::Encoding::Auto,
         &[],
         3,
-        |done, total| calls.push((done, total)),
+        |p| calls.push(p),
     )
     .await
     .unwrap();
     assert_eq!(summary.rows, 8);
-    assert_eq!(calls, [(3, 8), (6, 8), (8, 8)], "progress after each chunk");
+    let rows: Vec<u64> = calls.iter().map(|p| p.rows).collect();
+    assert_eq!(rows, [3, 6, 8], "progress after each chunk: {calls:?}");
+    let pcts: Vec<u64> = calls.iter().map(|p| p.percent()).collect();
+    assert!(pcts.is_sorted() && pcts[0] > 0, "{calls:?}");
+    assert!(pcts[1] < 100, "{calls:?}");
+    assert!(calls[2].finished() && pcts[2] == 100, "{calls:?}");
     let r = &summary.report;
     assert_eq!((r.added, r.merged, r.unchanged), (4, 1, 0), "{r:?}");
     let lines: Vec<u64> = r.rejected.iter().map(|(l, _)| *l).collect();
@@ -242,7 +247,7 @@ async fn import_by_15(
         storebox::import::Encoding::Auto,
         &[],
         15,
-        |_, _| {},
+        |_| {},
     )
     .await
     .unwrap()
