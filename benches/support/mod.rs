@@ -65,6 +65,21 @@ pub struct Daemon {
     pub base: String,
     /// From spawning the process to its "listening" line.
     pub startup: Duration,
+    /// When it listened.
+    listening: Instant,
+    /// Hears each "morning automation done" line.
+    automation: std::sync::mpsc::Receiver<()>,
+}
+
+impl Daemon {
+    /// Waits (at most `limit`) for the daemon's morning automation run to finish; how long
+    /// it took since the daemon listened, or `None` if it did not finish in time.
+    pub fn wait_automation(&self, limit: Duration) -> Option<Duration> {
+        self.automation
+            .recv_timeout(limit)
+            .ok()
+            .map(|()| self.listening.elapsed())
+    }
 }
 
 impl Drop for Daemon {
@@ -80,16 +95,22 @@ pub fn start_daemon(config: &Path) -> Daemon {
     let mut child = Command::new(env!("CARGO_BIN_EXE_storebox"))
         .args(["run", "--config"])
         .arg(config)
-        .env("RUST_LOG", "warn,storebox::app=info")
+        .env(
+            "RUST_LOG",
+            "warn,storebox::app=info,storebox::automation=info",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn storebox");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, automation) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("listening on http://") {
+            if line.contains("morning automation done") {
+                let _ = done_tx.send(());
+            } else if let Some(i) = line.find("listening on http://") {
                 let addr = line[i + 20..]
                     .split_whitespace()
                     .next()
@@ -104,8 +125,10 @@ pub fn start_daemon(config: &Path) -> Daemon {
         .expect("storebox did not start");
     Daemon {
         startup: started.elapsed(),
+        listening: Instant::now(),
         child,
         base: format!("http://{addr}"),
+        automation,
     }
 }
 

@@ -259,15 +259,29 @@ impl Cache {
 
     /// Calls `f` with every member, in storage order, reading a page at a time.
     pub fn scan_members(&self, mut f: impl FnMut(i64, Member)) -> Result<(), CacheError> {
+        self.scan_members_while(|rid, m| {
+            f(rid, m);
+            std::ops::ControlFlow::Continue(())
+        })
+        .map(|_| ())
+    }
+
+    /// Like [`Cache::scan_members`], until `f` breaks; true when every member was seen.
+    pub fn scan_members_while(
+        &self,
+        mut f: impl FnMut(i64, Member) -> std::ops::ControlFlow<()>,
+    ) -> Result<bool, CacheError> {
         let mut pos = 0;
         loop {
             let page = self.members_page(pos, 2_000)?;
             let Some((last, _)) = page.last() else {
-                return Ok(());
+                return Ok(true);
             };
             pos = *last;
             for (rid, m) in page {
-                f(rid, m);
+                if f(rid, m).is_break() {
+                    return Ok(false);
+                }
             }
         }
     }
