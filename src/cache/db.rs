@@ -181,8 +181,41 @@ pub(super) fn open_checked(
     }
 }
 
-/// Moves the cache file (and its WAL) aside as `cache.broken-<time>.sqlite3`.
+/// Moves the cache file (and its WAL) aside as `cache.broken-<time>.sqlite3`, and deletes
+/// the copies moved aside before it: the newest is kept for a look at what went wrong, and a
+/// box whose cache was rebuilt now and then does not fill its disk with old copies (each as
+/// large as the cache: ~600 MiB for a million members).
 pub(super) fn move_aside(path: &Path) -> Result<PathBuf, CacheError> {
+    let aside = rename_aside(path)?;
+    if let (Some(dir), Some(keep)) = (aside.parent(), aside.file_name()) {
+        remove_older_copies(dir, &keep.to_string_lossy());
+    }
+    Ok(aside)
+}
+
+/// Deletes the `cache.broken-*` files of `dir` but those of the copy `keep` (its WAL and
+/// shared-memory files start with its name). A file that cannot be deleted is logged and left.
+fn remove_older_copies(dir: &Path, keep: &str) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot list old cache copies");
+            return;
+        }
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("cache.broken-") || name.starts_with(keep) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => tracing::info!(file = %name, "deleted an older cache copy moved aside"),
+            Err(e) => tracing::warn!(error = %e, file = %name, "cannot delete an old cache copy"),
+        }
+    }
+}
+
+fn rename_aside(path: &Path) -> Result<PathBuf, CacheError> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f");
     let aside = path.with_file_name(format!("cache.broken-{stamp}.sqlite3"));
     if path.exists() {

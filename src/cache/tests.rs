@@ -173,6 +173,46 @@ fn garbage_in_place_of_the_cache_is_moved_aside() {
     assert_eq!(c.applied_seq().unwrap(), 0);
 }
 
+/// Only the newest copy moved aside stays: a cache rebuilt again and again does not fill the
+/// disk. Other files of the directory are left alone.
+#[test]
+fn only_the_newest_broken_copy_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("journal.sqlite3"), b"not the cache").unwrap();
+    let copies = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("cache.broken-"))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut kept = Vec::new();
+    for round in 0..3u8 {
+        std::fs::write(dir.path().join(FILE_NAME), vec![0xA5 ^ round; 8192]).unwrap();
+        let (_c, w, how) = Cache::open(dir.path(), 4, PiiCodec::random()).unwrap();
+        let Opened::Rebuilt(aside) = how else {
+            panic!("{how:?}")
+        };
+        drop(w);
+        let name = aside.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(copies(), std::slice::from_ref(&name), "round {round}");
+        assert_eq!(std::fs::read(&aside).unwrap(), vec![0xA5 ^ round; 8192]);
+        kept.push(name);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert_eq!(
+        kept.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        3
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("journal.sqlite3")).unwrap(),
+        b"not the cache"
+    );
+}
+
 /// Bulk mode: the entries added to member indexes wait in memory, the writer's uniqueness
 /// lookups see them, a removal writes them first, the finish writes the rest; a cache closed
 /// with entries unwritten is rebuilt when opened.
