@@ -164,3 +164,48 @@ mod days {
         );
     }
 }
+
+mod idempotency {
+    use super::super::*;
+
+    /// Expired keys go, the others stay, and the purge finds them through the age index
+    /// instead of reading every key (it runs at start and hourly on the ledger thread).
+    #[test]
+    fn expired_keys_are_purged_through_the_age_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
+        let c = journal.conn();
+        for (seq, key, at) in [
+            (1, "old", "2026-01-01T09:00:00+00:00"),
+            (2, "recent", "2026-11-30T09:00:00+00:00"),
+            (3, "today", "2026-12-02T09:00:00+00:00"),
+        ] {
+            c.execute(
+                "INSERT INTO events (seq, id, kind, occurred_at, day, subject, data)
+                 VALUES (?1, ?2, 'sale.recorded', ?3, '2026-12-02', '', '{}')",
+                params![seq, format!("id-{seq}"), at],
+            )
+            .unwrap();
+            let rec = IdemRecord {
+                body_hash: "h".into(),
+                seq: seq as u64,
+            };
+            idem_put(c, "pos-1", key, &rec, at).unwrap();
+        }
+        let plan: Vec<String> = c
+            .prepare("EXPLAIN QUERY PLAN DELETE FROM idempotency WHERE created_at < ?1")
+            .unwrap()
+            .query_map(["2026-11-01"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("idempotency_created")),
+            "{plan:?}"
+        );
+        assert_eq!(idem_purge(c, "2026-11-01T00:00:00+00:00").unwrap(), 1);
+        assert!(idem_get(c, "pos-1", "old").unwrap().is_none());
+        assert!(idem_get(c, "pos-1", "recent").unwrap().is_some());
+        assert!(idem_get(c, "pos-1", "today").unwrap().is_some());
+    }
+}
