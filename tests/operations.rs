@@ -91,6 +91,11 @@ address = "127.0.0.1:1"
         Some(1.0)
     );
     assert_eq!(
+        value(&s, "storebox_members_cached", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
         value(&s, "storebox_member_lookups_total", &[("by", "phone")]),
         Some(1.0)
     );
