@@ -453,4 +453,4 @@ pub fn wrap(text: &str, cols: usize, enc: Encoding) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -32,8 +32,9 @@ fn silver() -> LevelRef {
     }
 }
 
-/// A silver member pays ¥239.73 with ¥300 cash: change ¥60.27, 287 points earned.
-fn sale() -> Sale {
+/// A silver member pays ¥239.73 with ¥300 cash: change ¥60.27, 287 points earned (also the
+/// journal's sample sale).
+pub(crate) fn sale() -> Sale {
     Sale {
         id: "0193a5f0-7c1e-7d2a-9b3c-4e5f6a7b8c9d".into(),
         seq: 1042,

@@ -159,6 +159,14 @@ pub fn append_with(
             serde_json::to_string(&PresealedRegistered::of(r, profile))
                 .map_err(encoding_err(event.seq))?
         }
+        // Sales and refunds hold no personal data to seal (a member is named by id only):
+        // written straight to JSON, not through a `Value` — a few µs of a lone till's sale.
+        (None, EventBody::SaleRecorded(sale)) => {
+            serde_json::to_string(sale).map_err(encoding_err(event.seq))?
+        }
+        (None, EventBody::SaleRefunded(refund)) => {
+            serde_json::to_string(refund).map_err(encoding_err(event.seq))?
+        }
         _ => sealed_data(conn, event, codec, presealed)?,
     };
     insert_event(conn, event, day, &data)
