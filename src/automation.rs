@@ -32,9 +32,10 @@ pub struct Tally {
 }
 
 /// The morning pass reads every member (unsealing each: about 4 s of one core for a million
-/// on the 2-core store box) while the tills sell. It takes at most this share of one core,
-/// resting between stretches of work, so a lookup or a sale beside it waits for a core less
-/// often; a million members then take about a quarter of a minute.
+/// on the 2-core store box) while the tills sell. It runs on a thread of the lowest CPU
+/// priority ([`lowest_priority`]) and takes at most this share of one core, resting between
+/// stretches of work; a million members then take about a quarter of a minute when the store
+/// is quiet, longer when the tills are busy.
 const DUTY: f64 = 0.25;
 
 /// Members between two rests of the pass.
@@ -66,6 +67,20 @@ impl Pace<'_> {
             self.since = Instant::now();
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Lowers the calling thread to the lowest CPU priority (nice 19), so the pass runs on the
+/// CPU time the tills leave. On Linux `setpriority` with a thread id applies to that thread
+/// alone; it cannot be raised again without privileges, hence a thread of its own.
+fn lowest_priority() {
+    // SAFETY: two system calls about the calling thread; no memory is passed.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
+    if rc != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot lower the automation thread's priority; it runs paced only"
+        );
     }
 }
 
@@ -133,7 +148,9 @@ pub async fn run_once(
 ) -> Result<Tally, String> {
     let a = settings.insight.automation.clone();
     let (cache2, settings2, stop2) = (cache.clone(), settings.clone(), stop.clone());
-    let occasions = tokio::task::spawn_blocking(move || {
+    let (done, found) = tokio::sync::oneshot::channel();
+    let scan = move || {
+        lowest_priority();
         let now = settings2.local(Utc::now());
         let mut out = Vec::new();
         let mut pace = Pace {
@@ -194,9 +211,17 @@ pub async fn run_once(
             })
             .map_err(|e| e.to_string())?;
         Ok::<_, String>(out)
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+    };
+    // Its own thread, not the blocking pool: the thread's priority is lowered for good.
+    std::thread::Builder::new()
+        .name("automation".into())
+        .spawn(move || {
+            let _ = done.send(scan());
+        })
+        .map_err(|e| format!("cannot start the automation thread: {e}"))?;
+    let occasions = found
+        .await
+        .map_err(|_| "the automation thread stopped".to_string())??;
     let mut t = Tally::default();
     for (member_id, occasion, coupon) in occasions {
         if stop.is_cancelled() {
@@ -278,5 +303,21 @@ mod tests {
         assert!((0..10).all(|_| pace.step().is_continue()));
         stop.cancel();
         assert!(pace.step().is_break());
+    }
+    /// The pass's thread, and only it, drops to nice 19.
+    #[test]
+    fn the_pass_thread_runs_at_the_lowest_priority() {
+        // SAFETY: reads the priority of the calling thread.
+        let nice =
+            || unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        let before = nice();
+        let inside = std::thread::spawn(move || {
+            lowest_priority();
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inside, 19);
+        assert_eq!(nice(), before, "the calling thread keeps its priority");
     }
 }
