@@ -57,6 +57,14 @@ struct Pace<'a> {
 }
 
 impl Pace<'_> {
+    fn new(stop: &CancellationToken) -> Pace<'_> {
+        Pace {
+            stop,
+            since: Instant::now(),
+            seen: 0,
+        }
+    }
+
     fn step(&mut self) -> ControlFlow<()> {
         if self.stop.is_cancelled() {
             return ControlFlow::Break(());
@@ -153,11 +161,7 @@ pub async fn run_once(
         lowest_priority();
         let now = settings2.local(Utc::now());
         let mut out = Vec::new();
-        let mut pace = Pace {
-            stop: &stop2,
-            since: Instant::now(),
-            seen: 0,
-        };
+        let mut pace = Pace::new(&stop2);
         cache2
             .scan_members_while(|_, m| {
                 let go = pace.step();
@@ -295,15 +299,12 @@ mod tests {
         assert_eq!(rest_after(ms(8), 1.0), Duration::ZERO);
         assert_eq!(rest_after(ms(8), 0.0), Duration::ZERO);
         let stop = CancellationToken::new();
-        let mut pace = Pace {
-            stop: &stop,
-            since: Instant::now(),
-            seen: 0,
-        };
+        let mut pace = Pace::new(&stop);
         assert!((0..10).all(|_| pace.step().is_continue()));
         stop.cancel();
         assert!(pace.step().is_break());
     }
+
     /// The pass's thread, and only it, drops to nice 19.
     #[test]
     fn the_pass_thread_runs_at_the_lowest_priority() {

@@ -263,24 +263,23 @@ impl Cache {
             f(rid, m);
             std::ops::ControlFlow::Continue(())
         })
-        .map(|_| ())
     }
 
-    /// Like [`Cache::scan_members`], until `f` breaks; true when every member was seen.
+    /// Like [`Cache::scan_members`], until `f` breaks.
     pub fn scan_members_while(
         &self,
         mut f: impl FnMut(i64, Member) -> std::ops::ControlFlow<()>,
-    ) -> Result<bool, CacheError> {
+    ) -> Result<(), CacheError> {
         let mut pos = 0;
         loop {
             let page = self.members_page(pos, 2_000)?;
             let Some((last, _)) = page.last() else {
-                return Ok(true);
+                return Ok(());
             };
             pos = *last;
             for (rid, m) in page {
                 if f(rid, m).is_break() {
-                    return Ok(false);
+                    return Ok(());
                 }
             }
         }
