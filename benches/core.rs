@@ -7,8 +7,8 @@
 //! 3. With 64 keep-alive connections (wrk), in short alternating rounds: `/healthz`
 //!    throughput, then member lookup by phone throughput and latency; prints each round, and
 //!    the mean lookup throughput as a ratio of the mean healthz throughput. (This VM's speed
-//!    swings by a fifth from one second to the next: one round's ratio ranged 0.55–1.0 in a
-//!    run where the mean of eight was 0.64, so three rounds of 5 s gave whatever the luck was.)
+//!    swings by a fifth from one second to the next: one round's ratio ranged 0.55–0.77 in a
+//!    run where the mean of ten was 0.64, so three rounds of 5 s gave whatever the luck was.)
 //! 4. Measures the disk's raw fsync rate in the data directory right before and after durable
 //!    sales with 1 client, then 16 concurrent clients; each rate as a ratio of the mean fsync
 //!    rate, and of a bare SQLite commit loop on the same disk.
