@@ -140,8 +140,9 @@ impl Journal {
                 "journal_mode is {mode}, WAL is required"
             )));
         }
-        // Checkpoints run on their own thread (see `Checkpointer`), not inside a sale's
-        // commit; the writer keeps the hot index pages in an 8 MiB page cache.
+        // Checkpoints run on their own thread (see `Checkpointer`); the writer's automatic
+        // checkpoint at 1,000 pages only bounds the WAL in a burst of sales (the reasons are
+        // in `checkpoint`). The writer keeps the hot index pages in an 8 MiB page cache.
         // secure_delete: a deleted member key is overwritten with zeros, not left in a free page.
         conn.execute_batch(
             "PRAGMA synchronous=FULL;
