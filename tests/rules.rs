@@ -275,3 +275,27 @@ async fn coupons_at_the_till() {
     let (_, c) = d.get(&t, "/v1/coupons/MJ100-20").await;
     assert_eq!(c["used"]["sale_id"], sale["id"]);
 }
+
+/// A sale is answered once the journal has it, before the cache is written: whatever the
+/// terminal asks right after the answer must show the sale all the same.
+#[tokio::test]
+async fn what_the_terminal_asks_right_after_a_sale_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let t = d.login(CASHIER).await;
+    let m = d.register(&t, "李四", "13800138011", json!({})).await;
+    for i in 1..=40i64 {
+        let (s, sale) = d
+            .sale(&t, &json!({"member_id": m, "lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)}))
+            .await;
+        assert_eq!(s, 201, "{sale}");
+        let (_, stock) = d.get(&t, "/v1/stock/MILK").await;
+        assert_eq!(stock["on_hand"], 1000 - i, "stock after sale {i}: {stock}");
+        let (_, member) = d.get(&t, &format!("/v1/members/{m}")).await;
+        assert_eq!(
+            member["total_spend"],
+            1290 * i,
+            "spend after sale {i}: {member}"
+        );
+    }
+}

@@ -196,6 +196,8 @@ async fn log_request(State(state): State<AppState>, req: Request, next: Next) ->
     let started = Instant::now();
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
+    // A sale is answered before its cache write: whatever comes after the answer sees it.
+    state.ledger.caught_up().await;
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     let micros = started.elapsed().as_micros() as u64;

@@ -6,7 +6,9 @@
 //! is waiting (group commit), and for each one: computes in `domain`, appends the events to one
 //! SQLite transaction, and applies them to a [`Pending`](crate::cache::Pending) overlay so the
 //! next command in the batch sees them. Then it commits — the fsync that makes the batch
-//! durable — writes the overlay to the cache, and only then answers. A failed commit answers every
+//! durable — writes the overlay to the cache, and answers: a batch of sales, refunds and stock
+//! movements just before the cache write, every other batch after it (a request that comes
+//! after an answer waits for the write, [`Ledger::caught_up`]). A failed commit answers every
 //! command of the batch with an error and leaves no trace; a business refusal (not enough
 //! points) is answered at once and never touches the journal. Both sides of the channel poll
 //! briefly before they sleep ([`wait`]): a lone terminal's sale is not slowed by two wake-ups.
@@ -359,7 +361,10 @@ pub struct LedgerStats {
     /// Microseconds spent in committed batches: executing the commands (computing, appending
     /// to the journal's transaction, projecting into the overlay), committing the journal
     /// (the fsync), and writing the cache. Divided by `batches`, the cost of a batch by phase.
+    /// (A batch of sales is answered between the last two.)
     pub phase_micros: [AtomicU64; 3],
+    /// What was answered ahead of the cache write, and how far the cache is written.
+    answered: wait::Answered,
 }
 
 impl LedgerStats {
@@ -474,6 +479,16 @@ impl Ledger {
     /// A receiver of the last committed `seq`, changed after every commit.
     pub fn subscribe_seq(&self) -> tokio::sync::watch::Receiver<u64> {
         self.seq.clone()
+    }
+
+    /// Returns once the cache shows every sale, refund and stock movement answered so far:
+    /// those are answered as soon as the journal has them, and written to the cache just after
+    /// (see [`wait`]). Every HTTP request calls this first, so a terminal that asks right after
+    /// its sale sees the sale.
+    pub async fn caught_up(&self) {
+        if !self.stats.answered.caught_up(wait::CATCH_UP).await {
+            tracing::warn!("the cache did not catch up with the answered sales within a second");
+        }
     }
 
     /// Executes a command; the answer comes after the journal commit.

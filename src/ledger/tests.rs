@@ -144,6 +144,8 @@ async fn concurrent_sales_in_one_batch_see_each_other() {
         }
     }
     assert_eq!(ok, 1);
+    // Sales are answered before their cache write; a reader after the answers waits for it.
+    ledger.caught_up().await;
     let rules = Rules::default();
     let member = cache.member(&m.id).unwrap().unwrap();
     let today = chrono::Utc::now().date_naive();
@@ -411,6 +413,44 @@ async fn a_ping_is_answered_and_writes_nothing() {
     }
     assert_eq!(ledger.stats.last_seq.load(Ordering::Relaxed), seq);
     assert_eq!(ledger.stats.batches.load(Ordering::Relaxed), batches);
+    drop(ledger);
+    thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_is_answered_before_its_cache_write_and_the_next_request_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let m = register(&ledger, "13800000009").await;
+    // A registration is answered after its cache write: nothing was answered ahead.
+    let (answered, cached) = ledger.stats.answered.positions();
+    assert!(answered <= cached);
+    for i in 0..50u32 {
+        let seq = match ledger
+            .execute(
+                cashier(),
+                Command::Sale {
+                    req: sale(Some(&m.id), 1, 0, 10_000),
+                    idem: idem(&format!("early-{i}")),
+                },
+            )
+            .await
+            .unwrap()
+        {
+            Outcome::Sale { sale, .. } => sale.seq,
+            o => panic!("{o:?}"),
+        };
+        // The sale was answered ahead of its cache write...
+        assert!(ledger.stats.answered.positions().0 >= seq);
+        // ...and whoever asks after the answer sees it: the stock and the member's spend.
+        ledger.caught_up().await;
+        assert!(ledger.stats.answered.positions().1 >= seq);
+        let level = cache.stock("A").unwrap().unwrap();
+        assert_eq!(level.on_hand, 100 - i64::from(i) - 1, "sale {i}");
+        let member = cache.member(&m.id).unwrap().unwrap();
+        assert_eq!(member.total_spend(), i64::from(i + 1) * 10_000, "sale {i}");
+    }
     drop(ledger);
     thread.join().unwrap();
 }

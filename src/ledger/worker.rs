@@ -324,6 +324,17 @@ impl Worker {
                         .fetch_add(done.len() as u64, Ordering::Relaxed);
                 }
                 self.stats.writable.store(true, Ordering::Relaxed);
+                // Sales, refunds and stock movements are answered now that they are durable,
+                // and the cache is written while the answers travel; a request that comes after
+                // an answer waits for that write (`Ledger::caught_up`). Everything else — HQ
+                // data (acknowledged to the broker only once in the cache), staff changes that
+                // end sessions, erasures, members' index changes — is answered after it.
+                if early_answer(durable, erased, &done) {
+                    self.stats.answered.answering(last_seq);
+                    for (reply, outcome) in done.drain(..) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
                 let t2 = Instant::now();
                 let cache_failed = match pending.commit() {
                     Ok(()) => false,
@@ -336,6 +347,9 @@ impl Worker {
                         true
                     }
                 };
+                // Written, or failed and to be replayed before the next batch (as before the
+                // early answers: readers see the cache as it is until then).
+                self.stats.answered.cached(last_seq);
                 let t3 = Instant::now();
                 self.stats.note_phases(t1 - t0, t2 - t1, t3 - t2);
                 if erased {
@@ -400,6 +414,24 @@ impl Worker {
             }
         }
     }
+}
+
+/// Whether a committed batch is answered before its cache write: only when every command in it
+/// is a sale, refund or stock movement, and the batch holds no HQ data and erased nobody.
+fn early_answer(
+    durable: bool,
+    erased: bool,
+    done: &[(oneshot::Sender<Result<Outcome, LedgerError>>, Outcome)],
+) -> bool {
+    !durable
+        && !erased
+        && !done.is_empty()
+        && done.iter().all(|(_, o)| {
+            matches!(
+                o,
+                Outcome::Sale { .. } | Outcome::Refund { .. } | Outcome::Stock { .. }
+            )
+        })
 }
 
 /// Errors are not `Clone` (they wrap sources); the batch's failure is told to every command.
