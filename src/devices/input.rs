@@ -81,6 +81,8 @@ async fn serial(
                     ctx.bus.rejected(&dev.id);
                     tracing::debug!(device = %dev.id, "over-long input rejected");
                 } else {
+                    // Like an HTTP request: it sees every sale answered before it.
+                    ctx.ledger.caught_up().await;
                     handle_line(ctx, dev, &line);
                 }
                 line.clear();
@@ -124,6 +126,7 @@ async fn hid(
             code: ev.code(),
             value: ev.value(),
         }) {
+            ctx.ledger.caught_up().await;
             handle_line(ctx, dev, &line);
         }
     }
