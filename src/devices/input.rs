@@ -81,9 +81,7 @@ async fn serial(
                     ctx.bus.rejected(&dev.id);
                     tracing::debug!(device = %dev.id, "over-long input rejected");
                 } else {
-                    // Like an HTTP request: it sees every sale answered before it.
-                    ctx.ledger.caught_up().await;
-                    handle_line(ctx, dev, &line);
+                    handle_line(ctx, dev, &line).await;
                 }
                 line.clear();
                 garbage = false;
@@ -126,14 +124,15 @@ async fn hid(
             code: ev.code(),
             value: ev.value(),
         }) {
-            ctx.ledger.caught_up().await;
-            handle_line(ctx, dev, &line);
+            handle_line(ctx, dev, &line).await;
         }
     }
 }
 
 /// Turns one line into a scan or card event for the device's terminal, or counts it rejected.
-fn handle_line(ctx: &Context, dev: &DeviceConfig, line: &[u8]) {
+/// Like an HTTP request, it first waits for the cache to show every sale answered before it.
+async fn handle_line(ctx: &Context, dev: &DeviceConfig, line: &[u8]) {
+    ctx.ledger.caught_up().await;
     let at = Utc::now();
     let event = match dev.kind {
         DeviceKind::Scanner => match classify_scan(line) {
