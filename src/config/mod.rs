@@ -119,7 +119,8 @@ pub struct StorageConfig {
     pub dir: PathBuf,
     /// Page cache of the cache file, in MiB (shared between its connections).
     pub cache_capacity_mb: u64,
-    /// How long idempotency keys are kept (at least the longest expected offline period).
+    /// How long idempotency keys are kept at least (the longest expected offline period); they
+    /// are forgotten a generation at a time, so at most twice this.
     pub idempotency_days: u32,
     /// Free space on the data directory's file system below which an alert is raised.
     pub min_free_mb: u64,

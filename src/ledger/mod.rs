@@ -576,12 +576,15 @@ fn cache_codec(cache: &CacheWriter) -> PiiCodec {
     cache.codec().clone()
 }
 
+/// Forgets the oldest generation of idempotency keys when it is due (`store::idem_rotate`).
 fn purge_idempotency(journal: &mut Journal, days: u32) {
-    let before = (Utc::now() - chrono::Duration::days(i64::from(days))).to_rfc3339();
-    match store::idem_purge(journal.conn(), &before) {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(keys = n, "forgot expired idempotency keys"),
-        Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
+    match store::idem_rotate(journal.conn(), Utc::now(), days) {
+        Ok(None) => {}
+        Ok(Some(n)) => tracing::info!(
+            keys = n,
+            "forgot a generation of idempotency keys; the newer one is kept {days} days more"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not forget old idempotency keys"),
     }
 }
 

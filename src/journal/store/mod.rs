@@ -1,6 +1,7 @@
 //! Statements on the journal tables. Free functions over `&Connection`, so that the same code
 //! runs on the writer's transaction, a savepoint, or a reader's connection.
 
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
@@ -338,8 +339,13 @@ pub fn idem_get(
     terminal_id: &str,
     key: &str,
 ) -> Result<Option<IdemRecord>, JournalError> {
+    // A key is stored once, in the generation current at the time (`idem_put`), so at most one
+    // of the two answers.
     conn.prepare_cached(
-        "SELECT body_hash, seq FROM idempotency WHERE terminal_id = ?1 AND key = ?2",
+        "SELECT body_hash, seq FROM idempotency WHERE terminal_id = ?1 AND key = ?2
+         UNION ALL
+         SELECT body_hash, seq FROM idempotency_previous WHERE terminal_id = ?1 AND key = ?2
+         LIMIT 1",
     )
     .and_then(|mut st| {
         st.query_row(params![terminal_id, key], |r| {
@@ -378,13 +384,67 @@ pub fn idem_put(
     Ok(())
 }
 
-/// Forgets idempotency keys created before `before` (RFC 3339 UTC). Returns how many.
-pub fn idem_purge(conn: &Connection, before: &str) -> Result<usize, JournalError> {
-    conn.execute(
-        "DELETE FROM idempotency WHERE created_at < ?1",
-        params![before],
-    )
-    .map_err(JournalError::sql("purging idempotency keys"))
+/// Forgets idempotency keys a generation at a time: once the current generation (the
+/// `idempotency` table) is `days` old at `now`, the previous one is emptied and the tables swap
+/// names, so every key is kept for at least `days` and at most twice that. Returns how many
+/// keys were forgotten, or `None` when the current generation is not old enough yet.
+///
+/// Cheap where a purge by age is not: emptying a whole table walks its pages once and needs no
+/// index on the keys' age, which would cost every sale's commit one more page.
+pub fn idem_rotate(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    days: u32,
+) -> Result<Option<usize>, JournalError> {
+    let since: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'idempotency_since'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(JournalError::sql(
+            "reading when the idempotency generation began",
+        ))?;
+    let since = since.and_then(|s| DateTime::parse_from_rfc3339(&s).ok());
+    if let Some(since) = since
+        && now.signed_duration_since(since) < chrono::Duration::days(i64::from(days))
+    {
+        return Ok(None);
+    }
+    let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if since.is_none() {
+        // Unreadable or missing (a hand-edited meta table): start counting from now.
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('idempotency_since', ?1)",
+            params![stamp],
+        )
+        .map_err(JournalError::sql("starting an idempotency generation"))?;
+        return Ok(None);
+    }
+    // Keys are no personal data: their pages are freed without being overwritten first (with
+    // secure_delete, emptying a month of keys would write every one of its pages again).
+    conn.execute_batch("PRAGMA secure_delete=OFF;")
+        .map_err(JournalError::sql("forgetting idempotency keys"))?;
+    let rotated = (|| -> rusqlite::Result<usize> {
+        let tx = conn.unchecked_transaction()?;
+        let forgotten = tx.execute("DELETE FROM idempotency_previous", [])?;
+        tx.execute_batch(
+            "ALTER TABLE idempotency_previous RENAME TO idempotency_emptied;
+             ALTER TABLE idempotency RENAME TO idempotency_previous;
+             ALTER TABLE idempotency_emptied RENAME TO idempotency;",
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('idempotency_since', ?1)",
+            params![stamp],
+        )?;
+        tx.commit()?;
+        Ok(forgotten)
+    })();
+    let restored = conn.execute_batch("PRAGMA secure_delete=ON;");
+    let forgotten = rotated.map_err(JournalError::sql("forgetting idempotency keys"))?;
+    restored.map_err(JournalError::sql("forgetting idempotency keys"))?;
+    Ok(Some(forgotten))
 }
 
 /// The outbox position: the highest `seq` below which HQ has acknowledged everything, and when

@@ -196,44 +196,115 @@ mod days {
 mod idempotency {
     use super::super::*;
 
-    /// Expired keys go, the others stay, and the purge finds them through the age index
-    /// instead of reading every key (it runs at start and hourly on the ledger thread).
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// Puts key `key` for a new event `seq`.
+    fn put(c: &Connection, seq: i64, key: &str) {
+        c.execute(
+            "INSERT INTO events (seq, id, kind, occurred_at, day, subject, data)
+             VALUES (?1, ?2, 'sale.recorded', '2026-11-01T09:00:00+00:00', '2026-11-01', '', '{}')",
+            params![seq, format!("id-{seq}")],
+        )
+        .unwrap();
+        let rec = IdemRecord {
+            body_hash: format!("h{seq}"),
+            seq: seq as u64,
+        };
+        idem_put(c, "pos-1", key, &rec, "2026-11-01T09:00:00+00:00").unwrap();
+    }
+
+    /// A key is kept for at least `idempotency_days` (here 30) and forgotten within twice that,
+    /// a whole generation at a time.
     #[test]
-    fn expired_keys_are_purged_through_the_age_index() {
+    fn keys_are_forgotten_a_generation_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let journal = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
         let c = journal.conn();
-        for (seq, key, at) in [
-            (1, "old", "2026-01-01T09:00:00+00:00"),
-            (2, "recent", "2026-11-30T09:00:00+00:00"),
-            (3, "today", "2026-12-02T09:00:00+00:00"),
-        ] {
-            c.execute(
-                "INSERT INTO events (seq, id, kind, occurred_at, day, subject, data)
-                 VALUES (?1, ?2, 'sale.recorded', ?3, '2026-12-02', '', '{}')",
-                params![seq, format!("id-{seq}"), at],
+        c.execute(
+            "UPDATE meta SET value = '2026-11-01T00:00:00Z' WHERE key = 'idempotency_since'",
+            [],
+        )
+        .unwrap();
+        put(c, 1, "a");
+        assert_eq!(
+            idem_rotate(c, at("2026-11-30T23:00:00Z"), 30).unwrap(),
+            None
+        );
+        // 30 days on: "a" moves to the previous generation and is still known.
+        assert_eq!(
+            idem_rotate(c, at("2026-12-01T00:00:00Z"), 30).unwrap(),
+            Some(0)
+        );
+        assert_eq!(idem_get(c, "pos-1", "a").unwrap().map(|r| r.seq), Some(1));
+        put(c, 2, "b");
+        assert_eq!(
+            idem_rotate(c, at("2026-12-20T00:00:00Z"), 30).unwrap(),
+            None
+        );
+        assert_eq!(idem_get(c, "pos-1", "a").unwrap().map(|r| r.seq), Some(1));
+        // 60 days after "a": its generation goes; "b" (from the next) stays.
+        assert_eq!(
+            idem_rotate(c, at("2026-12-31T00:00:00Z"), 30).unwrap(),
+            Some(1)
+        );
+        assert_eq!(idem_get(c, "pos-1", "a").unwrap(), None);
+        let b = idem_get(c, "pos-1", "b").unwrap().unwrap();
+        assert_eq!((b.seq, b.body_hash.as_str()), (2, "h2"));
+        // A forgotten key can be used again.
+        put(c, 3, "a");
+        assert_eq!(idem_get(c, "pos-1", "a").unwrap().map(|r| r.seq), Some(3));
+    }
+
+    /// Every index is one more page in each sale's commit: the keys have none beside their
+    /// primary key (forgetting them needs none, see `idem_rotate`).
+    #[test]
+    fn the_keys_have_no_index_beside_their_primary_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
+        let indexes: Vec<String> = journal
+            .conn()
+            .prepare(
+                "SELECT name FROM sqlite_schema
+                 WHERE type = 'index' AND tbl_name LIKE 'idempotency%' AND sql IS NOT NULL",
             )
-            .unwrap();
-            let rec = IdemRecord {
-                body_hash: "h".into(),
-                seq: seq as u64,
-            };
-            idem_put(c, "pos-1", key, &rec, at).unwrap();
-        }
-        let plan: Vec<String> = c
-            .prepare("EXPLAIN QUERY PLAN DELETE FROM idempotency WHERE created_at < ?1")
             .unwrap()
-            .query_map(["2026-11-01"], |r| r.get::<_, String>(3))
+            .query_map([], |r| r.get(0))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert!(
-            plan.iter().any(|p| p.contains("idempotency_created")),
-            "{plan:?}"
+        assert!(indexes.is_empty(), "{indexes:?}");
+    }
+
+    /// A journal written before the generations keeps its keys: they are the current
+    /// generation, counted from the upgrade.
+    #[test]
+    fn keys_from_before_the_generations_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join(crate::journal::FILE_NAME)).unwrap();
+            c.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+            )
+            .unwrap();
+            for step in &crate::journal::MIGRATIONS[..5] {
+                c.execute_batch(step).unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO meta VALUES ('store_id', 'sh-001'), ('schema_version', '5');",
+            )
+            .unwrap();
+            put(&c, 1, "old");
+        }
+        let journal = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
+        let c = journal.conn();
+        assert_eq!(idem_get(c, "pos-1", "old").unwrap().map(|r| r.seq), Some(1));
+        assert_eq!(idem_rotate(c, Utc::now(), 30).unwrap(), None);
+        assert_eq!(
+            idem_rotate(c, Utc::now() + chrono::Duration::days(31), 30).unwrap(),
+            Some(0)
         );
-        assert_eq!(idem_purge(c, "2026-11-01T00:00:00+00:00").unwrap(), 1);
-        assert!(idem_get(c, "pos-1", "old").unwrap().is_none());
-        assert!(idem_get(c, "pos-1", "recent").unwrap().is_some());
-        assert!(idem_get(c, "pos-1", "today").unwrap().is_some());
+        assert_eq!(idem_get(c, "pos-1", "old").unwrap().map(|r| r.seq), Some(1));
     }
 }
