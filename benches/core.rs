@@ -12,7 +12,8 @@
 //! 4. Alternates, in the same rounds, the disk's raw fsync rate in the data directory and
 //!    durable sales with 1 client (the disk drifts as the CPU does); prints each round and the
 //!    mean sales rate ÷ the mean fsync rate. Then 16 concurrent clients, as a multiple of one
-//!    client's rate. A bare SQLite commit loop on the same disk is printed for reference.
+//!    client's rate. A bare SQLite commit loop on the same disk, in the same rounds, is printed
+//!    for reference.
 //! 5. Prints the daemon's resident memory after the run.
 //!
 //! Environment: `BENCH_MEMBERS` (default 1000000), `BENCH_SECS` of the 16-client phase (default
@@ -333,14 +334,15 @@ fn main() {
     }
     // Warm-up: the WAL reaches its steady size and is then reused from its start.
     wrk(&root, "warmup", 16, 10, &base, &lua_sale(&token, "warm"));
-    let bare_sqlite = sqlite_commit_rate(&root, 3);
     // The disk's fsync rate drifts as much as the CPU's speed (7,500 to 9,600 /s within one
     // earlier run): the probe and one client's sales alternate in rounds, like the lookup,
     // and the figure is mean ÷ mean.
     let mut fsyncs = Vec::new();
     let mut ones = Vec::new();
+    let mut bare_sqlites = Vec::new();
     for round in 0..rounds {
         fsyncs.push(fsync_rate(&data, round_secs));
+        bare_sqlites.push(sqlite_commit_rate(&root, round_secs));
         ones.push(wrk(
             &root,
             &format!("sales1-{round}"),
@@ -351,6 +353,7 @@ fn main() {
         ));
     }
     let fsync = fsyncs.iter().sum::<f64>() / fsyncs.len() as f64;
+    let bare_sqlite = bare_sqlites.iter().sum::<f64>() / bare_sqlites.len() as f64;
     let one = Load {
         rate: mean(&ones, |x| x.rate),
         p50_ms: mean(&ones, |x| x.p50_ms),
@@ -428,9 +431,9 @@ fn main() {
         mean(&lookup, |x| x.rate) / mean(&health, |x| x.rate),
         median(&ratios)
     );
-    for (round, (f, o)) in fsyncs.iter().zip(&ones).enumerate() {
+    for (round, ((f, o), q)) in fsyncs.iter().zip(&ones).zip(&bare_sqlites).enumerate() {
         println!(
-            "round {round}: raw fsync {f:>6.0} /s | durable sales, 1 client: {:>6.0} /s p50 {:.2} ms p99 {:.2} ms | ratio {:.2} | errors {}",
+            "round {round}: raw fsync {f:>6.0} /s | bare SQLite {q:>5.0} /s | durable sales, 1 client: {:>6.0} /s p50 {:.2} ms p99 {:.2} ms | ratio {:.2} | errors {}",
             o.rate,
             o.p50_ms,
             o.p99_ms,
@@ -444,7 +447,7 @@ fn main() {
         "raw fsync rate of the data disk:  {fsync:>8.0} /s  (4 KiB overwrite + fdatasync; mean of {rounds} rounds of {round_secs} s)"
     );
     println!(
-        "bare SQLite WAL commits, same disk: {bare_sqlite:>6.0} /s   (reference: no HTTP, no cache)"
+        "bare SQLite WAL commits, same disk: {bare_sqlite:>6.0} /s   (reference: no HTTP, no cache; mean of the rounds)"
     );
     println!(
         "durable sales, 1 client:          {:>8.0} /s  p50 {:.2} ms  p99 {:.2} ms  errors {}  (mean of {rounds} rounds)",
