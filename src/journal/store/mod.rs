@@ -389,8 +389,9 @@ pub fn idem_put(
 /// names, so every key is kept for at least `days` and at most twice that. Returns how many
 /// keys were forgotten, or `None` when the current generation is not old enough yet.
 ///
-/// Cheap where a purge by age is not: emptying a whole table walks its pages once and needs no
-/// index on the keys' age, which would cost every sale's commit one more page.
+/// Cheap where a purge by age is not: emptying a whole table frees its pages without reading
+/// its rows and needs no index on the keys' age, which would cost every sale's commit one more
+/// page.
 pub fn idem_rotate(
     conn: &Connection,
     now: DateTime<Utc>,
@@ -406,7 +407,11 @@ pub fn idem_rotate(
         .map_err(JournalError::sql(
             "reading when the idempotency generation began",
         ))?;
-    let since = since.and_then(|s| DateTime::parse_from_rfc3339(&s).ok());
+    // Missing or unreadable (a hand-edited meta table), or later than now (stamped while the
+    // clock was wrong): the generation is counted from now, and nothing is forgotten.
+    let since = since
+        .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .filter(|since| *since <= now);
     if let Some(since) = since
         && now.signed_duration_since(since) < chrono::Duration::days(i64::from(days))
     {
@@ -414,7 +419,6 @@ pub fn idem_rotate(
     }
     let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     if since.is_none() {
-        // Unreadable or missing (a hand-edited meta table): start counting from now.
         conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('idempotency_since', ?1)",
             params![stamp],
@@ -422,9 +426,11 @@ pub fn idem_rotate(
         .map_err(JournalError::sql("starting an idempotency generation"))?;
         return Ok(None);
     }
-    // Keys are no personal data: their pages are freed without being overwritten first (with
-    // secure_delete, emptying a month of keys would write every one of its pages again).
-    conn.execute_batch("PRAGMA secure_delete=OFF;")
+    // SQLite empties a whole table in one pass only without foreign keys (with them it deletes
+    // row by row: ~1 s and 83 MB of WAL for 650,000 keys, against 0.04 s and 0.1 MB) and
+    // without secure_delete (which would write every freed page again as zeros). Keys are no
+    // personal data, and nothing refers to them. Both are set back on before returning.
+    conn.execute_batch("PRAGMA foreign_keys=OFF; PRAGMA secure_delete=OFF;")
         .map_err(JournalError::sql("forgetting idempotency keys"))?;
     let rotated = (|| -> rusqlite::Result<usize> {
         let tx = conn.unchecked_transaction()?;
@@ -441,9 +447,11 @@ pub fn idem_rotate(
         tx.commit()?;
         Ok(forgotten)
     })();
-    let restored = conn.execute_batch("PRAGMA secure_delete=ON;");
+    let restored = conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;");
     let forgotten = rotated.map_err(JournalError::sql("forgetting idempotency keys"))?;
-    restored.map_err(JournalError::sql("forgetting idempotency keys"))?;
+    restored.map_err(JournalError::sql(
+        "turning foreign keys and secure_delete back on after forgetting idempotency keys",
+    ))?;
     Ok(Some(forgotten))
 }
 

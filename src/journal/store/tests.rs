@@ -257,6 +257,62 @@ mod idempotency {
         assert_eq!(idem_get(c, "pos-1", "a").unwrap().map(|r| r.seq), Some(3));
     }
 
+    /// Forgetting a generation frees its pages without deleting row by row (which would write
+    /// every leaf page again and hold the ledger for a second with a month of keys), and leaves
+    /// foreign keys and secure_delete on for what comes after.
+    #[test]
+    fn a_generation_is_forgotten_in_one_pass_and_the_pragmas_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
+        let c = journal.conn();
+        c.execute(
+            "UPDATE meta SET value = '2026-10-01T00:00:00Z' WHERE key = 'idempotency_since'",
+            [],
+        )
+        .unwrap();
+        let tx = c.unchecked_transaction().unwrap();
+        for seq in 1..=5000 {
+            put(&tx, seq, &format!("{:x}", md5ish(seq)));
+        }
+        tx.commit().unwrap();
+        assert_eq!(
+            idem_rotate(c, at("2026-11-01T00:00:00Z"), 30).unwrap(),
+            Some(0)
+        );
+        let _: (i64, i64, i64) = c
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(
+            idem_rotate(c, at("2026-12-01T00:00:00Z"), 30).unwrap(),
+            Some(5000)
+        );
+        let wal = std::fs::metadata(dir.path().join("journal.sqlite3-wal"))
+            .unwrap()
+            .len();
+        let frames = wal.saturating_sub(32) / (4096 + 24);
+        // 5,000 keys fill ~200 leaf pages; freeing them whole writes the schema, meta and a
+        // freelist page or two.
+        assert!(frames < 20, "{frames} WAL frames");
+        let pragma = |p: &str| -> i64 {
+            c.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!((pragma("foreign_keys"), pragma("secure_delete")), (1, 1));
+        assert_eq!(
+            idem_get(c, "pos-1", &format!("{:x}", md5ish(7))).unwrap(),
+            None
+        );
+    }
+
+    /// Scattered keys, as terminals' UUIDs are.
+    fn md5ish(n: i64) -> u64 {
+        (n as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(17)
+    }
+
     /// Every index is one more page in each sale's commit: the keys have none beside their
     /// primary key (forgetting them needs none, see `idem_rotate`).
     #[test]
