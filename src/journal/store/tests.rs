@@ -215,18 +215,26 @@ mod idempotency {
         idem_put(c, "pos-1", key, &rec, "2026-11-01T09:00:00+00:00").unwrap();
     }
 
+    /// A new journal whose current generation of keys began at `since`.
+    fn generation_since(since: &str) -> (tempfile::TempDir, crate::journal::Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
+        journal
+            .conn()
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'idempotency_since'",
+                [since],
+            )
+            .unwrap();
+        (dir, journal)
+    }
+
     /// A key is kept for at least `idempotency_days` (here 30) and forgotten within twice that,
     /// a whole generation at a time.
     #[test]
     fn keys_are_forgotten_a_generation_at_a_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
+        let (_dir, journal) = generation_since("2026-11-01T00:00:00Z");
         let c = journal.conn();
-        c.execute(
-            "UPDATE meta SET value = '2026-11-01T00:00:00Z' WHERE key = 'idempotency_since'",
-            [],
-        )
-        .unwrap();
         put(c, 1, "a");
         assert_eq!(
             idem_rotate(c, at("2026-11-30T23:00:00Z"), 30).unwrap(),
@@ -262,14 +270,8 @@ mod idempotency {
     /// foreign keys and secure_delete on for what comes after.
     #[test]
     fn a_generation_is_forgotten_in_one_pass_and_the_pragmas_come_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
+        let (dir, journal) = generation_since("2026-10-01T00:00:00Z");
         let c = journal.conn();
-        c.execute(
-            "UPDATE meta SET value = '2026-10-01T00:00:00Z' WHERE key = 'idempotency_since'",
-            [],
-        )
-        .unwrap();
         let tx = c.unchecked_transaction().unwrap();
         for seq in 1..=5000 {
             put(&tx, seq, &format!("{:x}", md5ish(seq)));
