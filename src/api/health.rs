@@ -63,7 +63,8 @@ struct DeviceHealth {
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let stats = &state.ledger.stats;
-    let writable = stats.writable.load(Ordering::Relaxed);
+    let running = state.ledger.is_running();
+    let writable = running && stats.writable.load(Ordering::Relaxed);
     let last_seq = stats.last_seq.load(Ordering::Relaxed);
     let uplink = crate::uplink::view(&state.uplink, last_seq, &state.journal).await;
     // A point read (not a count: counting a million members takes tens of milliseconds).
@@ -85,7 +86,9 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     // something needs attention.
     let mut failed = Vec::new();
     let mut degraded = Vec::new();
-    if !writable {
+    if !running {
+        failed.push("ledger stopped".to_string());
+    } else if !writable {
         failed.push("journal not writable".to_string());
     }
     if applied.is_none() {
@@ -146,7 +149,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             .phase_micros
             .each_ref()
             .map(|m| m.load(Ordering::Relaxed) as f64 / 1e6),
-        writable: stats.writable.load(Ordering::Relaxed),
+        writable: state.ledger.is_running() && stats.writable.load(Ordering::Relaxed),
         outbox_backlog: uplink.backlog,
         outbox_oldest_age: uplink.oldest_unsent_at.map(|t| {
             (now - t.with_timezone(&chrono::Utc))

@@ -486,9 +486,20 @@ impl Ledger {
     /// (see [`wait`]). Every HTTP request calls this first, so a terminal that asks right after
     /// its sale sees the sale.
     pub async fn caught_up(&self) {
+        // A ledger thread that died (a bug, not an input: it never panics on one) writes
+        // nothing more; waiting for it would hold every request a second.
+        if !self.is_running() {
+            return;
+        }
         if !self.stats.answered.caught_up(wait::CATCH_UP).await {
             tracing::warn!("the cache did not catch up with the answered sales within a second");
         }
+    }
+
+    /// Whether the ledger thread still takes commands (false once it stopped: after a panic,
+    /// or when the journal could not be kept).
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
     }
 
     /// Executes a command; the answer comes after the journal commit.
@@ -532,6 +543,18 @@ impl Ledger {
 #[cfg(test)]
 impl Ledger {
     /// Caps the journal at `pages` pages, so the next growth fails like a full disk.
+    /// Makes the ledger thread panic, as a bug in it would.
+    pub(crate) async fn kill_for_test(&self) {
+        let (done, rx) = oneshot::channel();
+        let hook = Box::new(|_: &rusqlite::Connection| panic!("killed by a test"));
+        let _ = self.tx.send(Msg::Hook(hook, done)).await;
+        let _ = rx.await;
+        // The channel closes as the thread unwinds, just after the hook's answer is dropped.
+        while self.is_running() {
+            tokio::task::yield_now().await;
+        }
+    }
+
     pub(crate) async fn limit_journal_pages_for_test(&self, pages: i64) {
         let (done, rx) = oneshot::channel();
         let hook = Box::new(move |conn: &rusqlite::Connection| {

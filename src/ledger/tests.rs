@@ -454,3 +454,34 @@ async fn a_sale_is_answered_before_its_cache_write_and_the_next_request_sees_it(
     drop(ledger);
     thread.join().unwrap();
 }
+
+/// A ledger thread that died (by a bug) holds no request for the cache write it will never
+/// make, and says it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_ledger_holds_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    assert!(ledger.is_running());
+    ledger.kill_for_test().await;
+    assert!(!ledger.is_running());
+    // As if it had died between a sale's answer and its cache write.
+    let (_, cached) = ledger.stats.answered.positions();
+    ledger.stats.answered.answering(cached + 1);
+    tokio::time::timeout(std::time::Duration::from_millis(500), ledger.caught_up())
+        .await
+        .expect("a request does not wait for a dead ledger");
+    assert!(matches!(
+        ledger
+            .execute(
+                cashier(),
+                Command::Sale {
+                    req: sale(None, 1, 0, 10_000),
+                    idem: idem("after-death"),
+                },
+            )
+            .await,
+        Err(LedgerError::ShuttingDown)
+    ));
+    assert!(thread.join().is_err());
+}
