@@ -107,6 +107,16 @@ impl Listener for TlsListener {
     }
 }
 
+/// Turns Nagle's algorithm off on an accepted connection (HTTP and HTTPS alike). With it on, a
+/// small write that follows another one not yet acknowledged waits for that acknowledgement,
+/// which a terminal delays by up to 40 ms when it has nothing to send: a device event on a
+/// terminal's stream right after another one arrived 40 ms late.
+pub fn no_delay(stream: &mut TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+    }
+}
+
 /// Accepts TCP connections and gives each its own handshake task, until the listener is gone.
 async fn accept_loop(tcp: TcpListener, acceptor: TlsAcceptor, ready: mpsc::Sender<Ready>) {
     let mut handshakes = JoinSet::new();
@@ -121,7 +131,8 @@ async fn accept_loop(tcp: TcpListener, acceptor: TlsAcceptor, ready: mpsc::Sende
                 }
             }
             accepted = tcp.accept() => match accepted {
-                Ok((stream, peer)) => {
+                Ok((mut stream, peer)) => {
+                    no_delay(&mut stream);
                     if handshakes.len() >= MAX_HANDSHAKES {
                         tracing::warn!(%peer, "too many TLS handshakes under way; connection closed");
                         continue;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -325,7 +326,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let stop = shutdown.cancelled_owned();
     match listener {
-        HttpListener::Plain(l) => axum::serve(l, app)
+        HttpListener::Plain(l) => axum::serve(l.tap_io(crate::api::tls::no_delay), app)
             .with_graceful_shutdown(stop)
             .await
             .context("serving HTTP"),
