@@ -427,8 +427,9 @@ pub fn idem_rotate(
         return Ok(None);
     }
     // SQLite empties a whole table in one pass only without foreign keys (with them it deletes
-    // row by row: ~1 s and 83 MB of WAL for 650,000 keys, against 0.04 s and 0.1 MB) and
-    // without secure_delete (which would write every freed page again as zeros). Keys are no
+    // row by row, rewriting every leaf: 72 WAL pages for 5,000 keys against under 20 in the
+    // tests; on the bench store 2,664,337 keys went in ~120 ms this way) and without
+    // secure_delete (which would write every freed page again as zeros). Keys are no
     // personal data, and nothing refers to them. Both are set back on before returning.
     conn.execute_batch("PRAGMA foreign_keys=OFF; PRAGMA secure_delete=OFF;")
         .map_err(JournalError::sql("forgetting idempotency keys"))?;

@@ -274,7 +274,7 @@ mod idempotency {
         let c = journal.conn();
         let tx = c.unchecked_transaction().unwrap();
         for seq in 1..=5000 {
-            put(&tx, seq, &format!("{:x}", md5ish(seq)));
+            put(&tx, seq, &format!("{:x}", scattered(seq)));
         }
         tx.commit().unwrap();
         assert_eq!(
@@ -303,13 +303,13 @@ mod idempotency {
         };
         assert_eq!((pragma("foreign_keys"), pragma("secure_delete")), (1, 1));
         assert_eq!(
-            idem_get(c, "pos-1", &format!("{:x}", md5ish(7))).unwrap(),
+            idem_get(c, "pos-1", &format!("{:x}", scattered(7))).unwrap(),
             None
         );
     }
 
     /// Scattered keys, as terminals' UUIDs are.
-    fn md5ish(n: i64) -> u64 {
+    fn scattered(n: i64) -> u64 {
         (n as u64)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
             .rotate_left(17)
