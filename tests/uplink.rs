@@ -241,7 +241,14 @@ fn sales_stream(
 
 /// HQ has every acknowledged sale, every id once after dedupe, and the seqs it got have no
 /// gap up to the daemon's last seq.
-async fn assert_hq_has_everything(d: &Daemon, hq: &Hq, acked: &HashMap<String, Value>) {
+/// `context` goes into the failure message: what the test did, with the `seq`s of when.
+async fn assert_hq_has_everything(
+    d: &Daemon,
+    hq: &Hq,
+    broker: &Broker,
+    acked: &HashMap<String, Value>,
+    context: &str,
+) {
     let t = d.login(CASHIER).await;
     let mut last_seq = 0;
     for _ in 0..600 {
@@ -272,10 +279,15 @@ async fn assert_hq_has_everything(d: &Daemon, hq: &Hq, acked: &HashMap<String, V
     if got != (1..=last_seq).collect::<Vec<_>>() {
         let log = d.log_text();
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let have: HashSet<u64> = got.iter().copied().collect();
+        let missing: Vec<u64> = (1..=last_seq).filter(|s| !have.contains(s)).collect();
         panic!(
-            "HQ has {} distinct seqs, the store has {last_seq}; uplink {}; daemon log tail:\n{}",
+            "HQ has {} distinct seqs, the store has {last_seq}; missing {}; {context}; uplink {}; \
+             broker: {}; daemon log tail:\n{}",
             got.len(),
+            ranges(&missing),
             uplink(d, &t).await,
+            broker.log_summary(),
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
@@ -303,6 +315,32 @@ async fn assert_hq_has_everything(d: &Daemon, hq: &Hq, acked: &HashMap<String, V
     );
 }
 
+/// `1-3, 7, 9-12`.
+fn ranges(seqs: &[u64]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < seqs.len() {
+        let mut j = i;
+        while j + 1 < seqs.len() && seqs[j + 1] == seqs[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            seqs[i].to_string()
+        } else {
+            format!("{}-{}", seqs[i], seqs[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
+}
+
+/// The store's last `seq` now.
+async fn last_seq(d: &Daemon) -> u64 {
+    d.health().await["journal"]["last_seq"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_restart_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -315,6 +353,7 @@ async fn broker_restart_loses_and_doubles_nothing() {
     let tasks = sales_stream(&d, &t, acked.clone(), stop.clone(), 4);
 
     tokio::time::sleep(Duration::from_millis(700)).await;
+    let at_stop = last_seq(&d).await;
     broker.stop();
     // Sales go on while the broker is away, and queue in the outbox.
     let before = acked.lock().await.len();
@@ -328,13 +367,15 @@ async fn broker_restart_loses_and_doubles_nothing() {
     assert!(u["backlog"].as_u64().unwrap() > 0, "{u}");
     assert!(u["oldest_unsent_at"].is_string(), "{u}");
     assert_eq!(d.health().await["status"], "degraded");
+    let at_restart = last_seq(&d).await;
     broker.restart();
     tokio::time::sleep(Duration::from_millis(700)).await;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.unwrap();
     }
-    assert_hq_has_everything(&d, &hq, &*acked.lock().await).await;
+    let context = format!("broker stopped at seq ~{at_stop}, restarted at seq ~{at_restart}");
+    assert_hq_has_everything(&d, &hq, &broker, &*acked.lock().await, &context).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -383,7 +424,8 @@ async fn kill_9_online_and_offline_loses_and_doubles_nothing() {
         hq.last_status().is_some_and(|s| s["online"] == json!(true))
     })
     .await;
-    assert_hq_has_everything(&d, &hq, &*acked.lock().await).await;
+    let context = "killed online and offline, then broker and daemon back";
+    assert_hq_has_everything(&d, &hq, &broker, &*acked.lock().await, context).await;
     assert!(acked.lock().await.len() > 20);
 }
 

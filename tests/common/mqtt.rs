@@ -106,6 +106,33 @@ impl Broker {
         self.spawn();
     }
 
+    /// For a failure message: how many PUBLISHes the broker's log shows in and out, and its
+    /// lines about dropped, expired or refused messages (a broker that loses what it
+    /// acknowledged shows here, not in the store's log).
+    pub fn log_summary(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default();
+        let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+        let notable: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                [
+                    "drop", "expir", "quota", "error", "warning", "denied", "persist",
+                ]
+                .iter()
+                .any(|w| l.contains(w))
+            })
+            .take(30)
+            .collect();
+        format!(
+            "{} PUBLISH received, {} sent, {} PUBACK received; notable lines:\n{}",
+            count("Received PUBLISH"),
+            count("Sending PUBLISH"),
+            count("Received PUBACK"),
+            notable.join("\n")
+        )
+    }
+
     /// The `[uplink]` section that points a store at this broker.
     pub fn uplink_config(&self, extra: &str) -> String {
         format!(
