@@ -542,7 +542,6 @@ impl Ledger {
 
 #[cfg(test)]
 impl Ledger {
-    /// Caps the journal at `pages` pages, so the next growth fails like a full disk.
     /// Makes the ledger thread panic, as a bug in it would.
     pub(crate) async fn kill_for_test(&self) {
         let (done, rx) = oneshot::channel();
@@ -555,6 +554,7 @@ impl Ledger {
         }
     }
 
+    /// Caps the journal at `pages` pages, so the next growth fails like a full disk.
     pub(crate) async fn limit_journal_pages_for_test(&self, pages: i64) {
         let (done, rx) = oneshot::channel();
         let hook = Box::new(move |conn: &rusqlite::Connection| {
