@@ -195,6 +195,7 @@ mod days {
 
 mod idempotency {
     use super::super::*;
+    use chrono::{DateTime, Utc};
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
