@@ -331,7 +331,7 @@ enum Msg {
     /// Leave the cache's bulk mode (see `cache::CacheWriter::begin_bulk`): write the index
     /// entries it deferred, after the batches queued before. Answers how many.
     FinishBulk(oneshot::Sender<Result<usize, LedgerError>>),
-    /// Test only: run a closure on the journal connection (to simulate a full disk).
+    /// Test only: run a closure on the journal connection (a full disk, a panic).
     #[cfg(test)]
     Hook(
         Box<dyn FnOnce(&rusqlite::Connection) + Send>,
@@ -537,35 +537,6 @@ impl Ledger {
             .await
             .map_err(|_| LedgerError::ShuttingDown)?;
         rx.await.map_err(|_| LedgerError::ShuttingDown)
-    }
-}
-
-#[cfg(test)]
-impl Ledger {
-    /// Makes the ledger thread panic, as a bug in it would.
-    pub(crate) async fn kill_for_test(&self) {
-        let (done, rx) = oneshot::channel();
-        let hook = Box::new(|_: &rusqlite::Connection| panic!("killed by a test"));
-        let _ = self.tx.send(Msg::Hook(hook, done)).await;
-        let _ = rx.await;
-        // The channel closes as the thread unwinds, just after the hook's answer is dropped.
-        while self.is_running() {
-            tokio::task::yield_now().await;
-        }
-    }
-
-    /// Caps the journal at `pages` pages, so the next growth fails like a full disk.
-    pub(crate) async fn limit_journal_pages_for_test(&self, pages: i64) {
-        let (done, rx) = oneshot::channel();
-        let hook = Box::new(move |conn: &rusqlite::Connection| {
-            let _: i64 = conn
-                .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
-                    r.get(0)
-                })
-                .unwrap_or(0);
-        });
-        let _ = self.tx.send(Msg::Hook(hook, done)).await;
-        let _ = rx.await;
     }
 }
 

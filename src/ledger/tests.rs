@@ -46,6 +46,39 @@ fn open(dir: &Path) -> (Journal, Cache, CacheWriter, Arc<StoreSettings>, Config)
     (journal, cache, writer, settings, c)
 }
 
+/// Test hooks: code run on the ledger thread, between batches.
+impl Ledger {
+    /// Runs `hook` on the ledger thread's journal connection and waits until it has run (or
+    /// the thread is gone).
+    async fn run_hook(&self, hook: Box<dyn FnOnce(&rusqlite::Connection) + Send>) {
+        let (done, rx) = oneshot::channel();
+        let _ = self.tx.send(Msg::Hook(hook, done)).await;
+        let _ = rx.await;
+    }
+
+    /// Makes the ledger thread panic, as a bug in it would.
+    async fn kill_for_test(&self) {
+        self.run_hook(Box::new(|_| panic!("killed by a test")))
+            .await;
+        // The channel closes as the thread unwinds, just after the hook's answer is dropped.
+        while self.is_running() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Caps the journal at `pages` pages, so the next growth fails like a full disk.
+    async fn limit_journal_pages_for_test(&self, pages: i64) {
+        self.run_hook(Box::new(move |conn| {
+            let _: i64 = conn
+                .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                    r.get(0)
+                })
+                .unwrap_or(0);
+        }))
+        .await;
+    }
+}
+
 fn cashier() -> Actor {
     Actor {
         staff_no: "1001".into(),
