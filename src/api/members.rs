@@ -53,7 +53,9 @@ pub(crate) struct MemberView {
     points: i64,
     total_spend: Money,
     visits: u64,
+    #[serde(with = "crate::domain::timestamp::serde::option")]
     last_visit_at: Option<DateTime<FixedOffset>>,
+    #[serde(with = "crate::domain::timestamp::serde")]
     created_at: DateTime<FixedOffset>,
     next_level: Option<NextLevel>,
     birthday_discount_available: bool,

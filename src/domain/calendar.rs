@@ -20,18 +20,79 @@ pub fn local_date(tz: Tz, at: DateTime<Utc>) -> NaiveDate {
 
 /// The bucket key for a month: `"2026-11"`. Keys sort chronologically as strings.
 pub fn month_key(date: NaiveDate) -> String {
-    format!("{:04}-{:02}", date.year(), date.month())
+    MonthKey::of(date).as_str().to_owned()
+}
+
+/// A month's bucket key on the stack, for comparing with stored keys: a member's spend, points
+/// and churn checks compare every month bucket they read with one, on every lookup and sale,
+/// so it is written digit by digit rather than through `format!` and a new `String`.
+#[derive(Clone, Copy)]
+pub struct MonthKey {
+    buf: [u8; 16],
+    len: usize,
+}
+
+impl MonthKey {
+    /// The key of `date`'s month.
+    pub fn of(date: NaiveDate) -> MonthKey {
+        MonthKey::new(date.year(), date.month())
+    }
+
+    /// The key of the month `n` months before `date`'s month.
+    pub fn before(date: NaiveDate, n: u32) -> MonthKey {
+        let total = i64::from(date.year()) * 12 + i64::from(date.month0()) - i64::from(n);
+        let year = i32::try_from(total.div_euclid(12)).unwrap_or(i32::MIN);
+        MonthKey::new(year, total.rem_euclid(12) as u32 + 1)
+    }
+
+    /// `{year:04}-{month:02}`, as `format!` writes it for any year.
+    fn new(year: i32, month: u32) -> MonthKey {
+        let mut k = MonthKey {
+            buf: [0; 16],
+            len: 7,
+        };
+        if (0..=9999).contains(&year) && (1..=12).contains(&month) {
+            let y = year as u32;
+            k.buf[..7].copy_from_slice(&[
+                b'0' + (y / 1000) as u8,
+                b'0' + (y / 100 % 10) as u8,
+                b'0' + (y / 10 % 10) as u8,
+                b'0' + (y % 10) as u8,
+                b'-',
+                b'0' + (month / 10) as u8,
+                b'0' + (month % 10) as u8,
+            ]);
+        } else {
+            use std::io::Write;
+            let mut w = std::io::Cursor::new(&mut k.buf[..]);
+            // 16 bytes hold any i32 year and u32 month: "-2147483648-4294967295" does not
+            // occur (months are 1–12), and "-2147483648-12" is 14.
+            let _ = write!(w, "{year:04}-{month:02}");
+            k.len = w.position() as usize;
+        }
+        k
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+
+    /// The year part with its dash (`"2026-"`): every key of that year starts with it.
+    fn year_prefix(&self) -> &str {
+        let s = self.as_str();
+        s.get(..s.len().saturating_sub(2)).unwrap_or_default()
+    }
 }
 
 /// Whether spend recorded in `month` (a [`month_key`]) counts towards a level on `today`.
 pub fn month_in_spend_window(window: SpendWindow, month: &str, today: NaiveDate) -> bool {
     match window {
         SpendWindow::Lifetime => true,
-        SpendWindow::CalendarYear => month.starts_with(&format!("{:04}-", today.year())),
+        SpendWindow::CalendarYear => month.starts_with(MonthKey::of(today).year_prefix()),
         SpendWindow::Rolling365d => {
             // The current month and the eleven before it.
-            let first = months_before(today, 11);
-            month >= month_key(first).as_str() && month <= month_key(today).as_str()
+            month >= MonthKey::before(today, 11).as_str() && month <= MonthKey::of(today).as_str()
         }
     }
 }
@@ -39,15 +100,7 @@ pub fn month_in_spend_window(window: SpendWindow, month: &str, today: NaiveDate)
 /// Whether points earned in `month` have expired on `today`, given an expiry of `months`.
 /// Points earned in November 2025 with a 12-month expiry are usable through November 2026.
 pub fn month_expired(month: &str, today: NaiveDate, months: u32) -> bool {
-    let last_valid_start = months_before(today, months);
-    month < month_key(last_valid_start).as_str()
-}
-
-/// The first day of the month `n` months before `date`'s month.
-fn months_before(date: NaiveDate, n: u32) -> NaiveDate {
-    let total = date.year() * 12 + date.month0() as i32 - n as i32;
-    let (y, m0) = (total.div_euclid(12), total.rem_euclid(12));
-    NaiveDate::from_ymd_opt(y, m0 as u32 + 1, 1).unwrap_or(date)
+    month < MonthKey::before(today, months).as_str()
 }
 
 /// This year's birthday for someone born on `birthday`. 29 February falls on 28 February in
@@ -120,6 +173,36 @@ mod tests {
             "2025-12",
             today
         ));
+    }
+
+    #[test]
+    fn month_keys_are_written_as_format_writes_them() {
+        for (y, m) in [
+            (2026, 11),
+            (2026, 1),
+            (0, 1),
+            (9999, 12),
+            (10000, 3),
+            (-1, 5),
+            (-262143, 12),
+            (262142, 7),
+            (33, 10),
+        ] {
+            let date = d(y, m, 1);
+            assert_eq!(MonthKey::of(date).as_str(), format!("{y:04}-{m:02}"));
+            assert_eq!(month_key(date), format!("{y:04}-{m:02}"));
+        }
+        assert_eq!(MonthKey::of(d(2026, 3, 15)).year_prefix(), "2026-");
+        assert_eq!(MonthKey::before(d(2026, 1, 31), 1).as_str(), "2025-12");
+        assert_eq!(MonthKey::before(d(2026, 3, 15), 11).as_str(), "2025-04");
+        assert_eq!(MonthKey::before(d(2026, 3, 15), 26).as_str(), "2024-01");
+        assert_eq!(MonthKey::before(d(0, 2, 1), 2).as_str(), "-001-12");
+        // A count of months larger than the calendar still gives a key (the earliest year).
+        assert!(
+            MonthKey::before(d(2026, 3, 15), u32::MAX)
+                .as_str()
+                .starts_with('-')
+        );
     }
 
     #[test]

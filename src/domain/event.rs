@@ -328,6 +328,7 @@ pub struct Event {
     /// Gap-free journal sequence number.
     pub seq: u64,
     /// Store-local time.
+    #[serde(with = "crate::domain::timestamp::serde")]
     pub occurred_at: DateTime<FixedOffset>,
     /// Kind and data.
     #[serde(flatten)]

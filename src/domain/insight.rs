@@ -4,9 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::calendar::MonthKey;
 use super::member::Member;
 use super::money::Money;
 
@@ -232,12 +233,6 @@ impl ChurnReason {
     }
 }
 
-/// `(year, month)` `n` months before `d`'s month.
-fn month_before(d: NaiveDate, n: i32) -> String {
-    let idx = d.year() * 12 + d.month0() as i32 - n;
-    format!("{:04}-{:02}", idx.div_euclid(12), idx.rem_euclid(12) + 1)
-}
-
 /// Whether the member is drifting away on `today`, and why (the interval rule first).
 pub fn churn(member: &Member, rules: &ChurnRules, today: NaiveDate) -> Option<ChurnReason> {
     let days: BTreeSet<NaiveDate> = member
@@ -265,9 +260,9 @@ pub fn churn(member: &Member, rules: &ChurnRules, today: NaiveDate) -> Option<Ch
             .map(|m| m.spend - m.spend_refunded)
             .sum()
     };
-    let last_month = spend(&month_before(today, 1));
+    let last_month = spend(MonthKey::before(today, 1).as_str());
     let before = (2..=4)
-        .map(|n| spend(&month_before(today, n)))
+        .map(|n| spend(MonthKey::before(today, n).as_str()))
         .sum::<Money>()
         / 3;
     if before >= rules.min_monthly_spend
@@ -371,6 +366,6 @@ mod tests {
                 last_month: 5_000
             })
         );
-        assert_eq!(month_before(d("2026-01-15"), 1), "2025-12");
+        assert_eq!(MonthKey::before(d("2026-01-15"), 1).as_str(), "2025-12");
     }
 }

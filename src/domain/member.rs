@@ -108,7 +108,7 @@ pub struct StoreCounters {
     #[serde(default)]
     pub visits: u64,
     /// Time of the latest sale at this store.
-    #[serde(default)]
+    #[serde(default, with = "crate::domain::timestamp::serde::option")]
     pub last_visit_at: Option<DateTime<FixedOffset>>,
     /// The latest calendar year in which the birthday discount was used at this store.
     #[serde(default)]
@@ -191,6 +191,7 @@ pub struct Member {
     #[serde(default)]
     pub level: Option<String>,
     /// When the member registered, and where.
+    #[serde(with = "crate::domain::timestamp::serde")]
     pub created_at: DateTime<FixedOffset>,
     /// The store that registered the member.
     #[serde(default)]
@@ -205,7 +206,7 @@ pub struct Member {
     #[serde(default)]
     pub seq: u64,
     /// When the personal data was erased, if it was.
-    #[serde(default)]
+    #[serde(default, with = "crate::domain::timestamp::serde::option")]
     pub erased_at: Option<DateTime<FixedOffset>>,
 }
 

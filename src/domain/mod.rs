@@ -23,6 +23,7 @@ pub mod report;
 pub mod rules;
 pub mod sale;
 pub mod sync;
+pub mod timestamp;
 
 #[cfg(test)]
 mod properties;

@@ -42,6 +42,7 @@ pub struct Refund {
     /// Month bucket of the refunded sale (refunds are booked against the sale's month).
     pub sale_month: String,
     /// Store-local time.
+    #[serde(with = "crate::domain::timestamp::serde")]
     pub created_at: DateTime<FixedOffset>,
     /// Manager who approved.
     pub staff_no: String,

@@ -61,6 +61,7 @@ pub struct Sale {
     /// Store that made the sale.
     pub store_id: String,
     /// Store-local time.
+    #[serde(with = "crate::domain::timestamp::serde")]
     pub created_at: DateTime<FixedOffset>,
     /// Cashier.
     pub staff_no: String,
