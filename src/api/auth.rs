@@ -128,7 +128,7 @@ pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 #[derive(Debug, Clone)]
 pub struct Staff {
     /// The session.
-    pub session: Session,
+    pub session: std::sync::Arc<Session>,
     /// SHA-256 of the token (to end the session).
     pub token_hash: [u8; 32],
 }

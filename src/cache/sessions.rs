@@ -32,11 +32,12 @@ pub struct Session {
 }
 
 /// Sessions in memory, by token hash (the cache table stays the record across restarts).
-pub(crate) type Memo = Arc<RwLock<HashMap<[u8; 32], Session>>>;
+/// Shared, not copied: every request reads its session from here.
+pub(crate) type Memo = Arc<RwLock<HashMap<[u8; 32], Arc<Session>>>>;
 
-fn memo_put(memo: &Memo, k: &[u8; 32], s: &Session) {
+fn memo_put(memo: &Memo, k: &[u8; 32], s: Arc<Session>) {
     if let Ok(mut m) = memo.write() {
-        m.insert(*k, s.clone());
+        m.insert(*k, s);
     }
 }
 
@@ -52,7 +53,7 @@ impl Cache {
         &self,
         token_hash: &[u8; 32],
         now: DateTime<Utc>,
-    ) -> Result<Option<Session>, CacheError> {
+    ) -> Result<Option<Arc<Session>>, CacheError> {
         let memo = &self.inner.session_memo;
         if let Some(s) = memo.read().ok().and_then(|m| m.get(token_hash).cloned()) {
             return Ok((s.expires_at > now).then_some(s));
@@ -66,8 +67,8 @@ impl Cache {
                 .map_err(sql_err("reading a session"))
         })?;
         let Some(data) = data else { return Ok(None) };
-        let s: Session = decode_json("sessions", &hex::encode(token_hash), &data)?;
-        memo_put(memo, token_hash, &s);
+        let s: Arc<Session> = Arc::new(decode_json("sessions", &hex::encode(token_hash), &data)?);
+        memo_put(memo, token_hash, s.clone());
         Ok((s.expires_at > now).then_some(s))
     }
 }
@@ -127,7 +128,7 @@ impl CacheWriter {
             })
             .map_err(sql_err("storing a session"))?;
         self.note_write();
-        memo_put(&self.inner.session_memo, token_hash, s);
+        memo_put(&self.inner.session_memo, token_hash, Arc::new(s.clone()));
         Ok(())
     }
 
