@@ -15,11 +15,19 @@ pub(super) fn decode_json<T: DeserializeOwned>(
     key: &str,
     bytes: &[u8],
 ) -> Result<T, CacheError> {
-    serde_json::from_slice(bytes).map_err(|e| CacheError::Decode {
+    from_json(bytes).map_err(|reason| CacheError::Decode {
         tree,
         key: key.to_string(),
-        reason: e.to_string(),
+        reason,
     })
+}
+
+/// A JSON value from bytes, checked for UTF-8 once as a whole: read from bytes, serde_json
+/// checks every string it meets again (two dozen in a member), which cost a lookup more than
+/// the one pass over the value.
+fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
 pub(super) fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -114,14 +122,13 @@ pub(super) fn decode_member(
     let sealed = bytes
         .get(5..5 + n)
         .ok_or_else(|| err("truncated profile".into()))?;
-    let mut member: Member =
-        serde_json::from_slice(&bytes[5 + n..]).map_err(|e| err(e.to_string()))?;
+    let mut member: Member = from_json(&bytes[5 + n..]).map_err(err)?;
     if !sealed.is_empty() {
         member.profile = match codec
             .open_bytes(id, sealed)
             .map_err(|e| err(e.to_string()))?
         {
-            Some(plain) => Some(serde_json::from_slice(&plain).map_err(|e| err(e.to_string()))?),
+            Some(plain) => Some(from_json(&plain).map_err(err)?),
             None => None,
         };
     }
