@@ -4,7 +4,8 @@
 //!
 //! - [`domain`]: pure store logic — money, membership rules, pricing, sales, refunds, events,
 //!   permissions, lock-out, RFM segments and the churn warning, report figures, campaigns and
-//!   automatic occasions, feedback. No IO and no clock: `now` is passed in. Property-tested.
+//!   automatic occasions, feedback; month keys and RFC 3339 times as the JSON holds them
+//!   (`calendar`, `timestamp`). No IO and no clock: `now` is passed in. Property-tested.
 //! - [`journal`]: the SQLite book of record — append-only events with gap-free `seq`,
 //!   idempotency keys, the outbox position, the hash-chained audit log; a pool of read-only
 //!   connections for queries.

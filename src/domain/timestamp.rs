@@ -4,7 +4,7 @@
 //! Every member lookup reads a member's `created_at` from the cache and writes it back out, and
 //! every sale writes its time twice (journal and answer): through chrono's `Serialize` and
 //! `FromStr` that was ~2,800 and ~1,900 instructions each, a tenth of a lookup's own work. The
-//! text is the same as chrono's: [`write`] produces exactly what chrono's `Serialize` does
+//! text is the same as chrono's: [`write()`] produces exactly what chrono's `Serialize` does
 //! (RFC 3339, fractional seconds in groups of three digits as needed, `Z` for UTC), and
 //! [`parse`] accepts everything chrono's `Deserialize` accepts. Only the common shape takes the
 //! short way; anything else (years outside 0–9999, offsets with seconds, leap seconds, the
@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveTime, Timelike};
 
-/// Longest text [`write`] produces on its short way: `2026-11-23T10:15:00.123456789+08:00`.
+/// Longest text [`write()`] produces on its short way: `2026-11-23T10:15:00.123456789+08:00`.
 const SHORT: usize = 35;
 
 /// A timestamp's text, on the stack when it takes the short way.
@@ -180,7 +180,7 @@ pub mod serde {
     use chrono::{DateTime, FixedOffset};
     use serde::{Deserializer, Serializer};
 
-    /// Writes `t` (see [`write`](super::write)).
+    /// Writes `t` (see [`write()`](super::write)).
     pub fn serialize<S: Serializer>(t: &DateTime<FixedOffset>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(super::write(t).as_str())
     }
