@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
 use super::Pending;
 use crate::cache::codec::{encode_json, encode_member, encode_member_sealed};
@@ -36,77 +36,69 @@ impl Pending<'_> {
             let mut out = Written::default();
             // The rowid of each member written (beside `members`), for its index entries.
             let mut rids: Vec<i64> = Vec::with_capacity(members.len());
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO members (id, data) VALUES (?1, ?2)
-                     ON CONFLICT (id) DO UPDATE SET data = excluded.data RETURNING rid",
-                )?;
-                for (id, data) in &members {
+            each(
+                tx,
+                "INSERT INTO members (id, data) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET data = excluded.data RETURNING rid",
+                &members,
+                |st, (id, data)| {
                     rids.push(st.query_row(params![id, data], |r| r.get(0))?);
-                }
-            }
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO products (sku, data) VALUES (?1, ?2)",
-                )?;
-                for (sku, p) in &self.products {
-                    st.execute(params![sku, encode_json(p)])?;
-                }
-            }
-            {
+                    Ok(())
+                },
+            )?;
+            each(
+                tx,
+                "INSERT OR REPLACE INTO products (sku, data) VALUES (?1, ?2)",
+                &self.products,
+                |st, (sku, p)| st.execute(params![sku, encode_json(p)]).map(drop),
+            )?;
+            if !self.stock.is_empty() {
                 // An update that leaves `below` as it is does not touch its index.
                 let mut update =
                     tx.prepare_cached("UPDATE stock SET data = ?3 WHERE sku = ?1 AND below = ?2")?;
-                let mut put = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO stock (sku, below, data) VALUES (?1, ?2, ?3)",
-                )?;
                 for (sku, s) in &self.stock {
                     let row = params![sku, s.below_safety(), encode_json(s)];
                     if update.execute(row)? == 0 {
-                        put.execute(row)?;
+                        tx.prepare_cached(
+                            "INSERT OR REPLACE INTO stock (sku, below, data) VALUES (?1, ?2, ?3)",
+                        )?
+                        .execute(row)?;
                     }
                 }
             }
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO coupons (code, data) VALUES (?1, ?2)",
-                )?;
-                for (code, c) in &self.coupons {
-                    st.execute(params![code, encode_json(c)])?;
-                }
-            }
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO feedback (id, open, data) VALUES (?1, ?2, ?3)",
-                )?;
-                for (id, f) in &self.feedback {
+            each(
+                tx,
+                "INSERT OR REPLACE INTO coupons (code, data) VALUES (?1, ?2)",
+                &self.coupons,
+                |st, (code, c)| st.execute(params![code, encode_json(c)]).map(drop),
+            )?;
+            each(
+                tx,
+                "INSERT OR REPLACE INTO feedback (id, open, data) VALUES (?1, ?2, ?3)",
+                &self.feedback,
+                |st, (id, f)| {
                     let open = f.status != crate::domain::feedback::FeedbackStatus::Closed;
-                    st.execute(params![id, open, encode_json(f)])?;
-                }
-            }
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO campaigns (id, data) VALUES (?1, ?2)",
-                )?;
-                for (id, c) in &self.campaigns {
-                    st.execute(params![id, encode_json(c)])?;
-                }
-            }
-            {
-                let mut st =
-                    tx.prepare_cached("INSERT OR IGNORE INTO occasions (code) VALUES (?1)")?;
-                for code in &self.occasions {
-                    st.execute(params![code])?;
-                }
-            }
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO staff (staff_no, data) VALUES (?1, ?2)",
-                )?;
-                for (no, s) in &self.staff {
-                    st.execute(params![no, encode_json(s)])?;
-                }
-            }
+                    st.execute(params![id, open, encode_json(f)]).map(drop)
+                },
+            )?;
+            each(
+                tx,
+                "INSERT OR REPLACE INTO campaigns (id, data) VALUES (?1, ?2)",
+                &self.campaigns,
+                |st, (id, c)| st.execute(params![id, encode_json(c)]).map(drop),
+            )?;
+            each(
+                tx,
+                "INSERT OR IGNORE INTO occasions (code) VALUES (?1)",
+                &self.occasions,
+                |st, code| st.execute(params![code]).map(drop),
+            )?;
+            each(
+                tx,
+                "INSERT OR REPLACE INTO staff (staff_no, data) VALUES (?1, ?2)",
+                &self.staff,
+                |st, (no, s)| st.execute(params![no, encode_json(s)]).map(drop),
+            )?;
             if let Some(r) = &self.rules {
                 tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('rules', ?1)")?
                     .execute(params![String::from_utf8_lossy(&encode_json(r))])?;
@@ -174,6 +166,24 @@ impl Pending<'_> {
         };
         run().map_err(write)
     }
+}
+
+/// Runs `sql` for each of `items`, prepared only when there are any: a batch touches one or two
+/// of the cache's tables, and taking a statement out of rusqlite's cache and putting it back
+/// (hashing its text, reordering the cache) cost a sale's cache write a fifth of its
+/// instructions for the tables it left alone.
+fn each<I: IntoIterator>(
+    tx: &Connection,
+    sql: &str,
+    items: I,
+    mut f: impl FnMut(&mut CachedStatement<'_>, I::Item) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let mut items = items.into_iter().peekable();
+    if items.peek().is_none() {
+        return Ok(());
+    }
+    let mut st = tx.prepare_cached(sql)?;
+    items.try_for_each(|item| f(&mut st, item))
 }
 
 /// What a batch's write left for bulk mode to do after the commit.
