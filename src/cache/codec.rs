@@ -119,10 +119,13 @@ pub(super) fn decode_member(
         return Err(err("unknown member format".into()));
     }
     let n = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-    let sealed = bytes
-        .get(5..5 + n)
+    // A damaged length must not overflow where `usize` is 32 bits (the ARMv7 boxes).
+    let end = n
+        .checked_add(5)
+        .filter(|end| *end <= bytes.len())
         .ok_or_else(|| err("truncated profile".into()))?;
-    let mut member: Member = from_json(&bytes[5 + n..]).map_err(err)?;
+    let (sealed, rest) = (&bytes[5..end], &bytes[end..]);
+    let mut member: Member = from_json(rest).map_err(err)?;
     if !sealed.is_empty() {
         member.profile = match codec
             .open_bytes(id, sealed)
@@ -133,4 +136,42 @@ pub(super) fn decode_member(
         };
     }
     Ok(member)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_member_row_is_an_error_not_a_panic() {
+        let codec = PiiCodec::random();
+        let json = br#"{"id":"m1","profile":null,"created_at":"2026-11-23T10:15:00+08:00"}"#;
+        let row = |len: u32, tail: &[u8]| {
+            let mut v = vec![MEMBER_FORMAT];
+            v.extend_from_slice(&len.to_le_bytes());
+            v.extend_from_slice(tail);
+            v
+        };
+        // The row as written decodes.
+        assert!(decode_member(&codec, "m1", &row(0, json)).is_ok());
+        for damaged in [
+            vec![],
+            vec![MEMBER_FORMAT, 0, 0],
+            row(0, json)
+                .iter()
+                .map(|b| if *b == MEMBER_FORMAT { 9 } else { *b })
+                .collect(),
+            row(json.len() as u32 + 1, json),
+            row(u32::MAX, json),
+            row(0, &json[..json.len() - 1]),
+            row(0, b"\xff\xfe not json"),
+            // A sealed profile that does not open with this store's key.
+            row(3, b"abc{}"),
+        ] {
+            assert!(
+                decode_member(&codec, "m1", &damaged).is_err(),
+                "{damaged:?} decoded"
+            );
+        }
+    }
 }
