@@ -154,13 +154,12 @@ mod tests {
         };
         // The row as written decodes.
         assert!(decode_member(&codec, "m1", &row(0, json)).is_ok());
+        let mut other_format = row(0, json);
+        other_format[0] = 9;
         for damaged in [
             vec![],
             vec![MEMBER_FORMAT, 0, 0],
-            row(0, json)
-                .iter()
-                .map(|b| if *b == MEMBER_FORMAT { 9 } else { *b })
-                .collect(),
+            other_format,
             row(json.len() as u32 + 1, json),
             row(u32::MAX, json),
             row(0, &json[..json.len() - 1]),
