@@ -251,13 +251,7 @@ fn one_terminal(base: &str, token: &str, tag: &str, secs: u64) -> Load {
     let addr = base.trim_start_matches("http://");
     let mut conn = std::net::TcpStream::connect(addr).expect("connecting to the daemon");
     conn.set_nodelay(true).expect("TCP_NODELAY");
-    let tag = format!(
-        "{tag}-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    );
+    let tag = unique(tag);
     let body = r#"{"lines":[{"sku":"MILK","qty":1}],"payments":[{"method":"cash","amount":2000}]}"#;
     let mut request = Vec::with_capacity(512);
     let mut buf = vec![0u8; 64 * 1024];
@@ -355,15 +349,18 @@ fn lua_get(path_expr: &str, token: Option<&str>) -> String {
     format!("request = function()\n  return wrk.format(\"GET\", {path_expr}, {headers})\nend\n")
 }
 
+/// `tag` made unique to this run (it carries the time), for idempotency keys.
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{tag}-{nanos}")
+}
+
 fn lua_sale(token: &str, tag: &str) -> String {
     // Keys unique per run (the tag carries the time) and per wrk thread (`setup` numbers them).
-    let tag = format!(
-        "{tag}-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    );
+    let tag = unique(tag);
     format!(
         r#"local threads = 0
 function setup(thread)
