@@ -243,9 +243,10 @@ fn wrk(dir: &Path, name: &str, conns: u32, secs: u64, base: &str, script: &str) 
 /// Not wrk, for two reasons measured on the Intel VM (docs/benchmarks.md). With a single
 /// connection wrk's latencies disagree with its own rate (a mean of 532 µs at 3,409 requests a
 /// second, where one connection allows at most 293 µs), so its p50 and p99 there meant little.
-/// And its Lua `request` function takes 5–9 % of one client's rate in CPU from the two cores
-/// the daemon runs on, which a real terminal, on its own machine, does not: this client does
-/// nothing per sale but format the request and find the end of the response.
+/// And wrk (its Lua `request` function, its event loop) takes CPU per sale from the two cores
+/// the daemon runs on, which a real terminal, on its own machine, does not: this client, which
+/// does nothing per sale but format the request and find the end of the answer, sold 3–9 % more
+/// in alternating pairs against the same daemon.
 fn one_terminal(base: &str, token: &str, tag: &str, secs: u64) -> Load {
     use std::io::Read;
     let addr = base.trim_start_matches("http://");
