@@ -19,6 +19,7 @@ mod db;
 mod hints;
 mod keys;
 mod marketing;
+mod memo;
 mod pending;
 mod project;
 mod sessions;
@@ -97,6 +98,8 @@ pub struct CacheWriter {
     inner: Arc<Inner>,
     /// Member index entries deferred in bulk mode (see `bulk`), `None` outside it.
     bulk: std::cell::RefCell<Option<bulk::Bulk>>,
+    /// Products and stock levels as committed, for the ledger's reads (see `memo`).
+    memo: std::cell::RefCell<memo::Memo>,
 }
 
 /// What happened when the cache was opened.
@@ -183,6 +186,7 @@ impl Cache {
                 conn,
                 inner,
                 bulk: Default::default(),
+                memo: Default::default(),
             },
             opened,
         ))

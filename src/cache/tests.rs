@@ -295,3 +295,70 @@ fn bulk_mode_defers_member_entries_and_an_unfinished_bulk_write_is_rebuilt() {
     let (_, _, how) = Cache::open(dir.path(), 4, codec).unwrap();
     assert!(matches!(how, Opened::Rebuilt(_)), "{how:?}");
 }
+
+/// The writer's memo of products and stock (see `memo`) answers what the cache holds: what a
+/// committed batch wrote, never what a rolled-back or failed one tried to.
+#[test]
+fn the_writers_memo_holds_only_committed_products_and_stock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, w, _) = Cache::open(dir.path(), 4, PiiCodec::random()).unwrap();
+    let level = |on_hand: i64| crate::domain::catalog::StockLevel {
+        sku: "A".into(),
+        on_hand,
+        safety_stock: 0,
+        version: 0,
+        seq: 0,
+        updated_at: None,
+    };
+    let mut p = w.pending(false).unwrap();
+    p.put_product(crate::domain::pricing::tests::product("A", 100))
+        .unwrap();
+    p.put_stock(level(10));
+    p.commit().unwrap();
+    // Read through the memo by a later batch, and by the readers from the file: the same.
+    let p = w.pending(false).unwrap();
+    assert_eq!(p.product("A").unwrap().map(|p| p.price), Some(100));
+    assert_eq!(p.stock("A").unwrap().map(|s| s.on_hand), Some(10));
+    drop(p);
+    assert_eq!(w.memo.borrow().len(), (1, 1));
+    // A batch that changes both and is dropped (rolled back) leaves the memo as it was.
+    let mut p = w.pending(false).unwrap();
+    p.put_product(crate::domain::pricing::tests::product("A", 999))
+        .unwrap();
+    p.put_stock(level(-5));
+    assert_eq!(p.product("A").unwrap().map(|p| p.price), Some(999));
+    drop(p);
+    let p = w.pending(false).unwrap();
+    assert_eq!(p.product("A").unwrap().map(|p| p.price), Some(100));
+    assert_eq!(p.stock("A").unwrap().map(|s| s.on_hand), Some(10));
+    drop(p);
+    // A committed change is what the next batch and the readers see.
+    let mut p = w.pending(false).unwrap();
+    p.put_stock(level(7));
+    p.commit().unwrap();
+    let p = w.pending(false).unwrap();
+    assert_eq!(p.stock("A").unwrap().map(|s| s.on_hand), Some(7));
+    drop(p);
+    assert_eq!(c.stock("A").unwrap().map(|s| s.on_hand), Some(7));
+    // A product written behind the memo's back (by hand, as no code does) is not seen until
+    // the memo is emptied — which a failed commit does.
+    w.conn()
+        .execute("DELETE FROM products WHERE sku = 'A'", [])
+        .unwrap();
+    let p = w.pending(false).unwrap();
+    assert!(p.product("A").unwrap().is_some(), "answered from the memo");
+    drop(p);
+    let mut p = w.pending(false).unwrap();
+    p.put_stock(level(1));
+    // Inside the batch's transaction: its stock write fails, and the drop is rolled back.
+    w.conn().execute_batch("DROP TABLE stock").unwrap();
+    assert!(p.commit().is_err(), "the stock table was gone");
+    assert_eq!(
+        w.memo.borrow().len(),
+        (0, 0),
+        "a failed commit empties the memo"
+    );
+    let p = w.pending(false).unwrap();
+    assert!(p.product("A").unwrap().is_none());
+    assert_eq!(p.stock("A").unwrap().map(|s| s.on_hand), Some(7));
+}

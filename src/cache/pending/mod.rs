@@ -269,7 +269,14 @@ impl<'w> Pending<'w> {
         if let Some(p) = self.products.get(sku) {
             return Ok(Some(p.clone()));
         }
-        get_json(self.w.conn(), "products", "sku", sku)
+        if let Some(p) = self.w.memo.borrow().product(sku) {
+            return Ok(Some(p));
+        }
+        let found: Option<Product> = get_json(self.w.conn(), "products", "sku", sku)?;
+        if let Some(p) = &found {
+            self.w.memo.borrow_mut().keep_product(p);
+        }
+        Ok(found)
     }
 
     /// The product carrying this barcode, pending writes included.
@@ -299,7 +306,14 @@ impl<'w> Pending<'w> {
         if let Some(s) = self.stock.get(sku) {
             return Ok(Some(s.clone()));
         }
-        get_json(self.w.conn(), "stock", "sku", sku)
+        if let Some(s) = self.w.memo.borrow().stock(sku) {
+            return Ok(Some(s));
+        }
+        let found: Option<StockLevel> = get_json(self.w.conn(), "stock", "sku", sku)?;
+        if let Some(s) = &found {
+            self.w.memo.borrow_mut().keep_stock(s);
+        }
+        Ok(found)
     }
 
     /// Stores a stock level.
@@ -428,6 +442,15 @@ impl<'w> Pending<'w> {
                 .map(|_| written)
                 .map_err(sql_err("committing a cache write"))
         });
+        match &result {
+            Ok(_) => {
+                let mut memo = self.w.memo.borrow_mut();
+                self.products.values().for_each(|p| memo.keep_product(p));
+                self.stock.values().for_each(|s| memo.keep_stock(s));
+            }
+            // Rolled back, or perhaps not: what the cache holds is not known for certain.
+            Err(_) => self.w.memo.borrow_mut().clear(),
+        }
         if let Ok(written) = &result {
             if let Some(b) = self.w.bulk().as_mut() {
                 if written.flushed {
