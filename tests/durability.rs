@@ -237,6 +237,9 @@ async fn idempotency_key_survives_restart() {
         .await
         .unwrap();
     assert_eq!((s, &again["id"]), (200, &first["id"]));
+    // The first answer is the journal's JSON of the sale; the replay's, the sale read back
+    // from the journal: the same sale, field for field.
+    assert_eq!(again, first, "a replay answers the original sale");
 
     assert_eq!(d.terminate(), Some(0));
     let d = Daemon::start_in(dir.path(), "");

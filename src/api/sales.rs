@@ -3,6 +3,7 @@
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -46,7 +47,7 @@ async fn record(
     staff: Staff,
     headers: HeaderMap,
     Json(req): Json<SaleRequest>,
-) -> ApiResult<(StatusCode, Json<Sale>)> {
+) -> ApiResult<Response> {
     staff.allow(Action::SaleRecord)?;
     let idem = idempotency_key(&headers, request_hash("sale", &req))?.ok_or_else(|| {
         ApiError::bad_request(
@@ -59,7 +60,11 @@ async fn record(
         .execute(staff.actor(), Command::Sale { req, idem })
         .await?
     {
-        Outcome::Sale { sale, replayed } => {
+        Outcome::Sale {
+            sale,
+            replayed,
+            json,
+        } => {
             let status = if replayed {
                 StatusCode::OK
             } else {
@@ -69,7 +74,19 @@ async fn record(
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 StatusCode::CREATED
             };
-            Ok((status, Json(*sale)))
+            Ok(match json {
+                // The journal's JSON of this very sale, as `Json(*sale)` would write it.
+                Some(body) => (
+                    status,
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        axum::http::HeaderValue::from_static("application/json"),
+                    )],
+                    body,
+                )
+                    .into_response(),
+                None => (status, Json(*sale)).into_response(),
+            })
         }
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     }

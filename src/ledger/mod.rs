@@ -259,6 +259,9 @@ pub enum Outcome {
         sale: Box<Sale>,
         /// Whether this is the original answer to a repeated request.
         replayed: bool,
+        /// The sale's JSON as the journal holds it, when just recorded: the answer's body,
+        /// which then need not be written again.
+        json: Option<String>,
     },
     /// A refund.
     Refund {

@@ -142,18 +142,19 @@ pub fn append(
     day: &str,
     codec: &PiiCodec,
 ) -> Result<(), JournalError> {
-    append_with(conn, event, day, codec, None)
+    append_with(conn, event, day, codec, None).map(|_| ())
 }
 
 /// [`append`], with the profile of a new member sealed ahead (see
-/// [`PiiCodec::preseal`](crate::pii::PiiCodec::preseal)).
+/// [`PiiCodec::preseal`](crate::pii::PiiCodec::preseal)). Returns the event's data as written
+/// (for a sale, the sale's JSON: its answer).
 pub fn append_with(
     conn: &Connection,
     event: &Event,
     day: &str,
     codec: &PiiCodec,
     presealed: Option<&crate::pii::Presealed>,
-) -> Result<(), JournalError> {
+) -> Result<String, JournalError> {
     let data = match (presealed, &event.body) {
         // A new member sealed ahead (a bulk import): written directly, not through a `Value`.
         (Some(pre), EventBody::MemberRegistered(r)) if r.profile.is_some() => {
@@ -173,7 +174,8 @@ pub fn append_with(
         }
         _ => sealed_data(conn, event, codec, presealed)?,
     };
-    insert_event(conn, event, day, &data)
+    insert_event(conn, event, day, &data)?;
+    Ok(data)
 }
 
 /// The data of a `member.registered` event with its profile sealed ahead, as the generic path

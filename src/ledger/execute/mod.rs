@@ -43,6 +43,8 @@ pub(super) struct Ctx<'a, 'c> {
     erased: bool,
     /// The profile of the next `member.registered` of this member id, sealed ahead.
     presealed: Option<(String, crate::pii::Presealed)>,
+    /// The JSON of the last `sale.recorded` appended, as written.
+    sale_json: Option<String>,
 }
 
 impl<'a, 'c> Ctx<'a, 'c> {
@@ -70,6 +72,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
             actor,
             erased: false,
             presealed: None,
+            sale_json: None,
         }
     }
 
@@ -217,7 +220,10 @@ impl<'a, 'c> Ctx<'a, 'c> {
             (Some((id, pre)), EventBody::MemberRegistered(r)) if r.member_id == id => Some(pre),
             _ => None,
         };
-        store::append_with(self.conn, &event, &day, self.codec, presealed.as_ref())?;
+        let data = store::append_with(self.conn, &event, &day, self.codec, presealed.as_ref())?;
+        if matches!(event.body, EventBody::SaleRecorded(_)) {
+            self.sale_json = Some(data);
+        }
         project(self.pending, &event)?;
         self.next_seq += 1;
         Ok(seq)

@@ -19,6 +19,7 @@ impl Ctx<'_, '_> {
                 EventBody::SaleRecorded(sale) => Ok(Outcome::Sale {
                     sale,
                     replayed: true,
+                    json: None,
                 }),
                 _ => Err(LedgerError::key_reused()),
             };
@@ -47,6 +48,7 @@ impl Ctx<'_, '_> {
         );
         let sale_seq = self.emit(EventBody::SaleRecorded(Box::new(sale.clone())))?;
         debug_assert_eq!(sale_seq, sale.seq);
+        let json = self.sale_json.take();
         for c in &sale.coupons {
             self.emit(EventBody::CouponRedeemed {
                 code: c.code.clone(),
@@ -87,6 +89,7 @@ impl Ctx<'_, '_> {
         Ok(Outcome::Sale {
             sale: Box::new(sale),
             replayed: false,
+            json,
         })
     }
 
