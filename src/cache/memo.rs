@@ -22,46 +22,45 @@ pub(super) const MAX: usize = 4096;
 
 #[derive(Default)]
 pub(super) struct Memo {
-    products: HashMap<String, Product>,
-    stock: HashMap<String, StockLevel>,
+    pub(super) products: Kept<Product>,
+    pub(super) stock: Kept<StockLevel>,
 }
 
 impl Memo {
-    pub(super) fn product(&self, sku: &str) -> Option<Product> {
-        self.products.get(sku).cloned()
-    }
-
-    pub(super) fn stock(&self, sku: &str) -> Option<StockLevel> {
-        self.stock.get(sku).cloned()
-    }
-
-    pub(super) fn keep_product(&mut self, p: &Product) {
-        keep(&mut self.products, &p.sku, p);
-    }
-
-    pub(super) fn keep_stock(&mut self, s: &StockLevel) {
-        keep(&mut self.stock, &s.sku, s);
-    }
-
     /// Forgets everything (the cache's state is not known for certain).
     pub(super) fn clear(&mut self) {
-        self.products.clear();
-        self.stock.clear();
+        self.products.0.clear();
+        self.stock.0.clear();
     }
 
     #[cfg(test)]
     pub(super) fn len(&self) -> (usize, usize) {
-        (self.products.len(), self.stock.len())
+        (self.products.0.len(), self.stock.0.len())
     }
 }
 
-fn keep<T: Clone>(map: &mut HashMap<String, T>, key: &str, value: &T) {
-    if let Some(slot) = map.get_mut(key) {
-        *slot = value.clone();
-        return;
+/// One kind's committed rows, by SKU.
+pub(super) struct Kept<T>(HashMap<String, T>);
+
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Kept(HashMap::new())
     }
-    if map.len() >= MAX {
-        map.clear();
+}
+
+impl<T: Clone> Kept<T> {
+    pub(super) fn get(&self, sku: &str) -> Option<T> {
+        self.0.get(sku).cloned()
     }
-    map.insert(key.to_string(), value.clone());
+
+    pub(super) fn keep(&mut self, sku: &str, value: &T) {
+        if let Some(slot) = self.0.get_mut(sku) {
+            *slot = value.clone();
+            return;
+        }
+        if self.0.len() >= MAX {
+            self.0.clear();
+        }
+        self.0.insert(sku.to_string(), value.clone());
+    }
 }

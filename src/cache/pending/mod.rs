@@ -16,6 +16,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::codec::get_json;
 use super::keys::MemberKeys;
+use super::memo::{Kept, Memo};
 use super::{CacheError, CacheWriter, Idx, get_member, index_get, sql_err, stored_rules};
 use crate::domain::catalog::{Coupon, Product, StockLevel};
 use crate::domain::feedback::Feedback;
@@ -269,14 +270,7 @@ impl<'w> Pending<'w> {
         if let Some(p) = self.products.get(sku) {
             return Ok(Some(p.clone()));
         }
-        if let Some(p) = self.w.memo.borrow().product(sku) {
-            return Ok(Some(p));
-        }
-        let found: Option<Product> = get_json(self.w.conn(), "products", "sku", sku)?;
-        if let Some(p) = &found {
-            self.w.memo.borrow_mut().keep_product(p);
-        }
-        Ok(found)
+        self.committed("products", sku, |m| &mut m.products)
     }
 
     /// The product carrying this barcode, pending writes included.
@@ -306,12 +300,23 @@ impl<'w> Pending<'w> {
         if let Some(s) = self.stock.get(sku) {
             return Ok(Some(s.clone()));
         }
-        if let Some(s) = self.w.memo.borrow().stock(sku) {
-            return Ok(Some(s));
+        self.committed("stock", sku, |m| &mut m.stock)
+    }
+
+    /// A committed product or stock level: from the writer's memo, or read from `table` and
+    /// kept there (see `memo`).
+    fn committed<T: Clone + serde::de::DeserializeOwned>(
+        &self,
+        table: &'static str,
+        sku: &str,
+        kind: fn(&mut Memo) -> &mut Kept<T>,
+    ) -> Result<Option<T>, CacheError> {
+        if let Some(v) = kind(&mut self.w.memo.borrow_mut()).get(sku) {
+            return Ok(Some(v));
         }
-        let found: Option<StockLevel> = get_json(self.w.conn(), "stock", "sku", sku)?;
-        if let Some(s) = &found {
-            self.w.memo.borrow_mut().keep_stock(s);
+        let found: Option<T> = get_json(self.w.conn(), table, "sku", sku)?;
+        if let Some(v) = &found {
+            kind(&mut self.w.memo.borrow_mut()).keep(sku, v);
         }
         Ok(found)
     }
@@ -445,8 +450,10 @@ impl<'w> Pending<'w> {
         match &result {
             Ok(_) => {
                 let mut memo = self.w.memo.borrow_mut();
-                self.products.values().for_each(|p| memo.keep_product(p));
-                self.stock.values().for_each(|s| memo.keep_stock(s));
+                self.products
+                    .iter()
+                    .for_each(|(k, p)| memo.products.keep(k, p));
+                self.stock.iter().for_each(|(k, s)| memo.stock.keep(k, s));
             }
             // Rolled back, or perhaps not: what the cache holds is not known for certain.
             Err(_) => self.w.memo.borrow_mut().clear(),
