@@ -130,16 +130,25 @@ impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
         // grows several times for a member).
         let mut buf = Vec::with_capacity(1024);
         match serde_json::to_writer(&mut buf, &self.0) {
-            Ok(()) => (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    axum::http::HeaderValue::from_static("application/json"),
-                )],
-                buf,
-            )
-                .into_response(),
+            Ok(()) => JsonText(buf).into_response(),
             Err(e) => ApiError::internal(e).into_response(),
         }
+    }
+}
+
+/// A body that already is JSON text, answered as [`Json`] answers its value.
+pub struct JsonText<B>(pub B);
+
+impl<B: axum::response::IntoResponse> axum::response::IntoResponse for JsonText<B> {
+    fn into_response(self) -> Response {
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            self.0,
+        )
+            .into_response()
     }
 }
 

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, AppState, Json, Path, Query, Staff, idempotency_key};
+use super::{ApiError, ApiResult, AppState, Json, JsonText, Path, Query, Staff, idempotency_key};
 use crate::domain::access::Action;
 use crate::domain::event::EventBody;
 use crate::domain::pricing::Quote;
@@ -76,15 +76,7 @@ async fn record(
             };
             Ok(match json {
                 // The journal's JSON of this very sale, as `Json(*sale)` would write it.
-                Some(body) => (
-                    status,
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        axum::http::HeaderValue::from_static("application/json"),
-                    )],
-                    body,
-                )
-                    .into_response(),
+                Some(body) => (status, JsonText(body)).into_response(),
                 None => (status, Json(*sale)).into_response(),
             })
         }
