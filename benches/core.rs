@@ -22,7 +22,8 @@
 //! Environment: `BENCH_MEMBERS` (default 1000000), `BENCH_SECS` of the 16-client phase (default
 //! 5), `BENCH_ROUNDS` (default 8) of `BENCH_ROUND_SECS` each (default 2) for healthz and lookup
 //! and for fsync and one client, `BENCH_DIR` (default `target/bench-core`; seeded data is
-//! reused between runs).
+//! reused between runs), `BENCH_CLIENT_CPU` (pins the one-client rounds' client to that CPU,
+//! to measure one placement; unset, the kernel places it, as it would any client).
 //! Needs `wrk` on the PATH (Debian package `wrk`).
 
 use std::io::Write;
@@ -247,7 +248,17 @@ fn wrk(dir: &Path, name: &str, conns: u32, secs: u64, base: &str, script: &str) 
 /// the daemon runs on, which a real terminal, on its own machine, does not: this client, which
 /// does nothing per sale but format the request and find the end of the answer, sold 3–9 % more
 /// in alternating pairs against the same daemon.
-fn one_terminal(base: &str, token: &str, tag: &str, secs: u64) -> Load {
+///
+/// Every 64th sale it also notes whether it runs on the vCPU the daemon's ledger thread last ran
+/// on ([`Placement`]): on a 2-vCPU machine that decides much of the round's rate, as the two
+/// then share one vCPU (docs/benchmarks.md).
+fn one_terminal(
+    base: &str,
+    token: &str,
+    tag: &str,
+    secs: u64,
+    ledger: Option<&Path>,
+) -> (Load, Placement) {
     use std::io::Read;
     let addr = base.trim_start_matches("http://");
     let mut conn = std::net::TcpStream::connect(addr).expect("connecting to the daemon");
@@ -258,6 +269,7 @@ fn one_terminal(base: &str, token: &str, tag: &str, secs: u64) -> Load {
     let mut buf = vec![0u8; 64 * 1024];
     let mut times = Vec::new();
     let mut errors = 0u64;
+    let mut placement = Placement::default();
     let started = Instant::now();
     let mut n = 0u64;
     while started.elapsed() < Duration::from_secs(secs) {
@@ -301,6 +313,16 @@ fn one_terminal(base: &str, token: &str, tag: &str, secs: u64) -> Load {
             }
         };
         times.push(sent.elapsed());
+        if n.is_multiple_of(64)
+            && let Some(ledger) = ledger
+            && let (Some(mine), Some(its)) = (
+                last_cpu(Path::new("/proc/thread-self/stat")),
+                last_cpu(ledger),
+            )
+        {
+            placement.samples += 1;
+            placement.shared += u32::from(mine == its);
+        }
         assert_eq!(have, end, "bytes after the answer to a lone request");
         if status != 201 {
             errors += 1;
@@ -313,12 +335,69 @@ fn one_terminal(base: &str, token: &str, tag: &str, secs: u64) -> Load {
             .get(((times.len().saturating_sub(1)) as f64 * q) as usize)
             .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
     };
-    Load {
+    let load = Load {
         rate: times.len() as f64 / elapsed,
         p50_ms: ms(0.5),
         p99_ms: ms(0.99),
         errors,
+    };
+    (load, placement)
+}
+
+/// How often the one-terminal client ran on the same vCPU as the daemon's ledger thread.
+#[derive(Debug, Default, Clone, Copy)]
+struct Placement {
+    samples: u32,
+    shared: u32,
+}
+
+impl Placement {
+    /// The share of samples on the ledger's vCPU, or `None` without samples.
+    fn shared(&self) -> Option<f64> {
+        (self.samples > 0).then(|| f64::from(self.shared) / f64::from(self.samples))
     }
+}
+
+/// Pins the calling thread to `cpu`; returns the affinity it had, to restore.
+fn pin_to(cpu: usize) -> Option<libc::cpu_set_t> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        eprintln!("  BENCH_CLIENT_CPU={cpu}: no such CPU; left unpinned");
+        return None;
+    }
+    // SAFETY: cpu_set_t is plain bits, zero is an empty set; the calls get its true size.
+    unsafe {
+        let mut old: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of_val(&old), &mut old) != 0 {
+            return None;
+        }
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        if libc::sched_setaffinity(0, std::mem::size_of_val(&one), &one) != 0 {
+            eprintln!("  BENCH_CLIENT_CPU={cpu}: cannot pin the client there; left unpinned");
+            return None;
+        }
+        Some(old)
+    }
+}
+
+/// The CPU a thread last ran on: field 39 of its `/proc/.../stat`.
+fn last_cpu(stat: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(stat).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = &text[text.rfind(')')? + 1..];
+    rest.split_whitespace().nth(39 - 3)?.parse().ok()
+}
+
+/// The `stat` file of the daemon's ledger thread (named `ledger`), if it can be found.
+fn ledger_stat(pid: u32) -> Option<PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .map(|task| task.path())
+        .find(|task| {
+            std::fs::read_to_string(task.join("comm")).is_ok_and(|comm| comm.trim() == "ledger")
+        })
+        .map(|task| task.join("stat"))
 }
 
 fn mean(runs: &[Load], figure: impl Fn(&Load) -> f64) -> f64 {
@@ -447,16 +526,33 @@ fn main() {
     // and the figure is mean ÷ mean.
     let mut fsyncs = Vec::new();
     let mut ones = Vec::new();
+    let mut placements = Vec::new();
     let mut bare_sqlites = Vec::new();
+    let ledger = ledger_stat(pid);
+    // To measure one placement (docs/benchmarks.md): BENCH_CLIENT_CPU pins the client (this
+    // thread, while it sells) to that CPU.
+    let client_cpu: Option<usize> = std::env::var("BENCH_CLIENT_CPU")
+        .ok()
+        .and_then(|cpu| cpu.parse().ok());
     for round in 0..rounds {
         fsyncs.push(fsync_rate(&data, round_secs));
         bare_sqlites.push(sqlite_commit_rate(&root, round_secs));
-        ones.push(one_terminal(
+        // Only the client: the probe's rate depends on its CPU too (the disk's interrupt
+        // goes to one of them), and it is measured where the kernel puts it.
+        let unpinned = client_cpu.and_then(pin_to);
+        let (load, placement) = one_terminal(
             &base,
             &token,
             &format!("one{round}"),
             round_secs,
-        ));
+            ledger.as_deref(),
+        );
+        if let Some(mask) = unpinned {
+            // SAFETY: a mask this thread's own affinity was read into.
+            unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&mask), &mask) };
+        }
+        ones.push(load);
+        placements.push(placement);
     }
     let fsync = fsyncs.iter().sum::<f64>() / fsyncs.len() as f64;
     let bare_sqlite = bare_sqlites.iter().sum::<f64>() / bare_sqlites.len() as f64;
@@ -537,14 +633,22 @@ fn main() {
         mean(&lookup, |x| x.rate) / mean(&health, |x| x.rate),
         median(&ratios)
     );
-    for (round, ((f, o), q)) in fsyncs.iter().zip(&ones).zip(&bare_sqlites).enumerate() {
+    for (round, (((f, o), q), p)) in fsyncs
+        .iter()
+        .zip(&ones)
+        .zip(&bare_sqlites)
+        .zip(&placements)
+        .enumerate()
+    {
         println!(
-            "round {round}: raw fsync {f:>6.0} /s | bare SQLite {q:>5.0} /s | durable sales, 1 client: {:>6.0} /s p50 {:.2} ms p99 {:.2} ms | ratio {:.2} | errors {}",
+            "round {round}: raw fsync {f:>6.0} /s | bare SQLite {q:>5.0} /s | durable sales, 1 client: {:>6.0} /s p50 {:.2} ms p99 {:.2} ms | ratio {:.2} | errors {} | client on the ledger's vCPU {}",
             o.rate,
             o.p50_ms,
             o.p99_ms,
             o.rate / f,
-            o.errors
+            o.errors,
+            p.shared()
+                .map_or("unknown".to_string(), |s| format!("{:.0} %", s * 100.0))
         );
     }
     let one_ratios: Vec<f64> = fsyncs.iter().zip(&ones).map(|(f, o)| o.rate / f).collect();
