@@ -380,6 +380,28 @@ fn pin_to(cpu: usize) -> Option<libc::cpu_set_t> {
     }
 }
 
+/// Runs `f`, and returns with its result the host's steal time meanwhile (all CPUs, ms), from
+/// `/proc/stat`: time a vCPU was ready to run but the host ran something else.
+fn with_steal<T>(f: impl FnOnce() -> T) -> (T, Option<f64>) {
+    let before = steal_ms();
+    let out = f();
+    let stolen = before.zip(steal_ms()).map(|(a, b)| b - a);
+    (out, stolen)
+}
+
+/// The host's steal time so far, all CPUs, in milliseconds (`/proc/stat` counts it in ticks
+/// of 1/100 s on Linux).
+fn steal_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: f64 = cpu.split_whitespace().nth(8)?.parse().ok()?;
+    Some(ticks * 10.0)
+}
+
+fn ms_or_unknown(ms: Option<f64>) -> String {
+    ms.map_or("unknown".to_string(), |ms| format!("{ms:.0}"))
+}
+
 /// The CPU a thread last ran on: field 39 of its `/proc/.../stat`.
 fn last_cpu(stat: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(stat).ok()?;
@@ -502,22 +524,28 @@ fn main() {
     let mut lookup = Vec::new();
     let cache_file = data.join(storebox::cache::FILE_NAME);
     let mut warming = Vec::new();
+    // Host steal time per round: this VM's host sometimes takes a vCPU away for ~100 ms,
+    // which decides that round's p99 (docs/benchmarks.md).
+    let mut stolen = Vec::new();
     for round in 0..rounds {
         warming.push(warm(&cache_file));
-        health.push(short(
-            &format!("healthz{round}"),
-            lua_get("\"/healthz\"", None),
-        ));
-        lookup.push(short(
-            &format!("lookup{round}"),
-            lua_get(
-                &format!(
-                    "\"/v1/members?phone=\" .. ({PHONE_BASE} + math.random(0, {}))",
-                    members.max(1) - 1
+        let (h, stolen_h) =
+            with_steal(|| short(&format!("healthz{round}"), lua_get("\"/healthz\"", None)));
+        let (l, stolen_l) = with_steal(|| {
+            short(
+                &format!("lookup{round}"),
+                lua_get(
+                    &format!(
+                        "\"/v1/members?phone=\" .. ({PHONE_BASE} + math.random(0, {}))",
+                        members.max(1) - 1
+                    ),
+                    Some(&token),
                 ),
-                Some(&token),
-            ),
-        ));
+            )
+        });
+        health.push(h);
+        lookup.push(l);
+        stolen.push((stolen_h, stolen_l));
     }
     // Warm-up: the WAL reaches its steady size and is then reused from its start.
     wrk(&root, "warmup", 16, 10, &base, &lua_sale(&token, "warm"));
@@ -527,6 +555,7 @@ fn main() {
     let mut fsyncs = Vec::new();
     let mut ones = Vec::new();
     let mut placements = Vec::new();
+    let mut one_stolen = Vec::new();
     let mut bare_sqlites = Vec::new();
     let ledger = ledger_stat(pid);
     // To measure one placement (docs/benchmarks.md): BENCH_CLIENT_CPU pins the client (this
@@ -540,19 +569,22 @@ fn main() {
         // Only the client: the probe's rate depends on its CPU too (the disk's interrupt
         // goes to one of them), and it is measured where the kernel puts it.
         let unpinned = client_cpu.and_then(pin_to);
-        let (load, placement) = one_terminal(
-            &base,
-            &token,
-            &format!("one{round}"),
-            round_secs,
-            ledger.as_deref(),
-        );
+        let ((load, placement), stolen) = with_steal(|| {
+            one_terminal(
+                &base,
+                &token,
+                &format!("one{round}"),
+                round_secs,
+                ledger.as_deref(),
+            )
+        });
         if let Some(mask) = unpinned {
             // SAFETY: a mask this thread's own affinity was read into.
             unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&mask), &mask) };
         }
         ones.push(load);
         placements.push(placement);
+        one_stolen.push(stolen);
     }
     let fsync = fsyncs.iter().sum::<f64>() / fsyncs.len() as f64;
     let bare_sqlite = bare_sqlites.iter().sum::<f64>() / bare_sqlites.len() as f64;
@@ -599,16 +631,24 @@ fn main() {
     println!(
         "resident memory idle / after run: {rss_idle:>6.1} MiB / {rss_after:.1} MiB   (goal < 150)"
     );
-    for (round, ((h, l), w)) in health.iter().zip(&lookup).zip(&warming).enumerate() {
+    for (round, (((h, l), w), (sh, sl))) in health
+        .iter()
+        .zip(&lookup)
+        .zip(&warming)
+        .zip(&stolen)
+        .enumerate()
+    {
         println!(
-            "round {round}: cache file read in {w:.2} s | GET /healthz, 64 conns: {:>7.0} req/s p99 {:.2} ms | lookup by phone: {:>7.0} req/s p50 {:.2} ms p99 {:.2} ms | ratio {:.2} | errors {}",
+            "round {round}: cache file read in {w:.2} s | GET /healthz, 64 conns: {:>7.0} req/s p99 {:.2} ms | lookup by phone: {:>7.0} req/s p50 {:.2} ms p99 {:.2} ms | ratio {:.2} | errors {} | host steal {} / {} ms",
             h.rate,
             h.p99_ms,
             l.rate,
             l.p50_ms,
             l.p99_ms,
             l.rate / h.rate,
-            h.errors + l.errors
+            h.errors + l.errors,
+            ms_or_unknown(*sh),
+            ms_or_unknown(*sl)
         );
     }
     let ratios: Vec<f64> = health
@@ -633,22 +673,24 @@ fn main() {
         mean(&lookup, |x| x.rate) / mean(&health, |x| x.rate),
         median(&ratios)
     );
-    for (round, (((f, o), q), p)) in fsyncs
+    for (round, ((((f, o), q), p), st)) in fsyncs
         .iter()
         .zip(&ones)
         .zip(&bare_sqlites)
         .zip(&placements)
+        .zip(&one_stolen)
         .enumerate()
     {
         println!(
-            "round {round}: raw fsync {f:>6.0} /s | bare SQLite {q:>5.0} /s | durable sales, 1 client: {:>6.0} /s p50 {:.2} ms p99 {:.2} ms | ratio {:.2} | errors {} | client on the ledger's vCPU {}",
+            "round {round}: raw fsync {f:>6.0} /s | bare SQLite {q:>5.0} /s | durable sales, 1 client: {:>6.0} /s p50 {:.2} ms p99 {:.2} ms | ratio {:.2} | errors {} | client on the ledger's vCPU {} | host steal {} ms",
             o.rate,
             o.p50_ms,
             o.p99_ms,
             o.rate / f,
             o.errors,
             p.shared()
-                .map_or("unknown".to_string(), |s| format!("{:.0} %", s * 100.0))
+                .map_or("unknown".to_string(), |s| format!("{:.0} %", s * 100.0)),
+            ms_or_unknown(*st)
         );
     }
     let one_ratios: Vec<f64> = fsyncs.iter().zip(&ones).map(|(f, o)| o.rate / f).collect();
