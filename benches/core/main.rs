@@ -26,16 +26,19 @@
 //! to measure one placement; unset, the kernel places it, as it would any client).
 //! Needs `wrk` on the PATH (Debian package `wrk`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use load::{Load, one_terminal, unique, wrk};
+use machine::{fsync_rate, ledger_stat, pin_to, sqlite_commit_rate, warm, with_steal};
 use storebox::config::Config;
 use storebox::domain::event::{EventBody, MemberRegistered};
 use storebox::domain::member::{Consent, Gender, Profile};
 use support::{env_or, login, rss_mib, start_daemon};
 
+mod load;
+mod machine;
+#[path = "../support/mod.rs"]
 mod support;
 
 const PHONE_BASE: u64 = 13_000_000_000;
@@ -81,345 +84,8 @@ fn seed(dir: &Path, config: &Config, n: u64) {
     );
 }
 
-/// Raw fsync rate of the disk holding `dir`: a 4 KiB block overwritten in a preallocated
-/// 1 MiB file, then `fdatasync`, repeatedly — the cheapest durable write the disk offers, and
-/// what a steady-state WAL commit does (SQLite reuses its WAL file from the start after each
-/// checkpoint).
-fn fsync_rate(dir: &Path, secs: u64) -> f64 {
-    use std::os::unix::fs::FileExt;
-    let path = dir.join("fsync-probe");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)
-        .expect("probe file");
-    f.write_all(&vec![0u8; 1 << 20]).expect("preallocate");
-    f.sync_all().expect("fsync");
-    let block = [0x5Au8; 4096];
-    let started = Instant::now();
-    let mut n = 0u64;
-    while started.elapsed() < Duration::from_secs(secs) {
-        f.write_all_at(&block, (n % 256) * 4096).expect("write");
-        f.sync_data().expect("fdatasync");
-        n += 1;
-    }
-    let _ = std::fs::remove_file(&path);
-    n as f64 / started.elapsed().as_secs_f64()
-}
-
-/// A bare SQLite loop on the same disk, for reference: WAL, `synchronous=FULL`, one
-/// transaction per "sale" inserting a 1.2 KB row, a partial-index entry and a key — what a
-/// journal commit costs with nothing else around it.
-fn sqlite_commit_rate(dir: &Path, secs: u64) -> f64 {
-    let path = dir.join("sqlite-probe.sqlite3");
-    for ext in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
-    }
-    let c = rusqlite::Connection::open(&path).expect("probe db");
-    let _: String = c
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .expect("wal");
-    c.execute_batch(
-        "PRAGMA synchronous=FULL;
-         CREATE TABLE events (seq INTEGER PRIMARY KEY, kind TEXT, subject TEXT, data TEXT);
-         CREATE INDEX events_sales ON events(subject) WHERE kind = 'sale';
-         CREATE TABLE keys (k TEXT PRIMARY KEY, seq INTEGER) WITHOUT ROWID;",
-    )
-    .expect("probe schema");
-    let data = "x".repeat(1200);
-    let started = Instant::now();
-    let mut n: i64 = 0;
-    while started.elapsed() < Duration::from_secs(secs) {
-        n += 1;
-        let tx = c.unchecked_transaction().expect("tx");
-        tx.execute(
-            "INSERT INTO events VALUES (?1, 'sale', ?2, ?3)",
-            rusqlite::params![n, format!("s{n:020}"), data],
-        )
-        .expect("insert");
-        tx.execute(
-            "INSERT INTO keys VALUES (?1, ?2)",
-            rusqlite::params![format!("k{n:020}"), n],
-        )
-        .expect("insert");
-        tx.commit().expect("commit");
-    }
-    drop(c);
-    for ext in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
-    }
-    n as f64 / started.elapsed().as_secs_f64()
-}
-
-/// Reads `path` through, so that the OS holds it in its page cache; returns the seconds it took
-/// (long when pages had to come from the disk). This VM pages out page cache that it judges
-/// idle (the kernel's DAMON reclaim runs here, with 21 GB free), so a million-member cache file
-/// seeded or last read a minute earlier is partly on disk again, and a lookup that meets such a
-/// page waits for a disk read on a runtime thread: the rounds measured that, not the server.
-fn warm(path: &Path) -> f64 {
-    use std::io::Read;
-    let started = Instant::now();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        let mut buf = vec![0u8; 1 << 20];
-        while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
-    }
-    started.elapsed().as_secs_f64()
-}
-
-struct Load {
-    rate: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
-}
-
-/// Runs `wrk` (a C load generator, so the client's cost stays small and equal for every
-/// phase) with `conns` connections for `secs` seconds; `script` is a Lua `request` function.
-fn wrk(dir: &Path, name: &str, conns: u32, secs: u64, base: &str, script: &str) -> Load {
-    let path = dir.join(format!("{name}.lua"));
-    std::fs::write(&path, script).expect("lua script");
-    let threads = conns.clamp(1, 2);
-    let out = Command::new("wrk")
-        .args([
-            "--latency",
-            "-t",
-            &threads.to_string(),
-            "-c",
-            &conns.to_string(),
-        ])
-        .args(["-d", &format!("{secs}s"), "-s"])
-        .arg(&path)
-        .arg(base)
-        .output()
-        .expect("running wrk (apt-get install wrk)");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let number = |prefix: &str| -> Option<String> {
-        text.lines()
-            .map(str::trim)
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| {
-                l[prefix.len()..]
-                    .split_whitespace()
-                    .next()
-                    .map(str::to_string)
-            })
-    };
-    let ms = |v: Option<String>| -> f64 {
-        let v = v.unwrap_or_default();
-        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
-        let n: f64 = num.parse().unwrap_or(f64::NAN);
-        match unit {
-            "us" => n / 1000.0,
-            "ms" => n,
-            "s" => n * 1000.0,
-            _ => f64::NAN,
-        }
-    };
-    let errors = number("Non-2xx or 3xx responses:")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0u64)
-        + text
-            .lines()
-            .find(|l| l.trim_start().starts_with("Socket errors"))
-            .map(|l| {
-                l.split(|c: char| !c.is_ascii_digit())
-                    .filter_map(|n| n.parse::<u64>().ok())
-                    .sum()
-            })
-            .unwrap_or(0);
-    Load {
-        rate: number("Requests/sec:")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN),
-        p50_ms: ms(number("50%")),
-        p99_ms: ms(number("99%")),
-        errors,
-    }
-}
-
-/// One terminal selling back to back, as a till does: a keep-alive HTTP/1.1 connection, one
-/// sale at a time (a new `Idempotency-Key` each), every request timed.
-///
-/// Not wrk, for two reasons measured on the Intel VM (docs/benchmarks.md). With a single
-/// connection wrk's latencies disagree with its own rate (a mean of 532 µs at 3,409 requests a
-/// second, where one connection allows at most 293 µs), so its p50 and p99 there meant little.
-/// And wrk (its Lua `request` function, its event loop) takes CPU per sale from the two cores
-/// the daemon runs on, which a real terminal, on its own machine, does not: this client, which
-/// does nothing per sale but format the request and find the end of the answer, sold 3–9 % more
-/// in alternating pairs against the same daemon.
-///
-/// Every 64th sale it also notes whether it runs on the vCPU the daemon's ledger thread last ran
-/// on ([`Placement`]): on a 2-vCPU machine that decides much of the round's rate, as the two
-/// then share one vCPU (docs/benchmarks.md).
-fn one_terminal(
-    base: &str,
-    token: &str,
-    tag: &str,
-    secs: u64,
-    ledger: Option<&Path>,
-) -> (Load, Placement) {
-    use std::io::Read;
-    let addr = base.trim_start_matches("http://");
-    let mut conn = std::net::TcpStream::connect(addr).expect("connecting to the daemon");
-    conn.set_nodelay(true).expect("TCP_NODELAY");
-    let tag = unique(tag);
-    let body = r#"{"lines":[{"sku":"MILK","qty":1}],"payments":[{"method":"cash","amount":2000}]}"#;
-    let mut request = Vec::with_capacity(512);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut times = Vec::new();
-    let mut errors = 0u64;
-    let mut placement = Placement::default();
-    let started = Instant::now();
-    let mut n = 0u64;
-    while started.elapsed() < Duration::from_secs(secs) {
-        n += 1;
-        request.clear();
-        write!(
-            request,
-            "POST /v1/sales HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nIdempotency-Key: {tag}-{n}\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("formatting a request");
-        let sent = Instant::now();
-        conn.write_all(&request).expect("sending a sale");
-        // Read until the head and the Content-Length it announces are in.
-        let mut have = 0;
-        let (status, end) = loop {
-            let got = conn.read(&mut buf[have..]).expect("reading an answer");
-            assert!(got > 0, "the daemon closed the connection");
-            have += got;
-            let Some(head_end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") else {
-                assert!(have < buf.len(), "an answer's head over 64 KiB");
-                continue;
-            };
-            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-            let status: u16 = head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .expect("an HTTP status line");
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .expect("a Content-Length");
-            let end = head_end + 4 + length;
-            assert!(end <= buf.len(), "an answer over 64 KiB");
-            if have >= end {
-                break (status, end);
-            }
-        };
-        times.push(sent.elapsed());
-        if n.is_multiple_of(64)
-            && let Some(ledger) = ledger
-            && let (Some(mine), Some(its)) = (
-                last_cpu(Path::new("/proc/thread-self/stat")),
-                last_cpu(ledger),
-            )
-        {
-            placement.samples += 1;
-            placement.shared += u32::from(mine == its);
-        }
-        assert_eq!(have, end, "bytes after the answer to a lone request");
-        if status != 201 {
-            errors += 1;
-        }
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    times.sort();
-    let ms = |q: f64| {
-        times
-            .get(((times.len().saturating_sub(1)) as f64 * q) as usize)
-            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
-    };
-    let load = Load {
-        rate: times.len() as f64 / elapsed,
-        p50_ms: ms(0.5),
-        p99_ms: ms(0.99),
-        errors,
-    };
-    (load, placement)
-}
-
-/// How often the one-terminal client ran on the same vCPU as the daemon's ledger thread.
-#[derive(Debug, Default, Clone, Copy)]
-struct Placement {
-    samples: u32,
-    shared: u32,
-}
-
-impl Placement {
-    /// The share of samples on the ledger's vCPU, or `None` without samples.
-    fn shared(&self) -> Option<f64> {
-        (self.samples > 0).then(|| f64::from(self.shared) / f64::from(self.samples))
-    }
-}
-
-/// Pins the calling thread to `cpu`; returns the affinity it had, to restore.
-fn pin_to(cpu: usize) -> Option<libc::cpu_set_t> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        eprintln!("  BENCH_CLIENT_CPU={cpu}: no such CPU; left unpinned");
-        return None;
-    }
-    // SAFETY: cpu_set_t is plain bits, zero is an empty set; the calls get its true size.
-    unsafe {
-        let mut old: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of_val(&old), &mut old) != 0 {
-            return None;
-        }
-        let mut one: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut one);
-        if libc::sched_setaffinity(0, std::mem::size_of_val(&one), &one) != 0 {
-            eprintln!("  BENCH_CLIENT_CPU={cpu}: cannot pin the client there; left unpinned");
-            return None;
-        }
-        Some(old)
-    }
-}
-
-/// Runs `f`, and returns with its result the host's steal time meanwhile (all CPUs, ms), from
-/// `/proc/stat`: time a vCPU was ready to run but the host ran something else.
-fn with_steal<T>(f: impl FnOnce() -> T) -> (T, Option<f64>) {
-    let before = steal_ms();
-    let out = f();
-    let stolen = before.zip(steal_ms()).map(|(a, b)| b - a);
-    (out, stolen)
-}
-
-/// The host's steal time so far, all CPUs, in milliseconds (`/proc/stat` counts it in ticks
-/// of 1/100 s on Linux).
-fn steal_ms() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let ticks: f64 = cpu.split_whitespace().nth(8)?.parse().ok()?;
-    Some(ticks * 10.0)
-}
-
 fn ms_or_unknown(ms: Option<f64>) -> String {
     ms.map_or("unknown".to_string(), |ms| format!("{ms:.0}"))
-}
-
-/// The CPU a thread last ran on: field 39 of its `/proc/.../stat`.
-fn last_cpu(stat: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(stat).ok()?;
-    // Fields after the command name (which may hold spaces) start at field 3.
-    let rest = &text[text.rfind(')')? + 1..];
-    rest.split_whitespace().nth(39 - 3)?.parse().ok()
-}
-
-/// The `stat` file of the daemon's ledger thread (named `ledger`), if it can be found.
-fn ledger_stat(pid: u32) -> Option<PathBuf> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-        .map(|task| task.path())
-        .find(|task| {
-            std::fs::read_to_string(task.join("comm")).is_ok_and(|comm| comm.trim() == "ledger")
-        })
-        .map(|task| task.join("stat"))
 }
 
 fn mean(runs: &[Load], figure: impl Fn(&Load) -> f64) -> f64 {
@@ -449,15 +115,6 @@ fn lua_get(path_expr: &str, token: Option<&str>) -> String {
         None => "{}".into(),
     };
     format!("request = function()\n  return wrk.format(\"GET\", {path_expr}, {headers})\nend\n")
-}
-
-/// `tag` made unique to this run (it carries the time), for idempotency keys.
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{tag}-{nanos}")
 }
 
 fn lua_sale(token: &str, tag: &str) -> String {
@@ -568,7 +225,7 @@ fn main() {
         bare_sqlites.push(sqlite_commit_rate(&root, round_secs));
         // Only the client: the probe's rate depends on its CPU too (the disk's interrupt
         // goes to one of them), and it is measured where the kernel puts it.
-        let unpinned = client_cpu.and_then(pin_to);
+        let pinned = client_cpu.and_then(pin_to);
         let ((load, placement), stolen) = with_steal(|| {
             one_terminal(
                 &base,
@@ -578,10 +235,7 @@ fn main() {
                 ledger.as_deref(),
             )
         });
-        if let Some(mask) = unpinned {
-            // SAFETY: a mask this thread's own affinity was read into.
-            unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&mask), &mask) };
-        }
+        drop(pinned);
         ones.push(load);
         placements.push(placement);
         one_stolen.push(stolen);
