@@ -9,9 +9,9 @@
 //! beside an fsync of ~130 µs (docs/benchmarks.md). So each side first polls for a bounded
 //! time, and only then sleeps:
 //!
-//! - the ledger thread, after a batch, polls its channel for [`LEDGER_POLL`] — long enough for
-//!   the same terminal's next request to come round (HTTP included), short enough that an
-//!   idle store costs nothing;
+//! - the ledger thread, after a batch, yields its CPU once (to whatever the answer woke beside
+//!   it) and then polls its channel for [`LEDGER_POLL`] — long enough for the same terminal's
+//!   next request to come round (HTTP included), short enough that an idle store costs nothing;
 //! - the HTTP task waiting for its answer polls (yielding to every other task between polls,
 //!   so it never holds up the runtime) for [`ANSWER_POLL`], a little more than a commit on an
 //!   SSD — but only while its command is the only one in flight. With several terminals
@@ -40,12 +40,24 @@ pub(super) const LEDGER_POLL: Duration = Duration::from_micros(200);
 pub(super) const ANSWER_POLL: Duration = Duration::from_micros(400);
 
 /// The next message for the ledger thread; `None` once every sender is gone.
+///
+/// When nothing is waiting, the thread first yields its CPU once, then polls. A terminal
+/// process on the ledger's own CPU (the bench's client; on a real box any thread the kernel
+/// puts there) is woken by the answer just sent and must run before its next request can come;
+/// without the yield it waits for the poll to end or for the scheduler to preempt the poll.
+/// Yielding at every poll instead was measured worse: each yield pushes the thread's deadline
+/// back a slice, so one spinning neighbour then keeps it off its CPU (docs/benchmarks.md).
 pub(super) fn next_message<T>(rx: &mut mpsc::Receiver<T>, poll: Duration) -> Option<T> {
     let until = Instant::now() + poll;
+    let mut yielded = false;
     loop {
         match rx.try_recv() {
             Ok(msg) => return Some(msg),
             Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) if !yielded => {
+                std::thread::yield_now();
+                yielded = true;
+            }
             Err(mpsc::error::TryRecvError::Empty) if Instant::now() < until => {
                 std::hint::spin_loop();
             }
