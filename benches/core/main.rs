@@ -323,7 +323,7 @@ fn main() {
         mean(&lookup, |x| x.p99_ms)
     );
     println!(
-        "  lookup / healthz throughput:    {:>8.2}        (goal ≥ 0.70, p99 < 5 ms; mean ÷ mean over {rounds} rounds of {round_secs} s; rounds {lowest:.2}–{highest:.2}, median {:.2})",
+        "  lookup / healthz throughput:    {:>8.3}        (goal ≥ 0.70, p99 < 5 ms; mean ÷ mean over {rounds} rounds of {round_secs} s; rounds {lowest:.2}–{highest:.2}, median {:.2})",
         mean(&lookup, |x| x.rate) / mean(&health, |x| x.rate),
         median(&ratios)
     );
@@ -360,7 +360,7 @@ fn main() {
         one.rate, one.p50_ms, one.p99_ms, one.errors
     );
     println!(
-        "  ÷ fsync rate:                   {:>8.2}        (goal ≥ 0.5; mean ÷ mean; rounds {one_lo:.2}–{one_hi:.2}, median {:.2})",
+        "  ÷ fsync rate:                   {:>8.3}        (goal ≥ 0.5; mean ÷ mean; rounds {one_lo:.2}–{one_hi:.2}, median {:.2})",
         one.rate / fsync,
         median(&one_ratios)
     );
