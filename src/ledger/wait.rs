@@ -41,12 +41,13 @@ pub(super) const ANSWER_POLL: Duration = Duration::from_micros(400);
 
 /// The next message for the ledger thread; `None` once every sender is gone.
 ///
-/// When nothing is waiting, the thread first yields its CPU once, then polls. A terminal
-/// process on the ledger's own CPU (the bench's client; on a real box any thread the kernel
-/// puts there) is woken by the answer just sent and must run before its next request can come;
-/// without the yield it waits for the poll to end or for the scheduler to preempt the poll.
-/// Yielding at every poll instead was measured worse: each yield pushes the thread's deadline
-/// back a slice, so one spinning neighbour then keeps it off its CPU (docs/benchmarks.md).
+/// When nothing is waiting, the thread first yields its CPU once, then polls. Whatever the
+/// answer just sent woke on the ledger's own CPU (the bench's terminal client; on a box, an
+/// HTTP worker that will carry the terminal's next request) must run before that request can
+/// come; without the yield it waits for the poll to end or for the scheduler to preempt it.
+/// Yielding at every turn of the poll was measured worse: each yield pushes the thread's
+/// deadline back a slice, so one spinning neighbour then keeps it off its CPU
+/// (docs/benchmarks.md).
 pub(super) fn next_message<T>(rx: &mut mpsc::Receiver<T>, poll: Duration) -> Option<T> {
     let until = Instant::now() + poll;
     let mut yielded = false;
