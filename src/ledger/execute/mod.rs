@@ -43,8 +43,6 @@ pub(super) struct Ctx<'a, 'c> {
     erased: bool,
     /// The profile of the next `member.registered` of this member id, sealed ahead.
     presealed: Option<(String, crate::pii::Presealed)>,
-    /// The JSON of the last `sale.recorded` appended, as written.
-    sale_json: Option<String>,
 }
 
 impl<'a, 'c> Ctx<'a, 'c> {
@@ -72,7 +70,6 @@ impl<'a, 'c> Ctx<'a, 'c> {
             actor,
             erased: false,
             presealed: None,
-            sale_json: None,
         }
     }
 
@@ -206,6 +203,12 @@ impl<'a, 'c> Ctx<'a, 'c> {
     }
 
     fn emit(&mut self, body: EventBody) -> Result<u64, LedgerError> {
+        self.emit_data(body).map(|(seq, _)| seq)
+    }
+
+    /// [`Self::emit`], returning with the `seq` the event's data as the journal holds it (for a
+    /// sale, its answer's body).
+    fn emit_data(&mut self, body: EventBody) -> Result<(u64, String), LedgerError> {
         let seq = self.next_seq;
         let event = Event {
             id: crate::ids::new_v7().to_string(),
@@ -221,12 +224,9 @@ impl<'a, 'c> Ctx<'a, 'c> {
             _ => None,
         };
         let data = store::append_with(self.conn, &event, &day, self.codec, presealed.as_ref())?;
-        if matches!(event.body, EventBody::SaleRecorded(_)) {
-            self.sale_json = Some(data);
-        }
         project(self.pending, &event)?;
         self.next_seq += 1;
-        Ok(seq)
+        Ok((seq, data))
     }
 
     /// Looks up an idempotency key: `Some(event)` when the request was already executed.

@@ -46,9 +46,8 @@ impl Ctx<'_, '_> {
             member.as_ref(),
             self.rules,
         );
-        let sale_seq = self.emit(EventBody::SaleRecorded(Box::new(sale.clone())))?;
+        let (sale_seq, json) = self.emit_data(EventBody::SaleRecorded(Box::new(sale.clone())))?;
         debug_assert_eq!(sale_seq, sale.seq);
-        let json = self.sale_json.take();
         for c in &sale.coupons {
             self.emit(EventBody::CouponRedeemed {
                 code: c.code.clone(),
@@ -89,7 +88,7 @@ impl Ctx<'_, '_> {
         Ok(Outcome::Sale {
             sale: Box::new(sale),
             replayed: false,
-            json,
+            json: Some(json),
         })
     }
 
