@@ -447,18 +447,14 @@ impl<'w> Pending<'w> {
                 .map(|_| written)
                 .map_err(sql_err("committing a cache write"))
         });
-        match &result {
-            Ok(_) => {
+        if let Ok(written) = &result {
+            {
                 let mut memo = self.w.memo.borrow_mut();
                 self.products
                     .iter()
                     .for_each(|(k, p)| memo.products.keep(k, p));
                 self.stock.iter().for_each(|(k, s)| memo.stock.keep(k, s));
             }
-            // Rolled back, or perhaps not: what the cache holds is not known for certain.
-            Err(_) => self.w.memo.borrow_mut().clear(),
-        }
-        if let Ok(written) = &result {
             if let Some(b) = self.w.bulk().as_mut() {
                 if written.flushed {
                     b.clear();
@@ -483,6 +479,9 @@ impl<'w> Pending<'w> {
                     self.w.note_index_write(&changed);
                 }
             }
+        } else {
+            // Rolled back, or perhaps not: what the cache holds is not known for certain.
+            self.w.memo.borrow_mut().clear();
         }
 
         // On failure the transaction is rolled back when `self` drops.
