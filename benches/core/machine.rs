@@ -37,9 +37,12 @@ pub(crate) fn fsync_rate(dir: &Path, secs: u64) -> f64 {
 /// journal commit costs with nothing else around it.
 pub(crate) fn sqlite_commit_rate(dir: &Path, secs: u64) -> f64 {
     let path = dir.join("sqlite-probe.sqlite3");
-    for ext in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
-    }
+    let remove = || {
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+    };
+    remove();
     let c = rusqlite::Connection::open(&path).expect("probe db");
     let _: String = c
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
@@ -70,9 +73,7 @@ pub(crate) fn sqlite_commit_rate(dir: &Path, secs: u64) -> f64 {
         tx.commit().expect("commit");
     }
     drop(c);
-    for ext in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
-    }
+    remove();
     n as f64 / started.elapsed().as_secs_f64()
 }
 

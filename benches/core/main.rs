@@ -88,7 +88,7 @@ fn ms_or_unknown(ms: Option<f64>) -> String {
     ms.map_or("unknown".to_string(), |ms| format!("{ms:.0}"))
 }
 
-fn mean(runs: &[Load], figure: impl Fn(&Load) -> f64) -> f64 {
+fn mean<T>(runs: &[T], figure: impl Fn(&T) -> f64) -> f64 {
     runs.iter().map(figure).sum::<f64>() / runs.len() as f64
 }
 
@@ -240,8 +240,8 @@ fn main() {
         placements.push(placement);
         one_stolen.push(stolen);
     }
-    let fsync = fsyncs.iter().sum::<f64>() / fsyncs.len() as f64;
-    let bare_sqlite = bare_sqlites.iter().sum::<f64>() / bare_sqlites.len() as f64;
+    let fsync = mean(&fsyncs, |f| *f);
+    let bare_sqlite = mean(&bare_sqlites, |q| *q);
     let one = Load {
         rate: mean(&ones, |x| x.rate),
         p50_ms: mean(&ones, |x| x.p50_ms),
