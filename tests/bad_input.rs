@@ -298,6 +298,37 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
         .post(&tm, "/v1/sales/nope/refunds", &json!({"reason": "x"}))
         .await;
     assert_eq!((s, code(&v)), (404, "sale_not_found"), "{v}");
+    // Values at the edge of their types: the most negative delta (whose absolute value does
+    // not exist), a campaign on the calendar's last day (its coupons would end the day after),
+    // a report on its first (the report compares with the period before).
+    let (s, v) = d
+        .post(
+            &tm,
+            "/v1/stock/movements",
+            &json!({"sku": "TEA", "delta": i64::MIN, "reason": "damage"}),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (400, "invalid_delta"), "{v}");
+    let (s, v) = d
+        .post(
+            &tm,
+            "/v1/campaigns",
+            &json!({"id": "EDGE1", "name": "x", "target": {"segment": "no_purchase"},
+                   "coupon_title": "x", "coupon": {"type": "amount_off", "threshold": 0, "amount": 100},
+                   "starts": "+262142-12-31", "ends": "+262142-12-31"}),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (400, "invalid_period"), "{v}");
+    for q in [
+        "to=-262143-01-01",
+        "from=-262143-01-01&to=-262143-01-01",
+        "to=%2B262142-12-31",
+    ] {
+        for report in ["sales", "products", "staff", "associations"] {
+            let (s, v) = d.get(&tm, &format!("/v1/reports/{report}?{q}")).await;
+            assert_eq!((s, code(&v)), (400, "invalid_period"), "{report}?{q}: {v}");
+        }
+    }
 
     // Routes and methods that do not exist.
     let (s, v) = d.get(&t, "/v1/nothing").await;

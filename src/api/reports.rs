@@ -6,12 +6,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiResult, AppState, Json, Query, Staff};
 use crate::domain::access::Action;
-use crate::domain::money::Money;
+use crate::domain::money::format_yuan;
 use crate::domain::report;
 
 pub(super) fn router() -> Router<AppState> {
@@ -38,13 +38,25 @@ pub(super) struct Period {
 
 impl Period {
     /// `from..=to`, by default the 30 days up to today; at most 366 days.
+    /// Both ends lie in 2000–9998, so that the period before it (the sales report compares
+    /// with it) is on the calendar too.
     fn range(&self, today: NaiveDate) -> ApiResult<(NaiveDate, NaiveDate)> {
+        let years = 2000..=9998;
         let to = self.to.unwrap_or(today);
-        let from = self.from.unwrap_or(to - chrono::Duration::days(29));
-        if from > to || (to - from).num_days() > 365 {
+        let from = match self.from {
+            Some(from) => from,
+            None => to
+                .checked_sub_days(chrono::Days::new(29))
+                .unwrap_or(NaiveDate::MIN),
+        };
+        if !years.contains(&from.year())
+            || !years.contains(&to.year())
+            || from > to
+            || (to - from).num_days() > 365
+        {
             return Err(ApiError::bad_request(
                 "invalid_period",
-                "from must be on or before to, and at most 366 days before it",
+                "from must be on or before to, at most 366 days before it, both between 2000 and 9998",
             ));
         }
         Ok((from, to))
@@ -86,10 +98,6 @@ async fn facts(
         .await?)
 }
 
-pub(super) fn yuan(m: Money) -> String {
-    format!("{}.{:02}", m / 100, (m % 100).abs())
-}
-
 // --- sales ----------------------------------------------------------------------------------
 
 #[derive(Serialize)]
@@ -127,7 +135,7 @@ async fn sales(
         let rows: Vec<Vec<String>> = summary
             .by_day
             .iter()
-            .map(|(d, (n, rev))| vec![d.clone(), n.to_string(), yuan(*rev)])
+            .map(|(d, (n, rev))| vec![d.clone(), n.to_string(), format_yuan(*rev)])
             .collect();
         return Ok(super::csv::response(
             "sales",
@@ -220,7 +228,7 @@ async fn products(
                     r.sales.sku.clone(),
                     r.name.clone(),
                     r.sales.units.to_string(),
-                    yuan(r.sales.revenue),
+                    format_yuan(r.sales.revenue),
                     r.sales.sales.to_string(),
                     r.on_hand.map(|v| v.to_string()).unwrap_or_default(),
                     r.units_per_day.to_string(),
@@ -354,9 +362,9 @@ async fn staff_report(
                 vec![
                     s.staff_no.clone(),
                     s.sales.to_string(),
-                    yuan(s.revenue),
-                    yuan(s.refunded),
-                    yuan(s.average_ticket),
+                    format_yuan(s.revenue),
+                    format_yuan(s.refunded),
+                    format_yuan(s.average_ticket),
                     s.member_share.to_string(),
                     s.registrations.to_string(),
                     s.feedback.to_string(),

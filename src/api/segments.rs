@@ -10,11 +10,12 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::members::{RiskView, SegmentView};
-use super::reports::{Period, today, wants_csv, yuan};
+use super::reports::{Period, today, wants_csv};
 use super::{ApiError, ApiResult, AppState, Json, Query, Staff};
 use crate::domain::access::Action;
 use crate::domain::insight::{self, Segment};
 use crate::domain::money::Money;
+use crate::domain::money::format_yuan;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -157,7 +158,7 @@ async fn segments(
                             f.to_string(),
                             mo.to_string(),
                             m.visits.to_string(),
-                            yuan(m.total_spend),
+                            format_yuan(m.total_spend),
                             m.last_visit_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
                         ]
                     })
@@ -241,7 +242,7 @@ async fn at_risk(
                     m.phone.clone().unwrap_or_default(),
                     m.segment.code.to_string(),
                     m.visits.to_string(),
-                    yuan(m.total_spend),
+                    format_yuan(m.total_spend),
                     m.last_visit_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
                     m.risk.message.clone(),
                 ]

@@ -228,6 +228,11 @@ pub fn restore(
     file: &Path,
     hq_last_seq: u64,
 ) -> anyhow::Result<Restored> {
+    // The journal keeps a seq as SQLite's signed 64-bit integer, and the restore's own event
+    // takes the one after HQ's.
+    if hq_last_seq >= i64::MAX as u64 {
+        bail!("--hq-last-seq {hq_last_seq} is not a seq this store can have sent");
+    }
     let dir = &config.storage.dir;
     let key_path = config.key_path();
     if dir.exists() {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -60,6 +60,10 @@ pub struct Campaign {
     /// Who started it (a staff number, or `hq`).
     pub started_by: String,
 }
+
+/// The years a campaign may run in: its coupons' validity ends the day after `ends`, and a date
+/// at the edge of what the calendar holds has no day after.
+const CAMPAIGN_YEARS: std::ops::RangeInclusive<i32> = 2000..=9998;
 
 /// The control group's share when a definition gives none: 10 %.
 pub fn default_control_percent() -> u8 {
@@ -120,10 +124,15 @@ pub fn check(mut spec: CampaignSpec) -> Result<CheckedSpec, SpecError> {
             "name and coupon_title are required, 64 characters at most",
         ));
     }
-    if spec.ends < spec.starts || (spec.ends - spec.starts).num_days() > 366 {
+    let years = CAMPAIGN_YEARS;
+    if !years.contains(&spec.starts.year())
+        || !years.contains(&spec.ends.year())
+        || spec.ends < spec.starts
+        || (spec.ends - spec.starts).num_days() > 366
+    {
         return Err(err(
             "invalid_period",
-            "ends must be on or after starts, within a year",
+            "ends must be on or after starts, within a year, both between 2000 and 9998",
         ));
     }
     if spec.control_percent > 50 {
@@ -276,6 +285,21 @@ mod tests {
         assert_eq!(refused(|s| s.name = " ".into()), "invalid_campaign");
         assert_eq!(
             refused(|s| s.ends = "2026-02-01".parse().unwrap()),
+            "invalid_period"
+        );
+        // At the calendar's edge (chrono's last day has no day after it for the coupons).
+        assert_eq!(
+            refused(|s| {
+                s.starts = NaiveDate::MAX;
+                s.ends = NaiveDate::MAX;
+            }),
+            "invalid_period"
+        );
+        assert_eq!(
+            refused(|s| {
+                s.starts = NaiveDate::MIN;
+                s.ends = NaiveDate::MIN;
+            }),
             "invalid_period"
         );
         assert_eq!(

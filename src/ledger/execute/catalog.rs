@@ -42,7 +42,9 @@ impl Ctx<'_, '_> {
                 format!("no product {}", req.sku),
             ));
         }
-        if !req.reason.accepts(req.delta) || req.delta.abs() > MAX_STOCK_DELTA {
+        if !req.reason.accepts(req.delta)
+            || !(-MAX_STOCK_DELTA..=MAX_STOCK_DELTA).contains(&req.delta)
+        {
             return Err(LedgerError::invalid(
                 "invalid_delta",
                 "receive needs a positive delta, damage a negative one, adjust and transfer a non-zero one (at most 1000000)",

@@ -102,9 +102,12 @@ impl Ctx<'_, '_> {
             ));
         }
         let valid_from = self.settings.local_start(c.spec.starts);
-        let valid_to = self
-            .settings
-            .local_start(c.spec.ends + chrono::Duration::days(1));
+        // `check` keeps `ends` far from the calendar's last day.
+        let day_after =
+            c.spec.ends.succ_opt().ok_or_else(|| {
+                LedgerError::invalid("invalid_period", "ends has no day after it")
+            })?;
+        let valid_to = self.settings.local_start(day_after);
         for m in &c.treated {
             let occasion = crate::domain::automation::Occasion::Campaign {
                 campaign: c.spec.id.clone(),
