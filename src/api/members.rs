@@ -114,7 +114,10 @@ impl MemberView {
             .map(|n| NextLevel {
                 code: n.code.clone(),
                 name: n.name.clone(),
-                spend_needed: (n.threshold - m.window_spend(&rules, today)).max(0),
+                spend_needed: n
+                    .threshold
+                    .saturating_sub(m.window_spend(&rules, today))
+                    .max(0),
             });
         let full_phone = staff.can(Action::MemberReadFullPhone);
         let p = m.profile.as_ref();

@@ -397,10 +397,10 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
                 PinCheck::Plain(Secret(pin))
             }
             (None, Some(hash)) => {
-                if !hash.starts_with("$argon2id$") {
+                if let Err(e) = crate::security::pin::check_hash(&hash) {
                     return Err(bad(
                         key("pin_hash"),
-                        "must be an argon2id hash from `storebox hash-pin`",
+                        format!("must be an argon2id hash from `storebox hash-pin` ({e})"),
                     ));
                 }
                 PinCheck::Argon2(hash)

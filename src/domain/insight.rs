@@ -257,8 +257,9 @@ pub fn churn(member: &Member, rules: &ChurnRules, today: NaiveDate) -> Option<Ch
             .counters
             .values()
             .filter_map(|c| c.months.get(month))
-            .map(|m| m.spend - m.spend_refunded)
-            .sum()
+            .fold(0, |sum: Money, m| {
+                sum.saturating_add(m.spend.saturating_sub(m.spend_refunded))
+            })
     };
     let last_month = spend(MonthKey::before(today, 1).as_str());
     let before = (2..=4)

@@ -81,23 +81,41 @@ pub struct MonthCounters {
 }
 
 impl MonthCounters {
+    /// Combines each field with the same field of `o` through `f`.
+    fn combine(&mut self, o: &MonthCounters, f: impl Fn(i64, i64) -> i64) {
+        self.spend = f(self.spend, o.spend);
+        self.spend_refunded = f(self.spend_refunded, o.spend_refunded);
+        self.points_earned = f(self.points_earned, o.points_earned);
+        self.points_reversed = f(self.points_reversed, o.points_reversed);
+        self.points_redeemed = f(self.points_redeemed, o.points_redeemed);
+        self.points_restored = f(self.points_restored, o.points_restored);
+    }
+
+    /// Per-field maximum: the merge of two copies of the same month.
     fn merge(&mut self, o: &MonthCounters) {
-        self.spend = self.spend.max(o.spend);
-        self.spend_refunded = self.spend_refunded.max(o.spend_refunded);
-        self.points_earned = self.points_earned.max(o.points_earned);
-        self.points_reversed = self.points_reversed.max(o.points_reversed);
-        self.points_redeemed = self.points_redeemed.max(o.points_redeemed);
-        self.points_restored = self.points_restored.max(o.points_restored);
+        self.combine(o, i64::max);
+    }
+
+    /// Every field, in declaration order.
+    fn fields(&self) -> [i64; 6] {
+        [
+            self.spend,
+            self.spend_refunded,
+            self.points_earned,
+            self.points_reversed,
+            self.points_redeemed,
+            self.points_restored,
+        ]
     }
 
     /// Points credited (earned, net of reversals).
     fn credits(&self) -> i64 {
-        self.points_earned - self.points_reversed
+        self.points_earned.saturating_sub(self.points_reversed)
     }
 
     /// Points debited (paid with, net of restorations).
     fn debits(&self) -> i64 {
-        self.points_redeemed - self.points_restored
+        self.points_redeemed.saturating_sub(self.points_restored)
     }
 }
 
@@ -134,6 +152,67 @@ pub fn note_visit_day(days: &mut Vec<NaiveDate>, day: NaiveDate) {
         let excess = days.len() - VISIT_DAYS_KEPT;
         days.drain(..excess);
     }
+}
+
+/// Bounds on counters that come from elsewhere (HQ's copy of a member): far above any real
+/// member, and low enough that every sum over them stays inside an `i64` — stores × months ×
+/// amount is 2.4 × 10¹⁸.
+pub const MAX_COUNTER_STORES: usize = 2_000;
+/// Months a store's counters may hold (a hundred years).
+pub const MAX_COUNTER_MONTHS: usize = 1_200;
+/// The most one month's field may hold: ¥10,000,000,000, or as many points.
+pub const MAX_MONTH_AMOUNT: i64 = 1_000_000_000_000;
+/// The most visits one store's counters may hold.
+pub const MAX_VISITS: u64 = 1_000_000_000;
+
+/// Checks counters received from elsewhere against the bounds above: store ids of 1–64
+/// characters, month keys `YYYY-MM`, amounts 0 to [`MAX_MONTH_AMOUNT`], at most
+/// [`VISIT_DAYS_KEPT`] visit days.
+pub fn check_counters(counters: &BTreeMap<String, StoreCounters>) -> Result<(), String> {
+    if counters.len() > MAX_COUNTER_STORES {
+        return Err(format!(
+            "counters for more than {MAX_COUNTER_STORES} stores"
+        ));
+    }
+    for (store, c) in counters {
+        if store.is_empty() || store.chars().count() > 64 || store.chars().any(char::is_control) {
+            return Err("counters' store ids must be 1–64 characters".into());
+        }
+        let bad = |what: &str| Err(format!("store {store}'s counters: {what}"));
+        if c.visits > MAX_VISITS {
+            return bad("implausible visits");
+        }
+        if c.months.len() > MAX_COUNTER_MONTHS {
+            return bad("too many months");
+        }
+        if c.visit_days.len() > VISIT_DAYS_KEPT {
+            return bad("too many visit days");
+        }
+        if c.birthday_discount_year
+            .is_some_and(|y| !(1900..=9999).contains(&y))
+        {
+            return bad("implausible birthday discount year");
+        }
+        for (month, m) in &c.months {
+            let b = month.as_bytes();
+            let is_key = b.len() == 7
+                && b[4] == b'-'
+                && b.iter()
+                    .enumerate()
+                    .all(|(i, d)| i == 4 || d.is_ascii_digit())
+                && (b"01".as_slice()..=b"12".as_slice()).contains(&&b[5..]);
+            if !is_key {
+                return bad("months must be keyed YYYY-MM");
+            }
+            if m.fields()
+                .iter()
+                .any(|a| !(0..=MAX_MONTH_AMOUNT).contains(a))
+            {
+                return bad("amounts must be 0 to 10^12");
+            }
+        }
+    }
+    Ok(())
 }
 
 impl StoreCounters {
@@ -216,13 +295,10 @@ impl Member {
         let mut t = MonthCounters::default();
         for c in self.counters.values() {
             for (m, mc) in &c.months {
+                // Saturating: counters from HQ are bounded (`check_counters`), but a sum must
+                // not be what takes a till down if a bound is ever missed.
                 if keep(m) {
-                    t.spend += mc.spend;
-                    t.spend_refunded += mc.spend_refunded;
-                    t.points_earned += mc.points_earned;
-                    t.points_reversed += mc.points_reversed;
-                    t.points_redeemed += mc.points_redeemed;
-                    t.points_restored += mc.points_restored;
+                    t.combine(mc, i64::saturating_add);
                 }
             }
         }
@@ -232,18 +308,20 @@ impl Member {
     /// Lifetime spend at all stores, refunds subtracted.
     pub fn total_spend(&self) -> Money {
         let t = self.sum_months(|_| true);
-        t.spend - t.spend_refunded
+        t.spend.saturating_sub(t.spend_refunded)
     }
 
     /// Spend that counts towards a level on `today`.
     pub fn window_spend(&self, rules: &Rules, today: NaiveDate) -> Money {
         let t = self.sum_months(|m| month_in_spend_window(rules.spend_window, m, today));
-        t.spend - t.spend_refunded
+        t.spend.saturating_sub(t.spend_refunded)
     }
 
     /// Number of visits at all stores.
     pub fn visits(&self) -> u64 {
-        self.counters.values().map(|c| c.visits).sum()
+        self.counters
+            .values()
+            .fold(0, |n, c| n.saturating_add(c.visits))
     }
 
     /// The latest visit at any store.
@@ -262,11 +340,14 @@ impl Member {
                 let old = self
                     .sum_months(|m| month_expired(m, today, months))
                     .credits();
-                (old - debits).max(0)
+                old.saturating_sub(debits).max(0)
             }
             None => 0,
         };
-        (credits - debits - expired).max(0)
+        credits
+            .saturating_sub(debits)
+            .saturating_sub(expired)
+            .max(0)
     }
 
     /// The level the spend alone earns on `today`.
@@ -366,6 +447,27 @@ mod tests {
 
     fn today() -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()
+    }
+
+    #[test]
+    fn sums_over_counters_out_of_bounds_saturate_instead_of_overflowing() {
+        let mut m = member();
+        let huge = MonthCounters {
+            spend: i64::MAX,
+            points_earned: i64::MAX,
+            ..MonthCounters::default()
+        };
+        for store in ["a", "b"] {
+            let c = m.counters.entry(store.into()).or_default();
+            c.visits = u64::MAX;
+            c.months.insert("2026-11".into(), huge.clone());
+        }
+        assert!(check_counters(&m.counters).is_err());
+        let rules = Rules::default();
+        assert_eq!(m.total_spend(), i64::MAX);
+        assert_eq!(m.window_spend(&rules, today()), i64::MAX);
+        assert_eq!(m.points(&rules, today()), i64::MAX);
+        assert_eq!(m.visits(), u64::MAX);
     }
 
     #[test]

@@ -214,7 +214,7 @@ pub fn compute_refund(
     // from the money returned instead.
     let (reversed, shortfall) = match member {
         Some(m) => {
-            let available = m.points(rules, today) + restored;
+            let available = m.points(rules, today).saturating_add(restored);
             let reversed = to_reverse.min(available.max(0));
             (reversed, to_reverse - reversed)
         }

@@ -248,16 +248,16 @@ pub fn build_sale(
 
 fn add_sale_counters(member: &mut Member, sale: &Sale) {
     let c = member.counters.entry(sale.store_id.clone()).or_default();
-    c.visits += 1;
+    c.visits = c.visits.saturating_add(1);
     c.last_visit_at = c.last_visit_at.max(Some(sale.created_at));
     crate::domain::member::note_visit_day(&mut c.visit_days, sale.created_at.date_naive());
     if sale.benefit == Some(Benefit::Birthday) {
         c.birthday_discount_year = c.birthday_discount_year.max(Some(sale.created_at.year()));
     }
     let m = c.month_mut(&sale.month());
-    m.spend += sale.total;
-    m.points_earned += sale.points_earned;
-    m.points_redeemed += sale.points_redeemed;
+    m.spend = m.spend.saturating_add(sale.total);
+    m.points_earned = m.points_earned.saturating_add(sale.points_earned);
+    m.points_redeemed = m.points_redeemed.saturating_add(sale.points_redeemed);
 }
 
 /// Applies a recorded sale to the member (projection): counters grow by the sale's recorded

@@ -66,6 +66,33 @@ pub fn hash(keys: &StoreKeys, pin: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The costliest argon2id parameters a stored PIN hash may ask for: 256 MiB, 16 passes, 8 lanes
+/// (`hash` uses argon2's defaults, 19 MiB, 2 passes, 1 lane). Checking a PIN runs whatever its
+/// hash asks for, so a hash from HQ or a config with absurd costs would tie up a thread, or
+/// the box's memory, at every login.
+const MAX_M_COST: u32 = 256 * 1024;
+const MAX_T_COST: u32 = 16;
+const MAX_P_COST: u32 = 8;
+
+/// Checks that `phc` is an argon2id hash whose costs a store box can afford to verify.
+pub fn check_hash(phc: &str) -> Result<(), String> {
+    let hash = PasswordHash::new(phc).map_err(|e| format!("not a PHC hash string: {e}"))?;
+    if hash.algorithm.as_str() != "argon2id" {
+        return Err("must be an argon2id hash".into());
+    }
+    let within = |name: &str, max: u32| {
+        hash.params
+            .get_decimal(name)
+            .is_some_and(|v| (1..=max).contains(&v))
+    };
+    if !(within("m", MAX_M_COST) && within("t", MAX_T_COST) && within("p", MAX_P_COST)) {
+        return Err(format!(
+            "its costs must be m ≤ {MAX_M_COST}, t ≤ {MAX_T_COST}, p ≤ {MAX_P_COST}"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a PIN against an argon2id PHC string, peppered or not. Slow by design: call it off
 /// the async runtime.
 pub fn verify(keys: &StoreKeys, phc: &str, pin: &str) -> PinMatch {
@@ -96,6 +123,19 @@ pub fn verify(keys: &StoreKeys, phc: &str, pin: &str) -> PinMatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_with_unaffordable_costs_are_refused() {
+        let keys = StoreKeys::random();
+        let ours = hash(&keys, "1234").unwrap();
+        assert_eq!(check_hash(&ours), Ok(()));
+        let costly = ours.replacen("m=19456", "m=4194304", 1);
+        assert_ne!(costly, ours, "{ours}");
+        assert!(check_hash(&costly).is_err());
+        assert!(check_hash(&ours.replacen("t=2", "t=100000", 1)).is_err());
+        assert!(check_hash(&ours.replacen("$argon2id$", "$argon2i$", 1)).is_err());
+        assert!(check_hash("$argon2id$nonsense").is_err());
+    }
 
     #[test]
     fn peppered_hashes_need_the_store_key() {

@@ -185,16 +185,27 @@ fn product(v: Value) -> Result<Product, String> {
 fn price(v: Value) -> Result<PriceUpdate, String> {
     let p: PriceUpdate = decode(v)?;
     validate_sku(&p.sku)?;
-    if !(0..=MAX_UNIT_PRICE).contains(&p.price) {
+    if !(0..=MAX_UNIT_PRICE).contains(&p.price)
+        || p.promo
+            .as_ref()
+            .is_some_and(|pr| !(0..=p.price).contains(&pr.price))
+    {
         return Err(format!("{}: price out of range", p.sku));
     }
     Ok(p)
 }
 
+/// The largest stock count (or safety stock) HQ may send, either way.
+const MAX_STOCK_COUNT: i64 = 1_000_000_000;
+
 fn stock(v: Value) -> Result<StockCount, String> {
     let s: StockCount = decode(v)?;
     validate_sku(&s.sku)?;
-    if s.on_hand.abs() > 1_000_000_000 || s.safety_stock.is_some_and(|n| n < 0) {
+    let plausible = -MAX_STOCK_COUNT..=MAX_STOCK_COUNT;
+    if !plausible.contains(&s.on_hand)
+        || s.safety_stock
+            .is_some_and(|n| !(0..=MAX_STOCK_COUNT).contains(&n))
+    {
         return Err(format!("{}: implausible stock count", s.sku));
     }
     Ok(s)
@@ -214,6 +225,9 @@ fn coupon(v: Value) -> Result<Coupon, String> {
             c.code
         ));
     }
+    c.kind
+        .validate()
+        .map_err(|e| format!("coupon {}: {e}", c.code))?;
     c.seq = 0;
     Ok(c)
 }
@@ -232,9 +246,8 @@ fn staff(v: Value) -> Result<StaffRecord, String> {
     {
         return Err("staff_no must be 1–16 letters or digits".into());
     }
-    if !s.pin_hash.starts_with("$argon2id$") {
-        return Err(format!("{}: pin_hash must be an argon2id hash", s.staff_no));
-    }
+    crate::security::pin::check_hash(&s.pin_hash)
+        .map_err(|e| format!("{}: pin_hash: {e}", s.staff_no))?;
     Ok(s)
 }
 
@@ -269,6 +282,7 @@ fn member(v: Value, now: DateTime<FixedOffset>) -> Result<Member, String> {
                 .map_err(|e| format!("{}: {e}", m.id))?,
         })
     };
+    crate::domain::member::check_counters(&m.counters).map_err(|e| format!("{}: {e}", m.id))?;
     Ok(Member {
         tags: normalize_tags(&m.tags).map_err(|e| format!("{}: {e}", m.id))?,
         id: m.id,
@@ -333,6 +347,110 @@ mod tests {
         assert_eq!(items[0].total_spend(), 120_000);
         assert!(items[1].erased_at.is_some() && items[1].profile.is_none());
         assert_eq!(p.rejected.len(), 1);
+    }
+
+    /// How many of a message's items are refused.
+    fn refused(topic: &str, items: &str) -> usize {
+        let msg = format!(r#"{{"items":[{items}]}}"#);
+        match parse(topic, msg.as_bytes(), now()) {
+            Ok(p) => p.rejected.len(),
+            Err(_) => usize::MAX,
+        }
+    }
+
+    #[test]
+    fn values_at_the_edge_of_their_types_are_refused_item_by_item() {
+        // Stock counts whose absolute value does not exist, or is implausible.
+        assert_eq!(
+            refused(
+                "stock",
+                r#"{"sku":"A1","on_hand":-9223372036854775808,"version":9}"#
+            ),
+            1
+        );
+        assert_eq!(
+            refused(
+                "stock",
+                r#"{"sku":"A1","on_hand":5,"safety_stock":9223372036854775807,"version":9}"#
+            ),
+            1
+        );
+        assert_eq!(
+            refused(
+                "stock",
+                r#"{"sku":"A1","on_hand":-5,"safety_stock":3,"version":9}"#
+            ),
+            0
+        );
+        // A promotion below zero or above the price, in a price update as in a product.
+        assert_eq!(
+            refused(
+                "prices",
+                r#"{"sku":"A1","price":500,"promo":{"price":-100},"version":2}"#
+            ),
+            1
+        );
+        assert_eq!(
+            refused(
+                "prices",
+                r#"{"sku":"A1","price":500,"promo":{"price":600},"version":2}"#
+            ),
+            1
+        );
+        assert_eq!(
+            refused(
+                "prices",
+                r#"{"sku":"A1","price":500,"promo":{"price":400},"version":2}"#
+            ),
+            0
+        );
+        // Coupons whose discount makes no sense.
+        assert_eq!(
+            refused(
+                "coupons",
+                r#"{"code":"HQ-0001","title":"x","kind":{"type":"percent_off","bps":0},"version":1}"#
+            ),
+            1
+        );
+        assert_eq!(
+            refused(
+                "coupons",
+                r#"{"code":"HQ-0002","title":"x","kind":{"type":"amount_off","threshold":0,"amount":-5},"version":1}"#
+            ),
+            1
+        );
+        assert_eq!(
+            refused(
+                "coupons",
+                r#"{"code":"HQ-0003","title":"x","kind":{"type":"percent_off","bps":1000},"version":1}"#
+            ),
+            0
+        );
+        // Member counters whose sums would overflow, or whose months are not months.
+        let member = |counters: &str| {
+            format!(
+                r#"{{"id":"hq-9","name":"赵敏","phone":"13911112222","version":2,"counters":{counters}}}"#
+            )
+        };
+        for bad in [
+            r#"{"a":{"visits":18446744073709551615}}"#,
+            r#"{"a":{"months":{"2026-01":{"spend":9223372036854775807}}}}"#,
+            r#"{"a":{"months":{"2026-01":{"points_earned":-1}}}}"#,
+            r#"{"a":{"months":{"2026-13":{"spend":1}}}}"#,
+            r#"{"a":{"months":{"26-01":{"spend":1}}}}"#,
+            r#"{"":{"visits":1}}"#,
+        ] {
+            assert_eq!(refused("members", &member(bad)), 1, "{bad}");
+        }
+        assert_eq!(
+            refused(
+                "members",
+                &member(
+                    r#"{"a":{"visits":2,"months":{"2026-01":{"spend":150000,"points_earned":1500}}}}"#
+                )
+            ),
+            0
+        );
     }
 
     #[test]
