@@ -25,13 +25,14 @@ pub mod tls;
 mod uplink;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use futures_util::{FutureExt, StreamExt};
 
 use crate::cache::Cache;
 use crate::journal::JournalReader;
@@ -183,8 +184,43 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            max_body_bytes,
+            refuse_oversized,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
+}
+
+/// The most of an oversized body read (and thrown away) before the 413 goes out.
+const DRAIN_MAX: u64 = 4 * 1024 * 1024;
+
+/// How long reading an oversized body may take before the 413 goes out anyway.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Answers a body declared larger than the limit with 413 — after reading it (up to
+/// [`DRAIN_MAX`]). Answered unread, the connection would be closed with the body still
+/// arriving, and the kernel answers a close with unread data by a reset: a terminal still
+/// sending would see a broken connection instead of the error.
+async fn refuse_oversized(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(declared) = declared.filter(|&n| n > limit as u64) else {
+        return next.run(req).await;
+    };
+    if declared <= DRAIN_MAX {
+        let mut body = req.into_body().into_data_stream();
+        let drain = async { while let Some(Ok(_)) = body.next().await {} };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    }
+    axum::response::IntoResponse::into_response(ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body is larger than {limit} bytes"),
+    ))
 }
 
 async fn not_found() -> ApiError {
@@ -207,7 +243,17 @@ async fn log_request(State(state): State<AppState>, req: Request, next: Next) ->
     let route = req.extensions().get::<MatchedPath>().cloned();
     // A sale is answered before its cache write: whatever comes after the answer sees it.
     state.ledger.caught_up().await;
-    let resp = next.run(req).await;
+    // A handler that panics (a bug: input is checked) answers 500 with the error JSON, like
+    // any other internal error, instead of dropping the terminal's connection unanswered.
+    let resp = match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(resp) => resp,
+        Err(panic) => axum::response::IntoResponse::into_response(ApiError::internal(
+            crate::ledger::panic_message(&*panic),
+        )),
+    };
     let status = resp.status().as_u16();
     let micros = started.elapsed().as_micros() as u64;
     let route = route.as_ref().map_or("(unmatched)", MatchedPath::as_str);

@@ -185,3 +185,14 @@ impl From<RefundError> for LedgerError {
         }
     }
 }
+
+/// What a caught panic said, for the log and the error (the ledger's and the HTTP server's
+/// guards against a bug).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    format!("panicked: {what}")
+}

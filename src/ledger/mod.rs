@@ -45,6 +45,7 @@ use crate::journal::{Journal, store};
 use crate::pii::PiiCodec;
 
 pub use error::LedgerError;
+pub(crate) use error::panic_message;
 pub use settings::StoreSettings;
 
 use requests::{

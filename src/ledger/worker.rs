@@ -274,7 +274,13 @@ impl Worker {
                 next_seq,
                 &job.actor,
             );
-            let result = ctx.run(job.cmd);
+            // A command that panics (a bug: input is checked before it gets here) fails its
+            // batch, which rolls back, instead of taking the store's only writer down.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run(job.cmd)))
+                    .unwrap_or_else(|panic| {
+                        Err(LedgerError::Internal(super::panic_message(&*panic)))
+                    });
             let emitted = ctx.emitted();
             let after = ctx.next_seq();
             let erasing = ctx.erased();
