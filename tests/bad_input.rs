@@ -132,6 +132,19 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     assert_eq!((s, code(&v)), (400, "invalid_quantity"), "{v}");
     let (s, v) = d.sale(&t, &json!({"lines": [], "payments": []})).await;
     assert_eq!((s, code(&v)), (400, "empty_cart"), "{v}");
+    // More than 500 distinct products is refused before any is looked up; 501 scans of one
+    // product are one line.
+    let many: Vec<Value> = (0..501)
+        .map(|i| json!({"sku": format!("X{i}"), "qty": 1}))
+        .collect();
+    let (s, v) = d.post(&t, "/v1/sales/quote", &json!({"lines": many})).await;
+    assert_eq!((s, code(&v)), (400, "too_many_lines"), "{v}");
+    let scans = vec![json!({"sku": "MILK", "qty": 1}); 501];
+    let (s, v) = d
+        .post(&t, "/v1/sales/quote", &json!({"lines": scans}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["lines"].as_array().map(Vec::len), Some(1), "{v}");
 
     // Unknown sku, member, coupon.
     let (s, v) = d

@@ -10,7 +10,9 @@ use super::settings::StoreSettings;
 use crate::cache::Lookup;
 use crate::domain::catalog::StockLevel;
 use crate::domain::member::Member;
-use crate::domain::pricing::{CartItem, MAX_QTY, PricingInput, Quote, price};
+use crate::domain::pricing::{
+    CartItem, MAX_LINES, MAX_QTY, PricingError, PricingInput, Quote, price,
+};
 use crate::domain::rules::Rules;
 
 /// A priced cart and what was read to price it.
@@ -35,16 +37,21 @@ pub fn live_member(view: &impl Lookup, id: &str) -> Result<Member, LedgerError> 
     }
 }
 
-/// Merges repeated scans of a product into one line, keeping scan order.
-fn merge_lines(req: &SaleRequest) -> Vec<(String, u32)> {
-    let mut merged: Vec<(String, u32)> = Vec::with_capacity(req.lines.len());
+/// Merges repeated scans of a product into one line, keeping scan order. Stops at more than
+/// [`MAX_LINES`] distinct products (the search is linear in the lines merged so far: a cart
+/// of a hundred thousand distinct lines, in a large body, would hold the ledger for minutes).
+fn merge_lines(req: &SaleRequest) -> Result<Vec<(String, u32)>, PricingError> {
+    let mut merged: Vec<(String, u32)> = Vec::with_capacity(req.lines.len().min(MAX_LINES + 1));
     for l in &req.lines {
-        match merged.iter_mut().find(|(s, _)| *s == l.sku) {
-            Some((_, q)) => *q = q.saturating_add(l.qty),
-            None => merged.push((l.sku.clone(), l.qty)),
+        if let Some((_, q)) = merged.iter_mut().find(|(s, _)| *s == l.sku) {
+            *q = q.saturating_add(l.qty);
+        } else if merged.len() == MAX_LINES {
+            return Err(PricingError::TooManyLines);
+        } else {
+            merged.push((l.sku.clone(), l.qty));
         }
     }
-    merged
+    Ok(merged)
 }
 
 /// Prices `req` against `view` at store-local time `now`.
@@ -59,7 +66,7 @@ pub fn price_cart(
         Some(id) => Some(live_member(view, id)?),
         None => None,
     };
-    let merged = merge_lines(req);
+    let merged = merge_lines(req)?;
     let mut products = Vec::with_capacity(merged.len());
     let mut stock_before = Vec::with_capacity(merged.len());
     for (sku, qty) in &merged {
