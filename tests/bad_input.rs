@@ -438,6 +438,24 @@ async fn an_oversized_body_gets_its_413_on_a_kept_alive_connection() {
         let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(code(&v), "payload_too_large", "{v}");
     }
+    // A client that waits for `100 Continue` before sending hears the refusal at once.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+        let head = format!(
+            "POST /v1/members HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {t}\r\n\
+             content-type: application/json\r\ncontent-length: 300000\r\n\
+             expect: 100-continue\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut answer))
+            .await
+            .expect("no answer before the body")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
     // The connections still serve, and nothing was registered.
     let (s, v) = d.get(&t, "/v1/members?phone=13900000000").await;
     assert_eq!(s, 200, "{v}");

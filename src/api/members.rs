@@ -324,7 +324,10 @@ async fn export(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(4);
     let cache = state.cache.clone();
     let settings = state.settings.clone();
-    tokio::task::spawn_blocking(move || {
+    // A panic while writing (a bug) must break the download visibly, not end it as if the
+    // file were complete.
+    let on_panic = tx.clone();
+    let produce = move || {
         let rules = settings.rules();
         let today = settings.local_date(Utc::now());
         let mut head = String::from("\u{feff}");
@@ -393,6 +396,13 @@ async fn export(
             if tx.blocking_send(Ok(chunk)).is_err() {
                 return;
             }
+        }
+    };
+    tokio::task::spawn_blocking(move || {
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(produce)) {
+            let why = crate::ledger::panic_message(&*panic);
+            tracing::error!(error = %why, "member export stopped");
+            let _ = on_panic.blocking_send(Err(std::io::Error::other(why)));
         }
     });
     let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));

@@ -192,26 +192,32 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
-/// The most of an oversized body read (and thrown away) before the 413 goes out.
-const DRAIN_MAX: u64 = 4 * 1024 * 1024;
+/// The least of an oversized body read (and thrown away) before the 413 goes out; twice the
+/// limit when that is more.
+const DRAIN_MIN: u64 = 4 * 1024 * 1024;
 
 /// How long reading an oversized body may take before the 413 goes out anyway.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
-/// Answers a body declared larger than the limit with 413 — after reading it (up to
-/// [`DRAIN_MAX`]). Answered unread, the connection would be closed with the body still
-/// arriving, and the kernel answers a close with unread data by a reset: a terminal still
-/// sending would see a broken connection instead of the error.
+/// Answers a body declared larger than the limit with 413 — after reading it, up to
+/// [`DRAIN_MIN`] or twice the limit. Answered unread, the connection would be closed with the
+/// body still arriving, and the kernel answers a close with unread data by a reset: a
+/// terminal still sending would see a broken connection instead of the error. A client that
+/// asked to hear first (`Expect: 100-continue`) has sent nothing yet and is answered at once.
+/// A chunked body (no length) is refused when its reading passes the limit, unread beyond it.
 async fn refuse_oversized(State(limit): State<usize>, req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
+    let headers = req.headers();
+    let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let Some(declared) = declared.filter(|&n| n > limit as u64) else {
         return next.run(req).await;
     };
-    if declared <= DRAIN_MAX {
+    let waits = headers
+        .get(axum::http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !waits && declared <= DRAIN_MIN.max(2 * limit as u64) {
         let mut body = req.into_body().into_data_stream();
         let drain = async { while let Some(Ok(_)) = body.next().await {} };
         let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
