@@ -165,16 +165,16 @@ pub const MAX_MONTH_AMOUNT: i64 = 1_000_000_000_000;
 /// The most visits one store's counters may hold.
 pub const MAX_VISITS: u64 = 1_000_000_000;
 
-/// Checks counters received from elsewhere against the bounds above: store ids of 1–64
-/// characters, month keys `YYYY-MM`, amounts 0 to [`MAX_MONTH_AMOUNT`], at most
-/// [`VISIT_DAYS_KEPT`] visit days.
-pub fn check_counters(counters: &BTreeMap<String, StoreCounters>) -> Result<(), String> {
+/// Checks counters received from elsewhere against the bounds above (store ids of 1–64
+/// characters, month keys `YYYY-MM`, amounts 0 to [`MAX_MONTH_AMOUNT`]) and keeps the latest
+/// [`VISIT_DAYS_KEPT`] distinct visit days of each store, as the store itself does.
+pub fn check_counters(counters: &mut BTreeMap<String, StoreCounters>) -> Result<(), String> {
     if counters.len() > MAX_COUNTER_STORES {
         return Err(format!(
             "counters for more than {MAX_COUNTER_STORES} stores"
         ));
     }
-    for (store, c) in counters {
+    for (store, c) in counters.iter_mut() {
         if store.is_empty() || store.chars().count() > 64 || store.chars().any(char::is_control) {
             return Err("counters' store ids must be 1–64 characters".into());
         }
@@ -185,8 +185,9 @@ pub fn check_counters(counters: &BTreeMap<String, StoreCounters>) -> Result<(), 
         if c.months.len() > MAX_COUNTER_MONTHS {
             return bad("too many months");
         }
-        if c.visit_days.len() > VISIT_DAYS_KEPT {
-            return bad("too many visit days");
+        let days = std::mem::take(&mut c.visit_days);
+        for day in days {
+            note_visit_day(&mut c.visit_days, day);
         }
         if c.birthday_discount_year
             .is_some_and(|y| !(1900..=9999).contains(&y))
@@ -462,7 +463,7 @@ mod tests {
             c.visits = u64::MAX;
             c.months.insert("2026-11".into(), huge.clone());
         }
-        assert!(check_counters(&m.counters).is_err());
+        assert!(check_counters(&mut m.counters.clone()).is_err());
         let rules = Rules::default();
         assert_eq!(m.total_spend(), i64::MAX);
         assert_eq!(m.window_spend(&rules, today()), i64::MAX);

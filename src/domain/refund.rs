@@ -283,9 +283,9 @@ pub fn compute_refund(
 fn add_refund_counters(member: &mut Member, refund: &Refund) {
     let c = member.counters.entry(refund.store_id.clone()).or_default();
     let m = c.month_mut(&refund.sale_month);
-    m.spend_refunded += refund.amount;
-    m.points_restored += refund.points_restored;
-    m.points_reversed += refund.points_reversed;
+    m.spend_refunded = m.spend_refunded.saturating_add(refund.amount);
+    m.points_restored = m.points_restored.saturating_add(refund.points_restored);
+    m.points_reversed = m.points_reversed.saturating_add(refund.points_reversed);
 }
 
 /// Applies a recorded refund to the member (projection).

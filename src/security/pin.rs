@@ -66,13 +66,14 @@ pub fn hash(keys: &StoreKeys, pin: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The costliest argon2id parameters a stored PIN hash may ask for: 256 MiB, 16 passes, 8 lanes
-/// (`hash` uses argon2's defaults, 19 MiB, 2 passes, 1 lane). Checking a PIN runs whatever its
-/// hash asks for, so a hash from HQ or a config with absurd costs would tie up a thread, or
-/// the box's memory, at every login.
-const MAX_M_COST: u32 = 256 * 1024;
-const MAX_T_COST: u32 = 16;
-const MAX_P_COST: u32 = 8;
+/// The costliest argon2id parameters a stored PIN hash may ask for: 64 MiB, 4 passes, 4 lanes
+/// — RFC 9106's second recommendation (64 MiB, 3 passes, 4 lanes) fits; `hash` uses argon2's
+/// defaults (19 MiB, 2 passes, 1 lane). Checking a PIN runs whatever its hash asks for, two at
+/// a time, so a hash from HQ or a config with absurd costs would tie up the box's memory, or a
+/// thread for minutes, at every login.
+const MAX_M_COST: u32 = 64 * 1024;
+const MAX_T_COST: u32 = 4;
+const MAX_P_COST: u32 = 4;
 
 /// Checks that `phc` is an argon2id hash whose costs a store box can afford to verify.
 pub fn check_hash(phc: &str) -> Result<(), String> {
@@ -133,6 +134,10 @@ mod tests {
         assert_ne!(costly, ours, "{ours}");
         assert!(check_hash(&costly).is_err());
         assert!(check_hash(&ours.replacen("t=2", "t=100000", 1)).is_err());
+        assert_eq!(
+            check_hash(&ours.replacen("m=19456,t=2,p=1", "m=65536,t=3,p=4", 1)),
+            Ok(())
+        );
         assert!(check_hash(&ours.replacen("$argon2id$", "$argon2i$", 1)).is_err());
         assert!(check_hash("$argon2id$nonsense").is_err());
     }

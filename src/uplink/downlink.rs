@@ -282,7 +282,15 @@ fn member(v: Value, now: DateTime<FixedOffset>) -> Result<Member, String> {
                 .map_err(|e| format!("{}: {e}", m.id))?,
         })
     };
-    crate::domain::member::check_counters(&m.counters).map_err(|e| format!("{}: {e}", m.id))?;
+    let mut counters = m.counters;
+    if let Err(e) = crate::domain::member::check_counters(&mut counters) {
+        // An erasure is applied all the same, without the counters; anything else waits for
+        // HQ to send sound ones.
+        if !m.erased {
+            return Err(format!("{}: {e}", m.id));
+        }
+        counters = std::collections::BTreeMap::new();
+    }
     Ok(Member {
         tags: normalize_tags(&m.tags).map_err(|e| format!("{}: {e}", m.id))?,
         id: m.id,
@@ -291,7 +299,7 @@ fn member(v: Value, now: DateTime<FixedOffset>) -> Result<Member, String> {
         level: m.level,
         created_at: m.created_at.unwrap_or(now),
         created_store: m.created_store,
-        counters: m.counters,
+        counters,
         version: m.version,
         seq: 0,
         erased_at: m.erased.then_some(now),
@@ -451,6 +459,25 @@ mod tests {
             ),
             0
         );
+        // More visit days than a store keeps: the latest are kept, as the store does.
+        let days: Vec<String> = (1..=30).map(|d| format!("\"2026-10-{d:02}\"")).collect();
+        let msg = format!(
+            r#"{{"items":[{}]}}"#,
+            member(&format!(r#"{{"a":{{"visit_days":[{}]}}}}"#, days.join(",")))
+        );
+        let p = parse("members", msg.as_bytes(), now()).unwrap();
+        let Downlink::Update(HqUpdate::Members(items)) = p.action else {
+            panic!()
+        };
+        let kept = &items[0].counters["a"].visit_days;
+        assert_eq!(kept.len(), crate::domain::member::VISIT_DAYS_KEPT);
+        assert_eq!(
+            kept.last().map(ToString::to_string).as_deref(),
+            Some("2026-10-30")
+        );
+        // An erasure with unsound counters is still an erasure.
+        let erased = r#"{"id":"hq-9","erased":true,"version":3,"counters":{"a":{"visits":18446744073709551615}}}"#;
+        assert_eq!(refused("members", erased), 0);
     }
 
     #[test]
