@@ -6,6 +6,7 @@
 pub mod history;
 pub mod hw;
 pub mod mqtt;
+pub mod spoil;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
