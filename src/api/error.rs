@@ -113,7 +113,7 @@ impl From<LedgerError> for ApiError {
                 "shutting_down",
                 "storebox is shutting down; retry shortly",
             ),
-            LedgerError::Internal(cause) => ApiError::internal(cause),
+            LedgerError::Internal(cause) | LedgerError::Bug(cause) => ApiError::internal(cause),
         }
     }
 }

@@ -58,6 +58,12 @@ impl CacheWriter {
 
     /// Tells the readers a write was committed: their next read takes a new snapshot. Every
     /// write of the writer calls this after its commit.
+    /// Forgets the memo of committed products and stock levels (after a batch broke off
+    /// somewhere unknown: the next reads go to SQLite).
+    pub fn forget_memo(&self) {
+        self.memo.borrow_mut().clear();
+    }
+
     pub(crate) fn note_write(&self) {
         self.inner.readers.note_write();
     }

@@ -60,6 +60,10 @@ pub enum LedgerError {
     /// Occurs on an unexpected storage failure.
     #[error("{0}")]
     Internal(String),
+    /// Occurs when executing the command hit a bug (a caught panic). Unlike a storage failure
+    /// it would fail the same way again: HQ's messages that hit one are not redelivered.
+    #[error("{0}")]
+    Bug(String),
 }
 
 impl LedgerError {

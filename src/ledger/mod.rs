@@ -196,6 +196,12 @@ pub enum Command {
     },
     /// Apply master data from HQ to the cache (no journal event).
     ApplyHq(Box<HqUpdate>),
+    /// Panics while it executes, as a bug would, after appending an alert when `after_emit`.
+    #[cfg(test)]
+    PanicForTest {
+        /// Append an event first.
+        after_emit: bool,
+    },
     /// Print a sale's receipt again on the actor's terminal's printer.
     Reprint {
         /// Sale.
@@ -242,6 +248,9 @@ pub enum SessionOp {
         /// Scope.
         scope: String,
     },
+    /// Panics in the batch outside any command's execution, as a bug would.
+    #[cfg(test)]
+    PanicForTest,
 }
 
 /// What a command produced.
@@ -514,10 +523,18 @@ impl Ledger {
             .send(Msg::Job(Job { actor, cmd, reply }))
             .await
             .map_err(|_| LedgerError::ShuttingDown)?;
+        // Unanswered: the thread stopped, or a batch broke off on a bug (see the worker's
+        // `guarded_batch`) and the thread goes on.
         self.in_flight
             .answer(rx, wait::ANSWER_POLL)
             .await
-            .ok_or(LedgerError::ShuttingDown)?
+            .ok_or_else(|| {
+                if self.is_running() {
+                    LedgerError::Internal("the command was dropped unanswered".into())
+                } else {
+                    LedgerError::ShuttingDown
+                }
+            })?
     }
 
     /// Leaves the cache's bulk mode once the commands sent before have been executed: the

@@ -518,3 +518,131 @@ async fn a_dead_ledger_holds_no_request() {
     ));
     assert!(thread.join().is_err());
 }
+
+/// Sends `cmds` so that they land in one batch (the ledger thread is held by a hook while they
+/// queue) and returns their answers in order.
+async fn in_one_batch(ledger: &Ledger, cmds: Vec<Command>) -> Vec<Result<Outcome, LedgerError>> {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started, holding) = oneshot::channel::<()>();
+    let hook = {
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            ledger
+                .run_hook(Box::new(move |_| {
+                    let _ = started.send(());
+                    let _ = held.recv_timeout(std::time::Duration::from_secs(5));
+                }))
+                .await
+        })
+    };
+    holding.await.unwrap();
+    let tasks: Vec<_> = cmds
+        .into_iter()
+        .map(|cmd| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.execute(cashier(), cmd).await })
+        })
+        .collect();
+    // Every command queued behind the hook before it lets go.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    release.send(()).unwrap();
+    hook.await.unwrap();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+fn sale_cmd(key: &str) -> Command {
+    Command::Sale {
+        req: sale(None, 1, 0, 10_000),
+        idem: idem(key),
+    }
+}
+
+/// Sales recorded in the journal, and the stock of A the cache shows.
+fn recorded(dir: &Path, cache: &Cache) -> (i64, i64) {
+    let journal = rusqlite::Connection::open_with_flags(
+        dir.join("journal.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let sales = journal
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'sale.recorded'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap();
+    (sales, cache.stock("A").unwrap().unwrap().on_hand)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bug_in_a_command_fails_its_batch_and_the_ledger_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let answers = in_one_batch(
+        &ledger,
+        vec![
+            sale_cmd("before-the-bug"),
+            Command::PanicForTest { after_emit: true },
+            sale_cmd("after-the-bug"),
+        ],
+    )
+    .await;
+    assert!(
+        matches!(&answers[1], Err(LedgerError::Bug(m)) if m.contains("a bug, for a test")),
+        "{:?}",
+        answers[1]
+    );
+    // The batch rolled back: the sales beside it were not recorded and may be retried.
+    for a in [&answers[0], &answers[2]] {
+        assert!(matches!(a, Err(LedgerError::Internal(_))), "{a:?}");
+    }
+    assert!(ledger.is_running());
+    ledger.caught_up().await;
+    assert_eq!(recorded(dir.path(), &cache), (0, 100));
+    // The terminals' retries with the same keys are recorded, once each.
+    for key in ["before-the-bug", "after-the-bug", "before-the-bug"] {
+        ledger.execute(cashier(), sale_cmd(key)).await.unwrap();
+    }
+    ledger.caught_up().await;
+    assert_eq!(recorded(dir.path(), &cache), (2, 98));
+    drop(ledger);
+    thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bug_outside_a_command_drops_its_batch_and_the_ledger_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    ledger.execute(cashier(), sale_cmd("first")).await.unwrap();
+    let answers = in_one_batch(
+        &ledger,
+        vec![
+            sale_cmd("beside-the-bug"),
+            Command::Session(SessionOp::PanicForTest),
+        ],
+    )
+    .await;
+    for a in &answers {
+        assert!(matches!(a, Err(LedgerError::Internal(_))), "{a:?}");
+    }
+    assert!(ledger.is_running());
+    assert_eq!(ledger.stats.failed_batches.load(Ordering::Relaxed), 1);
+    // Requests are not held waiting for a cache write that will not come.
+    tokio::time::timeout(std::time::Duration::from_millis(500), ledger.caught_up())
+        .await
+        .expect("caught up");
+    ledger
+        .execute(cashier(), sale_cmd("beside-the-bug"))
+        .await
+        .unwrap();
+    ledger.caught_up().await;
+    assert_eq!(recorded(dir.path(), &cache), (2, 98));
+    drop(ledger);
+    thread.join().unwrap();
+}

@@ -108,15 +108,23 @@ impl Worker {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
+                    // HQ's data goes in a batch of its own (after the commands that came
+                    // before it): a message that fails, or hits a bug, takes no terminal's
+                    // sale down with it, and a batch of sales never pays the HQ batch's
+                    // fsynced cache write.
+                    Msg::Job(job) if matches!(job.cmd, Command::ApplyHq(_)) => {
+                        self.guarded_batch(std::mem::take(&mut jobs));
+                        self.guarded_batch(vec![job]);
+                    }
                     Msg::Job(job) => jobs.push(job),
                     Msg::Ping(reply) => pings.push(reply),
                     Msg::FinishBulk(reply) => {
-                        self.batch(std::mem::take(&mut jobs));
+                        self.guarded_batch(std::mem::take(&mut jobs));
                         let _ = reply.send(self.finish_bulk());
                     }
                     #[cfg(test)]
                     Msg::Hook(f, done) => {
-                        self.batch(std::mem::take(&mut jobs));
+                        self.guarded_batch(std::mem::take(&mut jobs));
                         f(self.journal.conn());
                         let _ = done.send(());
                     }
@@ -125,9 +133,7 @@ impl Worker {
                     next = rx.try_recv().ok();
                 }
             }
-            if !jobs.is_empty() {
-                self.batch(jobs);
-            }
+            self.guarded_batch(jobs);
             // Only now: a ping answered means the thread got through the batch it came with.
             for reply in pings {
                 let _ = reply.send(());
@@ -193,6 +199,8 @@ impl Worker {
                             })
                         }
                         SessionOp::ClearStrikes { scope } => self.cache.clear_strikes(&scope),
+                        #[cfg(test)]
+                        SessionOp::PanicForTest => panic!("a bug outside a command, for a test"),
                     };
                     let _ = job
                         .reply
@@ -206,6 +214,36 @@ impl Worker {
             }
         }
         rest
+    }
+
+    /// Runs a batch and outlives a bug in it. A panic in a command's execution fails that
+    /// batch (see [`Self::batch`]); one anywhere else in the batch (the session changes, the
+    /// cache write, the work after the commit) drops its unanswered commands, whose callers
+    /// hear of an internal error (a sale among them may have been recorded: its terminal's
+    /// retry with the same key finds it), and the cache is brought up to the journal before
+    /// the next batch, as after a failed cache write. The store's only writer goes on.
+    fn guarded_batch(&mut self, jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(jobs)));
+        let Err(panic) = caught else { return };
+        tracing::error!(
+            error = %super::panic_message(&*panic),
+            "a batch failed on a bug; the cache is brought up to the journal before the next"
+        );
+        self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+        self.needs_replay = true;
+        self.cache.forget_memo();
+        if let Err(e) = self.journal.resync_seq() {
+            tracing::error!(error = %e, "cannot re-read the journal position");
+        }
+        let seq = self.journal.last_seq();
+        self.stats.last_seq.store(seq, Ordering::Relaxed);
+        self.seq_tx.send_replace(seq);
+        // Requests waiting for the cache to show what was answered stop waiting: the cache is
+        // as it is until the replay, as after a failed cache write.
+        self.stats.answered.cached(seq);
     }
 
     fn batch(&mut self, jobs: Vec<Job>) {
@@ -278,9 +316,7 @@ impl Worker {
             // batch, which rolls back, instead of taking the store's only writer down.
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run(job.cmd)))
-                    .unwrap_or_else(|panic| {
-                        Err(LedgerError::Internal(super::panic_message(&*panic)))
-                    });
+                    .unwrap_or_else(|panic| Err(LedgerError::Bug(super::panic_message(&*panic))));
             let emitted = ctx.emitted();
             let after = ctx.next_seq();
             let erasing = ctx.erased();
@@ -293,14 +329,21 @@ impl Worker {
                 }
                 Err(e)
                     if emitted == 0
-                        && !matches!(e, LedgerError::Internal(_) | LedgerError::Unavailable(_)) =>
+                        && !matches!(
+                            e,
+                            LedgerError::Internal(_)
+                                | LedgerError::Unavailable(_)
+                                | LedgerError::Bug(_)
+                        ) =>
                 {
                     let _ = job.reply.send(Err(e));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "batch failed; rolling back");
-                    let _ = job.reply.send(Err(clone_err(&e)));
-                    failure = Some(e);
+                    // The others in the batch hear of it as a failure to retry; the command
+                    // itself gets its own error (a bug stays a bug).
+                    failure = Some(clone_err(&e));
+                    let _ = job.reply.send(Err(e));
                 }
             }
         }

@@ -525,6 +525,20 @@ async fn applier(
                         status.applied.fetch_add(1, Relaxed);
                         true
                     }
+                    Err(e) if fails_again(&e) => {
+                        // Delivered again it would fail again (and, a bug, fail again on every
+                        // connection): acknowledged, and HQ is told.
+                        status.malformed.fetch_add(1, Relaxed);
+                        tracing::error!(error = %e, topic = %p.topic, "downlink message not applied; acknowledged and reported");
+                        alert(
+                            &ledger,
+                            "downlink_not_applied",
+                            format!("message {} on {} was not applied: {e}", parsed.id, p.topic),
+                            json!({"topic": p.topic, "id": parsed.id, "reason": e.to_string()}),
+                        )
+                        .await;
+                        true
+                    }
                     Err(e) => {
                         // Not acknowledged: the broker delivers it again on the next connection.
                         tracing::error!(error = %e, topic = %p.topic, "downlink message not applied");
@@ -537,6 +551,15 @@ async fn applier(
             tracing::debug!(error = %e, "ack not sent (connection gone); the broker will redeliver");
         }
     }
+}
+
+/// Whether a command that failed would fail the same way if HQ's message came again: a bug
+/// (a caught panic) or a refusal. Storage failures and a stopping ledger may pass.
+fn fails_again(e: &LedgerError) -> bool {
+    !matches!(
+        e,
+        LedgerError::Internal(_) | LedgerError::Unavailable(_) | LedgerError::ShuttingDown
+    )
 }
 
 /// Starts the campaigns HQ defined, each with the members it targets at this store (a
@@ -572,6 +595,12 @@ async fn start_campaigns(ledger: &Ledger, cache: &Cache, specs: Vec<CheckedSpec>
                 tracing::error!(error = %e, campaign = %id, "cannot pick the members of a campaign from HQ");
                 return false;
             }
+            Err(e) if e.is_panic() => {
+                // A bug: it would fail again on every delivery.
+                let why = crate::ledger::panic_message(&e.into_panic());
+                not_started(ledger, &id, &why).await;
+                continue;
+            }
             Err(e) => {
                 tracing::error!(error = %e, campaign = %id, "picking the members of a campaign from HQ failed");
                 return false;
@@ -586,6 +615,7 @@ async fn start_campaigns(ledger: &Ledger, cache: &Cache, specs: Vec<CheckedSpec>
                 tracing::info!(campaign = %id, treated, control, "campaign from HQ started")
             }
             Err(LedgerError::Conflict { .. }) => {}
+            Err(e) if fails_again(&e) => not_started(ledger, &id, &e.to_string()).await,
             Err(e) => {
                 tracing::error!(error = %e, campaign = %id, "campaign from HQ not started");
                 return false;
@@ -593,4 +623,38 @@ async fn start_campaigns(ledger: &Ledger, cache: &Cache, specs: Vec<CheckedSpec>
         }
     }
     true
+}
+
+/// Reports a campaign from HQ that cannot start here however often it comes.
+async fn not_started(ledger: &Ledger, id: &str, why: &str) {
+    tracing::error!(error = %why, campaign = %id, "campaign from HQ not started; reported");
+    alert(
+        ledger,
+        "downlink_not_applied",
+        format!("campaign {id} from HQ was not started: {why}"),
+        json!({"campaign": id, "reason": why}),
+    )
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_message_that_would_fail_again_is_acknowledged_unapplied() {
+        let bug = LedgerError::Bug("panicked: index out of bounds".into());
+        let refused = LedgerError::Invalid {
+            code: "invalid",
+            message: "no".into(),
+        };
+        assert!(fails_again(&bug) && fails_again(&refused));
+        for passing in [
+            LedgerError::Internal("disk I/O error".into()),
+            LedgerError::Unavailable("database or disk is full".into()),
+            LedgerError::ShuttingDown,
+        ] {
+            assert!(!fails_again(&passing), "{passing:?} is redelivered");
+        }
+    }
 }

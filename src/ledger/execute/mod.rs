@@ -119,6 +119,15 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 Ok(Outcome::Done)
             }
             Command::ApplyHq(update) => self.apply_hq(*update),
+            #[cfg(test)]
+            Command::PanicForTest { after_emit } => {
+                if after_emit {
+                    self.emit(EventBody::SyncRequested {
+                        reason: "test".into(),
+                    })?;
+                }
+                panic!("a bug, for a test")
+            }
             Command::Reprint { sale_id } => {
                 let device_id = self.printer()?;
                 self.load_sale(&sale_id)?;
