@@ -362,6 +362,27 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(r.status(), 401);
     let (last, _, _) = snapshot(&d, &t, &m).await;
     assert_eq!(last.as_u64(), after.0.as_u64().map(|n| n + 1));
+
+    // A page position past any `seq` there can be is past the last page, not back at the first.
+    let (s, v) = d
+        .sale(
+            &t,
+            &json!({"lines": [{"sku": "TEA", "qty": 1}], "payments": [{"method": "cash", "amount": 25000}]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let today = common::store_today();
+    for (after, n) in [("0", 1), ("18446744073709551615", 0)] {
+        let (s, v) = d
+            .get(&tm, &format!("/v1/sales?date={today}&after_seq={after}"))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            v["sales"].as_array().map(Vec::len),
+            Some(n),
+            "after_seq={after}: {v}"
+        );
+    }
     assert!(!d.log_text().contains("panicked"));
 }
 

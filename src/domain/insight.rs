@@ -264,7 +264,7 @@ pub fn churn(member: &Member, rules: &ChurnRules, today: NaiveDate) -> Option<Ch
     let last_month = spend(MonthKey::before(today, 1).as_str());
     let before = (2..=4)
         .map(|n| spend(MonthKey::before(today, n).as_str()))
-        .sum::<Money>()
+        .fold(0, Money::saturating_add)
         / 3;
     if before >= rules.min_monthly_spend
         && (last_month as f64) < before as f64 * (1.0 - rules.spend_drop)

@@ -395,8 +395,19 @@ impl Member {
     /// Merges another copy of this member (typically HQ's) into this one: counters by per-store
     /// maximum; profile, tags, consent and level from whichever copy has the higher `version`.
     pub fn merge_from(&mut self, other: &Member) {
+        // Each copy is within the bounds above (`check_counters`), but their union may not be:
+        // copies naming ever new stores or months would grow the member without end. A union
+        // past the bounds is left out, and the rest of the copy still applies.
+        let mut counters = self.counters.clone();
         for (store, c) in &other.counters {
-            self.counters.entry(store.clone()).or_default().merge(c);
+            counters.entry(store.clone()).or_default().merge(c);
+        }
+        if counters.len() <= MAX_COUNTER_STORES
+            && counters
+                .values()
+                .all(|c| c.months.len() <= MAX_COUNTER_MONTHS)
+        {
+            self.counters = counters;
         }
         if other.version > self.version {
             if self.erased_at.is_none() {
@@ -551,5 +562,42 @@ mod tests {
         let before = here.clone();
         here.merge_from(&hq);
         assert_eq!(here, before);
+    }
+
+    #[test]
+    fn copies_naming_ever_new_stores_do_not_grow_a_member_past_the_bounds() {
+        let mut here = member();
+        for i in 0..MAX_COUNTER_STORES {
+            here.counters
+                .entry(format!("s{i}"))
+                .or_default()
+                .month_mut("2026-11")
+                .spend = 1;
+        }
+        assert!(check_counters(&mut here.counters.clone()).is_ok());
+        let mut hq = member();
+        hq.version = 7;
+        hq.tags = vec!["vip".into()];
+        hq.counters
+            .entry("one-store-too-many".into())
+            .or_default()
+            .month_mut("2026-11")
+            .spend = 5;
+        here.merge_from(&hq);
+        assert_eq!(here.counters.len(), MAX_COUNTER_STORES);
+        assert_eq!(here.total_spend(), 2_000);
+        assert_eq!(
+            (here.version, here.tags.clone()),
+            (7, vec!["vip".to_string()])
+        );
+        // Within the bounds a store's months still merge.
+        let mut more = member();
+        more.counters
+            .entry("s0".into())
+            .or_default()
+            .month_mut("2026-10")
+            .spend = 10;
+        here.merge_from(&more);
+        assert_eq!(here.total_spend(), 2_010);
     }
 }

@@ -87,24 +87,27 @@ fn read_rows(conn: &Connection, after: u64, limit: u64) -> Result<Vec<Row>, Jour
          FROM audit WHERE n > ?1 ORDER BY n LIMIT ?2",
     )
     .and_then(|mut st| {
-        st.query_map(params![after as i64, limit as i64], |r| {
-            let detail: String = r.get(6)?;
-            Ok((
-                AuditEntry {
-                    n: r.get::<_, i64>(0)? as u64,
-                    at: r.get(1)?,
-                    staff_no: r.get(2)?,
-                    terminal_id: r.get(3)?,
-                    action: r.get(4)?,
-                    target: r.get(5)?,
-                    // A detail that is not JSON any more is kept as text: verification
-                    // then fails on that row and names it.
-                    detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
-                },
-                r.get(7)?,
-                r.get(8)?,
-            ))
-        })?
+        st.query_map(
+            params![i64::try_from(after).unwrap_or(i64::MAX), limit as i64],
+            |r| {
+                let detail: String = r.get(6)?;
+                Ok((
+                    AuditEntry {
+                        n: r.get::<_, i64>(0)? as u64,
+                        at: r.get(1)?,
+                        staff_no: r.get(2)?,
+                        terminal_id: r.get(3)?,
+                        action: r.get(4)?,
+                        target: r.get(5)?,
+                        // A detail that is not JSON any more is kept as text: verification
+                        // then fails on that row and names it.
+                        detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+                    },
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            },
+        )?
         .collect()
     })
     .map_err(JournalError::sql("reading the audit chain"))

@@ -169,11 +169,12 @@ fn product(v: Value) -> Result<Product, String> {
         return Err(format!("{}: name must be 1–64 characters", p.sku));
     }
     if !(0..=MAX_UNIT_PRICE).contains(&p.price)
-        || p.promo
-            .as_ref()
-            .is_some_and(|pr| !(0..=p.price).contains(&pr.price))
+        || p.promo.as_ref().is_some_and(|pr| !promo_fits(pr, p.price))
     {
-        return Err(format!("{}: price out of range", p.sku));
+        return Err(format!(
+            "{}: price out of range, or a promotion that ends before it starts",
+            p.sku
+        ));
     }
     for b in &p.barcodes {
         validate_barcode(b)?;
@@ -186,11 +187,12 @@ fn price(v: Value) -> Result<PriceUpdate, String> {
     let p: PriceUpdate = decode(v)?;
     validate_sku(&p.sku)?;
     if !(0..=MAX_UNIT_PRICE).contains(&p.price)
-        || p.promo
-            .as_ref()
-            .is_some_and(|pr| !(0..=p.price).contains(&pr.price))
+        || p.promo.as_ref().is_some_and(|pr| !promo_fits(pr, p.price))
     {
-        return Err(format!("{}: price out of range", p.sku));
+        return Err(format!(
+            "{}: price out of range, or a promotion that ends before it starts",
+            p.sku
+        ));
     }
     Ok(p)
 }
@@ -211,6 +213,12 @@ fn stock(v: Value) -> Result<StockCount, String> {
     Ok(s)
 }
 
+/// A promotion as a terminal's product edit must hold it: 0 to the price, not ending before it
+/// starts.
+fn promo_fits(promo: &crate::domain::catalog::Promo, price: i64) -> bool {
+    (0..=price).contains(&promo.price) && promo.from.zip(promo.to).is_none_or(|(f, t)| f <= t)
+}
+
 fn coupon(v: Value) -> Result<Coupon, String> {
     let mut c: Coupon = decode(v)?;
     c.code = c.code.trim().to_ascii_uppercase();
@@ -228,6 +236,12 @@ fn coupon(v: Value) -> Result<Coupon, String> {
     c.kind
         .validate()
         .map_err(|e| format!("coupon {}: {e}", c.code))?;
+    if c.valid_from.zip(c.valid_to).is_some_and(|(f, t)| f >= t) {
+        return Err(format!(
+            "coupon {}: valid_from must be before valid_to",
+            c.code
+        ));
+    }
     c.seq = 0;
     Ok(c)
 }
@@ -411,6 +425,30 @@ mod tests {
                 r#"{"sku":"A1","price":500,"promo":{"price":400},"version":2}"#
             ),
             0
+        );
+        // A promotion that ends before it starts, in a product as in a price update.
+        let reversed = r#""promo":{"price":400,"from":"2026-12-10T00:00:00+08:00","to":"2026-12-01T00:00:00+08:00"}"#;
+        assert_eq!(
+            refused(
+                "products",
+                &format!(r#"{{"sku":"A1","name":"苹果","price":500,{reversed},"version":2}}"#)
+            ),
+            1
+        );
+        assert_eq!(
+            refused(
+                "prices",
+                &format!(r#"{{"sku":"A1","price":500,{reversed},"version":2}}"#)
+            ),
+            1
+        );
+        // A coupon valid from after it stops being valid.
+        assert_eq!(
+            refused(
+                "coupons",
+                r#"{"code":"HQ-0004","title":"x","kind":{"type":"percent_off","bps":1000},"valid_from":"2026-12-10T00:00:00+08:00","valid_to":"2026-12-10T00:00:00+08:00","version":1}"#
+            ),
+            1
         );
         // Coupons whose discount makes no sense.
         assert_eq!(

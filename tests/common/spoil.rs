@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 const MEGABYTE: usize = 1 << 20;
 
 /// A run's seed (`FUZZ_SEED`, else random), its number of cases (`FUZZ_CASES`, else
-/// `default_cases`) and the generator seeded with it.
+/// `default_cases`) and the generator seeded with it. The seed is printed first (the test
+/// harness shows it with any failure, whichever assertion or panic it is).
 pub fn seeded(default_cases: usize) -> (u64, usize, StdRng) {
     let seed = std::env::var("FUZZ_SEED")
         .ok()
@@ -19,6 +20,7 @@ pub fn seeded(default_cases: usize) -> (u64, usize, StdRng) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default_cases);
+    eprintln!("FUZZ_SEED={seed} FUZZ_CASES={cases} replays this run");
     (seed, cases, StdRng::seed_from_u64(seed))
 }
 

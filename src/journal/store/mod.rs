@@ -284,8 +284,11 @@ pub fn events_after(
         "SELECT {COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
     ))
     .and_then(|mut st| {
-        st.query_map(params![after as i64, limit as i64], StoredEvent::from_row)?
-            .collect()
+        st.query_map(
+            params![i64::try_from(after).unwrap_or(i64::MAX), limit as i64],
+            StoredEvent::from_row,
+        )?
+        .collect()
     })
     .map_err(JournalError::sql("reading events"))
 }
@@ -321,7 +324,12 @@ pub fn events_on_day(
     ))
     .and_then(|mut st| {
         st.query_map(
-            params![kind, day, after_seq as i64, limit as i64],
+            params![
+                kind,
+                day,
+                i64::try_from(after_seq).unwrap_or(i64::MAX),
+                limit as i64
+            ],
             StoredEvent::from_row,
         )?
         .collect()
