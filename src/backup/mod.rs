@@ -291,14 +291,32 @@ pub fn restore(
         }
         Ok(())
     })();
-    if let Err(e) = result {
+    // A restore that fails takes its files away again, so that the directory is as empty as
+    // it was and the restore can be tried again (with another backup, or a newer storebox).
+    let undo = |e: anyhow::Error| {
         for p in &written {
-            let _ = std::fs::remove_file(p);
+            for suffix in ["", "-wal", "-shm"] {
+                let mut f = p.clone().into_os_string();
+                f.push(suffix);
+                let _ = std::fs::remove_file(f);
+            }
         }
-        return Err(e);
-    }
+        e
+    };
+    result.map_err(undo)?;
+    let next_seq = settle(config, keys, &header, hq_last_seq).map_err(undo)?;
+    Ok(Restored { header, next_seq })
+}
 
-    // Bring the journal up to this storebox's schema, and go on after HQ's last seq.
+/// Brings a restored journal up to this storebox's schema and numbering: it goes on after HQ's
+/// last seq. Returns the `seq` the next event will get.
+fn settle(
+    config: &Config,
+    keys: &StoreKeys,
+    header: &Header,
+    hq_last_seq: u64,
+) -> anyhow::Result<u64> {
+    let dir = &config.storage.dir;
     let mut journal =
         Journal::open(dir, &config.store.id).context("opening the restored journal")?;
     let codec = PiiCodec::new(std::sync::Arc::new(keys.clone()));
@@ -340,7 +358,7 @@ pub fn restore(
     if let Ok(c) = Connection::open(dir.join(crate::cache::FILE_NAME)) {
         let _ = c.execute_batch("DELETE FROM sessions; DELETE FROM strikes;");
     }
-    Ok(Restored { header, next_seq })
+    Ok(next_seq)
 }
 
 /// Backups by the daemon: one every `every`, into `dir`, keeping the newest `keep`.
@@ -410,6 +428,62 @@ fn prune(dir: &Path, store_id: &str, keep: usize) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn store(dir: &Path) -> (Config, StoreKeys) {
+        let text = format!(
+            "[store]\nid = \"sh-001\"\nname = \"店\"\nenvironment = \"development\"\n[storage]\ndir = \"{}\"\n",
+            dir.display()
+        );
+        let config = Config::parse(Path::new("test.toml"), &text).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let (keys, _) = StoreKeys::load_or_create(&config.key_path()).unwrap();
+        (config, keys)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn a_restore_that_fails_leaves_the_directory_as_it_found_it() {
+        let root = tempfile::tempdir().unwrap();
+        let (old, keys) = store(&root.path().join("old"));
+        drop(Journal::open(&old.storage.dir, "sh-001").unwrap());
+        let good = root.path().join("good.sbk");
+        backup(&old, &keys, &good).unwrap();
+        // A journal of a storebox newer than this one.
+        Connection::open(old.storage.dir.join(journal::FILE_NAME))
+            .unwrap()
+            .execute(
+                "UPDATE meta SET value = '999' WHERE key = 'schema_version'",
+                [],
+            )
+            .unwrap();
+        let file = root.path().join("newer.sbk");
+        backup(&old, &keys, &file).unwrap();
+
+        let new_dir = root.path().join("new");
+        std::fs::create_dir_all(&new_dir).unwrap();
+        std::fs::copy(old.key_path(), new_dir.join("store.key")).unwrap();
+        let (new, keys) = store(&new_dir);
+        let before = names(&new_dir);
+        let err = restore(&new, &keys, &file, 0).unwrap_err();
+        assert!(format!("{err:#}").contains("newer"), "{err:#}");
+        assert_eq!(
+            names(&new_dir),
+            before,
+            "the failed restore left files behind"
+        );
+
+        // The same directory takes a good backup afterwards.
+        restore(&new, &keys, &good, 0).unwrap();
+        assert!(new_dir.join(journal::FILE_NAME).exists());
+    }
 
     #[test]
     fn retention_keeps_the_newest_of_this_store_only() {
