@@ -196,12 +196,15 @@ pub enum Command {
     },
     /// Apply master data from HQ to the cache (no journal event).
     ApplyHq(Box<HqUpdate>),
-    /// Panics while it executes, as a bug would, after appending an alert when `after_emit`.
+    /// Panics while it executes, as a bug would, after appending an event when `after_emit`.
     #[cfg(test)]
     PanicForTest {
         /// Append an event first.
         after_emit: bool,
     },
+    /// Appends an event, and its batch panics after the journal commit, before the cache write.
+    #[cfg(test)]
+    PanicAfterCommitForTest,
     /// Print a sale's receipt again on the actor's terminal's printer.
     Reprint {
         /// Sale.
@@ -313,6 +316,9 @@ pub enum Outcome {
     Erased,
     /// Done, nothing to report (session changes, outbox position, alerts).
     Done,
+    /// A test's command whose batch panics after the commit.
+    #[cfg(test)]
+    PanicAfterCommitForTest,
     /// A print job is queued.
     Queued {
         /// Job id.

@@ -646,3 +646,34 @@ async fn a_bug_outside_a_command_drops_its_batch_and_the_ledger_goes_on() {
     drop(ledger);
     thread.join().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bug_after_the_commit_has_the_cache_caught_up_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let answers = in_one_batch(
+        &ledger,
+        vec![sale_cmd("durable"), Command::PanicAfterCommitForTest],
+    )
+    .await;
+    // Recorded, but its answer was lost with the batch.
+    assert!(
+        matches!(&answers[0], Err(LedgerError::Internal(_))),
+        "{:?}",
+        answers[0]
+    );
+    // The cache shows the sale without waiting for another batch.
+    ledger.caught_up().await;
+    assert_eq!(recorded(dir.path(), &cache), (1, 99));
+    // The terminal's retry finds the sale; nothing is sold twice.
+    match ledger.execute(cashier(), sale_cmd("durable")).await {
+        Ok(Outcome::Sale { replayed, .. }) => assert!(replayed),
+        other => panic!("{other:?}"),
+    }
+    ledger.execute(cashier(), sale_cmd("next")).await.unwrap();
+    ledger.caught_up().await;
+    assert_eq!(recorded(dir.path(), &cache), (2, 98));
+    drop(ledger);
+    thread.join().unwrap();
+}

@@ -220,8 +220,9 @@ impl Worker {
     /// batch (see [`Self::batch`]); one anywhere else in the batch (the session changes, the
     /// cache write, the work after the commit) drops its unanswered commands, whose callers
     /// hear of an internal error (a sale among them may have been recorded: its terminal's
-    /// retry with the same key finds it), and the cache is brought up to the journal before
-    /// the next batch, as after a failed cache write. The store's only writer goes on.
+    /// retry with the same key finds it), and the cache is brought up to the journal at once
+    /// (or, failing that, before the next batch, as after a failed cache write). The store's
+    /// only writer goes on.
     fn guarded_batch(&mut self, jobs: Vec<Job>) {
         if jobs.is_empty() {
             return;
@@ -230,13 +231,22 @@ impl Worker {
         let Err(panic) = caught else { return };
         tracing::error!(
             error = %super::panic_message(&*panic),
-            "a batch failed on a bug; the cache is brought up to the journal before the next"
+            "a batch failed on a bug; the cache is brought up to the journal"
         );
         self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-        self.needs_replay = true;
         self.cache.forget_memo();
         if let Err(e) = self.journal.resync_seq() {
             tracing::error!(error = %e, "cannot re-read the journal position");
+        }
+        // Now rather than at the next batch, which in a quiet hour may be a while.
+        let replayed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            replay(&self.journal, &self.cache, &self.settings)
+        }));
+        self.needs_replay = !matches!(replayed, Ok(Ok(_)));
+        if self.needs_replay {
+            tracing::error!(
+                "cache catch-up after the bug failed; tried again before the next batch"
+            );
         }
         let seq = self.journal.last_seq();
         self.stats.last_seq.store(seq, Ordering::Relaxed);
@@ -383,6 +393,13 @@ impl Worker {
                     for (reply, outcome) in done.drain(..) {
                         let _ = reply.send(Ok(outcome));
                     }
+                }
+                #[cfg(test)]
+                if done
+                    .iter()
+                    .any(|(_, o)| matches!(o, Outcome::PanicAfterCommitForTest))
+                {
+                    panic!("a bug after the commit, for a test");
                 }
                 let t2 = Instant::now();
                 let cache_failed = match pending.commit() {

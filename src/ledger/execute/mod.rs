@@ -128,6 +128,13 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 }
                 panic!("a bug, for a test")
             }
+            #[cfg(test)]
+            Command::PanicAfterCommitForTest => {
+                self.emit(EventBody::SyncRequested {
+                    reason: "test".into(),
+                })?;
+                Ok(Outcome::PanicAfterCommitForTest)
+            }
             Command::Reprint { sale_id } => {
                 let device_id = self.printer()?;
                 self.load_sale(&sale_id)?;
