@@ -361,7 +361,41 @@ enum Msg {
 struct Job {
     actor: Actor,
     cmd: Command,
-    reply: oneshot::Sender<Result<Outcome, LedgerError>>,
+    reply: Reply,
+}
+
+/// Where a command's answer goes. Dropped unanswered while the ledger thread unwinds from a
+/// bug (see the worker's `guarded_batch`), it answers [`LedgerError::Bug`] itself: the caller
+/// then knows the failure is no storage hiccup (HQ's message is not sent again for it).
+struct Reply(Option<oneshot::Sender<Result<Outcome, LedgerError>>>);
+
+impl Reply {
+    fn new(tx: oneshot::Sender<Result<Outcome, LedgerError>>) -> Reply {
+        Reply(Some(tx))
+    }
+
+    /// Sends the answer; gives it back when nobody waits for it any more.
+    fn send(
+        mut self,
+        answer: Result<Outcome, LedgerError>,
+    ) -> Result<(), Result<Outcome, LedgerError>> {
+        match self.0.take() {
+            Some(tx) => tx.send(answer),
+            None => Err(answer),
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take()
+            && std::thread::panicking()
+        {
+            let _ = tx.send(Err(LedgerError::Bug(
+                "the batch this command was in broke off on a bug".into(),
+            )));
+        }
+    }
 }
 
 /// Counters the health endpoint reads.
@@ -384,6 +418,9 @@ pub struct LedgerStats {
     pub phase_micros: [AtomicU64; 3],
     /// What was answered ahead of the cache write, and how far the cache is written.
     answered: wait::Answered,
+    /// Makes the next batch's cache write panic, as a bug would.
+    #[cfg(test)]
+    panic_in_cache_write: std::sync::atomic::AtomicBool,
 }
 
 impl LedgerStats {
@@ -466,6 +503,7 @@ impl Ledger {
             last_purge: Instant::now(),
             needs_replay: false,
             checkpointers: Vec::new(),
+            broken: false,
         };
         worker.seed(seeds)?;
         stats
@@ -526,7 +564,11 @@ impl Ledger {
         let (reply, rx) = oneshot::channel();
         let _counted = self.in_flight.count();
         self.tx
-            .send(Msg::Job(Job { actor, cmd, reply }))
+            .send(Msg::Job(Job {
+                actor,
+                cmd,
+                reply: Reply::new(reply),
+            }))
             .await
             .map_err(|_| LedgerError::ShuttingDown)?;
         // Unanswered: the thread stopped, or a batch broke off on a bug (see the worker's

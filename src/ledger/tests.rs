@@ -544,7 +544,14 @@ async fn in_one_batch(ledger: &Ledger, cmds: Vec<Command>) -> Vec<Result<Outcome
         })
         .collect();
     // Every command queued behind the hook before it lets go.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let n = tasks.len();
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while ledger.tx.max_capacity() - ledger.tx.capacity() < n {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the commands queue behind the hook");
     release.send(()).unwrap();
     hook.await.unwrap();
     let mut out = Vec::new();
@@ -629,7 +636,7 @@ async fn a_bug_outside_a_command_drops_its_batch_and_the_ledger_goes_on() {
     )
     .await;
     for a in &answers {
-        assert!(matches!(a, Err(LedgerError::Internal(_))), "{a:?}");
+        assert!(matches!(a, Err(LedgerError::Bug(_))), "{a:?}");
     }
     assert!(ledger.is_running());
     assert_eq!(ledger.stats.failed_batches.load(Ordering::Relaxed), 1);
@@ -659,7 +666,7 @@ async fn a_bug_after_the_commit_has_the_cache_caught_up_at_once() {
     .await;
     // Recorded, but its answer was lost with the batch.
     assert!(
-        matches!(&answers[0], Err(LedgerError::Internal(_))),
+        matches!(&answers[0], Err(LedgerError::Bug(_))),
         "{:?}",
         answers[0]
     );
@@ -674,6 +681,90 @@ async fn a_bug_after_the_commit_has_the_cache_caught_up_at_once() {
     ledger.execute(cashier(), sale_cmd("next")).await.unwrap();
     ledger.caught_up().await;
     assert_eq!(recorded(dir.path(), &cache), (2, 98));
+    drop(ledger);
+    thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bug_in_the_cache_write_of_answered_sales_holds_no_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    ledger
+        .stats
+        .panic_in_cache_write
+        .store(true, Ordering::Relaxed);
+    // A lone sale is answered before its cache write, which then breaks off.
+    ledger
+        .execute(cashier(), sale_cmd("answered"))
+        .await
+        .unwrap();
+    // The next request neither waits out its limit nor misses the sale.
+    tokio::time::timeout(std::time::Duration::from_millis(500), ledger.caught_up())
+        .await
+        .expect("caught up at once");
+    assert_eq!(recorded(dir.path(), &cache), (1, 99));
+    assert_eq!(ledger.stats.failed_batches.load(Ordering::Relaxed), 1);
+    drop(ledger);
+    thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hq_data_that_hits_a_bug_is_told_so_and_ends_the_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let now = chrono::Utc::now();
+    let token_hash = [7u8; 32];
+    let session = Session {
+        staff_no: "1001".into(),
+        name: "收银员".into(),
+        role: Role::Cashier,
+        terminal_id: "pos-1".into(),
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(8),
+    };
+    ledger
+        .execute(
+            cashier(),
+            Command::Session(SessionOp::Open {
+                token_hash,
+                session,
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(cache.session(&token_hash, now).unwrap().is_some());
+    let staff = crate::domain::sync::StaffRecord {
+        staff_no: "1001".into(),
+        name: "收银员".into(),
+        role: Role::Cashier,
+        pin_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        active: false,
+        version: 5,
+    };
+    ledger
+        .stats
+        .panic_in_cache_write
+        .store(true, Ordering::Relaxed);
+    let answer = ledger
+        .execute(
+            cashier(),
+            Command::ApplyHq(Box::new(crate::domain::sync::HqUpdate::Staff(vec![staff]))),
+        )
+        .await;
+    // A bug, not a storage failure: the uplink acknowledges and reports the message.
+    assert!(matches!(&answer, Err(LedgerError::Bug(_))), "{answer:?}");
+    // The writer goes on (its next command comes after the clean-up)...
+    assert!(ledger.is_running());
+    ledger.execute(cashier(), sale_cmd("after")).await.unwrap();
+    // ... and the staff change may have been meant to end the session; that is lost with the
+    // batch, so every session ended.
+    assert!(cache.session(&token_hash, now).unwrap().is_none());
+    assert!(
+        cache.staff("1001").unwrap().is_none(),
+        "the batch rolled back"
+    );
     drop(ledger);
     thread.join().unwrap();
 }

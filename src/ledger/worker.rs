@@ -15,7 +15,7 @@ use crate::journal::Journal;
 
 use super::requests::{ProductEdit, StockMovement};
 use super::{
-    Actor, Command, Job, LedgerError, LedgerStats, MAX_BATCH, Msg, Outcome, SessionOp,
+    Actor, Command, Job, LedgerError, LedgerStats, MAX_BATCH, Msg, Outcome, Reply, SessionOp,
     StoreSettings, cache_codec, execute, purge_idempotency, replay,
 };
 
@@ -32,6 +32,8 @@ pub(super) struct Worker {
     pub(super) needs_replay: bool,
     /// The journal's and the cache's checkpoint threads (stopped when the worker is dropped).
     pub(super) checkpointers: Vec<crate::journal::Checkpointer>,
+    /// Set when the cache could not be replayed after a bug: the thread stops.
+    pub(super) broken: bool,
 }
 
 impl Worker {
@@ -80,7 +82,7 @@ impl Worker {
                 jobs.push(Job {
                     actor: actor.clone(),
                     cmd,
-                    reply,
+                    reply: super::Reply::new(reply),
                 });
                 replies.push(rx);
             }
@@ -106,7 +108,11 @@ impl Worker {
             let mut jobs = Vec::new();
             let mut pings = Vec::new();
             let mut next = Some(first);
+            // Messages taken this round, batched or not (HQ's data is batched alone): a round
+            // ends after MAX_BATCH of them, so that pings are answered in time.
+            let mut taken = 0;
             while let Some(msg) = next.take() {
+                taken += 1;
                 match msg {
                     // HQ's data goes in a batch of its own (after the commands that came
                     // before it): a message that fails, or hits a bug, takes no terminal's
@@ -129,11 +135,17 @@ impl Worker {
                         let _ = done.send(());
                     }
                 }
-                if jobs.len() < MAX_BATCH {
+                if taken < MAX_BATCH && !self.broken {
                     next = rx.try_recv().ok();
                 }
             }
             self.guarded_batch(jobs);
+            if self.broken {
+                // The cache cannot be brought up to the journal: no more writes. The thread
+                // ends, the daemon reports it (`/healthz`, the watchdog) and a restart rebuilds.
+                tracing::error!("the ledger stops: the cache cannot be replayed after a bug");
+                break;
+            }
             // Only now: a ping answered means the thread got through the batch it came with.
             for reply in pings {
                 let _ = reply.send(());
@@ -224,9 +236,13 @@ impl Worker {
     /// (or, failing that, before the next batch, as after a failed cache write). The store's
     /// only writer goes on.
     fn guarded_batch(&mut self, jobs: Vec<Job>) {
-        if jobs.is_empty() {
+        if jobs.is_empty() || self.broken {
             return;
         }
+        // What a panic after the commit may have left undone, besides the cache write.
+        let staff_changes = jobs
+            .iter()
+            .any(|j| matches!(j.cmd, Command::ApplyHq(_) | Command::PutStaff { .. }));
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(jobs)));
         let Err(panic) = caught else { return };
         tracing::error!(
@@ -243,10 +259,26 @@ impl Worker {
             replay(&self.journal, &self.cache, &self.settings)
         }));
         self.needs_replay = !matches!(replayed, Ok(Ok(_)));
-        if self.needs_replay {
+        // A replay that itself hits a bug would fail every batch from now on.
+        self.broken = replayed.is_err();
+        if self.needs_replay && !self.broken {
             tracing::error!(
                 "cache catch-up after the bug failed; tried again before the next batch"
             );
+        }
+        self.cache.note_write();
+        // HQ's rules and staff are not in the journal: what the batch may have committed to the
+        // cache but not put in force is taken from the cache again.
+        match self.cache.reader().rules() {
+            Ok(Some((_, rules))) => self.settings.set_rules(rules),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot re-read HQ's rules"),
+        }
+        if staff_changes {
+            // Which sessions the batch meant to end is lost with it: all of them end.
+            if let Err(e) = self.cache.prune_sessions(Utc::now(), |_| false) {
+                tracing::error!(error = %e, "ending the sessions after a bug failed");
+            }
         }
         let seq = self.journal.last_seq();
         self.stats.last_seq.store(seq, Ordering::Relaxed);
@@ -270,7 +302,7 @@ impl Worker {
         let rules = self.settings.rules();
         let now = Utc::now();
         let first_seq = self.journal.last_seq() + 1;
-        let mut done: Vec<(oneshot::Sender<Result<Outcome, LedgerError>>, Outcome)> = Vec::new();
+        let mut done: Vec<(Reply, Outcome)> = Vec::new();
         let mut failure: Option<LedgerError> = None;
         let mut last_seq = first_seq - 1;
         let mut erased = false;
@@ -388,8 +420,10 @@ impl Worker {
                 // an answer waits for that write (`Ledger::caught_up`). Everything else — HQ
                 // data (acknowledged to the broker only once in the cache), staff changes that
                 // end sessions, erasures, members' index changes — is answered after it.
+                // Requests that come after this wait for the cache to show the batch (answered
+                // now or after the write, or lost with a bug in between).
+                self.stats.answered.answering(last_seq);
                 if early_answer(durable, erased, &done) {
-                    self.stats.answered.answering(last_seq);
                     for (reply, outcome) in done.drain(..) {
                         let _ = reply.send(Ok(outcome));
                     }
@@ -398,6 +432,10 @@ impl Worker {
                 if done
                     .iter()
                     .any(|(_, o)| matches!(o, Outcome::PanicAfterCommitForTest))
+                    || self
+                        .stats
+                        .panic_in_cache_write
+                        .swap(false, Ordering::Relaxed)
                 {
                     panic!("a bug after the commit, for a test");
                 }
@@ -484,11 +522,7 @@ impl Worker {
 
 /// Whether a committed batch is answered before its cache write: only when every command in it
 /// is a sale, refund or stock movement, and the batch holds no HQ data and erased nobody.
-fn early_answer(
-    durable: bool,
-    erased: bool,
-    done: &[(oneshot::Sender<Result<Outcome, LedgerError>>, Outcome)],
-) -> bool {
+fn early_answer(durable: bool, erased: bool, done: &[(Reply, Outcome)]) -> bool {
     !durable
         && !erased
         && !done.is_empty()

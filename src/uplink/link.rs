@@ -597,7 +597,7 @@ async fn start_campaigns(ledger: &Ledger, cache: &Cache, specs: Vec<CheckedSpec>
             }
             Err(e) if e.is_panic() => {
                 // A bug: it would fail again on every delivery.
-                let why = crate::ledger::panic_message(&e.into_panic());
+                let why = crate::ledger::panic_message(&*e.into_panic());
                 not_started(ledger, &id, &why).await;
                 continue;
             }
