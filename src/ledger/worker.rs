@@ -421,8 +421,12 @@ impl Worker {
                 // data (acknowledged to the broker only once in the cache), staff changes that
                 // end sessions, erasures, members' index changes — is answered after it.
                 // Requests that come after this wait for the cache to show the batch (answered
-                // now or after the write, or lost with a bug in between).
-                self.stats.answered.answering(last_seq);
+                // now or after the write, or lost with a bug in between) — but not for HQ's
+                // data, whose fsynced cache write (a whole resync's worth, perhaps) would hold
+                // the tills: they read the cache as it was until then.
+                if !durable {
+                    self.stats.answered.answering(last_seq);
+                }
                 if early_answer(durable, erased, &done) {
                     for (reply, outcome) in done.drain(..) {
                         let _ = reply.send(Ok(outcome));
