@@ -230,19 +230,21 @@ impl Worker {
 
     /// Runs a batch and outlives a bug in it. A panic in a command's execution fails that
     /// batch (see [`Self::batch`]); one anywhere else in the batch (the session changes, the
-    /// cache write, the work after the commit) drops its unanswered commands, whose callers
-    /// hear of an internal error (a sale among them may have been recorded: its terminal's
-    /// retry with the same key finds it), and the cache is brought up to the journal at once
-    /// (or, failing that, before the next batch, as after a failed cache write). The store's
-    /// only writer goes on.
+    /// cache write, the work after the commit) drops its unanswered commands, which answer
+    /// [`LedgerError::Bug`] themselves (a sale among them may have been recorded: its
+    /// terminal's retry with the same key finds it), and the cache is brought up to the journal
+    /// at once (or, failing that, before the next batch, as after a failed cache write). The
+    /// store's only writer goes on.
     fn guarded_batch(&mut self, jobs: Vec<Job>) {
         if jobs.is_empty() || self.broken {
             return;
         }
         // What a panic after the commit may have left undone, besides the cache write.
-        let staff_changes = jobs
-            .iter()
-            .any(|j| matches!(j.cmd, Command::ApplyHq(_) | Command::PutStaff { .. }));
+        let staff_changes = jobs.iter().any(|j| match &j.cmd {
+            Command::PutStaff { .. } => true,
+            Command::ApplyHq(u) => matches!(**u, crate::domain::sync::HqUpdate::Staff(_)),
+            _ => false,
+        });
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(jobs)));
         let Err(panic) = caught else { return };
         tracing::error!(
@@ -283,8 +285,9 @@ impl Worker {
         let seq = self.journal.last_seq();
         self.stats.last_seq.store(seq, Ordering::Relaxed);
         self.seq_tx.send_replace(seq);
-        // Requests waiting for the cache to show what was answered stop waiting: the cache is
-        // as it is until the replay, as after a failed cache write.
+        // Requests waiting for the cache to show what was answered stop waiting: it shows the
+        // journal now, or (the replay failed) it is as it is until the next batch's replay, as
+        // after a failed cache write.
         self.stats.answered.cached(seq);
     }
 
