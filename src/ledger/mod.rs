@@ -421,6 +421,9 @@ pub struct LedgerStats {
     /// Makes the next batch's cache write panic, as a bug would.
     #[cfg(test)]
     panic_in_cache_write: std::sync::atomic::AtomicBool,
+    /// Makes the replay after a caught panic panic too.
+    #[cfg(test)]
+    panic_in_replay: std::sync::atomic::AtomicBool,
 }
 
 impl LedgerStats {

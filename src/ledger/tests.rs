@@ -768,3 +768,40 @@ async fn hq_data_that_hits_a_bug_is_told_so_and_ends_the_sessions() {
     drop(ledger);
     thread.join().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_that_cannot_be_replayed_after_a_bug_stops_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    ledger
+        .stats
+        .panic_in_cache_write
+        .store(true, Ordering::Relaxed);
+    ledger.stats.panic_in_replay.store(true, Ordering::Relaxed);
+    // Durable and answered; the cache write and the replay after it both break off.
+    ledger.execute(cashier(), sale_cmd("last")).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while ledger.is_running() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the writer stops rather than failing every batch from now on");
+    assert!(matches!(
+        ledger.execute(cashier(), sale_cmd("refused")).await,
+        Err(LedgerError::ShuttingDown)
+    ));
+    // It stopped, it did not die: the thread ends normally.
+    thread.join().unwrap();
+    let journal = Journal::open(dir.path(), "sh-001").unwrap();
+    let sales: i64 = journal
+        .conn()
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'sale.recorded'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(sales, 1);
+}

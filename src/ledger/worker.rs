@@ -258,6 +258,10 @@ impl Worker {
         }
         // Now rather than at the next batch, which in a quiet hour may be a while.
         let replayed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            #[cfg(test)]
+            if self.stats.panic_in_replay.load(Ordering::Relaxed) {
+                panic!("a bug in the replay, for a test");
+            }
             replay(&self.journal, &self.cache, &self.settings)
         }));
         self.needs_replay = !matches!(replayed, Ok(Ok(_)));
