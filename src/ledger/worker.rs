@@ -114,11 +114,16 @@ impl Worker {
             while let Some(msg) = next.take() {
                 taken += 1;
                 match msg {
-                    // HQ's data goes in a batch of its own (after the commands that came
-                    // before it): a message that fails, or hits a bug, takes no terminal's
-                    // sale down with it, and a batch of sales never pays the HQ batch's
-                    // fsynced cache write.
-                    Msg::Job(job) if matches!(job.cmd, Command::ApplyHq(_)) => {
+                    // HQ's data and campaigns (HQ's or a manager's: a big cache write) go in a
+                    // batch of their own (after the commands that came before): one that
+                    // fails, or hits a bug, takes no terminal's sale down with it, and a batch
+                    // of sales never pays the HQ batch's fsynced cache write.
+                    Msg::Job(job)
+                        if matches!(
+                            job.cmd,
+                            Command::ApplyHq(_) | Command::StartCampaign { .. }
+                        ) =>
+                    {
                         self.guarded_batch(std::mem::take(&mut jobs));
                         self.guarded_batch(vec![job]);
                     }
