@@ -6,12 +6,14 @@
 //! position only over events whose PUBACK arrived ([`outbox`]). Each connection gets a fresh
 //! MQTT client, so no publish of an earlier connection can be replayed behind the store's back;
 //! the broker keeps the persistent session for the downlink. HQ's messages are applied by the
-//! ledger and acknowledged to the broker only after that ([`downlink`]).
+//! ledger and acknowledged to the broker only after that ([`downlink`] reads them, `apply`
+//! applies them).
 //!
 //! With the uplink disabled or the broker away, the store sells as before: events wait in the
 //! journal, `GET /v1/uplink` shows the backlog, and past `outbox_alarm` events an alert is
 //! raised.
 
+mod apply;
 pub mod downlink;
 mod link;
 pub mod outbox;

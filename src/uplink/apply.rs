@@ -1,0 +1,225 @@
+//! HQ's messages, applied: one at a time, in arrival order, each acknowledged to the broker
+//! once the ledger applied it — or once it is clear that it never can be (malformed, too big,
+//! or failing the same way every time), in which case HQ is told by an alert.
+
+use std::sync::Arc;
+
+use rumqttc::{AsyncClient, Publish};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::downlink::{Downlink, parse};
+use super::topics::Topics;
+use super::{UplinkStatus, alert, system_actor};
+use crate::cache::Cache;
+use crate::domain::campaign::CheckedSpec;
+use crate::ledger::{Command, Ledger, LedgerError};
+
+/// Applies downlink messages one at a time, in arrival order, and acknowledges each to the
+/// broker after the ledger applied it. A malformed or oversized message is counted, reported
+/// and acknowledged, so it never comes back.
+pub(super) async fn applier(
+    mut rx: mpsc::Receiver<(Publish, AsyncClient)>,
+    ledger: Ledger,
+    cache: Cache,
+    status: Arc<UplinkStatus>,
+    topics: Topics,
+    max_bytes: usize,
+    tz: chrono_tz::Tz,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    while let Some((p, client)) = rx.recv().await {
+        let now = chrono::Utc::now().with_timezone(&tz).fixed_offset();
+        let parsed = match topics.downlink(&p.topic) {
+            None => Err(format!("unexpected topic {}", p.topic)),
+            Some(_) if p.payload.len() > max_bytes => Err(format!(
+                "{} bytes, more than max_message_bytes {max_bytes}",
+                p.payload.len()
+            )),
+            Some((_, kind)) => parse(kind, &p.payload, now),
+        };
+        let ack = match parsed {
+            Err(reason) => {
+                status.malformed.fetch_add(1, Relaxed);
+                tracing::warn!(topic = %p.topic, %reason, "malformed downlink message; acknowledged and reported");
+                alert(
+                    &ledger,
+                    "malformed_downlink",
+                    format!("a message from HQ on {} was not applied: {reason}", p.topic),
+                    json!({"topic": p.topic, "bytes": p.payload.len(), "reason": reason}),
+                )
+                .await;
+                true
+            }
+            Ok(parsed) => {
+                if !parsed.rejected.is_empty() {
+                    status.malformed.fetch_add(1, Relaxed);
+                    let shown: Vec<&String> = parsed.rejected.iter().take(20).collect();
+                    tracing::warn!(topic = %p.topic, rejected = parsed.rejected.len(), "downlink items left out");
+                    alert(
+                        &ledger,
+                        "downlink_items_rejected",
+                        format!(
+                            "{} item(s) of message {} on {} were left out",
+                            parsed.rejected.len(),
+                            parsed.id,
+                            p.topic
+                        ),
+                        json!({"topic": p.topic, "id": parsed.id, "rejected": shown}),
+                    )
+                    .await;
+                }
+                let cmd = match parsed.action {
+                    Downlink::Update(u) => Command::ApplyHq(Box::new(u)),
+                    Downlink::Resync => Command::RequestSync {
+                        reason: "hq_command".into(),
+                    },
+                    Downlink::Campaigns(specs) => {
+                        let applied = start_campaigns(&ledger, &cache, specs).await;
+                        if applied {
+                            status.applied.fetch_add(1, Relaxed);
+                        }
+                        if applied && let Err(e) = client.ack(&p).await {
+                            tracing::debug!(error = %e, "ack not sent (connection gone); the broker will redeliver");
+                        }
+                        continue;
+                    }
+                };
+                match ledger.execute(system_actor(), cmd).await {
+                    Ok(_) => {
+                        status.applied.fetch_add(1, Relaxed);
+                        true
+                    }
+                    Err(e) if fails_again(&e) => {
+                        // Delivered again it would fail again (and, a bug, fail again on every
+                        // connection): acknowledged, and HQ is told.
+                        status.malformed.fetch_add(1, Relaxed);
+                        tracing::error!(error = %e, topic = %p.topic, "downlink message not applied; acknowledged and reported");
+                        alert(
+                            &ledger,
+                            "downlink_not_applied",
+                            format!("message {} on {} was not applied: {e}", parsed.id, p.topic),
+                            json!({"topic": p.topic, "id": parsed.id, "reason": e.to_string()}),
+                        )
+                        .await;
+                        true
+                    }
+                    Err(e) => {
+                        // Not acknowledged: the broker delivers it again on the next connection.
+                        tracing::error!(error = %e, topic = %p.topic, "downlink message not applied");
+                        false
+                    }
+                }
+            }
+        };
+        if ack && let Err(e) = client.ack(&p).await {
+            tracing::debug!(error = %e, "ack not sent (connection gone); the broker will redeliver");
+        }
+    }
+}
+
+/// Whether a command that failed would fail the same way if HQ's message came again: a bug
+/// (a caught panic) or a refusal. Storage failures and a stopping ledger may pass.
+fn fails_again(e: &LedgerError) -> bool {
+    !matches!(
+        e,
+        LedgerError::Internal(_) | LedgerError::Unavailable(_) | LedgerError::ShuttingDown
+    )
+}
+
+/// Starts the campaigns HQ defined, each with the members it targets at this store (a
+/// campaign nobody here matches is left alone; one already started is not started again, so
+/// a redelivered message changes nothing). True when every campaign is dealt with and the
+/// message can be acknowledged; false (redelivery) when the store could not read its members
+/// or write the journal.
+async fn start_campaigns(ledger: &Ledger, cache: &Cache, specs: Vec<CheckedSpec>) -> bool {
+    for checked in specs {
+        let id = checked.spec.id.clone();
+        match cache.campaign(&id) {
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, campaign = %id, "cannot read the campaigns");
+                return false;
+            }
+        }
+        let settings = ledger.settings.clone();
+        let today = settings.local_date(chrono::Utc::now());
+        let cache = cache.clone();
+        let picked = tokio::task::spawn_blocking(move || {
+            crate::automation::campaign_for(&cache, &settings, checked, "hq", today)
+        })
+        .await;
+        let campaign = match picked {
+            Ok(Ok(Some(c))) => c,
+            Ok(Ok(None)) => {
+                tracing::info!(campaign = %id, "campaign from HQ targets no member of this store");
+                continue;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, campaign = %id, "cannot pick the members of a campaign from HQ");
+                return false;
+            }
+            Err(e) if e.is_panic() => {
+                // A bug: it would fail again on every delivery.
+                let why = crate::ledger::panic_message(&*e.into_panic());
+                not_started(ledger, &id, &why).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, campaign = %id, "picking the members of a campaign from HQ failed");
+                return false;
+            }
+        };
+        let (treated, control) = (campaign.treated.len(), campaign.control.len());
+        let cmd = Command::StartCampaign {
+            campaign: Box::new(campaign),
+        };
+        match ledger.execute(system_actor(), cmd).await {
+            Ok(_) => {
+                tracing::info!(campaign = %id, treated, control, "campaign from HQ started")
+            }
+            Err(LedgerError::Conflict { .. }) => {}
+            Err(e) if fails_again(&e) => not_started(ledger, &id, &e.to_string()).await,
+            Err(e) => {
+                tracing::error!(error = %e, campaign = %id, "campaign from HQ not started");
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Reports a campaign from HQ that cannot start here however often it comes.
+async fn not_started(ledger: &Ledger, id: &str, why: &str) {
+    tracing::error!(error = %why, campaign = %id, "campaign from HQ not started; reported");
+    alert(
+        ledger,
+        "downlink_not_applied",
+        format!("campaign {id} from HQ was not started: {why}"),
+        json!({"campaign": id, "reason": why}),
+    )
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_message_that_would_fail_again_is_acknowledged_unapplied() {
+        let bug = LedgerError::Bug("panicked: index out of bounds".into());
+        let refused = LedgerError::Invalid {
+            code: "invalid",
+            message: "no".into(),
+        };
+        assert!(fails_again(&bug) && fails_again(&refused));
+        for passing in [
+            LedgerError::Internal("disk I/O error".into()),
+            LedgerError::Unavailable("database or disk is full".into()),
+            LedgerError::ShuttingDown,
+        ] {
+            assert!(!fails_again(&passing), "{passing:?} is redelivered");
+        }
+    }
+}
