@@ -21,6 +21,7 @@ pub(crate) use execute::import as execute_import;
 pub mod requests;
 mod settings;
 mod wait;
+use wait::Reply;
 mod worker;
 
 use std::sync::Arc;
@@ -362,40 +363,6 @@ struct Job {
     actor: Actor,
     cmd: Command,
     reply: Reply,
-}
-
-/// Where a command's answer goes. Dropped unanswered while the ledger thread unwinds from a
-/// bug (see the worker's `guarded_batch`), it answers [`LedgerError::Bug`] itself: the caller
-/// then knows the failure is no storage hiccup (HQ's message is not sent again for it).
-struct Reply(Option<oneshot::Sender<Result<Outcome, LedgerError>>>);
-
-impl Reply {
-    fn new(tx: oneshot::Sender<Result<Outcome, LedgerError>>) -> Reply {
-        Reply(Some(tx))
-    }
-
-    /// Sends the answer; gives it back when nobody waits for it any more.
-    fn send(
-        mut self,
-        answer: Result<Outcome, LedgerError>,
-    ) -> Result<(), Result<Outcome, LedgerError>> {
-        match self.0.take() {
-            Some(tx) => tx.send(answer),
-            None => Err(answer),
-        }
-    }
-}
-
-impl Drop for Reply {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take()
-            && std::thread::panicking()
-        {
-            let _ = tx.send(Err(LedgerError::Bug(
-                "the batch this command was in broke off on a bug".into(),
-            )));
-        }
-    }
 }
 
 /// Counters the health endpoint reads.

@@ -26,12 +26,17 @@
 //! it: every HTTP request first waits, if need be, until the cache has caught up with every
 //! answer already given — in practice never, as the cache write (~15 µs) is done before the
 //! terminal's next request has arrived.
+//!
+//! An answer that a bug kept from being sent still arrives: [`Reply`] sends
+//! [`LedgerError::Bug`] when it is dropped unsent while the ledger thread unwinds.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
+
+use super::{LedgerError, Outcome};
 
 /// How long the ledger thread polls its channel after a batch before it sleeps.
 pub(super) const LEDGER_POLL: Duration = Duration::from_micros(200);
@@ -108,6 +113,40 @@ impl InFlight {
             }
         }
         rx.await.ok()
+    }
+}
+
+/// Where a command's answer goes. Dropped unanswered while the ledger thread unwinds from a
+/// bug (see the worker's `guarded_batch`), it answers [`LedgerError::Bug`] itself: the caller
+/// then knows the failure is no storage hiccup (HQ's message is not sent again for it).
+pub(super) struct Reply(Option<oneshot::Sender<Result<Outcome, LedgerError>>>);
+
+impl Reply {
+    pub(super) fn new(tx: oneshot::Sender<Result<Outcome, LedgerError>>) -> Reply {
+        Reply(Some(tx))
+    }
+
+    /// Sends the answer; gives it back when nobody waits for it any more.
+    pub(super) fn send(
+        mut self,
+        answer: Result<Outcome, LedgerError>,
+    ) -> Result<(), Result<Outcome, LedgerError>> {
+        match self.0.take() {
+            Some(tx) => tx.send(answer),
+            None => Err(answer),
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take()
+            && std::thread::panicking()
+        {
+            let _ = tx.send(Err(LedgerError::Bug(
+                "the batch this command was in broke off on a bug".into(),
+            )));
+        }
     }
 }
 
