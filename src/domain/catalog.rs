@@ -23,6 +23,12 @@ pub struct Promo {
 }
 
 impl Promo {
+    /// Whether it may stand on a product priced `price`: a price from 0 to `price`, not ending
+    /// before it starts (a terminal's edit and HQ's data are held to the same).
+    pub fn fits(&self, price: Money) -> bool {
+        (0..=price).contains(&self.price) && self.from.zip(self.to).is_none_or(|(f, t)| f <= t)
+    }
+
     /// Whether the promotion is on at `now`.
     pub fn active(&self, now: DateTime<FixedOffset>) -> bool {
         self.from.is_none_or(|f| now >= f) && self.to.is_none_or(|t| now <= t)
@@ -211,6 +217,14 @@ pub struct Coupon {
     /// Last journal `seq` applied.
     #[serde(default)]
     pub seq: u64,
+}
+
+/// Whether a coupon's validity, where both ends are given, starts before it ends.
+pub fn valid_window(
+    from: Option<DateTime<FixedOffset>>,
+    to: Option<DateTime<FixedOffset>>,
+) -> bool {
+    from.zip(to).is_none_or(|(f, t)| f < t)
 }
 
 /// Checks a SKU: 1–32 ASCII letters, digits, `-`, `_` or `.` (it appears in URLs and keys).

@@ -169,7 +169,7 @@ fn product(v: Value) -> Result<Product, String> {
         return Err(format!("{}: name must be 1–64 characters", p.sku));
     }
     if !(0..=MAX_UNIT_PRICE).contains(&p.price)
-        || p.promo.as_ref().is_some_and(|pr| !promo_fits(pr, p.price))
+        || p.promo.as_ref().is_some_and(|pr| !pr.fits(p.price))
     {
         return Err(format!(
             "{}: price out of range, or a promotion that ends before it starts",
@@ -187,7 +187,7 @@ fn price(v: Value) -> Result<PriceUpdate, String> {
     let p: PriceUpdate = decode(v)?;
     validate_sku(&p.sku)?;
     if !(0..=MAX_UNIT_PRICE).contains(&p.price)
-        || p.promo.as_ref().is_some_and(|pr| !promo_fits(pr, p.price))
+        || p.promo.as_ref().is_some_and(|pr| !pr.fits(p.price))
     {
         return Err(format!(
             "{}: price out of range, or a promotion that ends before it starts",
@@ -213,12 +213,6 @@ fn stock(v: Value) -> Result<StockCount, String> {
     Ok(s)
 }
 
-/// A promotion as a terminal's product edit must hold it: 0 to the price, not ending before it
-/// starts.
-fn promo_fits(promo: &crate::domain::catalog::Promo, price: i64) -> bool {
-    (0..=price).contains(&promo.price) && promo.from.zip(promo.to).is_none_or(|(f, t)| f <= t)
-}
-
 fn coupon(v: Value) -> Result<Coupon, String> {
     let mut c: Coupon = decode(v)?;
     c.code = c.code.trim().to_ascii_uppercase();
@@ -236,7 +230,7 @@ fn coupon(v: Value) -> Result<Coupon, String> {
     c.kind
         .validate()
         .map_err(|e| format!("coupon {}: {e}", c.code))?;
-    if c.valid_from.zip(c.valid_to).is_some_and(|(f, t)| f >= t) {
+    if !crate::domain::catalog::valid_window(c.valid_from, c.valid_to) {
         return Err(format!(
             "coupon {}: valid_from must be before valid_to",
             c.code

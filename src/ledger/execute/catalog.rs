@@ -116,10 +116,7 @@ impl Ctx<'_, '_> {
                 "price must be 0..=1000000000 minor units",
             ));
         }
-        if let Some(promo) = &req.promo
-            && (!(0..=req.price).contains(&promo.price)
-                || promo.from.zip(promo.to).is_some_and(|(f, t)| f > t))
-        {
+        if req.promo.as_ref().is_some_and(|p| !p.fits(req.price)) {
             return Err(LedgerError::invalid(
                 "invalid_promo",
                 "a promotion price must be between 0 and the price, and start before it ends",
@@ -217,11 +214,7 @@ impl Ctx<'_, '_> {
                 "amount and threshold must be positive amounts, percent 0.01–100 %, a free item a known product",
             ));
         }
-        if req
-            .valid_from
-            .zip(req.valid_to)
-            .is_some_and(|(f, t)| f >= t)
-        {
+        if !crate::domain::catalog::valid_window(req.valid_from, req.valid_to) {
             return Err(LedgerError::invalid(
                 "invalid_coupon",
                 "valid_from must be before valid_to",
