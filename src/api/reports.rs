@@ -41,7 +41,7 @@ impl Period {
     /// Both ends lie in 2000–9998, so that the period before it (the sales report compares
     /// with it) is on the calendar too.
     fn range(&self, today: NaiveDate) -> ApiResult<(NaiveDate, NaiveDate)> {
-        let years = 2000..=9998;
+        let years = crate::domain::calendar::PERIOD_YEARS;
         let to = self.to.unwrap_or(today);
         let from = match self.from {
             Some(from) => from,

@@ -8,6 +8,11 @@ use chrono_tz::Tz;
 
 use super::rules::{BirthdayWindow, SpendWindow};
 
+/// The years a period asked for (a campaign's run, a report's) may lie in: far enough from the
+/// edges of what the calendar holds that the day after it, or a period as long before it,
+/// exists.
+pub const PERIOD_YEARS: std::ops::RangeInclusive<i32> = 2000..=9998;
+
 /// The store-local wall-clock time for an instant.
 pub fn local_time(tz: Tz, at: DateTime<Utc>) -> DateTime<FixedOffset> {
     at.with_timezone(&tz).fixed_offset()

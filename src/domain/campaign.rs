@@ -61,10 +61,6 @@ pub struct Campaign {
     pub started_by: String,
 }
 
-/// The years a campaign may run in: its coupons' validity ends the day after `ends`, and a date
-/// at the edge of what the calendar holds has no day after.
-const CAMPAIGN_YEARS: std::ops::RangeInclusive<i32> = 2000..=9998;
-
 /// The control group's share when a definition gives none: 10 %.
 pub fn default_control_percent() -> u8 {
     10
@@ -124,7 +120,8 @@ pub fn check(mut spec: CampaignSpec) -> Result<CheckedSpec, SpecError> {
             "name and coupon_title are required, 64 characters at most",
         ));
     }
-    let years = CAMPAIGN_YEARS;
+    // Its coupons' validity ends the day after `ends`.
+    let years = super::calendar::PERIOD_YEARS;
     if !years.contains(&spec.starts.year())
         || !years.contains(&spec.ends.year())
         || spec.ends < spec.starts
