@@ -233,27 +233,38 @@ impl Worker {
         rest
     }
 
-    /// Runs a batch and outlives a bug in it. A panic in a command's execution fails that
-    /// batch (see [`Self::batch`]); one anywhere else in the batch (the session changes, the
-    /// cache write, the work after the commit) drops its unanswered commands, which answer
-    /// [`LedgerError::Bug`] themselves (a sale among them may have been recorded: its
-    /// terminal's retry with the same key finds it), and the cache is brought up to the journal
-    /// at once (or, failing that, before the next batch, as after a failed cache write). The
-    /// store's only writer goes on.
-    fn guarded_batch(&mut self, jobs: Vec<Job>) {
-        if jobs.is_empty() || self.broken {
-            return;
+    /// Runs a batch and outlives a bug in it. A command that fails its batch (a bug in its
+    /// execution, an unexpected storage error) gets its error, and the others in the batch run
+    /// again without it (see [`Self::batch`]), so that one poisoned request, retried by its
+    /// terminal, does not fail every sale that shares its batch. A panic anywhere else in the
+    /// batch (the session changes, the cache write, the work after the commit) drops its
+    /// unanswered commands, which answer [`LedgerError::Bug`] themselves (a sale among them may
+    /// have been recorded: its terminal's retry with the same key finds it), and the cache is
+    /// brought up to the journal at once (or, failing that, before the next batch, as after a
+    /// failed cache write). The store's only writer goes on.
+    fn guarded_batch(&mut self, mut jobs: Vec<Job>) {
+        while !jobs.is_empty() && !self.broken {
+            // What a panic after the commit may have left undone, besides the cache write.
+            let staff_changes = jobs.iter().any(|j| match &j.cmd {
+                Command::PutStaff { .. } => true,
+                Command::ApplyHq(u) => matches!(**u, crate::domain::sync::HqUpdate::Staff(_)),
+                _ => false,
+            });
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(jobs))) {
+                Ok(again) => jobs = again,
+                Err(panic) => {
+                    self.after_bug(&*panic, staff_changes);
+                    return;
+                }
+            }
         }
-        // What a panic after the commit may have left undone, besides the cache write.
-        let staff_changes = jobs.iter().any(|j| match &j.cmd {
-            Command::PutStaff { .. } => true,
-            Command::ApplyHq(u) => matches!(**u, crate::domain::sync::HqUpdate::Staff(_)),
-            _ => false,
-        });
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(jobs)));
-        let Err(panic) = caught else { return };
+    }
+
+    /// Brings the cache and the ledger's state up to the journal after a panic outside a
+    /// command's execution.
+    fn after_bug(&mut self, panic: &(dyn std::any::Any + Send), staff_changes: bool) {
         tracing::error!(
-            error = %super::panic_message(&*panic),
+            error = %super::panic_message(panic),
             "a batch failed on a bug; the cache is brought up to the journal"
         );
         self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
@@ -300,9 +311,12 @@ impl Worker {
         self.stats.answered.cached(seq);
     }
 
-    fn batch(&mut self, jobs: Vec<Job>) {
+    /// Executes `jobs` in one transaction and commits them with one fsync (group commit).
+    /// Returns the commands to run again: when one command fails the batch (which then rolls
+    /// back), the others in it, to be run without it.
+    fn batch(&mut self, jobs: Vec<Job>) -> Vec<Job> {
         if jobs.is_empty() {
-            return;
+            return Vec::new();
         }
         if self.needs_replay {
             match replay(&self.journal, &self.cache, &self.settings) {
@@ -321,7 +335,7 @@ impl Worker {
 
         let jobs = self.session_jobs(jobs);
         if jobs.is_empty() {
-            return;
+            return Vec::new();
         }
         let t0 = Instant::now();
         let durable = jobs.iter().any(|j| matches!(j.cmd, Command::ApplyHq(_)));
@@ -333,7 +347,7 @@ impl Worker {
                 for job in jobs {
                     let _ = job.reply.send(Err(clone_err(&err)));
                 }
-                return;
+                return Vec::new();
             }
         };
         let conn = self.journal.conn_mut();
@@ -347,15 +361,25 @@ impl Worker {
                 for job in jobs {
                     let _ = job.reply.send(Err(clone_err(&err)));
                 }
-                return;
+                return Vec::new();
             }
         };
+        // With more than one command, each is copied before it runs, so that the others can run
+        // again should one of them fail the batch.
+        let shared = jobs.len() > 1;
+        let mut copies: Vec<(Actor, Command)> = Vec::new();
+        let mut again: Vec<Job> = Vec::new();
         let mut next_seq = first_seq;
         for job in jobs {
             if let Some(f) = &failure {
-                let _ = job.reply.send(Err(clone_err(f)));
+                if shared && is_own(f) {
+                    again.push(job);
+                } else {
+                    let _ = job.reply.send(Err(clone_err(f)));
+                }
                 continue;
             }
+            let copy = shared.then(|| (job.actor.clone(), job.cmd.clone()));
             let mut ctx = execute::Ctx::new(
                 &tx,
                 &mut pending,
@@ -380,6 +404,7 @@ impl Worker {
                     last_seq = after - 1;
                     erased |= erasing;
                     done.push((job.reply, outcome));
+                    copies.extend(copy);
                 }
                 Err(e)
                     if emitted == 0
@@ -394,14 +419,16 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "batch failed; rolling back");
-                    // The others in the batch hear of it as a failure to retry; the command
-                    // itself gets its own error (a bug stays a bug).
+                    // The command gets its own error (a bug stays a bug); the others in the
+                    // batch run again without it, or (the journal cannot be written) hear of
+                    // it as a failure to retry.
                     failure = Some(clone_err(&e));
                     let _ = job.reply.send(Err(e));
                 }
             }
         }
         let t1 = Instant::now();
+        let command_failed = failure.is_some();
         let commit = match failure {
             Some(e) => {
                 drop(tx);
@@ -523,16 +550,32 @@ impl Worker {
                 if matches!(e, LedgerError::Unavailable(_)) {
                     self.stats.writable.store(false, Ordering::Relaxed);
                 }
-                tracing::error!(error = %e, commands = done.len(), "batch not recorded");
-                for (reply, _) in done {
-                    let _ = reply.send(Err(clone_err(&e)));
-                }
                 drop(pending);
                 if let Err(e) = self.journal.resync_seq() {
                     tracing::error!(error = %e, "cannot re-read the journal position");
                 }
+                // A command failed the batch (a failed commit fails them all): the others run
+                // again without it.
+                if shared && command_failed && is_own(&e) {
+                    let mut run_again: Vec<Job> = done
+                        .into_iter()
+                        .zip(copies)
+                        .map(|((reply, _), (actor, cmd))| Job { actor, cmd, reply })
+                        .collect();
+                    run_again.append(&mut again);
+                    tracing::warn!(
+                        commands = run_again.len(),
+                        "the rest of the batch runs again without the failed command"
+                    );
+                    return run_again;
+                }
+                tracing::error!(error = %e, commands = done.len(), "batch not recorded");
+                for (reply, _) in done {
+                    let _ = reply.send(Err(clone_err(&e)));
+                }
             }
         }
+        Vec::new()
     }
 }
 
@@ -548,6 +591,12 @@ fn early_answer(durable: bool, erased: bool, done: &[(Reply, Outcome)]) -> bool 
                 Outcome::Sale { .. } | Outcome::Refund { .. } | Outcome::Stock { .. }
             )
         })
+}
+
+/// Whether a batch's failure was a command's own (a bug, an unexpected error in its
+/// execution), which the other commands need not share, rather than the journal's.
+fn is_own(e: &LedgerError) -> bool {
+    !matches!(e, LedgerError::Unavailable(_) | LedgerError::ShuttingDown)
 }
 
 /// Errors are not `Clone` (they wrap sources); the batch's failure is told to every command.
