@@ -25,7 +25,9 @@
 //! - [`security`]: the store key file and the keys derived from it, the sealing and MAC
 //!   primitives, peppered argon2id PINs.
 //! - `sqlite`: what every SQLite connection gets (the query planner stability guarantee,
-//!   without which rusqlite's statement cache re-prepares every statement).
+//!   without which rusqlite's statement cache re-prepares every statement); `sqlite/coalesce.rs`,
+//!   the VFS through which the journal's and the cache's writers hand each transaction's WAL
+//!   frames to the file in one write.
 //! - [`backup`]: online, compressed, encrypted backups and their restore; scheduled backups.
 //! - [`admin`]: the offline commands (`init`, `audit verify`, `backup`, `restore`).
 //! - [`api`]: axum handlers, one module per resource; authentication and the error type.

@@ -8,9 +8,27 @@
 //! third of a member lookup's CPU time went to SQLite's parser and planner. With QPSG the plan
 //! is made once and kept; storebox keeps no `sqlite_stat4` statistics for a plan to depend on,
 //! so no plan changes.
+//!
+//! **The writers' WAL frames go out in one write a transaction** ([`coalesce`]).
 
-use rusqlite::Connection;
+use std::path::Path;
+
 use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags};
+
+pub(crate) mod coalesce;
+
+/// Opens the connection that writes `path` (one a file), with its WAL writes coalesced (see
+/// [`coalesce`]); should SQLite refuse the VFS, with the default one, and a warning.
+pub(crate) fn open_writer(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    match coalesce::vfs() {
+        Ok(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs),
+        Err(e) => {
+            tracing::warn!(error = %e, "WAL writes are not coalesced");
+            Connection::open_with_flags(path, flags)
+        }
+    }
+}
 
 /// Applies the settings above to a newly opened connection.
 pub(crate) fn tune(conn: &Connection) -> rusqlite::Result<()> {

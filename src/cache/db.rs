@@ -59,7 +59,12 @@ pub(super) fn connect(path: &Path, write: bool, cache_kib: u64) -> Result<Connec
     } else {
         OpenFlags::SQLITE_OPEN_READ_ONLY
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(sql_err("opening the cache"))?;
+    let conn = if write {
+        crate::sqlite::open_writer(path, flags)
+    } else {
+        Connection::open_with_flags(path, flags)
+    }
+    .map_err(sql_err("opening the cache"))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sql_err("setting the cache busy timeout"))?;
     crate::sqlite::tune(&conn).map_err(sql_err("tuning a cache connection"))?;

@@ -120,7 +120,7 @@ impl Journal {
     /// Opens (creating if needed) the journal in `dir`, checking it belongs to `store_id`.
     pub fn open(dir: &Path, store_id: &str) -> Result<Journal, JournalError> {
         let path = dir.join(FILE_NAME);
-        let conn = Connection::open_with_flags(
+        let conn = crate::sqlite::open_writer(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
