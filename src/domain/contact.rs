@@ -107,6 +107,19 @@ pub fn mask_name(name: &str) -> String {
     }
 }
 
+/// Checks a birthday: a date after 1900 and not after `today` (the store's date). The same
+/// check for a terminal's registration or edit, an imported row and HQ's member data.
+pub fn check_birthday(
+    birthday: chrono::NaiveDate,
+    today: chrono::NaiveDate,
+) -> Result<(), FieldError> {
+    use chrono::Datelike;
+    if birthday > today || birthday.year() < 1900 {
+        return Err(err("birthday", "must be a past date after 1900"));
+    }
+    Ok(())
+}
+
 /// Normalises a member card number: trimmed, upper-case ASCII letters and digits, 4–32 long.
 pub fn normalize_card(raw: &str) -> Result<String, FieldError> {
     let card: String = raw

@@ -123,6 +123,7 @@ impl From<FieldError> for LedgerError {
             "card_no" => "invalid_card",
             "name" => "invalid_name",
             "tags" => "invalid_tags",
+            "birthday" => "invalid_birthday",
             _ => "invalid_field",
         };
         LedgerError::invalid(code, e.to_string())

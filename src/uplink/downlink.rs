@@ -13,7 +13,9 @@ use serde_json::Value;
 use crate::config::membership_from_value;
 use crate::domain::campaign::{CampaignSpec, CheckedSpec, check};
 use crate::domain::catalog::{Coupon, MAX_UNIT_PRICE, Product, validate_barcode, validate_sku};
-use crate::domain::contact::{normalize_card, normalize_name, normalize_phone, normalize_tags};
+use crate::domain::contact::{
+    check_birthday, normalize_card, normalize_name, normalize_phone, normalize_tags,
+};
 use crate::domain::member::{Consent, Gender, Member, Profile, StoreCounters};
 use crate::domain::sync::{HqUpdate, PriceUpdate, StaffRecord, StockCount};
 
@@ -280,7 +282,13 @@ fn member(v: Value, now: DateTime<FixedOffset>) -> Result<Member, String> {
             name: normalize_name(&name).map_err(|e| format!("{}: {e}", m.id))?,
             phone: normalize_phone(&phone).map_err(|e| format!("{}: {e}", m.id))?,
             gender: m.gender,
-            birthday: m.birthday,
+            birthday: match m.birthday {
+                Some(b) => {
+                    check_birthday(b, now.date_naive()).map_err(|e| format!("{}: {e}", m.id))?;
+                    Some(b)
+                }
+                None => None,
+            },
             card_no: m
                 .card_no
                 .as_deref()
@@ -507,6 +515,18 @@ mod tests {
             kept.last().map(ToString::to_string).as_deref(),
             Some("2026-10-30")
         );
+        // Birthdays as a terminal's: after 1900 and not after the store's today.
+        let born = |birthday: &str| {
+            format!(
+                r#"{{"id":"hq-8","name":"赵敏","phone":"13911112222","version":2,"birthday":"{birthday}"}}"#
+            )
+        };
+        for bad in ["2026-11-24", "9999-12-31", "1899-12-31"] {
+            assert_eq!(refused("members", &born(bad)), 1, "{bad}");
+        }
+        for good in ["2026-11-23", "1900-01-01", "1990-02-28"] {
+            assert_eq!(refused("members", &born(good)), 0, "{good}");
+        }
         // An erasure with unsound counters is still an erasure.
         let erased = r#"{"id":"hq-9","erased":true,"version":3,"counters":{"a":{"visits":18446744073709551615}}}"#;
         assert_eq!(refused("members", erased), 0);

@@ -1,10 +1,12 @@
 //! Importing members in bulk: each row registered, merged into the member holding its phone,
 //! or refused with a reason, all in the caller's transaction.
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 
 use super::Ctx;
-use crate::domain::contact::{normalize_card, normalize_name, normalize_phone, normalize_tags};
+use crate::domain::contact::{
+    check_birthday, normalize_card, normalize_name, normalize_phone, normalize_tags,
+};
 use crate::domain::event::{EventBody, MemberRegistered, MemberUpdated};
 use crate::domain::member::Profile;
 use crate::ledger::error::LedgerError;
@@ -24,12 +26,10 @@ pub(crate) fn normalize_row(
     req: &RegisterMember,
     today: NaiveDate,
 ) -> Result<(Profile, Vec<String>), String> {
-    let birthday = match req.birthday {
-        Some(b) if b > today || b.year() < 1900 => {
-            return Err("birthday: must be a past date after 1900".into());
-        }
-        b => b,
-    };
+    if let Some(b) = req.birthday {
+        check_birthday(b, today).map_err(|e| e.to_string())?;
+    }
+    let birthday = req.birthday;
     Ok((
         Profile {
             name: normalize_name(&req.name).map_err(|e| e.to_string())?,

@@ -1,10 +1,10 @@
 //! Members inside a batch: registration, edits, erasure, and the checks they share.
 
-use chrono::Datelike;
-
 use super::{Ctx, auto_coupon};
 use crate::domain::access::Action;
-use crate::domain::contact::{normalize_card, normalize_name, normalize_phone, normalize_tags};
+use crate::domain::contact::{
+    check_birthday, normalize_card, normalize_name, normalize_phone, normalize_tags,
+};
 use crate::domain::event::{EventBody, MemberRegistered, MemberUpdated};
 use crate::domain::member::Profile;
 use crate::ledger::error::LedgerError;
@@ -12,15 +12,9 @@ use crate::ledger::requests::{RegisterMember, UpdateMember};
 use crate::ledger::{Idem, Outcome};
 
 impl Ctx<'_, '_> {
+    /// A birthday after 1900 and not after the store's today.
     fn check_birthday(&self, b: chrono::NaiveDate) -> Result<(), LedgerError> {
-        let today = self.now.date_naive();
-        if b > today || b.year() < 1900 {
-            return Err(LedgerError::invalid(
-                "invalid_birthday",
-                "birthday must be a past date after 1900",
-            ));
-        }
-        Ok(())
+        Ok(check_birthday(b, self.now.date_naive())?)
     }
 
     fn check_unique(&self, profile: &Profile, member_id: &str) -> Result<(), LedgerError> {
