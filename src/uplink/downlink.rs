@@ -278,17 +278,14 @@ fn member(v: Value, now: DateTime<FixedOffset>) -> Result<Member, String> {
         let (Some(name), Some(phone)) = (m.name, m.phone) else {
             return Err(format!("{}: name and phone are required", m.id));
         };
+        if let Some(b) = m.birthday {
+            check_birthday(b, now.date_naive()).map_err(|e| format!("{}: {e}", m.id))?;
+        }
         Some(Profile {
             name: normalize_name(&name).map_err(|e| format!("{}: {e}", m.id))?,
             phone: normalize_phone(&phone).map_err(|e| format!("{}: {e}", m.id))?,
             gender: m.gender,
-            birthday: match m.birthday {
-                Some(b) => {
-                    check_birthday(b, now.date_naive()).map_err(|e| format!("{}: {e}", m.id))?;
-                    Some(b)
-                }
-                None => None,
-            },
+            birthday: m.birthday,
             card_no: m
                 .card_no
                 .as_deref()

@@ -29,13 +29,12 @@ pub(crate) fn normalize_row(
     if let Some(b) = req.birthday {
         check_birthday(b, today).map_err(|e| e.to_string())?;
     }
-    let birthday = req.birthday;
     Ok((
         Profile {
             name: normalize_name(&req.name).map_err(|e| e.to_string())?,
             phone: normalize_phone(&req.phone).map_err(|e| e.to_string())?,
             gender: req.gender,
-            birthday,
+            birthday: req.birthday,
             card_no: req
                 .card_no
                 .as_deref()
