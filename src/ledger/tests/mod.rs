@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use super::requests::{CartLine, RegisterMember, SaleRequest, StockMovement, UpdateMember};
 use super::*;
-use crate::cache::{Cache, CacheWriter};
+use crate::cache::{Cache, CacheWriter, Session};
 use crate::config::Config;
+use crate::domain::access::Role;
 use crate::domain::event::StockReason;
+use crate::domain::member::Member;
 use crate::domain::rules::Rules;
 use crate::domain::sale::{Payment, PaymentMethod};
 
