@@ -95,6 +95,63 @@ async fn the_sixth_pin_is_refused_even_when_right_until_the_lock_expires() {
     assert!(leaked.is_empty(), "a PIN in the log: {leaked:?}");
 }
 
+/// Guesses sent all at once, each on its own connection: before an attempt was counted ahead
+/// of its PIN check, every one of them passed the lock while the first were still being
+/// checked, and each got its PIN checked.
+#[tokio::test]
+async fn logins_sent_at_once_get_no_more_pin_checks_than_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let pins: Vec<String> = (0..30).map(|i| format!("{:04}", 2000 + i)).collect();
+    let answers = futures_util::future::join_all(
+        pins.iter()
+            .map(|pin| login_status(&d, TERMINAL_TOKEN, "1001", pin)),
+    )
+    .await;
+    let count = |status: u16, want: &str| {
+        answers
+            .iter()
+            .filter(|(s, v, _)| *s == status && code(v) == want)
+            .count()
+    };
+    assert_eq!(
+        (
+            count(401, "invalid_credentials"),
+            count(429, "staff_locked")
+        ),
+        (5, 25),
+        "{answers:?}"
+    );
+    // Locked: the right PIN is refused too.
+    let (s, v, _) = login_status(&d, TERMINAL_TOKEN, "1001", "1111").await;
+    assert_eq!((s, code(&v)), (429, "staff_locked"), "{v}");
+
+    // A terminal's burst over many staff numbers stops at the terminal's limit (20), counting
+    // the five above; the right PIN of another staff member sent in the same burst is
+    // checked only if it is among them.
+    let numbers: Vec<String> = (0..40).map(|i| format!("77{i:02}")).collect();
+    let answers = futures_util::future::join_all(
+        numbers
+            .iter()
+            .map(|no| login_status(&d, TERMINAL_TOKEN, no, "1234")),
+    )
+    .await;
+    let wrong = answers.iter().filter(|(s, _, _)| *s == 401).count();
+    let locked = answers
+        .iter()
+        .filter(|(s, v, _)| *s == 429 && code(v) == "terminal_locked")
+        .count();
+    assert_eq!((wrong, locked), (15, 25), "{answers:?}");
+    let (s, v, _) = login_status(&d, TERMINAL_TOKEN, "2001", "2222").await;
+    assert_eq!((s, code(&v)), (429, "terminal_locked"), "{v}");
+    // Right PINs take their attempts back: another terminal's logins do not add up to a lock.
+    for _ in 0..25 {
+        let (s, v, _) = login_status(&d, POS2, "2001", "2222").await;
+        assert_eq!(s, 201, "{v}");
+    }
+    d.terminate();
+}
+
 #[tokio::test]
 async fn staff_managed_by_an_admin_log_in_and_removal_ends_their_sessions() {
     let dir = tempfile::tempdir().unwrap();

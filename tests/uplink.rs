@@ -589,3 +589,73 @@ async fn hq_defines_a_campaign_and_each_store_picks_its_members() {
     };
     assert_eq!(issued(&d), 1);
 }
+
+/// A staff member pushed by HQ (a plain argon2id hash: HQ has no store's key) logs in; the
+/// login replaces the hash by one peppered with the store key, which HQ hears of; HQ's
+/// removal afterwards holds, and so does the new hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hq_staff_log_in_their_hash_is_peppered_and_hq_can_still_remove_them() {
+    use argon2::PasswordHasher;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let hq = Hq::connect(broker.port, "sh-001").await;
+    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let hq_hash = argon2::Argon2::default()
+        .hash_password(b"6006")
+        .unwrap()
+        .to_string();
+    let staff = |active: bool, version: u64| {
+        json!({"id": format!("s-{version}"), "kind": "staff", "version": version, "items": [
+            {"staff_no": "6001", "name": "郭靖", "role": "manager", "pin_hash": hq_hash,
+             "active": active, "version": version}]})
+    };
+    hq.publish("storebox/stores/sh-001/hq/staff", staff(true, 1))
+        .await;
+    let login = |pin: &'static str| {
+        let d = &d;
+        async move {
+            d.client
+                .post(d.url("/v1/sessions"))
+                .bearer_auth(common::TERMINAL_TOKEN)
+                .json(&json!({"staff_no": "6001", "pin": pin}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Logs in with the right PIN until the answer is `want` (HQ's message is applied soon).
+    let until = |want: u16| {
+        let login = &login;
+        async move {
+            let mut status = 0;
+            for _ in 0..200 {
+                status = login("6006").await;
+                if status == want {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            status
+        }
+    };
+    assert_eq!(until(201).await, 201, "HQ's staff member logs in");
+    wait_for(10, "staff.changed with a peppered hash", || {
+        hq.events().iter().any(|e| {
+            e["kind"] == "staff.changed"
+                && e["data"]["record"]["staff_no"] == "6001"
+                && e["data"]["record"]["pin_hash"] != json!(hq_hash)
+        })
+    })
+    .await;
+    // The peppered hash works, and the wrong PIN does not.
+    assert_eq!(login("6006").await, 201);
+    assert_eq!(login("6007").await, 401);
+
+    // HQ removes them (a newer version): no login any more, whatever came before.
+    hq.publish("storebox/stores/sh-001/hq/staff", staff(false, 5))
+        .await;
+    assert_eq!(until(401).await, 401, "removed by HQ");
+    d.terminate();
+}

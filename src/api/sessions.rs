@@ -10,11 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::auth::{bearer, new_token, verify_pin};
 use super::{ApiError, ApiResult, AppState, Json, Staff};
 use crate::cache::Session;
-use crate::config::token_hash;
+use crate::config::{PinCheck, token_hash};
 use crate::domain::access::Role;
-use crate::domain::lockout::locked_until;
 use crate::domain::sync::StaffRecord;
-use crate::ledger::{Actor, Command, SessionOp};
+use crate::ledger::{Actor, Command, Outcome, SessionOp};
 use crate::security::pin::PinMatch;
 use serde_json::json;
 
@@ -91,31 +90,46 @@ async fn login(
     let now = Utc::now();
     let audit_actor = staff_actor(&staff_no, Role::Cashier, &terminal_id);
 
-    // A locked staff number or terminal: no PIN is checked, not even the right one.
-    for (scope, code, what) in [
-        (&terminal_scope, "terminal_locked", "this terminal"),
-        (&staff_scope, "staff_locked", "this staff number"),
-    ] {
-        if let Some(until) = locked_until(state.cache.strikes(scope)?.as_ref(), now) {
-            audit(
-                &state,
-                &audit_actor,
-                "login.refused",
-                &staff_no,
-                json!({ "reason": code }),
-            )
-            .await?;
-            let secs = (until - now).num_seconds().max(1) as u64;
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                code,
-                format!("too many wrong PINs: {what} is locked for {secs} more seconds"),
-            )
-            .retry_after(secs));
-        }
+    // The attempt is counted before its PIN is checked, on the ledger thread, and taken back
+    // if the PIN is right: logins sent at once cannot all pass the lock before the first wrong
+    // PIN is counted. A locked staff number or terminal: no PIN is checked, not even the
+    // right one.
+    let valid_shape = staff_no.len() <= 16 && req.pin.len() <= 16;
+    let mut scopes = vec![(terminal_scope.clone(), sec.terminal_max_failures)];
+    if valid_shape {
+        scopes.push((staff_scope.clone(), sec.max_pin_failures));
+    }
+    let window = chrono::Duration::from_std(sec.lockout).map_err(ApiError::internal)?;
+    let attempt = state
+        .ledger
+        .execute(
+            audit_actor.clone(),
+            Command::Session(SessionOp::Attempt { scopes, window }),
+        )
+        .await?;
+    if let Outcome::Locked { scope, until } = attempt {
+        let (code, what) = if scope == terminal_scope {
+            ("terminal_locked", "this terminal")
+        } else {
+            ("staff_locked", "this staff number")
+        };
+        audit(
+            &state,
+            &audit_actor,
+            "login.refused",
+            &staff_no,
+            json!({ "reason": code }),
+        )
+        .await?;
+        let secs = (until - now).num_seconds().max(1) as u64;
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            code,
+            format!("too many wrong PINs: {what} is locked for {secs} more seconds"),
+        )
+        .retry_after(secs));
     }
 
-    let valid_shape = staff_no.len() <= 16 && req.pin.len() <= 16;
     let known = if valid_shape {
         state.directory.get().staff(&state.cache, &staff_no)?
     } else {
@@ -123,51 +137,25 @@ async fn login(
     };
     let matched = match &known {
         None => PinMatch::No,
-        Some((staff, _)) => {
-            let _permit = state
-                .pin_checks
-                .acquire()
-                .await
-                .map_err(ApiError::internal)?;
-            let (keys, check, pin) = (state.keys.clone(), staff.pin.clone(), req.pin.clone());
-            tokio::task::spawn_blocking(move || verify_pin(&keys, &check, &pin))
-                .await
-                .map_err(ApiError::internal)?
-        }
+        Some((staff, _)) => check_pin(&state, &staff.pin, &req.pin).await?,
     };
     let Some((staff, record)) = known.filter(|_| matched.ok()) else {
-        let mut scopes = vec![(terminal_scope, sec.terminal_max_failures)];
-        if valid_shape {
-            scopes.push((staff_scope, sec.max_pin_failures));
-        }
-        state
-            .ledger
-            .execute(
-                audit_actor.clone(),
-                Command::Session(SessionOp::Strike {
-                    scopes,
-                    window: chrono::Duration::from_std(sec.lockout).map_err(ApiError::internal)?,
-                }),
-            )
-            .await?;
+        // Counted already, as the attempt.
         audit(&state, &audit_actor, "login.failed", &staff_no, json!({})).await?;
         tracing::info!(staff_no = %staff_no, terminal = %terminal_id, "failed login");
         return Err(refused());
     };
     let actor = staff_actor(&staff.staff_no, staff.role, &terminal_id);
-    if state.cache.strikes(&staff_scope)?.is_some() {
-        state
-            .ledger
-            .execute(
-                actor.clone(),
-                Command::Session(SessionOp::ClearStrikes { scope: staff_scope }),
-            )
-            .await?;
-    }
-    if let (PinMatch::Unpeppered, Some(record)) = (matched, record) {
-        upgrade_pin_hash(&state, &actor, record, req.pin).await;
-    }
-
+    state
+        .ledger
+        .execute(
+            actor.clone(),
+            Command::Session(SessionOp::RightPin {
+                clear: staff_scope,
+                take_back: vec![(terminal_scope, sec.terminal_max_failures)],
+            }),
+        )
+        .await?;
     let token = new_token();
     let session = Session {
         staff_no: staff.staff_no.clone(),
@@ -187,6 +175,40 @@ async fn login(
             }),
         )
         .await?;
+    // Removed, given another role or a new PIN while this PIN was checked: that change ended
+    // the staff member's sessions before this one opened (or ends it with them, when both come
+    // in one batch), so the record checked must still be the one in force.
+    // (Another till's login may have peppered an HQ hash meanwhile: the PIN is checked again
+    // against a check that changed.)
+    let stands = match state.directory.get().staff(&state.cache, &staff.staff_no)? {
+        Some((now, _)) if now.role == staff.role => {
+            same_check(&staff.pin, &now.pin) || check_pin(&state, &now.pin, &req.pin).await?.ok()
+        }
+        _ => false,
+    };
+    if !stands {
+        state
+            .ledger
+            .execute(
+                actor.clone(),
+                Command::Session(SessionOp::Close {
+                    token_hash: token_hash(&token),
+                }),
+            )
+            .await?;
+        audit(
+            &state,
+            &audit_actor,
+            "login.failed",
+            &staff_no,
+            json!({ "reason": "staff_changed" }),
+        )
+        .await?;
+        return Err(refused());
+    }
+    if let (PinMatch::Unpeppered, Some(record)) = (matched, record) {
+        upgrade_pin_hash(&state, &actor, record, req.pin).await;
+    }
     audit(
         &state,
         &actor,
@@ -209,9 +231,33 @@ async fn login(
     ))
 }
 
+/// Checks `pin` against `check` on a blocking thread, at most two at a time (argon2id is slow
+/// by design).
+async fn check_pin(state: &AppState, check: &PinCheck, pin: &str) -> ApiResult<PinMatch> {
+    let _permit = state
+        .pin_checks
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
+    let (keys, check, pin) = (state.keys.clone(), check.clone(), pin.to_string());
+    tokio::task::spawn_blocking(move || verify_pin(&keys, &check, &pin))
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Whether two PIN checks are the same (the same hash, or in development the same PIN).
+fn same_check(a: &PinCheck, b: &PinCheck) -> bool {
+    match (a, b) {
+        (PinCheck::Argon2(a), PinCheck::Argon2(b)) => a == b,
+        (PinCheck::Plain(a), PinCheck::Plain(b)) => a.0 == b.0,
+        _ => false,
+    }
+}
+
 /// Replaces a PIN hash made without this store's pepper (one from HQ) by a peppered one,
-/// now that the PIN is known to be right. A failure only costs the upgrade.
-async fn upgrade_pin_hash(state: &AppState, actor: &Actor, mut record: StaffRecord, pin: String) {
+/// now that the PIN is known to be right — unless the record changed meanwhile (see
+/// [`Command::UpgradePin`]). A failure only costs the upgrade.
+async fn upgrade_pin_hash(state: &AppState, actor: &Actor, record: StaffRecord, pin: String) {
     let keys = state.keys.clone();
     let hashed = match state.pin_checks.acquire().await {
         Ok(_permit) => tokio::task::spawn_blocking(move || crate::security::pin::hash(&keys, &pin))
@@ -221,20 +267,19 @@ async fn upgrade_pin_hash(state: &AppState, actor: &Actor, mut record: StaffReco
         Err(e) => Err(e.to_string()),
     };
     let result = match hashed {
-        Ok(h) => {
-            record.pin_hash = h;
-            state
-                .ledger
-                .execute(
-                    actor.clone(),
-                    Command::PutStaff {
-                        record: Box::new(record),
-                    },
-                )
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
+        Ok(to) => state
+            .ledger
+            .execute(
+                actor.clone(),
+                Command::UpgradePin {
+                    staff_no: record.staff_no,
+                    from: record.pin_hash,
+                    to,
+                },
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
     if let Err(e) = result {
@@ -275,4 +320,21 @@ async fn logout(State(state): State<AppState>, staff: Staff) -> ApiResult<Status
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn pin_checks_are_the_same_only_for_the_same_hash_or_pin() {
+        let hash = |h: &str| PinCheck::Argon2(h.into());
+        let plain = |p: &str| PinCheck::Plain(Secret(p.into()));
+        assert!(same_check(&hash("h1"), &hash("h1")));
+        assert!(!same_check(&hash("h1"), &hash("h2")));
+        assert!(!same_check(&hash("1111"), &plain("1111")));
+        assert!(same_check(&plain("1111"), &plain("1111")));
+        assert!(!same_check(&plain("1111"), &plain("2222")));
+    }
 }

@@ -1,6 +1,8 @@
 //! Locking out PIN guessing: wrong PINs are counted per staff number and per terminal; at the
 //! limit the staff number (or the terminal) is locked for a while, and no PIN — not even the
-//! right one — is checked until the lock expires.
+//! right one — is checked until the lock expires. A login's attempt is counted before its PIN
+//! is checked and taken back when the PIN was right, so that many logins sent at once get no
+//! more checks than the limit.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,18 @@ pub fn strike(current: Option<Strikes>, now: DateTime<Utc>, max: u32, window: Du
     s
 }
 
+/// Takes back one attempt counted by [`strike`] that turned out to hold the right PIN (a
+/// login's attempt is counted before its PIN is checked, so that logins sent at once cannot all
+/// pass the lock). A lock the attempt set is lifted; `None` when nothing is left to count.
+pub fn take_back(current: Option<Strikes>, max: u32) -> Option<Strikes> {
+    let mut s = current?;
+    s.failures = s.failures.saturating_sub(1);
+    if s.failures < max {
+        s.locked_until = None;
+    }
+    (s.failures > 0 || s.locked_until.is_some()).then_some(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +81,24 @@ mod tests {
         let s = strike(Some(s), t(911), 5, w);
         assert_eq!(s.failures, 1);
         assert_eq!(locked_until(Some(&s), t(911)), None);
+    }
+
+    #[test]
+    fn a_right_pin_takes_back_its_attempt_and_the_lock_it_set() {
+        let w = Duration::seconds(900);
+        let mut s = None;
+        for i in 0..4 {
+            s = Some(strike(s, t(i), 5, w));
+        }
+        // The fifth attempt locks while its PIN is checked; it was right.
+        let s = strike(s, t(5), 5, w);
+        assert_eq!(locked_until(Some(&s), t(6)), Some(t(905)));
+        let s = take_back(Some(s), 5);
+        assert_eq!(s.as_ref().map(|s| s.failures), Some(4));
+        assert_eq!(locked_until(s.as_ref(), t(6)), None);
+        // The only attempt, right: nothing left.
+        assert_eq!(take_back(Some(strike(None, t(0), 5, w)), 5), None);
+        assert_eq!(take_back(None, 5), None);
     }
 
     #[test]

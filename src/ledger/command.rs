@@ -144,6 +144,18 @@ pub enum Command {
         /// The record after the change.
         record: Box<crate::domain::sync::StaffRecord>,
     },
+    /// Replace a staff member's PIN hash made without this store's pepper (one from HQ) by a
+    /// peppered one, after a login with the right PIN — only if the record still holds `from`
+    /// and is active: a change made while the PIN was checked (a removal, another role, a new
+    /// PIN) stands.
+    UpgradePin {
+        /// Staff number.
+        staff_no: String,
+        /// The hash the PIN was checked against.
+        from: String,
+        /// The peppered hash.
+        to: String,
+    },
     /// Open, end or prune staff sessions (cache only, no journal event).
     Session(SessionOp),
     /// HQ has acknowledged every event up to `seq`: move the outbox position.
@@ -203,17 +215,23 @@ pub enum SessionOp {
     },
     /// Forget expired sessions.
     Prune,
-    /// Count a wrong PIN against each scope (`staff:<no>`, `terminal:<id>`) with its limit.
-    Strike {
+    /// A login's attempt, before its PIN is checked: refused ([`Outcome::Locked`]) when a scope
+    /// (`terminal:<id>`, `staff:<no>`, checked in that order) is locked, else counted against
+    /// each with its limit as if the PIN were wrong. Counted here, on the ledger thread, so
+    /// that logins sent at once cannot all pass the lock before any is counted.
+    Attempt {
         /// Scopes and their limits.
         scopes: Vec<(String, u32)>,
         /// How long a count lasts, and a lock.
         window: chrono::Duration,
     },
-    /// Forget the wrong PINs counted against a scope (after a right PIN).
-    ClearStrikes {
-        /// Scope.
-        scope: String,
+    /// The attempt's PIN was right: the count of `clear` is forgotten, and the attempt is
+    /// taken back from each of `take_back` (scope, limit).
+    RightPin {
+        /// The staff number's scope.
+        clear: String,
+        /// The terminal's scope and limit.
+        take_back: Vec<(String, u32)>,
     },
     /// Panics in the batch outside any command's execution, as a bug would.
     #[cfg(test)]
@@ -223,6 +241,13 @@ pub enum SessionOp {
 /// What a command produced.
 #[derive(Debug, Clone)]
 pub enum Outcome {
+    /// A login's attempt refused: `scope` is locked until then.
+    Locked {
+        /// The locked scope.
+        scope: String,
+        /// Until when.
+        until: chrono::DateTime<chrono::Utc>,
+    },
     /// The member after the command.
     Member {
         /// The member.

@@ -196,34 +196,38 @@ impl Worker {
         for job in jobs {
             match job.cmd {
                 Command::Session(op) => {
+                    let done = |r: Result<(), crate::cache::CacheError>| r.map(|()| Outcome::Done);
                     let result = match op {
                         SessionOp::Open {
                             token_hash,
                             session,
-                        } => self.cache.put_session(&token_hash, &session),
-                        SessionOp::Close { token_hash } => self.cache.remove_session(&token_hash),
+                        } => done(self.cache.put_session(&token_hash, &session)),
+                        SessionOp::Close { token_hash } => {
+                            done(self.cache.remove_session(&token_hash))
+                        }
                         SessionOp::Prune => {
-                            self.cache.prune_sessions(Utc::now(), |_| true).map(|_| ())
+                            done(self.cache.prune_sessions(Utc::now(), |_| true).map(|_| ()))
                         }
-                        SessionOp::Strike { scopes, window } => {
-                            let now = Utc::now();
-                            scopes.iter().try_for_each(|(scope, max)| {
-                                let s = crate::domain::lockout::strike(
-                                    self.cache.strikes(scope)?,
-                                    now,
-                                    *max,
-                                    window,
-                                );
-                                self.cache.put_strikes(scope, &s)
-                            })
+                        SessionOp::Attempt { scopes, window } => {
+                            self.attempt(&scopes, window, Utc::now())
                         }
-                        SessionOp::ClearStrikes { scope } => self.cache.clear_strikes(&scope),
+                        SessionOp::RightPin { clear, take_back } => {
+                            done(self.cache.clear_strikes(&clear).and_then(|()| {
+                                take_back.iter().try_for_each(|(scope, max)| {
+                                    match crate::domain::lockout::take_back(
+                                        self.cache.strikes(scope)?,
+                                        *max,
+                                    ) {
+                                        Some(s) => self.cache.put_strikes(scope, &s),
+                                        None => self.cache.clear_strikes(scope),
+                                    }
+                                })
+                            }))
+                        }
                         #[cfg(test)]
                         SessionOp::PanicForTest => panic!("a bug outside a command, for a test"),
                     };
-                    let _ = job
-                        .reply
-                        .send(result.map(|()| Outcome::Done).map_err(LedgerError::from));
+                    let _ = job.reply.send(result.map_err(LedgerError::from));
                 }
                 cmd => rest.push(Job {
                     actor: job.actor,
@@ -233,6 +237,31 @@ impl Worker {
             }
         }
         rest
+    }
+
+    /// A login's attempt: refused if a scope is locked, else counted against every scope.
+    fn attempt(
+        &self,
+        scopes: &[(String, u32)],
+        window: chrono::Duration,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Outcome, crate::cache::CacheError> {
+        let mut counts = Vec::with_capacity(scopes.len());
+        for (scope, _) in scopes {
+            let current = self.cache.strikes(scope)?;
+            if let Some(until) = crate::domain::lockout::locked_until(current.as_ref(), now) {
+                return Ok(Outcome::Locked {
+                    scope: scope.clone(),
+                    until,
+                });
+            }
+            counts.push(current);
+        }
+        for ((scope, max), current) in scopes.iter().zip(counts) {
+            let s = crate::domain::lockout::strike(current, now, *max, window);
+            self.cache.put_strikes(scope, &s)?;
+        }
+        Ok(Outcome::Done)
     }
 
     /// Executes `jobs` in one transaction and commits them with one fsync (group commit).

@@ -113,6 +113,27 @@ impl Ctx<'_, '_> {
     }
 
     /// Adds, changes or removes (`active: false`) a staff member at this store.
+    /// See [`crate::ledger::Command::UpgradePin`].
+    pub(super) fn upgrade_pin(
+        &mut self,
+        staff_no: &str,
+        from: &str,
+        to: String,
+    ) -> Result<Outcome, LedgerError> {
+        match self
+            .pending
+            .staff(staff_no)?
+            .filter(|s| s.active && s.pin_hash == from)
+        {
+            Some(mut record) => {
+                record.pin_hash = to;
+                self.put_staff(record)
+            }
+            // Changed since the PIN was checked: the change stands.
+            None => Ok(Outcome::Done),
+        }
+    }
+
     pub(super) fn put_staff(&mut self, record: sync::StaffRecord) -> Result<Outcome, LedgerError> {
         let before = self.pending.staff(&record.staff_no)?.filter(|b| b.active);
         let pin_changed = before

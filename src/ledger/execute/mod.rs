@@ -178,6 +178,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 Ok(Outcome::Done)
             }
             Command::PutStaff { record } => self.put_staff(*record),
+            Command::UpgradePin { staff_no, from, to } => self.upgrade_pin(&staff_no, &from, to),
             Command::RecordFeedback { item } => self.record_feedback(*item),
             Command::ImportMembers { rows } => self.import_members(rows),
             Command::Automate {

@@ -523,3 +523,72 @@ async fn a_dead_ledger_holds_no_request() {
     ));
     assert!(thread.join().is_err());
 }
+
+/// A login's PIN upgrade (HQ's unpeppered hash replaced by a peppered one) comes after the PIN
+/// check; a change made in between — here HQ removing the staff member — must stand, not be
+/// overwritten by the record as the login read it.
+#[tokio::test]
+async fn a_pin_upgrade_leaves_a_change_made_while_the_pin_was_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let hq = Actor {
+        staff_no: "hq".into(),
+        role: Role::Admin,
+        terminal_id: "uplink".into(),
+    };
+    let record = |pin_hash: &str, active: bool, version: u64| crate::domain::sync::StaffRecord {
+        staff_no: "5001".into(),
+        name: "周芷若".into(),
+        role: Role::Manager,
+        pin_hash: pin_hash.into(),
+        active,
+        version,
+    };
+    let from_hq = |r| Command::ApplyHq(Box::new(crate::domain::sync::HqUpdate::Staff(vec![r])));
+    ledger
+        .execute(hq.clone(), from_hq(record("hq-hash-1", true, 1)))
+        .await
+        .unwrap();
+    let me = Actor {
+        staff_no: "5001".into(),
+        role: Role::Manager,
+        terminal_id: "pos-1".into(),
+    };
+    let upgrade = |from: &str| Command::UpgradePin {
+        staff_no: "5001".into(),
+        from: from.into(),
+        to: "peppered".into(),
+    };
+
+    // The record the PIN was checked against is still in force: upgraded.
+    ledger
+        .execute(me.clone(), upgrade("hq-hash-1"))
+        .await
+        .unwrap();
+    let now = cache.staff("5001").unwrap().unwrap();
+    assert_eq!((now.pin_hash.as_str(), now.active), ("peppered", true));
+
+    // HQ removes them while a login with the old hash is being checked: the upgrade that
+    // follows leaves them removed.
+    ledger
+        .execute(hq.clone(), from_hq(record("peppered", false, 2)))
+        .await
+        .unwrap();
+    ledger
+        .execute(me.clone(), upgrade("peppered"))
+        .await
+        .unwrap();
+    assert!(!cache.staff("5001").unwrap().unwrap().active);
+
+    // Back with a new PIN: an upgrade from the old one leaves the new one.
+    ledger
+        .execute(hq, from_hq(record("hq-hash-2", true, 3)))
+        .await
+        .unwrap();
+    ledger.execute(me, upgrade("hq-hash-1")).await.unwrap();
+    let now = cache.staff("5001").unwrap().unwrap();
+    assert_eq!((now.pin_hash.as_str(), now.active), ("hq-hash-2", true));
+    drop(ledger);
+    thread.join().unwrap();
+}

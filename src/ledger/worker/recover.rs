@@ -23,7 +23,7 @@ impl Worker {
         while !jobs.is_empty() && !self.broken {
             // What a panic after the commit may have left undone, besides the cache write.
             let staff_changes = jobs.iter().any(|j| match &j.cmd {
-                Command::PutStaff { .. } => true,
+                Command::PutStaff { .. } | Command::UpgradePin { .. } => true,
                 Command::ApplyHq(u) => matches!(**u, crate::domain::sync::HqUpdate::Staff(_)),
                 _ => false,
             });
