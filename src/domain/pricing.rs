@@ -184,6 +184,15 @@ pub enum PricingError {
         /// Points asked.
         points: i64,
     },
+    /// Occurs when points are asked between two steps of a whole minor unit (at a rate of 1,000
+    /// points a yuan, 1,009 points: the 9 would be charged for nothing).
+    #[error("points are redeemed in steps of {step} (one minor unit each); {points} is not one")]
+    RedeemNotWhole {
+        /// Points asked.
+        points: i64,
+        /// Points a minor unit.
+        step: i64,
+    },
     /// Occurs when the same coupon is presented twice.
     #[error("coupon {code} was given twice")]
     DuplicateCoupon {
@@ -345,7 +354,11 @@ pub fn price(input: &PricingInput<'_>) -> Result<Quote, PricingError> {
         Some(m) => m.points(input.rules, today),
         None => 0,
     };
-    let max_redeem_points = mul_div_floor(max_value, rate, 100).min(held);
+    // Points go in steps worth a whole minor unit each (1 point at the chain's 100 a yuan; 10
+    // at 1,000 a yuan): a redemption between steps would charge points worth nothing.
+    let step = i64::try_from(rate / gcd(rate, 100)).map_or(i64::MAX, |s| s.max(1));
+    let whole = |points: i64| points - points % step;
+    let max_redeem_points = whole(mul_div_floor(max_value, rate, 100).min(held));
     let mut points_value = 0;
     if input.redeem_points > 0 {
         if input.member.is_none() {
@@ -357,15 +370,21 @@ pub fn price(input: &PricingInput<'_>) -> Result<Quote, PricingError> {
                 requested: input.redeem_points,
             });
         }
+        if input.redeem_points < step {
+            return Err(PricingError::RedeemTooSmall {
+                points: input.redeem_points,
+            });
+        }
+        if input.redeem_points % step != 0 {
+            return Err(PricingError::RedeemNotWhole {
+                points: input.redeem_points,
+                step,
+            });
+        }
         points_value = mul_div_floor(input.redeem_points, 100, rate);
         if points_value > max_value {
             return Err(PricingError::RedeemAboveLimit {
-                max_points: mul_div_floor(max_value, rate, 100),
-            });
-        }
-        if points_value == 0 {
-            return Err(PricingError::RedeemTooSmall {
-                points: input.redeem_points,
+                max_points: whole(mul_div_floor(max_value, rate, 100)),
             });
         }
         let amounts: Vec<Money> = lines.iter().map(|l| l.amount).collect();
@@ -512,6 +531,11 @@ fn apply_coupon(coupon: &Coupon, lines: &mut [PricedLine]) -> Result<(), Pricing
         }
     }
     Ok(())
+}
+
+/// Greatest common divisor of two positive numbers.
+fn gcd(a: i128, b: i128) -> i128 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 #[cfg(test)]

@@ -212,6 +212,67 @@ fn points_redemption_limits() {
     );
 }
 
+/// At 1,000 points a yuan a point is worth a tenth of a fen: points go in steps of 10, so that
+/// no point is charged for nothing, and the most the quote offers is a whole step.
+#[test]
+fn points_go_in_steps_worth_a_whole_fen() {
+    let rules = Rules {
+        redeem_points_per_yuan: 1_000,
+        ..Rules::default()
+    };
+    let m = member(150_000, 30_009, None);
+    let a = product("A", 4_001);
+    let items = [CartItem {
+        product: &a,
+        qty: 1,
+    }];
+    let priced = |redeem| {
+        price(&PricingInput {
+            items: &items,
+            member: Some(&m),
+            coupons: &[],
+            redeem_points: redeem,
+            rules: &rules,
+            now: now(),
+            rounding: TotalRounding::None,
+        })
+    };
+    assert_eq!(
+        priced(1_009),
+        Err(PricingError::RedeemNotWhole {
+            points: 1_009,
+            step: 10
+        })
+    );
+    assert_eq!(priced(9), Err(PricingError::RedeemTooSmall { points: 9 }));
+    let q = priced(1_010).unwrap();
+    assert_eq!((q.points_redeemed, q.points_value), (1_010, 101));
+    // 50 % of ¥40.01 is 2,000.5 fen: 20,000 points, and the limit says so.
+    let q = priced(0).unwrap();
+    assert_eq!(q.max_redeem_points, 20_000);
+    assert_eq!(
+        priced(20_010),
+        Err(PricingError::RedeemAboveLimit { max_points: 20_000 })
+    );
+    // 150 points a yuan: steps of 3 (2 fen each).
+    let rules = Rules {
+        redeem_points_per_yuan: 150,
+        ..Rules::default()
+    };
+    let q = price(&PricingInput {
+        items: &items,
+        member: Some(&m),
+        coupons: &[],
+        redeem_points: 300,
+        rules: &rules,
+        now: now(),
+        rounding: TotalRounding::None,
+    })
+    .unwrap();
+    assert_eq!(q.points_value, 200);
+    assert_eq!(q.max_redeem_points % 3, 0);
+}
+
 #[test]
 fn coupons_apply_after_member_discount() {
     let m = member(150_000, 0, NaiveDate::from_ymd_opt(1990, 11, 23));
