@@ -127,8 +127,7 @@ async fn logins_sent_at_once_get_no_more_pin_checks_than_the_limit() {
     assert_eq!((s, code(&v)), (429, "staff_locked"), "{v}");
 
     // A terminal's burst over many staff numbers stops at the terminal's limit (20), counting
-    // the five above; the right PIN of another staff member sent in the same burst is
-    // checked only if it is among them.
+    // the five above.
     let numbers: Vec<String> = (0..40).map(|i| format!("77{i:02}")).collect();
     let answers = futures_util::future::join_all(
         numbers

@@ -90,45 +90,64 @@ async fn login(
     let now = Utc::now();
     let audit_actor = staff_actor(&staff_no, Role::Cashier, &terminal_id);
 
-    // The attempt is counted before its PIN is checked, on the ledger thread, and taken back
-    // if the PIN is right: logins sent at once cannot all pass the lock before the first wrong
-    // PIN is counted. A locked staff number or terminal: no PIN is checked, not even the
-    // right one.
+    // The attempt is counted before its PIN is checked, on the ledger thread (see `Attempt`):
+    // logins sent at once cannot all pass the lock before the first wrong PIN is counted. A
+    // locked staff number or terminal: no PIN is checked, not even the right one.
     let valid_shape = staff_no.len() <= 16 && req.pin.len() <= 16;
     let mut scopes = vec![(terminal_scope.clone(), sec.terminal_max_failures)];
     if valid_shape {
         scopes.push((staff_scope.clone(), sec.max_pin_failures));
     }
     let window = chrono::Duration::from_std(sec.lockout).map_err(ApiError::internal)?;
-    let attempt = state
+    let counted = state
         .ledger
         .execute(
             audit_actor.clone(),
-            Command::Session(SessionOp::Attempt { scopes, window }),
+            Command::Session(SessionOp::Attempt {
+                scopes: scopes.clone(),
+                window,
+            }),
         )
         .await?;
-    if let Outcome::Locked { scope, until } = attempt {
-        let (code, what) = if scope == terminal_scope {
-            ("terminal_locked", "this terminal")
-        } else {
-            ("staff_locked", "this staff number")
-        };
-        audit(
-            &state,
-            &audit_actor,
-            "login.refused",
-            &staff_no,
-            json!({ "reason": code }),
-        )
-        .await?;
-        let secs = (until - now).num_seconds().max(1) as u64;
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            code,
-            format!("too many wrong PINs: {what} is locked for {secs} more seconds"),
-        )
-        .retry_after(secs));
-    }
+    let attempt = match counted {
+        Outcome::Attempted { since } => Attempt {
+            ledger: state.ledger.clone(),
+            actor: audit_actor.clone(),
+            counts: scopes
+                .into_iter()
+                .zip(since)
+                .map(|((scope, max), since)| (scope, max, since))
+                .collect(),
+            open: true,
+        },
+        Outcome::Locked { scope, until } => {
+            let (code, what) = if scope == terminal_scope {
+                ("terminal_locked", "this terminal")
+            } else {
+                ("staff_locked", "this staff number")
+            };
+            audit(
+                &state,
+                &audit_actor,
+                "login.refused",
+                &staff_no,
+                json!({ "reason": code }),
+            )
+            .await?;
+            let secs = (until - now).num_seconds().max(1) as u64;
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                code,
+                format!("too many wrong PINs: {what} is locked for {secs} more seconds"),
+            )
+            .retry_after(secs));
+        }
+        other => {
+            return Err(ApiError::internal(format!(
+                "a login attempt was answered {other:?}"
+            )));
+        }
+    };
 
     let known = if valid_shape {
         state.directory.get().staff(&state.cache, &staff_no)?
@@ -140,22 +159,14 @@ async fn login(
         Some((staff, _)) => check_pin(&state, &staff.pin, &req.pin).await?,
     };
     let Some((staff, record)) = known.filter(|_| matched.ok()) else {
-        // Counted already, as the attempt.
+        // A wrong PIN (or nobody by that number): the attempt stays counted.
+        attempt.stands();
         audit(&state, &audit_actor, "login.failed", &staff_no, json!({})).await?;
         tracing::info!(staff_no = %staff_no, terminal = %terminal_id, "failed login");
         return Err(refused());
     };
     let actor = staff_actor(&staff.staff_no, staff.role, &terminal_id);
-    state
-        .ledger
-        .execute(
-            actor.clone(),
-            Command::Session(SessionOp::RightPin {
-                clear: staff_scope,
-                take_back: vec![(terminal_scope, sec.terminal_max_failures)],
-            }),
-        )
-        .await?;
+    attempt.right_pin(staff_scope).await?;
     let token = new_token();
     let session = Session {
         staff_no: staff.staff_no.clone(),
@@ -229,6 +240,64 @@ async fn login(
             expires_at: session.expires_at,
         }),
     ))
+}
+
+/// A login's attempt, counted before its PIN is checked. Settled as standing (a wrong PIN is
+/// answered) or as a right PIN's (taken back, the staff number's count forgotten); a login that
+/// ends before either — its PIN check failed, or the request was dropped unanswered — takes it
+/// back when dropped: no PIN was answered, so no guess was made. (A terminal that gives up and
+/// closes its connection does not drop its request: the PIN is still checked and settles it.)
+struct Attempt {
+    ledger: crate::ledger::Ledger,
+    actor: Actor,
+    /// The counts the attempt went into: scope, limit, when the count started.
+    counts: Vec<(String, u32, DateTime<Utc>)>,
+    open: bool,
+}
+
+impl Attempt {
+    /// A wrong PIN is about to be answered: the attempt stays counted.
+    fn stands(mut self) {
+        self.open = false;
+    }
+
+    /// The PIN was right: the attempt is taken back and the staff number's count forgotten.
+    async fn right_pin(mut self, staff_scope: String) -> ApiResult<()> {
+        self.open = false;
+        let attempts = std::mem::take(&mut self.counts);
+        self.ledger
+            .execute(
+                self.actor.clone(),
+                Command::Session(SessionOp::TakeBack {
+                    attempts,
+                    clear: Some(staff_scope),
+                }),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (ledger, actor) = (self.ledger.clone(), self.actor.clone());
+        let attempts = std::mem::take(&mut self.counts);
+        runtime.spawn(async move {
+            let op = SessionOp::TakeBack {
+                attempts,
+                clear: None,
+            };
+            if let Err(e) = ledger.execute(actor, Command::Session(op)).await {
+                tracing::warn!(error = %e, "could not take back an unanswered login attempt");
+            }
+        });
+    }
 }
 
 /// Checks `pin` against `check` on a blocking thread, at most two at a time (argon2id is slow

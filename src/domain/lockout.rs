@@ -46,11 +46,16 @@ pub fn strike(current: Option<Strikes>, now: DateTime<Utc>, max: u32, window: Du
     s
 }
 
-/// Takes back one attempt counted by [`strike`] that turned out to hold the right PIN (a
-/// login's attempt is counted before its PIN is checked, so that logins sent at once cannot all
-/// pass the lock). A lock the attempt set is lifted; `None` when nothing is left to count.
-pub fn take_back(current: Option<Strikes>, max: u32) -> Option<Strikes> {
+/// Takes back one attempt that [`strike`] counted into the count started at `since`, when it
+/// turned out to hold the right PIN or no PIN was answered (a login's attempt is counted before
+/// its PIN is checked, so that logins sent at once cannot all pass the lock). A count started
+/// since then keeps every attempt: it never held this one. A lock the attempt set is lifted;
+/// `None` when nothing is left to count.
+pub fn take_back(current: Option<Strikes>, max: u32, since: DateTime<Utc>) -> Option<Strikes> {
     let mut s = current?;
+    if s.since != since {
+        return Some(s);
+    }
     s.failures = s.failures.saturating_sub(1);
     if s.failures < max {
         s.locked_until = None;
@@ -93,12 +98,29 @@ mod tests {
         // The fifth attempt locks while its PIN is checked; it was right.
         let s = strike(s, t(5), 5, w);
         assert_eq!(locked_until(Some(&s), t(6)), Some(t(905)));
-        let s = take_back(Some(s), 5);
+        let s = take_back(Some(s), 5, t(0));
         assert_eq!(s.as_ref().map(|s| s.failures), Some(4));
         assert_eq!(locked_until(s.as_ref(), t(6)), None);
         // The only attempt, right: nothing left.
-        assert_eq!(take_back(Some(strike(None, t(0), 5, w)), 5), None);
-        assert_eq!(take_back(None, 5), None);
+        assert_eq!(take_back(Some(strike(None, t(0), 5, w)), 5, t(0)), None);
+        assert_eq!(take_back(None, 5, t(0)), None);
+    }
+
+    /// A right PIN answered late must not take its attempt back from a count started after
+    /// it: that would give the new window's guesses one more check each.
+    #[test]
+    fn an_attempt_is_taken_back_only_from_the_count_it_went_into() {
+        let w = Duration::seconds(60);
+        let old = strike(None, t(0), 5, w);
+        assert_eq!(old.since, t(0));
+        // The window passes; a new count starts and reaches the limit.
+        let mut s = None;
+        for i in 0..5 {
+            s = Some(strike(s.or(Some(old.clone())), t(61 + i), 5, w));
+        }
+        let s = s.unwrap();
+        assert_eq!((s.failures, s.since), (5, t(61)));
+        assert_eq!(take_back(Some(s.clone()), 5, t(0)), Some(s));
     }
 
     #[test]

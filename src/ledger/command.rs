@@ -217,21 +217,23 @@ pub enum SessionOp {
     Prune,
     /// A login's attempt, before its PIN is checked: refused ([`Outcome::Locked`]) when a scope
     /// (`terminal:<id>`, `staff:<no>`, checked in that order) is locked, else counted against
-    /// each with its limit as if the PIN were wrong. Counted here, on the ledger thread, so
-    /// that logins sent at once cannot all pass the lock before any is counted.
+    /// each with its limit as if the PIN were wrong ([`Outcome::Attempted`]). Counted here, on
+    /// the ledger thread, so that logins sent at once cannot all pass the lock before any is
+    /// counted.
     Attempt {
         /// Scopes and their limits.
         scopes: Vec<(String, u32)>,
         /// How long a count lasts, and a lock.
         window: chrono::Duration,
     },
-    /// The attempt's PIN was right: the count of `clear` is forgotten, and the attempt is
-    /// taken back from each of `take_back` (scope, limit).
-    RightPin {
-        /// The staff number's scope.
-        clear: String,
-        /// The terminal's scope and limit.
-        take_back: Vec<(String, u32)>,
+    /// Takes a login's attempt back — its PIN was right, or no PIN was answered — from each
+    /// count it went into (scope, limit, when the count started), if that count is still the
+    /// one in force; then forgets the count of `clear` (a right PIN's staff number).
+    TakeBack {
+        /// The counts the attempt went into.
+        attempts: Vec<(String, u32, chrono::DateTime<chrono::Utc>)>,
+        /// The staff number's scope, after a right PIN.
+        clear: Option<String>,
     },
     /// Panics in the batch outside any command's execution, as a bug would.
     #[cfg(test)]
@@ -241,6 +243,12 @@ pub enum SessionOp {
 /// What a command produced.
 #[derive(Debug, Clone)]
 pub enum Outcome {
+    /// A login's attempt counted: when each count it went into started (in the order of the
+    /// scopes asked).
+    Attempted {
+        /// Start of each count.
+        since: Vec<chrono::DateTime<chrono::Utc>>,
+    },
     /// A login's attempt refused: `scope` is locked until then.
     Locked {
         /// The locked scope.
@@ -323,7 +331,8 @@ pub enum Outcome {
         ignored: usize,
         /// New membership rules, to put in force once committed.
         rules: Option<Box<Rules>>,
-        /// Staff numbers deactivated by HQ, whose sessions end once committed.
+        /// Staff numbers HQ deactivated or gave another role or PIN, whose sessions end once
+        /// committed.
         removed_staff: Vec<String>,
     },
 }

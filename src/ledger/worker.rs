@@ -211,19 +211,24 @@ impl Worker {
                         SessionOp::Attempt { scopes, window } => {
                             self.attempt(&scopes, window, Utc::now())
                         }
-                        SessionOp::RightPin { clear, take_back } => {
-                            done(self.cache.clear_strikes(&clear).and_then(|()| {
-                                take_back.iter().try_for_each(|(scope, max)| {
+                        SessionOp::TakeBack { attempts, clear } => done(
+                            attempts
+                                .iter()
+                                .try_for_each(|(scope, max, since)| {
                                     match crate::domain::lockout::take_back(
                                         self.cache.strikes(scope)?,
                                         *max,
+                                        *since,
                                     ) {
                                         Some(s) => self.cache.put_strikes(scope, &s),
                                         None => self.cache.clear_strikes(scope),
                                     }
                                 })
-                            }))
-                        }
+                                .and_then(|()| match &clear {
+                                    Some(scope) => self.cache.clear_strikes(scope),
+                                    None => Ok(()),
+                                }),
+                        ),
                         #[cfg(test)]
                         SessionOp::PanicForTest => panic!("a bug outside a command, for a test"),
                     };
@@ -257,11 +262,13 @@ impl Worker {
             }
             counts.push(current);
         }
+        let mut since = Vec::with_capacity(scopes.len());
         for ((scope, max), current) in scopes.iter().zip(counts) {
             let s = crate::domain::lockout::strike(current, now, *max, window);
             self.cache.put_strikes(scope, &s)?;
+            since.push(s.since);
         }
-        Ok(Outcome::Done)
+        Ok(Outcome::Attempted { since })
     }
 
     /// Executes `jobs` in one transaction and commits them with one fsync (group commit).
@@ -491,7 +498,7 @@ impl Worker {
                         if !removed_staff.is_empty() {
                             let gone = |s: &Session| !removed_staff.contains(&s.staff_no);
                             if let Err(e) = self.cache.prune_sessions(Utc::now(), gone) {
-                                tracing::error!(error = %e, "ending sessions of removed staff failed");
+                                tracing::error!(error = %e, "ending sessions of removed or changed staff failed");
                             }
                         }
                     }

@@ -66,7 +66,12 @@ impl Ctx<'_, '_> {
                 |p, i| p.staff(&i.staff_no),
                 sync::merge_staff,
                 |p, m| {
-                    if !m.active {
+                    // Removed, or given another role or PIN: their sessions end, as after an
+                    // admin's change here.
+                    let before = p.staff(&m.staff_no)?;
+                    if !m.active
+                        || before.is_some_and(|b| b.role != m.role || b.pin_hash != m.pin_hash)
+                    {
                         removed_staff.push(m.staff_no.clone());
                     }
                     p.put_staff(m);
@@ -112,7 +117,6 @@ impl Ctx<'_, '_> {
         })
     }
 
-    /// Adds, changes or removes (`active: false`) a staff member at this store.
     /// See [`crate::ledger::Command::UpgradePin`].
     pub(super) fn upgrade_pin(
         &mut self,
@@ -134,6 +138,7 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// Adds, changes or removes (`active: false`) a staff member at this store.
     pub(super) fn put_staff(&mut self, record: sync::StaffRecord) -> Result<Outcome, LedgerError> {
         let before = self.pending.staff(&record.staff_no)?.filter(|b| b.active);
         let pin_changed = before

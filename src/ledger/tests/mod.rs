@@ -592,3 +592,83 @@ async fn a_pin_upgrade_leaves_a_change_made_while_the_pin_was_checked() {
     drop(ledger);
     thread.join().unwrap();
 }
+
+/// A login's attempt is counted on the ledger thread before its PIN is checked, and taken back
+/// only from the count it went into.
+#[tokio::test]
+async fn a_login_attempt_is_counted_at_once_and_taken_back_from_its_own_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let scopes = || {
+        vec![
+            ("terminal:pos-1".to_string(), 3),
+            ("staff:1001".to_string(), 2),
+        ]
+    };
+    let attempt = |window| {
+        ledger.execute(
+            cashier(),
+            Command::Session(SessionOp::Attempt {
+                scopes: scopes(),
+                window,
+            }),
+        )
+    };
+    let minute = chrono::Duration::seconds(60);
+    let Outcome::Attempted { since } = attempt(minute).await.unwrap() else {
+        panic!("counted")
+    };
+    assert_eq!(since.len(), 2);
+    // The second attempt reaches the staff number's limit of 2: the third is refused.
+    attempt(minute).await.unwrap();
+    match attempt(minute).await.unwrap() {
+        Outcome::Locked { scope, .. } => assert_eq!(scope, "staff:1001"),
+        other => panic!("{other:?}"),
+    }
+    let failures = |scope: &str| cache.strikes(scope).unwrap().map(|s| s.failures);
+    assert_eq!(
+        (failures("terminal:pos-1"), failures("staff:1001")),
+        (Some(2), Some(2))
+    );
+
+    // The first attempt's PIN was right: taken back from the terminal, the staff count cleared.
+    let attempts: Vec<_> = scopes()
+        .into_iter()
+        .zip(since.iter().copied())
+        .map(|((scope, max), since)| (scope, max, since))
+        .collect();
+    let take_back = |attempts, clear| {
+        ledger.execute(
+            cashier(),
+            Command::Session(SessionOp::TakeBack { attempts, clear }),
+        )
+    };
+    take_back(attempts.clone(), Some("staff:1001".to_string()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (failures("terminal:pos-1"), failures("staff:1001")),
+        (Some(1), None)
+    );
+
+    // A count started later (the old one forgotten) never held that attempt: kept whole.
+    ledger
+        .execute(
+            cashier(),
+            Command::Session(SessionOp::TakeBack {
+                attempts: Vec::new(),
+                clear: Some("terminal:pos-1".to_string()),
+            }),
+        )
+        .await
+        .unwrap();
+    attempt(minute).await.unwrap();
+    take_back(attempts, None).await.unwrap();
+    assert_eq!(
+        (failures("terminal:pos-1"), failures("staff:1001")),
+        (Some(1), Some(1))
+    );
+    drop(ledger);
+    thread.join().unwrap();
+}
