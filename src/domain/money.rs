@@ -42,6 +42,13 @@ pub fn mul_div_floor(amount: Money, num: i128, den: i128) -> Money {
     saturate((i128::from(amount) * num).div_euclid(den))
 }
 
+/// `amount × num / den`, rounded up (for the points a value in minor units costs).
+pub fn mul_div_ceil(amount: Money, num: i128, den: i128) -> Money {
+    debug_assert!(den > 0);
+    let product = i128::from(amount) * num;
+    saturate(product.div_euclid(den) + i128::from(product.rem_euclid(den) != 0))
+}
+
 fn saturate(v: i128) -> Money {
     if v > i128::from(i64::MAX) {
         i64::MAX
@@ -144,6 +151,15 @@ mod tests {
     fn floors_points() {
         assert_eq!(mul_div_floor(10_000, 1200, 100_000), 120);
         assert_eq!(mul_div_floor(99, 1000, 100_000), 0);
+    }
+
+    #[test]
+    fn ceils_the_points_a_value_costs() {
+        assert_eq!(mul_div_ceil(200, 150, 100), 300);
+        assert_eq!(mul_div_ceil(201, 150, 100), 302);
+        assert_eq!(mul_div_ceil(98, 99, 100), 98);
+        assert_eq!(mul_div_ceil(100, 1000, 100), 1000);
+        assert_eq!(mul_div_ceil(0, 150, 100), 0);
     }
 
     #[test]

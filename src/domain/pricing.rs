@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::{Coupon, CouponKind, MAX_UNIT_PRICE, Product};
 use super::member::{LevelRef, Member};
-use super::money::{Money, TotalRounding, allocate, mul_div_floor, percent_of};
+use super::money::{Money, TotalRounding, allocate, mul_div_ceil, mul_div_floor, percent_of};
 use super::rules::Rules;
 
 /// Most units of one product on one sale line.
@@ -184,15 +184,6 @@ pub enum PricingError {
         /// Points asked.
         points: i64,
     },
-    /// Occurs when points are asked between two steps of a whole minor unit (at a rate of 1,000
-    /// points a yuan, 1,009 points: the 9 would be charged for nothing).
-    #[error("points are redeemed in steps of {step} (one minor unit each); {points} is not one")]
-    RedeemNotWhole {
-        /// Points asked.
-        points: i64,
-        /// Points a minor unit.
-        step: i64,
-    },
     /// Occurs when the same coupon is presented twice.
     #[error("coupon {code} was given twice")]
     DuplicateCoupon {
@@ -354,12 +345,9 @@ pub fn price(input: &PricingInput<'_>) -> Result<Quote, PricingError> {
         Some(m) => m.points(input.rules, today),
         None => 0,
     };
-    // Points go in steps worth a whole minor unit each (1 point at the chain's 100 a yuan; 10
-    // at 1,000 a yuan): a redemption between steps would charge points worth nothing.
-    let step = i64::try_from(rate / gcd(rate, 100)).map_or(i64::MAX, |s| s.max(1));
-    let whole = |points: i64| points - points % step;
-    let max_redeem_points = whole(mul_div_floor(max_value, rate, 100).min(held));
+    let max_redeem_points = mul_div_floor(max_value, rate, 100).min(held);
     let mut points_value = 0;
+    let mut points_redeemed = 0;
     if input.redeem_points > 0 {
         if input.member.is_none() {
             return Err(PricingError::PointsNeedMember);
@@ -370,26 +358,24 @@ pub fn price(input: &PricingInput<'_>) -> Result<Quote, PricingError> {
                 requested: input.redeem_points,
             });
         }
-        if input.redeem_points < step {
+        points_value = mul_div_floor(input.redeem_points, 100, rate);
+        if points_value > max_value {
+            return Err(PricingError::RedeemAboveLimit {
+                max_points: mul_div_floor(max_value, rate, 100),
+            });
+        }
+        if points_value == 0 {
             return Err(PricingError::RedeemTooSmall {
                 points: input.redeem_points,
             });
         }
-        if input.redeem_points % step != 0 {
-            return Err(PricingError::RedeemNotWhole {
-                points: input.redeem_points,
-                step,
-            });
-        }
-        points_value = mul_div_floor(input.redeem_points, 100, rate);
-        if points_value > max_value {
-            return Err(PricingError::RedeemAboveLimit {
-                max_points: whole(mul_div_floor(max_value, rate, 100)),
-            });
-        }
+        // Only the points the whole minor units need are charged: at 1,000 points a yuan,
+        // 1,009 points pay ¥1.00 and cost 1,000 (the 9 would buy nothing). Never more than
+        // asked; at the chain's 100 a yuan, exactly what was asked.
+        points_redeemed = mul_div_ceil(points_value, rate, 100);
         let amounts: Vec<Money> = lines.iter().map(|l| l.amount).collect();
         let values = allocate(points_value, &amounts);
-        let points = allocate(input.redeem_points, &values);
+        let points = allocate(points_redeemed, &values);
         for ((l, v), p) in lines.iter_mut().zip(values).zip(points) {
             l.points_value = v;
             l.points_redeemed = p;
@@ -427,7 +413,7 @@ pub fn price(input: &PricingInput<'_>) -> Result<Quote, PricingError> {
         lines,
         subtotal,
         discount_total,
-        points_redeemed: input.redeem_points,
+        points_redeemed,
         points_value,
         total,
         points_earned,
@@ -531,11 +517,6 @@ fn apply_coupon(coupon: &Coupon, lines: &mut [PricedLine]) -> Result<(), Pricing
         }
     }
     Ok(())
-}
-
-/// Greatest common divisor of two positive numbers.
-fn gcd(a: i128, b: i128) -> i128 {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 #[cfg(test)]

@@ -154,7 +154,6 @@ impl From<PricingError> for LedgerError {
             InsufficientPoints { .. } => LedgerError::rule("insufficient_points", message),
             RedeemAboveLimit { .. } => LedgerError::rule("redeem_above_limit", message),
             RedeemTooSmall { .. } => LedgerError::rule("redeem_too_small", message),
-            RedeemNotWhole { .. } => LedgerError::rule("redeem_not_whole", message),
             TooManyCoupons => LedgerError::rule("too_many_coupons", message),
             CouponUsed { .. } => LedgerError::rule("coupon_used", message),
             CouponNotYetValid { .. } => LedgerError::rule("coupon_not_yet_valid", message),

@@ -212,21 +212,22 @@ fn points_redemption_limits() {
     );
 }
 
-/// At 1,000 points a yuan a point is worth a tenth of a fen: points go in steps of 10, so that
-/// no point is charged for nothing, and the most the quote offers is a whole step.
+/// At 1,000 points a yuan a point is worth a tenth of a fen: a redemption is charged only the
+/// points its whole fen need, never more than asked (at the chain's 100 a yuan, exactly what
+/// was asked).
 #[test]
-fn points_go_in_steps_worth_a_whole_fen() {
-    let rules = Rules {
-        redeem_points_per_yuan: 1_000,
-        ..Rules::default()
-    };
+fn only_the_points_whole_fen_need_are_charged() {
     let m = member(150_000, 30_009, None);
     let a = product("A", 4_001);
     let items = [CartItem {
         product: &a,
         qty: 1,
     }];
-    let priced = |redeem| {
+    let priced = |rate: u32, redeem| {
+        let rules = Rules {
+            redeem_points_per_yuan: rate,
+            ..Rules::default()
+        };
         price(&PricingInput {
             items: &items,
             member: Some(&m),
@@ -237,40 +238,26 @@ fn points_go_in_steps_worth_a_whole_fen() {
             rounding: TotalRounding::None,
         })
     };
+    let q = priced(1_000, 1_009).unwrap();
+    assert_eq!((q.points_redeemed, q.points_value), (1_000, 100));
     assert_eq!(
-        priced(1_009),
-        Err(PricingError::RedeemNotWhole {
-            points: 1_009,
-            step: 10
-        })
+        q.lines.iter().map(|l| l.points_redeemed).sum::<i64>(),
+        1_000
     );
-    assert_eq!(priced(9), Err(PricingError::RedeemTooSmall { points: 9 }));
-    let q = priced(1_010).unwrap();
-    assert_eq!((q.points_redeemed, q.points_value), (1_010, 101));
-    // 50 % of ¥40.01 is 2,000.5 fen: 20,000 points, and the limit says so.
-    let q = priced(0).unwrap();
-    assert_eq!(q.max_redeem_points, 20_000);
+    assert_eq!(q.total, 4_001 - 100);
     assert_eq!(
-        priced(20_010),
-        Err(PricingError::RedeemAboveLimit { max_points: 20_000 })
+        priced(1_000, 9),
+        Err(PricingError::RedeemTooSmall { points: 9 })
     );
-    // 150 points a yuan: steps of 3 (2 fen each).
-    let rules = Rules {
-        redeem_points_per_yuan: 150,
-        ..Rules::default()
-    };
-    let q = price(&PricingInput {
-        items: &items,
-        member: Some(&m),
-        coupons: &[],
-        redeem_points: 300,
-        rules: &rules,
-        now: now(),
-        rounding: TotalRounding::None,
-    })
-    .unwrap();
-    assert_eq!(q.points_value, 200);
-    assert_eq!(q.max_redeem_points % 3, 0);
+    // 150 a yuan: 301 points are worth 200.67 fen; 200 fen cost 300 points.
+    let q = priced(150, 301).unwrap();
+    assert_eq!((q.points_redeemed, q.points_value), (300, 200));
+    // 99 a yuan: 98 points pay 98 fen (98.99 worth) and cost all 98.
+    let q = priced(99, 98).unwrap();
+    assert_eq!((q.points_redeemed, q.points_value), (98, 98));
+    // The chain's rate: what is asked.
+    let q = priced(100, 1_234).unwrap();
+    assert_eq!((q.points_redeemed, q.points_value), (1_234, 1_234));
 }
 
 #[test]
