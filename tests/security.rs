@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::mqtt::{Broker, Hq, wait_for};
 use common::*;
 use serde_json::{Value, json};
 
@@ -299,4 +300,90 @@ async fn a_tampered_audit_entry_is_named_by_audit_verify() {
         err.contains(&format!("broken at entry {n} (sale.refund")),
         "{err}"
     );
+}
+
+/// A staff member pushed by HQ (a plain argon2id hash: HQ has no store's key) logs in; the
+/// login replaces the hash by one peppered with the store key, which HQ hears of. HQ's later
+/// changes hold: another role ends the open session, a removal ends every login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hq_staff_log_in_their_hash_is_peppered_and_hq_changes_still_hold() {
+    use argon2::PasswordHasher;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let hq = Hq::connect(broker.port, "sh-001").await;
+    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let admin = d.login(ADMIN).await;
+    let hq_hash = argon2::Argon2::default()
+        .hash_password(b"6006")
+        .unwrap()
+        .to_string();
+    // Pushes the staff member, then waits until the store shows the push (logins sent before
+    // it would count as wrong PINs).
+    let push = |role: &'static str, active: bool, version: u64| {
+        let (d, hq, admin, hash) = (&d, &hq, &admin, &hq_hash);
+        async move {
+            hq.publish(
+                "storebox/stores/sh-001/hq/staff",
+                json!({"id": format!("s-{version}"), "kind": "staff", "version": version, "items": [
+                    {"staff_no": "6001", "name": "郭靖", "role": role, "pin_hash": hash,
+                     "active": active, "version": version}]}),
+            )
+            .await;
+            for _ in 0..400 {
+                let (s, v) = d.get(admin, "/v1/staff/6001").await;
+                if s == 200 && v["role"] == role && v["active"] == active {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            panic!("HQ's staff version {version} never arrived");
+        }
+    };
+    let login = |pin: &'static str| {
+        let d = &d;
+        async move {
+            let r = d
+                .client
+                .post(d.url("/v1/sessions"))
+                .bearer_auth(TERMINAL_TOKEN)
+                .json(&json!({"staff_no": "6001", "pin": pin}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    push("manager", true, 1).await;
+    let (s, first) = login("6006").await;
+    assert_eq!(
+        (s, first["role"].as_str()),
+        (201, Some("manager")),
+        "{first}"
+    );
+    wait_for(10, "staff.changed with a peppered hash", || {
+        hq.events().iter().any(|e| {
+            e["kind"] == "staff.changed"
+                && e["data"]["record"]["staff_no"] == "6001"
+                && e["data"]["record"]["pin_hash"] != json!(hq_hash)
+        })
+    })
+    .await;
+    // The peppered hash works, and the wrong PIN does not.
+    assert_eq!(login("6006").await.0, 201);
+    assert_eq!(login("6007").await.0, 401);
+    let token = first["token"].as_str().unwrap();
+    assert_eq!(d.get(token, "/v1/products/TEA").await.0, 200);
+
+    // HQ makes them a cashier (with its own hash of the same PIN): the manager's session ends;
+    // a new login is a cashier's.
+    push("cashier", true, 3).await;
+    assert_eq!(d.get(token, "/v1/products/TEA").await.0, 401);
+    let (s, v) = login("6006").await;
+    assert_eq!((s, v["role"].as_str()), (201, Some("cashier")), "{v}");
+
+    // HQ removes them: no login any more.
+    push("cashier", false, 5).await;
+    assert_eq!(login("6006").await.0, 401);
+    d.terminate();
 }
