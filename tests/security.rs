@@ -319,18 +319,18 @@ async fn hq_staff_log_in_their_hash_is_peppered_and_hq_changes_still_hold() {
         .to_string();
     // Pushes the staff member, then waits until the store shows the push (logins sent before
     // it would count as wrong PINs).
-    let push = |role: &'static str, active: bool, version: u64| {
+    let push_as = |staff_no: &'static str, role: &'static str, active: bool, version: u64| {
         let (d, hq, admin, hash) = (&d, &hq, &admin, &hq_hash);
         async move {
             hq.publish(
                 "storebox/stores/sh-001/hq/staff",
-                json!({"id": format!("s-{version}"), "kind": "staff", "version": version, "items": [
-                    {"staff_no": "6001", "name": "郭靖", "role": role, "pin_hash": hash,
+                json!({"id": format!("s-{staff_no}-{version}"), "kind": "staff", "version": version, "items": [
+                    {"staff_no": staff_no, "name": "郭靖", "role": role, "pin_hash": hash,
                      "active": active, "version": version}]}),
             )
             .await;
             for _ in 0..400 {
-                let (s, v) = d.get(admin, "/v1/staff/6001").await;
+                let (s, v) = d.get(admin, &format!("/v1/staff/{staff_no}")).await;
                 if s == 200 && v["role"] == role && v["active"] == active {
                     return;
                 }
@@ -339,6 +339,7 @@ async fn hq_staff_log_in_their_hash_is_peppered_and_hq_changes_still_hold() {
             panic!("HQ's staff version {version} never arrived");
         }
     };
+    let push = |role, active, version| push_as("6001", role, active, version);
     let login = |pin: &'static str| {
         let d = &d;
         async move {
@@ -385,5 +386,12 @@ async fn hq_staff_log_in_their_hash_is_peppered_and_hq_changes_still_hold() {
     // HQ removes them: no login any more.
     push("cashier", false, 5).await;
     assert_eq!(login("6006").await.0, 401);
+
+    // HQ takes over a manager of the config file and makes them a cashier: the session opened
+    // with the config's record ends too.
+    let config_manager = d.login(MANAGER).await;
+    assert_eq!(d.get(&config_manager, "/v1/products/TEA").await.0, 200);
+    push_as(MANAGER.0, "cashier", true, 1).await;
+    assert_eq!(d.get(&config_manager, "/v1/products/TEA").await.0, 401);
     d.terminate();
 }

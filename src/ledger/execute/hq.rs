@@ -67,10 +67,11 @@ impl Ctx<'_, '_> {
                 sync::merge_staff,
                 |p, m| {
                     // Removed, or given another role or PIN: their sessions end, as after an
-                    // admin's change here.
+                    // admin's change here. With no record before, any open session is one of
+                    // the config file's staff member HQ now takes over: it ends too.
                     let before = p.staff(&m.staff_no)?;
                     if !m.active
-                        || before.is_some_and(|b| b.role != m.role || b.pin_hash != m.pin_hash)
+                        || before.is_none_or(|b| b.role != m.role || b.pin_hash != m.pin_hash)
                     {
                         removed_staff.push(m.staff_no.clone());
                     }
