@@ -319,19 +319,23 @@ async fn hq_staff_log_in_their_hash_is_peppered_and_hq_changes_still_hold() {
         .to_string();
     // Pushes the staff member, then waits until the store shows the push (logins sent before
     // it would count as wrong PINs).
-    let push_as = |staff_no: &'static str, role: &'static str, active: bool, version: u64| {
+    let push_as = |staff_no: &'static str,
+                   name: &'static str,
+                   role: &'static str,
+                   active: bool,
+                   version: u64| {
         let (d, hq, admin, hash) = (&d, &hq, &admin, &hq_hash);
         async move {
             hq.publish(
                 "storebox/stores/sh-001/hq/staff",
                 json!({"id": format!("s-{staff_no}-{version}"), "kind": "staff", "version": version, "items": [
-                    {"staff_no": staff_no, "name": "郭靖", "role": role, "pin_hash": hash,
+                    {"staff_no": staff_no, "name": name, "role": role, "pin_hash": hash,
                      "active": active, "version": version}]}),
             )
             .await;
             for _ in 0..400 {
                 let (s, v) = d.get(admin, &format!("/v1/staff/{staff_no}")).await;
-                if s == 200 && v["role"] == role && v["active"] == active {
+                if s == 200 && v["name"] == name && v["role"] == role && v["active"] == active {
                     return;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(25)).await;
@@ -339,7 +343,7 @@ async fn hq_staff_log_in_their_hash_is_peppered_and_hq_changes_still_hold() {
             panic!("HQ's staff version {version} never arrived");
         }
     };
-    let push = |role, active, version| push_as("6001", role, active, version);
+    let push = |role, active, version| push_as("6001", "郭靖", role, active, version);
     let login = |pin: &'static str| {
         let d = &d;
         async move {
@@ -376,6 +380,20 @@ async fn hq_staff_log_in_their_hash_is_peppered_and_hq_changes_still_hold() {
     let token = first["token"].as_str().unwrap();
     assert_eq!(d.get(token, "/v1/products/TEA").await.0, 200);
 
+    // HQ renames them, sending its own hash of the same PIN again: the session holds, and the
+    // PIN is not peppered a second time.
+    push_as("6001", "郭靖 (店长)", "manager", true, 2).await;
+    assert_eq!(d.get(token, "/v1/products/TEA").await.0, 200);
+    assert_eq!(login("6006").await.0, 201);
+    let peppered = || {
+        hq.events()
+            .iter()
+            .filter(|e| e["kind"] == "staff.changed" && e["data"]["record"]["staff_no"] == "6001")
+            .count()
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(peppered(), 1);
+
     // HQ makes them a cashier (with its own hash of the same PIN): the manager's session ends;
     // a new login is a cashier's.
     push("cashier", true, 3).await;
@@ -391,7 +409,7 @@ async fn hq_staff_log_in_their_hash_is_peppered_and_hq_changes_still_hold() {
     // with the config's record ends too.
     let config_manager = d.login(MANAGER).await;
     assert_eq!(d.get(&config_manager, "/v1/products/TEA").await.0, 200);
-    push_as(MANAGER.0, "cashier", true, 1).await;
+    push_as(MANAGER.0, "郭靖", "cashier", true, 1).await;
     assert_eq!(d.get(&config_manager, "/v1/products/TEA").await.0, 401);
     d.terminate();
 }

@@ -131,6 +131,7 @@ async fn current(state: &AppState, staff_no: &str) -> ApiResult<Option<StaffReco
         pin_hash,
         active: true,
         version: 0,
+        hq_pin_hash: None,
     }))
 }
 
@@ -183,12 +184,13 @@ async fn put(
         not_self(&staff, &staff_no, "change the role of")?;
     }
     let before = current(&state, &staff_no).await?.filter(|r| r.active);
-    let pin_hash = match (req.pin, &before) {
+    // A kept PIN keeps the HQ hash it peppers (see `StaffRecord::hq_pin_hash`).
+    let (pin_hash, hq_pin_hash) = match (req.pin, &before) {
         (Some(pin), _) if !valid_pin(&pin) => {
             return Err(ApiError::bad_request("invalid_pin", "a PIN is 4–8 digits"));
         }
-        (Some(pin), _) => hash_pin(&state, pin).await?,
-        (None, Some(b)) => b.pin_hash.clone(),
+        (Some(pin), _) => (hash_pin(&state, pin).await?, None),
+        (None, Some(b)) => (b.pin_hash.clone(), b.hq_pin_hash.clone()),
         (None, None) => {
             return Err(ApiError::bad_request(
                 "pin_required",
@@ -207,6 +209,7 @@ async fn put(
         pin_hash,
         active: true,
         version,
+        hq_pin_hash,
     };
     match state
         .ledger

@@ -56,6 +56,11 @@ pub struct StaffRecord {
     pub active: bool,
     /// HQ's version.
     pub version: u64,
+    /// The hash HQ sent that `pin_hash` replaced with a peppered one at a login here: HQ
+    /// sending that hash again (with a newer version, for a new name say) is the same PIN, and
+    /// the peppered hash and the staff member's sessions stay. Set by the store only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hq_pin_hash: Option<String>,
 }
 
 fn yes() -> bool {
@@ -184,7 +189,20 @@ pub fn merge_stock(current: Option<&StockLevel>, incoming: &StockCount) -> Optio
 pub fn merge_staff(current: Option<&StaffRecord>, incoming: &StaffRecord) -> Option<StaffRecord> {
     match current {
         Some(c) if c.version >= incoming.version => None,
-        _ => Some(incoming.clone()),
+        _ => {
+            let mut merged = incoming.clone();
+            merged.hq_pin_hash = None;
+            // HQ's hash that a login here peppered, or the peppered hash sent back: the same
+            // PIN, whose peppered hash stays.
+            if let Some(c) = current
+                && (c.hq_pin_hash.as_ref() == Some(&incoming.pin_hash)
+                    || c.pin_hash == incoming.pin_hash)
+            {
+                merged.pin_hash = c.pin_hash.clone();
+                merged.hq_pin_hash = c.hq_pin_hash.clone();
+            }
+            Some(merged)
+        }
     }
 }
 
@@ -192,6 +210,50 @@ pub fn merge_staff(current: Option<&StaffRecord>, incoming: &StaffRecord) -> Opt
 mod tests {
     use super::*;
     use crate::domain::pricing::tests::{member, product};
+
+    #[test]
+    fn hq_sending_the_hash_a_login_peppered_keeps_the_peppered_one() {
+        let record = |pin_hash: &str, version| StaffRecord {
+            staff_no: "5001".into(),
+            name: "周芷若".into(),
+            role: crate::domain::access::Role::Manager,
+            pin_hash: pin_hash.into(),
+            active: true,
+            version,
+            hq_pin_hash: None,
+        };
+        let peppered = StaffRecord {
+            hq_pin_hash: Some("hq-1".into()),
+            ..record("peppered", 1)
+        };
+        let mut renamed = record("hq-1", 2);
+        renamed.name = "周芷若 (店长)".into();
+        let kept = merge_staff(Some(&peppered), &renamed).unwrap();
+        assert_eq!(
+            (kept.name.as_str(), kept.pin_hash.as_str(), kept.version),
+            ("周芷若 (店长)", "peppered", 2)
+        );
+        assert_eq!(kept.hq_pin_hash.as_deref(), Some("hq-1"));
+        // The peppered hash sent back is the same PIN too.
+        let echoed = merge_staff(Some(&peppered), &record("peppered", 2)).unwrap();
+        assert_eq!(
+            echoed,
+            StaffRecord {
+                version: 2,
+                ..peppered.clone()
+            }
+        );
+        // A new PIN replaces both; HQ cannot set the store's own field.
+        let forged = StaffRecord {
+            hq_pin_hash: Some("hq-2".into()),
+            ..record("hq-2", 3)
+        };
+        let new_pin = merge_staff(Some(&peppered), &forged).unwrap();
+        assert_eq!(
+            (new_pin.pin_hash.as_str(), new_pin.hq_pin_hash),
+            ("hq-2", None)
+        );
+    }
 
     #[test]
     fn older_versions_are_ignored() {

@@ -23,6 +23,7 @@ async fn a_pin_upgrade_leaves_a_change_made_while_the_pin_was_checked() {
         pin_hash: pin_hash.into(),
         active,
         version,
+        hq_pin_hash: None,
     };
     let from_hq = |r| Command::ApplyHq(Box::new(crate::domain::sync::HqUpdate::Staff(vec![r])));
     ledger
@@ -47,11 +48,20 @@ async fn a_pin_upgrade_leaves_a_change_made_while_the_pin_was_checked() {
         .unwrap();
     let now = cache.staff("5001").unwrap().unwrap();
     assert_eq!((now.pin_hash.as_str(), now.active), ("peppered", true));
+    assert_eq!(now.hq_pin_hash.as_deref(), Some("hq-hash-1"));
+
+    // HQ sends its hash of the same PIN again with a newer version: the peppered hash stays.
+    ledger
+        .execute(hq.clone(), from_hq(record("hq-hash-1", true, 2)))
+        .await
+        .unwrap();
+    let now = cache.staff("5001").unwrap().unwrap();
+    assert_eq!((now.pin_hash.as_str(), now.version), ("peppered", 2));
 
     // HQ removes them while a login with the old hash is being checked: the upgrade that
     // follows leaves them removed.
     ledger
-        .execute(hq.clone(), from_hq(record("peppered", false, 2)))
+        .execute(hq.clone(), from_hq(record("peppered", false, 3)))
         .await
         .unwrap();
     ledger
@@ -62,12 +72,13 @@ async fn a_pin_upgrade_leaves_a_change_made_while_the_pin_was_checked() {
 
     // Back with a new PIN: an upgrade from the old one leaves the new one.
     ledger
-        .execute(hq, from_hq(record("hq-hash-2", true, 3)))
+        .execute(hq, from_hq(record("hq-hash-2", true, 4)))
         .await
         .unwrap();
     ledger.execute(me, upgrade("hq-hash-1")).await.unwrap();
     let now = cache.staff("5001").unwrap().unwrap();
     assert_eq!((now.pin_hash.as_str(), now.active), ("hq-hash-2", true));
+    assert_eq!(now.hq_pin_hash, None);
     drop(ledger);
     thread.join().unwrap();
 }
