@@ -26,6 +26,10 @@ struct Case {
     redeem_pct: u32,
     rounding: TotalRounding,
     window: SpendWindow,
+    /// Months after which earned points lapse, with points earned in 2024-03 and paid with
+    /// in 2025-02 (a member's older history).
+    expiry: Option<u32>,
+    old_points: (i64, i64),
 }
 
 fn coupon_kind() -> impl Strategy<Value = Option<CouponKind>> {
@@ -65,9 +69,22 @@ fn case() -> impl Strategy<Value = Case> {
             Just(SpendWindow::CalendarYear),
             Just(SpendWindow::Rolling365d)
         ],
+        proptest::option::of(1u32..=36),
+        (0i64..50_000, 0i64..80_000),
     )
         .prop_map(
-            |(products, spend, points, birthday_today, coupon, redeem_pct, rounding, window)| {
+            |(
+                products,
+                spend,
+                points,
+                birthday_today,
+                coupon,
+                redeem_pct,
+                rounding,
+                window,
+                expiry,
+                old_points,
+            )| {
                 Case {
                     products,
                     spend,
@@ -77,6 +94,8 @@ fn case() -> impl Strategy<Value = Case> {
                     redeem_pct,
                     rounding,
                     window,
+                    expiry,
+                    old_points,
                 }
             },
         )
@@ -88,6 +107,8 @@ fn make_member(c: &Case) -> Member {
     let m = sc.month_mut("2026-06");
     m.spend = c.spend;
     m.points_earned = c.points;
+    sc.month_mut("2024-03").points_earned = c.old_points.0;
+    sc.month_mut("2025-02").points_redeemed = c.old_points.1.min(c.old_points.0);
     counters.insert("sh-002".to_string(), sc);
     let birthday = if c.birthday_today {
         NaiveDate::from_ymd_opt(1990, 11, 23)
@@ -137,7 +158,11 @@ proptest! {
 
     #[test]
     fn money_and_points_invariants(c in case()) {
-        let rules = Rules { spend_window: c.window, ..Default::default() };
+        let rules = Rules {
+            spend_window: c.window,
+            points_expiry_months: c.expiry,
+            ..Default::default()
+        };
         let member = make_member(&c);
         let products = make_products(&c);
         let items: Vec<CartItem> = products.iter().zip(&c.products)

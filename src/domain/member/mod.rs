@@ -18,6 +18,72 @@ use super::rules::{LevelRule, Rules};
 mod counters;
 pub use counters::*;
 
+/// Earned points not yet paid with, oldest first, for playing a member's months in order.
+///
+/// A store lets a member pay only with points held then, so paid points normally come out of
+/// `by_month`. Counters can show more paid than that: paid before the expiry was configured
+/// (with points that have lapsed since), or at another store that did not know of a payment
+/// here. Such points come out of the lapsed ones, and beyond every point ever earned they are
+/// owed and later points pay for them first.
+#[derive(Default)]
+struct PointsHeld<'a> {
+    /// Points by the month they were earned in.
+    by_month: std::collections::VecDeque<(&'a str, i64)>,
+    /// Points that lapsed unpaid.
+    lapsed: i64,
+    /// Points paid beyond every point earned before.
+    owed: i64,
+}
+
+impl<'a> PointsHeld<'a> {
+    /// Moves the points that have lapsed on `day` out of those held.
+    fn lapse(&mut self, day: NaiveDate, expiry: u32) {
+        while let Some(&(month, points)) = self.by_month.front() {
+            if !month_expired(month, day, expiry) {
+                break;
+            }
+            self.lapsed = self.lapsed.saturating_add(points);
+            self.by_month.pop_front();
+        }
+    }
+
+    fn credit(&mut self, month: &'a str, points: i64) {
+        let points = points.max(0);
+        let paid = points.min(self.owed);
+        self.owed -= paid;
+        if points > paid {
+            self.by_month.push_back((month, points - paid));
+        }
+    }
+
+    /// Pays `points` with the oldest points held (see the type for more).
+    fn debit(&mut self, points: i64) {
+        let mut points = points.max(0);
+        while points > 0 {
+            let Some((_, held)) = self.by_month.front_mut() else {
+                let from_lapsed = points.min(self.lapsed);
+                self.lapsed -= from_lapsed;
+                self.owed = self.owed.saturating_add(points - from_lapsed);
+                return;
+            };
+            let used = points.min(*held);
+            *held -= used;
+            points -= used;
+            if *held == 0 {
+                self.by_month.pop_front();
+            }
+        }
+    }
+
+    fn left(&self) -> i64 {
+        self.by_month
+            .iter()
+            .fold(0i64, |n, (_, p)| n.saturating_add(*p))
+            .saturating_sub(self.owed)
+            .max(0)
+    }
+}
+
 /// Personal data of a member: the fields the PIPL cares about. Kept together so that one codec
 /// can seal them (encryption at rest) and one operation can erase them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,25 +220,34 @@ impl Member {
         self.counters.values().filter_map(|c| c.last_visit_at).max()
     }
 
-    /// Points that can be spent on `today`. Paid points consume the oldest earned points first;
-    /// earned points older than the expiry lapse unless they were consumed. Never negative.
+    /// Points that can be spent on `today`. Never negative. With an expiry, the months are
+    /// played in order: a month's paid points consume the oldest points not lapsed by then,
+    /// and earned points lapse, unless consumed before, once they are older than the expiry.
+    /// (Refunds are booked to the sale's month: a reversal or restoration changes that month.)
     pub fn points(&self, rules: &Rules, today: NaiveDate) -> i64 {
-        let all = self.sum_months(|_| true);
-        let credits = all.credits();
-        let debits = all.debits();
-        let expired = match rules.points_expiry_months {
-            Some(months) => {
-                let old = self
-                    .sum_months(|m| month_expired(m, today, months))
-                    .credits();
-                old.saturating_sub(debits).max(0)
-            }
-            None => 0,
+        let Some(expiry) = rules.points_expiry_months else {
+            let all = self.sum_months(|_| true);
+            return all.credits().saturating_sub(all.debits()).max(0);
         };
-        credits
-            .saturating_sub(debits)
-            .saturating_sub(expired)
-            .max(0)
+        let mut months: BTreeMap<&str, MonthCounters> = BTreeMap::new();
+        for c in self.counters.values() {
+            for (m, mc) in &c.months {
+                months
+                    .entry(m.as_str())
+                    .or_default()
+                    .combine(mc, i64::saturating_add);
+            }
+        }
+        let mut held = PointsHeld::default();
+        for (month, c) in &months {
+            if let Ok(first) = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d") {
+                held.lapse(first, expiry);
+            }
+            held.credit(month, c.credits());
+            held.debit(c.debits());
+        }
+        held.lapse(today, expiry);
+        held.left()
     }
 
     /// The level the spend alone earns on `today`.
@@ -330,8 +405,54 @@ mod tests {
         let mut rules = Rules::default();
         assert_eq!(m.points(&rules, today()), 600);
         rules.points_expiry_months = Some(12);
-        // 200 paid points consumed the old 500 first; the 300 left of them lapsed.
+        // The 500 of 2024-01 lapsed at the start of 2025-02, before the 200 were paid in
+        // 2026-10: those came out of that month's 300.
+        assert_eq!(m.points(&rules, today()), 100);
+        // Paid in 2024-06, the 200 came out of the 500, whose other 300 lapsed since.
+        let c = m.counters.get_mut("sh-001").unwrap();
+        c.month_mut("2026-10").points_redeemed = 0;
+        c.month_mut("2024-06").points_redeemed = 200;
         assert_eq!(m.points(&rules, today()), 300);
+    }
+
+    /// Paying with points never brings lapsed points back: four sales that each pay with the
+    /// whole balance spend what the member held, and nothing of what had lapsed.
+    #[test]
+    fn lapsed_points_stay_lapsed_however_often_the_member_pays() {
+        let mut m = member();
+        let rules = Rules {
+            points_expiry_months: Some(12),
+            ..Rules::default()
+        };
+        let c = m.counters.entry("sh-001".into()).or_default();
+        c.month_mut("2024-01").points_earned = 500;
+        c.month_mut("2026-10").points_earned = 300;
+        let mut paid = 0;
+        for _ in 0..4 {
+            let balance = m.points(&rules, today());
+            paid += balance;
+            let month = today().format("%Y-%m").to_string();
+            let c = m.counters.get_mut("sh-001").unwrap();
+            c.month_mut(&month).points_redeemed += balance;
+            c.month_mut(&month).points_earned += 5;
+        }
+        // 300, then the 5 earned by each of the three sales before the last.
+        assert_eq!(paid, 300 + 15);
+        assert_eq!(m.points(&rules, today()), 5);
+
+        // Counters that show points paid when none were held (another store's, or paid before
+        // the expiry was configured) take them from the lapsed points...
+        let other = m.counters.entry("sh-002".into()).or_default();
+        other.month_mut("2026-09").points_redeemed = 500;
+        assert_eq!(m.points(&rules, today()), 5);
+        // ... and beyond every point earned, later points pay for them.
+        let mut other_store = |f: fn(&mut MonthCounters)| {
+            f(m.counters.get_mut("sh-002").unwrap().month_mut("2026-09"));
+            m.points(&rules, today())
+        };
+        assert_eq!(other_store(|c| c.points_redeemed = 600), 0);
+        assert_eq!(other_store(|c| c.points_restored = 95), 0);
+        assert_eq!(other_store(|c| c.points_restored = 100), 5);
     }
 
     #[test]
