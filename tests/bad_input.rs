@@ -383,6 +383,17 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
             "after_seq={after}: {v}"
         );
     }
+    // Refund lines that name nothing, or nothing of a product: refused as malformed, and the
+    // sale stays refundable in full.
+    let sale = format!("/v1/sales/{}/refunds", v["id"].as_str().unwrap());
+    for lines in [json!([]), json!([{"sku": "TEA", "qty": 0}])] {
+        let (s, e) = d
+            .post(&tm, &sale, &json!({"reason": "x", "lines": lines}))
+            .await;
+        assert_eq!((s, code(&e)), (400, "invalid_refund_lines"), "{lines}: {e}");
+    }
+    let (s, r) = d.post(&tm, &sale, &json!({"reason": "x"})).await;
+    assert_eq!((s, r["refund_total"].as_i64()), (201, Some(25000)), "{r}");
     assert!(!d.log_text().contains("panicked"));
 }
 

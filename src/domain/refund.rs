@@ -104,8 +104,9 @@ pub enum RefundError {
         /// Units still refundable.
         refundable: u32,
     },
-    /// Occurs when a refund line has quantity zero or the same product twice.
-    #[error("refund lines need a positive quantity and distinct products")]
+    /// Occurs when the refund lines are an empty list, or a line has quantity zero or the
+    /// same product as another.
+    #[error("refund lines need at least one line, a positive quantity and distinct products")]
     BadLines,
 }
 
@@ -161,6 +162,8 @@ pub fn compute_refund(
             .map(|(i, l)| (i, l.qty - done(&l.sku).0.min(l.qty)))
             .filter(|(_, q)| *q > 0)
             .collect(),
+        // No lines at all is a malformed request, not a sale refunded in full.
+        Some([]) => return Err(RefundError::BadLines),
         Some(req) => {
             let mut out = Vec::with_capacity(req.len());
             for (n, r) in req.iter().enumerate() {
@@ -228,17 +231,7 @@ pub fn compute_refund(
     };
     let refund_total = amount - shortfall_value;
 
-    let net = sale.net_payments();
-    let weights: Vec<Money> = net.iter().map(|p| p.amount).collect();
-    let payments: Vec<Payment> = net
-        .iter()
-        .zip(allocate(refund_total, &weights))
-        .filter(|(_, a)| *a > 0)
-        .map(|(p, a)| Payment {
-            method: p.method,
-            amount: a,
-        })
-        .collect();
+    let payments = refund_payments(sale, prior, refund_total);
 
     let mut refund = Refund {
         id: ctx.id,
@@ -280,6 +273,33 @@ pub fn compute_refund(
     Ok(refund)
 }
 
+/// How `total` goes back, by payment method: in proportion to what each method paid and has
+/// not had back from earlier refunds. No method gets back more than it paid, and the refund
+/// that returns the rest of the sale returns exactly each method's rest.
+fn refund_payments(sale: &Sale, prior: &[Refund], total: Money) -> Vec<Payment> {
+    let mut left: Vec<Payment> = Vec::new();
+    for p in sale.net_payments() {
+        match left.iter_mut().find(|l| l.method == p.method) {
+            Some(l) => l.amount += p.amount,
+            None => left.push(p),
+        }
+    }
+    for p in prior.iter().flat_map(|r| &r.payments) {
+        if let Some(l) = left.iter_mut().find(|l| l.method == p.method) {
+            l.amount = (l.amount - p.amount).max(0);
+        }
+    }
+    let weights: Vec<Money> = left.iter().map(|p| p.amount).collect();
+    left.iter()
+        .zip(allocate(total, &weights))
+        .filter(|(_, a)| *a > 0)
+        .map(|(p, amount)| Payment {
+            method: p.method,
+            amount,
+        })
+        .collect()
+}
+
 fn add_refund_counters(member: &mut Member, refund: &Refund) {
     let c = member.counters.entry(refund.store_id.clone()).or_default();
     let m = c.month_mut(&refund.sale_month);
@@ -293,5 +313,93 @@ pub fn apply_refund(member: &mut Member, refund: &Refund) {
     add_refund_counters(member, refund);
     if let Some(after) = &refund.member {
         member.level = after.level.as_ref().map(|l| l.code.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::money::TotalRounding;
+    use crate::domain::pricing::tests::{now, product};
+    use crate::domain::pricing::{CartItem, PricingInput, price};
+    use crate::domain::sale::{PaymentMethod, SaleContext, build_sale, settle};
+
+    /// Three items at ¥33.33 paid ¥50.00 by WeChat and ¥49.99 by card, refunded one by one:
+    /// each method gets back what it paid, never more (the proportional split of each refund
+    /// on its own sent WeChat ¥50.01 and the card ¥49.98).
+    #[test]
+    fn no_payment_method_gets_back_more_than_it_paid() {
+        let products = [product("A", 3333), product("B", 3333), product("C", 3333)];
+        let items: Vec<CartItem> = products
+            .iter()
+            .map(|p| CartItem { product: p, qty: 1 })
+            .collect();
+        let rules = Rules::default();
+        let quote = price(&PricingInput {
+            items: &items,
+            member: None,
+            coupons: &[],
+            redeem_points: 0,
+            rules: &rules,
+            now: now(),
+            rounding: TotalRounding::None,
+        })
+        .unwrap();
+        let payments = vec![
+            Payment {
+                method: PaymentMethod::Wechat,
+                amount: 5000,
+            },
+            Payment {
+                method: PaymentMethod::Card,
+                amount: 4999,
+            },
+        ];
+        let (paid, change) = settle(quote.total, &payments).unwrap();
+        let ctx = SaleContext {
+            id: "s".into(),
+            seq: 1,
+            store_id: "sh-001".into(),
+            now: now(),
+            staff_no: "1".into(),
+            terminal_id: "t".into(),
+        };
+        let sale = build_sale(ctx, quote, payments, paid, change, None, &rules);
+        let mut refunds: Vec<Refund> = Vec::new();
+        for (n, sku) in ["A", "B", "C"].into_iter().enumerate() {
+            let ctx = RefundContext {
+                id: format!("r{n}"),
+                seq: 2 + n as u64,
+                store_id: "sh-001".into(),
+                now: now(),
+                staff_no: "2".into(),
+                terminal_id: "t".into(),
+                reason: "test".into(),
+                restock: true,
+            };
+            let line = [RefundRequestLine {
+                sku: sku.into(),
+                qty: 1,
+            }];
+            let r = compute_refund(ctx, &sale, &refunds, Some(&line), None, &rules).unwrap();
+            assert_eq!(r.payments.iter().map(|p| p.amount).sum::<Money>(), 3333);
+            refunds.push(r);
+            let back = |m| -> Money {
+                refunds
+                    .iter()
+                    .flat_map(|r| &r.payments)
+                    .filter(|p| p.method == m)
+                    .map(|p| p.amount)
+                    .sum()
+            };
+            assert!(back(PaymentMethod::Wechat) <= 5000, "{refunds:?}");
+            assert!(back(PaymentMethod::Card) <= 4999, "{refunds:?}");
+            if n == 2 {
+                assert_eq!(
+                    (back(PaymentMethod::Wechat), back(PaymentMethod::Card)),
+                    (5000, 4999)
+                );
+            }
+        }
     }
 }
