@@ -116,13 +116,21 @@ pub fn birthday_in_year(birthday: NaiveDate, year: i32) -> NaiveDate {
         .unwrap_or(birthday)
 }
 
-/// Whether `today` lies in the birthday window of someone born on `birthday`.
-pub fn in_birthday_window(birthday: NaiveDate, today: NaiveDate, window: BirthdayWindow) -> bool {
-    let this_year = birthday_in_year(birthday, today.year());
+/// The year of the birthday whose window `today` lies in, for someone born on `birthday`, or
+/// `None` outside every window. A week (Mon–Sun) can span New Year: on 2 January 2027 the
+/// week of a 31 December birthday is 2026's.
+pub fn birthday_window_year(
+    birthday: NaiveDate,
+    today: NaiveDate,
+    window: BirthdayWindow,
+) -> Option<i32> {
+    let year = today.year();
     match window {
-        BirthdayWindow::Day => this_year == today,
-        BirthdayWindow::Week => this_year.iso_week() == today.iso_week(),
-        BirthdayWindow::Month => birthday.month() == today.month(),
+        BirthdayWindow::Day => (birthday_in_year(birthday, year) == today).then_some(year),
+        BirthdayWindow::Week => [year, year - 1, year + 1]
+            .into_iter()
+            .find(|y| birthday_in_year(birthday, *y).iso_week() == today.iso_week()),
+        BirthdayWindow::Month => (birthday.month() == today.month()).then_some(year),
     }
 }
 
@@ -220,21 +228,31 @@ mod tests {
     #[test]
     fn leap_day_birthdays() {
         let b = d(2000, 2, 29);
-        assert!(in_birthday_window(b, d(2026, 2, 28), BirthdayWindow::Day));
-        assert!(in_birthday_window(b, d(2028, 2, 29), BirthdayWindow::Day));
-        assert!(!in_birthday_window(b, d(2028, 2, 28), BirthdayWindow::Day));
+        let day = |t| birthday_window_year(b, t, BirthdayWindow::Day);
+        assert_eq!(day(d(2026, 2, 28)), Some(2026));
+        assert_eq!(day(d(2028, 2, 29)), Some(2028));
+        assert_eq!(day(d(2028, 2, 28)), None);
     }
 
     #[test]
     fn birthday_week_and_month() {
         let b = d(1990, 11, 25); // a Wednesday in 2026
-        assert!(in_birthday_window(b, d(2026, 11, 23), BirthdayWindow::Week));
-        assert!(!in_birthday_window(
-            b,
-            d(2026, 11, 30),
-            BirthdayWindow::Week
-        ));
-        assert!(in_birthday_window(b, d(2026, 11, 1), BirthdayWindow::Month));
+        let week = |b, t| birthday_window_year(b, t, BirthdayWindow::Week);
+        assert_eq!(week(b, d(2026, 11, 23)), Some(2026));
+        assert_eq!(week(b, d(2026, 11, 30)), None);
+        assert_eq!(
+            birthday_window_year(b, d(2026, 11, 1), BirthdayWindow::Month),
+            Some(2026)
+        );
+        // The week of 28 December 2026 to 3 January 2027 holds the birthday of someone born
+        // on 31 December (2026's) and of someone born on 1 January (2027's).
+        let (dec31, jan1) = (d(1990, 12, 31), d(1990, 1, 1));
+        assert_eq!(week(dec31, d(2027, 1, 2)), Some(2026));
+        assert_eq!(week(dec31, d(2026, 12, 28)), Some(2026));
+        assert_eq!(week(dec31, d(2027, 1, 4)), None);
+        assert_eq!(week(jan1, d(2026, 12, 28)), Some(2027));
+        assert_eq!(week(jan1, d(2027, 1, 3)), Some(2027));
+        assert_eq!(week(jan1, d(2026, 12, 27)), None);
     }
 
     #[test]

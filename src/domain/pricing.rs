@@ -1,8 +1,9 @@
 //! Pricing a cart: the fixed order of benefits (design section 3).
 //!
 //! 1. line promotions (promotional unit price);
-//! 2. the level **or** the birthday discount, whichever is larger (birthday at most once a
-//!    calendar year), on lines that allow member discounts;
+//! 2. the level **or** the birthday discount, whichever is larger in money (a capped birthday
+//!    rate can be worth less on a big cart; birthday at most once a calendar year), on lines
+//!    that allow member discounts;
 //! 3. coupons (one per sale unless every coupon is stackable; a coupon may exclude step 2);
 //! 4. points redemption (100 points = ¥1 by default, at most 50 % of what is left to pay);
 //! 5. 抹零, if the store drops the 分 or 角 of the total.
@@ -290,38 +291,40 @@ pub fn price(input: &PricingInput<'_>) -> Result<Quote, PricingError> {
         .and_then(|m| m.effective_level(input.rules, today));
     let mut benefit = None;
     if let (Some(member), Some(rule), true) = (input.member, level_rule, level_allowed) {
-        let birthday = member.birthday_discount_due(input.rules, today)
-            && rule.birthday_discount_bps > rule.discount_bps;
-        let (bps, cap) = if birthday {
-            (rule.birthday_discount_bps, rule.birthday_discount_cap)
-        } else {
-            (rule.discount_bps, None)
-        };
-        if bps > 0 {
-            let eligible: Vec<usize> = (0..lines.len())
-                .filter(|i| input.items[*i].product.member_discount)
-                .collect();
-            let mut parts: Vec<Money> = eligible
+        let eligible: Vec<usize> = (0..lines.len())
+            .filter(|i| input.items[*i].product.member_discount)
+            .collect();
+        // Each eligible line's discount at `bps`, at most `cap` in all.
+        let parts = |bps: u32, cap: Option<Money>| -> Vec<Money> {
+            let parts: Vec<Money> = eligible
                 .iter()
                 .map(|i| percent_of(lines[*i].amount, bps))
                 .collect();
-            if let Some(cap) = cap {
-                let sum: Money = parts.iter().sum();
-                if sum > cap {
+            match cap {
+                Some(cap) if parts.iter().sum::<Money>() > cap => {
                     let weights: Vec<Money> = eligible.iter().map(|i| lines[*i].amount).collect();
-                    parts = allocate(cap.max(0), &weights);
+                    allocate(cap.max(0), &weights)
                 }
+                _ => parts,
             }
-            for (i, d) in eligible.iter().zip(parts) {
-                add_discount(&mut lines[*i], d, Part::Member);
-            }
-            if lines.iter().any(|l| l.member_discount > 0) {
-                benefit = Some(if birthday {
-                    Benefit::Birthday
-                } else {
-                    Benefit::Level
-                });
-            }
+        };
+        let level = parts(rule.discount_bps, None);
+        // The birthday discount only when it is worth more, in money, than the level's (a
+        // capped birthday rate can be worth less on a big cart): the year's birthday stays
+        // unused otherwise.
+        let birthday = member
+            .birthday_discount_due(input.rules, today)
+            .then(|| parts(rule.birthday_discount_bps, rule.birthday_discount_cap))
+            .filter(|b| b.iter().sum::<Money>() > level.iter().sum::<Money>());
+        let (kind, chosen) = match birthday {
+            Some(b) => (Benefit::Birthday, b),
+            None => (Benefit::Level, level),
+        };
+        for (i, d) in eligible.iter().zip(chosen) {
+            add_discount(&mut lines[*i], d, Part::Member);
+        }
+        if lines.iter().any(|l| l.member_discount > 0) {
+            benefit = Some(kind);
         }
     }
 

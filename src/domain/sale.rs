@@ -91,6 +91,10 @@ pub struct Sale {
     pub points_earned: i64,
     /// Member benefit applied.
     pub benefit: Option<Benefit>,
+    /// With the birthday benefit: the year of the birthday whose discount this was (a
+    /// birthday week can span New Year, so it is not always the sale's year).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birthday_year: Option<i32>,
     /// Level held when the sale began.
     pub level: Option<LevelRef>,
     /// Coupons used, with what each took off.
@@ -221,12 +225,16 @@ pub fn build_sale(
         change,
         points_earned: quote.points_earned,
         benefit: quote.benefit,
+        birthday_year: None,
         level: quote.level,
         coupons: quote.coupons,
         member: None,
     };
     if let Some(m) = member {
         let today = ctx.now.date_naive();
+        if sale.benefit == Some(Benefit::Birthday) {
+            sale.birthday_year = m.birthday_year(rules, today);
+        }
         let mut after = m.clone();
         add_sale_counters(&mut after, &sale);
         let new_level = after.effective_level(rules, today);
@@ -252,7 +260,9 @@ fn add_sale_counters(member: &mut Member, sale: &Sale) {
     c.last_visit_at = c.last_visit_at.max(Some(sale.created_at));
     crate::domain::member::note_visit_day(&mut c.visit_days, sale.created_at.date_naive());
     if sale.benefit == Some(Benefit::Birthday) {
-        c.birthday_discount_year = c.birthday_discount_year.max(Some(sale.created_at.year()));
+        // Sales recorded before `birthday_year` existed: the sale's year.
+        let year = sale.birthday_year.unwrap_or(sale.created_at.year());
+        c.birthday_discount_year = c.birthday_discount_year.max(Some(year));
     }
     let m = c.month_mut(&sale.month());
     m.spend = m.spend.saturating_add(sale.total);

@@ -61,6 +61,7 @@ pub(crate) fn sale() -> Sale {
         change: 6027,
         points_earned: 287,
         benefit: Some(Benefit::Level),
+        birthday_year: None,
         level: Some(silver()),
         coupons: vec![],
         member: Some(MemberAfter {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use super::calendar::{in_birthday_window, month_expired, month_in_spend_window};
+use super::calendar::{birthday_window_year, month_expired, month_in_spend_window};
 use super::money::Money;
 use super::rules::{LevelRule, Rules};
 
@@ -275,20 +275,23 @@ impl Member {
         }
     }
 
-    /// Whether the birthday discount may be given on `today` (in the window and not yet used
-    /// this calendar year at any store this store has heard of).
+    /// Whether the birthday discount may be given on `today`: in a birthday's window, and that
+    /// birthday's discount not yet used at any store this store has heard of.
     pub fn birthday_discount_due(&self, rules: &Rules, today: NaiveDate) -> bool {
-        let Some(birthday) = self.profile.as_ref().and_then(|p| p.birthday) else {
+        let Some(year) = self.birthday_year(rules, today) else {
             return false;
         };
-        if !in_birthday_window(birthday, today, rules.birthday_window) {
-            return false;
-        }
-        let year = chrono::Datelike::year(&today);
         !self
             .counters
             .values()
-            .any(|c| c.birthday_discount_year == Some(year))
+            .any(|c| c.birthday_discount_year >= Some(year))
+    }
+
+    /// The year of the birthday whose discount a sale on `today` would use (see
+    /// [`birthday_window_year`]).
+    pub fn birthday_year(&self, rules: &Rules, today: NaiveDate) -> Option<i32> {
+        let birthday = self.profile.as_ref().and_then(|p| p.birthday)?;
+        birthday_window_year(birthday, today, rules.birthday_window)
     }
 
     /// Merges another copy of this member (typically HQ's) into this one: counters by per-store

@@ -380,3 +380,103 @@ fn rejects_bad_quantities() {
     ));
     assert_eq!(quote(&[], None, &[], 0), Err(PricingError::EmptyCart));
 }
+
+/// A capped birthday rate above the level's is taken only when it is worth more in money: on a
+/// big cart the level's discount is larger, and the year's birthday stays unused.
+#[test]
+fn a_capped_birthday_discount_is_taken_only_when_worth_more() {
+    let m = member(150_000, 0, NaiveDate::from_ymd_opt(1990, 11, 23));
+    let mut rules = Rules::default();
+    let code = m
+        .effective_level(&rules, now().date_naive())
+        .unwrap()
+        .code
+        .clone();
+    for l in rules.levels.iter_mut().filter(|l| l.code == code) {
+        l.discount_bps = 1_000;
+        l.birthday_discount_bps = 2_000;
+        l.birthday_discount_cap = Some(1_000);
+    }
+    let quote = |price_each: Money| {
+        let a = product("A", price_each);
+        let items = [CartItem {
+            product: &a,
+            qty: 1,
+        }];
+        price(&PricingInput {
+            items: &items,
+            member: Some(&m),
+            coupons: &[],
+            redeem_points: 0,
+            rules: &rules,
+            now: now(),
+            rounding: TotalRounding::None,
+        })
+        .unwrap()
+    };
+    // ¥1,000: 10 % is ¥100, the birthday's 20 % only ¥10 with its cap.
+    let big = quote(100_000);
+    assert_eq!((big.benefit, big.total), (Some(Benefit::Level), 90_000));
+    // ¥50: the birthday's ¥10 beats the level's ¥5.
+    let small = quote(5_000);
+    assert_eq!(
+        (small.benefit, small.total),
+        (Some(Benefit::Birthday), 4_000)
+    );
+}
+
+/// A birthday week that spans New Year gives its discount once: used on 29 December 2026 for a
+/// 31 December birthday, it is not given again on 2 January 2027 (the same week), and the
+/// next birthday's week gives it again.
+#[test]
+fn a_birthday_week_across_new_year_gives_the_discount_once() {
+    let mut m = member(150_000, 0, NaiveDate::from_ymd_opt(1990, 12, 31));
+    let rules = Rules {
+        birthday_window: crate::domain::rules::BirthdayWindow::Week,
+        ..Rules::default()
+    };
+    let a = product("A", 10_000);
+    let items = [CartItem {
+        product: &a,
+        qty: 1,
+    }];
+    let at = |y, mo, d| {
+        FixedOffset::east_opt(8 * 3600)
+            .unwrap()
+            .with_ymd_and_hms(y, mo, d, 10, 0, 0)
+            .unwrap()
+    };
+    let quote = |m: &Member, now| {
+        price(&PricingInput {
+            items: &items,
+            member: Some(m),
+            coupons: &[],
+            redeem_points: 0,
+            rules: &rules,
+            now,
+            rounding: TotalRounding::None,
+        })
+        .unwrap()
+    };
+    let q = quote(&m, at(2026, 12, 29));
+    assert_eq!(q.benefit, Some(Benefit::Birthday));
+    let payments = vec![Payment {
+        method: PaymentMethod::Cash,
+        amount: q.total,
+    }];
+    let ctx = SaleContext {
+        id: "s-1".into(),
+        seq: 1,
+        store_id: "sh-001".into(),
+        now: at(2026, 12, 29),
+        staff_no: "1001".into(),
+        terminal_id: "pos-1".into(),
+    };
+    let total = q.total;
+    let sale = build_sale(ctx, q, payments, total, 0, Some(&m), &rules);
+    assert_eq!(sale.birthday_year, Some(2026));
+    apply_sale(&mut m, &sale);
+    assert_eq!(quote(&m, at(2027, 1, 2)).benefit, None);
+    assert_eq!(quote(&m, at(2027, 1, 4)).benefit, None);
+    assert_eq!(quote(&m, at(2027, 12, 28)).benefit, Some(Benefit::Birthday));
+}
