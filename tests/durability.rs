@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{CASHIER, Daemon, cash};
+use common::{CASHIER, Daemon, MANAGER, cash, config_text};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -354,4 +354,72 @@ async fn cache_is_rebuilt_from_the_journal() {
         "{}",
         d.log_text()
     );
+}
+
+/// The store's clock goes back across midnight (here its timezone is corrected from UTC+14 to
+/// UTC−12, 26 hours back): a sale made after that is in its own day's list and report, and
+/// in no other day's.
+#[tokio::test]
+async fn sales_after_the_clock_went_back_are_in_their_days_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("storebox.toml");
+    let in_zone = |tz: &str| {
+        let text = config_text(&dir.path().join("data"), "");
+        std::fs::write(
+            &config,
+            text.replace(
+                "timezone = \"Asia/Shanghai\"",
+                &format!("timezone = \"{tz}\""),
+            ),
+        )
+        .unwrap();
+        Daemon::start_with(dir.path(), &config)
+    };
+    let body = json!({"lines": [{"sku": "TEA", "qty": 1}], "payments": [{"method": "cash", "amount": 25000}]});
+    let d = in_zone("Etc/GMT-14");
+    let t = d.login(CASHIER).await;
+    let (s, ahead) = d.sale(&t, &body).await;
+    assert_eq!(s, 201, "{ahead}");
+    d.terminate();
+
+    let d = in_zone("Etc/GMT+12");
+    let t = d.login(CASHIER).await;
+    let (s, back) = d.sale(&t, &body).await;
+    assert_eq!(s, 201, "{back}");
+    let day = |sale: &Value| sale["created_at"].as_str().unwrap()[..10].to_string();
+    assert!(day(&back) < day(&ahead), "{back} {ahead}");
+    let tm = d.login(MANAGER).await;
+    let ids = |sales: Vec<Value>| -> Vec<Value> { sales.iter().map(|s| s["id"].clone()).collect() };
+    assert_eq!(
+        ids(d.sales_on(&tm, &day(&back)).await),
+        vec![back["id"].clone()]
+    );
+    assert_eq!(
+        ids(d.sales_on(&tm, &day(&ahead)).await),
+        vec![ahead["id"].clone()]
+    );
+    for (sale, other) in [(&back, &ahead), (&ahead, &back)] {
+        let (s, v) = d
+            .get(
+                &tm,
+                &format!("/v1/reports/staff?from={0}&to={0}", day(sale)),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let cashier = v["staff"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["staff_no"] == CASHIER.0)
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            cashier["sales"],
+            1,
+            "{} (not {}): {v}",
+            day(sale),
+            day(other)
+        );
+    }
+    d.terminate();
 }

@@ -319,6 +319,26 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      INSERT OR REPLACE INTO meta (key, value)
          VALUES ('idempotency_since', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));",
+    // 7: events of a day written after a later day's first event (the clock went back across
+    //    midnight): a day's events were read up to the next day's first `seq` and missed them.
+    //    `days_late` holds each such day's last `seq` (`store::insert_event` keeps it); the
+    //    journal so far is read once for them (`day_bounds`: where each day's reading ended).
+    "CREATE TABLE days_late (
+         day         TEXT    PRIMARY KEY,
+         last_seq    INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TEMP TABLE day_bounds (
+         day         TEXT    PRIMARY KEY,
+         next_first  INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     INSERT INTO day_bounds
+         SELECT d.day, (SELECT n.first_seq FROM days n WHERE n.day > d.day ORDER BY n.day LIMIT 1)
+                AS next_first
+         FROM days d WHERE next_first IS NOT NULL;
+     INSERT INTO days_late (day, last_seq)
+         SELECT e.day, MAX(e.seq) FROM events e JOIN day_bounds b ON b.day = e.day
+         WHERE e.seq >= b.next_first GROUP BY e.day;
+     DROP TABLE day_bounds;",
 ];
 
 fn migrate(conn: &Connection, store_id: &str) -> Result<(), JournalError> {

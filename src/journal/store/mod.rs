@@ -261,6 +261,20 @@ fn insert_event(
     conn.prepare_cached("INSERT OR IGNORE INTO days (day, first_seq) VALUES (?1, ?2)")
         .and_then(|mut st| st.execute(params![day, event.seq as i64]))
         .map_err(JournalError::sql("marking the day"))?;
+    // An event of a day before the latest (the clock went back across midnight) is marked as
+    // late: reading the day up to the next day's first event would miss it.
+    let late: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM days WHERE day > ?1)")
+        .and_then(|mut st| st.query_row(params![day], |r| r.get(0)))
+        .map_err(JournalError::sql("marking the day"))?;
+    if late {
+        conn.prepare_cached(
+            "INSERT INTO days_late (day, last_seq) VALUES (?1, ?2)
+             ON CONFLICT (day) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+        )
+        .and_then(|mut st| st.execute(params![day, event.seq as i64]))
+        .map_err(JournalError::sql("marking a late event"))?;
+    }
     Ok(())
 }
 
@@ -306,7 +320,9 @@ pub fn sale_events(conn: &Connection, sale_id: &str) -> Result<Vec<StoredEvent>,
     .map_err(JournalError::sql("reading a sale's events"))
 }
 
-/// Events of `kind` on store-local `day`, after `after_seq`, at most `limit`.
+/// Events of `kind` on store-local `day`, after `after_seq`, at most `limit`. A day's events
+/// lie between its first event and the next day's first, or its last late event (see
+/// `days_late`) when that comes after.
 pub fn events_on_day(
     conn: &Connection,
     kind: &str,
@@ -317,8 +333,9 @@ pub fn events_on_day(
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM events
          WHERE seq >= (SELECT first_seq FROM days WHERE day = ?2)
-           AND seq < COALESCE((SELECT first_seq FROM days WHERE day > ?2 ORDER BY day LIMIT 1),
-                              9223372036854775807)
+           AND seq < MAX(COALESCE((SELECT first_seq FROM days WHERE day > ?2 ORDER BY day LIMIT 1),
+                                  9223372036854775807),
+                         COALESCE((SELECT last_seq + 1 FROM days_late WHERE day = ?2), 0))
            AND seq > ?3 AND kind = ?1 AND day = ?2
          ORDER BY seq LIMIT ?4"
     ))
@@ -453,7 +470,9 @@ pub fn print_done(conn: &Connection, id: i64) -> Result<(), JournalError> {
 }
 
 /// Calls `f` with every event of one of `kinds` on the store-local days `from..to` (`to`
-/// excluded), in `seq` order, reading in pages.
+/// excluded), in `seq` order, reading in pages. The events read lie between the first event of
+/// the period and the first of a later day, or the last late event of a day of the period
+/// (see `days_late`) when that comes after; events of other days among them are skipped.
 pub fn for_events_between(
     conn: &Connection,
     kinds: &[&str],
@@ -461,22 +480,29 @@ pub fn for_events_between(
     to: &str,
     mut f: impl FnMut(StoredEvent) -> Result<(), JournalError>,
 ) -> Result<(), JournalError> {
-    let bounds: (Option<i64>, Option<i64>) = conn
+    let bounds: (Option<i64>, Option<i64>, Option<i64>) = conn
         .query_row(
-            "SELECT (SELECT MIN(first_seq) FROM days WHERE day >= ?1),
-                    (SELECT MIN(first_seq) FROM days WHERE day >= ?2)",
+            "SELECT (SELECT MIN(first_seq) FROM days WHERE day >= ?1 AND day < ?2),
+                    (SELECT MIN(first_seq) FROM days WHERE day >= ?2),
+                    (SELECT MAX(last_seq) FROM days_late WHERE day >= ?1 AND day < ?2)",
             params![from, to],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .map_err(JournalError::sql("reading day bounds"))?;
     let Some(start) = bounds.0 else {
         return Ok(());
     };
-    let end = bounds.1.unwrap_or(i64::MAX);
+    let end = bounds
+        .1
+        .unwrap_or(i64::MAX)
+        .max(bounds.2.map_or(0, |last| last.saturating_add(1)));
     let marks = kinds.iter().map(|_| "?").collect::<Vec<_>>().join(",");
     let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE seq > ?1 AND seq < ?2 AND kind IN ({marks})
-         ORDER BY seq LIMIT 5000"
+           AND day >= ?{from_at} AND day < ?{to_at}
+         ORDER BY seq LIMIT 5000",
+        from_at = kinds.len() + 3,
+        to_at = kinds.len() + 4,
     );
     let mut after = start - 1;
     loop {
@@ -487,6 +513,7 @@ pub fn for_events_between(
         args.extend(
             kinds
                 .iter()
+                .chain([&from, &to])
                 .map(|k| rusqlite::types::Value::Text(k.to_string())),
         );
         let rows: Vec<StoredEvent> = st

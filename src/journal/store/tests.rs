@@ -191,6 +191,105 @@ mod days {
                 .is_empty()
         );
     }
+
+    fn on_day(c: &Connection, day: &str) -> Vec<u64> {
+        events_on_day(c, "stock.low", day, 0, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    }
+
+    fn between(c: &Connection, from: &str, to: &str) -> Vec<u64> {
+        let mut out = Vec::new();
+        for_events_between(c, &["stock.low"], from, to, |e| {
+            out.push(e.seq);
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// The clock went back across midnight twice: the events of the earlier day written after
+    /// the later day began are still that day's, in its list and in its period, and in no
+    /// other day's.
+    #[test]
+    fn a_day_keeps_the_events_written_after_the_clock_went_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
+        let codec = PiiCodec::random();
+        for (seq, day) in [
+            (1, "2026-11-22"),
+            (2, "2026-11-23"),
+            (3, "2026-11-22"),
+            (4, "2026-11-23"),
+            (5, "2026-11-24"),
+            (6, "2026-11-22"),
+            (7, "2026-11-24"),
+        ] {
+            let (e, d) = event(seq, day);
+            append(j.conn(), &e, &d, &codec).unwrap();
+        }
+        let c = j.conn();
+        assert_eq!(on_day(c, "2026-11-22"), vec![1, 3, 6]);
+        assert_eq!(on_day(c, "2026-11-23"), vec![2, 4]);
+        assert_eq!(on_day(c, "2026-11-24"), vec![5, 7]);
+        assert_eq!(between(c, "2026-11-22", "2026-11-23"), vec![1, 3, 6]);
+        assert_eq!(between(c, "2026-11-23", "2026-11-24"), vec![2, 4]);
+        assert_eq!(between(c, "2026-11-22", "2026-11-24"), vec![1, 2, 3, 4, 6]);
+        assert_eq!(between(c, "2026-11-24", "2026-11-25"), vec![5, 7]);
+        assert_eq!(between(c, "2026-11-25", "2026-11-26"), Vec::<u64>::new());
+    }
+
+    /// A journal written before late events were marked: the upgrade finds them.
+    #[test]
+    fn the_upgrade_finds_the_late_events_written_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let codec = PiiCodec::random();
+        {
+            let c = Connection::open(dir.path().join(crate::journal::FILE_NAME)).unwrap();
+            c.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+            )
+            .unwrap();
+            for step in &crate::journal::MIGRATIONS[..6] {
+                c.execute_batch(step).unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO meta VALUES ('store_id', 'sh-001'), ('schema_version', '6');",
+            )
+            .unwrap();
+            // As the journal wrote them then: the event and its day's first `seq`.
+            for (seq, day) in [
+                (1, "2026-11-22"),
+                (2, "2026-11-23"),
+                (3, "2026-11-22"),
+                (4, "2026-11-24"),
+                (5, "2026-11-23"),
+            ] {
+                let (e, d) = event(seq, day);
+                c.execute(
+                    "INSERT INTO events (seq, id, kind, occurred_at, day, subject, data)
+                     VALUES (?1, ?2, 'stock.low', ?3, ?4, 'A', '{}')",
+                    params![seq as i64, e.id, e.occurred_at.to_rfc3339(), d],
+                )
+                .unwrap();
+                c.execute(
+                    "INSERT OR IGNORE INTO days (day, first_seq) VALUES (?1, ?2)",
+                    params![d, seq as i64],
+                )
+                .unwrap();
+            }
+        }
+        let j = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
+        let (e, d) = event(6, "2026-11-22");
+        append(j.conn(), &e, &d, &codec).unwrap();
+        let c = j.conn();
+        assert_eq!(on_day(c, "2026-11-22"), vec![1, 3, 6]);
+        assert_eq!(on_day(c, "2026-11-23"), vec![2, 5]);
+        assert_eq!(on_day(c, "2026-11-24"), vec![4]);
+        assert_eq!(between(c, "2026-11-23", "2026-11-24"), vec![2, 5]);
+    }
 }
 
 mod idempotency {
