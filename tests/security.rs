@@ -413,3 +413,40 @@ async fn hq_staff_log_in_their_hash_is_peppered_and_hq_changes_still_hold() {
     assert_eq!(d.get(&config_manager, "/v1/products/TEA").await.0, 401);
     d.terminate();
 }
+
+/// A session's expiry is in the store's time, as every time the API gives, and the
+/// `Authorization` scheme's name is case-insensitive.
+#[tokio::test]
+async fn a_session_expires_in_store_time_and_bearer_is_any_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let r = d
+        .client
+        .post(d.url("/v1/sessions"))
+        .bearer_auth(TERMINAL_TOKEN)
+        .json(&json!({"staff_no": CASHIER.0, "pin": CASHIER.1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let v: Value = r.json().await.unwrap();
+    let expires = v["expires_at"].as_str().unwrap();
+    assert!(expires.ends_with("+08:00"), "{expires}");
+    let token = v["token"].as_str().unwrap();
+    for (scheme, status) in [
+        ("bearer", 200),
+        ("BEARER", 200),
+        ("Bearer", 200),
+        ("Basic", 401),
+    ] {
+        let r = d
+            .client
+            .get(d.url("/v1/products/TEA"))
+            .header("Authorization", format!("{scheme} {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{scheme}");
+    }
+    d.terminate();
+}

@@ -112,7 +112,12 @@ pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme's name is case-insensitive (RFC 9110 §11.1).
+        .and_then(|v| {
+            v.get(..7)
+                .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+                .map(|_| &v[7..])
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 256)
         .ok_or_else(|| {

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Router, http::request::Parts};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{bearer, new_token, verify_pin};
@@ -45,7 +45,8 @@ struct SessionView {
     name: String,
     role: Role,
     terminal_id: String,
-    expires_at: DateTime<Utc>,
+    /// In the store's timezone, as every time the API gives.
+    expires_at: DateTime<FixedOffset>,
 }
 
 /// The terminal token of a login request.
@@ -237,7 +238,7 @@ async fn login(
             name: session.name,
             role: session.role,
             terminal_id,
-            expires_at: session.expires_at,
+            expires_at: state.settings.local(session.expires_at),
         }),
     ))
 }
