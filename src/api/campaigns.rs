@@ -10,7 +10,7 @@ use axum::routing::get;
 use chrono::{Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, AppState, Json, Path, Staff};
+use super::{ApiError, ApiResult, AppState, Can, Json, Path, Staff, gate};
 use crate::domain::access::Action;
 use crate::domain::campaign::{Campaign, CampaignResult, CampaignSpec, Target, check, measure};
 use crate::domain::catalog::CouponKind;
@@ -134,10 +134,9 @@ async fn read(
 
 async fn start(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(staff, _): Can<gate::CampaignManage>,
     Json(req): Json<NewCampaign>,
 ) -> ApiResult<(StatusCode, Json<CampaignView>)> {
-    staff.allow(Action::CampaignManage)?;
     let checked = check(req.into()).map_err(|e| ApiError::bad_request(e.code, e.message))?;
     if state.cache.campaign(&checked.spec.id)?.is_some() {
         return Err(ApiError::new(

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 
-use super::{ApiError, ApiResult, AppState, Json, Path, Staff};
+use super::{ApiError, ApiResult, AppState, Can, Json, Path, Staff, gate};
 use crate::domain::access::Action;
 use crate::domain::catalog::Coupon;
 use crate::ledger::requests::IssueCoupon;
@@ -33,10 +33,9 @@ async fn read(
 
 async fn issue(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(staff, _): Can<gate::CouponIssue>,
     Json(req): Json<IssueCoupon>,
 ) -> ApiResult<(StatusCode, Json<Coupon>)> {
-    staff.allow(Action::CouponIssue)?;
     match state
         .ledger
         .execute(staff.actor(), Command::IssueCoupon { req })

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, patch};
 use serde::Deserialize;
 
-use super::{ApiError, ApiResult, AppState, Json, Path, Query, Staff};
+use super::{ApiError, ApiResult, AppState, Can, Json, Path, Query, Staff, gate};
 use crate::domain::access::Action;
 use crate::domain::feedback::{Feedback, FeedbackCategory, FeedbackStatus};
 use crate::ledger::{Command, Outcome};
@@ -128,11 +128,10 @@ struct FollowUp {
 
 async fn follow_up(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(staff, _): Can<gate::FeedbackManage>,
     Path(id): Path<String>,
     Json(req): Json<FollowUp>,
 ) -> ApiResult<Json<Feedback>> {
-    staff.allow(Action::FeedbackManage)?;
     let f = feedback(
         state
             .ledger

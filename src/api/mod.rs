@@ -38,7 +38,7 @@ use crate::cache::Cache;
 use crate::journal::JournalReader;
 use crate::ledger::{Idem, Ledger, StoreSettings};
 
-pub use auth::{Directory, Staff};
+pub use auth::{Can, Directory, Staff, gate};
 pub use error::{ApiError, ApiResult};
 
 /// Everything the handlers need, behind one `Arc` (axum clones the state for every request).

@@ -6,7 +6,7 @@ use axum::routing::get;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, AppState, Json, Path, Query, Staff};
+use super::{ApiError, ApiResult, AppState, Can, Json, Path, Query, Staff, gate};
 use crate::domain::access::Action;
 use crate::domain::catalog::Product;
 use crate::domain::money::Money;
@@ -71,11 +71,10 @@ async fn by_barcode(
 
 async fn edit(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(staff, _): Can<gate::ProductEdit>,
     Path(sku): Path<String>,
     Json(req): Json<ProductEdit>,
 ) -> ApiResult<Json<ProductView>> {
-    staff.allow(Action::ProductEdit)?;
     match state
         .ledger
         .execute(staff.actor(), Command::PutProduct { sku, req })

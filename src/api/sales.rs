@@ -8,7 +8,9 @@ use axum::routing::{get, post};
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, AppState, Json, JsonText, Path, Query, Staff, idempotency_key};
+use super::{
+    ApiError, ApiResult, AppState, Can, Json, JsonText, Path, Query, Staff, gate, idempotency_key,
+};
 use crate::domain::access::Action;
 use crate::domain::event::EventBody;
 use crate::domain::pricing::Quote;
@@ -191,12 +193,11 @@ async fn list(
 
 async fn refund(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(staff, _): Can<gate::SaleRefund>,
     headers: HeaderMap,
     Path(sale_id): Path<String>,
     Json(req): Json<RefundRequest>,
 ) -> ApiResult<(StatusCode, Json<Refund>)> {
-    staff.allow(Action::SaleRefund)?;
     let idem = idempotency_key(&headers, request_hash(&sale_id, &req))?;
     match state
         .ledger

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, AppState, Json, Path, Staff};
+use super::{ApiError, ApiResult, AppState, Can, Json, Path, Staff, gate};
 use crate::config::{PinCheck, valid_pin};
 use crate::domain::access::{Action, Role};
 use crate::domain::sync::StaffRecord;
@@ -162,11 +162,10 @@ fn not_self(staff: &Staff, staff_no: &str, what: &str) -> ApiResult<()> {
 
 async fn put(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(staff, _): Can<gate::StaffManage>,
     Path(staff_no): Path<String>,
     Json(req): Json<PutStaff>,
 ) -> ApiResult<Json<StaffView>> {
-    staff.allow(Action::StaffManage)?;
     if !valid_staff_no(&staff_no) {
         return Err(ApiError::bad_request(
             "invalid_staff_no",

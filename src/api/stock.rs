@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ApiError, ApiResult, AppState, Json, Path, Query, Staff, idempotency_key};
+use super::{ApiError, ApiResult, AppState, Can, Json, Path, Query, Staff, gate, idempotency_key};
 use crate::domain::access::Action;
 use crate::domain::catalog::StockLevel;
 use crate::journal::store;
@@ -107,11 +107,10 @@ struct MovementView {
 
 async fn movement(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(staff, _): Can<gate::StockMove>,
     headers: HeaderMap,
     Json(req): Json<StockMovement>,
 ) -> ApiResult<(StatusCode, Json<MovementView>)> {
-    staff.allow(Action::StockMove)?;
     let idem = idempotency_key(&headers, request_hash("stock", &req))?;
     match state
         .ledger
