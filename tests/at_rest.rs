@@ -273,7 +273,7 @@ async fn an_erased_member_is_gone_from_the_api_and_the_disk_but_still_counts() {
 
 /// A new box for a restore: the same config, an empty data directory holding only the store
 /// key. Returns the directory and the config file.
-fn new_box(key: &Path) -> (tempfile::TempDir, PathBuf) {
+fn new_box(key: &Path, extra: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -284,7 +284,7 @@ fn new_box(key: &Path) -> (tempfile::TempDir, PathBuf) {
     )
     .unwrap();
     let config = dir.path().join("storebox.toml");
-    std::fs::write(&config, config_text(&data, "")).unwrap();
+    std::fs::write(&config, config_text(&data, extra)).unwrap();
     (dir, config)
 }
 
@@ -352,7 +352,7 @@ async fn backup_under_load_restores_members_sales_and_outbox_and_numbering_goes_
     d.terminate();
 
     // A new box: the same config, an empty data directory holding only the store key.
-    let (dir2, config2) = new_box(&dir.path().join("data/store.key"));
+    let (dir2, config2) = new_box(&dir.path().join("data/store.key"), "");
     let config2 = config2.to_str().unwrap();
     let out = storebox(&[
         "restore",
@@ -430,8 +430,15 @@ async fn backup_under_load_restores_members_sales_and_outbox_and_numbering_goes_
     );
     d.terminate();
 
-    // HQ already had events the backup lacks: numbering goes on after HQ's.
-    let (dir3, config3) = new_box(&dir.path().join("data/store.key"));
+    // HQ already had events the backup lacks: numbering goes on after HQ's, and the new box
+    // sends HQ what follows.
+    let broker_dir = tempfile::tempdir().unwrap();
+    let broker = common::mqtt::Broker::start(broker_dir.path());
+    let hq_side = common::mqtt::Hq::connect(broker.port, "sh-001").await;
+    let (dir3, config3) = new_box(
+        &dir.path().join("data/store.key"),
+        &broker.uplink_config(""),
+    );
     let hq = original_last.to_string();
     let out = storebox(&[
         "restore",
@@ -453,10 +460,31 @@ async fn backup_under_load_restores_members_sales_and_outbox_and_numbering_goes_
         last > original_last,
         "{last} must follow HQ's {original_last}"
     );
-    assert_eq!(
-        h["uplink"]["backlog"].as_u64(),
-        Some(last - backup_seq),
-        "only the new events are to send"
+    assert!(
+        h["uplink"]["backlog"].as_u64() <= Some(last - original_last),
+        "only the events after HQ's are to send: {h}"
+    );
+    let t = d.login(CASHIER).await;
+    let (s, v) = d
+        .sale(
+            &t,
+            &json!({"lines": [{"sku": "RICE", "qty": 1}], "payments": cash(8990)}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    common::mqtt::wait_for(10, "journal.restored and the new sale at HQ", || {
+        let events = hq_side.events();
+        events.iter().any(|e| {
+            e["kind"] == "journal.restored" && e["seq"].as_u64() == Some(original_last + 1)
+        }) && events.iter().any(|e| e["data"]["id"] == v["id"])
+    })
+    .await;
+    assert!(
+        hq_side
+            .events()
+            .iter()
+            .all(|e| e["seq"].as_u64() > Some(original_last)),
+        "nothing HQ had is sent again"
     );
     d.terminate();
 }

@@ -338,8 +338,10 @@ fn settle(
         };
         let tx = journal.conn_mut().transaction()?;
         store::append(&tx, &event, &now.date_naive().to_string(), &codec)?;
-        // HQ has everything up to its last seq, which covers all of the backup.
-        store::set_outbox_position(&tx, last, &chrono::Utc::now().to_rfc3339())?;
+        // HQ has everything up to its last seq, which covers all of the backup: the link goes
+        // on with `journal.restored` (at `last` it waited for `last + 1`, which this journal
+        // never has, and sent nothing again).
+        store::set_outbox_position(&tx, hq_last_seq, &chrono::Utc::now().to_rfc3339())?;
         tx.commit()?;
     } else {
         store::set_outbox_position(
