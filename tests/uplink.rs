@@ -589,3 +589,58 @@ async fn hq_defines_a_campaign_and_each_store_picks_its_members() {
     };
     assert_eq!(issued(&d), 1);
 }
+
+/// A coupon of HQ's used here stays used when the cache is rebuilt from the journal (which
+/// holds the sale, not HQ's coupon) and HQ then pushes the coupon again unused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hq_coupon_used_here_stays_used_after_a_cache_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let hq = Hq::connect(broker.port, "sh-001").await;
+    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let coupon = json!({"id": "c-1", "kind": "coupons", "version": 1, "items": [
+        {"code": "HQ-C001", "title": "立减2元", "kind": {"type": "amount_off", "threshold": 0, "amount": 200},
+         "version": 1}]});
+    let with_coupon = json!({"lines": [{"sku": "MILK", "qty": 1}], "coupon_codes": ["HQ-C001"],
+                             "payments": cash(1090)});
+    let tm = d.login(MANAGER).await;
+    hq.publish("storebox/stores/sh-001/hq/coupons", coupon.clone())
+        .await;
+    wait_until_coupon(&d, &tm, "立减2元").await;
+    let t = d.login(CASHIER).await;
+    let (s, v) = d.sale(&t, &with_coupon).await;
+    assert_eq!(s, 201, "{v}");
+    let config = d.config.clone();
+    d.terminate();
+
+    // The cache is lost; the daemon rebuilds it from the journal. HQ pushes the coupon again.
+    std::fs::write(dir.path().join("data/cache.sqlite3"), b"not a cache").unwrap();
+    for f in ["data/cache.sqlite3-wal", "data/cache.sqlite3-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    let d = Daemon::start_with(dir.path(), &config);
+    let tm = d.login(MANAGER).await;
+    hq.publish("storebox/stores/sh-001/hq/coupons", coupon)
+        .await;
+    wait_until_coupon(&d, &tm, "立减2元").await;
+    let t = d.login(CASHIER).await;
+    let (s, v) = d.sale(&t, &with_coupon).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (422, Some("coupon_used")),
+        "{v}"
+    );
+    d.terminate();
+}
+
+/// Waits until the coupon HQ pushed shows with its title.
+async fn wait_until_coupon(d: &Daemon, token: &str, title: &str) {
+    for _ in 0..400 {
+        let (s, c) = d.get(token, "/v1/coupons/HQ-C001").await;
+        if s == 200 && c["title"] == title {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("HQ's coupon never arrived");
+}

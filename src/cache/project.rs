@@ -6,7 +6,7 @@
 //! projections never consult the rules.
 
 use super::{CacheError, Pending};
-use crate::domain::catalog::{CouponUse, StockLevel};
+use crate::domain::catalog::{Coupon, CouponKind, CouponUse, StockLevel};
 use crate::domain::event::{Event, EventBody};
 use crate::domain::member::Member;
 use crate::domain::refund::apply_refund;
@@ -57,9 +57,13 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
                 move_stock(p, &line.sku, -i64::from(line.qty), e)?;
             }
             for applied in &sale.coupons {
-                if let Some(mut c) = p.coupon(&applied.code)?
-                    && c.seq < seq
-                {
+                // A coupon the cache does not hold (one of HQ's, in a cache rebuilt from the
+                // journal) is kept as used all the same: HQ's next push of it merges into this
+                // and stays used, instead of arriving as new and unused.
+                let mut c = p
+                    .coupon(&applied.code)?
+                    .unwrap_or_else(|| used_coupon_stub(&applied.code, applied.discount));
+                if c.seq < seq {
                     c.used = Some(CouponUse {
                         sale_id: sale.id.clone(),
                         store_id: sale.store_id.clone(),
@@ -167,6 +171,27 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
 
 /// A member known only by id: a sale for a member whose record has not reached this cache yet
 /// (cache rebuilt before HQ resent it). HQ's copy merges into it later.
+/// What the cache knows of a coupon it only saw used: its code and what it took off. HQ's
+/// version of it (any version above 0) replaces all but the use.
+fn used_coupon_stub(code: &str, discount: crate::domain::money::Money) -> Coupon {
+    Coupon {
+        code: code.to_string(),
+        title: String::new(),
+        kind: CouponKind::AmountOff {
+            threshold: 0,
+            amount: discount,
+        },
+        valid_from: None,
+        valid_to: None,
+        member_id: None,
+        combinable_with_level: true,
+        stackable: false,
+        used: None,
+        version: 0,
+        seq: 0,
+    }
+}
+
 fn stub_member(id: &str, e: &Event) -> Member {
     Member {
         id: id.to_string(),
