@@ -61,7 +61,9 @@ impl Ctx<'_, '_> {
             .stock(&req.sku)?
             .unwrap_or_else(|| StockLevel::empty(&req.sku));
         let after = before.on_hand + req.delta;
-        if after < 0 && !self.settings.allow_negative_stock {
+        // Only a movement that takes stock out can be short: a receipt onto a negative count
+        // (left by a time negative stock was allowed, or HQ's count) is always taken.
+        if req.delta < 0 && after < 0 && !self.settings.allow_negative_stock {
             return Err(LedgerError::rule(
                 "insufficient_stock",
                 format!("only {} of {} in stock", before.on_hand, req.sku),

@@ -524,3 +524,54 @@ async fn a_dead_ledger_holds_no_request() {
     ));
     assert!(thread.join().is_err());
 }
+
+/// Stock below zero (HQ's count, here) takes a receipt of any size; only a movement that takes
+/// stock out is refused for being short.
+#[tokio::test]
+async fn a_receipt_onto_negative_stock_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, writer, _, mut c) = open(dir.path());
+    c.store.allow_negative_stock = false;
+    let settings = Arc::new(StoreSettings::from_config(&c));
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let manager = Actor {
+        role: Role::Manager,
+        ..cashier()
+    };
+    let count = crate::domain::sync::StockCount {
+        sku: "A".into(),
+        on_hand: -10,
+        safety_stock: None,
+        version: 1,
+    };
+    ledger
+        .execute(
+            manager.clone(),
+            Command::ApplyHq(Box::new(crate::domain::sync::HqUpdate::Stock(vec![count]))),
+        )
+        .await
+        .unwrap();
+    let movement = |delta, reason| Command::MoveStock {
+        req: StockMovement {
+            sku: "A".into(),
+            delta,
+            reason,
+            note: String::new(),
+        },
+        idem: None,
+    };
+    ledger
+        .execute(manager.clone(), movement(5, StockReason::Receive))
+        .await
+        .unwrap();
+    let short = ledger
+        .execute(manager, movement(-1, StockReason::Damage))
+        .await;
+    assert!(
+        matches!(&short, Err(e) if e.to_string().contains("only -5 of A")),
+        "{short:?}"
+    );
+    drop(ledger);
+    thread.join().unwrap();
+    assert_eq!(cache.stock("A").unwrap().unwrap().on_hand, -5);
+}
