@@ -184,6 +184,11 @@ impl Hq {
         }
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = received.clone();
+        // Returns once the broker acknowledged both subscriptions: an event published before
+        // that would never reach this HQ (a test on one thread may not poll it in time).
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        let mut subscribed_tx = Some(subscribed_tx);
+        let mut acks = 0;
         let resubscribe = client.clone();
         let filters = [
             format!("storebox/stores/{store_id}/events/#"),
@@ -195,6 +200,14 @@ impl Hq {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) if !ack.session_present => {
                         for f in &filters {
                             let _ = resubscribe.try_subscribe(f.clone(), QoS::AtLeastOnce);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        acks += 1;
+                        if acks == 2
+                            && let Some(tx) = subscribed_tx.take()
+                        {
+                            let _ = tx.send(());
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -210,6 +223,10 @@ impl Hq {
                 }
             }
         });
+        tokio::time::timeout(Duration::from_secs(10), subscribed)
+            .await
+            .expect("HQ's subscriptions acknowledged in time")
+            .expect("HQ's client running");
         Hq {
             client,
             received,
