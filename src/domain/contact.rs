@@ -25,20 +25,22 @@ fn err(field: &'static str, reason: impl Into<String>) -> FieldError {
     }
 }
 
-/// Normalises a mainland-China mobile number to its 11 digits: spaces, dashes and a leading
+/// Normalises a mainland-China mobile number to its 11 digits: full-width digits (as a Chinese
+/// input method types them) become ASCII; spaces, dashes, dots, brackets and a leading
 /// `+86`/`0086`/`86` are removed. Anything that is not then `1[3-9]` followed by nine digits is
 /// rejected.
 pub fn normalize_phone(raw: &str) -> Result<String, FieldError> {
     let mut digits = String::with_capacity(16);
-    for (i, c) in raw.trim().chars().enumerate() {
+    for c in raw.trim().chars() {
         match c {
             '0'..='9' => digits.push(c),
-            ' ' | '-' | '(' | ')' => {}
-            '+' if i == 0 => {}
+            '０'..='９' => digits.push(char::from(b'0' + (u32::from(c) - u32::from('０')) as u8)),
+            ' ' | '\u{3000}' | '-' | '－' | '.' | '(' | ')' | '（' | '）' => {}
+            '+' | '＋' if digits.is_empty() => {}
             _ => {
                 return Err(err(
                     "phone",
-                    "may contain only digits, spaces, dashes and a leading +",
+                    "may contain only digits, spaces, dashes, dots, brackets and a leading +",
                 ));
             }
         }
@@ -191,6 +193,17 @@ mod tests {
         assert!(normalize_phone("1380013800").is_err());
         assert!(normalize_phone("13800138000x").is_err());
         assert!(normalize_phone("").is_err());
+        // As Chinese input methods and contact cards write them.
+        assert_eq!(
+            normalize_phone("１３８００１３８０００").unwrap(),
+            "13800138000"
+        );
+        assert_eq!(
+            normalize_phone("（+86）138\u{3000}0013－8000").unwrap(),
+            "13800138000"
+        );
+        assert_eq!(normalize_phone("138.0013.8000").unwrap(), "13800138000");
+        assert!(normalize_phone("138+00138000").is_err());
     }
 
     #[test]
