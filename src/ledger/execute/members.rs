@@ -66,7 +66,13 @@ impl Ctx<'_, '_> {
             phone: normalize_phone(&req.phone)?,
             gender: req.gender,
             birthday: req.birthday,
-            card_no: req.card_no.as_deref().map(normalize_card).transpose()?,
+            // An empty card number is no card, as in an edit and an import.
+            card_no: req
+                .card_no
+                .as_deref()
+                .filter(|c| !c.trim().is_empty())
+                .map(normalize_card)
+                .transpose()?,
         };
         let tags = normalize_tags(&req.tags)?;
         let id = crate::ids::new_v7().to_string();

@@ -575,3 +575,31 @@ async fn a_receipt_onto_negative_stock_is_taken() {
     thread.join().unwrap();
     assert_eq!(cache.stock("A").unwrap().unwrap().on_hand, -5);
 }
+
+/// A registration with an empty card number registers a member without a card, as an edit
+/// with one removes the card (terminals send the fields they have, empty or not).
+#[tokio::test]
+async fn an_empty_card_number_is_no_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let req = RegisterMember {
+        name: "测试".into(),
+        phone: "13800138000".into(),
+        gender: Default::default(),
+        birthday: None,
+        card_no: Some(" ".into()),
+        tags: vec![],
+        consent: Default::default(),
+    };
+    let Ok(Outcome::Member { member, .. }) = ledger
+        .execute(cashier(), Command::Register { req, idem: None })
+        .await
+    else {
+        panic!("registered");
+    };
+    drop(ledger);
+    thread.join().unwrap();
+    let stored = cache.member(&member.id).unwrap().unwrap();
+    assert_eq!(stored.profile.and_then(|p| p.card_no), None);
+}
