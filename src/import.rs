@@ -231,7 +231,7 @@ fn prepare_rows(
         .map(|(line, req)| {
             let prepared = normalize_row(&req, today).ok().and_then(|(profile, tags)| {
                 let id = crate::ids::new_v7().to_string();
-                let sealed = codec.preseal(&id, &profile).ok()?;
+                let sealed = codec.preseal(&id, &profile, &tags).ok()?;
                 Some(Box::new(PreparedMember {
                     keys: crate::cache::MemberKeys::of(codec, &profile),
                     id,

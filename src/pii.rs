@@ -7,10 +7,12 @@
 //!
 //! - **journal**: each member has a random data key, stored in the journal's `member_keys`
 //!   table wrapped (encrypted) with the store's key-encryption key. An event's `profile` is
-//!   sealed with that member's key and stored as the string `"xc1:<base64>"`. Erasing a member
-//!   deletes the data key ([`PiiCodec::forget_member`]): every copy of the profile in the
-//!   append-only journal becomes unreadable without rewriting a single event, and opens as
-//!   `null` from then on.
+//!   sealed with that member's key and stored as the string `"xc1:<base64>"`; so are its
+//!   `tags` when there are any (free text a cashier writes about the person, "孕妇" say).
+//!   Erasing a member deletes the data key ([`PiiCodec::forget_member`]): every copy of the
+//!   profile and tags in the append-only journal becomes unreadable without rewriting a single
+//!   event, and opens as `null` (tags: `[]`) from then on. Events written before tags were
+//!   sealed hold them open, and open as they are.
 //! - **cache**: a member's profile is sealed with the cache key, bound to the member id. The
 //!   cache is rebuildable, so erasure there simply rewrites the member without it.
 //! - **indices**: phone, card, phone tail and name are found through keyed hashes (HMAC with
@@ -85,6 +87,8 @@ pub struct Presealed {
     wrapped_key: Vec<u8>,
     /// The profile sealed with that key, as a journal event holds it (`"xc1:…"`).
     journal: String,
+    /// The tags sealed with that key, when there are any.
+    journal_tags: Option<String>,
     /// The profile sealed for the cache.
     pub(crate) cache: Vec<u8>,
 }
@@ -191,7 +195,22 @@ impl PiiCodec {
     /// A profile's JSON sealed with the member's data key, as a journal event holds it
     /// (`"xc1:…"`).
     fn seal_for_journal(key: &[u8; 32], subject: &str, plain: &[u8]) -> Result<String, PiiError> {
-        let sealed = seal::seal(key, subject.as_bytes(), plain).map_err(|_| PiiError::Seal)?;
+        Self::seal_field(key, subject.as_bytes(), plain)
+    }
+
+    /// Tags sealed with the member's data key, bound to the member and to being tags (a sealed
+    /// profile moved into `tags` does not open).
+    fn seal_tags(key: &[u8; 32], subject: &str, tags: &Value) -> Result<String, PiiError> {
+        let plain = Zeroizing::new(serde_json::to_vec(tags).map_err(|_| PiiError::Seal)?);
+        Self::seal_field(key, &Self::tags_aad(subject), &plain)
+    }
+
+    fn tags_aad(subject: &str) -> Vec<u8> {
+        [subject.as_bytes(), b"\0tags"].concat()
+    }
+
+    fn seal_field(key: &[u8; 32], aad: &[u8], plain: &[u8]) -> Result<String, PiiError> {
+        let sealed = seal::seal(key, aad, plain).map_err(|_| PiiError::Seal)?;
         Ok(format!(
             "{SEALED}{}",
             base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed)
@@ -201,10 +220,9 @@ impl PiiCodec {
     /// Seals the `profile` of a JSON document about member `subject` before it is appended to
     /// the journal (on the writer's transaction: the member's data key is created there).
     pub fn seal(&self, conn: &Connection, subject: &str, doc: &mut Value) -> Result<(), PiiError> {
-        let Some(profile) = doc.get_mut("profile") else {
-            return Ok(());
-        };
-        if !profile.is_object() {
+        let profile = doc.get("profile").is_some_and(Value::is_object);
+        let tags = has_tags(doc);
+        if !profile && !tags {
             return Ok(());
         }
         if subject.is_empty() {
@@ -213,8 +231,13 @@ impl PiiCodec {
         let Some(key) = self.member_key(conn, subject, true)? else {
             return Err(PiiError::Seal);
         };
-        let plain = Zeroizing::new(serde_json::to_vec(profile).map_err(|_| PiiError::Seal)?);
-        *profile = Value::String(Self::seal_for_journal(&key, subject, &plain)?);
+        if let Some(profile) = doc.get_mut("profile").filter(|p| p.is_object()) {
+            let plain = Zeroizing::new(serde_json::to_vec(profile).map_err(|_| PiiError::Seal)?);
+            *profile = Value::String(Self::seal_for_journal(&key, subject, &plain)?);
+        }
+        if let Some(t) = doc.get_mut("tags").filter(|_| tags) {
+            *t = Value::String(Self::seal_tags(&key, subject, t)?);
+        }
         Ok(())
     }
 
@@ -224,12 +247,19 @@ impl PiiCodec {
         &self,
         subject: &str,
         profile: &crate::domain::member::Profile,
+        tags: &[String],
     ) -> Result<Presealed, PiiError> {
         let (key, wrapped_key) = self.new_member_key(subject)?;
         let plain = Zeroizing::new(serde_json::to_vec(profile).map_err(|_| PiiError::Seal)?);
+        let journal_tags = if tags.is_empty() {
+            None
+        } else {
+            Some(Self::seal_tags(&key, subject, &serde_json::json!(tags))?)
+        };
         Ok(Presealed {
             wrapped_key,
             journal: Self::seal_for_journal(&key, subject, &plain)?,
+            journal_tags,
             cache: self.seal_bytes(subject, &plain)?,
         })
     }
@@ -247,26 +277,53 @@ impl PiiCodec {
         let Some(profile) = doc.get_mut("profile").filter(|p| p.is_object()) else {
             return Ok(());
         };
-        *profile = Value::String(self.use_presealed(conn, subject, pre)?.to_string());
+        *profile = Value::String(self.use_presealed(conn, subject, pre)?.0.to_string());
+        if has_tags(doc) {
+            let sealed = pre.journal_tags.clone().ok_or(PiiError::Seal)?;
+            doc["tags"] = Value::String(sealed);
+        }
         Ok(())
     }
 
     /// The part of [`PiiCodec::seal_presealed`] for a caller that writes the document itself:
-    /// stores the member's data key and returns the sealed profile as the event is to hold it.
+    /// stores the member's data key and returns the sealed profile and tags (`None`: no tags)
+    /// as the event is to hold them.
     pub fn use_presealed<'p>(
         &self,
         conn: &Connection,
         subject: &str,
         pre: &'p Presealed,
-    ) -> Result<&'p str, PiiError> {
+    ) -> Result<(&'p str, Option<&'p str>), PiiError> {
         store::put_member_key(conn, subject, &pre.wrapped_key)
             .map_err(|e| PiiError::Journal(Box::new(e)))?;
-        Ok(&pre.journal)
+        Ok((&pre.journal, pre.journal_tags.as_deref()))
     }
 
-    /// Opens the `profile` of a stored JSON document. A profile whose member key is gone (the
-    /// member was erased) becomes `null`.
+    /// Opens the `profile` and the `tags` of a stored JSON document. Those of a member whose
+    /// key is gone (the member was erased) become `null` and `[]`.
     pub fn open(&self, conn: &Connection, subject: &str, doc: &mut Value) -> Result<(), PiiError> {
+        if let Some(sealed) = doc
+            .get("tags")
+            .and_then(Value::as_str)
+            .map(|t| t.strip_prefix(SEALED).map(str::to_string))
+        {
+            let sealed =
+                sealed.ok_or_else(|| PiiError::Malformed("tags are not sealed data".into()))?;
+            doc["tags"] = match self.member_key(conn, subject, false)? {
+                None => Value::Array(Vec::new()),
+                Some(key) => {
+                    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+                        .decode(sealed)
+                        .map_err(|e| PiiError::Malformed(e.to_string()))?;
+                    let plain =
+                        Zeroizing::new(unseal(&key, &Self::tags_aad(subject), &bytes).ok_or_else(
+                            || PiiError::WrongKey(format!("tags of member {subject}")),
+                        )?);
+                    serde_json::from_slice(&plain)
+                        .map_err(|e| PiiError::Malformed(e.to_string()))?
+                }
+            };
+        }
         let Some(profile) = doc.get_mut("profile") else {
             return Ok(());
         };
@@ -300,7 +357,7 @@ impl PiiCodec {
     /// Whether stored JSON data holds nothing sealed, so it can go to HQ as it is. (A JSON
     /// string cannot contain `"profile":"` unescaped, so only a real sealed profile matches.)
     pub fn is_open(&self, stored_json: &str) -> bool {
-        !stored_json.contains("\"profile\":\"xc1:")
+        !stored_json.contains("\"profile\":\"xc1:") && !stored_json.contains("\"tags\":\"xc1:")
     }
 
     /// Destroys member `subject`'s data key: the journal's copies of their personal data can
@@ -314,4 +371,11 @@ impl PiiCodec {
     pub fn index_key(&self, field: IndexField, value: &str) -> Vec<u8> {
         self.index_mac.mac(&[field.tag(), value.as_bytes()])[..INDEX_KEY_LEN].to_vec()
     }
+}
+
+/// Whether a document holds tags to seal: a non-empty array.
+fn has_tags(doc: &Value) -> bool {
+    doc.get("tags")
+        .and_then(Value::as_array)
+        .is_some_and(|t| !t.is_empty())
 }

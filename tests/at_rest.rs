@@ -52,6 +52,11 @@ const PEOPLE: [(&str, &str, &str); 4] = [
     ("诸葛青云", "15900001111", "VIP88003456"),
 ];
 
+/// A tag a cashier might write about the person (free text that names them, or their health).
+fn tag_of(card: &str) -> String {
+    format!("孕妇{}", card.trim_start_matches("VIP"))
+}
+
 async fn register_all(d: &Daemon, t: &str) -> Vec<String> {
     let mut ids = Vec::new();
     for (name, phone, card) in PEOPLE {
@@ -60,7 +65,7 @@ async fn register_all(d: &Daemon, t: &str) -> Vec<String> {
                 t,
                 name,
                 phone,
-                json!({"card_no": card, "birthday": "1990-05-17"}),
+                json!({"card_no": card, "birthday": "1990-05-17", "tags": [tag_of(card)]}),
             )
             .await,
         );
@@ -209,6 +214,7 @@ async fn an_erased_member_is_gone_from_the_api_and_the_disk_but_still_counts() {
     assert_eq!(after["card_no"], Value::Null);
     assert_eq!(after["birthday"], Value::Null);
     assert_eq!(after["erased"], true);
+    assert_eq!(after["tags"], json!([]));
     // The anonymous counters stay for reports.
     assert_eq!(after["total_spend"], before["total_spend"]);
     assert_eq!(after["visits"], before["visits"]);
@@ -265,8 +271,9 @@ async fn an_erased_member_is_gone_from_the_api_and_the_disk_but_still_counts() {
     let mut doc: Value = serde_json::from_str(&raw).unwrap();
     codec.open(&conn, gone, &mut doc).unwrap();
     assert_eq!(doc["profile"], Value::Null);
+    assert_eq!(doc["tags"], json!([]));
     let (name, phone, card) = PEOPLE[2];
-    for needle in [name, phone, card] {
+    for needle in [name, phone, card, &tag_of(card)] {
         assert!(holding(&data, needle).is_empty(), "{needle:?} on disk");
     }
 }

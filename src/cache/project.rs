@@ -46,6 +46,8 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
         EventBody::MemberErased { member_id, .. } => {
             with_member(p, member_id, e, |m| {
                 m.profile = None;
+                // Tags are free text a cashier wrote about the person ("孕妇"): they go too.
+                m.tags.clear();
                 m.erased_at = Some(e.occurred_at);
             })?;
         }

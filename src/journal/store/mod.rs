@@ -158,10 +158,14 @@ pub fn append_with(
     let data = match (presealed, &event.body) {
         // A new member sealed ahead (a bulk import): written directly, not through a `Value`.
         (Some(pre), EventBody::MemberRegistered(r)) if r.profile.is_some() => {
-            let profile = codec
+            let (profile, tags) = codec
                 .use_presealed(conn, &r.member_id, pre)
                 .map_err(|e| pii_err(event.seq, e))?;
-            serde_json::to_string(&PresealedRegistered::of(r, profile))
+            if tags.is_none() && !r.tags.is_empty() {
+                // Tags that were not sealed ahead are never written open.
+                return Err(pii_err(event.seq, crate::pii::PiiError::Seal));
+            }
+            serde_json::to_string(&PresealedRegistered::of(r, profile, tags))
                 .map_err(encoding_err(event.seq))?
         }
         // Sales and refunds hold no personal data to seal (a member is named by id only):
@@ -189,11 +193,23 @@ struct PresealedRegistered<'a> {
     profile: &'a str,
     staff_no: &'a str,
     store_id: &'a str,
-    tags: &'a [String],
+    tags: PresealedTags<'a>,
+}
+
+/// Tags as the generic path writes them: sealed, or an empty array as it is.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum PresealedTags<'a> {
+    Sealed(&'a str),
+    Open(&'a [String]),
 }
 
 impl<'a> PresealedRegistered<'a> {
-    fn of(r: &'a crate::domain::event::MemberRegistered, profile: &'a str) -> Self {
+    fn of(
+        r: &'a crate::domain::event::MemberRegistered,
+        profile: &'a str,
+        tags: Option<&'a str>,
+    ) -> Self {
         PresealedRegistered {
             consent: &r.consent,
             created_at: &r.created_at,
@@ -201,7 +217,10 @@ impl<'a> PresealedRegistered<'a> {
             profile,
             staff_no: &r.staff_no,
             store_id: &r.store_id,
-            tags: &r.tags,
+            tags: match tags {
+                Some(sealed) => PresealedTags::Sealed(sealed),
+                None => PresealedTags::Open(&r.tags),
+            },
         }
     }
 }

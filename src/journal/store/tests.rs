@@ -84,6 +84,46 @@ mod pii {
         ));
     }
 
+    /// Tags are sealed with the member's key like the profile: HQ receives them open, and once
+    /// the member is erased they open as none. Tags written open before that still read.
+    #[test]
+    fn tags_are_sealed_and_go_with_the_member_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
+        let codec = PiiCodec::random();
+        let mut e = registered(1, "m-1");
+        let EventBody::MemberRegistered(r) = &mut e.body else {
+            panic!("kind")
+        };
+        r.tags = vec!["孕妇".into()];
+        append(j.conn(), &e, "2026-11-23", &codec).unwrap();
+        let row = event_at(j.conn(), 1).unwrap().unwrap();
+        assert!(!row.data.contains("孕妇"), "{}", row.data);
+        assert!(!codec.is_open(&row.data));
+        let payload: serde_json::Value =
+            serde_json::from_slice(&row.payload(j.conn(), "sh-001", &codec).unwrap()).unwrap();
+        assert_eq!(payload["data"]["tags"], serde_json::json!(["孕妇"]));
+        assert_eq!(row.decode(j.conn(), "sh-001", &codec).unwrap(), e);
+
+        // A row from before tags were sealed.
+        let mut old = row.clone();
+        let mut doc: serde_json::Value = serde_json::from_str(&row.data).unwrap();
+        doc["tags"] = serde_json::json!(["常客"]);
+        old.data = doc.to_string();
+        let EventBody::MemberRegistered(r) = old.decode(j.conn(), "sh-001", &codec).unwrap().body
+        else {
+            panic!("kind")
+        };
+        assert_eq!(r.tags, vec!["常客".to_string()]);
+
+        assert!(codec.forget_member(j.conn(), "m-1").unwrap());
+        let EventBody::MemberRegistered(r) = row.decode(j.conn(), "sh-001", &codec).unwrap().body
+        else {
+            panic!("kind")
+        };
+        assert_eq!((r.profile, r.tags), (None, vec![]));
+    }
+
     /// A new member sealed ahead (the import) is written without a `Value` tree: the same
     /// bytes as the generic path, tags and consent included, and it reads back.
     #[test]
@@ -96,7 +136,7 @@ mod pii {
         r.tags = vec!["常客".into(), "a \"quoted\" tag".into()];
         r.consent.marketing = true;
         let profile = r.profile.clone().unwrap();
-        let pre = codec.preseal("m-1", &profile).unwrap();
+        let pre = codec.preseal("m-1", &profile, &r.tags).unwrap();
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let direct = crate::journal::Journal::open(a.path(), "sh-001").unwrap();
         let generic = crate::journal::Journal::open(b.path(), "sh-001").unwrap();
