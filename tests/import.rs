@@ -236,6 +236,18 @@ async fn a_file_read_in_small_chunks_imports_the_same_and_reports_progress() {
     d.terminate();
 }
 
+/// A store's config under `dir` (data in `dir/data`) and a CSV file holding `text`.
+fn store_and_file(
+    dir: &std::path::Path,
+    text: &str,
+) -> (storebox::config::Config, std::path::PathBuf) {
+    let config_path = dir.join("storebox.toml");
+    std::fs::write(&config_path, config_text(&dir.join("data"), "")).unwrap();
+    let csv = dir.join("m.csv");
+    std::fs::write(&csv, text).unwrap();
+    (storebox::config::Config::load(&config_path).unwrap(), csv)
+}
+
 /// Imports `csv` through the library, 15 rows a chunk.
 async fn import_by_15(
     config: &storebox::config::Config,
@@ -261,15 +273,11 @@ async fn import_by_15(
 async fn members_of_an_import_stopped_before_its_index_entries_are_found_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let config_path = dir.path().join("storebox.toml");
-    std::fs::write(&config_path, config_text(&data, "")).unwrap();
-    let config = storebox::config::Config::load(&config_path).unwrap();
-    let csv = dir.path().join("m.csv");
     let mut text = String::from("姓名,手机号码,会员卡号\n");
     for i in 0..40 {
         text.push_str(&format!("会员{i},1390000{i:04},CARD{i:04}\n"));
     }
-    std::fs::write(&csv, text).unwrap();
+    let (config, csv) = store_and_file(dir.path(), &text);
     let summary = import_by_15(&config, &csv).await;
     assert_eq!(summary.report.added, 40);
 
@@ -324,4 +332,34 @@ async fn members_of_an_import_stopped_before_its_index_entries_are_found_after_a
             .any(|e| e.file_name().to_string_lossy().starts_with("cache.broken-")),
         "the unusable cache was kept aside"
     );
+}
+
+/// A phone tail or a name that more members share than a lookup returns (50) says so, so the
+/// till can ask for the whole phone number instead of showing a partial list as the answer.
+#[tokio::test]
+async fn a_lookup_with_more_matches_than_it_returns_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("姓名,手机号码\n");
+    for i in 0..52 {
+        text.push_str(&format!("王伟,139{i:04}4321\n"));
+    }
+    text.push_str("李娜,13900001234\n");
+    let (config, csv) = store_and_file(dir.path(), &text);
+    assert_eq!(import_by_15(&config, &csv).await.report.added, 53);
+
+    let d = Daemon::start_in(dir.path(), "");
+    let t = d.login(CASHIER).await;
+    for query in ["phone_tail=4321", "q=王伟"] {
+        let (s, v) = d.get(&t, &format!("/v1/members?{query}")).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["members"].as_array().map(Vec::len), Some(50), "{query}");
+        assert_eq!(v["truncated"], true, "{query}");
+    }
+    for query in ["phone_tail=1234", "q=李娜", "phone=13900001234"] {
+        let (s, v) = d.get(&t, &format!("/v1/members?{query}")).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["members"].as_array().map(Vec::len), Some(1), "{query}");
+        assert_eq!(v.get("truncated"), None, "{query}");
+    }
+    d.terminate();
 }

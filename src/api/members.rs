@@ -201,6 +201,10 @@ struct Lookup {
 #[derive(Serialize)]
 struct Members {
     members: Vec<MemberView>,
+    /// More members match than a lookup returns ([`LOOKUP_LIMIT`]): the till should ask for
+    /// the whole phone number, or more of the name. Only present when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
 }
 
 async fn lookup(
@@ -228,7 +232,7 @@ async fn lookup(
             (_, _, Some(_)) => "phone_tail",
             _ => "name",
         });
-    let found: Vec<Member> = if let Some(phone) = &q.phone {
+    let mut found: Vec<Member> = if let Some(phone) = &q.phone {
         let phone = normalize_phone(phone)
             .map_err(|e| ApiError::bad_request("invalid_phone", e.to_string()))?;
         cache.member_by_phone(&phone)?.into_iter().collect()
@@ -239,7 +243,7 @@ async fn lookup(
     } else if let Some(tail) = &q.phone_tail {
         validate_tail(tail)
             .map_err(|e| ApiError::bad_request("invalid_phone_tail", e.to_string()))?;
-        cache.members_by_tail(tail, LOOKUP_LIMIT)?
+        cache.members_by_tail(tail, LOOKUP_LIMIT + 1)?
     } else {
         let name = name_search_key(q.q.as_deref().unwrap_or_default());
         if name.is_empty() || name.chars().count() > 50 {
@@ -248,14 +252,16 @@ async fn lookup(
                 "q must be a name of 1–50 characters",
             ));
         }
-        cache.members_by_name(&name, LOOKUP_LIMIT)?
+        cache.members_by_name(&name, LOOKUP_LIMIT + 1)?
     };
+    let truncated = found.len() > LOOKUP_LIMIT;
+    found.truncate(LOOKUP_LIMIT);
     let members = found
         .iter()
         .filter(|m| m.erased_at.is_none())
         .map(|m| MemberView::new(m, &staff, &state.settings))
         .collect();
-    Ok(Json(Members { members }))
+    Ok(Json(Members { members, truncated }))
 }
 
 async fn read(
