@@ -644,3 +644,78 @@ async fn wait_until_coupon(d: &Daemon, token: &str, title: &str) {
     }
     panic!("HQ's coupon never arrived");
 }
+
+/// An event whose payload cannot be made for now (the members' data keys cannot be read) is
+/// sent once it can, nothing passed over; one that can never be decoded (its sealed profile
+/// damaged on disk) goes to HQ as an `event_unreadable` alert, and the events after it follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_event_is_reported_and_a_failed_read_is_tried_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let hq = Hq::connect(broker.port, "sh-001").await;
+    // Registered while the uplink points nowhere, so nothing is sent yet.
+    let d = Daemon::start_in(
+        dir.path(),
+        &broker
+            .uplink_config("")
+            .replace(&format!("port = {}", broker.port), "port = 1"),
+    );
+    let t = d.login(CASHIER).await;
+    let damaged = d.register(&t, "坏数据", "13900000001", json!({})).await;
+    let later = d.register(&t, "好数据", "13900000002", json!({})).await;
+    d.terminate();
+    let journal = dir.path().join("data/journal.sqlite3");
+    {
+        let c = rusqlite::Connection::open(&journal).unwrap();
+        let data: String = c
+            .query_row(
+                "SELECT data FROM events WHERE kind = 'member.registered' AND subject = ?1",
+                [&damaged],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let at = data.find("xc1:").unwrap() + 12;
+        let mut bytes = data.into_bytes();
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        c.execute(
+            "UPDATE events SET data = ?1 WHERE kind = 'member.registered' AND subject = ?2",
+            rusqlite::params![String::from_utf8(bytes).unwrap(), damaged],
+        )
+        .unwrap();
+        c.execute_batch("ALTER TABLE member_keys RENAME TO member_keys_aside")
+            .unwrap();
+    }
+    let registered = |id: &str| {
+        hq.events()
+            .iter()
+            .any(|e| e["kind"] == "member.registered" && e["data"]["member_id"] == id)
+    };
+    let unreadable = || {
+        hq.events()
+            .iter()
+            .any(|e| e["kind"] == "device.alert" && e["data"]["code"] == "event_unreadable")
+    };
+
+    // The keys cannot be read: the link waits at the first member event.
+    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    wait_for(10, "the link online", || {
+        hq.last_status().is_some_and(|s| s["online"] == true)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!registered(&later) && !unreadable(), "{:?}", hq.events());
+    d.terminate();
+
+    // The keys are back: the damaged event is reported and passed, the next one goes up.
+    rusqlite::Connection::open(&journal)
+        .unwrap()
+        .execute_batch("ALTER TABLE member_keys_aside RENAME TO member_keys")
+        .unwrap();
+    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    wait_for(15, "the alert and the next member", || {
+        unreadable() && registered(&later)
+    })
+    .await;
+    assert!(!registered(&damaged));
+    d.terminate();
+}

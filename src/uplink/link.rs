@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::outbox::{Outbox, publish_packet_size};
 use super::topics::Topics;
 use super::{Parts, alert, system_actor};
-use crate::journal::store;
+use crate::journal::{JournalError, store};
 use crate::ledger::Command;
 
 /// Journal events read per outbox query.
@@ -338,17 +338,24 @@ impl Link {
                         // Payloads are made here: opening personal data needs the member keys
                         // on this connection.
                         let rows = store::events_after(c, from, READ_AHEAD)?;
-                        Ok(rows
-                            .into_iter()
-                            .map(|row| Unsent {
-                                payload: row
-                                    .payload(c, &store_id, &codec)
-                                    .map_err(|e| e.to_string()),
-                                seq: row.seq,
-                                id: row.id,
-                                kind: row.kind,
+                        rows.into_iter()
+                            .map(|row| {
+                                let payload = match row.payload(c, &store_id, &codec) {
+                                    Ok(p) => Ok(p),
+                                    // Cannot be decoded: reported to HQ and passed (below).
+                                    Err(e @ JournalError::Corrupt { .. }) => Err(e.to_string()),
+                                    // A read that failed (a member key, say): the outbox is
+                                    // read again on the next round, nothing is passed.
+                                    Err(e) => return Err(e),
+                                };
+                                Ok(Unsent {
+                                    payload,
+                                    seq: row.seq,
+                                    id: row.id,
+                                    kind: row.kind,
+                                })
                             })
-                            .collect::<Vec<_>>())
+                            .collect::<Result<Vec<_>, _>>()
                     })
                     .await
                 {
