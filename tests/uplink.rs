@@ -719,3 +719,50 @@ async fn an_unreadable_event_is_reported_and_a_failed_read_is_tried_again() {
     assert!(!registered(&damaged));
     d.terminate();
 }
+
+/// A price change for a product the store does not know (it overtook the product's first
+/// push) cannot be applied: HQ is told which products to send, and once the product and the
+/// price come again the till sells at the new price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_for_an_unknown_product_is_reported_to_hq() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let hq = Hq::connect(broker.port, "sh-001").await;
+    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let t = d.login(CASHIER).await;
+    let price = json!({"id": "pr-6", "kind": "prices", "version": 6, "items": [
+        {"sku": "NEW1", "price": 450, "version": 6}]});
+    hq.publish("storebox/stores/sh-001/hq/prices", price.clone())
+        .await;
+    wait_for(10, "the report of the unknown product", || {
+        hq.events().iter().any(|e| {
+            e["kind"] == "device.alert"
+                && e["data"]["code"] == "downlink_items_rejected"
+                && e["data"]["detail"]["unknown_products"] == json!(["NEW1"])
+        })
+    })
+    .await;
+    hq.publish(
+        "storebox/stores/sh-001/hq/products",
+        json!({"id": "p-5", "kind": "products", "version": 5, "items": [
+            {"sku": "NEW1", "name": "新品", "price": 500, "version": 5}]}),
+    )
+    .await;
+    hq.publish("storebox/stores/sh-001/hq/prices", price).await;
+    let mut sold = Value::Null;
+    for _ in 0..200 {
+        let (s, v) = d
+            .sale(
+                &t,
+                &json!({"lines": [{"sku": "NEW1", "qty": 1}], "payments": cash(450)}),
+            )
+            .await;
+        if s == 201 {
+            sold = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(sold["total"], 450, "{sold}");
+    d.terminate();
+}

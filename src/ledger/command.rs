@@ -329,6 +329,9 @@ pub enum Outcome {
         applied: usize,
         /// Items ignored (not newer than the cache, or for an unknown product).
         ignored: usize,
+        /// Products of price changes this store does not know (yet): HQ is told, to send the
+        /// product (a price that overtook its product's first push would be lost).
+        unknown_products: Vec<String>,
         /// New membership rules, to put in force once committed.
         rules: Option<Box<Rules>>,
         /// Staff numbers HQ deactivated or gave another role or PIN, whose sessions end once

@@ -13,7 +13,7 @@ use super::topics::Topics;
 use super::{UplinkStatus, alert, system_actor};
 use crate::cache::Cache;
 use crate::domain::campaign::CheckedSpec;
-use crate::ledger::{Command, Ledger, LedgerError};
+use crate::ledger::{Command, Ledger, LedgerError, Outcome};
 
 /// Applies downlink messages one at a time, in arrival order, and acknowledges each to the
 /// broker after the ledger applied it. A malformed or oversized message is counted, reported
@@ -86,8 +86,28 @@ pub(super) async fn applier(
                     }
                 };
                 match ledger.execute(system_actor(), cmd).await {
-                    Ok(_) => {
+                    Ok(outcome) => {
                         status.applied.fetch_add(1, Relaxed);
+                        if let Outcome::Applied {
+                            unknown_products, ..
+                        } = &outcome
+                            && !unknown_products.is_empty()
+                        {
+                            let shown: Vec<&String> = unknown_products.iter().take(20).collect();
+                            tracing::warn!(topic = %p.topic, products = unknown_products.len(), "prices for unknown products left out");
+                            alert(
+                                &ledger,
+                                "downlink_items_rejected",
+                                format!(
+                                    "{} price(s) of message {} on {} are for products this store does not know; send the products",
+                                    unknown_products.len(),
+                                    parsed.id,
+                                    p.topic
+                                ),
+                                json!({"topic": p.topic, "id": parsed.id, "unknown_products": shown}),
+                            )
+                            .await;
+                        }
                         true
                     }
                     Err(e) if fails_again(&e) => {

@@ -13,6 +13,7 @@ impl Ctx<'_, '_> {
         let mut tally = (0, 0);
         let mut rules_out = None;
         let mut removed_staff = Vec::new();
+        let mut unknown_products = Vec::new();
         let mut erased_by_hq = Vec::new();
         let p = &mut *self.pending;
         match update {
@@ -24,14 +25,21 @@ impl Ctx<'_, '_> {
                 sync::merge_product,
                 |p, m| p.put_product(m),
             )?,
-            HqUpdate::Prices(items) => apply_each(
-                p,
-                items,
-                &mut tally,
-                |p, i| p.product(&i.sku),
-                sync::merge_price,
-                |p, m| p.put_product(m),
-            )?,
+            HqUpdate::Prices(items) => {
+                for i in &items {
+                    if p.product(&i.sku)?.is_none() && !unknown_products.contains(&i.sku) {
+                        unknown_products.push(i.sku.clone());
+                    }
+                }
+                apply_each(
+                    p,
+                    items,
+                    &mut tally,
+                    |p, i| p.product(&i.sku),
+                    sync::merge_price,
+                    |p, m| p.put_product(m),
+                )?
+            }
             HqUpdate::Members(items) => {
                 // Members HQ erased that the store still holds personal data of.
                 for m in items.iter().filter(|m| m.erased_at.is_some()) {
@@ -115,6 +123,7 @@ impl Ctx<'_, '_> {
             ignored: tally.1,
             rules: rules_out,
             removed_staff,
+            unknown_products,
         })
     }
 
