@@ -374,6 +374,14 @@ async fn hq_staff_log_in_their_hash_is_peppered_and_hq_changes_still_hold() {
         })
     })
     .await;
+    // The unpeppered hash is kept nowhere (it could be tried against every PIN offline): the
+    // event, which is also the journal's copy, holds only a digest of it.
+    assert!(
+        hq.events()
+            .iter()
+            .all(|e| !e.to_string().contains(hq_hash.as_str())),
+        "HQ's unpeppered hash in an event"
+    );
     // The peppered hash works, and the wrong PIN does not.
     assert_eq!(login("6006").await.0, 201);
     assert_eq!(login("6007").await.0, 401);

@@ -131,7 +131,7 @@ async fn current(state: &AppState, staff_no: &str) -> ApiResult<Option<StaffReco
         pin_hash,
         active: true,
         version: 0,
-        hq_pin_hash: None,
+        hq_pin_digest: None,
     }))
 }
 
@@ -183,13 +183,13 @@ async fn put(
         not_self(&staff, &staff_no, "change the role of")?;
     }
     let before = current(&state, &staff_no).await?.filter(|r| r.active);
-    // A kept PIN keeps the HQ hash it peppers (see `StaffRecord::hq_pin_hash`).
-    let (pin_hash, hq_pin_hash) = match (req.pin, &before) {
+    // A kept PIN keeps the digest of the HQ hash it peppers (see `StaffRecord::hq_pin_digest`).
+    let (pin_hash, hq_pin_digest) = match (req.pin, &before) {
         (Some(pin), _) if !valid_pin(&pin) => {
             return Err(ApiError::bad_request("invalid_pin", "a PIN is 4–8 digits"));
         }
         (Some(pin), _) => (hash_pin(&state, pin).await?, None),
-        (None, Some(b)) => (b.pin_hash.clone(), b.hq_pin_hash.clone()),
+        (None, Some(b)) => (b.pin_hash.clone(), b.hq_pin_digest.clone()),
         (None, None) => {
             return Err(ApiError::bad_request(
                 "pin_required",
@@ -208,7 +208,7 @@ async fn put(
         pin_hash,
         active: true,
         version,
-        hq_pin_hash,
+        hq_pin_digest,
     };
     match state
         .ledger

@@ -56,11 +56,24 @@ pub struct StaffRecord {
     pub active: bool,
     /// HQ's version.
     pub version: u64,
-    /// The hash HQ sent that `pin_hash` replaced with a peppered one at a login here: HQ
-    /// sending that hash again (with a newer version, for a new name say) is the same PIN, and
-    /// the peppered hash and the staff member's sessions stay. Set by the store only.
+    /// The digest ([`pin_hash_digest`]) of the hash HQ sent that `pin_hash` replaced with a
+    /// peppered one at a login here: HQ sending that hash again (with a newer version, for a
+    /// new name say) is the same PIN, and the peppered hash and the staff member's sessions
+    /// stay. Set by the store only. A digest, not the hash: an unpeppered hash kept in the
+    /// cache and the journal could be tried against every 4–8-digit PIN offline; its SHA-256
+    /// hides the salt that needs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hq_pin_hash: Option<String>,
+    pub hq_pin_digest: Option<String>,
+}
+
+/// The digest of an HQ PIN hash kept in [`StaffRecord::hq_pin_digest`]: `sha256:` and the hex
+/// SHA-256 of the PHC string.
+pub fn pin_hash_digest(hash: &str) -> String {
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(hash.as_bytes()))
+    )
 }
 
 fn yes() -> bool {
@@ -191,15 +204,16 @@ pub fn merge_staff(current: Option<&StaffRecord>, incoming: &StaffRecord) -> Opt
         Some(c) if c.version >= incoming.version => None,
         _ => {
             let mut merged = incoming.clone();
-            merged.hq_pin_hash = None;
+            merged.hq_pin_digest = None;
             // HQ's hash that a login here peppered, or the peppered hash sent back: the same
             // PIN, whose peppered hash stays.
             if let Some(c) = current
-                && (c.hq_pin_hash.as_ref() == Some(&incoming.pin_hash)
+                && (c.hq_pin_digest.as_deref()
+                    == Some(pin_hash_digest(&incoming.pin_hash).as_str())
                     || c.pin_hash == incoming.pin_hash)
             {
                 merged.pin_hash = c.pin_hash.clone();
-                merged.hq_pin_hash = c.hq_pin_hash.clone();
+                merged.hq_pin_digest = c.hq_pin_digest.clone();
             }
             Some(merged)
         }
@@ -220,10 +234,10 @@ mod tests {
             pin_hash: pin_hash.into(),
             active: true,
             version,
-            hq_pin_hash: None,
+            hq_pin_digest: None,
         };
         let peppered = StaffRecord {
-            hq_pin_hash: Some("hq-1".into()),
+            hq_pin_digest: Some(pin_hash_digest("hq-1")),
             ..record("peppered", 1)
         };
         let mut renamed = record("hq-1", 2);
@@ -233,7 +247,7 @@ mod tests {
             (kept.name.as_str(), kept.pin_hash.as_str(), kept.version),
             ("周芷若 (店长)", "peppered", 2)
         );
-        assert_eq!(kept.hq_pin_hash.as_deref(), Some("hq-1"));
+        assert_eq!(kept.hq_pin_digest, Some(pin_hash_digest("hq-1")));
         // The peppered hash sent back is the same PIN too.
         let echoed = merge_staff(Some(&peppered), &record("peppered", 2)).unwrap();
         assert_eq!(
@@ -245,12 +259,12 @@ mod tests {
         );
         // A new PIN replaces both; HQ cannot set the store's own field.
         let forged = StaffRecord {
-            hq_pin_hash: Some("hq-2".into()),
+            hq_pin_digest: Some(pin_hash_digest("hq-2")),
             ..record("hq-2", 3)
         };
         let new_pin = merge_staff(Some(&peppered), &forged).unwrap();
         assert_eq!(
-            (new_pin.pin_hash.as_str(), new_pin.hq_pin_hash),
+            (new_pin.pin_hash.as_str(), new_pin.hq_pin_digest),
             ("hq-2", None)
         );
     }

@@ -140,7 +140,7 @@ impl Ctx<'_, '_> {
             .filter(|s| s.active && s.pin_hash == from)
         {
             Some(mut record) => {
-                record.hq_pin_hash = Some(record.pin_hash);
+                record.hq_pin_digest = Some(sync::pin_hash_digest(&record.pin_hash));
                 record.pin_hash = to;
                 self.put_staff(record)
             }

@@ -270,7 +270,7 @@ async fn hq_data_that_hits_a_bug_is_told_so_and_ends_the_sessions() {
         pin_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
         active: false,
         version: 5,
-        hq_pin_hash: None,
+        hq_pin_digest: None,
     };
     ledger
         .stats

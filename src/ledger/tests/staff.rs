@@ -23,7 +23,7 @@ async fn a_pin_upgrade_leaves_a_change_made_while_the_pin_was_checked() {
         pin_hash: pin_hash.into(),
         active,
         version,
-        hq_pin_hash: None,
+        hq_pin_digest: None,
     };
     let from_hq = |r| Command::ApplyHq(Box::new(crate::domain::sync::HqUpdate::Staff(vec![r])));
     ledger
@@ -48,7 +48,10 @@ async fn a_pin_upgrade_leaves_a_change_made_while_the_pin_was_checked() {
         .unwrap();
     let now = cache.staff("5001").unwrap().unwrap();
     assert_eq!((now.pin_hash.as_str(), now.active), ("peppered", true));
-    assert_eq!(now.hq_pin_hash.as_deref(), Some("hq-hash-1"));
+    assert_eq!(
+        now.hq_pin_digest,
+        Some(crate::domain::sync::pin_hash_digest("hq-hash-1"))
+    );
 
     // HQ sends its hash of the same PIN again with a newer version: the peppered hash stays.
     ledger
@@ -78,7 +81,7 @@ async fn a_pin_upgrade_leaves_a_change_made_while_the_pin_was_checked() {
     ledger.execute(me, upgrade("hq-hash-1")).await.unwrap();
     let now = cache.staff("5001").unwrap().unwrap();
     assert_eq!((now.pin_hash.as_str(), now.active), ("hq-hash-2", true));
-    assert_eq!(now.hq_pin_hash, None);
+    assert_eq!(now.hq_pin_digest, None);
     drop(ledger);
     thread.join().unwrap();
 }
