@@ -241,7 +241,9 @@ impl Member {
         let mut held = PointsHeld::default();
         for (month, c) in &months {
             if let Ok(first) = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d") {
-                held.lapse(first, expiry);
+                // A month after today (a clock that ran ahead, another store's) lapses
+                // nothing that today still holds.
+                held.lapse(first.min(today), expiry);
             }
             held.credit(month, c.credits());
             held.debit(c.debits());
@@ -312,10 +314,12 @@ impl Member {
             self.counters = counters;
         }
         if other.version > self.version {
+            // An erasure is never undone: neither the profile nor the tags (free text about
+            // the person) come back with a newer copy.
             if self.erased_at.is_none() {
                 self.profile = other.profile.clone();
+                self.tags = other.tags.clone();
             }
-            self.tags = other.tags.clone();
             self.consent = other.consent.clone();
             self.version = other.version;
             if other.level.is_some() {
@@ -325,6 +329,7 @@ impl Member {
         if other.erased_at.is_some() && self.erased_at.is_none() {
             self.erased_at = other.erased_at;
             self.profile = None;
+            self.tags.clear();
         }
     }
 }
@@ -510,6 +515,49 @@ mod tests {
         let before = here.clone();
         here.merge_from(&hq);
         assert_eq!(here, before);
+    }
+
+    /// A newer copy of an erased member (HQ's, sent before it heard of the erasure) brings
+    /// back neither the profile nor the tags.
+    #[test]
+    fn an_erased_member_gets_no_tags_back_from_a_newer_copy() {
+        let mut here = member();
+        here.tags = vec!["孕妇".into()];
+        let mut erased = here.clone();
+        erased.erased_at =
+            Some(chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00+08:00").unwrap());
+        here.merge_from(&erased);
+        assert_eq!((here.profile.is_none(), here.tags.len()), (true, 0));
+        let mut newer = member();
+        newer.version = 4;
+        newer.tags = vec!["孕妇".into()];
+        here.merge_from(&newer);
+        assert_eq!(
+            (here.profile.is_none(), here.tags.len(), here.version),
+            (true, 0, 4)
+        );
+    }
+
+    /// Counters with a month after today (another store's clock ran ahead) lapse nothing that
+    /// today still holds.
+    #[test]
+    fn a_month_after_today_lapses_nothing_early() {
+        let mut m = member();
+        let rules = Rules {
+            points_expiry_months: Some(12),
+            ..Rules::default()
+        };
+        m.counters
+            .entry("sh-001".into())
+            .or_default()
+            .month_mut("2026-01")
+            .points_earned = 500;
+        m.counters
+            .entry("sh-002".into())
+            .or_default()
+            .month_mut("2028-01")
+            .spend = 100;
+        assert_eq!(m.points(&rules, today()), 500);
     }
 
     #[test]
