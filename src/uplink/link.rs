@@ -34,7 +34,18 @@ struct Unsent {
     id: String,
     kind: String,
     payload: Result<Vec<u8>, String>,
+    /// The payload could not be made because a read failed (not because the event cannot be
+    /// decoded): it is read again, for up to [`READ_RETRY_FOR`].
+    retry: bool,
 }
+
+/// How long an event whose payload a failed read kept from being made is read again (every
+/// 200 ms) before it is reported to HQ as `event_unreadable` and passed: a moment's failure
+/// loses nothing, a lasting one does not stop the uplink for good.
+const READ_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// The event a failed read keeps from going up, and since when.
+type Stuck = Option<(u64, Instant)>;
 
 /// Why a connection ended.
 enum End {
@@ -208,6 +219,9 @@ impl Link {
         let mut status_tick = tokio::time::interval(cfg.status_interval);
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut persist_tick = tokio::time::interval(Duration::from_millis(200));
+        // A failed read stopped `fill`: the persist tick calls it again.
+        let mut retry = false;
+        let mut stuck: Stuck = None;
         let end = loop {
             tokio::select! {
                 biased;
@@ -241,7 +255,7 @@ impl Link {
                         outbox.restart();
                         ahead.clear();
                         self.publish_status(&client, &mut outbox).await;
-                        self.fill(&client, &mut outbox, &mut ahead).await;
+                        retry = self.fill(&client, &mut outbox, &mut ahead, &mut stuck).await;
                     }
                     Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => outbox.sent(pkid),
                     Some(Ok(Event::Outgoing(Outgoing::AwaitAck(pkid)))) => outbox.collided(pkid),
@@ -249,7 +263,7 @@ impl Link {
                         if let Some(acked) = outbox.acknowledged(ack.pkid) {
                             status.set_acked(acked);
                         }
-                        self.fill(&client, &mut outbox, &mut ahead).await;
+                        retry = self.fill(&client, &mut outbox, &mut ahead, &mut stuck).await;
                     }
                     Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
                         if down_tx.send((p, client.clone())).await.is_err() {
@@ -262,11 +276,14 @@ impl Link {
                     if changed.is_err() {
                         ledger_alive = false;
                     }
-                    self.fill(&client, &mut outbox, &mut ahead).await;
+                    retry = self.fill(&client, &mut outbox, &mut ahead, &mut stuck).await;
                 }
                 _ = status_tick.tick(), if up => self.publish_status(&client, &mut outbox).await,
                 _ = persist_tick.tick() => {
                     persisted = self.persist(outbox.acked(), persisted).await;
+                    if retry && up {
+                        retry = self.fill(&client, &mut outbox, &mut ahead, &mut stuck).await;
+                    }
                 }
             }
         };
@@ -317,13 +334,21 @@ impl Link {
         }
     }
 
-    /// Submits events from the journal until the window is full or nothing is left.
-    async fn fill(&self, client: &AsyncClient, outbox: &mut Outbox, ahead: &mut VecDeque<Unsent>) {
+    /// Submits events from the journal until the window is full or nothing is left. Returns
+    /// whether a failed read stopped it: it is to be called again soon (nothing else may come
+    /// to call it).
+    async fn fill(
+        &self,
+        client: &AsyncClient,
+        outbox: &mut Outbox,
+        ahead: &mut VecDeque<Unsent>,
+        stuck: &mut Stuck,
+    ) -> bool {
         let cfg = &self.parts.config;
         loop {
             let last = *self.seq.borrow();
             if outbox.room() == 0 || outbox.next() > last {
-                return;
+                return false;
             }
             if ahead.front().map(|r| r.seq) != Some(outbox.next()) {
                 // Read ahead in chunks: one journal query per chunk, not per acknowledgement.
@@ -338,41 +363,54 @@ impl Link {
                         // Payloads are made here: opening personal data needs the member keys
                         // on this connection.
                         let rows = store::events_after(c, from, READ_AHEAD)?;
-                        rows.into_iter()
+                        Ok(rows
+                            .into_iter()
                             .map(|row| {
-                                let payload = match row.payload(c, &store_id, &codec) {
-                                    Ok(p) => Ok(p),
-                                    // Cannot be decoded: reported to HQ and passed (below).
-                                    Err(e @ JournalError::Corrupt { .. }) => Err(e.to_string()),
-                                    // A read that failed (a member key, say): the outbox is
-                                    // read again on the next round, nothing is passed.
-                                    Err(e) => return Err(e),
-                                };
-                                Ok(Unsent {
-                                    payload,
+                                let payload = row.payload(c, &store_id, &codec);
+                                Unsent {
+                                    // Cannot be decoded: reported to HQ and passed (below). A
+                                    // read that failed (a member key, say): read again.
+                                    retry: matches!(
+                                        payload,
+                                        Err(ref e) if !matches!(e, JournalError::Corrupt { .. })
+                                    ),
+                                    payload: payload.map_err(|e| e.to_string()),
                                     seq: row.seq,
                                     id: row.id,
                                     kind: row.kind,
-                                })
+                                }
                             })
-                            .collect::<Result<Vec<_>, _>>()
+                            .collect::<Vec<_>>())
                     })
                     .await
                 {
                     Ok(rows) if !rows.is_empty() => ahead.extend(rows),
-                    Ok(_) => return,
+                    Ok(_) => return false,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read the outbox");
-                        return;
+                        return true;
                     }
                 }
                 if ahead.front().map(|r| r.seq) != Some(outbox.next()) {
                     tracing::error!(expected = outbox.next(), "gap in the journal");
                     ahead.clear();
-                    return;
+                    return false;
                 }
             }
-            let Some(row) = ahead.pop_front() else { return };
+            let Some(row) = ahead.pop_front() else {
+                return false;
+            };
+            if row.retry {
+                let since = match *stuck {
+                    Some((seq, since)) if seq == row.seq => since,
+                    _ => stuck.insert((row.seq, Instant::now())).1,
+                };
+                if since.elapsed() < READ_RETRY_FOR {
+                    tracing::warn!(seq = row.seq, error = ?row.payload.err(), "an event's payload could not be read; reading it again");
+                    ahead.clear();
+                    return true;
+                }
+            }
             let topic = self.topics.event(&row.kind);
             let size = row
                 .payload
@@ -383,7 +421,7 @@ impl Link {
                     if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, p.clone()) {
                         tracing::debug!(error = %e, "client queue full; sending the rest later");
                         ahead.push_front(row);
-                        return;
+                        return false;
                     }
                     outbox.submitted(row.seq);
                 }
@@ -406,7 +444,7 @@ impl Link {
                     // Never skip silently: only once the alert is in the journal.
                     if !alert(&self.parts.ledger, code, message, detail).await {
                         ahead.push_front(row);
-                        return;
+                        return false;
                     }
                     self.parts
                         .status
