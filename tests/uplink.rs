@@ -646,8 +646,9 @@ async fn wait_until_coupon(d: &Daemon, token: &str, title: &str) {
 }
 
 /// An event whose payload cannot be made for now (the members' data keys cannot be read) is
-/// sent once it can, nothing passed over; one that can never be decoded (its sealed profile
-/// damaged on disk) goes to HQ as an `event_unreadable` alert, and the events after it follow.
+/// read again until it can, nothing passed over and nothing new needed to try again; one that
+/// can never be decoded (its sealed profile damaged on disk) goes to HQ as an
+/// `event_unreadable` alert, and the events after it follow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_event_is_reported_and_a_failed_read_is_tried_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -704,14 +705,14 @@ async fn an_unreadable_event_is_reported_and_a_failed_read_is_tried_again() {
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!registered(&later) && !unreadable(), "{:?}", hq.events());
-    d.terminate();
 
-    // The keys are back: the damaged event is reported and passed, the next one goes up.
-    rusqlite::Connection::open(&journal)
-        .unwrap()
-        .execute_batch("ALTER TABLE member_keys_aside RENAME TO member_keys")
+    // The keys are back (while the daemon runs, nothing new written): the damaged event is
+    // reported and passed, the next one goes up.
+    let c = rusqlite::Connection::open(&journal).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.execute_batch("ALTER TABLE member_keys_aside RENAME TO member_keys")
         .unwrap();
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    drop(c);
     wait_for(15, "the alert and the next member", || {
         unreadable() && registered(&later)
     })
