@@ -403,10 +403,13 @@ impl Link {
             if row.retry {
                 let since = match *stuck {
                     Some((seq, since)) if seq == row.seq => since,
-                    _ => stuck.insert((row.seq, Instant::now())).1,
+                    _ => {
+                        // Said once an event, not at every try.
+                        tracing::warn!(seq = row.seq, error = ?row.payload.as_ref().err(), "an event's payload could not be read; reading it again");
+                        stuck.insert((row.seq, Instant::now())).1
+                    }
                 };
                 if since.elapsed() < READ_RETRY_FOR {
-                    tracing::warn!(seq = row.seq, error = ?row.payload.err(), "an event's payload could not be read; reading it again");
                     ahead.clear();
                     return true;
                 }
