@@ -41,6 +41,8 @@ pub struct Pending<'w> {
     products: HashMap<String, Product>,
     stock: HashMap<String, StockLevel>,
     coupons: HashMap<String, Coupon>,
+    /// HQ's price changes for products not known yet (`None`: applied, to delete).
+    waiting_prices: HashMap<String, Option<crate::domain::sync::PriceUpdate>>,
     feedback: HashMap<String, Feedback>,
     campaigns: HashMap<String, crate::domain::campaign::Campaign>,
     /// Occasions acted on (their codes), see [`Pending::occasion_seen`].
@@ -101,6 +103,7 @@ impl<'w> Pending<'w> {
             products: HashMap::new(),
             stock: HashMap::new(),
             coupons: HashMap::new(),
+            waiting_prices: HashMap::new(),
             feedback: HashMap::new(),
             campaigns: HashMap::new(),
             occasions: BTreeSet::new(),
@@ -339,6 +342,26 @@ impl<'w> Pending<'w> {
         self.coupons.insert(c.code.clone(), c);
     }
 
+    /// HQ's price change waiting for product `sku`, pending version first.
+    pub fn waiting_price(
+        &self,
+        sku: &str,
+    ) -> Result<Option<crate::domain::sync::PriceUpdate>, CacheError> {
+        if let Some(w) = self.waiting_prices.get(sku) {
+            return Ok(w.clone());
+        }
+        get_json(self.w.conn(), "waiting_prices", "sku", sku)
+    }
+
+    /// Keeps HQ's price change for a product not known yet, or (`None`) forgets it.
+    pub fn put_waiting_price(
+        &mut self,
+        sku: &str,
+        price: Option<crate::domain::sync::PriceUpdate>,
+    ) {
+        self.waiting_prices.insert(sku.to_string(), price);
+    }
+
     /// A feedback item, pending version first.
     pub fn feedback(&self, id: &str) -> Result<Option<Feedback>, CacheError> {
         if let Some(f) = self.feedback.get(id) {
@@ -428,6 +451,7 @@ impl<'w> Pending<'w> {
             && self.products.is_empty()
             && self.stock.is_empty()
             && self.coupons.is_empty()
+            && self.waiting_prices.is_empty()
             && self.feedback.is_empty()
             && self.campaigns.is_empty()
             && self.occasions.is_empty()

@@ -72,6 +72,18 @@ impl Pending<'_> {
                 &self.coupons,
                 |st, (code, c)| st.execute(params![code, encode_json(c)]).map(drop),
             )?;
+            for (sku, price) in &self.waiting_prices {
+                match price {
+                    Some(pr) => tx
+                        .prepare_cached(
+                            "INSERT OR REPLACE INTO waiting_prices (sku, data) VALUES (?1, ?2)",
+                        )?
+                        .execute(params![sku, encode_json(pr)])?,
+                    None => tx
+                        .prepare_cached("DELETE FROM waiting_prices WHERE sku = ?1")?
+                        .execute(params![sku])?,
+                };
+            }
             each(
                 tx,
                 "INSERT OR REPLACE INTO feedback (id, open, data) VALUES (?1, ?2, ?3)",

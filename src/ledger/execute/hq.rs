@@ -23,12 +23,31 @@ impl Ctx<'_, '_> {
                 &mut tally,
                 |p, i| p.product(&i.sku),
                 sync::merge_product,
-                |p, m| p.put_product(m),
+                |p, m| {
+                    // A price change that came before the product: newer, it applies now.
+                    let m = match p.waiting_price(&m.sku)? {
+                        Some(w) => {
+                            p.put_waiting_price(&m.sku, None);
+                            sync::merge_price(Some(&m), &w).unwrap_or(m)
+                        }
+                        None => m,
+                    };
+                    p.put_product(m)
+                },
             )?,
             HqUpdate::Prices(items) => {
+                // A price change for a product not known yet (it overtook the product's first
+                // push) waits for the product; HQ is told all the same.
                 for i in &items {
-                    if p.product(&i.sku)?.is_none() && !unknown_products.contains(&i.sku) {
-                        unknown_products.push(i.sku.clone());
+                    if p.product(&i.sku)?.is_none() {
+                        if p.waiting_price(&i.sku)?
+                            .is_none_or(|w| w.version < i.version)
+                        {
+                            p.put_waiting_price(&i.sku, Some(i.clone()));
+                        }
+                        if !unknown_products.contains(&i.sku) {
+                            unknown_products.push(i.sku.clone());
+                        }
                     }
                 }
                 apply_each(

@@ -603,3 +603,53 @@ async fn an_empty_card_number_is_no_card() {
     let stored = cache.member(&member.id).unwrap().unwrap();
     assert_eq!(stored.profile.and_then(|p| p.card_no), None);
 }
+
+/// HQ's price change for a product the store does not know yet waits for the product: an
+/// older product push then takes the newer price; a newer one keeps its own.
+#[tokio::test]
+async fn a_price_before_its_product_waits_for_it() {
+    use crate::domain::sync::{HqUpdate, PriceUpdate};
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let hq = Actor {
+        staff_no: "hq".into(),
+        role: Role::Admin,
+        terminal_id: "uplink".into(),
+    };
+    let apply = |u: HqUpdate| ledger.execute(hq.clone(), Command::ApplyHq(Box::new(u)));
+    let price = |sku: &str, price, version| PriceUpdate {
+        sku: sku.into(),
+        price,
+        promo: None,
+        version,
+    };
+    let product = |sku: &str, price, version| crate::domain::catalog::Product {
+        version,
+        ..crate::domain::pricing::tests::product(sku, price)
+    };
+    let Outcome::Applied {
+        unknown_products, ..
+    } = apply(HqUpdate::Prices(vec![
+        price("N1", 450, 6),
+        price("N2", 450, 6),
+    ]))
+    .await
+    .unwrap()
+    else {
+        panic!("applied")
+    };
+    assert_eq!(unknown_products, vec!["N1".to_string(), "N2".to_string()]);
+    apply(HqUpdate::Products(vec![
+        product("N1", 500, 5),
+        product("N2", 700, 7),
+    ]))
+    .await
+    .unwrap();
+    drop(ledger);
+    thread.join().unwrap();
+    let n1 = cache.product("N1").unwrap().unwrap();
+    assert_eq!((n1.price, n1.version, n1.name.as_str()), (450, 6, "商品N1"));
+    let n2 = cache.product("N2").unwrap().unwrap();
+    assert_eq!((n2.price, n2.version), (700, 7));
+}
