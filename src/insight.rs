@@ -94,7 +94,9 @@ pub fn facts(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Facts,
             at: r.created_at,
             staff_no: r.staff_no,
             sale_staff_no,
-            amount: r.amount,
+            // The money given back: less than the lines' amount when points the member had
+            // already spent were kept back (`shortfall_value`).
+            amount: r.refund_total,
             lines: r.lines.into_iter().map(|l| (l.sku, l.qty)).collect(),
         });
     }

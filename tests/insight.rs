@@ -475,3 +475,87 @@ async fn insight_matches_an_independent_computation() {
     assert_eq!(csv_sales, in_period.len() as u64);
     d.terminate();
 }
+
+/// The reports count what a refund gave back: when the member had already spent the points
+/// the refunded sale earned, their value is kept from the money returned, and the sales
+/// report, its CSV and the staff report show that money, not the lines' amount.
+#[tokio::test]
+async fn reports_count_the_money_a_refund_gave_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let t = d.login(CASHIER).await;
+    let tm = d.login(MANAGER).await;
+    let m = d.register(&t, "退款", "13900000077", json!({})).await;
+    let sell = |body: Value| {
+        let (d, t) = (&d, &t);
+        async move {
+            let (s, v) = d.sale(t, &body).await;
+            assert_eq!(s, 201, "{v}");
+            v
+        }
+    };
+    // ¥2,500 reaches 普通会员; the next TEA earns 250 points, spent on the one after.
+    sell(json!({"member_id": m, "lines": [{"sku": "TEA", "qty": 10}], "payments": cash(250_000)}))
+        .await;
+    let earning = sell(
+        json!({"member_id": m, "lines": [{"sku": "TEA", "qty": 1}], "payments": cash(25_000)}),
+    )
+    .await;
+    assert_eq!(earning["points_earned"], 250);
+    sell(json!({"member_id": m, "lines": [{"sku": "TEA", "qty": 1}], "redeem_points": 250, "payments": cash(24_750)})).await;
+    let (s, r) = d
+        .post(
+            &tm,
+            &format!("/v1/sales/{}/refunds", earning["id"].as_str().unwrap()),
+            &json!({"reason": "test"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let given = r["refund_total"].as_i64().unwrap();
+    assert!(
+        given < 25_000 && r["shortfall_value"].as_i64() > Some(0),
+        "{r}"
+    );
+
+    let today = store_today();
+    let (s, v) = d
+        .get(&tm, &format!("/v1/reports/sales?from={today}&to={today}"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["refunded"].as_i64(), Some(given), "{v}");
+    let (s, v) = d
+        .get(&tm, &format!("/v1/reports/staff?from={today}&to={today}"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let refunded: i64 = v["staff"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["refunded"].as_i64())
+        .sum();
+    assert_eq!(refunded, given, "{v}");
+    let csv = d
+        .client
+        .get(d.url(&format!(
+            "/v1/reports/sales?from={today}&to={today}&format=csv"
+        )))
+        .bearer_auth(&tm)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let yuan = |fen: i64| format!("{}.{:02}", fen / 100, fen % 100);
+    let revenue = 250_000 + 25_000 + 24_750;
+    assert!(
+        csv.contains(&format!(
+            "{today},3,{},{},{}\r\n",
+            yuan(revenue),
+            yuan(given),
+            yuan(revenue - given)
+        )),
+        "{csv}"
+    );
+    d.terminate();
+}

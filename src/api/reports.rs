@@ -132,14 +132,28 @@ async fn sales(
     let summary = report::summarize(&now.sales, &now.refunds);
     let previous = report::summarize(&before.sales, &before.refunds);
     if q.csv()? {
-        let rows: Vec<Vec<String>> = summary
+        let days: std::collections::BTreeSet<&String> = summary
             .by_day
-            .iter()
-            .map(|(d, (n, rev))| vec![d.clone(), n.to_string(), format_yuan(*rev)])
+            .keys()
+            .chain(summary.refunded_by_day.keys())
+            .collect();
+        let rows: Vec<Vec<String>> = days
+            .into_iter()
+            .map(|d| {
+                let (n, rev) = summary.by_day.get(d).copied().unwrap_or_default();
+                let refunded = summary.refunded_by_day.get(d).copied().unwrap_or_default();
+                vec![
+                    d.clone(),
+                    n.to_string(),
+                    format_yuan(rev),
+                    format_yuan(refunded),
+                    format_yuan(rev - refunded),
+                ]
+            })
             .collect();
         return Ok(super::csv::response(
             "sales",
-            &["day", "sales", "revenue"],
+            &["day", "sales", "revenue", "refunded", "net"],
             &rows,
         ));
     }

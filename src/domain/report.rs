@@ -56,6 +56,8 @@ pub struct SalesSummary {
     pub average_ticket: Money,
     /// By day `YYYY-MM-DD`: (sales, revenue).
     pub by_day: BTreeMap<String, (u64, Money)>,
+    /// Refunded by day `YYYY-MM-DD` (the refund's day).
+    pub refunded_by_day: BTreeMap<String, Money>,
     /// By hour 0–23: (sales, revenue).
     pub by_hour: BTreeMap<u32, (u64, Money)>,
     /// Member sales and their revenue.
@@ -81,7 +83,12 @@ pub fn summarize(sales: &[SaleFact], refunds: &[RefundFact]) -> SalesSummary {
             s.member_revenue += x.total;
         }
     }
-    s.refunded = refunds.iter().map(|r| r.amount).sum();
+    for r in refunds {
+        s.refunded += r.amount;
+        *s.refunded_by_day
+            .entry(r.at.date_naive().to_string())
+            .or_default() += r.amount;
+    }
     s.net = s.revenue - s.refunded;
     s.average_ticket = if s.sales > 0 {
         s.revenue / s.sales as i64
