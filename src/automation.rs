@@ -160,6 +160,7 @@ pub async fn run_once(
     let scan = move || {
         lowest_priority();
         let now = settings2.local(Utc::now());
+        let rules = settings2.rules();
         let mut out = Vec::new();
         let mut pace = Pace::new(&stop2);
         cache2
@@ -170,7 +171,12 @@ pub async fn run_once(
                     .birthday
                     .and_then(|b| birthday_due(b, today, a.birthday_days_ahead))
                 {
-                    let level = m.level.clone().unwrap_or_default();
+                    // The level in force today, as the till shows it (with levels that can
+                    // drop, the stored one may be gone).
+                    let level = m
+                        .effective_level(&rules, today)
+                        .map(|l| l.code.clone())
+                        .unwrap_or_default();
                     let amount = a
                         .birthday_coupon
                         .get(&level)
