@@ -91,6 +91,7 @@ pub fn facts(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Facts,
                 .map(|s| s.staff_no),
         };
         facts.push(RefundFact {
+            sale_id: sale_id.clone(),
             at: r.created_at,
             staff_no: r.staff_no,
             sale_staff_no,

@@ -72,17 +72,16 @@ struct Automatic {
 async fn view(state: &AppState, c: Campaign) -> ApiResult<CampaignView> {
     let today = state.settings.local_date(Utc::now());
     let (issued, redeemed) = state.cache.coupon_use(&format!("{}-", c.spec.id))?;
-    let sales = if c.spec.starts <= today {
+    let facts = if c.spec.starts <= today {
         let (from, to) = (c.spec.starts, c.spec.ends.min(today));
         state
             .journal
             .with(move |conn| crate::insight::facts(conn, from, to))
             .await?
-            .sales
     } else {
-        Vec::new()
+        crate::insight::Facts::default()
     };
-    let result = measure(&c, &sales, issued, redeemed);
+    let result = measure(&c, &facts.sales, &facts.refunds, issued, redeemed);
     Ok(CampaignView {
         spec: c.spec,
         result,

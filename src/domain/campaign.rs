@@ -199,8 +199,16 @@ pub struct CampaignResult {
     pub incremental_revenue: Money,
 }
 
-/// Measures a campaign from the sales of its period and the use of its coupons.
-pub fn measure(c: &Campaign, sales: &[SaleFact], issued: u64, redeemed: u64) -> CampaignResult {
+/// Measures a campaign from the sales and refunds of its period and the use of its coupons:
+/// revenue is what a group's sales of the period took, less what their refunds in the period
+/// gave back.
+pub fn measure(
+    c: &Campaign,
+    sales: &[SaleFact],
+    refunds: &[crate::domain::report::RefundFact],
+    issued: u64,
+    redeemed: u64,
+) -> CampaignResult {
     let mut group: HashMap<&str, bool> = HashMap::new();
     for m in &c.treated {
         group.insert(m, true);
@@ -208,15 +216,27 @@ pub fn measure(c: &Campaign, sales: &[SaleFact], issued: u64, redeemed: u64) -> 
     for m in &c.control {
         group.insert(m, false);
     }
+    let in_period = |at: &chrono::DateTime<chrono::FixedOffset>| {
+        (c.spec.starts..=c.spec.ends).contains(&at.date_naive())
+    };
     let (mut t, mut k) = (0, 0);
-    for s in sales {
-        let d = s.at.date_naive();
-        if d < c.spec.starts || d > c.spec.ends {
+    // The group of each sale counted, for its refunds.
+    let mut counted: HashMap<&str, bool> = HashMap::new();
+    for s in sales.iter().filter(|s| in_period(&s.at)) {
+        let Some(&treated) = s.member_id.as_deref().and_then(|m| group.get(m)) else {
             continue;
+        };
+        if treated {
+            t += s.total;
+        } else {
+            k += s.total;
         }
-        match s.member_id.as_deref().and_then(|m| group.get(m)) {
-            Some(true) => t += s.total,
-            Some(false) => k += s.total,
+        counted.insert(s.id.as_str(), treated);
+    }
+    for r in refunds.iter().filter(|r| in_period(&r.at)) {
+        match counted.get(r.sale_id.as_str()) {
+            Some(true) => t -= r.amount,
+            Some(false) => k -= r.amount,
             None => {}
         }
     }
@@ -241,6 +261,59 @@ pub fn measure(c: &Campaign, sales: &[SaleFact], issued: u64, redeemed: u64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::report::RefundFact;
+    use chrono::TimeZone;
+
+    /// A group's revenue is its sales of the period less their refunds in the period.
+    #[test]
+    fn revenue_is_net_of_the_period_s_refunds() {
+        let c = Campaign {
+            spec: check(spec()).unwrap().spec,
+            treated: vec!["t1".into(), "t2".into()],
+            control: vec!["c1".into()],
+            started_by: "2001".into(),
+        };
+        let at = |day: NaiveDate| {
+            chrono::FixedOffset::east_opt(8 * 3600)
+                .unwrap()
+                .from_local_datetime(&day.and_hms_opt(10, 0, 0).unwrap())
+                .unwrap()
+        };
+        let day = c.spec.starts;
+        let sale = |id: &str, member: &str, total| SaleFact {
+            id: id.into(),
+            at: at(day),
+            staff_no: "1".into(),
+            member_id: Some(member.into()),
+            total,
+            lines: vec![],
+        };
+        let refund = |sale: &str, amount| RefundFact {
+            sale_id: sale.into(),
+            at: at(day),
+            staff_no: "2".into(),
+            sale_staff_no: None,
+            amount,
+            lines: vec![],
+        };
+        let sales = [
+            sale("a", "t1", 10_000),
+            sale("b", "t2", 6_000),
+            sale("c", "c1", 3_000),
+        ];
+        let refunds = [
+            refund("a", 4_000),
+            refund("c", 1_000),
+            refund("elsewhere", 500),
+        ];
+        let r = measure(&c, &sales, &refunds, 2, 1);
+        assert_eq!((r.treated_revenue, r.control_revenue), (12_000, 2_000));
+        assert_eq!(
+            (r.revenue_per_treated, r.revenue_per_control),
+            (6_000, 2_000)
+        );
+        assert_eq!(r.incremental_revenue, 8_000);
+    }
 
     fn spec() -> CampaignSpec {
         CampaignSpec {

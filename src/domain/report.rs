@@ -29,6 +29,8 @@ pub struct SaleFact {
 /// One refund as the reports see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefundFact {
+    /// The refunded sale.
+    pub sale_id: String,
     /// Store-local time.
     pub at: chrono::DateTime<chrono::FixedOffset>,
     /// Staff who refunded.
