@@ -39,13 +39,15 @@ struct Unsent {
     retry: bool,
 }
 
-/// How long an event whose payload a failed read kept from being made is read again (every
-/// 200 ms) before it is reported to HQ as `event_unreadable` and passed: a moment's failure
-/// loses nothing, a lasting one does not stop the uplink for good.
+/// How long failed reads may keep events from going up (they are read again every 200 ms)
+/// before an event whose payload a failed read keeps from being made is reported to HQ as
+/// `event_unreadable` and passed: a moment's failure loses nothing, a lasting one does not
+/// stop the uplink for good. The time counts from the first failure of a spell, across
+/// reconnections; the next event read ends the spell.
 const READ_RETRY_FOR: Duration = Duration::from_secs(60);
 
-/// The event a failed read keeps from going up, and since when.
-type Stuck = Option<(u64, Instant)>;
+/// Since when failed reads have kept events from going up.
+type Stuck = Option<Instant>;
 
 /// Why a connection ended.
 enum End {
@@ -73,6 +75,7 @@ pub(super) async fn run(parts: Parts, shutdown: CancellationToken) {
         seq: parts.ledger.subscribe_seq(),
         parts,
         topics,
+        stuck: std::sync::Mutex::new(None),
     };
     let cfg = link.parts.config.clone();
     let mut delay = cfg.reconnect_min;
@@ -139,6 +142,9 @@ struct Link {
     topics: Topics,
     /// The ledger's last committed `seq`: a change means new events to send.
     seq: watch::Receiver<u64>,
+    /// Since when reads have kept events from going up (see [`READ_RETRY_FOR`]): kept across
+    /// reconnections, and ended by the next event read.
+    stuck: std::sync::Mutex<Stuck>,
 }
 
 /// Polls the event loop and forwards everything; stops at the first error.
@@ -221,7 +227,6 @@ impl Link {
         let mut persist_tick = tokio::time::interval(Duration::from_millis(200));
         // A failed read stopped `fill`: the persist tick calls it again.
         let mut retry = false;
-        let mut stuck: Stuck = None;
         let end = loop {
             tokio::select! {
                 biased;
@@ -255,7 +260,7 @@ impl Link {
                         outbox.restart();
                         ahead.clear();
                         self.publish_status(&client, &mut outbox).await;
-                        retry = self.fill(&client, &mut outbox, &mut ahead, &mut stuck).await;
+                        retry = self.fill(&client, &mut outbox, &mut ahead).await;
                     }
                     Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => outbox.sent(pkid),
                     Some(Ok(Event::Outgoing(Outgoing::AwaitAck(pkid)))) => outbox.collided(pkid),
@@ -263,7 +268,7 @@ impl Link {
                         if let Some(acked) = outbox.acknowledged(ack.pkid) {
                             status.set_acked(acked);
                         }
-                        retry = self.fill(&client, &mut outbox, &mut ahead, &mut stuck).await;
+                        retry = self.fill(&client, &mut outbox, &mut ahead).await;
                     }
                     Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
                         if down_tx.send((p, client.clone())).await.is_err() {
@@ -276,13 +281,13 @@ impl Link {
                     if changed.is_err() {
                         ledger_alive = false;
                     }
-                    retry = self.fill(&client, &mut outbox, &mut ahead, &mut stuck).await;
+                    retry = self.fill(&client, &mut outbox, &mut ahead).await;
                 }
                 _ = status_tick.tick(), if up => self.publish_status(&client, &mut outbox).await,
                 _ = persist_tick.tick() => {
                     persisted = self.persist(outbox.acked(), persisted).await;
                     if retry && up {
-                        retry = self.fill(&client, &mut outbox, &mut ahead, &mut stuck).await;
+                        retry = self.fill(&client, &mut outbox, &mut ahead).await;
                     }
                 }
             }
@@ -342,7 +347,6 @@ impl Link {
         client: &AsyncClient,
         outbox: &mut Outbox,
         ahead: &mut VecDeque<Unsent>,
-        stuck: &mut Stuck,
     ) -> bool {
         let cfg = &self.parts.config;
         loop {
@@ -387,7 +391,10 @@ impl Link {
                     Ok(rows) if !rows.is_empty() => ahead.extend(rows),
                     Ok(_) => return false,
                     Err(e) => {
-                        tracing::error!(error = %e, "cannot read the outbox");
+                        if self.failing().is_none() {
+                            tracing::error!(error = %e, "cannot read the outbox; reading it again");
+                            self.set_failing(Some(Instant::now()));
+                        }
                         return true;
                     }
                 }
@@ -401,18 +408,18 @@ impl Link {
                 return false;
             };
             if row.retry {
-                let since = match *stuck {
-                    Some((seq, since)) if seq == row.seq => since,
-                    _ => {
-                        // Said once an event, not at every try.
-                        tracing::warn!(seq = row.seq, error = ?row.payload.as_ref().err(), "an event's payload could not be read; reading it again");
-                        stuck.insert((row.seq, Instant::now())).1
-                    }
-                };
+                let since = self.failing().unwrap_or_else(|| {
+                    // Said once a spell of failures, not at every try.
+                    tracing::warn!(seq = row.seq, error = ?row.payload.as_ref().err(), "an event's payload could not be read; reading it again");
+                    Instant::now()
+                });
+                self.set_failing(Some(since));
                 if since.elapsed() < READ_RETRY_FOR {
                     ahead.clear();
                     return true;
                 }
+            } else {
+                self.set_failing(None);
             }
             let topic = self.topics.event(&row.kind);
             let size = row
@@ -444,8 +451,13 @@ impl Link {
                         "bytes": size, "limit": cfg.max_packet_bytes,
                     });
                     tracing::error!(seq = row.seq, code, "event cannot be sent; reported to HQ");
-                    // Never skip silently: only once the alert is in the journal.
+                    // Never skip silently: only once the alert is in the journal. A row whose
+                    // read failed is read again first, next time (it may read now).
                     if !alert(&self.parts.ledger, code, message, detail).await {
+                        if row.retry {
+                            ahead.clear();
+                            return true;
+                        }
                         ahead.push_front(row);
                         return false;
                     }
@@ -458,6 +470,15 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Since when failed reads have kept events from going up, if they do.
+    fn failing(&self) -> Stuck {
+        *self.stuck.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_failing(&self, since: Stuck) {
+        *self.stuck.lock().unwrap_or_else(|e| e.into_inner()) = since;
     }
 
     /// Clean shutdown: retained `online: false`, wait briefly for outstanding acks, disconnect.
