@@ -11,11 +11,7 @@ async fn a_pin_upgrade_leaves_a_change_made_while_the_pin_was_checked() {
     let dir = tempfile::tempdir().unwrap();
     let (journal, cache, writer, settings, c) = open(dir.path());
     let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
-    let hq = Actor {
-        staff_no: "hq".into(),
-        role: Role::Admin,
-        terminal_id: "uplink".into(),
-    };
+    let hq = hq();
     let record = |pin_hash: &str, active: bool, version: u64| crate::domain::sync::StaffRecord {
         staff_no: "5001".into(),
         name: "周芷若".into(),
