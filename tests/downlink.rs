@@ -1,0 +1,222 @@
+//! HQ's master data at the store, through a real Mosquitto broker: a campaign HQ defines and
+//! each store's members; a coupon of HQ's used here through a cache rebuild; a price that came
+//! before its product.
+
+mod common;
+
+use std::time::Duration;
+
+use common::mqtt::{Broker, Hq, kinds, wait_for};
+use common::{CASHIER, Daemon, MANAGER, cash};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hq_defines_a_campaign_and_each_store_picks_its_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let hq = Hq::connect(broker.port, "sh-001").await;
+    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let t = d.login(CASHIER).await;
+    let tm = d.login(MANAGER).await;
+    let mut vip = Vec::new();
+    for i in 0..30 {
+        let tags = if i % 3 == 0 {
+            json!([])
+        } else {
+            json!(["vip"])
+        };
+        let id = d
+            .register(
+                &t,
+                &format!("客{i}"),
+                &format!("1360000{i:04}"),
+                json!({"tags": tags}),
+            )
+            .await;
+        if i % 3 != 0 {
+            vip.push(id);
+        }
+    }
+    let today = common::store_today();
+    let campaign = |id: &str, tag: &str| {
+        json!({"id": id, "name": "HQ 会员日", "target": {"tag": tag},
+               "coupon_title": "满50减10", "coupon": {"type": "amount_off", "threshold": 5000, "amount": 1000},
+               "starts": today.to_string(), "ends": (today + chrono::Duration::days(3)).to_string(),
+               "control_percent": 20, "version": 1, "hq_owner": "marketing"})
+    };
+    let message = json!({"id": "camp-1", "kind": "campaigns", "version": 1, "items": [
+        campaign("HQDAY", "vip"),
+        // Nobody here has the tag: nothing to start, nothing to report.
+        campaign("HQNONE", "nobody"),
+        // The automatic prefixes are the store's own: refused and reported.
+        campaign("BDX", "vip"),
+    ]});
+    hq.publish("storebox/hq/campaigns", message.clone()).await;
+    wait_for(10, "campaign.started", || {
+        kinds(&hq.events()).contains(&"campaign.started".to_string())
+    })
+    .await;
+    let started = hq
+        .events()
+        .into_iter()
+        .find(|e| e["kind"] == "campaign.started")
+        .unwrap();
+    let treated: Vec<String> = serde_json::from_value(started["data"]["treated"].clone()).unwrap();
+    let control: Vec<String> = serde_json::from_value(started["data"]["control"].clone()).unwrap();
+    let mut picked: Vec<String> = treated.iter().chain(&control).cloned().collect();
+    picked.sort();
+    vip.sort();
+    assert_eq!(picked, vip, "exactly the vip members, split");
+    assert!(!treated.is_empty());
+    assert_eq!(started["data"]["started_by"], "hq");
+
+    // The treated members' coupons work at the till; the control group has none.
+    let code = storebox::domain::automation::occasion_code(
+        &storebox::domain::automation::Occasion::Campaign {
+            campaign: "HQDAY".into(),
+        },
+        &treated[0],
+    );
+    let (s, c) = d.get(&t, &format!("/v1/coupons/{code}")).await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(c["member_id"], json!(treated[0]));
+    let (s, v) = d.get(&tm, "/v1/campaigns/HQDAY").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["issued"].as_u64(), Some(treated.len() as u64));
+    assert_eq!(d.get(&tm, "/v1/campaigns/HQNONE").await.0, 404);
+    wait_for(10, "downlink_items_rejected", || {
+        hq.events().iter().any(|e| {
+            e["kind"] == "device.alert"
+                && e["data"]["code"] == "downlink_items_rejected"
+                && e["data"]["detail"]["rejected"].to_string().contains("BDX")
+        })
+    })
+    .await;
+
+    // Delivered again: nothing is started twice. (The marker after it is applied in order.)
+    hq.publish("storebox/hq/campaigns", message).await;
+    hq.publish(
+        "storebox/hq/products",
+        json!({"id": "p-9", "kind": "products", "version": 1, "items": [
+            {"sku": "MARK-9", "name": "marker", "price": 1, "version": 1}]}),
+    )
+    .await;
+    for _ in 0..200 {
+        if d.get(&t, "/v1/products/MARK-9").await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (_, v) = d.get(&tm, "/v1/campaigns").await;
+    assert_eq!(v["campaigns"].as_array().map(Vec::len), Some(1), "{v}");
+    let issued = |d: &Daemon| {
+        let c = rusqlite::Connection::open(d.dir.join("data/journal.sqlite3")).unwrap();
+        c.query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'campaign.started'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(issued(&d), 1);
+}
+
+/// A coupon of HQ's used here stays used when the cache is rebuilt from the journal (which
+/// holds the sale, not HQ's coupon) and HQ then pushes the coupon again unused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hq_coupon_used_here_stays_used_after_a_cache_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let hq = Hq::connect(broker.port, "sh-001").await;
+    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let coupon = json!({"id": "c-1", "kind": "coupons", "version": 1, "items": [
+        {"code": "HQ-C001", "title": "立减2元", "kind": {"type": "amount_off", "threshold": 0, "amount": 200},
+         "version": 1}]});
+    let with_coupon = json!({"lines": [{"sku": "MILK", "qty": 1}], "coupon_codes": ["HQ-C001"],
+                             "payments": cash(1090)});
+    let tm = d.login(MANAGER).await;
+    hq.publish("storebox/stores/sh-001/hq/coupons", coupon.clone())
+        .await;
+    wait_until_coupon(&d, &tm, "立减2元").await;
+    let t = d.login(CASHIER).await;
+    let (s, v) = d.sale(&t, &with_coupon).await;
+    assert_eq!(s, 201, "{v}");
+    let config = d.config.clone();
+    d.terminate();
+
+    // The cache is lost; the daemon rebuilds it from the journal. HQ pushes the coupon again.
+    std::fs::write(dir.path().join("data/cache.sqlite3"), b"not a cache").unwrap();
+    for f in ["data/cache.sqlite3-wal", "data/cache.sqlite3-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    let d = Daemon::start_with(dir.path(), &config);
+    let tm = d.login(MANAGER).await;
+    hq.publish("storebox/stores/sh-001/hq/coupons", coupon)
+        .await;
+    wait_until_coupon(&d, &tm, "立减2元").await;
+    let t = d.login(CASHIER).await;
+    let (s, v) = d.sale(&t, &with_coupon).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (422, Some("coupon_used")),
+        "{v}"
+    );
+    d.terminate();
+}
+
+/// Waits until the coupon HQ pushed shows with its title.
+async fn wait_until_coupon(d: &Daemon, token: &str, title: &str) {
+    for _ in 0..400 {
+        let (s, c) = d.get(token, "/v1/coupons/HQ-C001").await;
+        if s == 200 && c["title"] == title {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("HQ's coupon never arrived");
+}
+
+/// A price change for a product the store does not know (it overtook the product's first
+/// push) waits for the product, and HQ is told: when the older product push comes, the till
+/// sells at the newer price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_for_an_unknown_product_is_reported_to_hq() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let hq = Hq::connect(broker.port, "sh-001").await;
+    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let t = d.login(CASHIER).await;
+    let price = json!({"id": "pr-6", "kind": "prices", "version": 6, "items": [
+        {"sku": "NEW1", "price": 450, "version": 6}]});
+    hq.publish("storebox/stores/sh-001/hq/prices", price).await;
+    wait_for(10, "the report of the unknown product", || {
+        hq.events().iter().any(|e| {
+            e["kind"] == "device.alert"
+                && e["data"]["code"] == "downlink_items_rejected"
+                && e["data"]["detail"]["unknown_products"] == json!(["NEW1"])
+        })
+    })
+    .await;
+    hq.publish(
+        "storebox/stores/sh-001/hq/products",
+        json!({"id": "p-5", "kind": "products", "version": 5, "items": [
+            {"sku": "NEW1", "name": "新品", "price": 500, "version": 5}]}),
+    )
+    .await;
+    let mut sold = Value::Null;
+    for _ in 0..200 {
+        let (s, v) = d
+            .sale(
+                &t,
+                &json!({"lines": [{"sku": "NEW1", "qty": 1}], "payments": cash(450)}),
+            )
+            .await;
+        if s == 201 {
+            sold = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(sold["total"], 450, "{sold}");
+    d.terminate();
+}
