@@ -456,17 +456,11 @@ async fn insight_matches_an_independent_computation() {
         in_period.iter().filter(|s| s.member.is_some()).count() as f64 / in_period.len() as f64;
     assert!((v["member_share"].as_f64().unwrap() - members_share).abs() < 0.001);
     let csv = d
-        .client
-        .get(d.url(&format!(
-            "/v1/reports/sales?from={from}&to={today}&format=csv"
-        )))
-        .bearer_auth(&tm)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text(
+            &tm,
+            &format!("/v1/reports/sales?from={from}&to={today}&format=csv"),
+        )
+        .await;
     let csv_sales: u64 = csv
         .lines()
         .skip(1)
@@ -535,17 +529,11 @@ async fn reports_count_the_money_a_refund_gave_back() {
         .sum();
     assert_eq!(refunded, given, "{v}");
     let csv = d
-        .client
-        .get(d.url(&format!(
-            "/v1/reports/sales?from={today}&to={today}&format=csv"
-        )))
-        .bearer_auth(&tm)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text(
+            &tm,
+            &format!("/v1/reports/sales?from={today}&to={today}&format=csv"),
+        )
+        .await;
     let yuan = |fen: i64| format!("{}.{:02}", fen / 100, fen % 100);
     let revenue = 250_000 + 25_000 + 24_750;
     assert!(
