@@ -164,6 +164,38 @@ fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
     serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
+/// [`decode`] for items that hold personal data or secrets (members, staff): the error names
+/// the kind of value and what was expected, not the value — a phone sent as a number would
+/// otherwise be quoted in full into the alert, which the journal keeps in the clear.
+fn decode_quietly<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
+    decode(v).map_err(|e| without_value(&e))
+}
+
+/// A serde message with the offending value left out (`invalid type: integer `138…`, expected
+/// a string` → `invalid type: integer, expected a string`).
+fn without_value(msg: &str) -> String {
+    for marker in ["invalid type: ", "invalid value: ", "unknown variant "] {
+        if let Some(at) = msg.find(marker) {
+            let from = at + marker.len();
+            let end = msg[from..]
+                .find(", expected")
+                .map_or(msg.len(), |i| from + i);
+            let kind = if marker == "unknown variant " {
+                ""
+            } else {
+                msg[from..end].split([' ', '`', '"']).next().unwrap_or("")
+            };
+            let head = if kind.is_empty() {
+                msg[..from].trim_end()
+            } else {
+                &msg[..from]
+            };
+            return format!("{head}{kind}{}", &msg[end..]);
+        }
+    }
+    msg.to_string()
+}
+
 fn product(v: Value) -> Result<Product, String> {
     let mut p: Product = decode(v)?;
     validate_sku(&p.sku)?;
@@ -249,7 +281,7 @@ fn campaign(v: Value) -> Result<CheckedSpec, String> {
 }
 
 fn staff(v: Value) -> Result<StaffRecord, String> {
-    let s: StaffRecord = decode(v)?;
+    let s: StaffRecord = decode_quietly(v)?;
     if s.staff_no.is_empty()
         || s.staff_no.len() > 16
         || !s.staff_no.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -268,7 +300,7 @@ fn rules(v: Value) -> Result<(u64, crate::domain::rules::Rules), String> {
 }
 
 fn member(v: Value, now: DateTime<FixedOffset>) -> Result<Member, String> {
-    let m: HqMember = decode(v)?;
+    let m: HqMember = decode_quietly(v)?;
     if m.id.is_empty() || m.id.len() > 64 || m.id.chars().any(char::is_control) {
         return Err("member id must be 1–64 characters".into());
     }
@@ -323,6 +355,48 @@ fn member(v: Value, now: DateTime<FixedOffset>) -> Result<Member, String> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_rejected_member_or_staff_item_does_not_quote_its_values() {
+        let msg = serde_json::json!({"kind": "members", "id": "m-1", "items": [
+            {"id": "hq-1", "name": "慕容复", "phone": 13612349876u64, "version": 1},
+            {"id": "hq-2", "name": "王语嫣", "phone": "13612340000", "gender": "女性x", "version": 1},
+        ]});
+        let parsed = parse("members", msg.to_string().as_bytes(), now()).unwrap();
+        assert_eq!(parsed.rejected.len(), 2, "{:?}", parsed.rejected);
+        let all = parsed.rejected.join("\n");
+        assert!(
+            !all.contains("13612349876") && !all.contains("女性x"),
+            "{all}"
+        );
+        assert!(
+            parsed.rejected[0].starts_with("items[0]: invalid type: integer, expected"),
+            "{all}"
+        );
+        assert!(
+            parsed.rejected[1].contains("unknown variant, expected"),
+            "{all}"
+        );
+        let staff = serde_json::json!({"kind": "staff", "items": [
+            {"staff_no": "3001", "name": "赵敏", "role": "cashier", "pin_hash": 123456, "version": 1},
+        ]});
+        let parsed = parse("staff", staff.to_string().as_bytes(), now()).unwrap();
+        assert!(
+            !parsed.rejected.join("").contains("123456"),
+            "{:?}",
+            parsed.rejected
+        );
+        // Products keep the value: it helps HQ find its mistake, and is no one's data.
+        let product = serde_json::json!({"kind": "products", "items": [
+            {"sku": "TEA", "name": "茶", "price": "12.50", "version": 1},
+        ]});
+        let parsed = parse("products", product.to_string().as_bytes(), now()).unwrap();
+        assert!(
+            parsed.rejected.join("").contains("12.50"),
+            "{:?}",
+            parsed.rejected
+        );
+    }
 
     fn now() -> DateTime<FixedOffset> {
         FixedOffset::east_opt(8 * 3600)
