@@ -278,6 +278,59 @@ async fn an_erased_member_is_gone_from_the_api_and_the_disk_but_still_counts() {
     }
 }
 
+/// The hash kept with a registration's `Idempotency-Key` comes from the name and phone: the
+/// member's erasure forgets that key, and other registrations keep theirs.
+#[tokio::test]
+async fn an_erasure_forgets_the_idempotency_key_of_the_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let t = d.login(CASHIER).await;
+    let mut ids = Vec::new();
+    for (i, (name, phone, _)) in PEOPLE.iter().take(2).enumerate() {
+        let body = json!({"name": name, "phone": phone});
+        let key = format!("reg-{i}");
+        let (s, v) = d
+            .send(reqwest::Method::POST, &t, "/v1/members", &body, Some(&key))
+            .await;
+        assert_eq!(s, 201, "{v}");
+        // A retry is answered from the key.
+        let (s, again) = d
+            .send(reqwest::Method::POST, &t, "/v1/members", &body, Some(&key))
+            .await;
+        assert_eq!((s, &again["id"]), (200, &v["id"]), "{again}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let tm = d.login(MANAGER).await;
+    let (s, _) = d
+        .send(
+            reqwest::Method::DELETE,
+            &tm,
+            &format!("/v1/members/{}", ids[0]),
+            &Value::Null,
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    d.terminate();
+    let conn = rusqlite::Connection::open(dir.path().join("data/journal.sqlite3")).unwrap();
+    let keys: Vec<String> = conn
+        .prepare("SELECT key FROM idempotency UNION ALL SELECT key FROM idempotency_previous")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(keys, vec!["reg-1".to_string()]);
+    let noted: Vec<String> = conn
+        .prepare("SELECT member_id FROM member_idempotency")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(noted, vec![ids[1].clone()]);
+}
+
 /// A new box for a restore: the same config, an empty data directory holding only the store
 /// key. Returns the directory and the config file.
 fn new_box(key: &Path, extra: &str) -> (tempfile::TempDir, PathBuf) {

@@ -458,3 +458,136 @@ async fn a_session_expires_in_store_time_and_bearer_is_any_case() {
     }
     d.terminate();
 }
+
+/// The status of a request any staff member may make with `token`.
+async fn works(d: &Daemon, token: String) -> u16 {
+    d.get(&token, "/v1/products/TEA").await.0
+}
+
+/// Staff and terminals of the config file: a removal, another role, another PIN or another
+/// token ends the sessions opened under the old entry — at a reload (SIGHUP) and at a start
+/// after the file was edited — while sessions the change does not touch go on.
+#[tokio::test]
+async fn config_changes_end_the_sessions_they_no_longer_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let hup = |d: &Daemon| unsafe {
+        libc::kill(d.child.id() as i32, libc::SIGHUP);
+    };
+    let reloaded = |d: &Daemon| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !d.log_text().contains("config reloaded") {
+            assert!(std::time::Instant::now() < deadline, "{}", d.log_text());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let manager = d.login(MANAGER).await;
+    let cashier = d.login(CASHIER).await;
+    let admin = d.login(ADMIN).await;
+    let (_, v, _) = login_status(&d, POS2, "9001", "9999").await;
+    let admin_on_pos2 = v["token"].as_str().unwrap().to_string();
+    let id = d.register(&admin, "李四", "13900139000", json!({})).await;
+
+    // The manager becomes a cashier, the cashier gets another PIN, pos-2 goes.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let edited = text
+        .replace("role = \"manager\"", "role = \"cashier\"")
+        .replace("pin = \"1111\"", "pin = \"4321\"")
+        .replace(
+            "[[terminals]]\nid = \"pos-2\"\ntoken = \"test-terminal-token-0002\"\n",
+            "",
+        );
+    assert_eq!(edited.matches("pos-2").count(), 0);
+    std::fs::write(&d.config, &edited).unwrap();
+    hup(&d);
+    reloaded(&d);
+    let (s, v) = d.get(&manager, &format!("/v1/members/{id}")).await;
+    assert_eq!(
+        (s, code(&v)),
+        (401, "invalid_token"),
+        "a demoted manager's session still reads full phones: {v}"
+    );
+    assert_eq!(works(&d, cashier).await, 401, "the old PIN's session");
+    assert_eq!(works(&d, admin_on_pos2).await, 401, "a removed terminal's");
+    assert_eq!(works(&d, admin.clone()).await, 200, "an untouched session");
+    let (s, v) = d
+        .get(&d.login(MANAGER).await, &format!("/v1/members/{id}"))
+        .await;
+    assert_eq!((s, v["phone"].as_str()), (200, Some("139****9000")));
+    let cashier = d.login(("1001", "4321")).await;
+    let (_, v) = d.get(&admin, "/v1/audit?limit=1000").await;
+    let reload = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "config.reload")
+        .cloned()
+        .unwrap();
+    assert_eq!(reload["detail"]["sessions_ended"], 3, "{reload}");
+
+    // Stopped, the admin's PIN changes in the file: at the start their session is over, the
+    // cashier's goes on.
+    d.terminate();
+    std::fs::write(
+        dir.path().join("storebox.toml"),
+        edited.replace("pin = \"9999\"", "pin = \"9090\""),
+    )
+    .unwrap();
+    let d = Daemon::start_with(dir.path(), &dir.path().join("storebox.toml"));
+    assert_eq!(
+        works(&d, admin).await,
+        401,
+        "the old PIN's session, restarted"
+    );
+    assert_eq!(
+        works(&d, cashier).await,
+        200,
+        "an untouched session, restarted"
+    );
+    d.terminate();
+}
+
+/// An admin managed over the API who changes their own PIN ends their sessions (a leaked
+/// PIN's sessions with them); the audit log says it was a change, not a re-hash at login.
+#[tokio::test]
+async fn an_own_pin_change_ends_the_sessions_and_is_audited_as_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let admin = d.login(ADMIN).await;
+    let (s, v) = d
+        .send(
+            reqwest::Method::PUT,
+            &admin,
+            "/v1/staff/9001",
+            &json!({"name": "管理员", "role": "admin", "pin": "9999"}),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let first = d.login(ADMIN).await;
+    let second = d.login(ADMIN).await;
+    let (s, v) = d
+        .send(
+            reqwest::Method::PUT,
+            &first,
+            "/v1/staff/9001",
+            &json!({"name": "管理员", "role": "admin", "pin": "9191"}),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = d.get(&second, "/v1/products/TEA").await;
+    assert_eq!((s, code(&v)), (401, "invalid_token"), "the other session");
+    let admin = d.login(("9001", "9191")).await;
+    let (_, v) = d.get(&admin, "/v1/audit?limit=1000").await;
+    let actions: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["target"] == "9001" && e["action"].as_str().unwrap().starts_with("staff."))
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"staff.change"), "{actions:?}");
+    assert!(!actions.contains(&"staff.pin_upgrade"), "{actions:?}");
+    d.terminate();
+}

@@ -80,6 +80,74 @@ impl Directory {
     pub fn configured(&self) -> impl Iterator<Item = &StaffConfig> {
         self.staff.values()
     }
+
+    /// A terminal by id.
+    pub fn terminal(&self, id: &str) -> Option<&TerminalConfig> {
+        self.terminals.iter().find(|t| t.id == id)
+    }
+
+    /// The open sessions this directory no longer grants: their terminal is gone or has
+    /// another token; their staff member is gone, inactive or has another role; or, for a
+    /// staff member of the config (not managed by HQ or an admin, whose changes end sessions
+    /// on the ledger), another PIN. Expired sessions are left to the hourly prune.
+    pub fn stale_sessions(
+        &self,
+        cache: &Cache,
+        keys: &StoreKeys,
+    ) -> Result<Vec<[u8; 32]>, CacheError> {
+        let mut stale = Vec::new();
+        for (k, s) in cache.sessions()? {
+            let granted = match (
+                self.terminal(&s.terminal_id),
+                self.staff(cache, &s.staff_no)?,
+            ) {
+                (Some(t), Some((staff, record))) if staff.role == s.role => {
+                    s.grant.as_ref().is_none_or(|g| {
+                        *g == grant(keys, &t.id, &t.token_sha256, &staff, record.is_some())
+                    })
+                }
+                _ => false,
+            };
+            if !granted {
+                stale.push(k);
+            }
+        }
+        Ok(stale)
+    }
+}
+
+/// What a login is granted under, as a session records it: the terminal and its token, the
+/// staff member and their role, and — for a staff member of the config — their PIN check.
+/// Keyed, so that the cache holds nothing a PIN can be guessed from.
+pub fn grant(
+    keys: &StoreKeys,
+    terminal_id: &str,
+    terminal_token_sha256: &[u8; 32],
+    staff: &StaffConfig,
+    managed: bool,
+) -> String {
+    let pin: &[u8] = match (&staff.pin, managed) {
+        // A managed staff member's hash may be peppered at a login: its changes end the
+        // sessions where they are made (the ledger).
+        (_, true) => b"managed",
+        (PinCheck::Plain(p), false) => p.0.as_bytes(),
+        (PinCheck::Argon2(h), false) => h.as_bytes(),
+    };
+    let kind: &[u8] = match (&staff.pin, managed) {
+        (_, true) => b"managed",
+        (PinCheck::Plain(_), false) => b"plain",
+        (PinCheck::Argon2(_), false) => b"argon2",
+    };
+    let mac = crate::security::seal::Mac256::new(&keys.session).mac(&[
+        b"session grant v1",
+        terminal_id.as_bytes(),
+        terminal_token_sha256,
+        staff.staff_no.as_bytes(),
+        staff.role.as_str().as_bytes(),
+        kind,
+        pin,
+    ]);
+    hex::encode(&mac[..16])
 }
 
 /// Checks a PIN against its configured check. Argon2 verification is slow by design, so

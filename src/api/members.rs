@@ -17,7 +17,7 @@ use crate::domain::contact::{
 };
 use crate::domain::member::{Consent, Gender, LevelRef, Member};
 use crate::domain::money::Money;
-use crate::ledger::requests::{RegisterMember, UpdateMember, request_hash};
+use crate::ledger::requests::{RegisterMember, UpdateMember, personal_request_hash};
 use crate::ledger::{Command, Outcome, StoreSettings};
 
 pub(super) fn router() -> Router<AppState> {
@@ -169,7 +169,7 @@ async fn register(
     Json(req): Json<RegisterMember>,
 ) -> ApiResult<(StatusCode, Json<MemberView>)> {
     staff.allow(Action::MemberRegister)?;
-    let idem = idempotency_key(&headers, request_hash("member", &req))?;
+    let idem = idempotency_key(&headers, personal_request_hash(&state.keys, "member", &req))?;
     let (m, replayed) = member_outcome(
         state
             .ledger

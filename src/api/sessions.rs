@@ -49,8 +49,8 @@ struct SessionView {
     expires_at: DateTime<FixedOffset>,
 }
 
-/// The terminal token of a login request.
-struct Terminal(String);
+/// The terminal of a login request: its id and its token's SHA-256.
+struct Terminal(String, [u8; 32]);
 
 impl axum::extract::FromRequestParts<AppState> for Terminal {
     type Rejection = ApiError;
@@ -61,7 +61,7 @@ impl axum::extract::FromRequestParts<AppState> for Terminal {
             .directory
             .get()
             .terminal_for(token)
-            .map(|t| Terminal(t.id.clone()))
+            .map(|t| Terminal(t.id.clone(), t.token_sha256))
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::UNAUTHORIZED,
@@ -74,7 +74,7 @@ impl axum::extract::FromRequestParts<AppState> for Terminal {
 
 async fn login(
     State(state): State<AppState>,
-    Terminal(terminal_id): Terminal,
+    Terminal(terminal_id, terminal_token): Terminal,
     Json(req): Json<Login>,
 ) -> ApiResult<(StatusCode, Json<SessionView>)> {
     let refused = || {
@@ -176,6 +176,13 @@ async fn login(
         terminal_id: terminal_id.clone(),
         created_at: now,
         expires_at: now + chrono::Duration::hours(i64::from(state.session_hours)),
+        grant: Some(super::auth::grant(
+            &state.keys,
+            &terminal_id,
+            &terminal_token,
+            &staff,
+            record.is_some(),
+        )),
     };
     state
         .ledger

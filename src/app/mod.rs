@@ -244,6 +244,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         disk: disk.clone(),
         shutdown: shutdown.clone(),
     });
+    // Terminals or staff taken out of the config, or given another role, PIN or token, while
+    // the daemon was stopped: their sessions end before any request is served.
+    let ended = end_stale_sessions(&state)
+        .await
+        .context("ending the sessions the config no longer grants")?;
+    if ended > 0 {
+        tracing::info!(
+            sessions = ended,
+            "sessions ended: the config no longer grants them"
+        );
+    }
     // Installed before the daemon says it listens: from then on SIGHUP reloads, never kills.
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("listening for SIGHUP")?;
@@ -335,6 +346,30 @@ async fn serve(
             .await
             .context("serving HTTPS"),
     }
+}
+
+/// Ends the open sessions the current directory no longer grants
+/// ([`Directory::stale_sessions`]); returns how many.
+async fn end_stale_sessions(state: &AppState) -> anyhow::Result<usize> {
+    let directory = state.directory.get();
+    let cache = state.cache.clone();
+    let keys = state.keys.clone();
+    let stale = tokio::task::spawn_blocking(move || directory.stale_sessions(&cache, &keys))
+        .await
+        .context("the session check stopped")?
+        .context("reading the sessions")?;
+    let n = stale.len();
+    if n > 0 {
+        let op = crate::ledger::SessionOp::End {
+            token_hashes: stale,
+        };
+        state
+            .ledger
+            .execute(system_actor(), crate::ledger::Command::Session(op))
+            .await
+            .context("ending sessions")?;
+    }
+    Ok(n)
 }
 
 /// Periodic upkeep: forget expired sessions.
@@ -483,9 +518,23 @@ async fn reload_on_sighup(
                 if !restart.is_empty() {
                     tracing::warn!(sections = ?restart, "config changes that need a restart");
                 }
-                tracing::info!(applied = ?applied, "config reloaded");
+                // A terminal or staff member removed, or given another role, PIN or token:
+                // their open sessions end with the reload.
+                let ended = match end_stale_sessions(&state).await {
+                    Ok(n) => serde_json::json!(n),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot end the sessions the config no longer grants");
+                        serde_json::json!(format!("failed: {e}"))
+                    }
+                };
+                tracing::info!(applied = ?applied, sessions_ended = %ended, "config reloaded");
                 (
-                    serde_json::json!({ "ok": true, "applied": applied, "needs_restart": restart }),
+                    serde_json::json!({
+                        "ok": true,
+                        "applied": applied,
+                        "needs_restart": restart,
+                        "sessions_ended": ended,
+                    }),
                     Some(new),
                 )
             }

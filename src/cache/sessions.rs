@@ -3,6 +3,7 @@
 //! memory after the first; writes go through the ledger thread's [`CacheWriter`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -29,21 +30,46 @@ pub struct Session {
     pub created_at: DateTime<Utc>,
     /// When it stops being accepted.
     pub expires_at: DateTime<Utc>,
+    /// What the login was granted under (see `api::auth::grant`): a session whose grant the
+    /// config no longer gives ends at the next start or reload. Absent in sessions opened
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// Sessions in memory, by token hash (the cache table stays the record across restarts).
 /// Shared, not copied: every request reads its session from here.
-pub(crate) type Memo = Arc<RwLock<HashMap<[u8; 32], Arc<Session>>>>;
+#[derive(Default)]
+pub(crate) struct Memo {
+    map: RwLock<HashMap<[u8; 32], Arc<Session>>>,
+    /// Sessions ended so far: a reader that found a session in the table puts it in memory
+    /// only if none ended meanwhile, or an ended session could come back from a read that
+    /// raced its end.
+    ended: AtomicU64,
+}
 
 fn memo_put(memo: &Memo, k: &[u8; 32], s: Arc<Session>) {
-    if let Ok(mut m) = memo.write() {
+    if let Ok(mut m) = memo.map.write() {
+        m.insert(*k, s);
+    }
+}
+
+/// Puts a session read from the table in memory, unless a session ended since `ended` was
+/// read (before the table was).
+fn memo_put_read(memo: &Memo, k: &[u8; 32], s: Arc<Session>, ended: u64) {
+    if let Ok(mut m) = memo.map.write()
+        && memo.ended.load(Ordering::Acquire) == ended
+    {
         m.insert(*k, s);
     }
 }
 
 fn memo_remove(memo: &Memo, k: &[u8]) {
-    if let (Ok(mut m), Ok(k)) = (memo.write(), <[u8; 32]>::try_from(k)) {
-        m.remove(&k);
+    if let Ok(mut m) = memo.map.write() {
+        if let Ok(k) = <[u8; 32]>::try_from(k) {
+            m.remove(&k);
+        }
+        memo.ended.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -55,9 +81,15 @@ impl Cache {
         now: DateTime<Utc>,
     ) -> Result<Option<Arc<Session>>, CacheError> {
         let memo = &self.inner.session_memo;
-        if let Some(s) = memo.read().ok().and_then(|m| m.get(token_hash).cloned()) {
+        if let Some(s) = memo
+            .map
+            .read()
+            .ok()
+            .and_then(|m| m.get(token_hash).cloned())
+        {
             return Ok((s.expires_at > now).then_some(s));
         }
+        let ended = memo.ended.load(Ordering::Acquire);
         let data: Option<Vec<u8>> = self.read(|c| {
             c.prepare_cached("SELECT data FROM sessions WHERE k = ?1")
                 .and_then(|mut st| {
@@ -68,8 +100,25 @@ impl Cache {
         })?;
         let Some(data) = data else { return Ok(None) };
         let s: Arc<Session> = Arc::new(decode_json("sessions", &hex::encode(token_hash), &data)?);
-        memo_put(memo, token_hash, s.clone());
+        memo_put_read(memo, token_hash, s.clone(), ended);
         Ok((s.expires_at > now).then_some(s))
+    }
+
+    /// Every session in the table (expired ones too), with its token hash.
+    pub fn sessions(&self) -> Result<Vec<([u8; 32], Session)>, CacheError> {
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = self.read(|c| {
+            c.prepare("SELECT k, data FROM sessions")
+                .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+                .map_err(sql_err("listing sessions"))
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let k = <[u8; 32]>::try_from(k.as_slice()).ok()?;
+                let s = decode_json("sessions", &hex::encode(k), &v).ok()?;
+                Some((k, s))
+            })
+            .collect())
     }
 }
 

@@ -339,6 +339,14 @@ const MIGRATIONS: &[&str] = &[
          SELECT e.day, MAX(e.seq) FROM events e JOIN day_bounds b ON b.day = e.day
          WHERE e.seq >= b.next_first GROUP BY e.day;
      DROP TABLE day_bounds;",
+    // 8: the idempotency key a member was registered with: its body hash comes from their
+    //    name and phone, so an erasure forgets the key with the member's data key
+    //    (`store::idem_forget_member`). Registrations before this step are not in it.
+    "CREATE TABLE member_idempotency (
+         member_id   TEXT    PRIMARY KEY,
+         terminal_id TEXT    NOT NULL,
+         key         TEXT    NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 fn migrate(conn: &Connection, store_id: &str) -> Result<(), JournalError> {

@@ -215,6 +215,11 @@ pub enum SessionOp {
     },
     /// Forget expired sessions.
     Prune,
+    /// End these sessions (those the config no longer grants, after a start or a reload).
+    End {
+        /// Their token hashes.
+        token_hashes: Vec<[u8; 32]>,
+    },
     /// A login's attempt, before its PIN is checked: refused ([`Outcome::Locked`]) when a scope
     /// (`terminal:<id>`, `staff:<no>`, checked in that order) is locked, else counted against
     /// each with its limit as if the PIN were wrong ([`Outcome::Attempted`]). Counted here, on

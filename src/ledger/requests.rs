@@ -225,6 +225,20 @@ pub struct IssueCoupon {
     pub stackable: bool,
 }
 
+/// [`request_hash`] keyed with the store's key, for a body that holds personal data (a
+/// registration's name and phone): the hash kept with the idempotency key, unkeyed, would let
+/// anyone with the journal and no key try phone numbers against it.
+pub fn personal_request_hash<T: Serialize>(
+    keys: &crate::security::StoreKeys,
+    target: &str,
+    req: &T,
+) -> String {
+    let body = serde_json::to_vec(req).unwrap_or_default();
+    hex::encode(
+        crate::security::seal::Mac256::new(&keys.idempotency).mac(&[target.as_bytes(), &body]),
+    )
+}
+
 /// SHA-256 (hex) of a request's canonical JSON plus what it applies to (the path's id).
 pub fn request_hash<T: Serialize>(target: &str, req: &T) -> String {
     let mut h = Sha256::new();

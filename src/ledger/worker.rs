@@ -208,6 +208,11 @@ impl Worker {
                         SessionOp::Prune => {
                             done(self.cache.prune_sessions(Utc::now(), |_| true).map(|_| ()))
                         }
+                        SessionOp::End { token_hashes } => done(
+                            token_hashes
+                                .iter()
+                                .try_for_each(|k| self.cache.remove_session(k)),
+                        ),
                         SessionOp::Attempt { scopes, window } => {
                             self.attempt(&scopes, window, Utc::now())
                         }

@@ -86,6 +86,11 @@ pub struct StoreKeys {
     pub(crate) backup: Key,
     /// Keys the audit chain's MACs.
     pub(crate) audit: Key,
+    /// Keys what a staff session was granted under (terminal token, role, PIN check).
+    pub(crate) session: Key,
+    /// Keys the hashes of request bodies kept with idempotency keys (a registration's body
+    /// holds a phone number).
+    pub(crate) idempotency: Key,
     /// Public fingerprint: tells keys apart without revealing them.
     fingerprint: String,
 }
@@ -114,6 +119,8 @@ impl StoreKeys {
             pepper: derive("storebox pin pepper v1"),
             backup: derive("storebox backup v1"),
             audit: derive("storebox audit chain v1"),
+            session: derive("storebox session grant v1"),
+            idempotency: derive("storebox idempotency v1"),
             fingerprint: hex::encode(&check[..8]),
         }
     }

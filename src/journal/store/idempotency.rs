@@ -66,6 +66,53 @@ pub fn idem_put(
     Ok(())
 }
 
+/// Notes that member `member_id` was registered with this idempotency key (in the same
+/// transaction as the key).
+pub fn idem_note_member(
+    conn: &Connection,
+    member_id: &str,
+    terminal_id: &str,
+    key: &str,
+) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO member_idempotency (member_id, terminal_id, key)
+         VALUES (?1, ?2, ?3)",
+    )
+    .and_then(|mut st| st.execute(params![member_id, terminal_id, key]))
+    .map_err(JournalError::sql("noting a registration's idempotency key"))?;
+    Ok(())
+}
+
+/// Forgets the idempotency key member `member_id` was registered with, at their erasure: its
+/// body hash was made from their name and phone. A retry of that registration, should one
+/// still come, registers anew.
+pub fn idem_forget_member(conn: &Connection, member_id: &str) -> Result<(), JournalError> {
+    let sql = || JournalError::sql("forgetting a registration's idempotency key");
+    let found: Option<(String, String)> = conn
+        .query_row(
+            "SELECT terminal_id, key FROM member_idempotency WHERE member_id = ?1",
+            params![member_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql())?;
+    if let Some((terminal_id, key)) = found {
+        for table in ["idempotency", "idempotency_previous"] {
+            conn.execute(
+                &format!("DELETE FROM {table} WHERE terminal_id = ?1 AND key = ?2"),
+                params![terminal_id, key],
+            )
+            .map_err(sql())?;
+        }
+        conn.execute(
+            "DELETE FROM member_idempotency WHERE member_id = ?1",
+            params![member_id],
+        )
+        .map_err(sql())?;
+    }
+    Ok(())
+}
+
 /// Forgets idempotency keys a generation at a time: once the current generation (the
 /// `idempotency` table) is `days` old at `now`, the previous one is emptied and the tables swap
 /// names, so every key is kept for at least `days` and at most twice that. Returns how many
@@ -126,6 +173,14 @@ pub fn idem_rotate(
         tx.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('idempotency_since', ?1)",
             params![stamp],
+        )?;
+        // Registrations whose keys were just forgotten.
+        tx.execute(
+            "DELETE FROM member_idempotency WHERE NOT EXISTS (
+                 SELECT 1 FROM idempotency_previous p
+                 WHERE p.terminal_id = member_idempotency.terminal_id
+                   AND p.key = member_idempotency.key)",
+            [],
         )?;
         tx.commit()?;
         Ok(forgotten)

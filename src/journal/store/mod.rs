@@ -6,7 +6,9 @@ use serde_json::Value;
 
 mod idempotency;
 
-pub use idempotency::{IdemRecord, idem_get, idem_put, idem_rotate};
+pub use idempotency::{
+    IdemRecord, idem_forget_member, idem_get, idem_note_member, idem_put, idem_rotate,
+};
 
 use super::JournalError;
 use crate::domain::event::{Event, EventBody};

@@ -161,20 +161,27 @@ impl Ctx<'_, '_> {
             Some(mut record) => {
                 record.hq_pin_digest = Some(sync::pin_hash_digest(&record.pin_hash));
                 record.pin_hash = to;
-                self.put_staff(record)
+                self.put_staff(record, true)
             }
             // Changed since the PIN was checked: the change stands.
             None => Ok(Outcome::Done),
         }
     }
 
-    /// Adds, changes or removes (`active: false`) a staff member at this store.
-    pub(super) fn put_staff(&mut self, record: sync::StaffRecord) -> Result<Outcome, LedgerError> {
+    /// Adds, changes or removes (`active: false`) a staff member at this store. `upgrade`: the
+    /// same PIN hashed again at a login ([`crate::ledger::Command::UpgradePin`]), which ends
+    /// no session; any other change of PIN, role or activity ends the person's sessions, their
+    /// own change of their own PIN too (a leaked PIN's sessions go with it).
+    pub(super) fn put_staff(
+        &mut self,
+        record: sync::StaffRecord,
+        upgrade: bool,
+    ) -> Result<Outcome, LedgerError> {
         let before = self.pending.staff(&record.staff_no)?.filter(|b| b.active);
         let pin_changed = before
             .as_ref()
             .is_none_or(|b| b.pin_hash != record.pin_hash);
-        let own_upgrade = self.actor.staff_no == record.staff_no
+        let own_upgrade = upgrade
             && before
                 .as_ref()
                 .is_some_and(|b| b.role == record.role && b.name == record.name && record.active);

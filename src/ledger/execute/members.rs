@@ -7,6 +7,7 @@ use crate::domain::contact::{
 };
 use crate::domain::event::{EventBody, MemberRegistered, MemberUpdated};
 use crate::domain::member::Profile;
+use crate::journal::store;
 use crate::ledger::error::LedgerError;
 use crate::ledger::requests::{RegisterMember, UpdateMember};
 use crate::ledger::{Idem, Outcome};
@@ -87,6 +88,10 @@ impl Ctx<'_, '_> {
             created_at: self.now,
         }))?;
         self.idem_store(idem.as_ref(), seq)?;
+        if let Some(idem) = &idem {
+            // Forgotten at the member's erasure (the body hash comes from the phone).
+            store::idem_note_member(self.conn, &id, &self.actor.terminal_id, &idem.key)?;
+        }
         let a = &self.settings.insight.automation;
         if a.enabled && a.welcome_coupon > 0 {
             let coupon = auto_coupon(
@@ -207,6 +212,7 @@ impl Ctx<'_, '_> {
         self.codec
             .forget_member(self.conn, id)
             .map_err(|e| LedgerError::Internal(format!("destroying a member key: {e}")))?;
+        store::idem_forget_member(self.conn, id)?;
         self.emit(EventBody::MemberErased {
             member_id: id.to_string(),
             staff_no: by,

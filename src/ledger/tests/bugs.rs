@@ -251,6 +251,7 @@ async fn hq_data_that_hits_a_bug_is_told_so_and_ends_the_sessions() {
         terminal_id: "pos-1".into(),
         created_at: now,
         expires_at: now + chrono::Duration::hours(8),
+        grant: None,
     };
     ledger
         .execute(
