@@ -118,6 +118,7 @@ struct Labels {
     discount: &'static str,
     subtotal: &'static str,
     coupon: &'static str,
+    rounding: &'static str,
     points_paid: &'static str,
     total: &'static str,
     paid: &'static str,
@@ -139,6 +140,7 @@ const BILINGUAL: Labels = Labels {
     discount: "优惠 Discount",
     subtotal: "小计 Subtotal",
     coupon: "优惠券 Coupon",
+    rounding: "抹零 Rounding",
     points_paid: "积分抵扣 Points used",
     total: "合计 Total",
     paid: "实收 Paid",
@@ -167,6 +169,7 @@ const ENGLISH: Labels = Labels {
     discount: "Discount",
     subtotal: "Subtotal",
     coupon: "Coupon",
+    rounding: "Rounding",
     points_paid: "Points used",
     total: "Total",
     paid: "Paid",
@@ -252,33 +255,44 @@ impl Layout {
         self.rule();
     }
 
-    /// Each line: its name wrapped, `qty x unit price` and the amount, the discount if any.
+    /// Each line: its name wrapped, `qty x unit price` and what that comes to, then the line's
+    /// own discount (promotion, level or birthday) if any. Coupons and 抹零, which a line's
+    /// `discount` also carries a share of, are printed once each under the subtotal.
     fn items(&mut self, sale: &Sale) {
         for line in &sale.lines {
             for part in wrap(&line.name, self.cols, self.enc) {
                 self.out.line(&part);
             }
             let qty = format!("  {} x {}", line.qty, format_yuan(line.unit_price));
-            self.pair(&qty, &format_yuan(line.amount));
-            if line.discount != 0 {
+            let gross = i64::from(line.qty).saturating_mul(line.unit_price);
+            self.pair(&qty, &format_yuan(gross));
+            let own = line.discount - line.coupon_discount - line.rounding;
+            if own != 0 {
                 let label = format!("  {}", self.labels.discount);
-                self.pair(&label, &format_yuan(neg(line.discount)));
+                self.pair(&label, &format_yuan(neg(own)));
             }
         }
         self.rule();
     }
 
-    /// Subtotal, discounts, coupons, points paid, the total (bold, double height), each
-    /// payment, paid and change (shown whenever cash was tendered).
+    /// Subtotal, the lines' own discounts, each coupon, 抹零, points paid, the total (bold,
+    /// double height), each payment, paid and change (shown whenever cash was tendered). What
+    /// is printed adds up: subtotal − discount − coupons − 抹零 − points = total.
     fn totals(&mut self, sale: &Sale) {
         let l = self.labels;
         self.pair(l.subtotal, &self.money(sale.subtotal));
-        if sale.discount_total != 0 {
-            self.pair(l.discount, &self.money(neg(sale.discount_total)));
+        let coupons: Money = sale.coupons.iter().map(|c| c.discount).sum();
+        let rounding: Money = sale.lines.iter().map(|x| x.rounding).sum();
+        let own = sale.discount_total - coupons - rounding;
+        if own != 0 {
+            self.pair(l.discount, &self.money(neg(own)));
         }
         for c in &sale.coupons {
             let label = format!("{} {}", l.coupon, c.code);
             self.pair(&label, &self.money(neg(c.discount)));
+        }
+        if rounding != 0 {
+            self.pair(l.rounding, &self.money(neg(rounding)));
         }
         if sale.points_redeemed != 0 || sale.points_value != 0 {
             let label = format!("{} {}", l.points_paid, sale.points_redeemed);

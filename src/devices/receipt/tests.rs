@@ -124,7 +124,10 @@ fn chinese_cash_receipt_shows_what_the_customer_checks() {
         "line discount shown"
     );
     assert!(has(&paper, &["优惠 Discount", "-￥24.97"]));
-    assert!(has(&paper, &["2 x 89.90", "161.82"]));
+    assert!(
+        has(&paper, &["2 x 89.90", "179.80"]),
+        "the line before its discount"
+    );
     assert!(has(&paper, &["#1042 6A7B8C9D"]) && has(&paper, &["2026-11-23 10:15:00"]));
     assert_eq!(paper.qr, ["https://r.example.cn/sh-001/1042?c=会员"]);
     assert_eq!(paper.cuts, 1);
@@ -234,6 +237,70 @@ fn western_code_page_prints_english_and_question_marks() {
     assert!(paper.line_widths.iter().all(|w| *w <= 32));
 }
 
+/// The amount printed on the line of `paper` that holds every one of `parts`, in minor units.
+fn amount_on(paper: &Paper, parts: &[&str]) -> Option<i64> {
+    let line = paper
+        .lines
+        .iter()
+        .find(|l| parts.iter().all(|p| l.contains(p)))?;
+    let figure = line.split_whitespace().last()?;
+    let negative = figure.starts_with('-');
+    let digits: String = figure.chars().filter(char::is_ascii_digit).collect();
+    let n: i64 = digits.parse().ok()?;
+    Some(if negative { -n } else { n })
+}
+
+/// Two bags of rice with a 满100减20 coupon and 抹零, as pricing makes the sale: each line's
+/// `discount` carries its share of the coupon and of the rounding.
+#[test]
+fn a_coupon_and_rounding_are_printed_once_and_the_receipt_adds_up() {
+    let mut s = sale();
+    let mut rice = line("6902", "五常大米 5kg", 2, 8990, 0);
+    rice.member_discount = 899;
+    rice.coupon_discount = 2000;
+    rice.rounding = 81;
+    rice.discount = 899 + 2000 + 81;
+    rice.amount = 17980 - rice.discount;
+    s.lines = vec![rice];
+    s.subtotal = 17980;
+    s.discount_total = 2980;
+    s.total = 15000;
+    s.coupons = vec![AppliedCoupon {
+        code: "MJ100-20".into(),
+        discount: 2000,
+    }];
+    s.payments[0].amount = 20000;
+    s.paid = 20000;
+    s.change = 5000;
+    let h = headers();
+    let paper = decode(&render(&input(&s, &h, PaperWidth::Mm80)));
+    let text = paper.lines.join("\n");
+    assert_eq!(text.matches("MJ100-20").count(), 1, "{text}");
+    assert_eq!(text.matches("-￥20.00").count(), 1, "{text}");
+    assert_eq!(amount_on(&paper, &["2 x 89.90"]), Some(17980), "{text}");
+    let subtotal = amount_on(&paper, &["小计 Subtotal"]).unwrap();
+    let printed: i64 = [
+        amount_on(&paper, &["优惠 Discount", "￥"]),
+        amount_on(&paper, &["优惠券 Coupon"]),
+        amount_on(&paper, &["抹零 Rounding"]),
+        amount_on(&paper, &["积分抵扣"]),
+    ]
+    .into_iter()
+    .flatten()
+    .sum();
+    assert_eq!(
+        amount_on(&paper, &["优惠 Discount", "￥"]),
+        Some(-899),
+        "{text}"
+    );
+    assert_eq!(amount_on(&paper, &["抹零 Rounding"]), Some(-81), "{text}");
+    assert_eq!(
+        subtotal + printed,
+        amount_on(&paper, &["合计 Total"]).unwrap(),
+        "{text}"
+    );
+}
+
 #[test]
 fn upgrade_coupon_and_points_are_printed() {
     let mut s = sale();
@@ -241,8 +308,14 @@ fn upgrade_coupon_and_points_are_printed() {
         code: "C100-20".into(),
         discount: 2000,
     }];
+    // As pricing makes it: the coupon is carried by the lines' discounts.
+    s.lines[0].coupon_discount = 2000;
+    s.lines[0].discount += 2000;
+    s.lines[0].amount -= 2000;
+    s.discount_total += 2000;
     s.points_redeemed = 500;
     s.points_value = 500;
+    s.total -= 2500;
     if let Some(m) = s.member.as_mut() {
         m.upgraded_to = Some(LevelRef {
             code: "gold".into(),
