@@ -43,7 +43,7 @@ async fn request_resync(ledger: &Ledger) -> Result<(), crate::ledger::LedgerErro
 }
 
 /// Takes the data directory's lock so two daemons never share one journal.
-fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+pub(crate) fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the data directory {}", dir.display()))?;
     #[cfg(unix)]
@@ -93,6 +93,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let notifier = crate::notify::Notifier::from_env();
     let dir = config.storage.dir.clone();
     let _lock = lock_data_dir(&dir)?;
+    crate::backup::remove_abandoned(&dir);
     notifier
         .notify(&crate::notify::status("starting: journal, cache, ledger"))
         .await;

@@ -80,11 +80,90 @@ fn snapshot(src: &Path, dst: &Path) -> anyhow::Result<()> {
 }
 
 /// A directory removed when dropped.
-struct TempDir(PathBuf);
+/// A backup's working copies of the files, in the data directory, removed when dropped. A
+/// backup killed before that (SIGKILL, or SIGTERM to `storebox backup`) leaves them: a full
+/// copy of the journal, member keys included, that no erasure reaches. So the copy holds a
+/// lock on its `.lock` file while in use, and [`remove_abandoned`] takes away the copies whose
+/// lock is free (at the next backup, and at the daemon's start).
+struct TempDir(PathBuf, #[allow(dead_code)] File);
+
+impl TempDir {
+    fn new(data_dir: &Path) -> anyhow::Result<TempDir> {
+        let path = data_dir.join(format!(".backup-{}", crate::ids::new_v7()));
+        private_dir(&path)?;
+        let lock = private_file(&path.join(TEMP_LOCK))?;
+        lock.try_lock()
+            .map_err(|e| anyhow::anyhow!("locking {}: {e}", path.display()))?;
+        Ok(TempDir(path, lock))
+    }
+}
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const TEMP_LOCK: &str = ".lock";
+
+/// Removes the working copies that backups killed half-way left in `data_dir` (see
+/// [`TempDir`]); returns how many.
+pub fn remove_abandoned(data_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(".backup-"));
+        if !ours || !path.is_dir() {
+            continue;
+        }
+        let abandoned = match File::open(path.join(TEMP_LOCK)) {
+            // Free: the backup that held it is gone.
+            Ok(lock) => lock.try_lock().is_ok(),
+            // Killed between making the directory and its lock (or an older storebox's copy):
+            // a live backup locks within microseconds of making it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(60)),
+            Err(_) => false,
+        };
+        if abandoned {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    removed += 1;
+                    tracing::warn!(dir = %path.display(), "removed the copy an interrupted backup left");
+                }
+                Err(e) => {
+                    tracing::error!(dir = %path.display(), error = %e, "cannot remove the copy an interrupted backup left");
+                }
+            }
+        }
+    }
+    removed
+}
+
+/// A backup file being written, removed when dropped unless [`Partial::done`].
+struct Partial(PathBuf, bool);
+
+impl Partial {
+    fn done(mut self) {
+        self.1 = true;
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.1 {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 }
 
@@ -117,8 +196,8 @@ pub fn backup(config: &Config, keys: &StoreKeys, out: &Path) -> anyhow::Result<H
     if !dir.join(journal::FILE_NAME).exists() {
         bail!("no journal in {}: nothing to back up", dir.display());
     }
-    let tmp = TempDir(dir.join(format!(".backup-{}", crate::ids::new_v7())));
-    private_dir(&tmp.0)?;
+    remove_abandoned(dir);
+    let tmp = TempDir::new(dir)?;
     for name in FILES {
         if dir.join(name).exists() {
             snapshot(&dir.join(name), &tmp.0.join(name))?;
@@ -163,6 +242,7 @@ pub fn backup(config: &Config, keys: &StoreKeys, out: &Path) -> anyhow::Result<H
 
     let partial = out.with_extension("partial");
     let file = private_file(&partial)?;
+    let partial = Partial(partial, false);
     let sealed = SealWriter::new(BufWriter::new(file), keys)?;
     let mut z = flate2::write::DeflateEncoder::new(sealed, flate2::Compression::default());
     let head = serde_json::to_vec(&header)?;
@@ -189,8 +269,9 @@ pub fn backup(config: &Config, keys: &StoreKeys, out: &Path) -> anyhow::Result<H
         .map_err(|e| e.into_error())?;
     file.sync_all()?;
     drop(file);
-    std::fs::rename(&partial, out)
+    std::fs::rename(&partial.0, out)
         .with_context(|| format!("moving the backup to {}", out.display()))?;
+    partial.done();
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         let _ = File::open(parent).and_then(|d| d.sync_all());
     }
@@ -235,6 +316,9 @@ pub fn restore(
     }
     let dir = &config.storage.dir;
     let key_path = config.key_path();
+    // A daemon running on the directory would go on writing into the files the restore
+    // replaces, and answer sales the restored journal never has.
+    let _lock = crate::app::lock_data_dir(dir)?;
     if dir.exists() {
         for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let entry = entry?;
@@ -305,7 +389,30 @@ pub fn restore(
     };
     result.map_err(undo)?;
     let next_seq = settle(config, keys, &header, hq_last_seq).map_err(undo)?;
+    give_to_owner(dir)?;
     Ok(Restored { header, next_seq })
+}
+
+/// Gives the files in `dir` to the directory's owner. A restore run as root (as the IT
+/// person does) writes them as root, and the daemon, running as the directory's owner
+/// (`storebox`), then cannot open them.
+fn give_to_owner(dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            let meta = std::fs::symlink_metadata(&path)?;
+            if meta.uid() != owner.uid() || meta.gid() != owner.gid() {
+                std::os::unix::fs::lchown(&path, Some(owner.uid()), Some(owner.gid()))
+                    .with_context(|| {
+                        format!("giving {} to the data directory's owner", path.display())
+                    })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Brings a restored journal up to this storebox's schema and numbering: it goes on after HQ's
@@ -372,9 +479,16 @@ pub async fn scheduled(
     keep: usize,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every);
+    // Counted from the newest backup there is, not from this start: a box switched off every
+    // night never stayed up `every` (24 h by default) and got none. One overdue (or none yet)
+    // is taken a minute after the start, once the start's own work is done.
+    let newest = newest_age(&backup_dir, &config.store.id);
+    let first = match newest {
+        Some(age) if age < every => every - age,
+        _ => every.min(Duration::from_secs(60)),
+    };
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -406,10 +520,10 @@ pub async fn scheduled(
     }
 }
 
-/// Removes all but the newest `keep` scheduled backups of the store in `dir`.
-fn prune(dir: &Path, store_id: &str, keep: usize) -> anyhow::Result<()> {
+/// The store's scheduled backups in `dir`.
+fn scheduled_files(dir: &Path, store_id: &str) -> std::io::Result<Vec<PathBuf>> {
     let prefix = format!("storebox-{store_id}-");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+    Ok(std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
@@ -417,7 +531,22 @@ fn prune(dir: &Path, store_id: &str, keep: usize) -> anyhow::Result<()> {
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".sbk"))
         })
-        .collect();
+        .collect())
+}
+
+/// How long ago the newest scheduled backup in `dir` was written, if there is one.
+fn newest_age(dir: &Path, store_id: &str) -> Option<Duration> {
+    scheduled_files(dir, store_id)
+        .ok()?
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .filter_map(|t| t.elapsed().ok())
+        .min()
+}
+
+/// Removes all but the newest `keep` scheduled backups of the store in `dir`.
+fn prune(dir: &Path, store_id: &str, keep: usize) -> anyhow::Result<()> {
+    let mut files = scheduled_files(dir, store_id)?;
     // The timestamp in the name sorts in time order.
     files.sort();
     let excess = files.len().saturating_sub(keep);
@@ -442,13 +571,132 @@ mod tests {
         (config, keys)
     }
 
+    /// The files in `dir` but the lock every daemon and restore leaves.
     fn names(dir: &Path) -> Vec<String> {
         let mut n: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n != "storebox.lock")
             .collect();
         n.sort();
         n
+    }
+
+    /// A backup taken of `store`'s directory, in `root`.
+    fn a_backup(root: &Path) -> (PathBuf, PathBuf) {
+        let (old, keys) = store(&root.join("old"));
+        drop(Journal::open(&old.storage.dir, "sh-001").unwrap());
+        let file = root.join("b.sbk");
+        backup(&old, &keys, &file).unwrap();
+        (file, old.key_path())
+    }
+
+    #[test]
+    fn a_restore_is_refused_while_a_daemon_holds_the_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let (file, key) = a_backup(root.path());
+        let new_dir = root.path().join("new");
+        std::fs::create_dir_all(&new_dir).unwrap();
+        std::fs::copy(key, new_dir.join("store.key")).unwrap();
+        let (new, keys) = store(&new_dir);
+        let daemon = crate::app::lock_data_dir(&new_dir).unwrap();
+        let err = restore(&new, &keys, &file, 0).unwrap_err();
+        assert!(format!("{err:#}").contains("already running"), "{err:#}");
+        assert!(!new_dir.join(journal::FILE_NAME).exists());
+        drop(daemon);
+        restore(&new, &keys, &file, 0).unwrap();
+    }
+
+    #[test]
+    fn restored_files_belong_to_the_data_directorys_owner() {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: giving files to another user takes root");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let (file, key) = a_backup(root.path());
+        let new_dir = root.path().join("new");
+        std::fs::create_dir_all(&new_dir).unwrap();
+        std::fs::copy(key, new_dir.join("store.key")).unwrap();
+        let (new, keys) = store(&new_dir);
+        // The daemon's user (here `nobody`) owns the directory; root restores.
+        std::os::unix::fs::chown(&new_dir, Some(65534), Some(65534)).unwrap();
+        std::os::unix::fs::chown(new_dir.join("store.key"), Some(65534), Some(65534)).unwrap();
+        restore(&new, &keys, &file, 0).unwrap();
+        for entry in std::fs::read_dir(&new_dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid()),
+                (65534, 65534),
+                "{:?} left to root",
+                entry.file_name()
+            );
+        }
+    }
+
+    #[test]
+    fn the_copy_of_a_killed_backup_is_removed_but_not_a_live_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path();
+        // A backup killed half-way: its copy is there, its lock free (the kernel let go of it
+        // with the process).
+        let killed = dir.join(".backup-killed");
+        std::fs::create_dir_all(&killed).unwrap();
+        std::fs::write(killed.join(TEMP_LOCK), b"").unwrap();
+        std::fs::write(killed.join(journal::FILE_NAME), b"a copy").unwrap();
+        // One killed before it made its lock, an hour ago; one being made this instant.
+        let old = dir.join(".backup-old");
+        std::fs::create_dir_all(&old).unwrap();
+        File::open(&old)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+        let fresh = dir.join(".backup-fresh");
+        std::fs::create_dir_all(&fresh).unwrap();
+        let live = TempDir::new(dir).unwrap();
+        assert_eq!(remove_abandoned(dir), 2);
+        assert!(!killed.exists() && !old.exists());
+        assert!(fresh.exists(), "a copy being made (no lock yet) stays");
+        assert!(live.0.exists(), "a live backup's copy stays");
+        drop(live);
+        assert_eq!(names(dir), vec![".backup-fresh".to_string()]);
+    }
+
+    /// The schedule counts from the newest backup, not from the start: a box that never stays
+    /// up `every` still gets its backups.
+    #[tokio::test]
+    async fn a_scheduled_backup_is_due_from_the_newest_one_not_from_the_start() {
+        let root = tempfile::tempdir().unwrap();
+        let (config, keys) = store(&root.path().join("data"));
+        drop(Journal::open(&config.storage.dir, "sh-001").unwrap());
+        let dir = root.path().join("backups");
+        std::fs::create_dir_all(&dir).unwrap();
+        let last = dir.join("storebox-sh-001-20261206T000000Z.sbk");
+        std::fs::write(&last, b"an older backup").unwrap();
+        File::options()
+            .write(true)
+            .open(&last)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(9))
+            .unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(scheduled(
+            config,
+            std::sync::Arc::new(keys),
+            Duration::from_secs(10),
+            dir.clone(),
+            5,
+            stop.clone(),
+        ));
+        // Due a second after the start (the last one is 9 s old); counted from the start, it
+        // would come after 10 s.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(scheduled_files(&dir, "sh-001").unwrap().len(), 2);
     }
 
     #[test]
