@@ -181,7 +181,12 @@ async fn sighup_reloads_staff_and_lockout_and_refuses_a_broken_config() {
 
     // A new cashier and another listen port are added to the file.
     let text = std::fs::read_to_string(&d.config).unwrap();
-    let edited = text.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"")
+    let edited = text
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"")
+        .replace(
+            "[insight.automation]\nenabled = false",
+            "[insight.automation]\nenabled = true",
+        )
         + "\n[[staff]]\nstaff_no = \"1002\"\nname = \"新人\"\nrole = \"cashier\"\npin = \"1212\"\n";
     std::fs::write(&d.config, &edited).unwrap();
     hup(&d);
@@ -205,7 +210,11 @@ async fn sighup_reloads_staff_and_lockout_and_refuses_a_broken_config() {
         .collect();
     assert_eq!(reloads.len(), 2, "{v}");
     assert_eq!(reloads[0]["detail"]["ok"], true);
-    assert_eq!(reloads[0]["detail"]["needs_restart"][0], "http");
+    assert_eq!(
+        reloads[0]["detail"]["needs_restart"],
+        json!(["http", "insight"]),
+        "{v}"
+    );
     assert_eq!(reloads[1]["detail"]["ok"], false);
     d.terminate();
 }

@@ -586,6 +586,7 @@ fn apply_reload(
         ("devices", !same(&old.devices, &new.devices)),
         ("products", !same(&old.products, &new.products)),
         ("backup", !same(&old.backup, &new.backup)),
+        ("insight", !same(&old.insight, &new.insight)),
         (
             "security.key_file",
             new.security.key_file != old.security.key_file,

@@ -357,6 +357,20 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
                 .ok_or_else(|| bad(key("token_sha256"), "must be 64 hex digits"))?,
             (None, None) => return Err(bad(key("token"), "a token or token_sha256 is required")),
         };
+        // A login is credited to the terminal its token names: two with one token would
+        // credit one's logins, lock-outs, scans and receipts to the other.
+        if let Some(other) = terminals
+            .iter()
+            .find(|o: &&TerminalConfig| o.token_sha256 == token_sha256)
+        {
+            return Err(bad(
+                key("token"),
+                format!(
+                    "the same token as terminal {}; each terminal needs its own",
+                    other.id
+                ),
+            ));
+        }
         terminals.push(TerminalConfig {
             id: t.id,
             token_sha256,

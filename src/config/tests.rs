@@ -63,6 +63,15 @@ fn errors_name_the_key_and_reason() {
     .unwrap_err();
     assert_eq!(e.key, "staff[0].role");
 
+    // Two terminals with one token: whose logins would they be?
+    let e = parse(&format!(
+        "{MINIMAL}\n[[terminals]]\nid = \"pos-1\"\ntoken = \"a-token-of-16-chars\"\n\
+         [[terminals]]\nid = \"pos-2\"\ntoken = \"a-token-of-16-chars\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "terminals[1].token");
+    assert!(e.reason.contains("pos-1"), "{e}");
+
     let e = parse("[store\nid=").unwrap_err();
     assert_eq!(e.key, "");
     assert!(e.reason.contains("line 1"), "{e}");
