@@ -219,7 +219,7 @@ async fn a_card_swipe_finds_the_member() {
 async fn silver_member(d: &Daemon, t: &str) -> String {
     let m = d.register(t, "陈静", "13912345678", json!({})).await;
     let (s, _) = d
-        .sale(t, &json!({"member_id": m, "lines": [{"sku": "TEA", "qty": 12}], "payments": cash(300_000), "print": false}))
+        .sale(t, &json!({"member_id": m, "lines": [{"sku": "TEA", "qty": 12}], "payments": [{"method": "card", "amount": 300_000}], "print": false}))
         .await;
     assert_eq!(s, 201);
     m
@@ -295,6 +295,46 @@ async fn a_cash_sale_prints_a_receipt_then_opens_the_drawer() {
             assert!(*width <= columns, "{paper_width}: {width} columns: {line}");
         }
     }
+}
+
+/// The customer wants no receipt: a cash sale still opens the drawer (the change), a card sale
+/// does nothing, and no paper comes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cash_sale_without_a_receipt_still_opens_the_drawer() {
+    let r = rig("80mm").await;
+    let card = json!([{"method": "card", "amount": 1290}]);
+    let (s, v) =
+        r.d.sale(
+            &r.t,
+            &json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": card, "print": false}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) =
+        r.d.sale(
+            &r.t,
+            &json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(2_000), "print": false}),
+        )
+        .await;
+    assert_eq!((s, v["change"].as_i64()), (201, Some(710)), "{v}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while r.printer.paper().drawer_kicks.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the drawer never opened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Both jobs have been handed over (they go in order): one kick, no paper.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let paper = r.printer.paper();
+    assert_eq!(paper.drawer_kicks.len(), 1);
+    assert_eq!(paper.cuts, 0);
+    assert!(
+        paper.lines.iter().all(|l| l.trim().is_empty()),
+        "{:?}",
+        paper.lines
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use crate::domain::catalog::StockLevel;
 use crate::domain::event::EventBody;
 use crate::domain::member::LevelRef;
 use crate::domain::refund::{Refund, RefundContext, compute_refund};
-use crate::domain::sale::{Sale, SaleContext, build_sale, settle};
+use crate::domain::sale::{PaymentMethod, Sale, SaleContext, build_sale, settle};
 use crate::journal::store;
 use crate::ledger::cart::{PricedCart, price_cart};
 use crate::ledger::error::LedgerError;
@@ -73,17 +73,28 @@ impl Ctx<'_, '_> {
             }
         }
         self.idem_store(Some(&idem), sale_seq)?;
-        // The receipt is queued with the sale: it prints when the printer can, never lost.
-        if req.print
-            && let Some(device_id) = self.settings.printers.get(&self.actor.terminal_id)
-        {
-            store::queue_print(
-                self.conn,
-                device_id,
-                "receipt",
-                &sale.id,
-                &self.now_utc.to_rfc3339(),
-            )?;
+        // The receipt is queued with the sale: it prints when the printer can, never lost. It
+        // opens the drawer for cash as it comes off; a cash sale without a receipt (the
+        // customer wants none) still needs the drawer for the change.
+        if let Some(device_id) = self.settings.printers.get(&self.actor.terminal_id) {
+            let cash = sale
+                .payments
+                .iter()
+                .any(|p| p.method == PaymentMethod::Cash);
+            let kind = match (req.print, cash) {
+                (true, _) => Some("receipt"),
+                (false, true) => Some("drawer"),
+                (false, false) => None,
+            };
+            if let Some(kind) = kind {
+                store::queue_print(
+                    self.conn,
+                    device_id,
+                    kind,
+                    &sale.id,
+                    &self.now_utc.to_rfc3339(),
+                )?;
+            }
         }
         Ok(Outcome::Sale {
             sale: Box::new(sale),
