@@ -423,3 +423,98 @@ async fn sales_after_the_clock_went_back_are_in_their_days_list() {
     }
     d.terminate();
 }
+
+/// An `LD_PRELOAD` library that fails the journal's next WAL sync with `EIO` once the file
+/// `$STOREBOX_TEST_FAILSYNC` exists (and removes it): a disk error at the moment of a commit.
+const FAILSYNC_C: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static int fail_now(int fd) {
+    const char *trigger = getenv("STOREBOX_TEST_FAILSYNC");
+    if (!trigger || access(trigger, F_OK) != 0) return 0;
+    char link[64], path[512] = {0};
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    if (readlink(link, path, sizeof path - 1) < 0) return 0;
+    size_t n = strlen(path), k = strlen("journal.sqlite3-wal");
+    if (n < k || strcmp(path + n - k, "journal.sqlite3-wal") != 0) return 0;
+    unlink(trigger);
+    return 1;
+}
+int fsync(int fd) {
+    static int (*real)(int);
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    if (fail_now(fd)) { errno = EIO; return -1; }
+    return real(fd);
+}
+int fdatasync(int fd) {
+    static int (*real)(int);
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    if (fail_now(fd)) { errno = EIO; return -1; }
+    return real(fd);
+}
+"#;
+
+/// A commit whose `fdatasync` fails may still be on disk, and a recovery after a crash
+/// replays it. So the terminal is not told "nothing was recorded" (it would ring the sale up
+/// again under a new key: twice) but to retry with the same key — which, after the crash,
+/// finds the sale, and one sale it stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_sync_failed_is_retried_with_its_key_and_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("failsync.c");
+    let library = dir.path().join("failsync.so");
+    std::fs::write(&source, FAILSYNC_C).unwrap();
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .arg("-ldl")
+        .status()
+        .expect("cc (the C compiler Rust links with)");
+    assert!(built.success());
+    let trigger = dir.path().join("fail-next-sync");
+    let config = dir.path().join("storebox.toml");
+    std::fs::write(&config, config_text(&dir.path().join("data"), "")).unwrap();
+    let d = Daemon::start_env(
+        dir.path(),
+        &config,
+        &[
+            ("LD_PRELOAD", library.to_str().unwrap()),
+            ("STOREBOX_TEST_FAILSYNC", trigger.to_str().unwrap()),
+        ],
+    );
+    let t = d.login(CASHIER).await;
+    let body = json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(2000)});
+    let (s, _) = post_sale(&d.client, &d.base, &t, "key-1", &body)
+        .await
+        .unwrap();
+    assert_eq!(s, 201);
+    std::fs::write(&trigger, b"").unwrap();
+    let (s, e) = post_sale(&d.client, &d.base, &t, "key-2", &body)
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (503, Some("journal_unconfirmed")),
+        "{e}"
+    );
+    assert!(!trigger.exists(), "the sync was never failed");
+    // The box dies before anything else is written.
+    d.kill9();
+    let d = Daemon::start_with(dir.path(), &config);
+    let t = d.login(CASHIER).await;
+    let (s, again) = post_sale(&d.client, &d.base, &t, "key-2", &body)
+        .await
+        .unwrap();
+    assert!(s == 200 || s == 201, "{s} {again}");
+    let sales = d.sales_on(&t, &common::store_today().to_string()).await;
+    assert_eq!(sales.len(), 2, "two keys, two sales: {sales:?}");
+    let (_, stock) = d.get(&t, "/v1/stock/MILK").await;
+    assert_eq!(stock["on_hand"], 998);
+    d.terminate();
+}

@@ -108,6 +108,15 @@ impl From<LedgerError> for ApiError {
                     "the store's journal cannot be written (disk full?); nothing was recorded",
                 )
             }
+            LedgerError::Unconfirmed(cause) => {
+                tracing::error!(error = %cause, "journal commit unconfirmed; request refused");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "journal_unconfirmed",
+                    "the store's journal could not confirm the write (a disk error); it may have \
+                     been recorded: retry with the same Idempotency-Key, never a new one",
+                )
+            }
             LedgerError::ShuttingDown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

@@ -54,6 +54,11 @@ pub enum LedgerError {
     /// Occurs when the journal cannot be written (disk full): nothing was recorded.
     #[error("the journal cannot be written: {0}")]
     Unavailable(String),
+    /// Occurs when the journal's commit failed in its I/O (a failed `fdatasync`): the
+    /// commit may still have reached the disk, and be found there after a crash. Whether it
+    /// was recorded is answered by a retry with the same `Idempotency-Key`.
+    #[error("the journal could not confirm the write: {0}")]
+    Unconfirmed(String),
     /// Occurs when the ledger is shutting down.
     #[error("storebox is shutting down")]
     ShuttingDown,

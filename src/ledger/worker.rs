@@ -377,6 +377,7 @@ impl Worker {
                             e,
                             LedgerError::Internal(_)
                                 | LedgerError::Unavailable(_)
+                                | LedgerError::Unconfirmed(_)
                                 | LedgerError::Bug(_)
                         ) =>
                 {
@@ -404,7 +405,18 @@ impl Worker {
                 Ok(())
             }
             None => tx.commit().map_err(|e| {
-                LedgerError::from(crate::journal::JournalError::sql("committing a batch")(e))
+                // An I/O error at the commit (not a full disk, which fails the write of the
+                // frames): SQLite rolls back in memory, but the commit's frames may be on disk
+                // whole, and a recovery after a crash would replay them. Not "nothing was
+                // recorded", then: the terminal must retry with the same key.
+                let io = e.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure);
+                let e =
+                    LedgerError::from(crate::journal::JournalError::sql("committing a batch")(e));
+                if io {
+                    LedgerError::Unconfirmed(e.to_string())
+                } else {
+                    e
+                }
             }),
         };
         match commit {
@@ -512,7 +524,7 @@ impl Worker {
             }
             Err(e) => {
                 self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                if matches!(e, LedgerError::Unavailable(_)) {
+                if matches!(e, LedgerError::Unavailable(_) | LedgerError::Unconfirmed(_)) {
                     self.stats.writable.store(false, Ordering::Relaxed);
                 }
                 drop(pending);
@@ -561,13 +573,17 @@ fn early_answer(durable: bool, erased: bool, done: &[(Reply, Outcome)]) -> bool 
 /// Whether a batch's failure was a command's own (a bug, an unexpected error in its
 /// execution), which the other commands need not share, rather than the journal's.
 fn is_own(e: &LedgerError) -> bool {
-    !matches!(e, LedgerError::Unavailable(_) | LedgerError::ShuttingDown)
+    !matches!(
+        e,
+        LedgerError::Unavailable(_) | LedgerError::Unconfirmed(_) | LedgerError::ShuttingDown
+    )
 }
 
 /// Errors are not `Clone` (they wrap sources); the batch's failure is told to every command.
 fn clone_err(e: &LedgerError) -> LedgerError {
     match e {
         LedgerError::Unavailable(m) => LedgerError::Unavailable(m.clone()),
+        LedgerError::Unconfirmed(m) => LedgerError::Unconfirmed(m.clone()),
         LedgerError::ShuttingDown => LedgerError::ShuttingDown,
         other => LedgerError::Internal(other.to_string()),
     }

@@ -143,7 +143,10 @@ pub(super) async fn applier(
 fn fails_again(e: &LedgerError) -> bool {
     !matches!(
         e,
-        LedgerError::Internal(_) | LedgerError::Unavailable(_) | LedgerError::ShuttingDown
+        LedgerError::Internal(_)
+            | LedgerError::Unavailable(_)
+            | LedgerError::Unconfirmed(_)
+            | LedgerError::ShuttingDown
     )
 }
 
