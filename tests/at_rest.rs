@@ -546,7 +546,37 @@ async fn backup_under_load_restores_members_sales_and_outbox_and_numbering_goes_
             .all(|e| e["seq"].as_u64() > Some(original_last)),
         "nothing HQ had is sent again"
     );
+    // Nor is an audit position HQ holds from the original box used again: the chain goes on
+    // after a gap the restore's own entry declares, and still verifies.
+    let original_n: u64 = rusqlite::Connection::open(dir.path().join("data/journal.sqlite3"))
+        .unwrap()
+        .query_row("SELECT MAX(n) FROM audit", [], |r| r.get::<_, i64>(0))
+        .unwrap() as u64;
+    let audits: Vec<Value> = hq_side
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "audit.recorded")
+        .collect();
+    assert!(
+        audits
+            .iter()
+            .any(|e| e["data"]["action"] == "journal.restore"),
+        "{audits:?}"
+    );
+    assert!(
+        audits
+            .iter()
+            .all(|e| e["data"]["n"].as_u64() > Some(original_n)),
+        "an audit position used twice (the original box reached {original_n}): {audits:?}"
+    );
     d.terminate();
+    let out = storebox(&["audit", "verify", "--config", config3.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

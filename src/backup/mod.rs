@@ -445,6 +445,33 @@ fn settle(
         };
         let tx = journal.conn_mut().transaction()?;
         store::append(&tx, &event, &now.date_naive().to_string(), &codec)?;
+        // The audit chain goes on after the entries HQ may hold from the lost events (at most
+        // one an event), so that none of their positions is used again.
+        let entry = crate::journal::audit::append_after_restore(
+            &tx,
+            &keys.audit,
+            &chrono::Utc::now().to_rfc3339(),
+            crate::journal::audit::NewAudit {
+                staff_no: "storebox".into(),
+                terminal_id: "storebox".into(),
+                action: String::new(),
+                target: config.store.id.clone(),
+                detail: serde_json::json!({
+                    "backup_last_seq": last,
+                    "hq_last_seq": hq_last_seq,
+                    "backup_created_at": header.created_at,
+                }),
+            },
+            hq_last_seq - last,
+        )?;
+        let audit_event = Event {
+            id: crate::ids::new_v7().to_string(),
+            store_id: config.store.id.clone(),
+            seq: hq_last_seq + 2,
+            occurred_at: now,
+            body: EventBody::AuditRecorded(entry),
+        };
+        store::append(&tx, &audit_event, &now.date_naive().to_string(), &codec)?;
         // HQ has everything up to its last seq, which covers all of the backup: the link goes
         // on with `journal.restored` (at `last` it waited for `last + 1`, which this journal
         // never has, and sent nothing again).

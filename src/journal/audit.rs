@@ -33,6 +33,11 @@ fn chain_mac(key: &[u8; 32], e: &AuditEntry, prev: &[u8]) -> [u8; 32] {
     )
 }
 
+/// The action of the entry a restore writes; with `RESTORE_GAP_FROM` in its detail it may
+/// skip positions (see [`append_after_restore`]).
+pub const RESTORE_ACTION: &str = "journal.restore";
+const RESTORE_GAP_FROM: &str = "audit_gap_from";
+
 /// Appends an entry at the end of the chain (inside the caller's transaction).
 pub fn append(
     conn: &Connection,
@@ -40,13 +45,47 @@ pub fn append(
     at: &str,
     new: NewAudit,
 ) -> Result<AuditEntry, JournalError> {
+    append_skipping(conn, key, at, new, 0)
+}
+
+/// The restore's entry, after a restore from a backup HQ has outrun: HQ may hold up to
+/// `events_lost` entries this journal never will (the box ran on after the backup, each
+/// entry an event), with the positions that came next. So the chain goes on after a gap of
+/// that many, and the entry says where the gap begins (`audit_gap_from` in its detail, under
+/// its MAC): no position HQ holds is used twice, and `verify` accepts this gap and no other.
+pub fn append_after_restore(
+    conn: &Connection,
+    key: &[u8; 32],
+    at: &str,
+    mut new: NewAudit,
+    events_lost: u64,
+) -> Result<AuditEntry, JournalError> {
+    let next = last_entry(conn)?.map_or(1, |(n, _)| n + 1);
+    new.action = RESTORE_ACTION.to_string();
+    if let Value::Object(m) = &mut new.detail {
+        m.insert(RESTORE_GAP_FROM.into(), Value::from(next));
+    }
+    append_skipping(conn, key, at, new, events_lost)
+}
+
+fn last_entry(conn: &Connection) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
     let last: Option<(i64, Vec<u8>)> = conn
         .prepare_cached("SELECT n, hash FROM audit ORDER BY n DESC LIMIT 1")
         .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .map_err(JournalError::sql("reading the end of the audit chain"))?;
-    let (n, prev) = match last {
-        Some((n, h)) => (n as u64 + 1, h),
-        None => (1, Vec::new()),
+    Ok(last.map(|(n, h)| (n as u64, h)))
+}
+
+fn append_skipping(
+    conn: &Connection,
+    key: &[u8; 32],
+    at: &str,
+    new: NewAudit,
+    skip: u64,
+) -> Result<AuditEntry, JournalError> {
+    let (n, prev) = match last_entry(conn)? {
+        Some((n, h)) => (n + 1 + skip, h),
+        None => (1 + skip, Vec::new()),
     };
     let entry = AuditEntry {
         n,
@@ -145,15 +184,21 @@ pub enum Verdict {
 /// Walks the whole chain and names the first entry that does not verify.
 pub fn verify(conn: &Connection, key: &[u8; 32]) -> Result<Verdict, JournalError> {
     let mut expected_n = 1u64;
+    let mut entries = 0u64;
     let mut prev_hash: Vec<u8> = Vec::new();
     loop {
         let rows = read_rows(conn, expected_n - 1, 1_000)?;
         if rows.is_empty() {
-            return Ok(Verdict::Intact {
-                entries: expected_n - 1,
-            });
+            return Ok(Verdict::Intact { entries });
         }
         for (e, prev, hash) in rows {
+            let restore_gap = e.action == RESTORE_ACTION
+                && e.n > expected_n
+                && e.detail.get(RESTORE_GAP_FROM).and_then(Value::as_u64) == Some(expected_n);
+            if restore_gap {
+                // Checked with the rest of the entry by its MAC below.
+                expected_n = e.n;
+            }
             let broken = |reason: &str| Verdict::Broken {
                 n: expected_n,
                 at: e.at.clone(),
@@ -174,6 +219,7 @@ pub fn verify(conn: &Connection, key: &[u8; 32]) -> Result<Verdict, JournalError
             }
             prev_hash = hash;
             expected_n += 1;
+            entries += 1;
         }
     }
 }
@@ -196,6 +242,35 @@ mod tests {
             target: "S-1".into(),
             detail: serde_json::json!({"amount": 1200}),
         }
+    }
+
+    #[test]
+    fn a_restore_skips_positions_and_only_its_gap_verifies() {
+        let c = conn();
+        let key = [3u8; 32];
+        for _ in 0..3 {
+            append(&c, &key, "2026-11-23T10:00:00Z", entry("sale.refund")).unwrap();
+        }
+        let restore = NewAudit {
+            detail: serde_json::json!({"hq_last_seq": 90}),
+            ..entry("anything")
+        };
+        let e = append_after_restore(&c, &key, "2026-11-24T08:00:00Z", restore, 10).unwrap();
+        assert_eq!((e.n, e.action.as_str()), (14, RESTORE_ACTION));
+        assert_eq!(e.detail["audit_gap_from"], 4);
+        assert_eq!(
+            append(&c, &key, "2026-11-24T08:01:00Z", entry("login"))
+                .unwrap()
+                .n,
+            15
+        );
+        assert_eq!(verify(&c, &key).unwrap(), Verdict::Intact { entries: 5 });
+        // Any other gap is a missing entry, and so is a restore entry's changed gap.
+        c.execute("DELETE FROM audit WHERE n = 2", []).unwrap();
+        assert!(matches!(
+            verify(&c, &key).unwrap(),
+            Verdict::Broken { n: 2, .. }
+        ));
     }
 
     #[test]
