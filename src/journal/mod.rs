@@ -367,6 +367,11 @@ fn migrate(conn: &Connection, store_id: &str) -> Result<(), JournalError> {
     if version > SCHEMA_VERSION {
         return Err(JournalError::NewerSchema(version));
     }
+    // Another store's journal (a config pointing at the wrong directory) is refused before
+    // it is touched, not brought to this schema first.
+    if version >= 1 {
+        check_store(conn, store_id)?;
+    }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let reached = i as i64 + 1;
         let tx = conn
@@ -389,6 +394,10 @@ fn migrate(conn: &Connection, store_id: &str) -> Result<(), JournalError> {
         tx.commit()
             .map_err(JournalError::sql("committing a schema migration"))?;
     }
+    check_store(conn, store_id)
+}
+
+fn check_store(conn: &Connection, store_id: &str) -> Result<(), JournalError> {
     let found: String = conn
         .query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| {
             r.get(0)

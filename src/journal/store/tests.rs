@@ -283,6 +283,39 @@ mod days {
 
     /// A journal written before late events were marked: the upgrade finds them.
     #[test]
+    fn another_stores_older_journal_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join(crate::journal::FILE_NAME)).unwrap();
+            c.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+            )
+            .unwrap();
+            for step in &crate::journal::MIGRATIONS[..6] {
+                c.execute_batch(step).unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO meta VALUES ('store_id', 'bj-002'), ('schema_version', '6');",
+            )
+            .unwrap();
+        }
+        let err = crate::journal::Journal::open(dir.path(), "sh-001").err();
+        assert!(
+            matches!(err, Some(crate::journal::JournalError::WrongStore { .. })),
+            "{err:?}"
+        );
+        let c = Connection::open(dir.path().join(crate::journal::FILE_NAME)).unwrap();
+        let version: String = c
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, "6", "brought to this schema before being refused");
+    }
+
+    #[test]
     fn the_upgrade_finds_the_late_events_written_before_it() {
         let dir = tempfile::tempdir().unwrap();
         let codec = PiiCodec::random();
