@@ -93,6 +93,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let notifier = crate::notify::Notifier::from_env();
     let dir = config.storage.dir.clone();
     let _lock = lock_data_dir(&dir)?;
+    crate::backup::check_no_restore_under_way(&dir)?;
     crate::backup::remove_abandoned(&dir);
     notifier
         .notify(&crate::notify::status("starting: journal, cache, ledger"))

@@ -40,6 +40,29 @@ use sealed::{OpenReader, SealWriter};
 /// The files a backup holds, in the order they are copied.
 const FILES: [&str; 2] = [crate::cache::FILE_NAME, journal::FILE_NAME];
 
+/// In the data directory while a restore is under way: a restore killed half-way leaves a
+/// journal that looks whole but goes on at the backup's numbering, not after HQ's, so the
+/// daemon refuses to start on it (see [`check_no_restore_under_way`]).
+pub const RESTORING: &str = "restore.incomplete";
+
+/// Refuses a data directory a restore was killed in.
+pub fn check_no_restore_under_way(dir: &Path) -> anyhow::Result<()> {
+    if dir.join(RESTORING).exists() {
+        bail!(
+            "a restore into {} was interrupted: remove everything in it but the store key and \
+             run the restore again",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}
+
 /// What a backup holds, written at its start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Header {
@@ -324,6 +347,7 @@ pub fn restore(
             let entry = entry?;
             let path = entry.path();
             if path != key_path && entry.file_name() != "storebox.lock" {
+                check_no_restore_under_way(dir)?;
                 bail!(
                     "{} is not empty ({} is there); restore into an empty data directory",
                     dir.display(),
@@ -343,6 +367,8 @@ pub fn restore(
             config.store.id
         );
     }
+    private_file(&dir.join(RESTORING))?.sync_all()?;
+    sync_dir(dir)?;
     let mut written = Vec::new();
     let result = (|| -> anyhow::Result<()> {
         loop {
@@ -385,11 +411,15 @@ pub fn restore(
                 let _ = std::fs::remove_file(f);
             }
         }
+        let _ = std::fs::remove_file(dir.join(RESTORING));
         e
     };
     result.map_err(undo)?;
     let next_seq = settle(config, keys, &header, hq_last_seq).map_err(undo)?;
     give_to_owner(dir)?;
+    std::fs::remove_file(dir.join(RESTORING))
+        .with_context(|| format!("removing {}", dir.join(RESTORING).display()))?;
+    sync_dir(dir)?;
     Ok(Restored { header, next_seq })
 }
 
@@ -616,6 +646,24 @@ mod tests {
         let file = root.join("b.sbk");
         backup(&old, &keys, &file).unwrap();
         (file, old.key_path())
+    }
+
+    #[test]
+    fn a_restore_killed_half_way_is_named_not_taken_for_a_store() {
+        let root = tempfile::tempdir().unwrap();
+        let (file, key) = a_backup(root.path());
+        let new_dir = root.path().join("new");
+        std::fs::create_dir_all(&new_dir).unwrap();
+        std::fs::copy(key, new_dir.join("store.key")).unwrap();
+        let (new, keys) = store(&new_dir);
+        restore(&new, &keys, &file, 0).unwrap();
+        check_no_restore_under_way(&new_dir).unwrap();
+        // As a restore killed between writing the files and settling them leaves it.
+        std::fs::write(new_dir.join(RESTORING), b"").unwrap();
+        let err = check_no_restore_under_way(&new_dir).unwrap_err();
+        assert!(format!("{err}").contains("was interrupted"), "{err}");
+        let err = restore(&new, &keys, &file, 0).unwrap_err();
+        assert!(format!("{err}").contains("was interrupted"), "{err}");
     }
 
     #[test]
