@@ -1,5 +1,8 @@
 //! The store's own marketing, each morning (store time): birthday coupons for members whose
-//! birthday is in the configured window; for members who turned `at_risk`, a
+//! birthday is in the configured window — `birthday_days_ahead` before it, and up to
+//! `birthday_catch_up_days` after it for a birthday no run served yet (the box was off that
+//! morning, or the member registered or had their birthday entered after that morning's run;
+//! see [`crate::domain::automation::birthday_due`]); for members who turned `at_risk`, a
 //! `member.at_risk` event to HQ with a win-back coupon (the event goes up without a coupon
 //! when `winback_coupon = 0`). Every occasion has a code (see
 //! [`crate::domain::automation::occasion_code`]), the code of its coupon too, which the cache
@@ -101,7 +104,9 @@ fn actor() -> Actor {
 }
 
 /// Runs once a day, at or after `run_hour` store time (at once on start if that hour has
-/// passed: a run is harmless to repeat).
+/// passed: a run is harmless to repeat). What no run served — a birthday on a day the box was
+/// off, a member registered after the day's run — the next run catches up (birthdays within
+/// `birthday_catch_up_days`).
 pub async fn run(
     ledger: Ledger,
     cache: Cache,
@@ -167,10 +172,17 @@ pub async fn run_once(
             .scan_members_while(|_, m| {
                 let go = pace.step();
                 let Some(p) = &m.profile else { return go };
-                if let Some(year) = p
-                    .birthday
-                    .and_then(|b| birthday_due(b, today, a.birthday_days_ahead))
-                {
+                // The store-local day the member registered: no coupon for a birthday before it.
+                let registered = settings2.local_date(m.created_at.with_timezone(&Utc));
+                if let Some(year) = p.birthday.and_then(|b| {
+                    birthday_due(
+                        b,
+                        registered,
+                        today,
+                        a.birthday_days_ahead,
+                        a.birthday_catch_up_days,
+                    )
+                }) {
                     // The level in force today, as the till shows it (with levels that can
                     // drop, the stored one may be gone).
                     let level = m

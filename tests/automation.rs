@@ -1,6 +1,6 @@
 //! Marketing automation and campaigns through the real binary: a birthday coupon issued once
-//! per member per year across restarts, used at the till and counted; welcome coupons; a
-//! campaign with a control group, measured.
+//! per member per year across restarts, used at the till and counted; a missed birthday caught
+//! up; welcome coupons; a campaign with a control group, measured.
 
 mod common;
 
@@ -153,6 +153,94 @@ async fn birthday_coupons_are_issued_once_used_at_the_till_and_counted() {
     assert_eq!(bd["redemption_rate"], 1.0);
     let wl = &v["automatic"][1];
     assert_eq!(wl["issued"], 2, "{wl}");
+    d.terminate();
+}
+
+/// A member registered at `registered` with `birthday`, for [`history::write_journal`].
+fn member_born(
+    id: &str,
+    phone: &str,
+    registered: chrono::DateTime<chrono::FixedOffset>,
+    birthday: chrono::NaiveDate,
+) -> (chrono::DateTime<chrono::FixedOffset>, Value) {
+    // 1992 is a leap year: any day of the year is someone's birthday then.
+    let birthday = format!("1992-{:02}-{:02}", birthday.month(), birthday.day());
+    let mut e = history::member_event(id, registered, "1001", "寿星", phone);
+    e["data"]["profile"]["birthday"] = json!(birthday);
+    (registered, e)
+}
+
+/// Birthdays no morning run served — the box was off, the member registered after the run —
+/// are caught up by the next run within a week, in the birthday's year, once; never a birthday
+/// before the member registered.
+#[tokio::test]
+async fn a_missed_birthday_is_caught_up_by_the_next_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let shanghai = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let today = store_today();
+    let day = |n: i64| today - chrono::Duration::days(n);
+    let evening = |d: chrono::NaiveDate| {
+        d.and_hms_opt(20, 0, 0)
+            .unwrap()
+            .and_local_timezone(shanghai)
+            .unwrap()
+    };
+    let id = || uuid::Uuid::now_v7().to_string();
+    // Members of long standing: a birthday three days ago (the box was off), and one eight
+    // days ago, beyond the default week.
+    let (off, long_past) = (id(), id());
+    // Registered on the birthday, yesterday evening, after the morning run.
+    let on_the_day = id();
+    // Registered yesterday, the day after the birthday.
+    let after = id();
+    history::write_journal(
+        &data,
+        vec![
+            member_born(&off, "13900000011", evening(day(60)), day(3)),
+            member_born(&long_past, "13900000012", evening(day(60)), day(8)),
+            member_born(&on_the_day, "13900000013", evening(day(1)), day(1)),
+            member_born(&after, "13900000014", evening(day(1)), day(2)),
+        ],
+    );
+    for run in 1..=2 {
+        let d = start(dir.path());
+        wait_for(&d, "morning automation done", 1);
+        d.terminate();
+        for (m, born, n) in [
+            (&off, day(3), 1),
+            (&long_past, day(8), 0),
+            (&on_the_day, day(1), 1),
+            (&after, day(2), 0),
+        ] {
+            assert_eq!(
+                count_events(dir.path(), "member.birthday", &format!("%{m}%")),
+                n,
+                "run {run}: born {born}"
+            );
+            // The birthday's year, not today's (they differ early in January).
+            let code = occasion_code(&Occasion::Birthday { year: born.year() }, m);
+            assert_eq!(
+                count_events(dir.path(), "coupon.issued", &format!("%{code}%")),
+                n,
+                "run {run}: born {born}"
+            );
+        }
+    }
+    let d = start(dir.path());
+    let t = d.login(CASHIER).await;
+    let code = occasion_code(
+        &Occasion::Birthday {
+            year: day(3).year(),
+        },
+        &off,
+    );
+    let (s, c) = d.get(&t, &format!("/v1/coupons/{code}")).await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(
+        (c["member_id"].as_str(), c["kind"]["amount"].as_i64()),
+        (Some(off.as_str()), Some(1000))
+    );
     d.terminate();
 }
 

@@ -27,6 +27,10 @@ pub struct Automation {
     pub run_hour: u32,
     /// Days before the birthday the birthday coupon is issued (0: on the day).
     pub birthday_days_ahead: u32,
+    /// Days after a birthday a run still issues its coupon if none was issued for that year
+    /// (the box was off that morning, or the member registered or had their birthday entered
+    /// after the run); 1–31, so the next morning always catches up the day before.
+    pub birthday_catch_up_days: u32,
     /// Birthday coupon value (分) by level code; `default` for members without a listed level.
     pub birthday_coupon: std::collections::BTreeMap<String, i64>,
     /// Days a birthday coupon stays valid.
@@ -48,6 +52,7 @@ impl Default for Automation {
             enabled: true,
             run_hour: 8,
             birthday_days_ahead: 0,
+            birthday_catch_up_days: 7,
             birthday_coupon: [
                 ("default".to_string(), 1_000),
                 ("silver".to_string(), 2_000),
@@ -121,6 +126,12 @@ pub(super) fn to_insight(raw: Option<RawInsight>) -> Result<InsightConfig, Inval
         return Err(bad(
             "insight.automation.birthday_days_ahead",
             "must be 0–31",
+        ));
+    }
+    if !(1..=31).contains(&automation.birthday_catch_up_days) {
+        return Err(bad(
+            "insight.automation.birthday_catch_up_days",
+            "must be 1–31",
         ));
     }
     for (key, v) in [

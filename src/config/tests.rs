@@ -326,6 +326,25 @@ fn security_and_backup_settings_are_checked() {
 }
 
 #[test]
+fn the_birthday_catch_up_window_is_checked() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.insight.automation.birthday_catch_up_days, 7);
+    let with = |n: u32| {
+        parse(&format!(
+            "{MINIMAL}\n[insight.automation]\nbirthday_catch_up_days = {n}\n"
+        ))
+    };
+    assert_eq!(
+        with(14).unwrap().insight.automation.birthday_catch_up_days,
+        14
+    );
+    for n in [0, 32] {
+        let e = with(n).unwrap_err();
+        assert_eq!(e.key, "insight.automation.birthday_catch_up_days", "{e}");
+    }
+}
+
+#[test]
 fn a_generated_config_is_valid_production_config() {
     let (text, token, pin) = generate("gz-007", "广州\"天河\"店");
     let c = parse(&text).unwrap();

@@ -3,7 +3,7 @@
 //! coupon code, so acting on it twice (a restart, a second run the same day) issues nothing
 //! the second time.
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{Datelike, Days, NaiveDate};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -51,12 +51,38 @@ pub fn occasion_code(occasion: &Occasion, member_id: &str) -> String {
     format!("{prefix}-{tail}")
 }
 
-/// The year whose birthday falls in `today ..= today + days_ahead`, if one does.
-pub fn birthday_due(birthday: NaiveDate, today: NaiveDate, days_ahead: u32) -> Option<i32> {
-    let last = today + chrono::Duration::days(i64::from(days_ahead));
-    [today.year(), today.year() + 1].into_iter().find(|y| {
+/// The year of the birthday the morning run acts on `today`, if there is one: a birthday in
+/// `today - catch_up_days ..= today + days_ahead`, and not before `registered` (the store-local
+/// day the member registered).
+///
+/// Looking back `catch_up_days` catches up a birthday no run acted on: the box was off that
+/// morning, or the member registered (or had their birthday entered) after that morning's run.
+/// A member who registers after their birthday gets no coupon for it: the first birthday
+/// coupon is for the first birthday on or after the day they joined (their birthday that very
+/// day included). The year is the birthday's, not today's: a 31 December birthday caught up
+/// on 2 January is the old year's, so its coupon code (per year, see [`occasion_code`]) is the
+/// one a run on the day would have used, and a member gets at most one per year.
+///
+/// A window shorter than a year (the configuration allows up to 31 + 31 days) holds at most one
+/// birthday.
+pub fn birthday_due(
+    birthday: NaiveDate,
+    registered: NaiveDate,
+    today: NaiveDate,
+    days_ahead: u32,
+    catch_up_days: u32,
+) -> Option<i32> {
+    let first = today
+        .checked_sub_days(Days::new(u64::from(catch_up_days)))
+        .unwrap_or(NaiveDate::MIN)
+        .max(registered);
+    let last = today
+        .checked_add_days(Days::new(u64::from(days_ahead)))
+        .unwrap_or(NaiveDate::MAX);
+    let year = today.year();
+    [year - 1, year, year + 1].into_iter().find(|y| {
         let d = birthday_in_year(birthday, *y);
-        d >= today && d <= last
+        d.year() == *y && d >= first && d <= last
     })
 }
 
@@ -68,26 +94,106 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Registered long before any of the birthdays below.
+    const LONG_AGO: &str = "2000-01-01";
+
     #[test]
     fn birthdays_in_the_window_once_a_year() {
-        assert_eq!(
-            birthday_due(d("1990-11-23"), d("2026-11-23"), 0),
-            Some(2026)
-        );
-        assert_eq!(birthday_due(d("1990-11-24"), d("2026-11-23"), 0), None);
-        assert_eq!(
-            birthday_due(d("1990-11-30"), d("2026-11-23"), 7),
-            Some(2026)
-        );
-        assert_eq!(
-            birthday_due(d("1990-01-02"), d("2026-12-30"), 7),
-            Some(2027)
-        );
+        let due = |b: &str, today: &str, ahead| birthday_due(d(b), d(LONG_AGO), d(today), ahead, 0);
+        assert_eq!(due("1990-11-23", "2026-11-23", 0), Some(2026));
+        assert_eq!(due("1990-11-24", "2026-11-23", 0), None);
+        assert_eq!(due("1990-11-30", "2026-11-23", 7), Some(2026));
+        assert_eq!(due("1990-01-02", "2026-12-30", 7), Some(2027));
         // 29 February is celebrated on the 28th in other years.
+        assert_eq!(due("2000-02-29", "2026-02-28", 0), Some(2026));
+        assert_eq!(due("2000-02-29", "2028-02-28", 0), None);
+        assert_eq!(due("2000-02-29", "2028-02-29", 0), Some(2028));
+    }
+
+    #[test]
+    fn a_missed_birthday_is_caught_up_within_the_window_in_its_own_year() {
+        let due = |b: &str, registered: &str, today: &str, catch_up| {
+            birthday_due(d(b), d(registered), d(today), 0, catch_up)
+        };
+        // The box was off on the birthday: the next run, up to a week later, issues it.
+        assert_eq!(due("1990-03-10", LONG_AGO, "2026-03-11", 7), Some(2026));
+        assert_eq!(due("1990-03-10", LONG_AGO, "2026-03-17", 7), Some(2026));
+        assert_eq!(due("1990-03-10", LONG_AGO, "2026-03-18", 7), None);
+        assert_eq!(due("1990-03-10", LONG_AGO, "2026-03-11", 0), None);
+        // Across New Year the year is the birthday's.
+        assert_eq!(due("1990-12-31", LONG_AGO, "2027-01-02", 7), Some(2026));
+        assert_eq!(due("1990-12-25", LONG_AGO, "2027-01-01", 7), Some(2026));
+        assert_eq!(due("1990-12-24", LONG_AGO, "2027-01-01", 7), None);
+        // 29 February, caught up in a common year (on the 28th) and in a leap year.
+        assert_eq!(due("2000-02-29", LONG_AGO, "2027-03-02", 7), Some(2027));
+        assert_eq!(due("2000-02-29", LONG_AGO, "2028-03-02", 7), Some(2028));
+        // Registered on the birthday, after that morning's run: the next morning issues it.
+        assert_eq!(due("1990-03-10", "2026-03-10", "2026-03-11", 7), Some(2026));
+        // Registered after the birthday: nothing for it; next year's is issued as usual.
+        assert_eq!(due("1990-03-10", "2026-03-11", "2026-03-11", 7), None);
+        assert_eq!(due("1990-03-10", "2026-03-11", "2026-03-12", 7), None);
+        assert_eq!(due("1990-03-10", "2026-03-11", "2027-03-10", 7), Some(2027));
+        // Looking ahead and back at once.
         assert_eq!(
-            birthday_due(d("2000-02-29"), d("2026-02-28"), 0),
+            birthday_due(d("1990-03-10"), d(LONG_AGO), d("2026-03-05"), 5, 7),
             Some(2026)
         );
+        assert_eq!(
+            birthday_due(d("1990-03-10"), d(LONG_AGO), d("2026-03-04"), 5, 7),
+            None
+        );
+        // The calendar's ends do not panic.
+        assert_eq!(
+            birthday_due(d("1990-03-10"), NaiveDate::MIN, NaiveDate::MIN, 0, 31),
+            None
+        );
+        assert_eq!(
+            birthday_due(d("1990-12-31"), d(LONG_AGO), NaiveDate::MAX, 31, 31),
+            Some(NaiveDate::MAX.year())
+        );
+        assert_eq!(
+            birthday_due(d("1990-01-01"), d(LONG_AGO), NaiveDate::MAX, 31, 31),
+            None
+        );
+    }
+
+    proptest::proptest! {
+        /// What a run finds is a birthday in its window, on or after the registration, and its
+        /// year is that birthday's; every birthday on or after the registration is found by
+        /// every run from `days_ahead` before it to `catch_up_days` after it, with its own
+        /// year — so a member gets at most one coupon per year, and at least one per year
+        /// they were a member on their birthday whenever the box ran in that stretch.
+        #[test]
+        fn the_window_finds_each_birthday_once_in_its_own_year(
+            born in 0i64..40_000,
+            registered in 0i64..40_000,
+            today in 0i64..40_000,
+            ahead in 0u32..=31,
+            catch_up in 0u32..=31,
+        ) {
+            let day = |n: i64| d("1950-01-01") + chrono::Duration::days(n);
+            let (born, registered, today) = (day(born), day(registered), day(today));
+            match birthday_due(born, registered, today, ahead, catch_up) {
+                Some(y) => {
+                    let on = birthday_in_year(born, y);
+                    proptest::prop_assert_eq!(on.year(), y);
+                    proptest::prop_assert!(on >= registered);
+                    proptest::prop_assert!(on >= today - chrono::Duration::days(catch_up.into()));
+                    proptest::prop_assert!(on <= today + chrono::Duration::days(ahead.into()));
+                }
+                None => {
+                    for y in [today.year() - 1, today.year(), today.year() + 1] {
+                        let on = birthday_in_year(born, y);
+                        proptest::prop_assert!(
+                            on < registered
+                                || on < today - chrono::Duration::days(catch_up.into())
+                                || on > today + chrono::Duration::days(ahead.into()),
+                            "{} missed on {}", on, today
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
