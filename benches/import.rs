@@ -25,7 +25,7 @@ fn main() {
             surnames[(i % 10) as usize],
             ["芳", "伟", "娜", "敏", "静"][(i / 10 % 5) as usize]
         );
-        // Every 1,000th row repeats a phone (merged); every 5,000th is a bad phone.
+        // Every 1,000th row repeats a phone (refused as a duplicate); every 5,000th is a bad phone.
         let phone = if i % 5_000 == 4_999 {
             "12345".to_string()
         } else if i % 1_000 == 999 {

@@ -1,8 +1,11 @@
 //! `storebox members import`: members from a CSV file (UTF-8 or GBK), through the ledger like
 //! every other write, in chunks of one transaction each. Headers are recognised in Chinese or
-//! English (or mapped by hand); phones are normalised; a phone already known merges into that
-//! member; every refused row is reported with its line number and reason.
+//! English (or mapped by hand); phones are normalised; a phone known before the import merges
+//! into that member, a phone or card number an earlier row of the file gave is refused as a
+//! duplicate; a line with bytes invalid in the file's encoding is refused; every refused row is
+//! reported with its line number and reason.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -17,7 +20,8 @@ use crate::ledger::{Actor, Command, ImportReport, Outcome};
 /// The file's text encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
-    /// UTF-8 when the bytes are valid UTF-8 (with or without BOM), else GBK.
+    /// UTF-8 when the file starts with a UTF-8 BOM or its bytes are valid or mostly UTF-8
+    /// (see [`mostly_utf8`]), else GBK.
     Auto,
     /// UTF-8.
     Utf8,
@@ -54,20 +58,188 @@ const FIELDS: [(&str, &[&str]); 7] = [
     ("consent", &["consent", "marketing", "营销同意", "接收营销"]),
 ];
 
-/// Decodes the file: returns the text and the encoding used.
-pub fn decode(bytes: &[u8], enc: Encoding) -> (String, &'static str) {
-    let utf8 = |b: &[u8]| {
-        let b = b.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(b);
-        String::from_utf8_lossy(b).into_owned()
-    };
-    match enc {
-        Encoding::Utf8 => (utf8(bytes), "utf-8"),
-        Encoding::Gbk => (encoding_rs::GB18030.decode(bytes).0.into_owned(), "gbk"),
-        Encoding::Auto => match std::str::from_utf8(bytes) {
-            Ok(_) => (utf8(bytes), "utf-8"),
-            Err(_) => (encoding_rs::GB18030.decode(bytes).0.into_owned(), "gbk"),
-        },
+/// A line of the file with bytes that are not valid in the encoding it was read in: its first
+/// such sequence, which the decoded text holds as U+FFFD. The row on that line is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadBytes {
+    /// Where the replacement character is in the decoded text (byte offset).
+    pub at: u64,
+    /// The invalid sequence (its first `len` bytes).
+    bytes: [u8; 4],
+    len: u8,
+}
+
+impl BadBytes {
+    /// The invalid bytes in hex: `FF`, `E6 9D`.
+    pub fn hex(&self) -> String {
+        self.bytes[..usize::from(self.len).min(4)]
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
+}
+
+/// A decoded file.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The text; each invalid byte sequence replaced by U+FFFD.
+    pub text: String,
+    /// The encoding it was read in: `utf-8` or `gbk`.
+    pub encoding: &'static str,
+    /// The lines holding invalid bytes, in order (one entry a line).
+    pub bad: Vec<BadBytes>,
+}
+
+/// The decoded text as it is built: notes the first invalid sequence of each line.
+struct Text {
+    text: String,
+    /// Where the current line starts in `text`.
+    line_start: usize,
+    bad: Vec<BadBytes>,
+}
+
+impl Text {
+    fn new(capacity: usize) -> Text {
+        Text {
+            text: String::with_capacity(capacity),
+            line_start: 0,
+            bad: Vec::new(),
+        }
+    }
+
+    /// Notes that `text` grew from `from` (valid text).
+    fn grew(&mut self, from: usize) {
+        if let Some(nl) = self.text.get(from..).and_then(|t| t.rfind('\n')) {
+            self.line_start = from + nl + 1;
+        }
+    }
+
+    fn push_str(&mut self, s: &str) {
+        let from = self.text.len();
+        self.text.push_str(s);
+        self.grew(from);
+    }
+
+    /// An invalid sequence: replaced by U+FFFD, noted if it is the line's first.
+    fn invalid(&mut self, seq: &[u8]) {
+        let at = self.text.len();
+        if self
+            .bad
+            .last()
+            .is_none_or(|b| b.at < self.line_start as u64)
+        {
+            let mut bytes = [0; 4];
+            let len = seq.len().min(4);
+            bytes[..len].copy_from_slice(&seq[..len]);
+            self.bad.push(BadBytes {
+                at: at as u64,
+                bytes,
+                len: len as u8,
+            });
+        }
+        self.text.push(char::REPLACEMENT_CHARACTER);
+    }
+
+    fn done(self, encoding: &'static str) -> Decoded {
+        Decoded {
+            text: self.text,
+            encoding,
+            bad: self.bad,
+        }
+    }
+}
+
+/// Whether bytes that are not valid UTF-8 are still mostly UTF-8: they hold valid multi-byte
+/// UTF-8 characters, at least twice as many as invalid sequences. A GBK file of Chinese text
+/// has about fifteen invalid sequences for each pair of bytes that happens to be valid UTF-8;
+/// a UTF-8 file with a few stray bytes has far more valid characters than stray bytes.
+pub fn mostly_utf8(bytes: &[u8]) -> bool {
+    let (mut multi, mut invalid) = (0u64, 0u64);
+    for chunk in bytes.utf8_chunks() {
+        // Each non-ASCII character starts with a byte of 0xC0 or more.
+        multi += chunk.valid().bytes().filter(|b| *b >= 0xC0).count() as u64;
+        invalid += u64::from(!chunk.invalid().is_empty());
+    }
+    multi > 0 && invalid * 2 <= multi
+}
+
+fn decode_utf8(bytes: &[u8]) -> Decoded {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut text = Text::new(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            text.invalid(chunk.invalid());
+        }
+    }
+    text.done("utf-8")
+}
+
+fn decode_gbk(bytes: &[u8]) -> Decoded {
+    use encoding_rs::DecoderResult;
+    // BOM sniffing as `Encoding::decode` does it: a UTF-8 BOM makes it UTF-8.
+    let mut decoder = encoding_rs::GB18030.new_decoder();
+    let room = |d: &encoding_rs::Decoder, n: usize| {
+        d.max_utf8_buffer_length_without_replacement(n)
+            .unwrap_or(n.saturating_mul(3))
+    };
+    let mut text = Text::new(room(&decoder, bytes.len()));
+    let mut read_total = 0;
+    loop {
+        let rest = bytes.get(read_total..).unwrap_or_default();
+        let from = text.text.len();
+        let (result, read) =
+            decoder.decode_to_string_without_replacement(rest, &mut text.text, true);
+        text.grew(from);
+        read_total += read;
+        match result {
+            DecoderResult::InputEmpty => break,
+            DecoderResult::OutputFull => {
+                let more = room(&decoder, bytes.len().saturating_sub(read_total));
+                text.text.reserve(more.max(16));
+            }
+            DecoderResult::Malformed(len, extra) => {
+                let end = read_total.saturating_sub(usize::from(extra));
+                let start = end.saturating_sub(usize::from(len));
+                text.invalid(bytes.get(start..end).unwrap_or_default());
+            }
+        }
+    }
+    text.done("gbk")
+}
+
+/// Decodes the file. Invalid byte sequences become U+FFFD and are listed by line (the rows on
+/// those lines are refused, see [`Rows`]), never silently kept.
+pub fn decode(bytes: &[u8], enc: Encoding) -> Decoded {
+    match enc {
+        Encoding::Utf8 => decode_utf8(bytes),
+        Encoding::Gbk => decode_gbk(bytes),
+        Encoding::Auto => {
+            if bytes.starts_with(b"\xEF\xBB\xBF")
+                || std::str::from_utf8(bytes).is_ok()
+                || mostly_utf8(bytes)
+            {
+                decode_utf8(bytes)
+            } else {
+                decode_gbk(bytes)
+            }
+        }
+    }
+}
+
+/// Why a line with invalid bytes is refused, and what to do.
+fn bad_bytes_reason(bad: &BadBytes, encoding: &str) -> String {
+    let (name, other) = match encoding {
+        "gbk" => ("GBK", "utf-8"),
+        _ => ("UTF-8", "gbk"),
+    };
+    let what = if bad.len == 1 { "byte" } else { "bytes" };
+    format!(
+        "not valid {name} ({what} {}): the file is read as {name}; correct the line, or import the file with --encoding {other} if it is {}",
+        bad.hex(),
+        other.to_uppercase()
+    )
 }
 
 fn parse_birthday(s: &str) -> Result<Option<NaiveDate>, String> {
@@ -109,18 +281,29 @@ pub type Parsed = (Vec<(u64, RegisterMember)>, Vec<(u64, String)>);
 pub struct Rows<'t> {
     reader: csv::Reader<&'t [u8]>,
     columns: Vec<(&'static str, usize)>,
+    /// The lines with invalid bytes not yet passed, and the encoding, for the refusals.
+    bad: &'t [BadBytes],
+    encoding: &'static str,
 }
 
 impl<'t> Rows<'t> {
-    /// Reads and maps the header line; fails with the reason if a needed column is missing.
-    pub fn open(text: &'t str, map: &[(String, String)]) -> Result<Rows<'t>, String> {
-        let mut reader = reader(text);
+    /// Reads and maps the header line; fails with the reason if a needed column is missing or
+    /// the header has invalid bytes.
+    pub fn open(file: &'t Decoded, map: &[(String, String)]) -> Result<Rows<'t>, String> {
+        let mut reader = reader(&file.text);
         let header: Vec<String> = reader
             .headers()
             .map_err(|e| format!("the header line cannot be read: {e}"))?
             .iter()
             .map(|h| h.trim().to_lowercase())
             .collect();
+        let header_end = reader.position().byte();
+        if let Some(bad) = file.bad.first().filter(|b| b.at < header_end) {
+            return Err(format!(
+                "the header line is {}",
+                bad_bytes_reason(bad, file.encoding)
+            ));
+        }
         let mut columns: Vec<(&'static str, usize)> = Vec::new();
         for (field, names) in FIELDS {
             let given = map
@@ -147,7 +330,29 @@ impl<'t> Rows<'t> {
                 ));
             }
         }
-        Ok(Rows { reader, columns })
+        Ok(Rows {
+            reader,
+            columns,
+            bad: &file.bad,
+            encoding: file.encoding,
+        })
+    }
+
+    /// The first invalid bytes from `start` up to where the reader is (the record just read),
+    /// passing those before it.
+    fn bad_bytes(&mut self, start: u64) -> Option<BadBytes> {
+        let end = self.position();
+        let mut found = None;
+        while let Some((first, rest)) = self.bad.split_first() {
+            if first.at >= end {
+                break;
+            }
+            if first.at >= start && found.is_none() {
+                found = Some(*first);
+            }
+            self.bad = rest;
+        }
+        found
     }
 
     /// How far into the text the rows read so far reach, in bytes.
@@ -173,7 +378,11 @@ impl<'t> Rows<'t> {
                     continue;
                 }
             }
-            let line = rec.position().map_or(0, |p| p.line());
+            let (line, start) = rec.position().map_or((0, 0), |p| (p.line(), p.byte()));
+            if let Some(spot) = self.bad_bytes(start) {
+                bad.push((line, bad_bytes_reason(&spot, self.encoding)));
+                continue;
+            }
             if rec.iter().all(str::is_empty) {
                 continue;
             }
@@ -249,6 +458,76 @@ fn prepare_rows(
         .collect()
 }
 
+/// The phones and card numbers of the rows sent to the ledger so far in this import, with their
+/// lines: a later row with one of them repeats an earlier row and is refused (merging into a
+/// member is for members known before the import). Kept for the whole import, across chunks;
+/// an import run again is a new import, whose rows find the members the first one left.
+/// The values are held as their index keys (keyed hashes, 16 bytes, as the cache's unique
+/// indexes hold them): about 50 MB for a million phones, as much again for their cards.
+#[derive(Default)]
+struct Seen {
+    phones: HashMap<[u8; 16], u64>,
+    cards: HashMap<[u8; 16], u64>,
+}
+
+impl Seen {
+    /// An index key as a map key (index keys are 16 bytes; a longer one would be cut, a shorter
+    /// one padded, still one map key per value).
+    fn key(k: &[u8]) -> [u8; 16] {
+        let mut key = [0; 16];
+        let n = k.len().min(16);
+        key[..n].copy_from_slice(&k[..n]);
+        key
+    }
+
+    /// Why the row on `line` with these keys repeats an earlier row; if it does not, its phone
+    /// and card are noted.
+    fn repeated(&mut self, line: u64, keys: &crate::cache::MemberKeys) -> Option<String> {
+        let phone = Self::key(keys.phone());
+        let card = keys.card().map(Self::key);
+        if let Some(first) = self.phones.get(&phone) {
+            return Some(format!("phone: duplicate of line {first}"));
+        }
+        if let Some(first) = card.and_then(|c| self.cards.get(&c)) {
+            return Some(format!("card_no: duplicate of line {first}"));
+        }
+        self.phones.insert(phone, line);
+        if let Some(c) = card {
+            self.cards.insert(c, line);
+        }
+        None
+    }
+
+    /// The rows of a chunk that do not repeat an earlier row of the import, and the refusals of
+    /// those that do. A row that does not normalise goes on (the ledger refuses it) unnoted.
+    fn sift(
+        &mut self,
+        codec: &crate::pii::PiiCodec,
+        today: NaiveDate,
+        rows: Vec<ImportRow>,
+    ) -> (Vec<ImportRow>, Vec<(u64, String)>) {
+        let mut fresh = Vec::with_capacity(rows.len());
+        let mut repeats = Vec::new();
+        for row in rows {
+            let repeat = match &row.prepared {
+                Some(p) => self.repeated(row.line, &p.keys),
+                // Not prepared (rare: sealing ahead failed): the keys are computed here.
+                None => match normalize_row(&row.req, today) {
+                    Ok((profile, _)) => {
+                        self.repeated(row.line, &crate::cache::MemberKeys::of(codec, &profile))
+                    }
+                    Err(_) => None,
+                },
+            };
+            match repeat {
+                Some(reason) => repeats.push((row.line, reason)),
+                None => fresh.push(row),
+            }
+        }
+        (fresh, repeats)
+    }
+}
+
 /// How far an import is, after each chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
@@ -302,11 +581,12 @@ pub async fn import(
     mut progress: impl FnMut(Progress),
 ) -> anyhow::Result<Summary> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let (text, used) = decode(&bytes, encoding);
+    let decoded = decode(&bytes, encoding);
     drop(bytes);
+    let used = decoded.encoding;
     let mut rows =
-        Rows::open(&text, map).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let of_bytes = text.len() as u64;
+        Rows::open(&decoded, map).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let of_bytes = decoded.text.len() as u64;
     let store = crate::app::OfflineStore::open(config).await?;
     let actor = Actor {
         staff_no: "import".into(),
@@ -316,6 +596,7 @@ pub async fn import(
     let mut report = ImportReport::default();
     let mut rejected = Vec::new();
     let mut done = 0;
+    let mut seen = Seen::default();
     // While the ledger writes a chunk, the next one is read and prepared on another thread:
     // normalised, its index keys hashed and its profiles sealed (most of a new member's CPU
     // time). Only two chunks are in memory at a time.
@@ -343,6 +624,8 @@ pub async fn import(
             let part = ready.await.context("preparing rows")?;
             next = read();
             rejected.extend(bad);
+            let (part, repeats) = seen.sift(&codec, today, part);
+            rejected.extend(repeats);
             match store
                 .ledger
                 .execute(actor.clone(), Command::ImportMembers { rows: part })
@@ -378,4 +661,107 @@ pub async fn import(
         rows: done,
         report,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gbk(text: &str) -> Vec<u8> {
+        encoding_rs::GB18030.encode(text).0.into_owned()
+    }
+
+    #[test]
+    fn a_utf8_file_with_stray_bytes_is_read_as_utf8_listing_each_bad_line_once() {
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend_from_slice("姓名,手机号码\n张三,13900000000\n李".as_bytes());
+        bytes.extend_from_slice(b"\xff\xfe,13900000001\n\xe5\x9b,13900000002\n");
+        let d = decode(&bytes, Encoding::Auto);
+        assert_eq!(d.encoding, "utf-8");
+        assert!(d.text.starts_with("姓名,手机号码\n张三,"), "{}", d.text);
+        let bad: Vec<(u64, String)> = d.bad.iter().map(|b| (b.at, b.hex())).collect();
+        let first = d.text.find('\u{FFFD}').unwrap_or_default() as u64;
+        let last = d.text.rfind('\u{FFFD}').unwrap_or_default() as u64;
+        assert_eq!(
+            bad,
+            [(first, "FF".into()), (last, "E5 9B".into())],
+            "{}",
+            d.text
+        );
+        // Forced UTF-8 reads the same.
+        assert_eq!(decode(&bytes, Encoding::Utf8).bad, d.bad);
+    }
+
+    #[test]
+    fn a_gbk_file_is_read_as_gbk_even_with_pairs_that_are_valid_utf8() {
+        // 露 is C2 B6 in GBK, a valid UTF-8 sequence (¶).
+        let text = "姓名,手机号码\n露露,13900000000\n张三,13900000001\n王芳,13900000002\n";
+        let bytes = gbk(text);
+        assert!(std::str::from_utf8(&bytes).is_err());
+        assert!(!mostly_utf8(&bytes));
+        let d = decode(&bytes, Encoding::Auto);
+        assert_eq!((d.encoding, d.text.as_str()), ("gbk", text));
+        assert!(d.bad.is_empty(), "{:?}", d.bad);
+    }
+
+    #[test]
+    fn mostly_utf8_needs_valid_multibyte_characters_outnumbering_the_bad_bytes() {
+        assert!(
+            !mostly_utf8(b"name,phone\nab\xff,1\n"),
+            "no multi-byte UTF-8"
+        );
+        assert!(mostly_utf8(b"\xe5\xbc\xa0\xff\xe4\xb8\x89"), "张 FF 三");
+        assert!(
+            !mostly_utf8(b"\xe5\xbc\xa0\xff\xfe\xfd"),
+            "one valid, three bad"
+        );
+        let d = decode(b"\xEF\xBB\xBFname,phone\nab\xff,1\n", Encoding::Auto);
+        assert_eq!((d.encoding, d.bad.len()), ("utf-8", 1), "a BOM says UTF-8");
+    }
+
+    #[test]
+    fn malformed_gbk_bytes_are_listed_by_line() {
+        let mut bytes = gbk("姓名,手机号码\n张三,13900000000\n");
+        bytes.extend_from_slice(b"\x81,13900000001\n");
+        bytes.extend(gbk("李四,13900000002\n"));
+        let d = decode(&bytes, Encoding::Gbk);
+        assert_eq!(d.encoding, "gbk");
+        assert_eq!(d.bad.len(), 1, "{:?}", d.bad);
+        assert_eq!(d.bad[0].hex(), "81");
+        assert!(d.text.ends_with("\u{FFFD},13900000001\n李四,13900000002\n"));
+    }
+
+    #[test]
+    fn rows_with_bad_bytes_are_refused_by_line_and_the_others_read() {
+        let mut bytes = "姓名,手机号码\n张三,13900000000\n\"李\n"
+            .as_bytes()
+            .to_vec();
+        bytes.extend_from_slice(b"\xff\",13900000001\n");
+        bytes.extend_from_slice("王五,13900000002\n".as_bytes());
+        let d = decode(&bytes, Encoding::Utf8);
+        let mut rows = match Rows::open(&d, &[]) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        let (good, bad) = rows.next_chunk(10);
+        let lines: Vec<u64> = good.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [2, 5]);
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        // The record starts on line 3; its bad byte is on line 4.
+        assert_eq!(bad[0].0, 3);
+        assert!(
+            bad[0].1.contains("UTF-8") && bad[0].1.contains("--encoding gbk"),
+            "{}",
+            bad[0].1
+        );
+    }
+
+    #[test]
+    fn a_header_with_bad_bytes_is_refused() {
+        let d = decode(b"name,ph\xffone\nx,13900000000\n", Encoding::Utf8);
+        let Err(e) = Rows::open(&d, &[]) else {
+            panic!("opened");
+        };
+        assert!(e.contains("header") && e.contains("FF"), "{e}");
+    }
 }

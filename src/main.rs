@@ -119,6 +119,8 @@ enum MembersCmd {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum CsvEncoding {
     Auto,
+    // `utf-8` as the README writes it; `utf8` is taken too.
+    #[value(name = "utf-8", alias = "utf8")]
     Utf8,
     Gbk,
 }

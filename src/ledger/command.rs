@@ -104,7 +104,8 @@ pub enum Command {
         detail: serde_json::Value,
     },
     /// Import members (one transaction for the whole chunk): new phones are registered,
-    /// known phones merged (missing fields filled, tags added), bad rows reported by line.
+    /// known phones merged (missing fields filled, tags added), bad rows reported by line. (A row
+    /// repeating an earlier row's phone or card never comes here: `import` refuses it.)
     ImportMembers {
         /// Rows with their line numbers in the file.
         rows: Vec<requests::ImportRow>,

@@ -105,7 +105,9 @@ impl Ctx<'_, '_> {
             }))?;
             return Ok(Ok(Imported::Added));
         };
-        // A known phone: fill what the member lacks, add tags; never overwrite.
+        // A known phone: fill what the member lacks, add tags; never overwrite. (A phone or
+        // card an earlier row of the same import gave never gets here: the import refuses the
+        // row as a duplicate, see `import::Seen`.)
         let m = self.member_or_404(&id)?;
         let Some(old) = m.profile.clone() else {
             return Ok(Err("phone: belongs to an erased member".into()));
