@@ -591,3 +591,32 @@ async fn an_own_pin_change_ends_the_sessions_and_is_audited_as_a_change() {
     assert!(!actions.contains(&"staff.pin_upgrade"), "{actions:?}");
     d.terminate();
 }
+
+/// A login with a staff number nobody has (a PIN typed into the wrong field, say) is audited
+/// and logged without that number.
+#[tokio::test]
+async fn an_unknown_staff_number_is_not_written_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let (s, _, _) = login_status(&d, TERMINAL_TOKEN, "860731", "1111").await;
+    assert_eq!(s, 401);
+    let (s, _, _) = login_status(&d, TERMINAL_TOKEN, "1001", "0000").await;
+    assert_eq!(s, 401);
+    let admin = d.login(ADMIN).await;
+    let (_, v) = d.get(&admin, "/v1/audit?limit=1000").await;
+    let failed: Vec<(&str, &str)> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "login.failed")
+        .map(|e| {
+            (
+                e["staff_no"].as_str().unwrap(),
+                e["target"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(failed, [("unknown", "unknown"), ("1001", "1001")]);
+    assert!(!d.log_text().contains("860731"), "{}", d.log_text());
+    d.terminate();
+}

@@ -89,7 +89,20 @@ async fn login(
     let staff_scope = format!("staff:{staff_no}");
     let terminal_scope = format!("terminal:{terminal_id}");
     let now = Utc::now();
-    let audit_actor = staff_actor(&staff_no, Role::Cashier, &terminal_id);
+    // A number no staff member has is not written down as typed (audit log, HQ's copy, the
+    // log): it may be a PIN typed into the wrong field.
+    let shown = if staff_no.len() <= 16
+        && state
+            .directory
+            .get()
+            .staff(&state.cache, &staff_no)?
+            .is_some()
+    {
+        staff_no.clone()
+    } else {
+        "unknown".to_string()
+    };
+    let audit_actor = staff_actor(&shown, Role::Cashier, &terminal_id);
 
     // The attempt is counted before its PIN is checked, on the ledger thread (see `Attempt`):
     // logins sent at once cannot all pass the lock before the first wrong PIN is counted. A
@@ -131,7 +144,7 @@ async fn login(
                 &state,
                 &audit_actor,
                 "login.refused",
-                &staff_no,
+                &shown,
                 json!({ "reason": code }),
             )
             .await?;
@@ -162,8 +175,8 @@ async fn login(
     let Some((staff, record)) = known.filter(|_| matched.ok()) else {
         // A wrong PIN (or nobody by that number): the attempt stays counted.
         attempt.stands();
-        audit(&state, &audit_actor, "login.failed", &staff_no, json!({})).await?;
-        tracing::info!(staff_no = %staff_no, terminal = %terminal_id, "failed login");
+        audit(&state, &audit_actor, "login.failed", &shown, json!({})).await?;
+        tracing::info!(staff_no = %shown, terminal = %terminal_id, "failed login");
         return Err(refused());
     };
     let actor = staff_actor(&staff.staff_no, staff.role, &terminal_id);
