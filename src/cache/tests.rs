@@ -23,6 +23,21 @@ fn a_rebuilt_cache_is_kept_on_the_next_start() {
     assert!(matches!(how, Opened::Rebuilt(_)), "{how:?}");
 }
 
+/// A cache that cannot be opened for a reason of the machine's (here: a directory where the
+/// file should be, which SQLite cannot open) is not moved aside and rebuilt — that would not
+/// mend it, and would lose HQ's data in it: the start fails and leaves it.
+#[test]
+fn a_cache_the_machine_cannot_open_is_not_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(db::FILE_NAME);
+    std::fs::create_dir(&path).unwrap();
+    let err = Cache::open(dir.path(), 4, PiiCodec::random()).err();
+    assert!(matches!(err, Some(CacheError::Sql { .. })), "{err:?}");
+    assert!(path.is_dir(), "moved aside");
+    let entries = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(entries, 1, "nothing else made or moved");
+}
+
 /// Readers keep their snapshot between reads; a write must still be seen by the next
 /// read, and a scrub must be able to empty the WAL past idle readers.
 #[test]
