@@ -468,6 +468,9 @@ fn prepare_rows(
 struct Seen {
     phones: HashMap<[u8; 16], u64>,
     cards: HashMap<[u8; 16], u64>,
+    /// The keys the rows of the chunk being imported noted, by line, until the ledger's report
+    /// says which it refused ([`Seen::unnote_refused`]).
+    chunk: HashMap<u64, ([u8; 16], Option<[u8; 16]>)>,
 }
 
 impl Seen {
@@ -480,34 +483,65 @@ impl Seen {
         key
     }
 
-    /// Why the row on `line` with these keys repeats an earlier row; if it does not, its phone
-    /// and card are noted.
-    fn repeated(&mut self, line: u64, keys: &crate::cache::MemberKeys) -> Option<String> {
+    /// Whether the row on `line` with these keys repeats an earlier row; if it does not, its
+    /// phone and card are noted.
+    fn repeated(&mut self, line: u64, keys: &crate::cache::MemberKeys) -> Repeat {
         let phone = Self::key(keys.phone());
         let card = keys.card().map(Self::key);
+        let earlier = |first: u64, what: &str| {
+            if self.chunk.contains_key(&first) {
+                // Of this chunk: whether it is imported is not known yet.
+                Repeat::OfThisChunk
+            } else {
+                Repeat::Of(format!("{what}: duplicate of line {first}"))
+            }
+        };
         if let Some(first) = self.phones.get(&phone) {
-            return Some(format!("phone: duplicate of line {first}"));
+            return earlier(*first, "phone");
         }
         if let Some(first) = card.and_then(|c| self.cards.get(&c)) {
-            return Some(format!("card_no: duplicate of line {first}"));
+            return earlier(*first, "card_no");
         }
         self.phones.insert(phone, line);
         if let Some(c) = card {
             self.cards.insert(c, line);
         }
-        None
+        self.chunk.insert(line, (phone, card));
+        Repeat::No
     }
 
-    /// The rows of a chunk that do not repeat an earlier row of the import, and the refusals of
-    /// those that do. A row that does not normalise goes on (the ledger refuses it) unnoted.
+    /// Forgets the phones and cards of the rows the ledger refused (their card was another
+    /// member's, say): nobody was imported with them, so a corrected repeat later in the file
+    /// is no duplicate.
+    fn unnote_refused(&mut self, refused: &[(u64, String)]) {
+        for (line, _) in refused {
+            if let Some((phone, card)) = self.chunk.remove(line) {
+                if self.phones.get(&phone) == Some(line) {
+                    self.phones.remove(&phone);
+                }
+                if let Some(c) = card
+                    && self.cards.get(&c) == Some(line)
+                {
+                    self.cards.remove(&c);
+                }
+            }
+        }
+        self.chunk.clear();
+    }
+
+    /// The rows of a chunk that do not repeat an earlier row of the import; the refusals of
+    /// those that repeat a row imported before; and those that repeat a row of this chunk,
+    /// held back until the ledger has said whether that row was imported (then sifted again).
+    /// A row that does not normalise goes on (the ledger refuses it) unnoted.
     fn sift(
         &mut self,
         codec: &crate::pii::PiiCodec,
         today: NaiveDate,
         rows: Vec<ImportRow>,
-    ) -> (Vec<ImportRow>, Vec<(u64, String)>) {
+    ) -> (Vec<ImportRow>, Vec<(u64, String)>, Vec<ImportRow>) {
         let mut fresh = Vec::with_capacity(rows.len());
         let mut repeats = Vec::new();
+        let mut held = Vec::new();
         for row in rows {
             let repeat = match &row.prepared {
                 Some(p) => self.repeated(row.line, &p.keys),
@@ -516,16 +550,26 @@ impl Seen {
                     Ok((profile, _)) => {
                         self.repeated(row.line, &crate::cache::MemberKeys::of(codec, &profile))
                     }
-                    Err(_) => None,
+                    Err(_) => Repeat::No,
                 },
             };
             match repeat {
-                Some(reason) => repeats.push((row.line, reason)),
-                None => fresh.push(row),
+                Repeat::Of(reason) => repeats.push((row.line, reason)),
+                Repeat::OfThisChunk => held.push(row),
+                Repeat::No => fresh.push(row),
             }
         }
-        (fresh, repeats)
+        (fresh, repeats, held)
     }
+}
+
+/// Whether a row repeats an earlier row's phone or card.
+enum Repeat {
+    No,
+    /// Of a row imported (or being imported in an earlier chunk): refused, and why.
+    Of(String),
+    /// Of a row of the chunk being sifted.
+    OfThisChunk,
 }
 
 /// How far an import is, after each chunk.
@@ -624,21 +668,36 @@ pub async fn import(
             let part = ready.await.context("preparing rows")?;
             next = read();
             rejected.extend(bad);
-            let (part, repeats) = seen.sift(&codec, today, part);
-            rejected.extend(repeats);
-            match store
-                .ledger
-                .execute(actor.clone(), Command::ImportMembers { rows: part })
-                .await
-                .context("importing")?
-            {
-                Outcome::Imported(r) => {
-                    report.added += r.added;
-                    report.merged += r.merged;
-                    report.unchanged += r.unchanged;
-                    rejected.extend(r.rejected);
+            // Rows repeating a row of their own chunk wait for the ledger's word on it: a row
+            // it refused imported nobody, and its corrected repeat is no duplicate.
+            let mut part = part;
+            while !part.is_empty() {
+                let (fresh, repeats, held) = seen.sift(&codec, today, part);
+                rejected.extend(repeats);
+                part = held;
+                if fresh.is_empty() {
+                    // Held rows wait for a row sent in the same pass, so there are none here;
+                    // should there be, they are refused rather than sifted for ever.
+                    for row in part.drain(..) {
+                        rejected.push((row.line, "duplicate of an earlier line".to_string()));
+                    }
+                    break;
                 }
-                other => anyhow::bail!("unexpected outcome {other:?}"),
+                match store
+                    .ledger
+                    .execute(actor.clone(), Command::ImportMembers { rows: fresh })
+                    .await
+                    .context("importing")?
+                {
+                    Outcome::Imported(r) => {
+                        report.added += r.added;
+                        report.merged += r.merged;
+                        report.unchanged += r.unchanged;
+                        seen.unnote_refused(&r.rejected);
+                        rejected.extend(r.rejected);
+                    }
+                    other => anyhow::bail!("unexpected outcome {other:?}"),
+                }
             }
             done += n;
             progress(Progress {
@@ -763,5 +822,71 @@ mod tests {
             panic!("opened");
         };
         assert!(e.contains("header") && e.contains("FF"), "{e}");
+    }
+
+    fn a_config(dir: &Path) -> crate::config::Config {
+        let text = format!(
+            "[store]\nid = \"sh-001\"\nname = \"店\"\nenvironment = \"development\"\n[storage]\ndir = \"{}\"\n",
+            dir.display()
+        );
+        crate::config::Config::parse(Path::new("test.toml"), &text).unwrap()
+    }
+
+    /// A row the ledger refuses (its card is a member's known before the import) imports
+    /// nobody: the corrected row after it is no duplicate of it, and is imported.
+    #[tokio::test]
+    async fn a_row_the_ledger_refused_does_not_block_its_corrected_repeat() {
+        let root = tempfile::tempdir().unwrap();
+        let config = a_config(&root.path().join("data"));
+        let first = root.path().join("first.csv");
+        std::fs::write(&first, "name,phone,card_no\n老会员,13800000001,VIP0001\n").unwrap();
+        let s = import(&config, &first, Encoding::Utf8, &[], CHUNK, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(s.report.added, 1, "{:?}", s.report);
+        let second = root.path().join("second.csv");
+        std::fs::write(
+            &second,
+            "name,phone,card_no\n张三,13900000000,VIP0001\n张三,13900000000,VIP0002\n",
+        )
+        .unwrap();
+        let s = import(&config, &second, Encoding::Utf8, &[], CHUNK, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(s.report.added, 1, "{:?}", s.report);
+        assert_eq!(s.report.rejected.len(), 1, "{:?}", s.report);
+        assert!(
+            s.report.rejected[0].1.contains("another member"),
+            "{:?}",
+            s.report
+        );
+    }
+
+    /// A restore killed before it settled the journal leaves `restore.incomplete`: an import
+    /// refuses the directory as the daemon does (its events would number on from the backup).
+    #[tokio::test]
+    async fn an_import_refuses_a_half_restored_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        let config = a_config(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        crate::security::StoreKeys::load_or_create(&config.key_path()).unwrap();
+        drop(crate::journal::Journal::open(&dir, "sh-001").unwrap());
+        std::fs::write(dir.join(crate::backup::RESTORING), b"").unwrap();
+        let csv = root.path().join("m.csv");
+        std::fs::write(&csv, "name,phone\n张三,13900000000\n").unwrap();
+        let err = import(&config, &csv, Encoding::Utf8, &[], CHUNK, |_| {})
+            .await
+            .err()
+            .map(|e| format!("{e:#}"));
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("was interrupted")),
+            "{err:?}"
+        );
+        let last = crate::journal::Journal::open(&dir, "sh-001")
+            .unwrap()
+            .last_seq();
+        assert_eq!(last, 0);
     }
 }

@@ -86,8 +86,8 @@ impl Directory {
         self.terminals.iter().find(|t| t.id == id)
     }
 
-    /// The open sessions this directory no longer grants: their terminal is gone or has
-    /// another token; their staff member is gone, inactive or has another role; or, for a
+    /// The open sessions this directory no longer grants (or that recorded no grant, opened by
+    /// an older storebox): their terminal is gone or has another token; their staff member is gone, inactive or has another role; or, for a
     /// staff member of the config (not managed by HQ or an admin, whose changes end sessions
     /// on the ledger), another PIN. Expired sessions are left to the hourly prune.
     pub fn stale_sessions(
@@ -101,8 +101,10 @@ impl Directory {
                 self.terminal(&s.terminal_id),
                 self.staff(cache, &s.staff_no)?,
             ) {
+                // A session of an older storebox, which recorded no grant, cannot be checked
+                // against a changed token or PIN: it ends (one login more after the upgrade).
                 (Some(t), Some((staff, record))) if staff.role == s.role => {
-                    s.grant.as_ref().is_none_or(|g| {
+                    s.grant.as_ref().is_some_and(|g| {
                         *g == grant(keys, &t.id, &t.token_sha256, &staff, record.is_some())
                     })
                 }
@@ -304,6 +306,62 @@ impl FromRequestParts<AppState> for Staff {
                 "invalid_token",
                 "the session token is unknown or expired; log in again",
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(dir: &Path, token: &str, pin: &str) -> Config {
+        let text = format!(
+            "[store]\nid = \"sh-001\"\nname = \"店\"\nenvironment = \"development\"\n[storage]\ndir = \"{}\"\n\
+             [[terminals]]\nid = \"pos-1\"\ntoken = \"{token}\"\n\
+             [[staff]]\nstaff_no = \"1001\"\nname = \"王芳\"\nrole = \"cashier\"\npin = \"{pin}\"\n",
+            dir.display()
+        );
+        Config::parse(Path::new("test.toml"), &text).unwrap()
+    }
+
+    /// A session's grant follows the terminal's token and the PIN; a session an older
+    /// storebox opened (no grant) cannot be checked, and ends too.
+    #[test]
+    fn sessions_end_with_their_token_or_pin_and_old_ones_end_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = StoreKeys::random();
+        let codec = crate::pii::PiiCodec::new(std::sync::Arc::new(keys.clone()));
+        let (cache, writer, _) = Cache::open(dir.path(), 4, codec).unwrap();
+        let now = Utc::now();
+        let old = Session {
+            staff_no: "1001".into(),
+            name: "王芳".into(),
+            role: Role::Cashier,
+            terminal_id: "pos-1".into(),
+            created_at: now,
+            expires_at: now + chrono::Duration::hours(12),
+            grant: None,
+        };
+        writer.put_session(&[7u8; 32], &old).unwrap();
+        let before = Directory::from_config(&config(dir.path(), "leaked-token-0001", "1111"));
+        let t = before.terminal("pos-1").unwrap().clone();
+        let (staff, rec) = before.staff(&cache, "1001").unwrap().unwrap();
+        let new = Session {
+            grant: Some(grant(&keys, &t.id, &t.token_sha256, &staff, rec.is_some())),
+            ..old.clone()
+        };
+        writer.put_session(&[8u8; 32], &new).unwrap();
+        // Nothing changed: only the old one ends.
+        assert_eq!(
+            before.stale_sessions(&cache, &keys).unwrap(),
+            vec![[7u8; 32]]
+        );
+        for (token, pin) in [("fresh-token-0002", "1111"), ("leaked-token-0001", "4321")] {
+            let after = Directory::from_config(&config(dir.path(), token, pin));
+            let mut stale = after.stale_sessions(&cache, &keys).unwrap();
+            stale.sort();
+            assert_eq!(stale, vec![[7u8; 32], [8u8; 32]], "{token} {pin}");
         }
     }
 }

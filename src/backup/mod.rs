@@ -219,6 +219,7 @@ pub fn backup(config: &Config, keys: &StoreKeys, out: &Path) -> anyhow::Result<H
     if !dir.join(journal::FILE_NAME).exists() {
         bail!("no journal in {}: nothing to back up", dir.display());
     }
+    check_no_restore_under_way(dir)?;
     remove_abandoned(dir);
     let tmp = TempDir::new(dir)?;
     for name in FILES {
@@ -334,7 +335,7 @@ pub fn restore(
 ) -> anyhow::Result<Restored> {
     // The journal keeps a seq as SQLite's signed 64-bit integer, and the restore's own event
     // takes the one after HQ's.
-    if hq_last_seq >= i64::MAX as u64 {
+    if hq_last_seq >= (i64::MAX - 2) as u64 {
         bail!("--hq-last-seq {hq_last_seq} is not a seq this store can have sent");
     }
     let dir = &config.storage.dir;
@@ -412,6 +413,8 @@ pub fn restore(
             }
         }
         let _ = std::fs::remove_file(dir.join(RESTORING));
+        // The lock file this restore made, run as root, must not keep the daemon out.
+        let _ = give_to_owner(dir);
         e
     };
     result.map_err(undo)?;
