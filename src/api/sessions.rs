@@ -212,8 +212,14 @@ async fn login(
     // in one batch), so the record checked must still be the one in force.
     // (Another till's login may have peppered an HQ hash meanwhile: the PIN is checked again
     // against a check that changed.)
-    let stands = match state.directory.get().staff(&state.cache, &staff.staff_no)? {
-        Some((now, _)) if now.role == staff.role => {
+    // So must the terminal and its token: a reload that took them away while this login ran
+    // has ended the sessions it found, not this one.
+    let directory = state.directory.get();
+    let terminal_stands = directory
+        .terminal(&terminal_id)
+        .is_some_and(|t| t.token_sha256 == terminal_token);
+    let stands = match directory.staff(&state.cache, &staff.staff_no)? {
+        Some((now, _)) if terminal_stands && now.role == staff.role => {
             same_check(&staff.pin, &now.pin) || check_pin(&state, &now.pin, &req.pin).await?.ok()
         }
         _ => false,
