@@ -1,5 +1,6 @@
 //! Devices with real transports: scanners and card readers on pseudo-terminals, a receipt
-//! printer on a local TCP socket whose bytes are decoded back into what the paper shows.
+//! printer on a local TCP socket whose bytes are decoded back into what the paper shows, and a
+//! FIFO standing in for a USB printer (`/dev/usb/lp*`) that stops taking data.
 
 mod common;
 
@@ -405,4 +406,320 @@ async fn a_printer_that_is_down_never_fails_a_sale_and_prints_once_when_back() {
     printer.set_paper_out(false);
     let paper = printer.wait_cuts(3, 15).await;
     assert!(has(&paper, &["五常大米 5kg"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_scan_is_dropped_not_glued_to_the_next() {
+    let mut r = rig("80mm").await;
+    let events = Events::open(&r.d.client, &r.d.base, &r.t).await;
+    r.scanner.send(b"69012"); // a read cut short (power blip, cable wiggle)
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    r.scanner.send(b"6901234567892\r"); // a good scan, a second later
+    let scan = events.wait("scan", 5, |_| true).await;
+    assert_eq!(scan["code"], "6901234567892", "the good scan was lost");
+    // A code whose bytes arrive in two reads a few milliseconds apart is still one code.
+    r.scanner.send(b"690123");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    r.scanner.send(b"4567892\r");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let scans: Vec<Value> = events
+        .all()
+        .into_iter()
+        .filter(|(k, _)| k == "scan")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(scans.len(), 2, "{scans:?}");
+    assert!(
+        scans.iter().all(|s| s["code"] == "6901234567892"),
+        "{scans:?}"
+    );
+    let s = device_state(&r.d, &r.t, "scanner-1").await;
+    assert_eq!(s["rejected"], 1, "{s}");
+    assert_eq!(s["handled"], 2, "{s}");
+}
+
+fn printer_only(address: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+[[devices]]
+id = "printer-1"
+kind = "printer"
+terminal = "pos-1"
+transport = "tcp"
+address = "{address}"
+"#
+    )
+}
+
+async fn audit_actions(d: &Daemon) -> Vec<Value> {
+    let admin = d.login(common::ADMIN).await;
+    let (s, v) = d.get(&admin, "/v1/audit?limit=1000").await;
+    assert_eq!(s, 200, "{v}");
+    v["entries"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drawer_opening_that_waited_too_long_for_its_printer_is_dropped_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port where no printer listens yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let d = Daemon::start_in(dir.path(), &printer_only(addr));
+    let tm = d.login(MANAGER).await;
+    let (s, q) = d
+        .post(&tm, "/v1/devices/printer-1/drawer", &json!({}))
+        .await;
+    assert_eq!(s, 202, "{q}");
+    let config = d.config.clone();
+    d.terminate();
+    // The printer stays off for three minutes (aged in the journal rather than waited for).
+    let long_ago = (chrono::Utc::now() - chrono::Duration::minutes(3)).to_rfc3339();
+    let c = rusqlite::Connection::open(dir.path().join("data/journal.sqlite3")).unwrap();
+    let n = c
+        .execute(
+            "UPDATE print_jobs SET created_at = ?1 WHERE kind = 'drawer'",
+            [&long_ago],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(c);
+
+    let printer = FakePrinter::start(Some(addr)).await;
+    let d = Daemon::start_with(dir.path(), &config);
+    let t = d.login(CASHIER).await;
+    wait_state(&d, &t, "printer-1", "ready").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        printer.paper().drawer_kicks.is_empty(),
+        "a request three minutes old opened the drawer"
+    );
+    let audit = audit_actions(&d).await;
+    let expired = audit
+        .iter()
+        .find(|e| e["action"] == "drawer.expired")
+        .unwrap_or_else(|| panic!("no drawer.expired in the audit log: {audit:?}"));
+    assert_eq!(expired["target"], "printer-1");
+    assert_eq!(expired["detail"]["queued_at"], long_ago.as_str());
+    assert!(d.log_text().contains("drawer opening waited too long"));
+    assert_eq!(device_state(&d, &t, "printer-1").await["rejected"], 1);
+
+    // One asked for now opens it, once.
+    let tm = d.login(MANAGER).await;
+    let (s, q) = d
+        .post(&tm, "/v1/devices/printer-1/drawer", &json!({}))
+        .await;
+    assert_eq!(s, 202, "{q}");
+    for _ in 0..400 {
+        if !printer.paper().drawer_kicks.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(printer.paper().drawer_kicks.len(), 1);
+}
+
+/// A FIFO standing in for `/dev/usb/lp0`. The test holds both ends (so the daemon's open never
+/// waits) and reads what the "printer" takes; a full pipe is a printer that stopped taking
+/// data (out of paper).
+struct LpFifo {
+    path: std::path::PathBuf,
+    holder: std::fs::File,
+    /// Filler bytes still in the pipe, ahead of what the daemon wrote.
+    filler: std::cell::Cell<usize>,
+}
+
+impl LpFifo {
+    fn new(dir: &Path) -> LpFifo {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join("lp0");
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let holder = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        LpFifo {
+            path,
+            holder,
+            filler: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Fills the pipe (the test has read all before): the printer stops taking data.
+    fn stall(&self) {
+        use std::io::Write;
+        let filler = [b' '; 4096];
+        while let Ok(n) = (&self.holder).write(&filler) {
+            self.filler.set(self.filler.get() + n);
+        }
+    }
+
+    /// What the printer took since the last call (the filler left out).
+    fn take(&self) -> Vec<u8> {
+        use std::io::Read;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = (&self.holder).read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let skip = self.filler.get().min(n);
+            self.filler.set(self.filler.get() - skip);
+            got.extend_from_slice(&buf[skip..n]);
+        }
+        got
+    }
+
+    /// Descriptors `pid` has open on the pipe.
+    fn fds_of(&self, pid: u32) -> usize {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| std::fs::read_link(e.path()).ok().as_deref() == Some(&self.path))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Drains the pipe until `cuts` receipts came out (at most `secs`), then a second more.
+async fn drain_receipts(lp: &LpFifo, got: &mut Vec<u8>, cuts: usize, secs: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while storebox::devices::decode::decode(got).cuts < cuts && std::time::Instant::now() < deadline
+    {
+        got.extend(lp.take());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let more = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < more {
+        got.extend(lp.take());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usb_printer_that_stops_taking_data_prints_the_receipt_once_when_it_takes_data_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let lp = LpFifo::new(dir.path());
+    let cfg = format!(
+        r#"
+[[devices]]
+id = "printer-1"
+kind = "printer"
+terminal = "pos-1"
+transport = "file"
+path = "{}"
+"#,
+        lp.path.display()
+    );
+    let mut d = Daemon::start_in(dir.path(), &cfg);
+    let pid = d.child.id();
+    let t = d.login(CASHIER).await;
+    wait_state(&d, &t, "printer-1", "ready").await;
+    let threads = threads_of(pid);
+
+    // Out of paper: the printer takes nothing.
+    lp.stall();
+    let (s, sale) = d
+        .sale(
+            &t,
+            &json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(2_000)}),
+        )
+        .await;
+    assert_eq!(s, 201, "{sale}");
+    wait_state(&d, &t, "printer-1", "offline").await;
+    // It stays offline while stuck: not retried (no second copy, no other descriptor, no
+    // thread per attempt), not reported ready before a byte went.
+    let until = std::time::Instant::now() + Duration::from_secs(14);
+    while std::time::Instant::now() < until {
+        let s = device_state(&d, &t, "printer-1").await;
+        assert_eq!(s["state"], "offline", "{s}");
+        assert!(
+            lp.fds_of(pid) <= 1,
+            "{} descriptors on the printer",
+            lp.fds_of(pid)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let off = device_state(&d, &t, "printer-1").await;
+    assert!(
+        off["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not taking data"),
+        "{off}"
+    );
+    assert!(
+        threads_of(pid) <= threads + 3,
+        "threads: {} at start, {} now",
+        threads,
+        threads_of(pid)
+    );
+    let alerts = |d: &Daemon| {
+        d.log_text()
+            .lines()
+            .filter(|l| l.contains("device not ready") && l.contains("printer-1"))
+            .count()
+    };
+    assert_eq!(alerts(&d), 1, "{}", d.log_text());
+
+    // Paper back in: the receipt comes out once, with its drawer kick (still within two
+    // minutes), and the printer is ready again.
+    let mut got = Vec::new();
+    drain_receipts(&lp, &mut got, 1, 15).await;
+    wait_state(&d, &t, "printer-1", "ready").await;
+    drain_receipts(&lp, &mut got, 2, 3).await;
+    let paper = storebox::devices::decode::decode(&got);
+    assert_eq!(paper.cuts, 1, "printed {} times", paper.cuts);
+    assert_eq!(paper.drawer_kicks.len(), 1);
+    assert!(has(&paper, &["纯牛奶 1L"]), "{:?}", paper.lines);
+
+    // Stuck again, and the daemon is stopped: it stops at once; the receipt stays queued
+    // and prints, once, after the restart.
+    lp.stall();
+    let (s, _) = d
+        .sale(
+            &t,
+            &json!({"lines": [{"sku": "RICE", "qty": 1}], "payments": cash(10_000)}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    wait_state(&d, &t, "printer-1", "offline").await;
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let stop = std::time::Instant::now();
+    let status = loop {
+        if let Ok(Some(st)) = d.child.try_wait() {
+            break st;
+        }
+        assert!(
+            stop.elapsed() < Duration::from_secs(10),
+            "a stuck printer holds up shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        storebox::devices::decode::decode(&lp.take()).cuts,
+        0,
+        "nothing of it went"
+    );
+    let d = Daemon::start_with(dir.path(), &d.config.clone());
+    let mut got = Vec::new();
+    drain_receipts(&lp, &mut got, 1, 15).await;
+    drain_receipts(&lp, &mut got, 2, 2).await;
+    let paper = storebox::devices::decode::decode(&got);
+    assert_eq!(paper.cuts, 1, "printed {} times", paper.cuts);
+    assert!(has(&paper, &["五常大米 5kg"]), "{:?}", paper.lines);
+    drop(d);
 }

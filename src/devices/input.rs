@@ -2,7 +2,7 @@
 //!
 //! Serial devices are read as lines (the configured suffix ends a line); USB keyboard wedges are
 //! read through evdev with an exclusive grab, so their keystrokes never reach a console, and
-//! decoded by [`KeyDecoder`]. A serial read of 0 bytes means the device went away (unplugged, or
+//! decoded by [`KeyDecoder`]. A line left unfinished for [`LINE_GAP`] is dropped. A serial read of 0 bytes means the device went away (unplugged, or
 //! the other end of a pty closed): the task reports it offline and reopens with a backoff until
 //! it is back.
 
@@ -22,6 +22,10 @@ use crate::domain::member::LevelRef;
 
 /// Longest line kept while waiting for its terminator; beyond it the line is garbage.
 const MAX_LINE: usize = 256;
+/// A line still unfinished this long after its last byte is dropped (and counted rejected):
+/// scanners and readers send a code's bytes within milliseconds, so the rest of a read cut
+/// short is not coming, and the next scan must not be glued to it.
+const LINE_GAP: Duration = Duration::from_millis(300);
 /// First reopen delay; doubles up to [`MAX_BACKOFF`], back to the start after a healthy minute.
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -68,9 +72,18 @@ async fn serial(
     let mut garbage = false;
     let mut buf = [0u8; 512];
     loop {
+        let partial = !line.is_empty() || garbage;
         let n = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             r = port.read(&mut buf) => r.map_err(|e| format!("reading {}: {e}", path.display()))?,
+            _ = tokio::time::sleep(LINE_GAP), if partial => {
+                // A read cut short (power blip, cable): not glued to the next scan.
+                ctx.bus.rejected(&dev.id);
+                tracing::debug!(device = %dev.id, bytes = line.len(), "unfinished input dropped after a pause");
+                line.clear();
+                garbage = false;
+                continue;
+            }
         };
         if n == 0 {
             return Err(format!("{} went away", path.display()));
@@ -113,9 +126,16 @@ async fn hid(
     ctx.report(dev, DeviceState::Ready, None).await;
     let mut decoder = KeyDecoder::new();
     loop {
+        let partial = decoder.has_partial();
         let ev = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             r = events.next_event() => r.map_err(|e| format!("reading {}: {e}", path.display()))?,
+            _ = tokio::time::sleep(LINE_GAP), if partial => {
+                decoder.drop_partial();
+                ctx.bus.rejected(&dev.id);
+                tracing::debug!(device = %dev.id, "unfinished input dropped after a pause");
+                continue;
+            }
         };
         if ev.event_type() != evdev::EventType::KEY {
             continue;

@@ -143,6 +143,17 @@ impl KeyDecoder {
         }
     }
 
+    /// Whether a line has been started and not finished.
+    pub fn has_partial(&self) -> bool {
+        !self.line.is_empty() || self.overflow
+    }
+
+    /// Forgets a half-typed line (a read cut short); the Shift state stays as the keys left it.
+    pub fn drop_partial(&mut self) {
+        self.line.clear();
+        self.overflow = false;
+    }
+
     /// Forgets a half-typed line and the Shift state (after the device went away).
     pub fn reset(&mut self) {
         *self = Self::default();
@@ -182,6 +193,24 @@ mod tests {
         ev.push(KeyEvent { code: 3, value: 2 }); // repeat ignored
         ev.extend(press(KEY_ENTER));
         assert_eq!(typed(&ev), vec![b"6912S!s\r".to_vec()]);
+    }
+
+    #[test]
+    fn a_dropped_partial_line_is_not_glued_to_the_next() {
+        let mut d = KeyDecoder::new();
+        for code in [7, 10] {
+            for e in press(code) {
+                assert_eq!(d.feed(e), None);
+            }
+        }
+        assert!(d.has_partial());
+        d.drop_partial();
+        assert!(!d.has_partial());
+        let mut out = Vec::new();
+        for code in [2, 3, KEY_ENTER] {
+            out.extend(press(code).into_iter().filter_map(|e| d.feed(e)));
+        }
+        assert_eq!(out, vec![b"12\r".to_vec()]);
     }
 
     #[test]

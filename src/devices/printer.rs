@@ -5,12 +5,19 @@
 //! wakes on every journal commit, opens the printer (TCP, serial or an lp device file), asks its
 //! status with DLE EOT where the transport can answer, sends each job's bytes and removes the
 //! job. A printer that is away is retried with a backoff; the sale never waits for it.
+//! An lp device file is written by a thread of its own, and a write the printer does not take
+//! is waited for, never abandoned or doubled ([`LpWriter`]). A drawer kick (after a cash
+//! receipt, or asked for alone) goes out only within [`DRAWER_WINDOW`] of its job being queued.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
@@ -27,20 +34,38 @@ use crate::ledger::Command;
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long to wait for a connection or a write.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// A queued receipt printed later than this does not open the drawer.
+/// A receipt or a drawer opening that reaches its printer later than this after it was queued
+/// does not open the drawer.
 const DRAWER_WINDOW: chrono::Duration = chrono::Duration::minutes(2);
 
-/// An open printer.
-enum Conn {
-    Tcp(TcpStream),
-    Serial(tokio_serial::SerialStream),
-    File(tokio::fs::File),
+/// Why serving the printer stopped before its jobs were done.
+enum Halt {
+    /// The daemon is stopping.
+    Shutdown,
+    /// The printer is not usable; the state to report and why.
+    Down(DeviceState, String),
 }
 
-impl Conn {
-    async fn open(transport: &Transport) -> Result<Conn, String> {
+fn offline(reason: String) -> Halt {
+    Halt::Down(DeviceState::Offline, reason)
+}
+
+/// An open printer. A `file` printer is the thread that owns its descriptor ([`LpWriter`]).
+enum Conn<'a> {
+    Tcp(TcpStream),
+    Serial(tokio_serial::SerialStream),
+    File(&'a mut LpWriter),
+}
+
+impl<'a> Conn<'a> {
+    async fn open(
+        ctx: &Context,
+        dev: &DeviceConfig,
+        lp: &'a mut Option<LpWriter>,
+        shutdown: &CancellationToken,
+    ) -> Result<Conn<'a>, Halt> {
         let open = async {
-            match transport {
+            match &dev.transport {
                 Transport::Tcp { address } => TcpStream::connect(address.as_str())
                     .await
                     .map(Conn::Tcp)
@@ -52,34 +77,72 @@ impl Conn {
                         .map(Conn::Serial)
                         .map_err(|e| format!("opening {}: {e}", path.display()))
                 }
-                Transport::File { path } => tokio::fs::OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .await
-                    .map(Conn::File)
-                    .map_err(|e| format!("opening {}: {e}", path.display())),
-                Transport::Hid { path } => {
+                // A `file` printer is opened by its thread, below; never polled here.
+                Transport::File { path } | Transport::Hid { path } => {
                     Err(format!("{} is not a printer transport", path.display()))
                 }
             }
         };
-        tokio::time::timeout(IO_TIMEOUT, open)
-            .await
-            .map_err(|_| "the printer did not answer in time".to_string())?
+        if let Transport::File { path } = &dev.transport {
+            if lp.is_none() {
+                let w = LpWriter::spawn(&dev.id).map_err(|e| {
+                    offline(format!("starting the writer of {}: {e}", path.display()))
+                })?;
+                *lp = Some(w);
+            }
+            let Some(w) = lp.as_mut() else {
+                return Err(offline("the printer's writer is missing".into()));
+            };
+            // Waited for as long as it takes (see `LpWriter`), not timed out.
+            let (tx, rx) = oneshot::channel();
+            let req = LpRequest::Open(path.clone(), tx);
+            w.call(ctx, dev, req, rx, shutdown, &mut false)
+                .await?
+                .map_err(|e| offline(format!("opening {}: {e}", path.display())))?;
+            return Ok(Conn::File(w));
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Err(Halt::Shutdown),
+            r = tokio::time::timeout(IO_TIMEOUT, open) => r
+                .map_err(|_| offline("the printer did not answer in time".to_string()))?
+                .map_err(offline),
+        }
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+    /// Sends `bytes`. A TCP or serial printer gets [`IO_TIMEOUT`] (the job is then sent again,
+    /// in full, on a new connection); a `file` printer is waited for as long as it takes (see
+    /// [`LpWriter`]), `stalled` saying whether it was reported as not taking data.
+    async fn write(
+        &mut self,
+        ctx: &Context,
+        dev: &DeviceConfig,
+        bytes: &[u8],
+        shutdown: &CancellationToken,
+        stalled: &mut bool,
+    ) -> Result<(), Halt> {
+        if let Conn::File(w) = self {
+            let (tx, rx) = oneshot::channel();
+            let req = LpRequest::Write(bytes.to_vec(), tx);
+            return w
+                .call(ctx, dev, req, rx, shutdown, stalled)
+                .await?
+                .map_err(|e| offline(format!("writing to the printer: {e}")));
+        }
         let io = async {
             match self {
                 Conn::Tcp(s) => write_flush(s, bytes).await,
                 Conn::Serial(s) => write_flush(s, bytes).await,
-                Conn::File(f) => write_flush(f, bytes).await,
+                Conn::File(_) => Ok(()),
             }
         };
-        tokio::time::timeout(IO_TIMEOUT, io)
-            .await
-            .map_err(|_| "writing to the printer timed out".to_string())?
-            .map_err(|e| format!("writing to the printer: {e}"))
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Err(Halt::Shutdown),
+            r = tokio::time::timeout(IO_TIMEOUT, io) => r
+                .map_err(|_| offline("writing to the printer timed out".to_string()))?
+                .map_err(|e| offline(format!("writing to the printer: {e}"))),
+        }
     }
 
     /// Asks one DLE EOT status; `None` when the transport cannot answer or the printer is
@@ -94,6 +157,188 @@ impl Conn {
             Conn::File(_) => Ok(None),
         }
     }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Conn::File(w) = self {
+            w.close();
+        }
+    }
+}
+
+/// What a `file` printer's thread is asked to do.
+enum LpRequest {
+    /// (Re)open the device file.
+    Open(PathBuf, oneshot::Sender<std::io::Result<()>>),
+    /// Write all of these bytes (blocking, as long as the printer takes).
+    Write(Vec<u8>, oneshot::Sender<std::io::Result<()>>),
+    /// Close the device file.
+    Close,
+}
+
+/// The thread that owns a `file` printer's descriptor (`/dev/usb/lp*`, `/dev/lp*`).
+///
+/// The device is written with ordinary blocking writes — the lp drivers return from a write
+/// only once the printer took the last of it — on a thread of its own, not on tokio's blocking
+/// pool. A printer that stops taking data (out of paper, cover open, jammed) holds that thread
+/// in its write; the printer's task then reports it offline once, after [`IO_TIMEOUT`] without
+/// a byte taken, and keeps waiting for that same write: nothing else is asked of the thread
+/// (no second copy, no reopen) until the write has ended. Once the printer takes data again
+/// the rest of the job goes out, so the receipt prints once. A write that fails (the printer
+/// was unplugged) ends too; only then is the device reopened and the job sent again in full
+/// (its head, printed before the failure, then shows twice). At shutdown the task stops
+/// waiting; the thread, stuck in its write, ends with the process and the job stays queued.
+struct LpWriter {
+    requests: std::sync::mpsc::Sender<LpRequest>,
+    /// The answer to the request in progress: no other is sent before it came.
+    pending: Option<oneshot::Receiver<std::io::Result<()>>>,
+    /// Bytes the thread has written so far (all requests): progress, seen from the task.
+    written: Arc<AtomicUsize>,
+}
+
+/// A stuck printer's state message.
+const STALLED: &str = "the printer is not taking data (out of paper, cover open or jammed?); \
+                       the job waits for it";
+/// The thread writes in pieces of this size, counting each, so a slow printer is seen moving.
+const LP_CHUNK: usize = 512;
+
+impl LpWriter {
+    fn spawn(id: &str) -> std::io::Result<LpWriter> {
+        let (requests, rx) = std::sync::mpsc::channel();
+        let written = Arc::new(AtomicUsize::new(0));
+        let count = written.clone();
+        std::thread::Builder::new()
+            .name(format!("lp {id}"))
+            .spawn(move || lp_thread(&rx, &count))?;
+        Ok(LpWriter {
+            requests,
+            pending: None,
+            written,
+        })
+    }
+
+    /// Sends `req` (whose answer comes on `answer`) once the request before it has ended, and
+    /// waits for its answer. `Ok(Err(_))` is the device's error.
+    async fn call(
+        &mut self,
+        ctx: &Context,
+        dev: &DeviceConfig,
+        req: LpRequest,
+        answer: oneshot::Receiver<std::io::Result<()>>,
+        shutdown: &CancellationToken,
+        stalled: &mut bool,
+    ) -> Result<std::io::Result<()>, Halt> {
+        if self.pending.is_some() {
+            // Not expected (every call waits for its answer unless the daemon stops), but
+            // whatever is still in progress ends before anything else is asked.
+            if let Err(e) = self.wait(ctx, dev, shutdown, stalled).await? {
+                tracing::warn!(device = %dev.id, error = %e, "an earlier printer request failed");
+            }
+        }
+        self.requests
+            .send(req)
+            .map_err(|_| offline("the printer's writer thread is gone".into()))?;
+        self.pending = Some(answer);
+        self.wait(ctx, dev, shutdown, stalled).await
+    }
+
+    /// Waits for the request in progress to end. After [`IO_TIMEOUT`] without a byte written
+    /// the printer is reported offline (once: `stalled`), and waited for still.
+    async fn wait(
+        &mut self,
+        ctx: &Context,
+        dev: &DeviceConfig,
+        shutdown: &CancellationToken,
+        stalled: &mut bool,
+    ) -> Result<std::io::Result<()>, Halt> {
+        loop {
+            let Some(answer) = self.pending.as_mut() else {
+                return Ok(Ok(()));
+            };
+            let before = self.written.load(Ordering::Relaxed);
+            tokio::select! {
+                _ = shutdown.cancelled() => return Err(Halt::Shutdown),
+                r = answer => {
+                    self.pending = None;
+                    return Ok(r.unwrap_or_else(|_| {
+                        Err(std::io::Error::other("the printer's writer thread is gone"))
+                    }));
+                }
+                _ = tokio::time::sleep(IO_TIMEOUT) => {
+                    if self.written.load(Ordering::Relaxed) == before && !*stalled {
+                        *stalled = true;
+                        ctx.report(dev, DeviceState::Offline, Some(STALLED.into())).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the device once the request in progress (if any) has ended.
+    fn close(&mut self) {
+        let _ = self.requests.send(LpRequest::Close);
+    }
+}
+
+/// The body of a `file` printer's thread: one request at a time, until the task is gone.
+fn lp_thread(requests: &std::sync::mpsc::Receiver<LpRequest>, written: &AtomicUsize) {
+    let mut file: Option<std::fs::File> = None;
+    while let Ok(req) = requests.recv() {
+        match req {
+            LpRequest::Open(path, answer) => {
+                file = None;
+                let r = open_lp(&path).map(|f| file = Some(f));
+                let _ = answer.send(r);
+            }
+            LpRequest::Write(bytes, answer) => {
+                let r = match file.as_mut() {
+                    Some(f) => write_counted(f, &bytes, written),
+                    None => Err(std::io::Error::new(
+                        std::io::ErrorKind::NotConnected,
+                        "the printer is not open",
+                    )),
+                };
+                if r.is_err() {
+                    file = None;
+                }
+                let _ = answer.send(r);
+            }
+            LpRequest::Close => file = None,
+        }
+    }
+}
+
+/// Opens a device file for blocking writes. The open itself is non-blocking, so that a FIFO
+/// standing in for a printer fails at once when nothing reads it rather than waiting.
+fn open_lp(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this function owns, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+fn write_counted(
+    f: &mut std::fs::File,
+    bytes: &[u8],
+    written: &AtomicUsize,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    for piece in bytes.chunks(LP_CHUNK) {
+        f.write_all(piece)?;
+        written.fetch_add(piece.len(), Ordering::Relaxed);
+    }
+    f.flush()
 }
 
 async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
@@ -118,7 +363,7 @@ async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// What the printer says about itself.
-async fn check(conn: &mut Conn) -> Result<(DeviceState, Option<String>), String> {
+async fn check(conn: &mut Conn<'_>) -> Result<(DeviceState, Option<String>), String> {
     let Some(b) = conn.status(StatusRequest::Printer).await? else {
         return Ok((DeviceState::Ready, None));
     };
@@ -169,7 +414,12 @@ pub(super) async fn run(ctx: Context, dev: DeviceConfig, shutdown: CancellationT
     let mut backoff = Duration::from_millis(500);
     let mut health = tokio::time::interval(Duration::from_secs(30));
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A `file` printer's thread, started at its first open, kept until the task ends.
+    let mut lp: Option<LpWriter> = None;
     loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
         let jobs = match ctx
             .journal
             .with({
@@ -192,9 +442,10 @@ pub(super) async fn run(ctx: Context, dev: DeviceConfig, shutdown: CancellationT
                 _ = health.tick() => {}
             }
         }
-        match serve(&ctx, &dev, &opts, &jobs).await {
+        match serve(&ctx, &dev, &opts, &jobs, &mut lp, &shutdown).await {
             Ok(()) => backoff = Duration::from_millis(500),
-            Err((state, reason)) => {
+            Err(Halt::Shutdown) => return,
+            Err(Halt::Down(state, reason)) => {
                 ctx.report(&dev, state, Some(reason)).await;
                 if check_only {
                     continue;
@@ -209,66 +460,126 @@ pub(super) async fn run(ctx: Context, dev: DeviceConfig, shutdown: CancellationT
     }
 }
 
-/// Opens the printer, checks it, prints `jobs`. An error says which state the printer is in.
+/// Opens the printer, checks it, prints `jobs`. The printer is reported ready once a job's
+/// bytes were all taken (or, with nothing to write, once it opened and answered fine).
 async fn serve(
     ctx: &Context,
     dev: &DeviceConfig,
     opts: &PrinterOptions,
     jobs: &[PrintJob],
-) -> Result<(), (DeviceState, String)> {
-    let mut conn = Conn::open(&dev.transport)
-        .await
-        .map_err(|e| (DeviceState::Offline, e))?;
+    lp: &mut Option<LpWriter>,
+    shutdown: &CancellationToken,
+) -> Result<(), Halt> {
+    let mut conn = Conn::open(ctx, dev, lp, shutdown).await?;
     if opts.status_query {
-        let (state, reason) = check(&mut conn)
-            .await
-            .map_err(|e| (DeviceState::Offline, e))?;
+        let (state, reason) = check(&mut conn).await.map_err(offline)?;
         if state != DeviceState::Ready {
-            return Err((state, reason.unwrap_or_default()));
+            return Err(Halt::Down(state, reason.unwrap_or_default()));
         }
     }
-    ctx.report(dev, DeviceState::Ready, None).await;
+    let mut ready = false;
     for job in jobs {
-        let bytes = match job_bytes(ctx, opts, job).await {
+        let parts = match job_bytes(ctx, opts, job).await {
             Ok(b) => b,
             Err(e) => {
                 // A job that cannot be rendered (its sale is gone) would block the queue.
                 tracing::error!(device = %dev.id, job = job.id, error = %e, "dropping an unprintable job");
                 ctx.bus.rejected(&dev.id);
-                Vec::new()
+                Parts::default()
             }
         };
-        if !bytes.is_empty() {
-            conn.write(&bytes)
-                .await
-                .map_err(|e| (DeviceState::Offline, e))?;
-            ctx.bus.handled(&dev.id);
+        let mut stalled = false;
+        let mut sent = false;
+        let (mut body, mut kick) = (parts.body, parts.kick);
+        if !matches!(conn, Conn::File(_)) {
+            // One write: a TCP or serial write is bounded by IO_TIMEOUT, so the kick rides with
+            // the receipt. A file printer can hold a write for hours: its kick is decided after.
+            if let Some(k) = kick.take_if(|k| Utc::now() < k.until) {
+                body.extend_from_slice(&k.bytes);
+            }
         }
-        if let Err(e) = ctx
-            .ledger
-            .execute(ctx.actor(), Command::PrintDone { job_id: job.id })
-            .await
-        {
+        if !body.is_empty() {
+            conn.write(ctx, dev, &body, shutdown, &mut stalled).await?;
+            sent = true;
+        }
+        let mut done = Command::PrintDone { job_id: job.id };
+        if let Some(kick) = kick {
+            // Checked when the kick would go out, so a receipt that waited on a stuck printer
+            // does not open the drawer late either.
+            if Utc::now() < kick.until {
+                conn.write(ctx, dev, &kick.bytes, shutdown, &mut stalled)
+                    .await?;
+                sent = true;
+            } else if job.kind == "drawer" {
+                tracing::warn!(device = %dev.id, job = job.id, queued_at = %job.created_at,
+                    "a drawer opening waited too long for its printer: dropped, not opened");
+                ctx.bus.rejected(&dev.id);
+                done = Command::DrawerExpired {
+                    job_id: job.id,
+                    device_id: dev.id.clone(),
+                    sale_id: job.sale_id.clone(),
+                    queued_at: job.created_at.clone(),
+                };
+            } else {
+                tracing::info!(device = %dev.id, job = job.id, sale = %job.sale_id,
+                    "a receipt printed late does not open the drawer");
+            }
+        }
+        if sent {
+            ctx.bus.handled(&dev.id);
+            // Ready: first since the printer opened, or again after it was stuck on this job.
+            if !ready || stalled {
+                ctx.report(dev, DeviceState::Ready, None).await;
+                ready = true;
+            }
+        }
+        if let Err(e) = ctx.ledger.execute(ctx.actor(), done).await {
             // The bytes went out; if the job stays queued it prints again. Better twice than never.
             tracing::error!(device = %dev.id, job = job.id, error = %e, "cannot mark a job printed");
         }
     }
+    if !ready {
+        ctx.report(dev, DeviceState::Ready, None).await;
+    }
     Ok(())
 }
 
-/// The bytes of one job.
-async fn job_bytes(
-    ctx: &Context,
-    opts: &PrinterOptions,
-    job: &PrintJob,
-) -> Result<Vec<u8>, String> {
-    if job.kind == "drawer" {
-        let Some(pin) = opts.drawer else {
-            return Ok(Vec::new());
-        };
+/// What one job sends: the receipt (empty for a drawer opening), then the drawer kick.
+#[derive(Default)]
+struct Parts {
+    body: Vec<u8>,
+    kick: Option<Kick>,
+}
+
+/// A drawer kick, sent only before `until`.
+struct Kick {
+    bytes: Vec<u8>,
+    until: DateTime<Utc>,
+}
+
+/// The bytes of one job. A receipt opens the drawer (cash, not a reprint) and a drawer job
+/// does so only within [`DRAWER_WINDOW`] of being queued: nobody may be at the till later.
+async fn job_bytes(ctx: &Context, opts: &PrinterOptions, job: &PrintJob) -> Result<Parts, String> {
+    let queued_at = DateTime::parse_from_rfc3339(&job.created_at).map(|t| t.with_timezone(&Utc));
+    let kick = |pin, fresh_if_unknown: bool| {
         let mut cmd = EscPos::new(opts.encoding);
         cmd.drawer_kick(pin);
-        return Ok(cmd.into_bytes());
+        let until = match queued_at {
+            Ok(t) => t + DRAWER_WINDOW,
+            Err(_) if fresh_if_unknown => Utc::now() + DRAWER_WINDOW,
+            Err(_) => DateTime::<Utc>::MIN_UTC,
+        };
+        Kick {
+            bytes: cmd.into_bytes(),
+            until,
+        }
+    };
+    if job.kind == "drawer" {
+        // A drawer opening of unknown age is treated as expired.
+        return Ok(Parts {
+            body: Vec::new(),
+            kick: opts.drawer.map(|pin| kick(pin, false)),
+        });
     }
     let sale_id = job.sale_id.clone();
     let store_id = ctx.settings.store_id.clone();
@@ -301,19 +612,12 @@ async fn job_bytes(
         None => String::new(),
     };
     let reprint = job.kind == "reprint";
-    let queued_at = DateTime::parse_from_rfc3339(&job.created_at)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|_| Utc::now());
     let cash = sale
         .payments
         .iter()
         .any(|p| p.method == PaymentMethod::Cash);
-    // A receipt that waited for its printer does not open the drawer long after the sale.
-    let kick = (cash && !reprint && Utc::now() - queued_at < DRAWER_WINDOW)
-        .then_some(opts.drawer)
-        .flatten();
     let qr = opts.qr_template.as_deref().map(|t| fill_qr(t, &sale));
-    Ok(render(&ReceiptInput {
+    let body = render(&ReceiptInput {
         store_name: &ctx.settings.store_name,
         header_lines: &opts.header_lines,
         sale: &sale,
@@ -323,8 +627,16 @@ async fn job_bytes(
         paper: opts.paper,
         labels: opts.labels,
         qr: qr.as_deref(),
-        drawer_kick: kick,
-    }))
+        // Sent after the receipt, if still in time (see `serve`).
+        drawer_kick: None,
+    });
+    Ok(Parts {
+        body,
+        kick: (cash && !reprint)
+            .then_some(opts.drawer)
+            .flatten()
+            .map(|pin| kick(pin, true)),
+    })
 }
 
 /// Fills the QR template: `{sale_id}`, `{store_id}`, `{seq}`, `{total}`.

@@ -197,6 +197,18 @@ pub enum Command {
         /// The job.
         job_id: i64,
     },
+    /// A queued drawer opening reached its printer too late: removed without opening the
+    /// drawer, and audited (`drawer.expired`), as its request was (`drawer.open`).
+    DrawerExpired {
+        /// The job.
+        job_id: i64,
+        /// The printer.
+        device_id: String,
+        /// The sale it was for, if any (empty for one asked for without a sale).
+        sale_id: String,
+        /// When it was queued (RFC 3339).
+        queued_at: String,
+    },
 }
 
 /// A change to the session table.

@@ -192,6 +192,20 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 store::print_done(self.conn, job_id)?;
                 Ok(Outcome::Done)
             }
+            Command::DrawerExpired {
+                job_id,
+                device_id,
+                sale_id,
+                queued_at,
+            } => {
+                store::print_done(self.conn, job_id)?;
+                let mut detail = serde_json::json!({ "job_id": job_id, "queued_at": queued_at });
+                if !sale_id.is_empty() {
+                    detail["sale_id"] = sale_id.into();
+                }
+                self.audit("drawer.expired", &device_id, detail)?;
+                Ok(Outcome::Done)
+            }
         }
     }
 
