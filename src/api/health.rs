@@ -97,6 +97,9 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     if disk.low {
         degraded.push("disk space low".to_string());
     }
+    if let Some(e) = state.backup_failing.lock().ok().and_then(|f| f.clone()) {
+        degraded.push(format!("scheduled backup failing: {e}"));
+    }
     if uplink.enabled && !uplink.connected {
         degraded.push("uplink not connected".to_string());
     }

@@ -89,6 +89,8 @@ pub struct AppContext {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Free space on the data directory, watched (see `app::disk_watch`).
     pub disk: Arc<crate::app::DiskWatch>,
+    /// Why the last scheduled backup failed, if it did.
+    pub backup_failing: crate::backup::Failing,
     /// Cancelled at shutdown: long-lived responses (event streams) end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

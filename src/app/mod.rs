@@ -185,6 +185,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .execute(system_actor(), loaded)
         .await
         .context("recording the start in the audit log")?;
+    let backup_failing = crate::backup::Failing::default();
     let backups = config.backup.every.map(|every| {
         tokio::spawn(crate::backup::scheduled(
             config.clone(),
@@ -192,6 +193,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             every,
             config.backup.dir.clone(),
             config.backup.keep,
+            backup_failing.clone(),
+            Some(ledger.clone()),
             shutdown.clone(),
         ))
     });
@@ -244,6 +247,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         pin_checks: Arc::new(tokio::sync::Semaphore::new(2)),
         metrics: Arc::new(crate::metrics::Metrics::default()),
         disk: disk.clone(),
+        backup_failing,
         shutdown: shutdown.clone(),
     });
     // Terminals or staff taken out of the config, or given another role, PIN or token, while

@@ -530,13 +530,23 @@ fn settle(
     Ok(next_seq)
 }
 
-/// Backups by the daemon: one every `every`, into `dir`, keeping the newest `keep`.
+/// Why the last scheduled backup failed, or `None` (it worked, or none ran yet): `/healthz`
+/// reports the store degraded while it is `Some`.
+pub type Failing = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
+/// Backups by the daemon: one every `every`, into `dir`, keeping the newest `keep`. A failure
+/// is noted in `failing` and, with a `ledger`, sent to HQ as an alert (`backup_failed`, then
+/// `backup_ok` at the next one that works): a box whose backups stopped should not be found out
+/// on the day it is lost.
+#[allow(clippy::too_many_arguments)]
 pub async fn scheduled(
     config: Config,
     keys: std::sync::Arc<StoreKeys>,
     every: Duration,
     backup_dir: PathBuf,
     keep: usize,
+    failing: Failing,
+    ledger: Option<crate::ledger::Ledger>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     // Counted from the newest backup there is, not from this start: a box switched off every
@@ -568,14 +578,49 @@ pub async fn scheduled(
             Ok((path, h))
         })
         .await;
-        match result {
-            Ok(Ok((path, h))) => tracing::info!(
-                file = %path.display(),
-                last_seq = h.last_seq,
-                "scheduled backup written"
-            ),
-            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "scheduled backup failed"),
-            Err(e) => tracing::error!(error = %e, "scheduled backup task failed"),
+        let error = match result {
+            Ok(Ok((path, h))) => {
+                tracing::info!(
+                    file = %path.display(),
+                    last_seq = h.last_seq,
+                    "scheduled backup written"
+                );
+                None
+            }
+            Ok(Err(e)) => {
+                let e = format!("{e:#}");
+                tracing::error!(error = %e, "scheduled backup failed");
+                Some(e)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "scheduled backup task failed");
+                Some(e.to_string())
+            }
+        };
+        let was_failing = match failing.lock() {
+            Ok(mut f) => std::mem::replace(&mut *f, error.clone()).is_some(),
+            Err(p) => std::mem::replace(&mut *p.into_inner(), error.clone()).is_some(),
+        };
+        let alert = match (&error, was_failing) {
+            (Some(e), false) => Some(("backup_failed", format!("scheduled backup failed: {e}"))),
+            (None, true) => Some(("backup_ok", "scheduled backups work again".to_string())),
+            _ => None,
+        };
+        if let (Some((code, message)), Some(ledger)) = (alert, &ledger) {
+            let cmd = crate::ledger::Command::Alert(crate::domain::event::Alert {
+                source: "backup".into(),
+                code: code.into(),
+                message,
+                detail: serde_json::json!({ "dir": backup_dir.display().to_string() }),
+            });
+            let actor = crate::ledger::Actor {
+                staff_no: "storebox".into(),
+                role: crate::domain::access::Role::Admin,
+                terminal_id: "storebox".into(),
+            };
+            if let Err(e) = ledger.execute(actor, cmd).await {
+                tracing::error!(error = %e, "cannot record the backup alert");
+            }
         }
     }
 }
@@ -761,12 +806,15 @@ mod tests {
             .set_modified(std::time::SystemTime::now() - Duration::from_secs(9))
             .unwrap();
         let stop = tokio_util::sync::CancellationToken::new();
+        let failing = Failing::default();
         let task = tokio::spawn(scheduled(
-            config,
-            std::sync::Arc::new(keys),
+            config.clone(),
+            std::sync::Arc::new(keys.clone()),
             Duration::from_secs(10),
             dir.clone(),
             5,
+            failing.clone(),
+            None,
             stop.clone(),
         ));
         // Due a second after the start (the last one is 9 s old); counted from the start, it
@@ -775,6 +823,31 @@ mod tests {
         stop.cancel();
         task.await.unwrap();
         assert_eq!(scheduled_files(&dir, "sh-001").unwrap().len(), 2);
+        assert_eq!(*failing.lock().unwrap(), None);
+
+        // A backup directory that cannot be written: the failure is noted (for /healthz).
+        let blocked = root.path().join("not-a-dir");
+        std::fs::write(&blocked, b"a file").unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(scheduled(
+            config,
+            std::sync::Arc::new(keys),
+            Duration::from_secs(1),
+            blocked,
+            5,
+            failing.clone(),
+            None,
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.cancel();
+        task.await.unwrap();
+        let noted = failing.lock().unwrap().clone();
+        assert!(
+            noted.is_some_and(|e| e.contains("not-a-dir")),
+            "{:?}",
+            failing
+        );
     }
 
     #[test]
