@@ -399,7 +399,8 @@ fn run(path: PathBuf, format: LogFormat) -> ExitCode {
     })
 }
 
-/// Cancels `token` on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+/// Cancels `token` on SIGTERM (systemd stop) or SIGINT (Ctrl-C); a second one exits at once
+/// (what was acknowledged is in the journal already, as after `kill -9`).
 async fn shutdown_on_signal(token: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (mut term, mut int) = match (
@@ -417,4 +418,10 @@ async fn shutdown_on_signal(token: CancellationToken) {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
     token.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::warn!("a second signal: exiting without waiting for the shutdown");
+    std::process::exit(130);
 }

@@ -208,7 +208,7 @@ pub async fn supervise(
         .await;
     if let Some(p) = period {
         tracing::info!(
-            every_ms = p.as_millis() as u64,
+            every_ms = (p / 4).as_millis() as u64,
             "feeding the systemd watchdog"
         );
     }
@@ -217,7 +217,11 @@ pub async fn supervise(
         _ = shutdown.cancelled() => {}
         _ = async {
             match period {
-                Some(p) => feed(&notifier, p, &serving, || live.check(within)).await,
+                // Checked four times a period (each check waiting up to a period for the
+                // ledger), so the last ping before a stall is at most an eighth of
+                // `WatchdogSec` old: a stall is tolerated for nearly all of `WatchdogSec`,
+                // not for half of it when it began just before a check.
+                Some(p) => feed(&notifier, p / 4, &serving, || live.check(within)).await,
                 None => std::future::pending().await,
             }
         } => {}

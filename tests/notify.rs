@@ -193,3 +193,75 @@ async fn an_abstract_socket_and_no_watchdog_for_another_pid() {
     assert_eq!(d.terminate(), Some(0));
     systemd.until("STOPPING=1", Duration::from_secs(5)).await;
 }
+
+/// A disk stall shorter than `WatchdogSec` does not get the daemon killed, even when it begins
+/// long after the last ping: with `WatchdogSec=2` and a stall of 1.4 s starting 0.9 s after a
+/// ping, no two pings are 2 s apart. (Pinging only every half of `WatchdogSec` left a gap of
+/// 0.9 + 1.4 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_shorter_than_the_watchdog_is_tolerated_whenever_it_begins() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let systemd = Systemd::bind(&socket_path);
+    let config = dir.path().join("storebox.toml");
+    std::fs::write(&config, config_text(&dir.path().join("data"), "")).unwrap();
+    let d = Daemon::start_env(
+        dir.path(),
+        &config,
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+    );
+    systemd.until("READY=1", Duration::from_secs(30)).await;
+    let token = d.login(CASHIER).await;
+    let journal = rusqlite::Connection::open(dir.path().join("data/journal.sqlite3")).unwrap();
+    journal.busy_timeout(Duration::from_secs(5)).unwrap();
+    // Pings are read from here on, with their times.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::spawn(async move {
+        loop {
+            let m = systemd.during(Duration::from_millis(20)).await;
+            if pings(&m) > 0 && tx.send(Instant::now()).is_err() {
+                return;
+            }
+        }
+    });
+    let first = rx.recv().await.unwrap();
+    tokio::time::sleep_until((first + Duration::from_millis(900)).into()).await;
+    journal.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let sale = {
+        let client = d.client.clone();
+        let url = d.url("/v1/sales");
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
+                .json(&json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    journal.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(sale.await.unwrap().unwrap(), 201);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut times = vec![first];
+    while let Ok(t) = rx.try_recv() {
+        times.push(t);
+    }
+    listener.abort();
+    let longest = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    assert!(
+        longest < Duration::from_millis(1900),
+        "{longest:?} between two pings (WatchdogSec=2 s): systemd would kill"
+    );
+    assert!(times.len() >= 4, "{times:?}");
+    assert_eq!(d.terminate(), Some(0));
+}

@@ -22,6 +22,7 @@ use crate::security::{KeyError, StoreKeys};
 use crate::uplink::UplinkStatus;
 
 mod offline;
+mod serve;
 
 pub use offline::OfflineStore;
 
@@ -335,23 +336,20 @@ enum HttpListener {
     Tls(api::tls::TlsListener),
 }
 
-/// Serves the API until `shutdown` is cancelled and in-flight requests are done.
+/// Serves the API until `shutdown` is cancelled and in-flight requests are done (see
+/// [`serve`](self::serve)).
 async fn serve(
     listener: HttpListener,
     app: axum::Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let stop = shutdown.cancelled_owned();
     match listener {
-        HttpListener::Plain(l) => axum::serve(l.tap_io(crate::api::tls::no_delay), app)
-            .with_graceful_shutdown(stop)
-            .await
-            .context("serving HTTP"),
-        HttpListener::Tls(l) => axum::serve(l, app)
-            .with_graceful_shutdown(stop)
-            .await
-            .context("serving HTTPS"),
+        HttpListener::Plain(l) => {
+            self::serve::serve(l.tap_io(crate::api::tls::no_delay), app, shutdown).await
+        }
+        HttpListener::Tls(l) => self::serve::serve(l, app, shutdown).await,
     }
+    Ok(())
 }
 
 /// Ends the open sessions the current directory no longer grants
