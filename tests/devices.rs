@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::hw::{Events, FakePrinter, Pty, point};
+use common::hw::{DeafPrinter, Events, FakePrinter, Pty, point};
 use common::{CASHIER, Daemon, MANAGER, cash};
 use serde_json::{Value, json};
 
@@ -57,6 +57,21 @@ async fn device_state(d: &Daemon, t: &str, id: &str) -> Value {
         .as_array()
         .and_then(|a| a.iter().find(|x| x["id"] == id).cloned())
         .unwrap_or(Value::Null)
+}
+
+async fn wait_state_for(d: &Daemon, t: &str, id: &str, state: &str, secs: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = device_state(d, t, id).await;
+        if s["state"] == state {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} never became {state}: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn wait_state(d: &Daemon, t: &str, id: &str, state: &str) -> Value {
@@ -449,6 +464,136 @@ transport = "tcp"
 address = "{address}"
 "#
     )
+}
+
+fn queued_jobs(dir: &Path) -> i64 {
+    let c = rusqlite::Connection::open(dir.join("data/journal.sqlite3")).unwrap();
+    c.query_row("SELECT count(*) FROM print_jobs", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_printer_that_accepts_but_never_reads_keeps_the_receipt_and_prints_it_once_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Hung firmware, live network stack: connections are accepted, nothing is read, DLE EOT
+    // is never answered.
+    let deaf = DeafPrinter::start().await;
+    let addr = deaf.addr;
+    // A long receipt: more than the printer's network stack takes without reading.
+    let mut config = printer_only(addr);
+    for i in 0..40 {
+        config.push_str(&format!(
+            "\n[[products]]\nsku = \"GIFT-{i:02}\"\nname = \"有机纯牛奶 250ml×12盒 礼盒装 {i:02}\"\nprice = 9990\n"
+        ));
+    }
+    let d = Daemon::start_in(dir.path(), &config);
+    let t = d.login(CASHIER).await;
+    // Silent, as many cheap printers are: assumed ready.
+    wait_state(&d, &t, "printer-1", "ready").await;
+    let started = std::time::Instant::now();
+    let mut lines: Vec<Value> = (0..40)
+        .map(|i| json!({"sku": format!("GIFT-{i:02}"), "qty": 1}))
+        .collect();
+    lines.push(json!({"sku": "MILK", "qty": 1}));
+    lines.push(json!({"sku": "RICE", "qty": 1}));
+    let (s, sale) = d
+        .sale(&t, &json!({"lines": lines, "payments": cash(500_000)}))
+        .await;
+    assert_eq!(s, 201, "{sale}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the sale waited for the printer"
+    );
+    // The bytes sit in socket buffers: the printer is not "ready, handled 1" with the job
+    // gone, but offline, not taking data, the job still queued.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        let st = device_state(&d, &t, "printer-1").await;
+        assert!(
+            !(st["state"] == "ready" && st["handled"].as_u64().unwrap_or(0) > 0),
+            "a receipt nobody read counted as printed: {st}; {} bytes unread, {} jobs queued",
+            deaf.unread(),
+            queued_jobs(dir.path())
+        );
+        if st["state"] == "offline" {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reported offline: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        st["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not taking data"),
+        "{st}"
+    );
+    assert_eq!(st["handled"], 0, "{st}");
+    assert_eq!(queued_jobs(dir.path()), 1, "the receipt left the queue");
+    assert!(deaf.connections() >= 1);
+    let unread = deaf.unread();
+
+    // Power-cycled: the hung printer goes, a working one answers on the same address. The
+    // receipt prints, once, and leaves the queue.
+    deaf.stop().await;
+    let printer = FakePrinter::start(Some(addr)).await;
+    let paper = printer.wait_cuts(1, 40).await;
+    assert!(
+        has(&paper, &["纯牛奶 1L"]) && has(&paper, &["五常大米 5kg"]),
+        "{:?}",
+        paper.lines
+    );
+    let st = wait_state(&d, &t, "printer-1", "ready").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    eprintln!(
+        "the receipt: {} bytes; the hung printer's stack had taken {unread}",
+        printer.bytes().len()
+    );
+    assert_eq!(printer.paper().cuts, 1, "printed more than once");
+    assert_eq!(queued_jobs(dir.path()), 0);
+    let st2 = device_state(&d, &t, "printer-1").await;
+    assert_eq!(st2["handled"], 1, "{st} {st2}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_printer_that_answered_its_status_and_falls_silent_is_offline_and_its_receipt_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let printer = FakePrinter::start(None).await;
+    let d = Daemon::start_in(dir.path(), &printer_only(printer.addr));
+    let t = d.login(CASHIER).await;
+    // It answers DLE EOT.
+    wait_state(&d, &t, "printer-1", "ready").await;
+    // Its firmware hangs; its network stack still accepts, and a short receipt would fit in
+    // what it takes without reading: the silence, not the socket, tells.
+    printer.set_hung(true);
+    let (s, sale) = d
+        .sale(
+            &t,
+            &json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(2_000)}),
+        )
+        .await;
+    assert_eq!(s, 201, "{sale}");
+    let st = wait_state_for(&d, &t, "printer-1", "offline", 30).await;
+    assert!(
+        st["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no longer answers"),
+        "{st}"
+    );
+    assert_eq!(st["handled"], 0, "{st}");
+    assert_eq!(queued_jobs(dir.path()), 1, "the receipt left the queue");
+
+    printer.set_hung(false);
+    let paper = printer.wait_cuts(1, 40).await;
+    assert!(has(&paper, &["纯牛奶 1L"]), "{:?}", paper.lines);
+    wait_state(&d, &t, "printer-1", "ready").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(printer.paper().cuts, 1, "printed more than once");
+    assert_eq!(queued_jobs(dir.path()), 0);
 }
 
 async fn audit_actions(d: &Daemon) -> Vec<Value> {

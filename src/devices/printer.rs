@@ -4,11 +4,15 @@
 //! the sale, so a receipt survives a printer that is off and a daemon that is killed. The task
 //! wakes on every journal commit, opens the printer (TCP, serial or an lp device file), asks its
 //! status with DLE EOT where the transport can answer, sends each job's bytes and removes the
-//! job. A printer that is away is retried with a backoff; the sale never waits for it.
+//! job once the printer took them: on TCP and serial, once the socket's or port's output queue
+//! emptied ([`Conn::drain`]) and, of a printer that answers DLE EOT, once it answered one sent
+//! after the job. A printer that is away, or leaves a job untaken, is retried with a backoff
+//! (the job kept); the sale never waits for it.
 //! An lp device file is written by a thread of its own, and a write the printer does not take
 //! is waited for, never abandoned or doubled ([`LpWriter`]). A drawer kick (after a cash
 //! receipt, or asked for alone) goes out only within [`DRAWER_WINDOW`] of its job being queued.
 
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,6 +38,14 @@ use crate::ledger::Command;
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long to wait for a connection or a write.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a TCP or serial printer may leave written bytes untaken (the socket's or the
+/// port's output queue not shrinking) before it is deemed not to take data, the connection
+/// dropped and the job kept. Generous: a printer that was only slow prints the receipt twice.
+const DRAIN_STALL: Duration = Duration::from_secs(10);
+/// How long a printer that answers DLE EOT gets to answer one sent after a job (or at the start
+/// of a batch): it answers once it has read the bytes before it, which a printer busy printing
+/// may take a while to do.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A receipt or a drawer opening that reaches its printer later than this after it was queued
 /// does not open the drawer.
 const DRAWER_WINDOW: chrono::Duration = chrono::Duration::minutes(2);
@@ -110,9 +122,11 @@ impl<'a> Conn<'a> {
         }
     }
 
-    /// Sends `bytes`. A TCP or serial printer gets [`IO_TIMEOUT`] (the job is then sent again,
-    /// in full, on a new connection); a `file` printer is waited for as long as it takes (see
-    /// [`LpWriter`]), `stalled` saying whether it was reported as not taking data.
+    /// Sends `bytes`. A TCP or serial printer gets [`IO_TIMEOUT`] for the write, then has to
+    /// take the bytes: its output queue must empty, shrinking at least every [`DRAIN_STALL`]
+    /// (else the connection is dropped with its unsent bytes, and the job sent again, in full,
+    /// on a new one); a `file` printer is waited for as long as it takes (see [`LpWriter`]),
+    /// `stalled` saying whether it was reported as not taking data.
     async fn write(
         &mut self,
         ctx: &Context,
@@ -136,24 +150,107 @@ impl<'a> Conn<'a> {
                 Conn::File(_) => Ok(()),
             }
         };
-        tokio::select! {
+        let written = tokio::select! {
             biased;
             _ = shutdown.cancelled() => Err(Halt::Shutdown),
             r = tokio::time::timeout(IO_TIMEOUT, io) => r
-                .map_err(|_| offline("writing to the printer timed out".to_string()))?
-                .map_err(|e| offline(format!("writing to the printer: {e}"))),
+                .map_err(|_| offline("writing to the printer timed out".to_string()))
+                .and_then(|r| r.map_err(|e| offline(format!("writing to the printer: {e}")))),
+        };
+        match written {
+            Ok(()) => self.drain(shutdown).await,
+            Err(e) => {
+                self.abort();
+                Err(e)
+            }
         }
     }
 
-    /// Asks one DLE EOT status; `None` when the transport cannot answer or the printer is
-    /// silent (many cheap printers never answer).
-    async fn status(&mut self, req: StatusRequest) -> Result<Option<u8>, String> {
+    /// Waits until a TCP or serial printer took every byte written to it: until the output
+    /// queue (`SIOCOUTQ` on a socket: bytes not yet acknowledged by the printer; `TIOCOUTQ` on
+    /// a serial port: bytes not yet sent, held back by the printer's flow control) is empty.
+    /// A write only hands the bytes to the kernel; a printer whose firmware hangs while its
+    /// TCP stack still accepts leaves them there. As long as the queue shrinks it is waited
+    /// for; after [`DRAIN_STALL`] without a byte taken the unsent bytes are dropped with the
+    /// connection ([`Conn::abort`]) and the printer reported as not taking data.
+    async fn drain(&mut self, shutdown: &CancellationToken) -> Result<(), Halt> {
+        let fd = match self {
+            Conn::Tcp(s) => s.as_raw_fd(),
+            Conn::Serial(s) => s.as_raw_fd(),
+            Conn::File(_) => return Ok(()),
+        };
+        let mut left = usize::MAX;
+        let mut moved = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let now = match out_queue(fd) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.abort();
+                    return Err(offline(format!("asking what the printer took: {e}")));
+                }
+            };
+            if now == 0 {
+                return Ok(());
+            }
+            if now < left {
+                left = now;
+                moved = tokio::time::Instant::now();
+            } else if moved.elapsed() >= DRAIN_STALL {
+                tracing::warn!(
+                    untaken = now,
+                    "the printer is not taking data; dropping the connection"
+                );
+                self.abort();
+                return Err(offline(NOT_TAKING.into()));
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.abort();
+                    return Err(Halt::Shutdown);
+                }
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Discards what was written but not taken, so that nothing of a job the printer did not
+    /// take reaches it after this connection is given up (it is sent again, in full, on the
+    /// next): a TCP connection is reset when dropped rather than closed after its unsent bytes;
+    /// a serial port's output queue is flushed (its close would otherwise wait for it).
+    fn abort(&mut self) {
+        match self {
+            Conn::Tcp(s) => {
+                let _ = s.set_zero_linger();
+            }
+            Conn::Serial(s) => {
+                // SAFETY: tcflush on a descriptor the stream owns, with integer arguments.
+                unsafe { libc::tcflush(s.as_raw_fd(), libc::TCOFLUSH) };
+            }
+            Conn::File(_) => {}
+        }
+    }
+
+    /// Asks one DLE EOT status, waiting `wait` for the answer; `None` when the transport
+    /// cannot answer or the printer is silent (many cheap printers never answer). A late
+    /// answer to an earlier request still waiting to be read is discarded first.
+    async fn status(&mut self, req: StatusRequest, wait: Duration) -> Result<Option<u8>, String> {
         let mut cmd = EscPos::new(super::escpos::Encoding::CP437);
         cmd.status_request(req);
         let bytes = cmd.into_bytes();
         match self {
-            Conn::Tcp(s) => ask(s, &bytes).await,
-            Conn::Serial(s) => ask(s, &bytes).await,
+            Conn::Tcp(s) => {
+                let mut stale = [0u8; 64];
+                while matches!(s.try_read(&mut stale), Ok(n) if n > 0) {}
+                ask(s, &bytes, wait).await
+            }
+            Conn::Serial(s) => {
+                // SAFETY: tcflush on a descriptor the stream owns, with integer arguments.
+                unsafe { libc::tcflush(s.as_raw_fd(), libc::TCIFLUSH) };
+                ask(s, &bytes, wait).await
+            }
             Conn::File(_) => Ok(None),
         }
     }
@@ -200,6 +297,12 @@ struct LpWriter {
 /// A stuck printer's state message.
 const STALLED: &str = "the printer is not taking data (out of paper, cover open or jammed?); \
                        the job waits for it";
+/// A TCP or serial printer that left a job's bytes untaken: the job stays queued and is sent
+/// again, in full, on a new connection.
+const NOT_TAKING: &str = "the printer is not taking data (hung, out of paper or jammed?); \
+                          the job stays queued and is sent again";
+/// A printer that answered DLE EOT before and now does not.
+const SILENT: &str = "the printer no longer answers its status (hung?); the jobs wait";
 /// The thread writes in pieces of this size, counting each, so a slow printer is seen moving.
 const LP_CHUNK: usize = 512;
 
@@ -312,7 +415,6 @@ fn lp_thread(requests: &std::sync::mpsc::Receiver<LpRequest>, written: &AtomicUs
 /// Opens a device file for blocking writes. The open itself is non-blocking, so that a FIFO
 /// standing in for a printer fails at once when nothing reads it rather than waiting.
 fn open_lp(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -346,15 +448,28 @@ async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io:
     w.flush().await
 }
 
+/// Bytes written to `fd` (a TCP socket or a serial port) that its peer has not taken yet.
+/// `TIOCOUTQ` is `SIOCOUTQ` on Linux: on a TCP socket, the bytes not yet acknowledged.
+fn out_queue(fd: std::os::fd::RawFd) -> std::io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: the ioctl writes one c_int through a pointer to a live local.
+    if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     req: &[u8],
+    wait: Duration,
 ) -> Result<Option<u8>, String> {
-    write_flush(s, req)
+    tokio::time::timeout(IO_TIMEOUT, write_flush(s, req))
         .await
+        .map_err(|_| "asking the printer's status timed out".to_string())?
         .map_err(|e| format!("asking the printer's status: {e}"))?;
     let mut byte = [0u8; 1];
-    match tokio::time::timeout(STATUS_TIMEOUT, s.read(&mut byte)).await {
+    match tokio::time::timeout(wait, s.read(&mut byte)).await {
         Err(_) => Ok(None),
         Ok(Ok(0)) => Err("the printer closed the connection".into()),
         Ok(Ok(_)) => Ok(Some(byte[0])),
@@ -362,16 +477,34 @@ async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// What the printer says about itself.
-async fn check(conn: &mut Conn<'_>) -> Result<(DeviceState, Option<String>), String> {
-    let Some(b) = conn.status(StatusRequest::Printer).await? else {
+/// What the printer says about itself. A printer that never answered is given
+/// [`STATUS_TIMEOUT`] and, silent, assumed ready (many cheap printers never answer); one that
+/// has answered since it was last unreachable (`answers`) is given [`ANSWER_TIMEOUT`] and,
+/// silent now, is offline: its firmware hangs while its network interface still accepts.
+async fn check(
+    conn: &mut Conn<'_>,
+    answers: &mut bool,
+) -> Result<(DeviceState, Option<String>), String> {
+    let wait = if *answers {
+        ANSWER_TIMEOUT
+    } else {
+        STATUS_TIMEOUT
+    };
+    let Some(b) = conn.status(StatusRequest::Printer, wait).await? else {
+        if *answers {
+            return Ok((DeviceState::Offline, Some(SILENT.into())));
+        }
         return Ok((DeviceState::Ready, None));
     };
+    *answers = true;
     let offline = matches!(
         parse_status(StatusRequest::Printer, b),
         Ok(Status::Printer { offline: true, .. })
     );
-    let paper = match conn.status(StatusRequest::PaperSensor).await? {
+    let paper = match conn
+        .status(StatusRequest::PaperSensor, STATUS_TIMEOUT)
+        .await?
+    {
         Some(b) => matches!(
             parse_status(StatusRequest::PaperSensor, b),
             Ok(Status::Paper { end: true, .. })
@@ -382,7 +515,10 @@ async fn check(conn: &mut Conn<'_>) -> Result<(DeviceState, Option<String>), Str
         return Ok((DeviceState::PaperOut, Some("out of paper".into())));
     }
     if offline {
-        let cause = match conn.status(StatusRequest::OfflineCause).await? {
+        let cause = match conn
+            .status(StatusRequest::OfflineCause, STATUS_TIMEOUT)
+            .await?
+        {
             Some(b) => match parse_status(StatusRequest::OfflineCause, b) {
                 Ok(Status::OfflineCause {
                     cover_open: true, ..
@@ -416,6 +552,8 @@ pub(super) async fn run(ctx: Context, dev: DeviceConfig, shutdown: CancellationT
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A `file` printer's thread, started at its first open, kept until the task ends.
     let mut lp: Option<LpWriter> = None;
+    // Whether the printer has answered DLE EOT since it was last unreachable (see `check`).
+    let mut answers = false;
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -442,7 +580,7 @@ pub(super) async fn run(ctx: Context, dev: DeviceConfig, shutdown: CancellationT
                 _ = health.tick() => {}
             }
         }
-        match serve(&ctx, &dev, &opts, &jobs, &mut lp, &shutdown).await {
+        match serve(&ctx, &dev, &opts, &jobs, &mut lp, &mut answers, &shutdown).await {
             Ok(()) => backoff = Duration::from_millis(500),
             Err(Halt::Shutdown) => return,
             Err(Halt::Down(state, reason)) => {
@@ -460,19 +598,37 @@ pub(super) async fn run(ctx: Context, dev: DeviceConfig, shutdown: CancellationT
     }
 }
 
-/// Opens the printer, checks it, prints `jobs`. The printer is reported ready once a job's
-/// bytes were all taken (or, with nothing to write, once it opened and answered fine).
+/// Opens the printer, checks it, prints `jobs`. A job is removed once the printer took its
+/// bytes: a `file` printer's write returned; a TCP or serial printer's output queue emptied
+/// and, if it answers DLE EOT (`answers`), it answered one sent after the job. The printer is
+/// reported ready once a job's bytes were all taken (or, with nothing to write, once it opened
+/// and answered fine).
 async fn serve(
     ctx: &Context,
     dev: &DeviceConfig,
     opts: &PrinterOptions,
     jobs: &[PrintJob],
     lp: &mut Option<LpWriter>,
+    answers: &mut bool,
     shutdown: &CancellationToken,
 ) -> Result<(), Halt> {
-    let mut conn = Conn::open(ctx, dev, lp, shutdown).await?;
+    let mut conn = match Conn::open(ctx, dev, lp, shutdown).await {
+        Ok(c) => c,
+        Err(e) => {
+            // Away (off, unplugged, replaced?): whether it answers is learnt again.
+            if matches!(e, Halt::Down(..)) {
+                *answers = false;
+            }
+            return Err(e);
+        }
+    };
     if opts.status_query {
-        let (state, reason) = check(&mut conn).await.map_err(offline)?;
+        // A printer known to answer is waited for longer: not past a shutdown.
+        let (state, reason) = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Err(Halt::Shutdown),
+            r = check(&mut conn, answers) => r.map_err(offline)?,
+        };
         if state != DeviceState::Ready {
             return Err(Halt::Down(state, reason.unwrap_or_default()));
         }
@@ -523,6 +679,26 @@ async fn serve(
             } else {
                 tracing::info!(device = %dev.id, job = job.id, sale = %job.sale_id,
                     "a receipt printed late does not open the drawer");
+            }
+        }
+        if sent && opts.status_query && *answers {
+            // The bytes reached the printer's network stack; a DLE EOT sent after them is
+            // answered once the printer itself read them.
+            let answer = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Err(Halt::Shutdown),
+                r = conn.status(StatusRequest::Printer, ANSWER_TIMEOUT) => r,
+            };
+            match answer {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    conn.abort();
+                    return Err(offline(NOT_TAKING.into()));
+                }
+                Err(e) => {
+                    conn.abort();
+                    return Err(offline(e));
+                }
             }
         }
         if sent {

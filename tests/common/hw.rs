@@ -85,6 +85,7 @@ pub struct FakePrinter {
     pub addr: std::net::SocketAddr,
     received: Arc<Mutex<Vec<u8>>>,
     paper_out: Arc<AtomicBool>,
+    hung: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -98,22 +99,31 @@ impl FakePrinter {
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let paper_out = Arc::new(AtomicBool::new(false));
-        let (sink, paper) = (received.clone(), paper_out.clone());
+        let hung = Arc::new(AtomicBool::new(false));
+        let (sink, paper, stuck) = (received.clone(), paper_out.clone(), hung.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else {
                     return;
                 };
-                let (sink, paper) = (sink.clone(), paper.clone());
+                let (sink, paper, stuck) = (sink.clone(), paper.clone(), stuck.clone());
                 tokio::spawn(async move {
                     let mut buf = [0u8; 4096];
+                    // The last two bytes of the read before: a request may straddle two reads.
+                    let mut tail: Vec<u8> = Vec::new();
                     loop {
+                        // Hung firmware: nothing is read (and so nothing answered).
+                        while stuck.load(Ordering::Relaxed) {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
                         let n = match sock.read(&mut buf).await {
                             Ok(0) | Err(_) => return,
                             Ok(n) => n,
                         };
-                        let chunk = &buf[..n];
-                        sink.lock().unwrap().extend_from_slice(chunk);
+                        sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                        tail.extend_from_slice(&buf[..n]);
+                        let chunk = std::mem::take(&mut tail);
+                        tail = chunk[chunk.len().saturating_sub(2)..].to_vec();
                         // Answer DLE EOT n like a printer: 0x12 is "all fine".
                         for w in chunk.windows(3) {
                             if w[0] == 0x10 && w[1] == 0x04 {
@@ -134,6 +144,7 @@ impl FakePrinter {
             addr,
             received,
             paper_out,
+            hung,
             task,
         }
     }
@@ -144,6 +155,12 @@ impl FakePrinter {
 
     pub fn set_paper_out(&self, out: bool) {
         self.paper_out.store(out, Ordering::Relaxed);
+    }
+
+    /// Hung firmware: connections are still accepted (by the network stack) but nothing more is
+    /// read or answered until it is set back, when reading resumes where it stopped.
+    pub fn set_hung(&self, hung: bool) {
+        self.hung.store(hung, Ordering::Relaxed);
     }
 
     /// What the paper shows so far.
@@ -172,6 +189,64 @@ impl FakePrinter {
 impl Drop for FakePrinter {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A receipt printer whose firmware hangs while its network interface still accepts: it takes
+/// connections and never reads from them. Its receive buffer is small, as a printer's embedded
+/// network stack's is, so what does not fit stays in the sender's queue.
+pub struct DeafPrinter {
+    pub addr: std::net::SocketAddr,
+    held: Arc<Mutex<Vec<tokio::net::TcpStream>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DeafPrinter {
+    /// Listens on a free loopback port.
+    pub async fn start() -> DeafPrinter {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_reuseaddr(true).unwrap();
+        // Inherited by the accepted connections (set before listening, so the window is small
+        // from the handshake on).
+        sock.set_recv_buffer_size(2048).unwrap();
+        sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = sock.listen(16).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let sink = held.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                sink.lock().unwrap().push(s);
+            }
+        });
+        DeafPrinter { addr, held, task }
+    }
+
+    /// Connections taken so far.
+    pub fn connections(&self) -> usize {
+        self.held.lock().unwrap().len()
+    }
+
+    /// Bytes its network stack took and the firmware never read.
+    pub fn unread(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        self.held
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let mut n: libc::c_int = 0;
+                unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut n) };
+                n as usize
+            })
+            .sum()
+    }
+
+    /// Switched off: the port is free, every connection reset.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        self.held.lock().unwrap().clear();
     }
 }
 
