@@ -130,19 +130,7 @@ async fn a_second_signal_exits_at_once() {
     let token = d.login(common::CASHIER).await;
     let journal = rusqlite::Connection::open(dir.path().join("data/journal.sqlite3")).unwrap();
     journal.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let sale = {
-        let client = d.client.clone();
-        let url = d.url("/v1/sales");
-        tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .header("Idempotency-Key", "held-up")
-                .json(&serde_json::json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": common::cash(1290)}))
-                .send()
-                .await
-        })
-    };
+    let sale = d.spawn_sale(token);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // SAFETY: kill(2) on the daemon's own pid with signal numbers.
     unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) };

@@ -13,7 +13,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::json;
 use tokio::net::UnixDatagram;
 
 /// The test's end of the notify socket.
@@ -66,6 +65,25 @@ impl Systemd {
     }
 }
 
+/// The daemon in `dir` under the test's stand-in for systemd, with `WATCHDOG_USEC`.
+/// `WATCHDOG_PID` is left unset, which sd_watchdog_enabled(3) takes as "this process" (the
+/// harness spawns the binary).
+fn watched(dir: &Path, watchdog_usec: &str) -> (Daemon, Systemd) {
+    let socket_path = dir.join("notify.sock");
+    let systemd = Systemd::bind(&socket_path);
+    let config = dir.join("storebox.toml");
+    std::fs::write(&config, config_text(&dir.join("data"), "")).unwrap();
+    let d = Daemon::start_env(
+        dir,
+        &config,
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", watchdog_usec),
+        ],
+    );
+    (d, systemd)
+}
+
 fn pings(msgs: &[String]) -> usize {
     msgs.iter()
         .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
@@ -75,20 +93,8 @@ fn pings(msgs: &[String]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_after_http_pings_while_the_ledger_answers_stopping_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let socket_path = dir.path().join("notify.sock");
-    let systemd = Systemd::bind(&socket_path);
-    let config = dir.path().join("storebox.toml");
-    std::fs::write(&config, config_text(&dir.path().join("data"), "")).unwrap();
-    let d = Daemon::start_env(
-        dir.path(),
-        &config,
-        &[
-            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
-            // WatchdogSec=0.5: a ping every 250 ms. WATCHDOG_PID is left unset, which
-            // sd_watchdog_enabled(3) takes as "this process" (the harness spawns the binary).
-            ("WATCHDOG_USEC", "500000"),
-        ],
-    );
+    // WatchdogSec=0.5: checked every 62.5 ms.
+    let (d, systemd) = watched(dir.path(), "500000");
 
     // READY=1 with the address as status, before any ping; and HTTP answers right then.
     let start = systemd.until("READY=1", Duration::from_secs(30)).await;
@@ -101,7 +107,7 @@ async fn ready_after_http_pings_while_the_ledger_answers_stopping_on_sigterm() {
     let r = d.client.get(d.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 
-    // Pings keep coming while all is well: 250 ms apart, so about 8 in 2 s.
+    // Pings keep coming while all is well: 62.5 ms apart, so about 30 in 2 s.
     let healthy = systemd.during(Duration::from_secs(2)).await;
     assert!(pings(&healthy) >= 5, "{healthy:?}");
 
@@ -110,20 +116,7 @@ async fn ready_after_http_pings_while_the_ledger_answers_stopping_on_sigterm() {
     let journal = rusqlite::Connection::open(dir.path().join("data/journal.sqlite3")).unwrap();
     journal.busy_timeout(Duration::from_secs(5)).unwrap();
     journal.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let sale = {
-        let client = d.client.clone();
-        let url = d.url("/v1/sales");
-        tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
-                .json(&json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)}))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        })
-    };
+    let sale = d.spawn_sale(token);
     // A ping answered before the sale reached the ledger may still be on its way.
     let settling = systemd.during(Duration::from_millis(400)).await;
     let stuck = systemd.during(Duration::from_secs(2)).await;
@@ -201,18 +194,7 @@ async fn an_abstract_socket_and_no_watchdog_for_another_pid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_shorter_than_the_watchdog_is_tolerated_whenever_it_begins() {
     let dir = tempfile::tempdir().unwrap();
-    let socket_path = dir.path().join("notify.sock");
-    let systemd = Systemd::bind(&socket_path);
-    let config = dir.path().join("storebox.toml");
-    std::fs::write(&config, config_text(&dir.path().join("data"), "")).unwrap();
-    let d = Daemon::start_env(
-        dir.path(),
-        &config,
-        &[
-            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
-            ("WATCHDOG_USEC", "2000000"),
-        ],
-    );
+    let (d, systemd) = watched(dir.path(), "2000000");
     systemd.until("READY=1", Duration::from_secs(30)).await;
     let token = d.login(CASHIER).await;
     let journal = rusqlite::Connection::open(dir.path().join("data/journal.sqlite3")).unwrap();
@@ -230,20 +212,7 @@ async fn a_stall_shorter_than_the_watchdog_is_tolerated_whenever_it_begins() {
     let first = rx.recv().await.unwrap();
     tokio::time::sleep_until((first + Duration::from_millis(900)).into()).await;
     journal.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let sale = {
-        let client = d.client.clone();
-        let url = d.url("/v1/sales");
-        tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
-                .json(&json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)}))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        })
-    };
+    let sale = d.spawn_sale(token);
     tokio::time::sleep(Duration::from_millis(1400)).await;
     journal.execute_batch("ROLLBACK").unwrap();
     assert_eq!(sale.await.unwrap().unwrap(), 201);

@@ -164,21 +164,6 @@ address = "127.0.0.1:1"
 async fn sighup_reloads_staff_and_lockout_and_refuses_a_broken_config() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start_in(dir.path(), "");
-    let hup = |d: &Daemon| unsafe {
-        libc::kill(d.child.id() as i32, libc::SIGHUP);
-    };
-    let wait_for = |d: &Daemon, needle: &str, n: usize| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while d.log_text().matches(needle).count() < n {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no {needle:?}:\n{}",
-                d.log_text()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    };
-
     // A new cashier and another listen port are added to the file.
     let text = std::fs::read_to_string(&d.config).unwrap();
     let edited = text
@@ -189,15 +174,15 @@ async fn sighup_reloads_staff_and_lockout_and_refuses_a_broken_config() {
         )
         + "\n[[staff]]\nstaff_no = \"1002\"\nname = \"新人\"\nrole = \"cashier\"\npin = \"1212\"\n";
     std::fs::write(&d.config, &edited).unwrap();
-    hup(&d);
-    wait_for(&d, "config reloaded", 1);
+    d.hup();
+    d.wait_log("config reloaded", 1);
     assert!(d.log_text().contains("need a restart"), "{}", d.log_text());
     d.login(("1002", "1212")).await;
 
     // A broken file changes nothing.
     std::fs::write(&d.config, edited.replace("[store]", "[store\n")).unwrap();
-    hup(&d);
-    wait_for(&d, "config reload refused", 1);
+    d.hup();
+    d.wait_log("config reload refused", 1);
     d.login(("1002", "1212")).await;
 
     let admin = d.login(ADMIN).await;

@@ -471,16 +471,6 @@ async fn works(d: &Daemon, token: String) -> u16 {
 async fn config_changes_end_the_sessions_they_no_longer_grant() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start_in(dir.path(), "");
-    let hup = |d: &Daemon| unsafe {
-        libc::kill(d.child.id() as i32, libc::SIGHUP);
-    };
-    let reloaded = |d: &Daemon| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !d.log_text().contains("config reloaded") {
-            assert!(std::time::Instant::now() < deadline, "{}", d.log_text());
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    };
     let manager = d.login(MANAGER).await;
     let cashier = d.login(CASHIER).await;
     let admin = d.login(ADMIN).await;
@@ -499,8 +489,8 @@ async fn config_changes_end_the_sessions_they_no_longer_grant() {
         );
     assert_eq!(edited.matches("pos-2").count(), 0);
     std::fs::write(&d.config, &edited).unwrap();
-    hup(&d);
-    reloaded(&d);
+    d.hup();
+    d.wait_log("config reloaded", 1);
     let (s, v) = d.get(&manager, &format!("/v1/members/{id}")).await;
     assert_eq!(
         (s, code(&v)),

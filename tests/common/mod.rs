@@ -222,6 +222,43 @@ impl Daemon {
         self.log.lock().unwrap().clone()
     }
 
+    /// Sends SIGHUP: the config is reloaded.
+    pub fn hup(&self) {
+        // SAFETY: kill(2) on the daemon's own pid with a signal number.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGHUP);
+        }
+    }
+
+    /// Waits (10 s at most) until the log holds `needle` `n` times.
+    pub fn wait_log(&self, needle: &str, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.log_text().matches(needle).count() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?} ({n}) in:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A one-MILK cash sale sent in the background (one a test holds up), its status.
+    pub fn spawn_sale(&self, token: String) -> tokio::task::JoinHandle<reqwest::Result<u16>> {
+        let client = self.client.clone();
+        let url = self.url("/v1/sales");
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
+                .json(&json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    }
+
     /// Logs in `staff` on terminal pos-1 and returns the session token.
     pub async fn login(&self, staff: (&str, &str)) -> String {
         let r = self

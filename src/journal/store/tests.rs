@@ -1,5 +1,21 @@
 //! Tests of the journal's statements: the payload HQ receives, sealed personal data, days.
 
+/// A journal as storebox wrote it at schema `version`, of store `store_id`.
+fn older_journal(dir: &std::path::Path, store_id: &str, version: usize) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(dir.join(crate::journal::FILE_NAME)).unwrap();
+    c.execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;")
+        .unwrap();
+    for step in &crate::journal::MIGRATIONS[..version] {
+        c.execute_batch(step).unwrap();
+    }
+    c.execute(
+        "INSERT INTO meta VALUES ('store_id', ?1), ('schema_version', ?2)",
+        rusqlite::params![store_id, version.to_string()],
+    )
+    .unwrap();
+    c
+}
+
 mod payload {
     use super::super::*;
 
@@ -281,24 +297,10 @@ mod days {
         assert_eq!(between(c, "2026-11-25", "2026-11-26"), Vec::<u64>::new());
     }
 
-    /// A journal written before late events were marked: the upgrade finds them.
     #[test]
     fn another_stores_older_journal_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let c = Connection::open(dir.path().join(crate::journal::FILE_NAME)).unwrap();
-            c.execute_batch(
-                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
-            )
-            .unwrap();
-            for step in &crate::journal::MIGRATIONS[..6] {
-                c.execute_batch(step).unwrap();
-            }
-            c.execute_batch(
-                "INSERT INTO meta VALUES ('store_id', 'bj-002'), ('schema_version', '6');",
-            )
-            .unwrap();
-        }
+        drop(super::older_journal(dir.path(), "bj-002", 6));
         let err = crate::journal::Journal::open(dir.path(), "sh-001").err();
         assert!(
             matches!(err, Some(crate::journal::JournalError::WrongStore { .. })),
@@ -315,23 +317,13 @@ mod days {
         assert_eq!(version, "6", "brought to this schema before being refused");
     }
 
+    /// A journal written before late events were marked: the upgrade finds them.
     #[test]
     fn the_upgrade_finds_the_late_events_written_before_it() {
         let dir = tempfile::tempdir().unwrap();
         let codec = PiiCodec::random();
         {
-            let c = Connection::open(dir.path().join(crate::journal::FILE_NAME)).unwrap();
-            c.execute_batch(
-                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
-            )
-            .unwrap();
-            for step in &crate::journal::MIGRATIONS[..6] {
-                c.execute_batch(step).unwrap();
-            }
-            c.execute_batch(
-                "INSERT INTO meta VALUES ('store_id', 'sh-001'), ('schema_version', '6');",
-            )
-            .unwrap();
+            let c = super::older_journal(dir.path(), "sh-001", 6);
             // As the journal wrote them then: the event and its day's first `seq`.
             for (seq, day) in [
                 (1, "2026-11-22"),
@@ -514,18 +506,7 @@ mod idempotency {
     fn keys_from_before_the_generations_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let c = Connection::open(dir.path().join(crate::journal::FILE_NAME)).unwrap();
-            c.execute_batch(
-                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
-            )
-            .unwrap();
-            for step in &crate::journal::MIGRATIONS[..5] {
-                c.execute_batch(step).unwrap();
-            }
-            c.execute_batch(
-                "INSERT INTO meta VALUES ('store_id', 'sh-001'), ('schema_version', '5');",
-            )
-            .unwrap();
+            let c = super::older_journal(dir.path(), "sh-001", 5);
             put(&c, 1, "old");
         }
         let journal = crate::journal::Journal::open(dir.path(), "sh-001").unwrap();
