@@ -44,7 +44,9 @@
 //!   server runs. The unit, sysusers and udev files are in `systemd/`.
 //! - [`app`]: wiring — lock the data directory, open the stores, start the ledger, the HTTP
 //!   server and the background tasks (automation, disk watch, SIGHUP reload, backups), tell
-//!   systemd, shut down in order; [`app::OfflineStore`] for offline commands.
+//!   systemd, shut down in order; `app/serve.rs`, the HTTP server's own accept loop (a time
+//!   limit on request heads, caps on connections, a bounded shutdown);
+//!   [`app::OfflineStore`] for offline commands.
 //!
 //! `main.rs` is thin: command line, logging, signals, then [`app::run`].
 
