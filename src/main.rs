@@ -375,6 +375,7 @@ fn run(path: PathBuf, format: LogFormat) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    raise_descriptor_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -397,6 +398,32 @@ fn run(path: PathBuf, format: LogFormat) -> ExitCode {
             }
         }
     })
+}
+
+/// Raises the soft limit on open descriptors to the hard one (at most 8,192): the server's
+/// connection caps (src/app/serve.rs) and TLS handshakes need more than the usual soft 1,024
+/// beside the journal, the cache, the devices and the broker. Outside systemd's `LimitNOFILE=`
+/// this is what keeps a flood of connections from failing the daemon's own file opens.
+fn raise_descriptor_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a pointer to a live local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    let want = lim.rlim_max.min(8192);
+    if lim.rlim_cur < want {
+        lim.rlim_cur = want;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            tracing::warn!(
+                limit = lim.rlim_cur,
+                "cannot raise the open-file limit; a flood of connections may use it up"
+            );
+        }
+    }
 }
 
 /// Cancels `token` on SIGTERM (systemd stop) or SIGINT (Ctrl-C); a second one exits at once

@@ -139,6 +139,17 @@ async fn a_second_signal_exits_at_once() {
         d.child.try_wait().unwrap().is_none(),
         "the held-up sale was not waited for"
     );
+    // Meanwhile the port is closed: a till connecting now is refused at once, not left
+    // waiting for the shutdown to end.
+    let refused = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(d.addr),
+    )
+    .await;
+    assert!(
+        matches!(refused, Ok(Err(_))),
+        "a connection during the shutdown: {refused:?}"
+    );
     unsafe { libc::kill(d.child.id() as i32, libc::SIGINT) };
     let t = Instant::now();
     let status = loop {
@@ -154,4 +165,40 @@ async fn a_second_signal_exits_at_once() {
     assert_eq!(status.code(), Some(130));
     drop(journal);
     let _ = sale.await;
+}
+
+/// A request whose body stops coming is answered `408` after 10 s, and its connection freed.
+#[test]
+fn a_body_that_stops_coming_is_answered_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let mut slow = TcpStream::connect(d.addr).unwrap();
+    slow.write_all(
+        format!(
+            "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+            common::TERMINAL_TOKEN
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let t = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = slow.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("body_timeout"), "{text}");
+    assert!(t.elapsed() >= Duration::from_secs(9), "{:?}", t.elapsed());
+    d.terminate();
 }

@@ -295,3 +295,27 @@ async fn plain_and_silent_clients_do_not_block_https() {
     assert_eq!(get_health(d.addr, &config).await, 200);
     assert!(!d.log_text().contains("panicked"), "{}", d.log_text());
 }
+
+/// One host's silent connections take at most its own share of the TLS handshakes: a till on
+/// another address still gets through while they sit there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_cannot_take_every_tls_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, cert_pem) = start_https(dir.path());
+    let config = tls13_and_12(&cert_pem);
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(TcpStream::connect(d.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = socket.connect(d.addr).await.unwrap();
+    let mut till = TlsConnector::from(config.clone())
+        .connect(ServerName::IpAddress(d.addr.ip().into()), tcp)
+        .await
+        .expect("a till's handshake while another host holds 300 silent connections");
+    let (status, _) = request(&mut till, "GET", "/healthz", None, None).await;
+    assert_eq!(status, 200);
+    drop(silent);
+}

@@ -186,6 +186,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(max_body_bytes, body_in_time))
         .layer(middleware::from_fn_with_state(
             max_body_bytes,
             refuse_oversized,
@@ -229,6 +230,63 @@ async fn refuse_oversized(State(limit): State<usize>, req: Request, next: Next) 
         "payload_too_large",
         format!("the request body is larger than {limit} bytes"),
     ))
+}
+
+/// How long a request's body may take to arrive once its head has.
+pub const BODY_TIME: Duration = Duration::from_secs(10);
+
+/// Reads a request's body within [`BODY_TIME`], or answers `408`. The server bounds the head's
+/// arrival (`app/serve.rs`) but not the body's: a terminal that sends a head and a few bytes of
+/// body would hold its connection — and a shutdown — for ever. A body found longer than the
+/// limit as it is read (chunked: no length declared) is refused with `413`, unread beyond it.
+async fn body_in_time(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let has_body = headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+        || headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    if !has_body {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    format!("the request body could not be read: {e}"),
+                )
+            })?;
+            if bytes.len() + chunk.len() > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the request body is larger than {limit} bytes"),
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    };
+    match tokio::time::timeout(BODY_TIME, read).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Ok(Err(e)) => axum::response::IntoResponse::into_response(e),
+        Err(_) => axum::response::IntoResponse::into_response(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_TIME.as_secs()
+            ),
+        )),
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -7,12 +7,17 @@
 //! handshake in its own task, bounded by [`HANDSHAKE_TIMEOUT`]; finished streams come to the
 //! listener through a channel, and `accept` only receives.
 //!
-//! Graceful shutdown is axum's, unchanged: on the signal it stops calling `accept` and drops
-//! the listener, which stops the background task (closing the port and abandoning handshakes
-//! still under way), then it waits for the connections it already serves.
+//! At shutdown the server (`app/serve.rs`) stops calling `accept` and drops the listener,
+//! which stops the background task (closing the port and abandoning handshakes still under
+//! way), then it waits for the connections it already serves.
+//!
+//! Handshakes are capped in all ([`MAX_HANDSHAKES`]) and per address
+//! ([`MAX_HANDSHAKES_PER_PEER`]): one host's silent sockets cannot take every handshake slot
+//! and lock the tills out before the server's own per-address cap is reached.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +37,9 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes under way at most; connections beyond are closed at once. A store has a handful
 /// of terminals; this only bounds what a misbehaving host on the LAN can make the box hold.
 const MAX_HANDSHAKES: usize = 256;
+
+/// Handshakes under way at most from one address.
+const MAX_HANDSHAKES_PER_PEER: usize = 16;
 
 /// Finished handshakes waiting for axum to take them.
 const READY_QUEUE: usize = 64;
@@ -120,23 +128,42 @@ pub fn no_delay(stream: &mut TcpStream) {
 /// Accepts TCP connections and gives each its own handshake task, until the listener is gone.
 async fn accept_loop(tcp: TcpListener, acceptor: TlsAcceptor, ready: mpsc::Sender<Ready>) {
     let mut handshakes = JoinSet::new();
+    let mut by_peer: HashMap<IpAddr, usize> = HashMap::new();
+    let mut refused_logged = false;
     loop {
         tokio::select! {
             _ = ready.closed() => return,
             Some(done) = handshakes.join_next(), if !handshakes.is_empty() => {
-                if let Err(e) = done
-                    && e.is_panic()
-                {
-                    tracing::error!(error = %e, "a TLS handshake task panicked");
+                match done {
+                    Ok(ip) => {
+                        if let Some(n) = by_peer.get_mut(&ip) {
+                            *n -= 1;
+                            if *n == 0 {
+                                by_peer.remove(&ip);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        // A task that panicked no longer says whose it was: the counts start
+                        // afresh from those still under way.
+                        tracing::error!(error = %e, "a TLS handshake task ended abnormally");
+                        by_peer.clear();
+                    }
                 }
             }
             accepted = tcp.accept() => match accepted {
                 Ok((mut stream, peer)) => {
                     no_delay(&mut stream);
-                    if handshakes.len() >= MAX_HANDSHAKES {
-                        tracing::warn!(%peer, "too many TLS handshakes under way; connection closed");
+                    let mine = by_peer.get(&peer.ip()).copied().unwrap_or(0);
+                    if handshakes.len() >= MAX_HANDSHAKES || mine >= MAX_HANDSHAKES_PER_PEER {
+                        if !refused_logged {
+                            tracing::warn!(%peer, "too many TLS handshakes under way; connection closed");
+                            refused_logged = true;
+                        }
                         continue;
                     }
+                    refused_logged = false;
+                    *by_peer.entry(peer.ip()).or_insert(0) += 1;
                     handshakes.spawn(handshake(acceptor.clone(), stream, peer, ready.clone()));
                 }
                 Err(e) => accept_error(e).await,
@@ -145,13 +172,14 @@ async fn accept_loop(tcp: TcpListener, acceptor: TlsAcceptor, ready: mpsc::Sende
     }
 }
 
-/// One handshake, bounded in time; a failure concerns this client only.
+/// One handshake, bounded in time; a failure concerns this client only. Returns the client's
+/// address, for the count of handshakes per address.
 async fn handshake(
     acceptor: TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
     ready: mpsc::Sender<Ready>,
-) {
+) -> IpAddr {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
             // An error means the server is shutting down: the connection is simply closed.
@@ -165,6 +193,7 @@ async fn handshake(
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection lost during TLS handshake"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
+    peer.ip()
 }
 
 /// Whether the handshake failed on TLS itself (as opposed to the connection going away).

@@ -120,6 +120,9 @@ where
             serve_connection(io, app, stop).await;
         });
     }
+    // The port closes now: a terminal connecting during the grace is refused at once, rather
+    // than accepted by the kernel and left waiting (and a TLS listener's handshakes stop).
+    drop(listener);
     // No new connections; those open finish their request and close (see `serve_connection`).
     if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), async {
         while connections.join_next().await.is_some() {}
