@@ -252,7 +252,9 @@ async fn body_in_time(State(limit): State<usize>, req: Request, next: Next) -> R
     let (parts, body) = req.into_parts();
     let read = async {
         let mut stream = body.into_data_stream();
-        let mut bytes = Vec::new();
+        // A terminal's body comes in one piece as a rule: kept as it came, not copied.
+        let mut chunks: Vec<axum::body::Bytes> = Vec::with_capacity(1);
+        let mut len = 0;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
                 ApiError::new(
@@ -261,16 +263,20 @@ async fn body_in_time(State(limit): State<usize>, req: Request, next: Next) -> R
                     format!("the request body could not be read: {e}"),
                 )
             })?;
-            if bytes.len() + chunk.len() > limit {
+            len += chunk.len();
+            if len > limit {
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
                     format!("the request body is larger than {limit} bytes"),
                 ));
             }
-            bytes.extend_from_slice(&chunk);
+            chunks.push(chunk);
         }
-        Ok(bytes)
+        Ok(match chunks.len() {
+            1 => chunks.swap_remove(0),
+            _ => axum::body::Bytes::from(chunks.concat()),
+        })
     };
     match tokio::time::timeout(BODY_TIME, read).await {
         Ok(Ok(bytes)) => {
