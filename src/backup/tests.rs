@@ -1,0 +1,248 @@
+//! Tests of backups, restores and the schedule.
+
+use super::schedule::{prune, scheduled_files};
+use super::*;
+
+fn store(dir: &Path) -> (Config, StoreKeys) {
+    let text = format!(
+        "[store]\nid = \"sh-001\"\nname = \"店\"\nenvironment = \"development\"\n[storage]\ndir = \"{}\"\n",
+        dir.display()
+    );
+    let config = Config::parse(Path::new("test.toml"), &text).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let (keys, _) = StoreKeys::load_or_create(&config.key_path()).unwrap();
+    (config, keys)
+}
+
+/// The files in `dir` but the lock every daemon and restore leaves.
+fn names(dir: &Path) -> Vec<String> {
+    let mut n: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n != "storebox.lock")
+        .collect();
+    n.sort();
+    n
+}
+
+/// A backup taken of `store`'s directory, in `root`.
+fn a_backup(root: &Path) -> (PathBuf, PathBuf) {
+    let (old, keys) = store(&root.join("old"));
+    drop(Journal::open(&old.storage.dir, "sh-001").unwrap());
+    let file = root.join("b.sbk");
+    backup(&old, &keys, &file).unwrap();
+    (file, old.key_path())
+}
+
+#[test]
+fn a_restore_killed_half_way_is_named_not_taken_for_a_store() {
+    let root = tempfile::tempdir().unwrap();
+    let (file, key) = a_backup(root.path());
+    let new_dir = root.path().join("new");
+    std::fs::create_dir_all(&new_dir).unwrap();
+    std::fs::copy(key, new_dir.join("store.key")).unwrap();
+    let (new, keys) = store(&new_dir);
+    restore(&new, &keys, &file, 0).unwrap();
+    check_no_restore_under_way(&new_dir).unwrap();
+    // As a restore killed between writing the files and settling them leaves it.
+    std::fs::write(new_dir.join(RESTORING), b"").unwrap();
+    let err = check_no_restore_under_way(&new_dir).unwrap_err();
+    assert!(format!("{err}").contains("was interrupted"), "{err}");
+    let err = restore(&new, &keys, &file, 0).unwrap_err();
+    assert!(format!("{err}").contains("was interrupted"), "{err}");
+}
+
+#[test]
+fn a_restore_is_refused_while_a_daemon_holds_the_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let (file, key) = a_backup(root.path());
+    let new_dir = root.path().join("new");
+    std::fs::create_dir_all(&new_dir).unwrap();
+    std::fs::copy(key, new_dir.join("store.key")).unwrap();
+    let (new, keys) = store(&new_dir);
+    let daemon = crate::app::lock_data_dir(&new_dir).unwrap();
+    let err = restore(&new, &keys, &file, 0).unwrap_err();
+    assert!(format!("{err:#}").contains("already running"), "{err:#}");
+    assert!(!new_dir.join(journal::FILE_NAME).exists());
+    drop(daemon);
+    restore(&new, &keys, &file, 0).unwrap();
+}
+
+#[test]
+fn restored_files_belong_to_the_data_directorys_owner() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: giving files to another user takes root");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let (file, key) = a_backup(root.path());
+    let new_dir = root.path().join("new");
+    std::fs::create_dir_all(&new_dir).unwrap();
+    std::fs::copy(key, new_dir.join("store.key")).unwrap();
+    let (new, keys) = store(&new_dir);
+    // The daemon's user (here `nobody`) owns the directory; root restores.
+    std::os::unix::fs::chown(&new_dir, Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(new_dir.join("store.key"), Some(65534), Some(65534)).unwrap();
+    restore(&new, &keys, &file, 0).unwrap();
+    for entry in std::fs::read_dir(&new_dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (65534, 65534),
+            "{:?} left to root",
+            entry.file_name()
+        );
+    }
+}
+
+#[test]
+fn the_copy_of_a_killed_backup_is_removed_but_not_a_live_ones() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    // A backup killed half-way: its copy is there, its lock free (the kernel let go of it
+    // with the process).
+    let killed = dir.join(".backup-killed");
+    std::fs::create_dir_all(&killed).unwrap();
+    std::fs::write(killed.join(TEMP_LOCK), b"").unwrap();
+    std::fs::write(killed.join(journal::FILE_NAME), b"a copy").unwrap();
+    // One killed before it made its lock, an hour ago; one being made this instant.
+    let old = dir.join(".backup-old");
+    std::fs::create_dir_all(&old).unwrap();
+    File::open(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    let fresh = dir.join(".backup-fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let live = TempDir::new(dir).unwrap();
+    assert_eq!(remove_abandoned(dir), 2);
+    assert!(!killed.exists() && !old.exists());
+    assert!(fresh.exists(), "a copy being made (no lock yet) stays");
+    assert!(live.0.exists(), "a live backup's copy stays");
+    drop(live);
+    assert_eq!(names(dir), vec![".backup-fresh".to_string()]);
+}
+
+/// Runs the scheduled backups of `config` every `every` seconds into `dir` for `secs` seconds.
+async fn run_scheduled(
+    config: &Config,
+    keys: &StoreKeys,
+    every: u64,
+    dir: &Path,
+    failing: &Failing,
+    secs: u64,
+) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(scheduled(
+        config.clone(),
+        std::sync::Arc::new(keys.clone()),
+        Duration::from_secs(every),
+        dir.to_path_buf(),
+        5,
+        failing.clone(),
+        None,
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.cancel();
+    task.await.unwrap();
+}
+
+/// The schedule counts from the newest backup, not from the start: a box that never stays
+/// up `every` still gets its backups.
+#[tokio::test]
+async fn a_scheduled_backup_is_due_from_the_newest_one_not_from_the_start() {
+    let root = tempfile::tempdir().unwrap();
+    let (config, keys) = store(&root.path().join("data"));
+    drop(Journal::open(&config.storage.dir, "sh-001").unwrap());
+    let dir = root.path().join("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    let last = dir.join("storebox-sh-001-20261206T000000Z.sbk");
+    std::fs::write(&last, b"an older backup").unwrap();
+    File::options()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(9))
+        .unwrap();
+    let failing = Failing::default();
+    // Due a second after the start (the last one is 9 s old); counted from the start, it
+    // would come after 10 s.
+    run_scheduled(&config, &keys, 10, &dir, &failing, 4).await;
+    assert_eq!(scheduled_files(&dir, "sh-001").unwrap().len(), 2);
+    assert_eq!(*failing.lock().unwrap(), None);
+
+    // A backup directory that cannot be written: the failure is noted (for /healthz).
+    let blocked = root.path().join("not-a-dir");
+    std::fs::write(&blocked, b"a file").unwrap();
+    run_scheduled(&config, &keys, 1, &blocked, &failing, 2).await;
+    let noted = failing.lock().unwrap().clone();
+    assert!(
+        noted.is_some_and(|e| e.contains("not-a-dir")),
+        "{:?}",
+        failing
+    );
+}
+
+#[test]
+fn a_restore_that_fails_leaves_the_directory_as_it_found_it() {
+    let root = tempfile::tempdir().unwrap();
+    let (old, keys) = store(&root.path().join("old"));
+    drop(Journal::open(&old.storage.dir, "sh-001").unwrap());
+    let good = root.path().join("good.sbk");
+    backup(&old, &keys, &good).unwrap();
+    // A journal of a storebox newer than this one.
+    Connection::open(old.storage.dir.join(journal::FILE_NAME))
+        .unwrap()
+        .execute(
+            "UPDATE meta SET value = '999' WHERE key = 'schema_version'",
+            [],
+        )
+        .unwrap();
+    let file = root.path().join("newer.sbk");
+    backup(&old, &keys, &file).unwrap();
+
+    let new_dir = root.path().join("new");
+    std::fs::create_dir_all(&new_dir).unwrap();
+    std::fs::copy(old.key_path(), new_dir.join("store.key")).unwrap();
+    let (new, keys) = store(&new_dir);
+    let before = names(&new_dir);
+    let err = restore(&new, &keys, &file, 0).unwrap_err();
+    assert!(format!("{err:#}").contains("newer"), "{err:#}");
+    assert_eq!(
+        names(&new_dir),
+        before,
+        "the failed restore left files behind"
+    );
+
+    // The same directory takes a good backup afterwards.
+    restore(&new, &keys, &good, 0).unwrap();
+    assert!(new_dir.join(journal::FILE_NAME).exists());
+}
+
+#[test]
+fn retention_keeps_the_newest_of_this_store_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        "storebox-sh-001-20261120T000000Z.sbk",
+        "storebox-sh-001-20261121T000000Z.sbk",
+        "storebox-sh-001-20261122T000000Z.sbk",
+        "storebox-sh-002-20261101T000000Z.sbk",
+        "notes.txt",
+    ];
+    for n in names {
+        std::fs::write(dir.path().join(n), b"x").unwrap();
+    }
+    prune(dir.path(), "sh-001", 2).unwrap();
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    left.sort();
+    let mut want = names[1..].to_vec();
+    want.sort();
+    assert_eq!(left, want);
+}
