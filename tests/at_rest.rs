@@ -53,6 +53,16 @@ const PEOPLE: [(&str, &str, &str); 4] = [
 ];
 
 /// A tag a cashier might write about the person (free text that names them, or their health).
+/// The text column every row of `sql` gives.
+fn texts(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    conn.prepare(sql)
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 fn tag_of(card: &str) -> String {
     format!("孕妇{}", card.trim_start_matches("VIP"))
 }
@@ -313,21 +323,12 @@ async fn an_erasure_forgets_the_idempotency_key_of_the_registration() {
     assert_eq!(s, 204);
     d.terminate();
     let conn = rusqlite::Connection::open(dir.path().join("data/journal.sqlite3")).unwrap();
-    let keys: Vec<String> = conn
-        .prepare("SELECT key FROM idempotency UNION ALL SELECT key FROM idempotency_previous")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let keys = texts(
+        &conn,
+        "SELECT key FROM idempotency UNION ALL SELECT key FROM idempotency_previous",
+    );
     assert_eq!(keys, vec!["reg-1".to_string()]);
-    let noted: Vec<String> = conn
-        .prepare("SELECT member_id FROM member_idempotency")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let noted = texts(&conn, "SELECT member_id FROM member_idempotency");
     assert_eq!(noted, vec![ids[1].clone()]);
 }
 

@@ -400,3 +400,42 @@ pub fn cash(amount: i64) -> Value {
 pub fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("<no error code>")
 }
+
+/// `POST /v1/sessions` on `terminal`: (status, answer, `Retry-After`).
+pub async fn login_status(
+    d: &Daemon,
+    terminal: &str,
+    staff_no: &str,
+    pin: &str,
+) -> (u16, Value, Option<String>) {
+    let r = d
+        .client
+        .post(d.url("/v1/sessions"))
+        .bearer_auth(terminal)
+        .json(&json!({"staff_no": staff_no, "pin": pin}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (status, r.json().await.unwrap_or(Value::Null), retry)
+}
+
+/// pos-2's terminal token (the test config's second terminal).
+pub const POS2: &str = "test-terminal-token-0002";
+
+/// `PUT /v1/staff/{staff_no}` with `body`, as the session `token`: (status, answer).
+pub async fn put_staff(d: &Daemon, token: &str, staff_no: &str, body: Value) -> (u16, Value) {
+    d.send(
+        reqwest::Method::PUT,
+        token,
+        &format!("/v1/staff/{staff_no}"),
+        &body,
+        None,
+    )
+    .await
+}
