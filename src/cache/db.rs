@@ -362,3 +362,27 @@ impl ReadPool {
         }
     }
 }
+
+/// Whether an error opening the cache means the file is damaged or of another layout (and
+/// is rebuilt from the journal), rather than the machine's trouble (permissions, I/O, space,
+/// a lock), which a rebuild would not mend.
+pub(super) fn is_damage(e: &CacheError) -> bool {
+    use rusqlite::ErrorCode::*;
+    match e {
+        CacheError::Sql { source, .. } => !matches!(
+            source.sqlite_error_code(),
+            Some(
+                CannotOpen
+                    | PermissionDenied
+                    | ReadOnly
+                    | SystemIoFailure
+                    | DiskFull
+                    | DatabaseBusy
+                    | DatabaseLocked
+                    | OutOfMemory
+            )
+        ),
+        CacheError::Io(_) => false,
+        CacheError::Decode { .. } | CacheError::Corrupt(_) => true,
+    }
+}

@@ -72,30 +72,6 @@ pub enum CacheError {
     Io(#[from] std::io::Error),
 }
 
-/// Whether an error opening the cache means the file is damaged or of another layout (and
-/// is rebuilt from the journal), rather than the machine's trouble (permissions, I/O, space,
-/// a lock), which a rebuild would not mend.
-fn is_damage(e: &CacheError) -> bool {
-    use rusqlite::ErrorCode::*;
-    match e {
-        CacheError::Sql { source, .. } => !matches!(
-            source.sqlite_error_code(),
-            Some(
-                CannotOpen
-                    | PermissionDenied
-                    | ReadOnly
-                    | SystemIoFailure
-                    | DiskFull
-                    | DatabaseBusy
-                    | DatabaseLocked
-                    | OutOfMemory
-            )
-        ),
-        CacheError::Io(_) => false,
-        CacheError::Decode { .. } | CacheError::Corrupt(_) => true,
-    }
-}
-
 pub(crate) fn sql_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> CacheError {
     move |source| CacheError::Sql { context, source }
 }
@@ -189,7 +165,7 @@ impl Cache {
             // Not damage (no permission, an I/O error, a full disk, a lock): moving the file
             // aside would not help and would throw away HQ's data in it. The start fails and
             // says why; the file stays as it is.
-            Err(e) if !is_damage(&e) => return Err(e),
+            Err(e) if !db::is_damage(&e) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "the cache cannot be used; moving it aside and rebuilding");
                 let aside = db::move_aside(&path)?;
