@@ -45,7 +45,8 @@
 //! - [`app`]: wiring — lock the data directory, open the stores, start the ledger, the HTTP
 //!   server and the background tasks (automation, disk watch, SIGHUP reload, backups), tell
 //!   systemd, shut down in order; `app/serve.rs`, the HTTP server's own accept loop (a time
-//!   limit on request heads, caps on connections, a bounded shutdown);
+//!   limit on request heads, caps on connections, a bounded shutdown); `app/reload.rs`, the
+//!   SIGHUP reload and the end of the sessions a changed config no longer grants;
 //!   [`app::OfflineStore`] for offline commands.
 //!
 //! `main.rs` is thin: command line, logging, signals, then [`app::run`].

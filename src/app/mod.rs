@@ -22,9 +22,11 @@ use crate::security::{KeyError, StoreKeys};
 use crate::uplink::UplinkStatus;
 
 mod offline;
+mod reload;
 mod serve;
 
 pub use offline::OfflineStore;
+use reload::{end_stale_sessions, reload_on_sighup};
 
 fn system_actor() -> crate::ledger::Actor {
     crate::ledger::Actor {
@@ -352,30 +354,6 @@ async fn serve(
     Ok(())
 }
 
-/// Ends the open sessions the current directory no longer grants
-/// ([`Directory::stale_sessions`]); returns how many.
-async fn end_stale_sessions(state: &AppState) -> anyhow::Result<usize> {
-    let directory = state.directory.get();
-    let cache = state.cache.clone();
-    let keys = state.keys.clone();
-    let stale = tokio::task::spawn_blocking(move || directory.stale_sessions(&cache, &keys))
-        .await
-        .context("the session check stopped")?
-        .context("reading the sessions")?;
-    let n = stale.len();
-    if n > 0 {
-        let op = crate::ledger::SessionOp::End {
-            token_hashes: stale,
-        };
-        state
-            .ledger
-            .execute(system_actor(), crate::ledger::Command::Session(op))
-            .await
-            .context("ending sessions")?;
-    }
-    Ok(n)
-}
-
 /// Periodic upkeep: forget expired sessions.
 async fn housekeeping(ledger: Ledger, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -491,113 +469,4 @@ async fn disk_watch(watch: Arc<DiskWatch>, ledger: Ledger, shutdown: Cancellatio
             tracing::error!(error = %e, "cannot record the disk alert");
         }
     }
-}
-
-/// Reloads the config file on SIGHUP: terminals, staff, lock-out settings and (unless HQ's
-/// rules are in force) the membership rules take effect at once; other changed sections are
-/// named in the log as needing a restart. A config that does not load changes nothing. Every
-/// reload is audited (`config.reload`).
-async fn reload_on_sighup(
-    state: AppState,
-    mut current: Config,
-    mut hup: tokio::signal::unix::Signal,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            got = hup.recv() => if got.is_none() { return },
-        }
-        let path = current.source.clone();
-        let (detail, next) = match Config::load(&path) {
-            Err(e) => {
-                tracing::error!(error = %e, "config reload refused; the running config stays");
-                (
-                    serde_json::json!({ "ok": false, "error": e.to_string() }),
-                    None,
-                )
-            }
-            Ok(new) => {
-                let (applied, restart) = apply_reload(&state, &current, &new);
-                if !restart.is_empty() {
-                    tracing::warn!(sections = ?restart, "config changes that need a restart");
-                }
-                // A terminal or staff member removed, or given another role, PIN or token:
-                // their open sessions end with the reload.
-                let ended = match end_stale_sessions(&state).await {
-                    Ok(n) => serde_json::json!(n),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot end the sessions the config no longer grants");
-                        serde_json::json!(format!("failed: {e}"))
-                    }
-                };
-                tracing::info!(applied = ?applied, sessions_ended = %ended, "config reloaded");
-                (
-                    serde_json::json!({
-                        "ok": true,
-                        "applied": applied,
-                        "needs_restart": restart,
-                        "sessions_ended": ended,
-                    }),
-                    Some(new),
-                )
-            }
-        };
-        let audit = crate::ledger::Command::Audit {
-            action: "config.reload".into(),
-            target: path.display().to_string(),
-            detail,
-        };
-        if let Err(e) = state.ledger.execute(system_actor(), audit).await {
-            tracing::error!(error = %e, "cannot audit the config reload");
-        }
-        if let Some(new) = next {
-            current = new;
-        }
-    }
-}
-
-/// Puts the reloadable parts of `new` in force; returns what was applied and which changed
-/// sections need a restart.
-fn apply_reload(
-    state: &AppState,
-    old: &Config,
-    new: &Config,
-) -> (Vec<&'static str>, Vec<&'static str>) {
-    let mut applied = vec!["terminals", "staff", "security"];
-    state.directory.set(Directory::from_config(new));
-    state.security.set(new.security.clone());
-    if new.security.key_file != old.security.key_file {
-        applied.retain(|s| *s != "security");
-    }
-    match state.cache.rules() {
-        Ok(None) => {
-            state.settings.set_rules(new.membership.clone());
-            applied.push("membership");
-        }
-        Ok(Some(_)) => {}
-        Err(e) => tracing::error!(error = %e, "cannot read HQ's rules; membership not reloaded"),
-    }
-    let same =
-        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
-    let mut restart = Vec::new();
-    for (name, changed) in [
-        ("store", !same(&old.store, &new.store)),
-        ("http", !same(&old.http, &new.http)),
-        ("storage", !same(&old.storage, &new.storage)),
-        ("uplink", !same(&old.uplink, &new.uplink)),
-        ("devices", !same(&old.devices, &new.devices)),
-        ("products", !same(&old.products, &new.products)),
-        ("backup", !same(&old.backup, &new.backup)),
-        ("insight", !same(&old.insight, &new.insight)),
-        (
-            "security.key_file",
-            new.security.key_file != old.security.key_file,
-        ),
-    ] {
-        if changed {
-            restart.push(name);
-        }
-    }
-    (applied, restart)
 }
