@@ -15,7 +15,7 @@
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -24,15 +24,14 @@ use tokio_util::sync::CancellationToken;
 use super::Context;
 use super::bus::DeviceState;
 use super::escpos::{EscPos, Status, StatusRequest, parse_status};
-use super::receipt::{MemberBlock, ReceiptInput, render};
 use crate::config::{DeviceConfig, PrinterOptions, Transport};
-use crate::domain::event::EventBody;
-use crate::domain::sale::{PaymentMethod, Sale};
 
+mod job;
 mod lp;
 
 use crate::journal::store::{self, PrintJob};
 use crate::ledger::Command;
+use job::{Parts, job_bytes};
 use lp::{LpRequest, LpWriter};
 
 /// How long a printer gets to answer a status request.
@@ -547,108 +546,4 @@ async fn serve(
         ctx.report(dev, DeviceState::Ready, None).await;
     }
     Ok(())
-}
-
-/// What one job sends: the receipt (empty for a drawer opening), then the drawer kick.
-#[derive(Default)]
-struct Parts {
-    body: Vec<u8>,
-    kick: Option<Kick>,
-}
-
-/// A drawer kick, sent only before `until`.
-struct Kick {
-    bytes: Vec<u8>,
-    until: DateTime<Utc>,
-}
-
-/// The bytes of one job. A receipt opens the drawer (cash, not a reprint) and a drawer job
-/// does so only within [`DRAWER_WINDOW`] of being queued: nobody may be at the till later.
-async fn job_bytes(ctx: &Context, opts: &PrinterOptions, job: &PrintJob) -> Result<Parts, String> {
-    let queued_at = DateTime::parse_from_rfc3339(&job.created_at).map(|t| t.with_timezone(&Utc));
-    let kick = |pin, fresh_if_unknown: bool| {
-        let mut cmd = EscPos::new(opts.encoding);
-        cmd.drawer_kick(pin);
-        let until = match queued_at {
-            Ok(t) => t + DRAWER_WINDOW,
-            Err(_) if fresh_if_unknown => Utc::now() + DRAWER_WINDOW,
-            Err(_) => DateTime::<Utc>::MIN_UTC,
-        };
-        Kick {
-            bytes: cmd.into_bytes(),
-            until,
-        }
-    };
-    if job.kind == "drawer" {
-        // A drawer opening of unknown age is treated as expired.
-        return Ok(Parts {
-            body: Vec::new(),
-            kick: opts.drawer.map(|pin| kick(pin, false)),
-        });
-    }
-    let sale_id = job.sale_id.clone();
-    let store_id = ctx.settings.store_id.clone();
-    let codec = ctx.cache.codec().clone();
-    let events = ctx
-        .journal
-        .with(move |c| {
-            store::sale_events(c, &sale_id)?
-                .iter()
-                .map(|r| r.decode(c, &store_id, &codec))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let sale = events
-        .into_iter()
-        .find_map(|e| match e.body {
-            EventBody::SaleRecorded(s) => Some(*s),
-            _ => None,
-        })
-        .ok_or_else(|| format!("sale {} is not in the journal", job.sale_id))?;
-    let phone = match &sale.member_id {
-        Some(id) => ctx
-            .cache
-            .member(id)
-            .ok()
-            .flatten()
-            .and_then(|m| m.profile.map(|p| p.phone))
-            .unwrap_or_else(|| "***".into()),
-        None => String::new(),
-    };
-    let reprint = job.kind == "reprint";
-    let cash = sale
-        .payments
-        .iter()
-        .any(|p| p.method == PaymentMethod::Cash);
-    let qr = opts.qr_template.as_deref().map(|t| fill_qr(t, &sale));
-    let body = render(&ReceiptInput {
-        store_name: &ctx.settings.store_name,
-        header_lines: &opts.header_lines,
-        sale: &sale,
-        member: MemberBlock::from_sale(&phone, &sale),
-        reprint,
-        encoding: opts.encoding,
-        paper: opts.paper,
-        labels: opts.labels,
-        qr: qr.as_deref(),
-        // Sent after the receipt, if still in time (see `serve`).
-        drawer_kick: None,
-    });
-    Ok(Parts {
-        body,
-        kick: (cash && !reprint)
-            .then_some(opts.drawer)
-            .flatten()
-            .map(|pin| kick(pin, true)),
-    })
-}
-
-/// Fills the QR template: `{sale_id}`, `{store_id}`, `{seq}`, `{total}`.
-fn fill_qr(template: &str, sale: &Sale) -> String {
-    template
-        .replace("{sale_id}", &sale.id)
-        .replace("{store_id}", &sale.store_id)
-        .replace("{seq}", &sale.seq.to_string())
-        .replace("{total}", &sale.total.to_string())
 }
