@@ -25,6 +25,16 @@ fn names(dir: &Path) -> Vec<String> {
     n
 }
 
+/// A new box in `root/new` for a restore: an empty data directory holding the store key
+/// `key`.
+fn new_box(root: &Path, key: impl AsRef<Path>) -> (PathBuf, Config, StoreKeys) {
+    let dir = root.join("new");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(key, dir.join("store.key")).unwrap();
+    let (config, keys) = store(&dir);
+    (dir, config, keys)
+}
+
 /// A backup taken of `store`'s directory, in `root`.
 fn a_backup(root: &Path) -> (PathBuf, PathBuf) {
     let (old, keys) = store(&root.join("old"));
@@ -38,10 +48,7 @@ fn a_backup(root: &Path) -> (PathBuf, PathBuf) {
 fn a_restore_killed_half_way_is_named_not_taken_for_a_store() {
     let root = tempfile::tempdir().unwrap();
     let (file, key) = a_backup(root.path());
-    let new_dir = root.path().join("new");
-    std::fs::create_dir_all(&new_dir).unwrap();
-    std::fs::copy(key, new_dir.join("store.key")).unwrap();
-    let (new, keys) = store(&new_dir);
+    let (new_dir, new, keys) = new_box(root.path(), key);
     restore(&new, &keys, &file, 0).unwrap();
     check_no_restore_under_way(&new_dir).unwrap();
     // As a restore killed between writing the files and settling them leaves it.
@@ -56,10 +63,7 @@ fn a_restore_killed_half_way_is_named_not_taken_for_a_store() {
 fn a_restore_is_refused_while_a_daemon_holds_the_directory() {
     let root = tempfile::tempdir().unwrap();
     let (file, key) = a_backup(root.path());
-    let new_dir = root.path().join("new");
-    std::fs::create_dir_all(&new_dir).unwrap();
-    std::fs::copy(key, new_dir.join("store.key")).unwrap();
-    let (new, keys) = store(&new_dir);
+    let (new_dir, new, keys) = new_box(root.path(), key);
     let daemon = crate::app::lock_data_dir(&new_dir).unwrap();
     let err = restore(&new, &keys, &file, 0).unwrap_err();
     assert!(format!("{err:#}").contains("already running"), "{err:#}");
@@ -78,10 +82,7 @@ fn restored_files_belong_to_the_data_directorys_owner() {
     }
     let root = tempfile::tempdir().unwrap();
     let (file, key) = a_backup(root.path());
-    let new_dir = root.path().join("new");
-    std::fs::create_dir_all(&new_dir).unwrap();
-    std::fs::copy(key, new_dir.join("store.key")).unwrap();
-    let (new, keys) = store(&new_dir);
+    let (new_dir, new, keys) = new_box(root.path(), key);
     // The daemon's user (here `nobody`) owns the directory; root restores.
     std::os::unix::fs::chown(&new_dir, Some(65534), Some(65534)).unwrap();
     std::os::unix::fs::chown(new_dir.join("store.key"), Some(65534), Some(65534)).unwrap();
@@ -205,10 +206,7 @@ fn a_restore_that_fails_leaves_the_directory_as_it_found_it() {
     let file = root.path().join("newer.sbk");
     backup(&old, &keys, &file).unwrap();
 
-    let new_dir = root.path().join("new");
-    std::fs::create_dir_all(&new_dir).unwrap();
-    std::fs::copy(old.key_path(), new_dir.join("store.key")).unwrap();
-    let (new, keys) = store(&new_dir);
+    let (new_dir, new, keys) = new_box(root.path(), old.key_path());
     let before = names(&new_dir);
     let err = restore(&new, &keys, &file, 0).unwrap_err();
     assert!(format!("{err:#}").contains("newer"), "{err:#}");
