@@ -10,11 +10,13 @@ use crate::config::Config;
 use crate::journal::audit::{self, Verdict};
 use crate::security::StoreKeys;
 
-/// `storebox init`: creates the store key (mode 0600) if there is none, checks it otherwise.
+/// `storebox init`: creates the store key (mode 0600) if there is none, checks it otherwise;
+/// in production, marks a data directory with no journal as a new store's (the daemon starts
+/// no journal of its own accord there).
 pub fn init(config: &Config) -> anyhow::Result<(String, bool)> {
     let path = config.key_path();
     let (keys, created) = StoreKeys::load_or_create(&path)?;
-    let report = if created {
+    let mut report = if created {
         format!(
             "created the store key {}\nfingerprint {}\n\
              Keep a copy at HQ (key escrow): without it the data and backups of this store \
@@ -29,6 +31,10 @@ pub fn init(config: &Config) -> anyhow::Result<(String, bool)> {
             keys.fingerprint()
         )
     };
+    if let Some(data) = crate::app::mark_new_store(config)? {
+        report.push('\n');
+        report.push_str(&data);
+    }
     Ok((report, true))
 }
 

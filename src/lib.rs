@@ -47,6 +47,8 @@
 //!   systemd, shut down in order; `app/serve.rs`, the HTTP server's own accept loop (a time
 //!   limit on request heads, caps on connections, a bounded shutdown); `app/reload.rs`, the
 //!   SIGHUP reload and the end of the sessions a changed config no longer grants;
+//!   `app/new_store.rs`, the refusal of a production data directory with no journal that
+//!   `storebox init` did not mark as a new store's;
 //!   [`app::OfflineStore`] for offline commands.
 //!
 //! `main.rs` is thin: command line, logging, signals, then [`app::run`].

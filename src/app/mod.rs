@@ -21,10 +21,13 @@ use crate::pii::PiiCodec;
 use crate::security::{KeyError, StoreKeys};
 use crate::uplink::UplinkStatus;
 
+mod new_store;
 mod offline;
 mod reload;
 mod serve;
 
+pub use new_store::NEW_STORE;
+pub(crate) use new_store::{check_journal_or_new_store, journal_started, mark_new_store};
 pub use offline::OfflineStore;
 use reload::{end_stale_sessions, reload_on_sighup};
 
@@ -98,6 +101,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _lock = lock_data_dir(&dir)?;
     crate::backup::check_no_restore_under_way(&dir)?;
     crate::backup::remove_abandoned(&dir);
+    check_journal_or_new_store(&config)?;
     notifier
         .notify(&crate::notify::status("starting: journal, cache, ledger"))
         .await;
@@ -124,6 +128,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
         .into());
     }
+    journal_started(&dir)?;
     let (acked_seq, last_ack_at) = crate::journal::store::outbox_position(journal.conn())
         .context("reading the outbox position")?;
     let last_ack_at = last_ack_at

@@ -40,6 +40,7 @@ impl OfflineStore {
         let lock = lock_data_dir(dir)
             .context("the daemon must be stopped for this (systemctl stop storebox)")?;
         crate::backup::check_no_restore_under_way(dir)?;
+        super::check_journal_or_new_store(config)?;
         let keys = Arc::new(load_keys(config)?);
         let journal = Journal::open(dir, &config.store.id)
             .with_context(|| format!("opening the journal in {}", dir.display()))?;
@@ -51,6 +52,7 @@ impl OfflineStore {
             }
             .into());
         }
+        super::journal_started(dir)?;
         journal.set_offline()?;
         let (cache, writer, opened) =
             Cache::open(dir, config.storage.cache_capacity_mb, PiiCodec::new(keys))

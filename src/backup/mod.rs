@@ -13,8 +13,8 @@
 //! fingerprint, its index and whether it is the last one. A changed, reordered, truncated or
 //! extended file fails to open; a file made with another key says so.
 //!
-//! **Restoring.** Into an empty data directory (only the key file may be there), with the same
-//! key. A restored store must never reuse a `seq` HQ already has from the lost box: the
+//! **Restoring.** Into an empty data directory (only the key file and `storebox init`'s
+//! `new-store` mark may be there), with the same key. A restored store must never reuse a `seq` HQ already has from the lost box: the
 //! operator gives HQ's last `seq` (`--hq-last-seq`), and when HQ is ahead of the backup the
 //! store records `journal.restored` right after HQ's last one and carries on from there.
 
@@ -59,7 +59,7 @@ pub fn check_no_restore_under_way(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing {}", dir.display()))
@@ -192,7 +192,7 @@ impl Drop for Partial {
     }
 }
 
-fn private_dir(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn private_dir(path: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
     #[cfg(unix)]
     {
@@ -203,7 +203,7 @@ fn private_dir(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn private_file(path: &Path) -> anyhow::Result<File> {
+pub(crate) fn private_file(path: &Path) -> anyhow::Result<File> {
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -349,7 +349,8 @@ pub fn restore(
         for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let entry = entry?;
             let path = entry.path();
-            if path != key_path && entry.file_name() != "storebox.lock" {
+            let name = entry.file_name();
+            if path != key_path && name != "storebox.lock" && name != crate::app::NEW_STORE {
                 check_no_restore_under_way(dir)?;
                 bail!(
                     "{} is not empty ({} is there); restore into an empty data directory",
@@ -422,6 +423,7 @@ pub fn restore(
     result.map_err(undo)?;
     let next_seq = settle(config, keys, &header, hq_last_seq).map_err(undo)?;
     give_to_owner(dir)?;
+    crate::app::journal_started(dir)?;
     std::fs::remove_file(dir.join(RESTORING))
         .with_context(|| format!("removing {}", dir.join(RESTORING).display()))?;
     sync_dir(dir)?;
@@ -431,7 +433,7 @@ pub fn restore(
 /// Gives the files in `dir` to the directory's owner. A restore run as root (as the IT
 /// person does) writes them as root, and the daemon, running as the directory's owner
 /// (`storebox`), then cannot open them.
-fn give_to_owner(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn give_to_owner(dir: &Path) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
