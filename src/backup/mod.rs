@@ -14,9 +14,9 @@
 //! extended file fails to open; a file made with another key says so.
 //!
 //! **Restoring.** Into an empty data directory (only the key file and `storebox init`'s
-//! `new-store` mark may be there), with the same key. A restored store must never reuse a `seq` HQ already has from the lost box: the
-//! operator gives HQ's last `seq` (`--hq-last-seq`), and when HQ is ahead of the backup the
-//! store records `journal.restored` right after HQ's last one and carries on from there.
+//! `new-store` mark may be there), with the same key. A restored store must never reuse a
+//! `seq` HQ already has from the lost box: the operator gives HQ's last `seq`
+//! (`--hq-last-seq`), and when HQ is ahead of the backup the store records `journal.restored` right after HQ's last one and carries on from there.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
