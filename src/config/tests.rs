@@ -72,6 +72,13 @@ fn errors_name_the_key_and_reason() {
     assert_eq!(e.key, "terminals[1].token");
     assert!(e.reason.contains("pos-1"), "{e}");
 
+    // A broker on port 0 would be dialled for ever.
+    let e = parse(&format!(
+        "{MINIMAL}\n[uplink]\nenabled = true\nhost = \"hq\"\nport = 0\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "uplink.port");
+
     let e = parse("[store\nid=").unwrap_err();
     assert_eq!(e.key, "");
     assert!(e.reason.contains("line 1"), "{e}");

@@ -171,6 +171,9 @@ pub(super) fn to_uplink(raw: Option<RawUplink>, store_id: &str) -> Result<Uplink
             "need 0 < reconnect_min_ms <= reconnect_max_ms <= 3600000",
         ));
     }
+    if r.port == Some(0) {
+        return Err(bad("uplink.port", "must be 1..=65535"));
+    }
     let credentials = match (r.username, r.password) {
         (Some(u), p) if !u.is_empty() => Some((u, Secret(p.unwrap_or_default()))),
         (_, Some(p)) if !p.is_empty() => {
