@@ -27,3 +27,5 @@ pub mod timestamp;
 
 #[cfg(test)]
 mod properties;
+#[cfg(test)]
+mod refund_properties;

@@ -214,10 +214,19 @@ pub fn compute_refund(
     let today = ctx.now.date_naive();
 
     // Earned points the member has already spent cannot be taken back; their value is kept
-    // from the money returned instead.
+    // from the money returned instead. What can be taken back is the balance once the paid
+    // points are given back: with an expiry, points given back that have lapsed since the sale
+    // (they return to the month they were paid in) are no balance to take from.
     let (reversed, shortfall) = match member {
         Some(m) => {
-            let available = m.points(rules, today).saturating_add(restored);
+            let mut restored_only = m.clone();
+            let month = restored_only
+                .counters
+                .entry(ctx.store_id.clone())
+                .or_default()
+                .month_mut(&sale.month());
+            month.points_restored = month.points_restored.saturating_add(restored);
+            let available = restored_only.points(rules, today);
             let reversed = to_reverse.min(available.max(0));
             (reversed, to_reverse - reversed)
         }
