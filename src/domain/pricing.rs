@@ -238,6 +238,16 @@ pub enum PricingError {
     },
 }
 
+/// The points that pay the most a sale allows (`max_value` minor units) at `rate` points a
+/// yuan: what those points are worth is floored to the minor unit, and only the points that
+/// worth needs are charged. At 150 points a yuan and ¥6.45 allowed, 968 points (967 pay ¥6.44);
+/// at 50 a yuan, 322 (¥6.44: 323 would pay ¥6.46).
+fn points_for_value(max_value: Money, rate: i128) -> i64 {
+    // The most points whose worth stays within the limit, then what that worth costs.
+    let accepted = mul_div_ceil(max_value.saturating_add(1), rate, 100) - 1;
+    mul_div_ceil(mul_div_floor(accepted, 100, rate), rate, 100)
+}
+
 /// Prices a cart. Pure: the same input always gives the same quote.
 pub fn price(input: &PricingInput<'_>) -> Result<Quote, PricingError> {
     if input.items.is_empty() {
@@ -348,7 +358,8 @@ pub fn price(input: &PricingInput<'_>) -> Result<Quote, PricingError> {
         Some(m) => m.points(input.rules, today),
         None => 0,
     };
-    let max_redeem_points = mul_div_floor(max_value, rate, 100).min(held);
+    let max_points = points_for_value(max_value, rate);
+    let max_redeem_points = max_points.min(held);
     let mut points_value = 0;
     let mut points_redeemed = 0;
     if input.redeem_points > 0 {
@@ -363,9 +374,7 @@ pub fn price(input: &PricingInput<'_>) -> Result<Quote, PricingError> {
         }
         points_value = mul_div_floor(input.redeem_points, 100, rate);
         if points_value > max_value {
-            return Err(PricingError::RedeemAboveLimit {
-                max_points: mul_div_floor(max_value, rate, 100),
-            });
+            return Err(PricingError::RedeemAboveLimit { max_points });
         }
         if points_value == 0 {
             return Err(PricingError::RedeemTooSmall {

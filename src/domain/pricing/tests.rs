@@ -260,6 +260,54 @@ fn only_the_points_whole_fen_need_are_charged() {
     assert_eq!((q.points_redeemed, q.points_value), (1_234, 1_234));
 }
 
+/// The quote's `max_redeem_points`, whatever the rate, is accepted and pays the most the
+/// sale allows: no fewer points pay as much, and more are refused or pay no more. (At 150 a
+/// yuan the floor of the allowed value's points, 967 for ¥6.45, paid only ¥6.44, while 968,
+/// which pays ¥6.45, was accepted.)
+#[test]
+fn the_quoted_maximum_redemption_pays_the_most_allowed() {
+    let m = member(150_000, 1_000_000, None);
+    for price_fen in [1_290, 1_291, 4_001, 9_999] {
+        let a = product("A", price_fen);
+        let items = [CartItem {
+            product: &a,
+            qty: 1,
+        }];
+        for rate in [1, 7, 50, 99, 100, 150, 333, 1_000] {
+            let rules = Rules {
+                redeem_points_per_yuan: rate,
+                ..Rules::default()
+            };
+            let priced = |redeem| {
+                price(&PricingInput {
+                    items: &items,
+                    member: Some(&m),
+                    coupons: &[],
+                    redeem_points: redeem,
+                    rules: &rules,
+                    now: now(),
+                    rounding: TotalRounding::None,
+                })
+            };
+            let max = priced(0).unwrap().max_redeem_points;
+            let case = format!("{price_fen} fen at {rate} a yuan, max {max}");
+            let value = |r: Result<Quote, PricingError>| r.map(|q| q.points_value).unwrap_or(0);
+            let best = value(priced(max));
+            if max > 0 {
+                let q = priced(max).unwrap_or_else(|e| panic!("{case}: {e:?}"));
+                assert_eq!(q.points_redeemed, max, "{case}: charged");
+                assert!(
+                    value(priced(max - 1)) < best,
+                    "{case}: one fewer pays as much"
+                );
+            }
+            for more in [max + 1, max + 2, max + i64::from(rate)] {
+                assert!(value(priced(more)) <= best, "{case}: {more} pay more");
+            }
+        }
+    }
+}
+
 #[test]
 fn coupons_apply_after_member_discount() {
     let m = member(150_000, 0, NaiveDate::from_ymd_opt(1990, 11, 23));
