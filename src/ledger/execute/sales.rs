@@ -3,8 +3,9 @@
 use super::Ctx;
 use crate::domain::catalog::StockLevel;
 use crate::domain::event::EventBody;
-use crate::domain::member::LevelRef;
+use crate::domain::member::{LevelRef, Member};
 use crate::domain::refund::{Refund, RefundContext, compute_refund};
+use crate::domain::rules::Rules;
 use crate::domain::sale::{PaymentMethod, Sale, SaleContext, build_sale, settle};
 use crate::journal::store;
 use crate::ledger::cart::{PricedCart, price_cart};
@@ -56,13 +57,15 @@ impl Ctx<'_, '_> {
                 discount: c.discount,
             })?;
         }
+        // From the level the member held (what HQ last heard): where levels can drop, one that
+        // lapsed with the spend window since is a change too, told with the sale that finds it.
         if let (Some(m), Some(after)) = (&member, &sale.member)
-            && let Some(to) = &after.upgraded_to
+            && m.level.as_deref() != after.level.as_ref().map(|l| l.code.as_str())
         {
             self.emit(EventBody::LevelChanged {
                 member_id: m.id.clone(),
-                from: sale.level.clone(),
-                to: Some(to.clone()),
+                from: held_level(m, self.rules),
+                to: after.level.clone(),
                 total_spend: after.total_spend,
                 cause_id: sale.id.clone(),
             })?;
@@ -169,11 +172,7 @@ impl Ctx<'_, '_> {
             Some(id) => self.pending.member(id)?,
             None => None,
         };
-        let today = self.now.date_naive();
-        let level_before = member
-            .as_ref()
-            .and_then(|m| m.effective_level(self.rules, today))
-            .map(LevelRef::from);
+        let level_before = member.as_ref().and_then(|m| held_level(m, self.rules));
         let refund = compute_refund(
             RefundContext {
                 id: crate::ids::new_v7().to_string(),
@@ -193,7 +192,7 @@ impl Ctx<'_, '_> {
         )?;
         let seq = self.emit(EventBody::SaleRefunded(Box::new(refund.clone())))?;
         if let (Some(m), Some(after)) = (&member, &refund.member)
-            && after.level != level_before
+            && after.level.as_ref().map(|l| &l.code) != level_before.as_ref().map(|l| &l.code)
         {
             self.emit(EventBody::LevelChanged {
                 member_id: m.id.clone(),
@@ -218,4 +217,16 @@ impl Ctx<'_, '_> {
             replayed: false,
         })
     }
+}
+
+/// The level a member holds as recorded (the last sale's, refund's or HQ's), with its name from
+/// the rules (its code for a name, if the rules no longer have it).
+fn held_level(m: &Member, rules: &Rules) -> Option<LevelRef> {
+    m.level.as_deref().map(|code| match rules.level(code) {
+        Some(l) => LevelRef::from(l),
+        None => LevelRef {
+            code: code.to_string(),
+            name: code.to_string(),
+        },
+    })
 }

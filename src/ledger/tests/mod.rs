@@ -16,6 +16,7 @@ use crate::domain::sale::{Payment, PaymentMethod};
 
 mod bugs;
 mod catalog;
+mod levels;
 mod staff;
 
 fn config(dir: &Path) -> Config {
