@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::member::{Member, MonthCounters, StoreCounters};
+use super::member::{Member, MonthCounters};
 use super::money::{Money, TotalRounding};
 use super::pricing::tests::{member, now, product};
 use super::pricing::{CartItem, PricingInput, price};
@@ -56,7 +56,7 @@ proptest! {
         prop_assert_eq!(raw_points(&m), sale.member.as_ref().unwrap().points);
         // The member spends some of the points elsewhere.
         let spend = m.points(&rules, today) * i64::from(spend_between) / 100;
-        m.counters.entry("sh-002".into()).or_insert_with(StoreCounters::default).month_mut("2026-11").points_redeemed += spend;
+        m.counters.entry("sh-002".into()).or_default().month_mut("2026-11").points_redeemed += spend;
         let mut refunds = vec![];
         let mut n = 0u64;
         for (line, qty) in steps {
