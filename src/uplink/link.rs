@@ -84,8 +84,10 @@ pub(super) async fn run(parts: Parts, shutdown: CancellationToken) {
     loop {
         let started = Instant::now();
         let (end, was_up) = link.connection(&shutdown, &down_tx, clean_next).await;
-        if clean_next {
-            // The poisoned session is gone with everything it queued: ask HQ for a snapshot.
+        if clean_next && was_up {
+            // The poisoned session is gone with everything it queued (the clean connection
+            // ended at its CONNACK, and the next one starts a persistent session again): ask
+            // HQ for a snapshot, now — not whenever a connection is next lost.
             clean_next = false;
             let _ = link
                 .parts
@@ -97,6 +99,9 @@ pub(super) async fn run(parts: Parts, shutdown: CancellationToken) {
                     },
                 )
                 .await;
+            if !matches!(end, End::Shutdown) {
+                continue;
+            }
         }
         match end {
             End::Shutdown => break,
@@ -227,6 +232,8 @@ impl Link {
         let mut persist_tick = tokio::time::interval(Duration::from_millis(200));
         // A failed read stopped `fill`: the persist tick calls it again.
         let mut retry = false;
+        // The last status published announced a backlog (or could not be published).
+        let mut status_stale = false;
         let end = loop {
             tokio::select! {
                 biased;
@@ -247,6 +254,12 @@ impl Link {
                         );
                         break End::Lost { reason: e.to_string(), oversized };
                     }
+                    Some(Ok(Event::Incoming(Packet::ConnAck(_)))) if clean => {
+                        // Only to drop the broker's session: a clean session would end with
+                        // this connection, and whatever HQ sends until the next one is lost.
+                        up = true;
+                        break End::Lost { reason: "broker session dropped".into(), oversized: false };
+                    }
                     Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                         up = true;
                         status.set_connected(true);
@@ -259,7 +272,7 @@ impl Link {
                         }
                         outbox.restart();
                         ahead.clear();
-                        self.publish_status(&client, &mut outbox).await;
+                        status_stale = self.publish_status(&client, &mut outbox).await;
                         retry = self.fill(&client, &mut outbox, &mut ahead).await;
                     }
                     Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => outbox.sent(pkid),
@@ -269,6 +282,10 @@ impl Link {
                             status.set_acked(acked);
                         }
                         retry = self.fill(&client, &mut outbox, &mut ahead).await;
+                        if status_stale && outbox.acked() >= *self.seq.borrow() {
+                            // Caught up: HQ sees the backlog gone now, not a status interval on.
+                            status_stale = self.publish_status(&client, &mut outbox).await;
+                        }
                     }
                     Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
                         if down_tx.send((p, client.clone())).await.is_err() {
@@ -283,7 +300,9 @@ impl Link {
                     }
                     retry = self.fill(&client, &mut outbox, &mut ahead).await;
                 }
-                _ = status_tick.tick(), if up => self.publish_status(&client, &mut outbox).await,
+                _ = status_tick.tick(), if up => {
+                    status_stale = self.publish_status(&client, &mut outbox).await;
+                }
                 _ = persist_tick.tick() => {
                     persisted = self.persist(outbox.acked(), persisted).await;
                     if retry && up {
@@ -317,8 +336,9 @@ impl Link {
         }
     }
 
-    /// Publishes the retained status message.
-    async fn publish_status(&self, client: &AsyncClient, outbox: &mut Outbox) {
+    /// Publishes the retained status message; returns whether it announced a backlog (and must
+    /// be published again once the backlog is gone: HQ would see it for a status interval).
+    async fn publish_status(&self, client: &AsyncClient, outbox: &mut Outbox) -> bool {
         let last = *self.seq.borrow();
         let view = super::view(&self.parts.status, last, &self.parts.journal).await;
         let payload = json!({
@@ -334,8 +354,14 @@ impl Link {
             true,
             payload.to_string(),
         ) {
-            Ok(()) => outbox.submitted_status(),
-            Err(e) => tracing::warn!(error = %e, "cannot publish the status"),
+            Ok(()) => {
+                outbox.submitted_status();
+                view.backlog > 0
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot publish the status");
+                true
+            }
         }
     }
 
@@ -450,6 +476,21 @@ impl Link {
                         "seq": row.seq, "id": row.id, "kind": row.kind,
                         "bytes": size, "limit": cfg.max_packet_bytes,
                     });
+                    // Reported before (by an earlier connection or run that passed it but
+                    // lost the acknowledged position, whose predecessors were not yet
+                    // PUBACKed): passed again without a second alert, which HQ would get as
+                    // another event with another id.
+                    let seq = row.seq;
+                    let reported = self
+                        .parts
+                        .journal
+                        .with(move |c| store::uplink_alert_about(c, seq))
+                        .await;
+                    if matches!(reported, Ok(true)) {
+                        outbox.skipped(row.seq);
+                        self.parts.status.set_acked(outbox.acked());
+                        continue;
+                    }
                     tracing::error!(seq = row.seq, code, "event cannot be sent; reported to HQ");
                     // Never skip silently: only once the alert is in the journal. A row whose
                     // read failed is read again first, next time (it may read now).

@@ -100,6 +100,24 @@ impl Broker {
         }
     }
 
+    /// The broker's process id (to stop it with SIGSTOP or kill it with SIGKILL).
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// `kill -9` (no persistence saved after the last autosave).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (after [`Broker::kill9`] or [`Broker::stop`]).
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.stop();

@@ -309,6 +309,19 @@ pub fn event_at(conn: &Connection, seq: u64) -> Result<Option<StoredEvent>, Jour
         .map_err(JournalError::sql("reading an event"))
 }
 
+/// Whether the uplink already reported the event `seq` as unsendable (`event_too_large` or
+/// `event_unreadable`): such an alert is always a later event.
+pub fn uplink_alert_about(conn: &Connection, seq: u64) -> Result<bool, JournalError> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE seq > ?1 AND kind = 'device.alert'
+           AND subject = 'uplink'
+           AND json_extract(data, '$.code') IN ('event_too_large', 'event_unreadable')
+           AND json_extract(data, '$.detail.seq') = ?1)",
+    )
+    .and_then(|mut st| st.query_row(params![seq as i64], |r| r.get::<_, bool>(0)))
+    .map_err(JournalError::sql("looking for an uplink alert"))
+}
+
 /// Up to `limit` events after `after`, in order.
 pub fn events_after(
     conn: &Connection,
