@@ -132,18 +132,16 @@ async fn sales(
     let summary = report::summarize(&now.sales, &now.refunds);
     let previous = report::summarize(&before.sales, &before.refunds);
     if q.csv()? {
-        let days: std::collections::BTreeSet<&String> = summary
-            .by_day
-            .keys()
-            .chain(summary.refunded_by_day.keys())
-            .collect();
-        let rows: Vec<Vec<String>> = days
-            .into_iter()
+        // A row a day of the period, days without a sale or refund included.
+        let rows: Vec<Vec<String>> = from
+            .iter_days()
+            .take_while(|d| *d <= to)
             .map(|d| {
-                let (n, rev) = summary.by_day.get(d).copied().unwrap_or_default();
-                let refunded = summary.refunded_by_day.get(d).copied().unwrap_or_default();
+                let d = d.to_string();
+                let (n, rev) = summary.by_day.get(&d).copied().unwrap_or_default();
+                let refunded = summary.refunded_by_day.get(&d).copied().unwrap_or_default();
                 vec![
-                    d.clone(),
+                    d,
                     n.to_string(),
                     format_yuan(rev),
                     format_yuan(refunded),

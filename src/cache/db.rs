@@ -106,6 +106,13 @@ pub(super) fn create_schema(conn: &Connection) -> Result<(), CacheError> {
     let run = || -> rusqlite::Result<()> {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(SCHEMA)?;
+        // Levels without a safety stock were once flagged below it when negative: unflag them
+        // (through the index, a no-op once done).
+        tx.execute(
+            "UPDATE stock SET below = 0 WHERE below = 1 AND json_valid(CAST(data AS TEXT))
+               AND COALESCE(json_extract(CAST(data AS TEXT), '$.safety_stock'), 0) <= 0",
+            [],
+        )?;
         let counted = tx
             .prepare("SELECT 1 FROM counts WHERE name = 'members'")?
             .exists([])?;

@@ -118,9 +118,10 @@ impl StockLevel {
         }
     }
 
-    /// Whether the level is under its safety stock.
+    /// Whether the level is under its safety stock. A product without one (0: none set) is
+    /// never below it, negative stock included, as `stock.low` is never raised for it.
     pub fn below_safety(&self) -> bool {
-        self.on_hand < self.safety_stock
+        self.safety_stock > 0 && self.on_hand < self.safety_stock
     }
 }
 
