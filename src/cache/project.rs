@@ -7,7 +7,7 @@
 
 use super::{CacheError, Pending};
 use crate::domain::catalog::{Coupon, CouponKind, CouponUse, StockLevel};
-use crate::domain::event::{Event, EventBody};
+use crate::domain::event::{Event, EventBody, HqCountApplied};
 use crate::domain::member::Member;
 use crate::domain::refund::apply_refund;
 use crate::domain::sale::apply_sale;
@@ -56,7 +56,7 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
                 with_member(p, id, e, |m| apply_sale(m, sale))?;
             }
             for line in &sale.lines {
-                move_stock(p, &line.sku, -i64::from(line.qty), e)?;
+                move_stock(p, &line.sku, -i64::from(line.qty), None, e)?;
             }
             for applied in &sale.coupons {
                 // A coupon the cache does not hold (one of HQ's, in a cache rebuilt from the
@@ -82,11 +82,16 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
             }
             if refund.restock {
                 for line in &refund.lines {
-                    move_stock(p, &line.sku, i64::from(line.qty), e)?;
+                    move_stock(p, &line.sku, i64::from(line.qty), None, e)?;
                 }
             }
         }
-        EventBody::StockMoved { sku, delta, .. } => move_stock(p, sku, *delta, e)?,
+        EventBody::StockMoved {
+            sku,
+            delta,
+            hq_count,
+            ..
+        } => move_stock(p, sku, *delta, hq_count.as_ref(), e)?,
         EventBody::CouponIssued(c) => {
             let current = p.coupon(&c.code)?;
             if current
@@ -226,12 +231,22 @@ fn with_member(
     p.put_member(m)
 }
 
-fn move_stock(p: &mut Pending<'_>, sku: &str, delta: i64, e: &Event) -> Result<(), CacheError> {
+fn move_stock(
+    p: &mut Pending<'_>,
+    sku: &str,
+    delta: i64,
+    hq_count: Option<&HqCountApplied>,
+    e: &Event,
+) -> Result<(), CacheError> {
     let mut level = p.stock(sku)?.unwrap_or_else(|| StockLevel::empty(sku));
     if level.seq >= e.seq {
         return Ok(());
     }
     level.on_hand = level.on_hand.saturating_add(delta);
+    if let Some(count) = hq_count {
+        level.version = level.version.max(count.version);
+        level.safety_stock = count.safety_stock;
+    }
     level.seq = e.seq;
     level.updated_at = Some(e.occurred_at);
     p.put_stock(level);

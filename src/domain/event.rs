@@ -90,6 +90,15 @@ pub struct Alert {
     pub detail: serde_json::Value,
 }
 
+/// HQ's stock count, as a `stock.moved` event records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HqCountApplied {
+    /// The count's version (HQ's per-item version).
+    pub version: u64,
+    /// The product's safety stock after the count.
+    pub safety_stock: i64,
+}
+
 /// The body of an event: its kind and data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "data")]
@@ -160,6 +169,13 @@ pub enum EventBody {
         staff_no: String,
         /// Level after the movement.
         on_hand_after: i64,
+        /// Set when the movement is HQ's stock count taking effect (`on_hand_after` is the
+        /// count, `delta` what the store's books were off by): the count's version and the
+        /// safety stock after it, so that a cache rebuilt from the journal holds the count,
+        /// and HQ's count sent again is recognised, instead of the count being lost or
+        /// undoing the sales made since.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hq_count: Option<HqCountApplied>,
     },
     /// A product fell below its safety stock.
     #[serde(rename = "stock.low")]

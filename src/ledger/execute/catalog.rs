@@ -78,6 +78,7 @@ impl Ctx<'_, '_> {
             note: req.note.clone(),
             staff_no: self.actor.staff_no.clone(),
             on_hand_after: after,
+            hq_count: None,
         })?;
         self.low_stock_alert(&before, after)?;
         self.audit(

@@ -2,13 +2,15 @@
 
 use super::Ctx;
 use crate::cache::{CacheError, Pending};
-use crate::domain::event::EventBody;
+use crate::domain::catalog::StockLevel;
+use crate::domain::event::{EventBody, HqCountApplied, StockReason};
 use crate::domain::sync::{self, HqUpdate};
 use crate::ledger::Outcome;
 use crate::ledger::error::LedgerError;
 
 impl Ctx<'_, '_> {
-    /// Applies master data from HQ to the cache by per-item version (no journal event).
+    /// Applies master data from HQ to the cache by per-item version (no journal event, but for
+    /// stock counts, which are movements of the store's books).
     pub(super) fn apply_hq(&mut self, update: HqUpdate) -> Result<Outcome, LedgerError> {
         let mut tally = (0, 0);
         let mut rules_out = None;
@@ -106,17 +108,22 @@ impl Ctx<'_, '_> {
                     Ok(())
                 },
             )?,
-            HqUpdate::Stock(items) => apply_each(
-                p,
-                items,
-                &mut tally,
-                |p, i| p.stock(&i.sku),
-                sync::merge_stock,
-                |p, m| {
-                    p.put_stock(m);
-                    Ok(())
-                },
-            )?,
+            // A count is a journal event (`stock.moved` with `hq_count`), not a cache write
+            // alone: the sales and movements after it are counted on top of it, a rebuilt cache
+            // gets it back from the journal, and the count sent again after the rebuild's resync
+            // is the version already held (it would otherwise undo the sales since).
+            HqUpdate::Stock(items) => {
+                for item in items {
+                    let before = self.pending.stock(&item.sku)?;
+                    match sync::merge_stock(before.as_ref(), &item) {
+                        Some(counted) => {
+                            tally.0 += 1;
+                            self.hq_stock_count(before, counted)?;
+                        }
+                        None => tally.1 += 1,
+                    }
+                }
+            }
             HqUpdate::Rules { version, rules } => {
                 if p.rules()?.is_none_or(|(v, _)| version > v) {
                     tally.0 += 1;
@@ -127,7 +134,7 @@ impl Ctx<'_, '_> {
                 }
             }
         }
-        if !p.is_durable() {
+        if !self.pending.is_durable() {
             // The ledger opens a durable cache batch for every batch with HQ data.
             return Err(LedgerError::Internal(
                 "HQ data in a cache batch that is not fsynced".into(),
@@ -144,6 +151,34 @@ impl Ctx<'_, '_> {
             removed_staff,
             unknown_products,
         })
+    }
+
+    /// Records HQ's count of a product (merged into the level `before` by
+    /// [`sync::merge_stock`]) as the movement that brings the store's books to it.
+    fn hq_stock_count(
+        &mut self,
+        before: Option<StockLevel>,
+        counted: StockLevel,
+    ) -> Result<(), LedgerError> {
+        let before = before.unwrap_or_else(|| StockLevel::empty(&counted.sku));
+        self.emit(EventBody::StockMoved {
+            movement_id: crate::ids::new_v7().to_string(),
+            sku: counted.sku.clone(),
+            delta: counted.on_hand.saturating_sub(before.on_hand),
+            reason: StockReason::Adjust,
+            note: format!("HQ stock count, version {}", counted.version),
+            staff_no: self.actor.staff_no.clone(),
+            on_hand_after: counted.on_hand,
+            hq_count: Some(HqCountApplied {
+                version: counted.version,
+                safety_stock: counted.safety_stock,
+            }),
+        })?;
+        let before = StockLevel {
+            safety_stock: counted.safety_stock,
+            ..before
+        };
+        self.low_stock_alert(&before, counted.on_hand)
     }
 
     /// See [`crate::ledger::Command::UpgradePin`].
