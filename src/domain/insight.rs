@@ -140,10 +140,14 @@ fn score_up<T: PartialOrd>(v: T, cuts: &[T; 4]) -> u8 {
 /// A member's RFM scores and segment on `today`, from the counters of every store (`None`
 /// scores for a member who never bought).
 pub fn rfm(member: &Member, cut: &RfmCutoffs, today: NaiveDate) -> (Option<Rfm>, Segment) {
-    let Some(last) = member.last_visit_at() else {
-        return (None, Segment::NoPurchase);
+    let days = match member.last_visit_at() {
+        Some(last) => (today - last.date_naive()).num_days().max(0) as u32,
+        // Visits or spend without a time (counters HQ sent without `last_visit_at`): a member
+        // who bought, when is not known — as long ago as can be, not "no purchase yet" (whom a
+        // first-purchase campaign would target).
+        None if member.visits() > 0 || member.total_spend() > 0 => u32::MAX,
+        None => return (None, Segment::NoPurchase),
     };
-    let days = (today - last.date_naive()).num_days().max(0) as u32;
     let r = 5 - cut.recency_days.iter().filter(|c| days > **c).count() as u8;
     let f = score_up(member.visits(), &cut.frequency);
     let m = score_up(member.total_spend(), &cut.monetary);
@@ -322,6 +326,12 @@ mod tests {
             rfm(&none, &cut, d("2026-11-20")),
             (None, Segment::NoPurchase)
         );
+        // HQ's counters with visits and spend but no time of the last visit.
+        let mut untimed = member(&[], &[("2026-03", 400_000)]);
+        untimed.counters.get_mut("sh-001").unwrap().visits = 4;
+        let (s, seg) = rfm(&untimed, &cut, d("2026-11-20"));
+        assert_eq!(s, Some(Rfm { r: 1, f: 3, m: 4 }));
+        assert_eq!(seg, Segment::ImportantRetain);
     }
 
     #[test]
