@@ -26,6 +26,17 @@ fn raw_points(m: &Member) -> i64 {
     t.points_earned - t.points_reversed - t.points_redeemed + t.points_restored
 }
 
+/// A case of [`multi_step_partial_refunds`].
+#[derive(Debug, Clone)]
+struct Steps {
+    prices: Vec<(i64, u32)>,
+    start_points: i64,
+    redeem_pct: u32,
+    spend_between: u32,
+    steps: Vec<(usize, u32)>,
+    split: i64,
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
     #[test]
@@ -37,60 +48,172 @@ proptest! {
         steps in proptest::collection::vec((0usize..4, 1u32..4), 1..8),
         split in 0i64..=100,
     ) {
-        let rules = Rules::default();
-        let today = now().date_naive();
-        let mut m = member(350_000, start_points, None);
-        let products: Vec<_> = prices.iter().enumerate().map(|(i, (p, _))| product(&format!("P{i}"), *p)).collect();
-        let items: Vec<CartItem> = products.iter().zip(&prices).map(|(p, (_, q))| CartItem { product: p, qty: *q }).collect();
-        let mut input = PricingInput { items: &items, member: Some(&m), coupons: &[], redeem_points: 0, rules: &rules, now: now(), rounding: TotalRounding::DropFen };
-        let q0 = price(&input).unwrap();
-        input.redeem_points = q0.max_redeem_points * i64::from(redeem_pct) / 100;
-        let q = match price(&input) { Ok(q) => q, Err(_) => return Ok(()) };
-        let card = q.total * split / 100;
-        let mut payments = vec![];
-        if card > 0 { payments.push(Payment { method: PaymentMethod::Card, amount: card }); }
-        if q.total - card > 0 { payments.push(Payment { method: PaymentMethod::Cash, amount: q.total - card + 50 }); }
-        let (paid, change) = settle(q.total, &payments).unwrap();
-        let sale = build_sale(SaleContext { id: "s".into(), seq: 7, store_id: "sh-001".into(), now: now(), staff_no: "1".into(), terminal_id: "t".into() }, q, payments, paid, change, Some(&m), &rules);
-        apply_sale(&mut m, &sale);
-        prop_assert_eq!(raw_points(&m), sale.member.as_ref().unwrap().points);
-        // The member spends some of the points elsewhere.
-        let spend = m.points(&rules, today) * i64::from(spend_between) / 100;
-        m.counters.entry("sh-002".into()).or_default().month_mut("2026-11").points_redeemed += spend;
-        let mut refunds = vec![];
-        let mut n = 0u64;
-        for (line, qty) in steps {
-            let line = line % sale.lines.len();
-            let req = [RefundRequestLine { sku: sale.lines[line].sku.clone(), qty }];
-            n += 1;
-            let ctx = RefundContext { id: format!("r{n}"), seq: 8 + n, store_id: "sh-001".into(), now: now(), staff_no: "2".into(), terminal_id: "t".into(), reason: "x".into(), restock: true };
-            let Ok(r) = compute_refund(ctx, &sale, &refunds, Some(&req), Some(&m), &rules) else { continue };
-            apply_refund(&mut m, &r);
-            prop_assert!(raw_points(&m) >= 0, "negative points {} after {:?}", raw_points(&m), r);
-            prop_assert_eq!(Some(m.points(&rules, today)), r.member.as_ref().map(|x| x.points));
-            prop_assert!(r.refund_total >= 0);
-            refunds.push(r);
-        }
-        let ctx = RefundContext { id: "rlast".into(), seq: 100, store_id: "sh-001".into(), now: now(), staff_no: "2".into(), terminal_id: "t".into(), reason: "x".into(), restock: true };
-        if let Ok(r) = compute_refund(ctx, &sale, &refunds, None, Some(&m), &rules) {
-            apply_refund(&mut m, &r);
-            prop_assert!(raw_points(&m) >= 0);
-            refunds.push(r);
-        }
-        let back: Money = refunds.iter().map(|r| r.refund_total + r.shortfall_value).sum();
-        prop_assert_eq!(back, sale.total);
-        let by: BTreeMap<String, Money> = refunds.iter().flat_map(|r| &r.payments).fold(BTreeMap::new(), |mut acc, p| { *acc.entry(format!("{:?}", p.method)).or_default() += p.amount; acc });
-        for p in sale.net_payments() {
-            let got = by.get(&format!("{:?}", p.method)).copied().unwrap_or(0);
-            prop_assert!(got <= p.amount, "method got {} > paid {}", got, p.amount);
-        }
-        let paid_back: Money = refunds.iter().flat_map(|r| &r.payments).map(|p| p.amount).sum();
-        prop_assert_eq!(paid_back, refunds.iter().map(|r| r.refund_total).sum::<Money>());
-        let restored: i64 = refunds.iter().map(|r| r.points_restored).sum();
-        prop_assert_eq!(restored, sale.points_redeemed);
-        let qty: u32 = refunds.iter().flat_map(|r| &r.lines).map(|l| l.qty).sum();
-        prop_assert_eq!(qty, sale.lines.iter().map(|l| l.qty).sum::<u32>());
+        check_steps(Steps { prices, start_points, redeem_pct, spend_between, steps, split })?;
     }
+}
+
+fn check_steps(case: Steps) -> Result<(), TestCaseError> {
+    let Steps {
+        prices,
+        start_points,
+        redeem_pct,
+        spend_between,
+        steps,
+        split,
+    } = case;
+    let rules = Rules::default();
+    let today = now().date_naive();
+    let mut m = member(350_000, start_points, None);
+    let products: Vec<_> = prices
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| product(&format!("P{i}"), *p))
+        .collect();
+    let items: Vec<CartItem> = products
+        .iter()
+        .zip(&prices)
+        .map(|(p, (_, q))| CartItem {
+            product: p,
+            qty: *q,
+        })
+        .collect();
+    let mut input = PricingInput {
+        items: &items,
+        member: Some(&m),
+        coupons: &[],
+        redeem_points: 0,
+        rules: &rules,
+        now: now(),
+        rounding: TotalRounding::DropFen,
+    };
+    let q0 = price(&input).unwrap();
+    input.redeem_points = q0.max_redeem_points * i64::from(redeem_pct) / 100;
+    let q = match price(&input) {
+        Ok(q) => q,
+        Err(_) => return Ok(()),
+    };
+    let card = q.total * split / 100;
+    let mut payments = vec![];
+    if card > 0 {
+        payments.push(Payment {
+            method: PaymentMethod::Card,
+            amount: card,
+        });
+    }
+    if q.total - card > 0 {
+        payments.push(Payment {
+            method: PaymentMethod::Cash,
+            amount: q.total - card + 50,
+        });
+    }
+    let (paid, change) = settle(q.total, &payments).unwrap();
+    let sale = build_sale(
+        SaleContext {
+            id: "s".into(),
+            seq: 7,
+            store_id: "sh-001".into(),
+            now: now(),
+            staff_no: "1".into(),
+            terminal_id: "t".into(),
+        },
+        q,
+        payments,
+        paid,
+        change,
+        Some(&m),
+        &rules,
+    );
+    apply_sale(&mut m, &sale);
+    prop_assert_eq!(raw_points(&m), sale.member.as_ref().unwrap().points);
+    // The member spends some of the points elsewhere.
+    let spend = m.points(&rules, today) * i64::from(spend_between) / 100;
+    m.counters
+        .entry("sh-002".into())
+        .or_default()
+        .month_mut("2026-11")
+        .points_redeemed += spend;
+    let mut refunds = vec![];
+    let mut n = 0u64;
+    for (line, qty) in steps {
+        let line = line % sale.lines.len();
+        let req = [RefundRequestLine {
+            sku: sale.lines[line].sku.clone(),
+            qty,
+        }];
+        n += 1;
+        let ctx = RefundContext {
+            id: format!("r{n}"),
+            seq: 8 + n,
+            store_id: "sh-001".into(),
+            now: now(),
+            staff_no: "2".into(),
+            terminal_id: "t".into(),
+            reason: "x".into(),
+            restock: true,
+        };
+        let Ok(r) = compute_refund(ctx, &sale, &refunds, Some(&req), Some(&m), &rules) else {
+            continue;
+        };
+        apply_refund(&mut m, &r);
+        prop_assert!(
+            raw_points(&m) >= 0,
+            "negative points {} after {:?}",
+            raw_points(&m),
+            r
+        );
+        prop_assert_eq!(
+            Some(m.points(&rules, today)),
+            r.member.as_ref().map(|x| x.points)
+        );
+        prop_assert!(r.refund_total >= 0);
+        refunds.push(r);
+    }
+    let ctx = RefundContext {
+        id: "rlast".into(),
+        seq: 100,
+        store_id: "sh-001".into(),
+        now: now(),
+        staff_no: "2".into(),
+        terminal_id: "t".into(),
+        reason: "x".into(),
+        restock: true,
+    };
+    if let Ok(r) = compute_refund(ctx, &sale, &refunds, None, Some(&m), &rules) {
+        apply_refund(&mut m, &r);
+        prop_assert!(raw_points(&m) >= 0);
+        refunds.push(r);
+    }
+    let back: Money = refunds
+        .iter()
+        .map(|r| r.refund_total + r.shortfall_value)
+        .sum();
+    prop_assert_eq!(back, sale.total);
+    let by: BTreeMap<String, Money> =
+        refunds
+            .iter()
+            .flat_map(|r| &r.payments)
+            .fold(BTreeMap::new(), |mut acc, p| {
+                *acc.entry(format!("{:?}", p.method)).or_default() += p.amount;
+                acc
+            });
+    for p in sale.net_payments() {
+        let got = by.get(&format!("{:?}", p.method)).copied().unwrap_or(0);
+        prop_assert!(got <= p.amount, "method got {} > paid {}", got, p.amount);
+    }
+    let paid_back: Money = refunds
+        .iter()
+        .flat_map(|r| &r.payments)
+        .map(|p| p.amount)
+        .sum();
+    prop_assert_eq!(
+        paid_back,
+        refunds.iter().map(|r| r.refund_total).sum::<Money>()
+    );
+    let restored: i64 = refunds.iter().map(|r| r.points_restored).sum();
+    prop_assert_eq!(restored, sale.points_redeemed);
+    let qty: u32 = refunds.iter().flat_map(|r| &r.lines).map(|l| l.qty).sum();
+    prop_assert_eq!(qty, sale.lines.iter().map(|l| l.qty).sum::<u32>());
+    Ok(())
 }
 
 /// Points expiry (12 months). A sale on 2025-11-15 pays with 500 points earned in 2024-11
