@@ -115,6 +115,17 @@ impl Pending<'_> {
                 tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('rules', ?1)")?
                     .execute(params![String::from_utf8_lossy(&encode_json(r))])?;
             }
+            for (key, holder) in &self.displaced_cards {
+                let k = super::displaced_card_meta_key(key);
+                match holder {
+                    Some(id) => tx
+                        .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+                        .execute(params![k, id])?,
+                    None => tx
+                        .prepare_cached("DELETE FROM meta WHERE key = ?1")?
+                        .execute(params![k])?,
+                };
+            }
             // Removals first, so a key that moved between ids ends up where it was put.
             // Member indexes point at the member's rowid.
             let written: HashMap<&str, i64> = members

@@ -18,8 +18,18 @@ impl Ctx<'_, '_> {
         Ok(check_birthday(b, self.now.date_naive())?)
     }
 
-    fn check_unique(&self, profile: &Profile, member_id: &str) -> Result<(), LedgerError> {
-        if let Some(owner) = self.pending.member_id_by_phone(&profile.phone)?
+    /// The phone and the card (any not in `kept`, the profile before an edit) are no other
+    /// member's. What an edit leaves as it was is not checked again: HQ's copy of a duplicate
+    /// member may hold it in the index (uplink.md), and that is no reason to refuse the edit
+    /// of a name.
+    fn check_unique(
+        &self,
+        profile: &Profile,
+        member_id: &str,
+        kept: Option<&Profile>,
+    ) -> Result<(), LedgerError> {
+        if kept.is_none_or(|k| k.phone != profile.phone)
+            && let Some(owner) = self.pending.member_id_by_phone(&profile.phone)?
             && owner != member_id
         {
             return Err(LedgerError::conflict(
@@ -28,6 +38,7 @@ impl Ctx<'_, '_> {
             ));
         }
         if let Some(card) = &profile.card_no
+            && kept.is_none_or(|k| k.card_no.as_ref() != Some(card))
             && let Some(owner) = self.pending.member_id_by_card(card)?
             && owner != member_id
         {
@@ -77,7 +88,7 @@ impl Ctx<'_, '_> {
         };
         let tags = normalize_tags(&req.tags)?;
         let id = crate::ids::new_v7().to_string();
-        self.check_unique(&profile, &id)?;
+        self.check_unique(&profile, &id, None)?;
         let seq = self.emit(EventBody::MemberRegistered(MemberRegistered {
             member_id: id.clone(),
             profile: Some(profile),
@@ -173,7 +184,7 @@ impl Ctx<'_, '_> {
                 replayed: false,
             });
         }
-        self.check_unique(&p, id)?;
+        self.check_unique(&p, id, Some(&old))?;
         self.emit(EventBody::MemberUpdated(MemberUpdated {
             member_id: id.to_string(),
             profile: Some(p),

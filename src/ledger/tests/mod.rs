@@ -17,6 +17,7 @@ use crate::domain::sale::{Payment, PaymentMethod};
 mod bugs;
 mod catalog;
 mod levels;
+mod members;
 mod staff;
 
 fn config(dir: &Path) -> Config {
