@@ -94,6 +94,12 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     if applied.is_none() {
         failed.push("cache not readable".to_string());
     }
+    if crate::cache::damage_noted() {
+        degraded.push(
+            "cache damaged: some members or products cannot be read until a restart rebuilds it from the journal"
+                .to_string(),
+        );
+    }
     if disk.low {
         degraded.push("disk space low".to_string());
     }

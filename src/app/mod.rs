@@ -139,6 +139,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         acked_seq,
         last_ack_at,
     ));
+    crate::cache::watch_damage(&dir);
     let (cache, cache_writer, opened) = Cache::open(&dir, config.storage.cache_capacity_mb, codec)
         .with_context(|| format!("opening the cache in {}", dir.display()))?;
     if let Opened::Rebuilt(aside) = &opened {

@@ -54,6 +54,7 @@ impl OfflineStore {
         }
         super::journal_started(dir)?;
         journal.set_offline()?;
+        crate::cache::watch_damage(dir);
         let (cache, writer, opened) =
             Cache::open(dir, config.storage.cache_capacity_mb, PiiCodec::new(keys))
                 .with_context(|| format!("opening the cache in {}", dir.display()))?;

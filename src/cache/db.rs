@@ -194,6 +194,50 @@ pub(super) fn open_checked(
     }
 }
 
+/// Where the damage marker of the cache at `path` goes.
+pub(super) fn damage_marker(path: &Path) -> PathBuf {
+    path.with_extension("sqlite3-damaged")
+}
+
+/// The damage marker of the daemon's (or an offline command's) cache: set by
+/// [`super::watch_damage`], so that caches opened by tests in one process never mark each other.
+static DAMAGE_MARKER: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// Whether damage was found in the watched cache since the start.
+static DAMAGED: AtomicBool = AtomicBool::new(false);
+
+/// Makes [`note_damage`] mark the cache whose marker is `marker`.
+pub(super) fn watch_damage(marker: &Path) {
+    if let Ok(mut m) = DAMAGE_MARKER.lock() {
+        *m = Some(marker.to_path_buf());
+    }
+}
+
+/// Whether the watched cache was found damaged since the start.
+pub(super) fn damage_noted() -> bool {
+    DAMAGED.load(Ordering::Relaxed)
+}
+
+/// Records that SQLite found the watched cache malformed while in use: it opens fine (only its
+/// first pages are read then), so without this the damaged rows would fail every request that
+/// reads them, restart after restart. The next start moves it aside and rebuilds it from the
+/// journal; until then `/healthz` says so.
+pub(super) fn note_damage() {
+    let Some(marker) = DAMAGE_MARKER.lock().ok().and_then(|m| m.clone()) else {
+        return;
+    };
+    if DAMAGED.swap(true, Ordering::Relaxed) && marker.exists() {
+        return;
+    }
+    match std::fs::write(&marker, b"") {
+        Ok(()) => tracing::error!(
+            "the cache is damaged; it is rebuilt from the journal at the next start"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "the cache is damaged and the marker cannot be written")
+        }
+    }
+}
+
 /// Moves the cache file (and its WAL) aside as `cache.broken-<time>.sqlite3`, and deletes
 /// the copies moved aside before it: the newest is kept for a look at what went wrong, and a
 /// box whose cache was rebuilt now and then does not fill its disk with old copies (each as

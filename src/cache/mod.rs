@@ -72,8 +72,28 @@ pub enum CacheError {
     Io(#[from] std::io::Error),
 }
 
+/// From now on, a cache in `dir` that SQLite finds damaged while in use is marked to be rebuilt
+/// at the next start, and [`damage_noted`] says so (the daemon's and an offline command's
+/// cache: one a process).
+pub fn watch_damage(dir: &Path) {
+    db::watch_damage(&db::damage_marker(&dir.join(db::FILE_NAME)));
+}
+
+/// Whether the watched cache was found damaged since the start (`/healthz`).
+pub fn damage_noted() -> bool {
+    db::damage_noted()
+}
+
 pub(crate) fn sql_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> CacheError {
-    move |source| CacheError::Sql { context, source }
+    move |source| {
+        if matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+        ) {
+            db::note_damage();
+        }
+        CacheError::Sql { context, source }
+    }
 }
 
 struct Inner {
@@ -153,7 +173,17 @@ impl Cache {
         let share_kib = (capacity_mb * 1024 / (db::READERS as u64 + 1)).max(256);
         let existed = path.exists();
         let key = codec.keys().fingerprint().to_string();
-        let (conn, opened) = match db::open_checked(&path, share_kib, &key) {
+        // A cache found damaged while in use (a page SQLite reports as malformed) is rebuilt
+        // now: opening it checks only its first pages.
+        let marker = db::damage_marker(&path);
+        let checked = if marker.exists() {
+            Err(CacheError::Corrupt(
+                "a read or write found it damaged while in use".into(),
+            ))
+        } else {
+            db::open_checked(&path, share_kib, &key)
+        };
+        let (conn, opened) = match checked {
             Ok(conn) => (
                 conn,
                 if existed {
@@ -169,10 +199,13 @@ impl Cache {
             Err(e) => {
                 tracing::warn!(error = %e, "the cache cannot be used; moving it aside and rebuilding");
                 let aside = db::move_aside(&path)?;
-                (
-                    db::open_checked(&path, share_kib, &key)?,
-                    Opened::Rebuilt(aside),
-                )
+                let conn = db::open_checked(&path, share_kib, &key)?;
+                if let Err(e) = std::fs::remove_file(&marker)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(error = %e, "cannot remove the cache's damage marker");
+                }
+                (conn, Opened::Rebuilt(aside))
             }
         };
         let inner = Arc::new(Inner {

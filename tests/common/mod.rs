@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod devices;
 pub mod history;
 pub mod hw;
