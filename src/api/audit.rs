@@ -5,8 +5,7 @@ use axum::extract::State;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiResult, AppState, Json, Query, Staff};
-use crate::domain::access::Action;
+use super::{ApiResult, AppState, Can, Json, Query, gate};
 use crate::journal::audit::{self, AuditEntry};
 
 pub(super) fn router() -> Router<AppState> {
@@ -32,10 +31,9 @@ struct Entries {
 
 async fn list(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(_staff, _): Can<gate::AuditRead>,
     Query(page): Query<Page>,
 ) -> ApiResult<Json<Entries>> {
-    staff.allow(Action::AuditRead)?;
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
     let after = page.after;
     let entries = state

@@ -253,7 +253,8 @@ pub trait Gate {
     const ACTION: Action;
 }
 
-/// The gates of the routes that take a body and need more than a cashier.
+/// The gates of the routes that need more than a cashier and take a body, a query or a path
+/// parameter: the role is checked before any of them is parsed.
 pub mod gate {
     use super::{Action, Gate};
 
@@ -267,12 +268,17 @@ pub mod gate {
         )*};
     }
     gates!(
+        AuditRead,
         CampaignManage,
         CouponIssue,
+        DeviceControl,
         FeedbackManage,
+        MemberErase,
         ProductEdit,
+        ReportsRead,
         SaleRefund,
         StaffManage,
+        StaffRead,
         StockMove,
     );
 }

@@ -120,10 +120,9 @@ async fn list(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<ser
 
 async fn read(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(_staff, _): Can<gate::ReportsRead>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<CampaignView>> {
-    staff.allow(Action::ReportsRead)?;
     let c = state
         .cache
         .campaign(&id.to_ascii_uppercase())?

@@ -14,8 +14,7 @@ use serde::Serialize;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::{ApiError, ApiResult, AppState, Json, Path, Staff};
-use crate::devices::bus::DeviceStatus;
+use super::{ApiError, ApiResult, AppState, Can, Json, Path, Staff, gate};
 use crate::domain::access::Action;
 use crate::ledger::{Command, Outcome};
 
@@ -29,37 +28,79 @@ pub(super) fn router() -> Router<AppState> {
 
 #[derive(Serialize)]
 struct Devices {
-    devices: Vec<DeviceStatus>,
+    devices: Vec<serde_json::Value>,
+}
+
+/// `v` as JSON with its `key` set to `at` in the store's timezone (the bus keeps UTC; the API
+/// gives every time with the store's offset).
+fn with_local_time<T: Serialize>(
+    state: &AppState,
+    v: &T,
+    key: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
+    let mut json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+    if let Some(o) = json.as_object_mut() {
+        o.insert(key.to_string(), serde_json::json!(state.settings.local(at)));
+    }
+    json
 }
 
 async fn list(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Devices>> {
     staff.allow(Action::StatusRead)?;
     Ok(Json(Devices {
-        devices: state.devices.statuses(),
+        devices: state
+            .devices
+            .statuses()
+            .iter()
+            .map(|d| with_local_time(&state, d, "since", d.since))
+            .collect(),
     }))
 }
 
+/// How often an idle event stream checks that its session still exists.
+const SESSION_CHECK: Duration = Duration::from_secs(5);
+
 /// The events of the session's terminal, as they happen. A client that falls behind loses the
-/// oldest events rather than slowing the devices down.
+/// oldest events rather than slowing the devices down. The stream lasts as long as its
+/// session: it ends when the session is logged out, ended (staff removed, role changed) or
+/// expires, so a terminal whose staff logged out hears no more card reads.
 async fn events(
     State(state): State<AppState>,
     staff: Staff,
 ) -> ApiResult<Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>>> {
     staff.allow(Action::StatusRead)?;
     let terminal = staff.session.terminal_id.clone();
-    let stream = BroadcastStream::new(state.devices.subscribe()).filter_map(move |e| {
-        let e = e.ok()?;
-        if e.terminal() != terminal {
-            return None;
-        }
-        let kind = match &e {
-            crate::devices::bus::DeviceEvent::Scan { .. } => "scan",
-            crate::devices::bus::DeviceEvent::Card { .. } => "card",
-            crate::devices::bus::DeviceEvent::Device { .. } => "device",
-        };
-        Event::default().event(kind).json_data(&e).ok().map(Ok)
-    });
-    // The stream ends at shutdown, or the server would wait for it forever.
+    let (cache, token_hash) = (state.cache.clone(), staff.token_hash);
+    let expires_at = staff.session.expires_at;
+    let local = state.clone();
+    // Device events, and a tick now and then (`None`) so an idle stream notices too.
+    let events = BroadcastStream::new(state.devices.subscribe()).map(Some);
+    let ticks = Box::pin(futures_util::stream::unfold((), |()| async {
+        tokio::time::sleep(SESSION_CHECK).await;
+        Some((None, ()))
+    }));
+    let stream = futures_util::stream::select(events, ticks)
+        .take_while(move |_| matches!(cache.session(&token_hash, chrono::Utc::now()), Ok(Some(_))))
+        .filter_map(move |e| {
+            let e = e?.ok()?;
+            if e.terminal() != terminal {
+                return None;
+            }
+            let kind = match &e {
+                crate::devices::bus::DeviceEvent::Scan { .. } => "scan",
+                crate::devices::bus::DeviceEvent::Card { .. } => "card",
+                crate::devices::bus::DeviceEvent::Device { .. } => "device",
+            };
+            let data = with_local_time(&local, &e, "at", e.at());
+            Event::default().event(kind).json_data(&data).ok().map(Ok)
+        });
+    // The stream ends when the session expires (nothing to check it against then), and at
+    // shutdown, or the server would wait for it forever.
+    let until_expiry = (expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    let stream = futures_util::StreamExt::take_until(stream, tokio::time::sleep(until_expiry));
     let stream =
         futures_util::StreamExt::take_until(stream, state.shutdown.clone().cancelled_owned());
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
@@ -87,10 +128,9 @@ async fn reprint(
 
 async fn open_drawer(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(staff, _): Can<gate::DeviceControl>,
     Path(device_id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Queued>)> {
-    staff.allow(Action::DeviceControl)?;
     queued(
         state
             .ledger

@@ -87,10 +87,9 @@ struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(_staff, _): Can<gate::FeedbackManage>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    staff.allow(Action::FeedbackManage)?;
     let open_only = match q.status.as_deref() {
         None | Some("open") => true,
         Some("all") => false,

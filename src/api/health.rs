@@ -32,7 +32,7 @@ struct Health {
     status: &'static str,
     version: &'static str,
     store_id: String,
-    started_at: chrono::DateTime<chrono::Utc>,
+    started_at: chrono::DateTime<chrono::FixedOffset>,
     /// Why the status is not `ok`.
     problems: Vec<String>,
     journal: Journal,
@@ -66,7 +66,8 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let running = state.ledger.is_running();
     let writable = running && stats.writable.load(Ordering::Relaxed);
     let last_seq = stats.last_seq.load(Ordering::Relaxed);
-    let uplink = crate::uplink::view(&state.uplink, last_seq, &state.journal).await;
+    let uplink =
+        crate::uplink::view(&state.uplink, last_seq, &state.journal, &state.settings).await;
     // A point read (not a count: counting a million members takes tens of milliseconds).
     let applied = state.cache.applied_seq().ok();
     let devices: Vec<DeviceHealth> = state
@@ -126,7 +127,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
             status,
             version: env!("CARGO_PKG_VERSION"),
             store_id: state.settings.store_id.clone(),
-            started_at: state.started_at,
+            started_at: state.settings.local(state.started_at),
             problems: failed,
             journal: Journal {
                 writable,
@@ -147,7 +148,8 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let stats = &state.ledger.stats;
     let last_seq = stats.last_seq.load(Ordering::Relaxed);
-    let uplink = crate::uplink::view(&state.uplink, last_seq, &state.journal).await;
+    let uplink =
+        crate::uplink::view(&state.uplink, last_seq, &state.journal, &state.settings).await;
     let now = chrono::Utc::now();
     let gauges = Gauges {
         last_seq,

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, AppState, Json, Path, Query, Staff, idempotency_key};
+use super::{ApiError, ApiResult, AppState, Can, Json, Path, Query, Staff, gate, idempotency_key};
 use crate::domain::access::Action;
 use crate::domain::contact::{
     mask_phone, name_search_key, normalize_card, normalize_phone, validate_tail,
@@ -295,10 +295,9 @@ async fn update(
 
 async fn erase(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(staff, _): Can<gate::MemberErase>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    staff.allow(Action::MemberErase)?;
     state
         .ledger
         .execute(staff.actor(), Command::Erase { member_id: id })

@@ -9,8 +9,7 @@ use axum::routing::get;
 use chrono::{Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, AppState, Json, Query, Staff};
-use crate::domain::access::Action;
+use super::{ApiError, ApiResult, AppState, Can, Json, Query, gate};
 use crate::domain::money::format_yuan;
 use crate::domain::report;
 
@@ -119,10 +118,9 @@ struct SalesReport {
 
 async fn sales(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(_staff, _): Can<gate::ReportsRead>,
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
-    staff.allow(Action::ReportsRead)?;
     let (from, to) = q.range(today(&state))?;
     let days = (to - from).num_days() + 1;
     let now = facts(&state, from, to).await?;
@@ -202,10 +200,9 @@ struct ProductsReport {
 
 async fn products(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(_staff, _): Can<gate::ReportsRead>,
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
-    staff.allow(Action::ReportsRead)?;
     let (from, to) = q.range(today(&state))?;
     let days = (to - from).num_days() + 1;
     let f = facts(&state, from, to).await?;
@@ -309,10 +306,9 @@ struct PairsReport {
 
 async fn associations(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(_staff, _): Can<gate::ReportsRead>,
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
-    staff.allow(Action::ReportsRead)?;
     let (from, to) = q.range(today(&state))?;
     let f = facts(&state, from, to).await?;
     let pairs = report::associations(&f.sales, q.min_count.unwrap_or(3).max(1), q.limit());
@@ -356,10 +352,9 @@ struct StaffReport {
 
 async fn staff_report(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(_staff, _): Can<gate::ReportsRead>,
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
-    staff.allow(Action::ReportsRead)?;
     let (from, to) = q.range(today(&state))?;
     let f = facts(&state, from, to).await?;
     let ratings = state
@@ -412,10 +407,9 @@ async fn staff_report(
 
 async fn stock(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(_staff, _): Can<gate::ReportsRead>,
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
-    staff.allow(Action::ReportsRead)?;
     let low = state
         .cache
         .stock_below_safety(q.limit.unwrap_or(1000).clamp(1, 10_000))?;

@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::members::{RiskView, SegmentView};
 use super::reports::{Period, today, wants_csv};
-use super::{ApiError, ApiResult, AppState, Json, Query, Staff};
-use crate::domain::access::Action;
+use super::{ApiError, ApiResult, AppState, Can, Json, Query, gate};
 use crate::domain::insight::{self, Segment};
 use crate::domain::money::Money;
 use crate::domain::money::format_yuan;
@@ -66,10 +65,9 @@ struct Segments {
 /// Counts per segment (every member is scored), and with `segment=` that segment's members.
 async fn segments(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(_staff, _): Can<gate::ReportsRead>,
     Query(q): Query<SegmentQuery>,
 ) -> ApiResult<Response> {
-    staff.allow(Action::ReportsRead)?;
     let wanted = match &q.segment {
         None => None,
         Some(code) => Some(Segment::from_code(code).ok_or_else(|| {
@@ -199,10 +197,9 @@ struct AtRisk {
 /// Members flagged `at_risk`, longest overdue first.
 async fn at_risk(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(_staff, _): Can<gate::ReportsRead>,
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
-    staff.allow(Action::ReportsRead)?;
     let csv = q.csv()?;
     let day = today(&state);
     let cache = state.cache.clone();

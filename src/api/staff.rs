@@ -64,10 +64,9 @@ async fn list(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Vec
 
 async fn read(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(_staff, _): Can<gate::StaffRead>,
     Path(staff_no): Path<String>,
 ) -> ApiResult<Json<StaffView>> {
-    staff.allow(Action::StaffRead)?;
     if let Some(r) = state.cache.staff(&staff_no)? {
         return Ok(Json(view(&r)));
     }
@@ -227,10 +226,9 @@ async fn put(
 
 async fn remove(
     State(state): State<AppState>,
-    staff: Staff,
+    Can(staff, _): Can<gate::StaffManage>,
     Path(staff_no): Path<String>,
 ) -> ApiResult<StatusCode> {
-    staff.allow(Action::StaffManage)?;
     not_self(&staff, &staff_no, "remove")?;
     let Some(mut record) = current(&state, &staff_no).await?.filter(|r| r.active) else {
         return Err(not_found(&staff_no));

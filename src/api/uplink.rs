@@ -17,5 +17,7 @@ pub(super) fn router() -> Router<AppState> {
 async fn read(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<UplinkView>> {
     staff.allow(Action::StatusRead)?;
     let last = state.ledger.stats.last_seq.load(Ordering::Relaxed);
-    Ok(Json(view(&state.uplink, last, &state.journal).await))
+    Ok(Json(
+        view(&state.uplink, last, &state.journal, &state.settings).await,
+    ))
 }

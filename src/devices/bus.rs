@@ -112,6 +112,15 @@ pub enum DeviceEvent {
 }
 
 impl DeviceEvent {
+    /// When it happened.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            DeviceEvent::Scan { at, .. }
+            | DeviceEvent::Card { at, .. }
+            | DeviceEvent::Device { at, .. } => *at,
+        }
+    }
+
     /// The terminal the event is for.
     pub fn terminal(&self) -> &str {
         match self {

@@ -340,7 +340,13 @@ impl Link {
     /// be published again once the backlog is gone: HQ would see it for a status interval).
     async fn publish_status(&self, client: &AsyncClient, outbox: &mut Outbox) -> bool {
         let last = *self.seq.borrow();
-        let view = super::view(&self.parts.status, last, &self.parts.journal).await;
+        let view = super::view(
+            &self.parts.status,
+            last,
+            &self.parts.journal,
+            &self.parts.ledger.settings,
+        )
+        .await;
         let payload = json!({
             "online": true,
             "version": env!("CARGO_PKG_VERSION"),

@@ -105,13 +105,18 @@ pub struct UplinkView {
     pub backlog: u64,
     /// Time of the oldest of them.
     pub oldest_unsent_at: Option<DateTime<FixedOffset>>,
-    /// When the broker last acknowledged an event.
-    pub last_ack_at: Option<DateTime<Utc>>,
+    /// When the broker last acknowledged an event (store-local, like every time in the API).
+    pub last_ack_at: Option<DateTime<FixedOffset>>,
 }
 
 /// The uplink's view right now: backlog from the ledger's last `seq` and the acknowledged
-/// position; the oldest unsent event's time from the journal.
-pub async fn view(status: &UplinkStatus, last_seq: u64, journal: &JournalReader) -> UplinkView {
+/// position; the oldest unsent event's time from the journal. Times in the store's timezone.
+pub async fn view(
+    status: &UplinkStatus,
+    last_seq: u64,
+    journal: &JournalReader,
+    settings: &crate::ledger::StoreSettings,
+) -> UplinkView {
     let acked = status.acked_seq().min(last_seq);
     let backlog = last_seq - acked;
     let cached = status
@@ -141,7 +146,7 @@ pub async fn view(status: &UplinkStatus, last_seq: u64, journal: &JournalReader)
         connected: status.connected(),
         backlog,
         oldest_unsent_at,
-        last_ack_at: status.last_ack_at(),
+        last_ack_at: status.last_ack_at().map(|t| settings.local(t)),
     }
 }
 

@@ -136,8 +136,9 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 Ok(Outcome::PanicAfterCommitForTest)
             }
             Command::Reprint { sale_id } => {
-                let device_id = self.printer()?;
+                // An unknown sale is 404 whatever the terminal has.
                 self.load_sale(&sale_id)?;
+                let device_id = self.printer()?;
                 let job_id = store::queue_print(
                     self.conn,
                     &device_id,
