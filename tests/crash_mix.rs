@@ -48,6 +48,34 @@ impl Ctx {
     fn next(&self) -> u64 {
         self.counter.fetch_add(1, Ordering::Relaxed)
     }
+
+    /// A POST with an idempotency key, written in the book with its answer (or none).
+    async fn keyed_post(
+        &self,
+        what: &str,
+        token: &str,
+        path: &str,
+        body: Value,
+        key: String,
+    ) -> Answer {
+        let a = call(
+            &self.client,
+            &self.base,
+            Method::POST,
+            token,
+            path,
+            Some(&body),
+            Some(&key),
+        )
+        .await;
+        no_5xx(what, &a);
+        self.book
+            .lock()
+            .await
+            .keyed
+            .insert(key, (path.to_string(), body, a.clone()));
+        a
+    }
 }
 
 /// Registrations, edits and erasures of fresh members.
@@ -59,22 +87,9 @@ async fn members_task(c: Arc<Ctx>, lane: u64) {
         let name = format!("会员{n}");
         let body =
             json!({"name": name, "phone": phone, "card_no": format!("CARD{n}"), "tags": ["t"]});
-        let a = call(
-            &c.client,
-            &c.base,
-            Method::POST,
-            &c.cashier,
-            "/v1/members",
-            Some(&body),
-            Some(&key),
-        )
-        .await;
-        no_5xx("register", &a);
-        c.book
-            .lock()
-            .await
-            .keyed
-            .insert(key, ("/v1/members".into(), body, a.clone()));
+        let a = c
+            .keyed_post("register", &c.cashier, "/v1/members", body, key)
+            .await;
         let Some((201, m)) = a else {
             if a.is_none() {
                 return;
@@ -154,22 +169,13 @@ async fn sales_task(c: Arc<Ctx>, lane: u64) {
             }
         }
         let key = format!("sale-{}-{lane}-{n}", c.round);
-        let a = call(
-            &c.client,
-            &c.base,
-            Method::POST,
-            &c.cashier,
-            "/v1/sales",
-            Some(&body),
-            Some(&key),
-        )
-        .await;
-        no_5xx("sale", &a);
-        let mut b = c.book.lock().await;
+        let a = c
+            .keyed_post("sale", &c.cashier, "/v1/sales", body, key)
+            .await;
         if let Some((201, s)) = &a {
-            b.sale_ids.push(s["id"].as_str().unwrap().to_string());
+            let id = s["id"].as_str().unwrap().to_string();
+            c.book.lock().await.sale_ids.push(id);
         }
-        b.keyed.insert(key, ("/v1/sales".into(), body, a.clone()));
         if a.is_none() {
             return;
         }
@@ -199,22 +205,7 @@ async fn refunds_task(c: Arc<Ctx>, lane: u64) {
         };
         let key = format!("rf-{}-{lane}-{n}", c.round);
         let path = format!("/v1/sales/{sale}/refunds");
-        let a = call(
-            &c.client,
-            &c.base,
-            Method::POST,
-            &c.manager,
-            &path,
-            Some(&body),
-            Some(&key),
-        )
-        .await;
-        no_5xx("refund", &a);
-        c.book
-            .lock()
-            .await
-            .keyed
-            .insert(key, (path, body, a.clone()));
+        let a = c.keyed_post("refund", &c.manager, &path, body, key).await;
         if a.is_none() {
             return;
         }
@@ -232,22 +223,9 @@ async fn misc_task(c: Arc<Ctx>, lane: u64) {
         };
         let body = json!({"sku": (["TEA", "MILK", "RICE", "SNACK"][(n % 4) as usize]), "delta": delta, "reason": reason, "note": format!("n{n}")});
         let key = format!("mv-{}-{lane}-{n}", c.round);
-        let a = call(
-            &c.client,
-            &c.base,
-            Method::POST,
-            &c.manager,
-            "/v1/stock/movements",
-            Some(&body),
-            Some(&key),
-        )
-        .await;
-        no_5xx("move", &a);
-        c.book
-            .lock()
-            .await
-            .keyed
-            .insert(key, ("/v1/stock/movements".into(), body, a.clone()));
+        let a = c
+            .keyed_post("move", &c.manager, "/v1/stock/movements", body, key)
+            .await;
         if a.is_none() {
             return;
         }

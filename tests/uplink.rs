@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::mqtt::{Broker, Hq, kinds, wait_for};
+use common::mqtt::{Broker, Hq, big_products, big_sale_lines, kinds, wait_for};
 use common::{CASHIER, Daemon, MANAGER, cash};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -427,12 +427,7 @@ async fn an_event_too_big_for_the_broker_is_reported_not_looped() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
     let hq = Hq::connect(broker.port, "sh-001").await;
-    let mut products = String::new();
-    for i in 0..40 {
-        products.push_str(&format!(
-            "[[products]]\nsku = \"BIG-{i:02}\"\nname = \"一个名字很长很长很长的商品编号{i:02}\"\nprice = 100\n"
-        ));
-    }
+    let products = big_products();
     let d = Daemon::start_in(
         dir.path(),
         &format!(
@@ -441,9 +436,7 @@ async fn an_event_too_big_for_the_broker_is_reported_not_looped() {
         ),
     );
     let t = d.login(CASHIER).await;
-    let lines: Vec<Value> = (0..40)
-        .map(|i| json!({"sku": format!("BIG-{i:02}"), "qty": 1}))
-        .collect();
+    let lines = big_sale_lines();
     let (s, big) = d
         .sale(&t, &json!({"lines": lines, "payments": cash(4000)}))
         .await;

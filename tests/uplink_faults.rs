@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::mqtt::{Broker, Hq, wait_for};
+use common::mqtt::{Broker, Hq, big_products, big_sale_lines, wait_for};
 use common::{CASHIER, Daemon, cash};
 use serde_json::{Value, json};
 
@@ -29,12 +29,7 @@ async fn an_unsendable_event_is_reported_once_across_reconnects() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Broker::start(dir.path());
     let hq = Hq::connect(broker.port, "sh-001").await;
-    let mut products = String::new();
-    for i in 0..40 {
-        products.push_str(&format!(
-            "[[products]]\nsku = \"BIG-{i:02}\"\nname = \"一个名字很长很长很长的商品编号{i:02}\"\nprice = 100\n"
-        ));
-    }
+    let products = big_products();
     let d = Daemon::start_in(
         dir.path(),
         &format!(
@@ -56,9 +51,7 @@ async fn an_unsendable_event_is_reported_once_across_reconnects() {
         )
         .await;
     assert_eq!(s, 201);
-    let lines: Vec<Value> = (0..40)
-        .map(|i| json!({"sku": format!("BIG-{i:02}"), "qty": 1}))
-        .collect();
+    let lines = big_sale_lines();
     let (s, big) = d
         .sale(&t, &json!({"lines": lines, "payments": cash(4000)}))
         .await;

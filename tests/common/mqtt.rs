@@ -313,3 +313,22 @@ pub fn kinds(events: &[Value]) -> Vec<String> {
         .map(|e| e["kind"].as_str().unwrap_or("").to_string())
         .collect()
 }
+
+/// Forty products with long names, for a sale of one of each: an event too big for a 4 KiB
+/// packet limit (`uplink.max_packet_bytes = 4096`).
+pub fn big_products() -> String {
+    (0..40)
+        .map(|i| {
+            format!(
+                "[[products]]\nsku = \"BIG-{i:02}\"\nname = \"一个名字很长很长很长的商品编号{i:02}\"\nprice = 100\n"
+            )
+        })
+        .collect()
+}
+
+/// The lines of a sale of one of each of [`big_products`].
+pub fn big_sale_lines() -> Vec<serde_json::Value> {
+    (0..40)
+        .map(|i| serde_json::json!({"sku": format!("BIG-{i:02}"), "qty": 1}))
+        .collect()
+}

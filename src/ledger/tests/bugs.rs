@@ -4,19 +4,6 @@
 
 use super::*;
 
-/// A ledger on a new store: its directory, the ledger, its thread and a reader of its cache.
-fn started() -> (
-    tempfile::TempDir,
-    Ledger,
-    std::thread::JoinHandle<()>,
-    Cache,
-) {
-    let dir = tempfile::tempdir().unwrap();
-    let (journal, cache, writer, settings, c) = open(dir.path());
-    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
-    (dir, ledger, thread, cache)
-}
-
 /// Sends `cmds` so that they land in one batch (the ledger thread is held by a hook while they
 /// queue) and returns their answers in order.
 async fn in_one_batch(ledger: &Ledger, cmds: Vec<Command>) -> Vec<Result<Outcome, LedgerError>> {

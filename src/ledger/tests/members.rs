@@ -41,9 +41,7 @@ fn hq_member(id: &str, phone: &str, version: u64) -> Member {
 /// taken for a new registration.
 #[tokio::test]
 async fn the_local_member_gets_the_phone_back_when_hqs_duplicate_is_erased() {
-    let dir = tempfile::tempdir().unwrap();
-    let (journal, cache, writer, settings, c) = open(dir.path());
-    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let (_dir, ledger, thread, cache) = started();
     let a = register(&ledger, "13800000031").await;
     apply(&ledger, vec![hq_member("hq-b", "13800000031", 1)]).await;
     ledger.caught_up().await;
@@ -69,9 +67,7 @@ async fn the_local_member_gets_the_phone_back_when_hqs_duplicate_is_erased() {
 /// The same when HQ moves its copy to another phone.
 #[tokio::test]
 async fn the_local_member_gets_the_phone_back_when_hqs_copy_changes_phone() {
-    let dir = tempfile::tempdir().unwrap();
-    let (journal, cache, writer, settings, c) = open(dir.path());
-    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let (_dir, ledger, thread, cache) = started();
     let a = register(&ledger, "13800000032").await;
     apply(&ledger, vec![hq_member("hq-b", "13800000032", 1)]).await;
     apply(&ledger, vec![hq_member("hq-b", "13900000032", 2)]).await;
@@ -117,9 +113,7 @@ async fn patch(ledger: &Ledger, id: &str, req: UpdateMember) -> Result<Outcome, 
 /// the phone is not what the edit changes.
 #[tokio::test]
 async fn an_edit_that_leaves_the_phone_alone_is_not_refused_for_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let (journal, _cache, writer, settings, c) = open(dir.path());
-    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let (_dir, ledger, thread, _cache) = started();
     let a = register(&ledger, "13800000033").await;
     apply(&ledger, vec![hq_member("hq-b", "13800000033", 1)]).await;
     let edited = patch(
@@ -139,9 +133,7 @@ async fn an_edit_that_leaves_the_phone_alone_is_not_refused_for_it() {
 /// Same for a card HQ's copy took over and then gave up.
 #[tokio::test]
 async fn the_local_member_gets_the_card_back_when_hqs_copy_changes_card() {
-    let dir = tempfile::tempdir().unwrap();
-    let (journal, cache, writer, settings, c) = open(dir.path());
-    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let (_dir, ledger, thread, cache) = started();
     let a = register(&ledger, "13800000034").await;
     patch(
         &ledger,
@@ -172,9 +164,7 @@ async fn the_local_member_gets_the_card_back_when_hqs_copy_changes_card() {
 /// version) lowers none of this store's counters, and an equal version does not undo an edit.
 #[tokio::test]
 async fn hqs_older_snapshot_lowers_nothing_of_this_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let (journal, cache, writer, settings, c) = open(dir.path());
-    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let (_dir, ledger, thread, cache) = started();
     let a = register(&ledger, "13800000035").await;
     apply(
         &ledger,
@@ -238,9 +228,7 @@ async fn hqs_older_snapshot_lowers_nothing_of_this_store() {
 /// Erase, erase again, edit after erasure, and HQ resending the member with personal data.
 #[tokio::test]
 async fn erased_stays_erased() {
-    let dir = tempfile::tempdir().unwrap();
-    let (journal, cache, writer, settings, c) = open(dir.path());
-    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let (_dir, ledger, thread, cache) = started();
     let a = register(&ledger, "13800000036").await;
     let manager = Actor {
         role: Role::Manager,
@@ -286,9 +274,7 @@ async fn erased_stays_erased() {
 /// Phone changes: to one taken (409), and back again; clearing a card.
 #[tokio::test]
 async fn phone_and_card_edits_keep_the_indexes_right() {
-    let dir = tempfile::tempdir().unwrap();
-    let (journal, cache, writer, settings, c) = open(dir.path());
-    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let (_dir, ledger, thread, cache) = started();
     let a = register(&ledger, "13800000037").await;
     let _b = register(&ledger, "13800000038").await;
     let to = |phone: &str| UpdateMember {

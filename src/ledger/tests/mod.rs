@@ -88,6 +88,19 @@ impl Ledger {
     }
 }
 
+/// A ledger on a new store: its directory, the ledger, its thread and a reader of its cache.
+fn started() -> (
+    tempfile::TempDir,
+    Ledger,
+    std::thread::JoinHandle<()>,
+    Cache,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, cache, writer, settings, c) = open(dir.path());
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    (dir, ledger, thread, cache)
+}
+
 fn cashier() -> Actor {
     Actor {
         staff_no: "1001".into(),
