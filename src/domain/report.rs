@@ -195,33 +195,37 @@ pub fn associations(sales: &[SaleFact], min_count: u64, limit: usize) -> Vec<Pai
         }
     }
     let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
-    let mut out = Vec::new();
+    // Ranked by reference, and only the `limit` kept become `Pair`s: with `min_count` 1 over a
+    // year every pair sold together is a candidate, twice.
+    let mut ranked: Vec<(&str, &str, u64, f64)> = Vec::new();
     for ((a, b), c) in both {
         if c < min_count {
             continue;
         }
         for (x, y) in [(a, b), (b, a)] {
             let (nx, ny) = (single[x] as f64, single[y] as f64);
-            let confidence = c as f64 / nx;
-            out.push(Pair {
-                a: x.to_string(),
-                b: y.to_string(),
-                count: c,
-                support: round(c as f64 / n),
-                confidence: round(confidence),
-                lift: round(confidence / (ny / n)),
-            });
+            let lift = round((c as f64 / nx) / (ny / n));
+            ranked.push((x, y, c, lift));
         }
     }
-    out.sort_by(|p, q| {
-        q.lift
-            .total_cmp(&p.lift)
-            .then(q.count.cmp(&p.count))
-            .then(p.a.cmp(&q.a))
-            .then(p.b.cmp(&q.b))
+    ranked.sort_by(|p, q| {
+        q.3.total_cmp(&p.3)
+            .then(q.2.cmp(&p.2))
+            .then(p.0.cmp(q.0))
+            .then(p.1.cmp(q.1))
     });
-    out.truncate(limit);
-    out
+    ranked.truncate(limit);
+    ranked
+        .into_iter()
+        .map(|(x, y, c, lift)| Pair {
+            a: x.to_string(),
+            b: y.to_string(),
+            count: c,
+            support: round(c as f64 / n),
+            confidence: round(c as f64 / single[x] as f64),
+            lift,
+        })
+        .collect()
 }
 
 /// One staff member's figures in a period.
