@@ -359,7 +359,13 @@ pub fn price(input: &PricingInput<'_>) -> Result<Quote, PricingError> {
         None => 0,
     };
     let max_points = points_for_value(max_value, rate);
-    let max_redeem_points = max_points.min(held);
+    // Fewer points held than pay the most allowed: what the points held pay, and only the
+    // points that worth needs (a point or two too few to pay a fen pay nothing).
+    let max_redeem_points = if max_points <= held {
+        max_points
+    } else {
+        mul_div_ceil(mul_div_floor(held.max(0), 100, rate), rate, 100)
+    };
     let mut points_value = 0;
     let mut points_redeemed = 0;
     if input.redeem_points > 0 {

@@ -528,3 +528,42 @@ fn a_birthday_week_across_new_year_gives_the_discount_once() {
     assert_eq!(quote(&m, at(2027, 1, 4)).benefit, None);
     assert_eq!(quote(&m, at(2027, 12, 28)).benefit, Some(Benefit::Birthday));
 }
+
+/// With fewer points held than pay the most allowed, the quoted maximum is still a redemption
+/// that is accepted and charged in full (at 150 a yuan, 1 point held was quoted and refused as
+/// too small; 4 were quoted and 3 charged).
+#[test]
+fn the_quoted_maximum_with_few_points_held_is_accepted_and_charged() {
+    let a = product("A", 9_999);
+    let items = [CartItem {
+        product: &a,
+        qty: 1,
+    }];
+    for (rate, held) in [(150, 1), (150, 4), (1_000, 9), (1_000, 1_009), (333, 5)] {
+        let m = member(150_000, held, None);
+        let rules = Rules {
+            redeem_points_per_yuan: rate,
+            ..Rules::default()
+        };
+        let priced = |redeem| {
+            price(&PricingInput {
+                items: &items,
+                member: Some(&m),
+                coupons: &[],
+                redeem_points: redeem,
+                rules: &rules,
+                now: now(),
+                rounding: TotalRounding::None,
+            })
+        };
+        let max = priced(0).unwrap().max_redeem_points;
+        if max > 0 {
+            let q = priced(max)
+                .unwrap_or_else(|e| panic!("rate {rate} held {held}: max {max} refused: {e:?}"));
+            assert_eq!(
+                q.points_redeemed, max,
+                "rate {rate} held {held}: max {max} charged"
+            );
+        }
+    }
+}
