@@ -137,3 +137,32 @@ async fn a_damaged_cache_is_rebuilt_and_agrees_with_the_journal() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// A cache found damaged when it is opened at the start is rebuilt at once: `/healthz` does not
+/// then say "cache damaged" (until a restart) for the whole run.
+async fn a_cache_rebuilt_at_the_start_is_not_reported_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), EXTRA);
+    let t = d.login(CASHIER).await;
+    d.register(&t, "会员", "13500000001", json!({})).await;
+    d.terminate();
+    let data = dir.path().join("data");
+    std::fs::write(data.join("cache.sqlite3"), vec![0x5Au8; 64 * 1024]).unwrap();
+    for f in ["cache.sqlite3-wal", "cache.sqlite3-shm"] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+    let d = Daemon::start_in(dir.path(), EXTRA);
+    let h = d.health().await;
+    let log = d.log_text();
+    assert!(log.contains("aside"), "not rebuilt? {log}");
+    assert!(
+        !data.join("cache.sqlite3-damaged").exists(),
+        "marker left after the rebuild"
+    );
+    assert!(
+        !h["problems"].to_string().contains("cache damaged") && h["status"] == "ok",
+        "rebuilt at the start, yet: {h}"
+    );
+    d.terminate();
+}

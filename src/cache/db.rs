@@ -212,6 +212,11 @@ pub(super) fn watch_damage(marker: &Path) {
     }
 }
 
+/// The watched cache was rebuilt: damage found before (opening it) is mended.
+pub(super) fn damage_mended() {
+    DAMAGED.store(false, Ordering::Relaxed);
+}
+
 /// Whether the watched cache was found damaged since the start.
 pub(super) fn damage_noted() -> bool {
     DAMAGED.load(Ordering::Relaxed)

@@ -200,6 +200,8 @@ impl Cache {
                 tracing::warn!(error = %e, "the cache cannot be used; moving it aside and rebuilding");
                 let aside = db::move_aside(&path)?;
                 let conn = db::open_checked(&path, share_kib, &key)?;
+                // Damage the failed open noted is mended by this rebuild.
+                db::damage_mended();
                 if let Err(e) = std::fs::remove_file(&marker)
                     && e.kind() != std::io::ErrorKind::NotFound
                 {
