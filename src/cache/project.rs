@@ -56,7 +56,7 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
                 with_member(p, id, e, |m| apply_sale(m, sale))?;
             }
             for line in &sale.lines {
-                move_stock(p, &line.sku, -i64::from(line.qty), None, e)?;
+                move_stock(p, &line.sku, -i64::from(line.qty), e)?;
             }
             for applied in &sale.coupons {
                 // A coupon the cache does not hold (one of HQ's, in a cache rebuilt from the
@@ -82,7 +82,7 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
             }
             if refund.restock {
                 for line in &refund.lines {
-                    move_stock(p, &line.sku, i64::from(line.qty), None, e)?;
+                    move_stock(p, &line.sku, i64::from(line.qty), e)?;
                 }
             }
         }
@@ -90,8 +90,14 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
             sku,
             delta,
             hq_count,
+            on_hand_after,
             ..
-        } => move_stock(p, sku, *delta, hq_count.as_ref(), e)?,
+        } => match hq_count {
+            // HQ's count is absolute: the level it set, whatever the cache held before (a
+            // cache rebuilt after an upgrade lacks the counts storebox kept in the cache alone).
+            Some(count) => count_stock(p, sku, *on_hand_after, count, e)?,
+            None => move_stock(p, sku, *delta, e)?,
+        },
         EventBody::CouponIssued(c) => {
             let current = p.coupon(&c.code)?;
             if current
@@ -231,22 +237,32 @@ fn with_member(
     p.put_member(m)
 }
 
-fn move_stock(
+fn count_stock(
     p: &mut Pending<'_>,
     sku: &str,
-    delta: i64,
-    hq_count: Option<&HqCountApplied>,
+    on_hand: i64,
+    count: &HqCountApplied,
     e: &Event,
 ) -> Result<(), CacheError> {
     let mut level = p.stock(sku)?.unwrap_or_else(|| StockLevel::empty(sku));
     if level.seq >= e.seq {
         return Ok(());
     }
-    level.on_hand = level.on_hand.saturating_add(delta);
-    if let Some(count) = hq_count {
-        level.version = level.version.max(count.version);
-        level.safety_stock = count.safety_stock;
+    level.on_hand = on_hand;
+    level.version = level.version.max(count.version);
+    level.safety_stock = count.safety_stock;
+    level.seq = e.seq;
+    level.updated_at = Some(e.occurred_at);
+    p.put_stock(level);
+    Ok(())
+}
+
+fn move_stock(p: &mut Pending<'_>, sku: &str, delta: i64, e: &Event) -> Result<(), CacheError> {
+    let mut level = p.stock(sku)?.unwrap_or_else(|| StockLevel::empty(sku));
+    if level.seq >= e.seq {
+        return Ok(());
     }
+    level.on_hand = level.on_hand.saturating_add(delta);
     level.seq = e.seq;
     level.updated_at = Some(e.occurred_at);
     p.put_stock(level);
