@@ -14,7 +14,7 @@ use super::{ApiError, ApiResult, AppState, Can, Json, Path, Staff, gate};
 use crate::domain::access::Action;
 use crate::domain::campaign::{Campaign, CampaignResult, CampaignSpec, Target, check, measure};
 use crate::domain::catalog::CouponKind;
-use crate::ledger::Command;
+use crate::ledger::{Command, Outcome};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -161,14 +161,18 @@ async fn start(
             "no member matches the target",
         )
     })?;
-    state
+    let campaign = match state
         .ledger
         .execute(
             staff.actor(),
             Command::StartCampaign {
-                campaign: Box::new(campaign.clone()),
+                campaign: Box::new(campaign),
             },
         )
-        .await?;
+        .await?
+    {
+        Outcome::Campaign(c) => *c,
+        other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    };
     Ok((StatusCode::CREATED, Json(view(&state, campaign).await?)))
 }

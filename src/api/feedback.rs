@@ -100,9 +100,10 @@ async fn list(
             ));
         }
     };
-    let mut items = state
-        .cache
-        .feedback_list(open_only, q.limit.unwrap_or(200).clamp(1, 1000))?;
+    let limit = q.limit.unwrap_or(200).clamp(1, 1000);
+    // Every item the status asks for is read: the page is the first `limit` in the order
+    // below (overdue first), and `overdue` counts them all, not only the page's.
+    let mut items = state.cache.feedback_list(open_only, i64::MAX as usize)?;
     // Overdue first, then by due day, then oldest.
     items.sort_by(|a, b| {
         (a.due.is_none(), a.due, a.created_at).cmp(&(b.due.is_none(), b.due, b.created_at))
@@ -112,6 +113,7 @@ async fn list(
         .iter()
         .filter(|f| f.status != FeedbackStatus::Closed && f.due.is_some_and(|d| d < today))
         .count();
+    items.truncate(limit);
     Ok(Json(
         serde_json::json!({ "items": items, "overdue": overdue }),
     ))

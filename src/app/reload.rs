@@ -66,8 +66,16 @@ pub(super) async fn reload_on_sighup(
         if let Err(e) = state.ledger.execute(system_actor(), audit).await {
             tracing::error!(error = %e, "cannot audit the config reload");
         }
+        // Only the reloadable parts of `new` are in force: the sections that need a restart
+        // keep running as the daemon started them, so they stay the comparison's base (a
+        // second reload still names them; a change undone names nothing).
         if let Some(new) = next {
-            current = new;
+            current.terminals = new.terminals;
+            current.staff = new.staff;
+            let key_file = current.security.key_file.clone();
+            current.security = new.security;
+            current.security.key_file = key_file;
+            current.membership = new.membership;
         }
     }
 }

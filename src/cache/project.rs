@@ -50,6 +50,19 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
                 m.tags.clear();
                 m.erased_at = Some(e.occurred_at);
             })?;
+            // What the member said is about the person too (uplink.md: "the text is what the
+            // customer said and may hold personal data"), and so are the staff's notes on it.
+            for mut f in p.feedback_of_member(member_id)? {
+                let mut changed = !f.text.is_empty();
+                f.text.clear();
+                for n in &mut f.notes {
+                    changed |= !n.note.is_empty();
+                    n.note.clear();
+                }
+                if changed {
+                    p.put_feedback(f);
+                }
+            }
         }
         EventBody::SaleRecorded(sale) => {
             if let Some(id) = &sale.member_id {

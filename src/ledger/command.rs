@@ -320,6 +320,8 @@ pub enum Outcome {
     },
     /// A feedback item after the command.
     Feedback(Box<crate::domain::feedback::Feedback>),
+    /// A campaign as started (its members those still there when it started).
+    Campaign(Box<crate::domain::campaign::Campaign>),
     /// A staff record after an admin's change.
     Staff {
         /// The record.

@@ -484,6 +484,33 @@ impl<'w> Pending<'w> {
         get_json(self.w.conn(), "feedback", "id", id)
     }
 
+    /// The feedback items a member gave, pending versions first.
+    pub fn feedback_of_member(&self, member_id: &str) -> Result<Vec<Feedback>, CacheError> {
+        let rows: Vec<(String, Vec<u8>)> = self
+            .w
+            .conn()
+            .prepare_cached("SELECT id, data FROM feedback")
+            .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(sql_err("listing feedback"))?;
+        let mut out = Vec::new();
+        for (id, d) in &rows {
+            if self.feedback.contains_key(id) {
+                continue;
+            }
+            let f: Feedback = super::codec::decode_json("feedback", id, d)?;
+            if f.member_id.as_deref() == Some(member_id) {
+                out.push(f);
+            }
+        }
+        out.extend(
+            self.feedback
+                .values()
+                .filter(|f| f.member_id.as_deref() == Some(member_id))
+                .cloned(),
+        );
+        Ok(out)
+    }
+
     /// Stores a feedback item.
     pub fn put_feedback(&mut self, f: Feedback) {
         self.feedback.insert(f.id.clone(), f);

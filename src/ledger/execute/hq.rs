@@ -203,6 +203,26 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// An admin's staff change runs only while the admin still is one: a request that passed
+    /// the API's checks can reach the ledger after another admin's change removed or demoted
+    /// its sender (two admins removing each other at once would otherwise both succeed and
+    /// leave the store without an admin). A staff member of the config file has no record
+    /// here unless one was made for them, and a config change ends their sessions.
+    pub(super) fn actor_still_admin(&self) -> Result<(), LedgerError> {
+        match self.pending.staff(&self.actor.staff_no)? {
+            Some(me) if !me.active || me.role != crate::domain::access::Role::Admin => {
+                Err(LedgerError::conflict(
+                    "staff_changed",
+                    format!(
+                        "staff member {} was removed or given another role meanwhile; log in again",
+                        self.actor.staff_no
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Adds, changes or removes (`active: false`) a staff member at this store. `upgrade`: the
     /// same PIN hashed again at a login ([`crate::ledger::Command::UpgradePin`]), which ends
     /// no session; any other change of PIN, role or activity ends the person's sessions, their

@@ -108,6 +108,37 @@ impl Ctx<'_, '_> {
                 LedgerError::invalid("invalid_period", "ends has no day after it")
             })?;
         let valid_to = self.settings.local_start(day_after);
+        // The members were picked from a read of the cache before this command ran: one erased
+        // (or gone) since then gets no coupon and leaves the campaign.
+        let mut c = c;
+        let mut live = Vec::with_capacity(c.treated.len());
+        for m in std::mem::take(&mut c.treated) {
+            if self
+                .pending
+                .member(&m)?
+                .is_some_and(|m| m.erased_at.is_none())
+            {
+                live.push(m);
+            }
+        }
+        c.treated = live;
+        let mut held_out = Vec::with_capacity(c.control.len());
+        for m in std::mem::take(&mut c.control) {
+            if self
+                .pending
+                .member(&m)?
+                .is_some_and(|m| m.erased_at.is_none())
+            {
+                held_out.push(m);
+            }
+        }
+        c.control = held_out;
+        if c.treated.is_empty() {
+            return Err(LedgerError::rule(
+                "no_members",
+                "no member matches the target",
+            ));
+        }
         for m in &c.treated {
             let occasion = crate::domain::automation::Occasion::Campaign {
                 campaign: c.spec.id.clone(),
@@ -128,9 +159,9 @@ impl Ctx<'_, '_> {
             self.emit(EventBody::CouponIssued(Box::new(coupon)))?;
         }
         let id = c.spec.id.clone();
-        self.emit(EventBody::CampaignStarted(Box::new(c)))?;
+        self.emit(EventBody::CampaignStarted(Box::new(c.clone())))?;
         self.audit("campaign.start", &id, serde_json::json!({}))?;
-        Ok(Outcome::Done)
+        Ok(Outcome::Campaign(Box::new(c)))
     }
 
     pub(super) fn record_feedback(

@@ -178,7 +178,10 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 self.audit(&action, &target, detail)?;
                 Ok(Outcome::Done)
             }
-            Command::PutStaff { record } => self.put_staff(*record, false),
+            Command::PutStaff { record } => {
+                self.actor_still_admin()?;
+                self.put_staff(*record, false)
+            }
             Command::UpgradePin { staff_no, from, to } => self.upgrade_pin(&staff_no, &from, to),
             Command::RecordFeedback { item } => self.record_feedback(*item),
             Command::ImportMembers { rows } => self.import_members(rows),

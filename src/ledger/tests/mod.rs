@@ -19,6 +19,7 @@ mod catalog;
 mod levels;
 mod members;
 mod staff;
+mod staff_marketing;
 
 fn config(dir: &Path) -> Config {
     let text = format!(
