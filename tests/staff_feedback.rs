@@ -1,6 +1,6 @@
 //! Through the real binary: the feedback list's page starts with what is overdue, a reload
 //! keeps naming what needs a restart, two admins removing each other leave an admin, an erased
-//! member's feedback text is gone.
+//! member's feedback text is gone, feedback names a real staff member and a sane due day.
 
 mod common;
 
@@ -39,6 +39,55 @@ async fn the_feedback_page_starts_with_the_overdue_items() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["items"][0]["id"], late["id"], "{v}");
     assert_eq!(v["overdue"], 1, "{v}");
+    d.terminate();
+}
+
+/// Feedback about a staff member names one the store has, and its follow-up is due within
+/// the coming year ("nobody" went into the staff report; a due day in year 262142 was taken).
+#[tokio::test]
+async fn feedback_names_a_real_staff_member_and_a_sane_due_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let cashier = d.login(CASHIER).await;
+    let feedback = |extra: Value| {
+        let mut body = json!({"rating": 2, "text": "慢", "category": "service"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let (s, v) = d
+        .post(
+            &cashier,
+            "/v1/feedback",
+            &feedback(json!({"staff_no": "nobody"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("unknown_staff")),
+        "{v}"
+    );
+    let (s, v) = d
+        .post(
+            &cashier,
+            "/v1/feedback",
+            &feedback(json!({"due": "9999-01-01"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_due")),
+        "{v}"
+    );
+    let (s, v) = d
+        .post(
+            &cashier,
+            "/v1/feedback",
+            &feedback(json!({"staff_no": "1001"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
     d.terminate();
 }
 

@@ -4,6 +4,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch};
+use chrono::Datelike;
 use serde::Deserialize;
 
 use super::{ApiError, ApiResult, AppState, Can, Json, Path, Query, Staff, gate};
@@ -43,6 +44,27 @@ async fn record(
     Json(req): Json<NewFeedback>,
 ) -> ApiResult<(StatusCode, Json<Feedback>)> {
     staff.allow(Action::FeedbackRecord)?;
+    // The staff member it is about must be one (the staff report counts by number), and a
+    // follow-up is due within the coming year.
+    if let Some(no) = &req.staff_no
+        && state.directory.get().staff(&state.cache, no)?.is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_staff",
+            format!("no staff member {no}"),
+        ));
+    }
+    let today = state.settings.local_date(chrono::Utc::now());
+    if let Some(due) = req.due
+        && (due.year() < 2000 || due > today + chrono::Duration::days(366))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_due",
+            "due must be a day from 2000 to a year from today",
+        ));
+    }
     let now = chrono::Utc::now().fixed_offset();
     let item = Feedback {
         id: String::new(),
