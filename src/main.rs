@@ -226,6 +226,11 @@ fn main() -> ExitCode {
                 eprintln!("a store id is 1–32 of a-z, 0-9, '-' and '_'");
                 return ExitCode::from(2);
             }
+            // check-config refuses an empty store.name: do not print a config that fails it.
+            if name.trim().is_empty() {
+                eprintln!("a store name must not be empty");
+                return ExitCode::from(2);
+            }
             let (text, token, pin) = storebox::config::generate(&store_id, &name);
             print!("{text}");
             // The secrets go to the terminal, not into the file.

@@ -24,7 +24,7 @@ pub(super) async fn reload_on_sighup(
             got = hup.recv() => if got.is_none() { return },
         }
         let path = current.source.clone();
-        let (detail, next) = match Config::load(&path) {
+        let (detail, next) = match Config::load_for_reload(&path, current.store.environment) {
             Err(e) => {
                 tracing::error!(error = %e, "config reload refused; the running config stays");
                 (

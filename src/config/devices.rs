@@ -234,8 +234,9 @@ pub(super) fn to_devices(
                     .address
                     .clone()
                     .filter(|a| {
-                        a.rsplit_once(':')
-                            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                        a.rsplit_once(':').is_some_and(|(h, p)| {
+                            !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0)
+                        })
                     })
                     .ok_or_else(|| {
                         bad(

@@ -229,6 +229,45 @@ impl Config {
             })
     }
 
+    /// Reads a config file as a running daemon's reload (SIGHUP) takes it: `store.environment`
+    /// changes only at a restart, so the terminals and staff applied at once must also pass
+    /// the checks of the environment the daemon runs in (a production daemon takes no plain
+    /// PIN or terminal token, whatever the edited file says its environment is).
+    pub fn load_for_reload(path: &Path, running: Environment) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            key: String::new(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Config::parse_for_reload(path, &text, running)
+    }
+
+    /// [`Config::load_for_reload`] on text; `path` is used in messages only.
+    pub fn parse_for_reload(
+        path: &Path,
+        text: &str,
+        running: Environment,
+    ) -> Result<Config, ConfigError> {
+        let new = Config::parse(path, text)?;
+        if new.store.environment != running {
+            let mut raw = raw::parse(text).map_err(|(key, reason)| ConfigError {
+                file: path.to_path_buf(),
+                key,
+                reason,
+            })?;
+            raw.store.environment = running;
+            validate(raw).map_err(|(key, reason)| ConfigError {
+                file: path.to_path_buf(),
+                key,
+                reason: format!(
+                    "{reason} (the daemon runs in {}: store.environment changes at a restart)",
+                    format!("{running:?}").to_lowercase()
+                ),
+            })?;
+        }
+        Ok(new)
+    }
+
     /// The store key file (see `[security] key_file`): explicit, else the systemd credential
     /// `storebox.key` in `$CREDENTIALS_DIRECTORY`, else `<storage.dir>/store.key` in
     /// development and `/etc/storebox/store.key` in production.
@@ -510,7 +549,16 @@ pub fn generate(store_id: &str, name: &str) -> (String, String, String) {
         .collect();
     let pin = format!("{:06}", rng.random_range(0..1_000_000u32));
     let pin_hash = hash_pin(&pin).unwrap_or_default();
-    let name = name.replace('\\', "\\\\").replace('"', "\\\"");
+    // A TOML basic string: a line break or another control character must be escaped too.
+    let name: String = name
+        .chars()
+        .map(|c| match c {
+            '\\' => "\\\\".to_string(),
+            '"' => "\\\"".to_string(),
+            c if c.is_control() => format!("\\u{:04X}", u32::from(c)),
+            c => c.to_string(),
+        })
+        .collect();
     let text = format!(
         r#"# storebox configuration for store {store_id}, made by `storebox generate-config`.
 # Check it with `storebox check-config <file>`; every key is described in the README.

@@ -226,6 +226,14 @@ pub(super) fn to_products(raw: Vec<RawProduct>) -> Result<Vec<SeedProduct>, Inva
         }
         for b in &p.barcodes {
             crate::domain::catalog::validate_barcode(b).map_err(|r| bad(key("barcodes"), r))?;
+            // The barcode index names one product per barcode: the ledger refuses to start on
+            // a second one, so say so here, naming the key.
+            if let Some(o) = out.iter().find(|o| o.product.barcodes.contains(b)) {
+                return Err(bad(
+                    key("barcodes"),
+                    format!("barcode {b} is already product {}'s", o.product.sku),
+                ));
+            }
         }
         out.push(SeedProduct {
             product: Product {

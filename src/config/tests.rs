@@ -362,3 +362,90 @@ fn a_generated_config_is_valid_production_config() {
     assert!(!text.contains(&token) && !text.contains(&format!("\"{pin}\"")));
     assert!(valid_pin(&pin));
 }
+
+// --- audit: configuration ---
+
+/// README and DESIGN spell the rolling window `rolling_365d` (as does config/dev.toml).
+#[test]
+fn rolling_365d_is_accepted_as_documented() {
+    let c = parse(&format!(
+        "{MINIMAL}\n[membership]\nspend_window = \"rolling_365d\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.membership.spend_window,
+        crate::domain::rules::SpendWindow::Rolling365d
+    );
+    // HQ's rules message goes through the same struct.
+    let r = membership_from_value(serde_json::json!({"spend_window": "rolling_365d"})).unwrap();
+    assert_eq!(
+        r.spend_window,
+        crate::domain::rules::SpendWindow::Rolling365d
+    );
+}
+
+/// One barcode on two products: check-config said OK, the daemon then refused to start
+/// ("starting the ledger: barcode … belongs to A1", no file or key).
+#[test]
+fn a_barcode_shared_by_two_products_is_refused() {
+    let e = parse(&format!(
+        "{MINIMAL}\n[[products]]\nsku = \"A1\"\nname = \"a\"\nprice = 1\nbarcodes = [\"690123\"]\n\
+         [[products]]\nsku = \"B1\"\nname = \"b\"\nprice = 1\nbarcodes = [\"690123\"]\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "products[1].barcodes", "{e}");
+    assert!(e.reason.contains("A1"), "{e}");
+    // The same barcode twice on one product is harmless.
+    parse(&format!(
+        "{MINIMAL}\n[[products]]\nsku = \"A1\"\nname = \"a\"\nprice = 1\nbarcodes = [\"690123\", \"690123\"]\n"
+    ))
+    .unwrap();
+}
+
+/// A store name with a line break or a control character made `generate-config` print a file
+/// that is not TOML.
+#[test]
+fn a_generated_config_survives_any_store_name() {
+    for name in [
+        "a\nb",
+        "tab\there",
+        "bell\u{7}",
+        "del\u{7f}",
+        "back\\slash \"q\"",
+    ] {
+        let (text, _, _) = generate("sh-001", name);
+        let c = parse(&text).unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        assert_eq!(c.store.name, name);
+    }
+}
+
+/// A printer on port 0 is dialled for ever (the uplink's port 0 is refused for that reason).
+#[test]
+fn a_printer_on_port_0_is_refused() {
+    let e = parse(&format!(
+        "{MINIMAL}\n[[terminals]]\nid = \"pos-1\"\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\n\
+         [[devices]]\nid = \"p1\"\nkind = \"printer\"\nterminal = \"pos-1\"\ntransport = \"tcp\"\naddress = \"192.168.1.50:0\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "devices[0].address", "{e}");
+}
+
+/// A production daemon reloaded (SIGHUP) with a file switched to development and plain
+/// secrets put the plain PIN and token in force at once, though the environment itself
+/// "needs a restart".
+#[test]
+fn a_reload_keeps_the_running_environments_rules() {
+    let dev = format!(
+        "{MINIMAL}\n[[terminals]]\nid = \"pos-1\"\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\n\
+         [[staff]]\nstaff_no = \"1\"\nname = \"a\"\nrole = \"admin\"\npin = \"1234\"\n"
+    );
+    let p = Path::new("test.toml");
+    let e = Config::parse_for_reload(p, &dev, Environment::Production).unwrap_err();
+    assert_eq!(e.key, "terminals[0].token", "{e}");
+    assert!(e.reason.contains("at a restart"), "{e}");
+    // The same file reloads into a development daemon.
+    Config::parse_for_reload(p, &dev, Environment::Development).unwrap();
+    // Switching to development without plain secrets reloads (the switch waits for a restart).
+    let c = Config::parse_for_reload(p, MINIMAL, Environment::Production).unwrap();
+    assert_eq!(c.store.environment, Environment::Development);
+}

@@ -38,7 +38,9 @@ pub enum SpendWindow {
     /// Spend in the current calendar year (store timezone).
     CalendarYear,
     /// Spend in the current month and the eleven before it (spend is bucketed by month, so the
-    /// window moves a month at a time; documented in the README).
+    /// window moves a month at a time; documented in the README). Spelled `rolling_365d` as
+    /// documented; `rolling365d`, what serde's snake_case made of the name, is still read.
+    #[serde(rename = "rolling_365d", alias = "rolling365d")]
     Rolling365d,
 }
 
