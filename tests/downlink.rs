@@ -220,3 +220,120 @@ async fn a_price_for_an_unknown_product_is_reported_to_hq() {
     assert_eq!(sold["total"], 450, "{sold}");
     d.terminate();
 }
+
+/// Waits for the `n`-th device.alert (counted from 1) and returns it.
+async fn nth_alert(hq: &Hq, n: usize) -> Value {
+    wait_for(15, "device.alert", || {
+        hq.events()
+            .iter()
+            .filter(|e| e["kind"] == "device.alert")
+            .count()
+            >= n
+    })
+    .await;
+    hq.events()
+        .into_iter()
+        .filter(|e| e["kind"] == "device.alert")
+        .nth(n - 1)
+        .unwrap()
+}
+
+/// A malformed `members` message must not carry the personal data it holds into the
+/// `device.alert` HQ receives (and the journal keeps in the clear).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_members_message_does_not_put_a_phone_into_the_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let hq = Hq::connect(broker.port, "sh-001").await;
+    let _d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    store_listening(&hq).await;
+    hq.publish(
+        "storebox/hq/members",
+        json!({"id": "m-bad", "kind": "members", "version": 1, "items": "张三 13812345678"}),
+    )
+    .await;
+    let alert = nth_alert(&hq, 1).await;
+    assert_eq!(alert["data"]["code"], "malformed_downlink", "{alert}");
+    let text = alert.to_string();
+    assert!(
+        !text.contains("13812345678") && !text.contains("张三"),
+        "personal data in a device.alert: {text}"
+    );
+}
+
+/// The one item of a `rules` message that is refused: HQ is told why, as for any item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_rules_item_is_reported_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let hq = Hq::connect(broker.port, "sh-001").await;
+    let _d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    store_listening(&hq).await;
+    hq.publish(
+        "storebox/hq/rules",
+        json!({"id": "r-bad", "kind": "rules", "version": 1, "items": [
+            {"version": 5, "membership": {"no_such_setting": 1}}]}),
+    )
+    .await;
+    let alert = nth_alert(&hq, 1).await;
+    let text = alert["data"].to_string();
+    assert!(
+        text.contains("no_such_setting"),
+        "HQ is not told why its rules were refused: {text}"
+    );
+}
+
+/// `version` is required on every item (docs/uplink.md): a product or coupon without one is
+/// refused and reported like a price without one, not applied as version 0 (or silently
+/// dropped when the store holds the product at version 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_without_a_version_is_refused_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let hq = Hq::connect(broker.port, "sh-001").await;
+    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let t = d.login(MANAGER).await;
+    store_listening(&hq).await;
+    hq.publish(
+        "storebox/hq/products",
+        json!({"id": "p-nov", "kind": "products", "version": 1, "items": [
+            {"sku": "NOV", "name": "无版本", "price": 100},
+            {"sku": "TEA", "name": "无版本龙井", "price": 100}]}),
+    )
+    .await;
+    hq.publish(
+        "storebox/hq/coupons",
+        json!({"id": "c-nov", "kind": "coupons", "version": 1, "items": [
+            {"code": "NOV-1", "kind": {"type": "amount_off", "threshold": 0, "amount": 100}}]}),
+    )
+    .await;
+    let products = nth_alert(&hq, 1).await;
+    assert_eq!(
+        products["data"]["code"], "downlink_items_rejected",
+        "{products}"
+    );
+    assert_eq!(
+        products["data"]["detail"]["rejected"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{products}"
+    );
+    let coupons = nth_alert(&hq, 2).await;
+    assert_eq!(
+        coupons["data"]["code"], "downlink_items_rejected",
+        "{coupons}"
+    );
+    assert_eq!(d.get(&t, "/v1/products/NOV").await.0, 404);
+    assert_eq!(d.get(&t, "/v1/coupons/NOV-1").await.0, 404);
+}
+
+/// Waits until the store is online and subscribed (it subscribes when it connects; a message
+/// published before that is not kept for a session that does not exist yet).
+async fn store_listening(hq: &Hq) {
+    wait_for(15, "online status", || {
+        hq.last_status().is_some_and(|s| s["online"] == json!(true))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}

@@ -94,8 +94,10 @@ struct CommandItem {
 
 /// Parses a downlink message of `kind` (from its topic). `now` stamps an erasure by HQ.
 pub fn parse(kind: &str, payload: &[u8], now: DateTime<FixedOffset>) -> Result<Parsed, String> {
-    let env: Envelope =
-        serde_json::from_slice(payload).map_err(|e| format!("not a downlink message: {e}"))?;
+    // Without the offending value: it may be personal data (a members message whose items
+    // are a string), and the reason goes to HQ and the journal in the clear.
+    let env: Envelope = serde_json::from_slice(payload)
+        .map_err(|e| format!("not a downlink message: {}", without_value(&e.to_string())))?;
     if let Some(k) = &env.kind
         && k != kind
     {
@@ -130,8 +132,14 @@ pub fn parse(kind: &str, payload: &[u8], now: DateTime<FixedOffset>) -> Result<P
         "rules" => {
             let mut all = items!(rules);
             if all.len() != 1 {
+                // Say why items were refused: HQ has no other way to learn it.
+                let why = if rejected.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", rejected.join("; "))
+                };
                 return Err(format!(
-                    "a rules message carries exactly one valid item, not {}",
+                    "a rules message carries exactly one valid item, not {}{why}",
                     all.len()
                 ));
             }
@@ -196,7 +204,19 @@ fn without_value(msg: &str) -> String {
     msg.to_string()
 }
 
+/// Every item carries its own `version` (docs/uplink.md). `Product` and `Coupon` default it
+/// to 0 for the store's own records; an item from HQ without one is refused, as a price or a
+/// stock count without one is, instead of being applied as version 0 (or silently ignored
+/// against a product the store holds at version 0).
+fn require_version(v: &Value) -> Result<(), String> {
+    match v {
+        Value::Object(o) if !o.contains_key("version") => Err("missing field `version`".into()),
+        _ => Ok(()),
+    }
+}
+
 fn product(v: Value) -> Result<Product, String> {
+    require_version(&v)?;
     let mut p: Product = decode(v)?;
     validate_sku(&p.sku)?;
     if p.name.trim().is_empty() || p.name.chars().count() > 64 {
@@ -248,6 +268,7 @@ fn stock(v: Value) -> Result<StockCount, String> {
 }
 
 fn coupon(v: Value) -> Result<Coupon, String> {
+    require_version(&v)?;
     let mut c: Coupon = decode(v)?;
     c.code = c.code.trim().to_ascii_uppercase();
     if !(4..=32).contains(&c.code.len())
