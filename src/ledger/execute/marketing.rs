@@ -111,28 +111,8 @@ impl Ctx<'_, '_> {
         // The members were picked from a read of the cache before this command ran: one erased
         // (or gone) since then gets no coupon and leaves the campaign.
         let mut c = c;
-        let mut live = Vec::with_capacity(c.treated.len());
-        for m in std::mem::take(&mut c.treated) {
-            if self
-                .pending
-                .member(&m)?
-                .is_some_and(|m| m.erased_at.is_none())
-            {
-                live.push(m);
-            }
-        }
-        c.treated = live;
-        let mut held_out = Vec::with_capacity(c.control.len());
-        for m in std::mem::take(&mut c.control) {
-            if self
-                .pending
-                .member(&m)?
-                .is_some_and(|m| m.erased_at.is_none())
-            {
-                held_out.push(m);
-            }
-        }
-        c.control = held_out;
+        c.treated = self.still_members(std::mem::take(&mut c.treated))?;
+        c.control = self.still_members(std::mem::take(&mut c.control))?;
         if c.treated.is_empty() {
             return Err(LedgerError::rule(
                 "no_members",
@@ -162,6 +142,21 @@ impl Ctx<'_, '_> {
         self.emit(EventBody::CampaignStarted(Box::new(c.clone())))?;
         self.audit("campaign.start", &id, serde_json::json!({}))?;
         Ok(Outcome::Campaign(Box::new(c)))
+    }
+
+    /// The ids of `ids` that are still members here, not erased.
+    fn still_members(&self, ids: Vec<String>) -> Result<Vec<String>, LedgerError> {
+        let mut live = Vec::with_capacity(ids.len());
+        for id in ids {
+            if self
+                .pending
+                .member(&id)?
+                .is_some_and(|m| m.erased_at.is_none())
+            {
+                live.push(id);
+            }
+        }
+        Ok(live)
     }
 
     pub(super) fn record_feedback(
