@@ -25,6 +25,7 @@ use crate::domain::rules::Rules;
 use crate::domain::sync::StaffRecord;
 use crate::pii::IndexField;
 
+mod handback;
 mod write;
 
 /// What was computed ahead for a member's profile: its index keys and its sealed form.
@@ -246,37 +247,8 @@ impl<'w> Pending<'w> {
         let old = self.member(&m.id)?;
         // Neither pending nor cached: no entry of this batch names the id.
         let fresh = old.is_none();
-        // The phone this member gives up, if it gives one up.
-        let released_phone = old
-            .as_ref()
-            .and_then(|o| o.profile.as_ref())
-            .map(|p| p.phone.clone())
-            .filter(|phone| m.profile.as_ref().is_none_or(|p| &p.phone != phone));
-        let released_card = old
-            .as_ref()
-            .and_then(|o| o.profile.as_ref())
-            .and_then(|p| p.card_no.clone())
-            .filter(|card| {
-                m.profile
-                    .as_ref()
-                    .is_none_or(|p| p.card_no.as_ref() != Some(card))
-            });
-        // HQ's data (only a durable batch holds it) can give a member a card another member
-        // holds: the card's index entry moves (uplink.md), and the other member is remembered.
-        if self.durable
-            && let Some(card) = m.profile.as_ref().and_then(|p| p.card_no.as_ref())
-            && old
-                .as_ref()
-                .and_then(|o| o.profile.as_ref())
-                .is_none_or(|p| p.card_no.as_ref() != Some(card))
-        {
-            let key = self.w.codec().index_key(IndexField::Card, card);
-            if let Some(holder) = self.unique_get(Idx::Card, &key)?
-                && holder != m.id
-            {
-                self.displaced_cards.insert(key, Some(holder));
-            }
-        }
+        let released = handback::Released::between(old.as_ref(), &m);
+        self.note_displaced_card(old.as_ref(), &m)?;
         let old_keys = match old {
             Some(old) => self.member_keys(&old),
             None => BTreeSet::new(),
@@ -293,85 +265,7 @@ impl<'w> Pending<'w> {
         }
         let id = m.id.clone();
         self.members.insert(m.id.clone(), m);
-        // A phone given up may still be another member's: one whose phone HQ's copy of a
-        // member took over (uplink.md), the copy now erased or moved to another phone. The
-        // phone goes back to that member, who is found through the phone's tail.
-        if let Some(phone) = released_phone {
-            let key = self.w.codec().index_key(IndexField::Phone, &phone);
-            if self.unique_get(Idx::Phone, &key)?.is_none()
-                && let Some(holder) = self.phone_holder(&phone, &id)?
-            {
-                self.mark(Idx::Phone, key, &holder, true, false);
-            }
-        }
-        if let Some(card) = released_card {
-            let key = self.w.codec().index_key(IndexField::Card, &card);
-            if self.unique_get(Idx::Card, &key)?.is_none()
-                && let Some(holder) = self.displaced_card(&key)?
-            {
-                self.displaced_cards.insert(key.clone(), None);
-                let holds = holder != id
-                    && self.member(&holder)?.is_some_and(|c| {
-                        c.erased_at.is_none()
-                            && c.profile
-                                .as_ref()
-                                .is_some_and(|p| p.card_no.as_ref() == Some(&card))
-                    });
-                if holds {
-                    self.mark(Idx::Card, key, &holder, true, false);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The member whose card HQ's copy of another member took over, pending writes first.
-    fn displaced_card(&self, key: &[u8]) -> Result<Option<String>, CacheError> {
-        if let Some(d) = self.displaced_cards.get(key) {
-            return Ok(d.clone());
-        }
-        self.w
-            .conn()
-            .prepare_cached("SELECT value FROM meta WHERE key = ?1")
-            .and_then(|mut st| {
-                st.query_row(params![displaced_card_meta_key(key)], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(sql_err("reading a displaced card"))
-    }
-
-    /// Another member than `except` whose profile holds `phone`, pending writes included
-    /// (entries bulk mode deferred aside: journal events alone never give a phone to two
-    /// members, only HQ's data does).
-    fn phone_holder(&self, phone: &str, except: &str) -> Result<Option<String>, CacheError> {
-        let tail = self.w.codec().index_key(
-            IndexField::PhoneTail,
-            crate::domain::contact::phone_tail(phone),
-        );
-        let mut ids: Vec<String> = self
-            .w
-            .conn()
-            .prepare_cached(
-                "SELECT m.id FROM idx_tail i JOIN members m ON m.rid = i.rid WHERE i.k = ?1",
-            )
-            .and_then(|mut st| st.query_map(params![tail], |r| r.get(0))?.collect())
-            .map_err(sql_err("reading the phone tail index"))?;
-        if let Some(pending) = self.index.get(&Idx::Tail).and_then(|k| k.get(&tail)) {
-            for (id, present) in pending {
-                if *present && !ids.contains(id) {
-                    ids.push(id.clone());
-                }
-            }
-        }
-        for id in ids.into_iter().filter(|id| id != except) {
-            let holds = self.member(&id)?.is_some_and(|c| {
-                c.erased_at.is_none() && c.profile.as_ref().is_some_and(|p| p.phone == phone)
-            });
-            if holds {
-                return Ok(Some(id));
-            }
-        }
-        Ok(None)
+        self.hand_back(released, &id)
     }
 
     /// Rewrites a member's index entries without changing the member (replay of an event the
@@ -653,10 +547,4 @@ impl<'w> Pending<'w> {
         // On failure the transaction is rolled back when `self` drops.
         result.map(|_| ())
     }
-}
-
-/// The `meta` key remembering the member whose card (by its index key) HQ's copy of another
-/// member took over.
-fn displaced_card_meta_key(key: &[u8]) -> String {
-    format!("displaced_card:{}", hex::encode(key))
 }

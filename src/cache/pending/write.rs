@@ -116,7 +116,7 @@ impl Pending<'_> {
                     .execute(params![String::from_utf8_lossy(&encode_json(r))])?;
             }
             for (key, holder) in &self.displaced_cards {
-                let k = super::displaced_card_meta_key(key);
+                let k = super::handback::displaced_card_meta_key(key);
                 match holder {
                     Some(id) => tx
                         .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
