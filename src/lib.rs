@@ -14,7 +14,9 @@
 //!   the index), products by barcode, stock, coupons, sessions; the projections that apply
 //!   journal events to them, idempotently; bulk mode (`cache/bulk.rs`), in which an import or
 //!   a long replay writes new members' index entries sorted at the end; the writer's memo of
-//!   committed products and stock levels (`cache/memo.rs`), which a sale reads.
+//!   committed products and stock levels (`cache/memo.rs`), which a sale reads; member reads
+//!   in `cache/members.rs`; the hand-back of a phone or card HQ's duplicate let go of in
+//!   `cache/pending/handback.rs`.
 //! - [`ledger`]: the single writer. One thread owns the journal's write connection; commands
 //!   arrive over a channel, are computed in `domain`, appended in one transaction per batch
 //!   (group commit), projected into the cache, and answered after the commit.
