@@ -1,6 +1,6 @@
 //! Personal data at rest, through the real binary: no plain personal data in any file of the
 //! data directory (UTF-8 or GB18030), none in the log; erasure; backup of a running daemon under
-//! load and its restore; the key file's checks.
+//! load and its restore (the key file's checks: tests/new_store.rs).
 
 mod common;
 
@@ -577,67 +577,5 @@ async fn backup_under_load_restores_members_sales_and_outbox_and_numbering_goes_
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-#[test]
-fn a_readable_or_wrong_key_stops_the_daemon() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("storebox.toml");
-    let data = dir.path().join("data");
-    std::fs::write(&config, config_text(&data, "")).unwrap();
-    let c = config.to_str().unwrap();
-    let out = storebox(&["init", "--config", c]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = data.join("store.key");
-    assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    let again = storebox(&["init", "--config", c]);
-    assert!(String::from_utf8_lossy(&again.stdout).contains("is in place"));
-
-    // Run once so the data records the key.
-    let d = Daemon::start_with(dir.path(), &config);
-    d.terminate();
-
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = storebox(&["run", "--config", c]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("can be read by others") && err.contains("chmod 600"),
-        "{err}"
-    );
-
-    // Another key: refused, naming both fingerprints.
-    std::fs::remove_file(&key).unwrap();
-    let other = dir.path().join("other.key");
-    let other_config = dir.path().join("other.toml");
-    std::fs::write(
-        &other_config,
-        config_text(
-            &data,
-            &format!("[security]\nkey_file = \"{}\"\n", other.display()),
-        ),
-    )
-    .unwrap();
-    assert!(
-        storebox(&["init", "--config", other_config.to_str().unwrap()])
-            .status
-            .success()
-    );
-    std::fs::copy(&other, &key).unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = storebox(&["run", "--config", c]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("is not the key this data directory was written with"),
-        "{err}"
     );
 }

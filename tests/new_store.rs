@@ -1,8 +1,11 @@
-//! A production box starts a new journal only where `storebox init` said so: a data directory
-//! with no journal (a data partition that did not mount) is refused, not begun again at seq 1.
+//! What `storebox init` sets up and the daemon checks at its start: a production box starts a
+//! new journal only where `init` said so (a data directory with no journal — a data partition
+//! that did not mount — is refused, not begun again at seq 1); the store key's mode and
+//! fingerprint.
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::*;
@@ -135,4 +138,68 @@ async fn a_production_box_begins_a_journal_only_where_init_said_so() {
     assert!(!data.join(storebox::app::NEW_STORE).exists());
     let d = Daemon::start_with(dir.path(), &config);
     assert_eq!(d.terminate(), Some(0));
+}
+
+/// The key `storebox init` makes is 0600; the daemon refuses one others can read, and one that
+/// is not the key its data was written with.
+#[test]
+fn a_readable_or_wrong_key_stops_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("storebox.toml");
+    let data = dir.path().join("data");
+    std::fs::write(&config, config_text(&data, "")).unwrap();
+    let c = config.to_str().unwrap();
+    let out = storebox(&["init", "--config", c]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = data.join("store.key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let again = storebox(&["init", "--config", c]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("is in place"));
+
+    // Run once so the data records the key.
+    let d = Daemon::start_with(dir.path(), &config);
+    d.terminate();
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = storebox(&["run", "--config", c]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("can be read by others") && err.contains("chmod 600"),
+        "{err}"
+    );
+
+    // Another key: refused, naming both fingerprints.
+    std::fs::remove_file(&key).unwrap();
+    let other = dir.path().join("other.key");
+    let other_config = dir.path().join("other.toml");
+    std::fs::write(
+        &other_config,
+        config_text(
+            &data,
+            &format!("[security]\nkey_file = \"{}\"\n", other.display()),
+        ),
+    )
+    .unwrap();
+    assert!(
+        storebox(&["init", "--config", other_config.to_str().unwrap()])
+            .status
+            .success()
+    );
+    std::fs::copy(&other, &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = storebox(&["run", "--config", c]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not the key this data directory was written with"),
+        "{err}"
+    );
 }
