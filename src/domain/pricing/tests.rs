@@ -212,6 +212,28 @@ fn points_redemption_limits() {
     );
 }
 
+/// `items` priced for `m` redeeming `redeem` points at `rate` points a yuan.
+fn redeeming(
+    items: &[CartItem<'_>],
+    m: &Member,
+    rate: u32,
+    redeem: i64,
+) -> Result<Quote, PricingError> {
+    let rules = Rules {
+        redeem_points_per_yuan: rate,
+        ..Rules::default()
+    };
+    price(&PricingInput {
+        items,
+        member: Some(m),
+        coupons: &[],
+        redeem_points: redeem,
+        rules: &rules,
+        now: now(),
+        rounding: TotalRounding::None,
+    })
+}
+
 /// At 1,000 points a yuan a point is worth a tenth of a fen: a redemption is charged only the
 /// points its whole fen need, never more than asked (at the chain's 100 a yuan, exactly what
 /// was asked).
@@ -223,21 +245,7 @@ fn only_the_points_whole_fen_need_are_charged() {
         product: &a,
         qty: 1,
     }];
-    let priced = |rate: u32, redeem| {
-        let rules = Rules {
-            redeem_points_per_yuan: rate,
-            ..Rules::default()
-        };
-        price(&PricingInput {
-            items: &items,
-            member: Some(&m),
-            coupons: &[],
-            redeem_points: redeem,
-            rules: &rules,
-            now: now(),
-            rounding: TotalRounding::None,
-        })
-    };
+    let priced = |rate: u32, redeem| redeeming(&items, &m, rate, redeem);
     let q = priced(1_000, 1_009).unwrap();
     assert_eq!((q.points_redeemed, q.points_value), (1_000, 100));
     assert_eq!(
@@ -274,21 +282,7 @@ fn the_quoted_maximum_redemption_pays_the_most_allowed() {
             qty: 1,
         }];
         for rate in [1, 7, 50, 99, 100, 150, 333, 1_000] {
-            let rules = Rules {
-                redeem_points_per_yuan: rate,
-                ..Rules::default()
-            };
-            let priced = |redeem| {
-                price(&PricingInput {
-                    items: &items,
-                    member: Some(&m),
-                    coupons: &[],
-                    redeem_points: redeem,
-                    rules: &rules,
-                    now: now(),
-                    rounding: TotalRounding::None,
-                })
-            };
+            let priced = |redeem| redeeming(&items, &m, rate, redeem);
             let max = priced(0).unwrap().max_redeem_points;
             let case = format!("{price_fen} fen at {rate} a yuan, max {max}");
             let value = |r: Result<Quote, PricingError>| r.map(|q| q.points_value).unwrap_or(0);
@@ -541,21 +535,7 @@ fn the_quoted_maximum_with_few_points_held_is_accepted_and_charged() {
     }];
     for (rate, held) in [(150, 1), (150, 4), (1_000, 9), (1_000, 1_009), (333, 5)] {
         let m = member(150_000, held, None);
-        let rules = Rules {
-            redeem_points_per_yuan: rate,
-            ..Rules::default()
-        };
-        let priced = |redeem| {
-            price(&PricingInput {
-                items: &items,
-                member: Some(&m),
-                coupons: &[],
-                redeem_points: redeem,
-                rules: &rules,
-                now: now(),
-                rounding: TotalRounding::None,
-            })
-        };
+        let priced = |redeem| redeeming(&items, &m, rate, redeem);
         let max = priced(0).unwrap().max_redeem_points;
         if max > 0 {
             let q = priced(max)
