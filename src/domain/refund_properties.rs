@@ -13,6 +13,36 @@ use super::refund::{RefundContext, RefundRequestLine, apply_refund, compute_refu
 use super::rules::Rules;
 use super::sale::{Payment, PaymentMethod, SaleContext, apply_sale, build_sale, settle};
 
+/// Sale `s` (seq 7) at store sh-001 at `now`, rung up by staff 1.
+fn sale_at(now: chrono::DateTime<chrono::FixedOffset>) -> SaleContext {
+    SaleContext {
+        id: "s".into(),
+        seq: 7,
+        store_id: "sh-001".into(),
+        now,
+        staff_no: "1".into(),
+        terminal_id: "t".into(),
+    }
+}
+
+/// A refund `id` (`seq`) at store sh-001 at `now` by staff 2, restocked.
+fn refund_at(
+    id: impl Into<String>,
+    seq: u64,
+    now: chrono::DateTime<chrono::FixedOffset>,
+) -> RefundContext {
+    RefundContext {
+        id: id.into(),
+        seq,
+        store_id: "sh-001".into(),
+        now,
+        staff_no: "2".into(),
+        terminal_id: "t".into(),
+        reason: "x".into(),
+        restock: true,
+    }
+}
+
 fn raw_points(m: &Member) -> i64 {
     let mut t = MonthCounters::default();
     for c in m.counters.values() {
@@ -107,22 +137,7 @@ fn check_steps(case: Steps) -> Result<(), TestCaseError> {
         });
     }
     let (paid, change) = settle(q.total, &payments).unwrap();
-    let sale = build_sale(
-        SaleContext {
-            id: "s".into(),
-            seq: 7,
-            store_id: "sh-001".into(),
-            now: now(),
-            staff_no: "1".into(),
-            terminal_id: "t".into(),
-        },
-        q,
-        payments,
-        paid,
-        change,
-        Some(&m),
-        &rules,
-    );
+    let sale = build_sale(sale_at(now()), q, payments, paid, change, Some(&m), &rules);
     apply_sale(&mut m, &sale);
     prop_assert_eq!(raw_points(&m), sale.member.as_ref().unwrap().points);
     // The member spends some of the points elsewhere.
@@ -141,16 +156,7 @@ fn check_steps(case: Steps) -> Result<(), TestCaseError> {
             qty,
         }];
         n += 1;
-        let ctx = RefundContext {
-            id: format!("r{n}"),
-            seq: 8 + n,
-            store_id: "sh-001".into(),
-            now: now(),
-            staff_no: "2".into(),
-            terminal_id: "t".into(),
-            reason: "x".into(),
-            restock: true,
-        };
+        let ctx = refund_at(format!("r{n}"), 8 + n, now());
         let Ok(r) = compute_refund(ctx, &sale, &refunds, Some(&req), Some(&m), &rules) else {
             continue;
         };
@@ -168,16 +174,7 @@ fn check_steps(case: Steps) -> Result<(), TestCaseError> {
         prop_assert!(r.refund_total >= 0);
         refunds.push(r);
     }
-    let ctx = RefundContext {
-        id: "rlast".into(),
-        seq: 100,
-        store_id: "sh-001".into(),
-        now: now(),
-        staff_no: "2".into(),
-        terminal_id: "t".into(),
-        reason: "x".into(),
-        restock: true,
-    };
+    let ctx = refund_at("rlast", 100, now());
     if let Ok(r) = compute_refund(ctx, &sale, &refunds, None, Some(&m), &rules) {
         apply_refund(&mut m, &r);
         prop_assert!(raw_points(&m) >= 0);
@@ -268,14 +265,7 @@ fn reversal_is_not_covered_by_restored_points_that_have_lapsed() {
     }];
     let (paid, change) = settle(q.total, &payments).unwrap();
     let sale = build_sale(
-        SaleContext {
-            id: "s".into(),
-            seq: 7,
-            store_id: "sh-001".into(),
-            now: sale_day,
-            staff_no: "1".into(),
-            terminal_id: "t".into(),
-        },
+        sale_at(sale_day),
         q,
         payments,
         paid,
@@ -292,16 +282,7 @@ fn reversal_is_not_covered_by_restored_points_that_have_lapsed() {
         .points_redeemed = 126;
     let refund_day = at(2026, 11, 23);
     assert_eq!(m.points(&rules, refund_day.date_naive()), 0);
-    let ctx = RefundContext {
-        id: "r".into(),
-        seq: 9,
-        store_id: "sh-001".into(),
-        now: refund_day,
-        staff_no: "2".into(),
-        terminal_id: "t".into(),
-        reason: "x".into(),
-        restock: true,
-    };
+    let ctx = refund_at("r", 9, refund_day);
     let r = compute_refund(ctx, &sale, &[], None, Some(&m), &rules).unwrap();
     let before = m.clone();
     apply_refund(&mut m, &r);
