@@ -15,15 +15,7 @@ use serde_json::{Value, json};
 
 /// `storebox_members_cached` from `/metrics`.
 async fn members_cached(d: &Daemon) -> i64 {
-    let text = d
-        .client
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.text("", "/metrics").await;
     text.lines()
         .find(|l| l.starts_with("storebox_members_cached"))
         .and_then(|l| l.split_whitespace().nth(1))

@@ -68,15 +68,7 @@ address = "127.0.0.1:1"
     assert_eq!(d.get(&t, "/v1/members?phone=13912340000").await.0, 200);
     assert_eq!(d.get(&t, "/v1/products/NOPE").await.0, 404);
 
-    let text = d
-        .client
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.text("", "/metrics").await;
     let s = scrape(&text);
     let recorded = d.sales_on(&t, &store_today().to_string()).await.len() as f64;
     assert_eq!(recorded, 7.0);
