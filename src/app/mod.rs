@@ -27,7 +27,7 @@ mod reload;
 mod serve;
 
 pub use new_store::NEW_STORE;
-pub(crate) use new_store::{check_journal_or_new_store, journal_started, mark_new_store};
+pub(crate) use new_store::{check_data_dir, journal_started, mark_new_store};
 pub use offline::OfflineStore;
 use reload::{end_stale_sessions, reload_on_sighup};
 
@@ -99,9 +99,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let notifier = crate::notify::Notifier::from_env();
     let dir = config.storage.dir.clone();
     let _lock = lock_data_dir(&dir)?;
-    crate::backup::check_no_restore_under_way(&dir)?;
+    check_data_dir(&config)?;
     crate::backup::remove_abandoned(&dir);
-    check_journal_or_new_store(&config)?;
     notifier
         .notify(&crate::notify::status("starting: journal, cache, ledger"))
         .await;

@@ -14,8 +14,16 @@ use crate::config::{Config, Environment};
 /// The mark `storebox init` leaves in a new store's data directory.
 pub const NEW_STORE: &str = "new-store";
 
+/// What the daemon and an offline command check of their locked data directory before they
+/// open it: no restore was killed half-way in it, and, in production, it holds a journal or
+/// `storebox init` marked it as a new store's.
+pub(crate) fn check_data_dir(config: &Config) -> anyhow::Result<()> {
+    crate::backup::check_no_restore_under_way(&config.storage.dir)?;
+    check_journal_or_new_store(config)
+}
+
 /// Refuses a production data directory with no journal that `storebox init` did not mark.
-pub(crate) fn check_journal_or_new_store(config: &Config) -> anyhow::Result<()> {
+fn check_journal_or_new_store(config: &Config) -> anyhow::Result<()> {
     if config.store.environment != Environment::Production {
         return Ok(());
     }

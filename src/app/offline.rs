@@ -39,8 +39,7 @@ impl OfflineStore {
         let dir = &config.storage.dir;
         let lock = lock_data_dir(dir)
             .context("the daemon must be stopped for this (systemctl stop storebox)")?;
-        crate::backup::check_no_restore_under_way(dir)?;
-        super::check_journal_or_new_store(config)?;
+        super::check_data_dir(config)?;
         let keys = Arc::new(load_keys(config)?);
         let journal = Journal::open(dir, &config.store.id)
             .with_context(|| format!("opening the journal in {}", dir.display()))?;
