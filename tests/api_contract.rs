@@ -1,6 +1,7 @@
 //! The HTTP API against its contract: the event stream lives no longer than its session,
 //! every time in the API carries the store's offset, a role too low is told so before its
-//! query or path is parsed, and an unknown sale is 404 on a reprint.
+//! query or path is parsed, an unknown sale is 404 on a reprint, and a member edit reads
+//! `null` as removal.
 
 mod common;
 
@@ -151,5 +152,44 @@ async fn reprinting_an_unknown_sale_is_404() {
     let t = d.login(CASHIER).await;
     let (s, v) = d.post(&t, "/v1/sales/no-such-sale/print", &json!({})).await;
     assert_eq!((s, code(&v)), (404, "sale_not_found"), "{v}");
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_with_a_null_card_removes_the_card_and_one_left_out_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let t = d.login(CASHIER).await;
+    let m = d
+        .register(&t, "张三", "13912345678", json!({"card_no": "CARD1234"}))
+        .await;
+    let path = format!("/v1/members/{m}");
+    let patch = async |body: Value| d.send(reqwest::Method::PATCH, &t, &path, &body, None).await;
+
+    let (s, v) = patch(json!({"name": "张三丰"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["card_no"], "CARD1234",
+        "a card left out of the edit stays"
+    );
+
+    let (s, v) = patch(json!({"card_no": null})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["card_no"], Value::Null, "card_no: null answered {v}");
+    let (_, found) = d.get(&t, "/v1/members?card=CARD1234").await;
+    assert_eq!(
+        found["members"],
+        json!([]),
+        "the card still finds the member"
+    );
+    // The card is free for someone else.
+    let (s, _) = d
+        .post(
+            &t,
+            "/v1/members",
+            &json!({"name": "李四", "phone": "13912345679", "card_no": "CARD1234"}),
+        )
+        .await;
+    assert_eq!(s, 201);
     d.terminate();
 }

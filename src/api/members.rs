@@ -254,11 +254,13 @@ async fn lookup(
         }
         cache.members_by_name(&name, LOOKUP_LIMIT + 1)?
     };
+    // An erased member is kept out of every index; should one still be found, it neither
+    // shows nor counts towards the limit.
+    found.retain(|m| m.erased_at.is_none());
     let truncated = found.len() > LOOKUP_LIMIT;
     found.truncate(LOOKUP_LIMIT);
     let members = found
         .iter()
-        .filter(|m| m.erased_at.is_none())
         .map(|m| MemberView::new(m, &staff, &state.settings))
         .collect();
     Ok(Json(Members { members, truncated }))

@@ -72,7 +72,8 @@ impl std::fmt::Debug for PreparedMember {
     }
 }
 
-/// `PATCH /v1/members/{id}`: only the fields present change. `card_no: ""` removes the card.
+/// `PATCH /v1/members/{id}`: only the fields present change. `card_no: ""` or `null` removes
+/// the card.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMember {
@@ -88,8 +89,8 @@ pub struct UpdateMember {
     /// New birthday (changing one already on file needs a manager).
     #[serde(default)]
     pub birthday: Option<NaiveDate>,
-    /// New card number; empty removes it.
-    #[serde(default)]
+    /// New card number; empty or `null` removes it (absent leaves it).
+    #[serde(default, deserialize_with = "null_removes")]
     pub card_no: Option<String>,
     /// New tags (replace the old ones).
     #[serde(default)]
@@ -246,4 +247,13 @@ pub fn request_hash<T: Serialize>(target: &str, req: &T) -> String {
     h.update([0]);
     h.update(serde_json::to_vec(req).unwrap_or_default());
     hex::encode(h.finalize())
+}
+
+/// A field given as `null` in an edit: removal, as the empty string says it (JSON merge
+/// patch); a field left out is `None` through `#[serde(default)]` and changes nothing.
+fn null_removes<'de, D>(d: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Some(Option::<String>::deserialize(d)?.unwrap_or_default()))
 }
