@@ -188,7 +188,8 @@ impl Link {
             o.set_credentials(user.clone(), pass.0.clone());
         }
         if let Some(tls) = &cfg.tls {
-            let tls_config = super::tls::client_config(tls)?;
+            let tls_config =
+                super::tls::client_config(tls).map_err(|(key, e)| format!("{key}: {e}"))?;
             o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
                 Arc::new(tls_config),
             )));

@@ -20,6 +20,8 @@ pub mod outbox;
 mod tls;
 pub mod topics;
 
+pub(crate) use tls::client_config as tls_client_config;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -36,6 +36,8 @@ pub struct Broker {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    /// A second listener's port and its settings (TLS), beside the plain one HQ uses.
+    tls: Option<(u16, String)>,
 }
 
 impl Broker {
@@ -46,9 +48,36 @@ impl Broker {
             child: None,
             port: free_port(),
             dir,
+            tls: None,
         };
         b.spawn();
         b
+    }
+
+    /// A broker with, beside its plain listener (for HQ), a TLS listener at [`Broker::tls_port`]
+    /// presenting `cert`/`key` and asking every client for a certificate signed by `ca`.
+    pub fn start_tls(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Broker {
+        let dir = dir.join("mosquitto");
+        std::fs::create_dir_all(&dir).unwrap();
+        let settings = format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        );
+        let mut b = Broker {
+            child: None,
+            port: free_port(),
+            dir,
+            tls: Some((free_port(), settings)),
+        };
+        b.spawn();
+        b
+    }
+
+    /// The TLS listener's port (see [`Broker::start_tls`]).
+    pub fn tls_port(&self) -> u16 {
+        self.tls.as_ref().map_or(0, |(p, _)| *p)
     }
 
     fn spawn(&mut self) {
@@ -60,12 +89,16 @@ impl Broker {
         } else {
             ""
         };
+        let tls = self.tls.as_ref().map_or(String::new(), |(port, settings)| {
+            format!("listener {port} 127.0.0.1\n{settings}")
+        });
         std::fs::write(
             &conf,
             format!(
-                "{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                "{user}allow_anonymous true\npersistence true\n\
                  persistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 0\n\
-                 log_dest file {dir}/mosquitto.log\nlog_type all\n",
+                 log_dest file {dir}/mosquitto.log\nlog_type all\n\
+                 listener {port} 127.0.0.1\n{tls}",
                 port = self.port,
                 dir = self.dir.display()
             ),
