@@ -247,6 +247,19 @@ pub(super) fn to_devices(
                 Transport::Tcp { address }
             }
         };
+        if let Some(o) = out.iter().find(|o| same_port(&o.transport, &transport)) {
+            let what = match transport {
+                Transport::Tcp { .. } => "address",
+                _ => "path",
+            };
+            return Err(bad(
+                key(what),
+                format!(
+                    "device {} already uses it (two devices cannot share one port)",
+                    o.id
+                ),
+            ));
+        }
         let allowed = match d.kind {
             DeviceKind::Printer => matches!(
                 transport,
@@ -289,6 +302,18 @@ pub(super) fn to_devices(
         ));
     }
     Ok(out)
+}
+
+/// Whether two transports open the same port: one serial line, HID node, file or printer
+/// address cannot be read or written by two devices.
+fn same_port(a: &Transport, b: &Transport) -> bool {
+    let tcp = |t: &Transport| matches!(t, Transport::Tcp { .. });
+    match (tcp(a), tcp(b)) {
+        // Host names are case-insensitive; paths are not.
+        (true, true) => a.target().eq_ignore_ascii_case(&b.target()),
+        (false, false) => a.target() == b.target(),
+        _ => false,
+    }
 }
 
 fn printer_options(d: &RawDevice, key: &dyn Fn(&str) -> String) -> Result<PrinterOptions, Invalid> {
@@ -340,8 +365,25 @@ fn printer_options(d: &RawDevice, key: &dyn Fn(&str) -> String) -> Result<Printe
     if d.header_lines.len() > 8 || d.header_lines.iter().any(|l| l.chars().count() > 64) {
         return Err(bad(key("header_lines"), "at most 8 lines of 64 characters"));
     }
+    // A control character would reach the printer as a command (ESC, GS: drawer kicks, cuts,
+    // code pages), not as text.
+    if d.header_lines
+        .iter()
+        .any(|l| l.chars().any(char::is_control))
+    {
+        return Err(bad(
+            key("header_lines"),
+            "no control characters (one line per entry, no tabs or escapes)",
+        ));
+    }
     if d.qr.as_ref().is_some_and(|q| q.len() > 512) {
         return Err(bad(key("qr"), "at most 512 characters"));
+    }
+    if d.qr
+        .as_ref()
+        .is_some_and(|q| q.chars().any(char::is_control))
+    {
+        return Err(bad(key("qr"), "no control characters"));
     }
     Ok(PrinterOptions {
         paper,

@@ -447,6 +447,62 @@ fn a_printer_on_port_0_is_refused() {
     assert_eq!(e.key, "devices[0].address", "{e}");
 }
 
+/// Two devices on one serial port or one printer address fight over it: the second is
+/// refused, naming the first. A printer header with an escape would reach the printer as a
+/// command.
+#[test]
+fn devices_sharing_a_port_and_headers_with_control_characters_are_refused() {
+    let terminal = "[[terminals]]\nid = \"pos-1\"\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\n";
+    let device = |id: &str, kind: &str, transport: &str, at: &str| {
+        let place = if transport == "tcp" {
+            "address"
+        } else {
+            "path"
+        };
+        format!(
+            "[[devices]]\nid = \"{id}\"\nkind = \"{kind}\"\nterminal = \"pos-1\"\n\
+             transport = \"{transport}\"\n{place} = \"{at}\"\n"
+        )
+    };
+    let shared = [
+        (
+            device("scan", "scanner", "serial", "/dev/ttyUSB0"),
+            device("reader", "card_reader", "serial", "/dev/ttyUSB0"),
+            "devices[1].path",
+        ),
+        (
+            device("scan", "scanner", "serial", "/dev/ttyUSB0"),
+            device("p1", "printer", "file", "/dev/ttyUSB0"),
+            "devices[1].path",
+        ),
+    ];
+    for (a, b, key) in shared {
+        let e = parse(&format!("{MINIMAL}\n{terminal}{a}{b}")).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.reason.contains("scan"), "{e}");
+    }
+    // Different ports, and a path differing only in case, are different devices.
+    let apart = format!(
+        "{MINIMAL}\n{terminal}{}{}",
+        device("scan", "scanner", "serial", "/dev/ttyUSB0"),
+        device("reader", "card_reader", "serial", "/dev/ttyusb0"),
+    );
+    parse(&apart).unwrap();
+
+    let printer = device("p1", "printer", "tcp", "192.168.1.50:9100");
+    for header in ["\"\\u001bp\\u0000\"", "\"a\\tb\"", "\"x\\ny\""] {
+        let e = parse(&format!(
+            "{MINIMAL}\n{terminal}{printer}header_lines = [{header}]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "devices[0].header_lines", "{header}: {e}");
+    }
+    parse(&format!(
+        "{MINIMAL}\n{terminal}{printer}header_lines = [\"欢迎光临 Welcome\"]\n"
+    ))
+    .unwrap();
+}
+
 /// A production daemon reloaded (SIGHUP) with a file switched to development and plain
 /// secrets put the plain PIN and token in force at once, though the environment itself
 /// "needs a restart".
