@@ -1,5 +1,5 @@
 //! The HTTP API against its contract: the event stream lives no longer than its session,
-//! every time in the API carries the store's offset, a role too low is told so before its
+//! every time in the API (and in HQ's status) carries the store's offset, a role too low is told so before its
 //! query or path is parsed, an unknown sale is 404 on a reprint, and a member edit reads
 //! `null` as removal.
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::devices::wait_state;
 use common::hw::{Events, Pty, point};
-use common::mqtt::Broker;
+use common::mqtt::{Broker, Hq, wait_for};
 use common::{ADMIN, CASHIER, Daemon, MANAGER, cash, code};
 use serde_json::{Value, json};
 
@@ -96,6 +96,16 @@ async fn uplink_and_health_times_are_store_local() {
         store_offset(&health["uplink"]["last_ack_at"]),
         "healthz: {health}"
     );
+    // The audit log's entries (the login just made one) and HQ's retained status too.
+    let admin = d.login(ADMIN).await;
+    let (_, audit) = d.get(&admin, "/v1/audit").await;
+    let entries = audit["entries"].as_array().expect("entries");
+    assert!(!entries.is_empty(), "{audit}");
+    assert!(entries.iter().all(|e| store_offset(&e["at"])), "{audit}");
+    let hq = Hq::connect(broker.port, "sh-001").await;
+    wait_for(10, "the retained status", || hq.last_status().is_some()).await;
+    let status = hq.last_status().unwrap_or_default();
+    assert!(store_offset(&status["started_at"]), "status: {status}");
     d.terminate();
 }
 

@@ -39,7 +39,17 @@ async fn list(
     let entries = state
         .journal
         .with(move |c| audit::list(c, after, limit))
-        .await?;
+        .await?
+        .into_iter()
+        .map(|mut e| {
+            // Kept in UTC (the chain's MACs cover the text as written); shown with the
+            // store's offset like every other time in the API.
+            if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&e.at) {
+                e.at = state.settings.local(at.to_utc()).to_rfc3339();
+            }
+            e
+        })
+        .collect::<Vec<_>>();
     let next = (entries.len() as u64 == limit).then(|| entries.last().map_or(after, |e| e.n));
     Ok(Json(Entries { entries, next }))
 }

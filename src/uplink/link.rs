@@ -351,7 +351,7 @@ impl Link {
         let payload = json!({
             "online": true,
             "version": env!("CARGO_PKG_VERSION"),
-            "started_at": self.parts.started_at,
+            "started_at": self.parts.ledger.settings.local(self.parts.started_at),
             "backlog": view.backlog,
             "oldest_unsent_at": view.oldest_unsent_at,
         });
