@@ -195,11 +195,41 @@ fn toml_error(text: &str, e: &toml::de::Error, key: String) -> Invalid {
     let line = e
         .span()
         .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let message = e.message().trim();
+    let message = if is_secret(&key) {
+        without_values(message)
+    } else {
+        message.to_string()
+    };
     let reason = match line {
-        Some(l) => format!("{} (line {l})", e.message().trim()),
-        None => e.message().trim().to_string(),
+        Some(l) => format!("{message} (line {l})"),
+        None => message,
     };
     (key, reason)
+}
+
+/// Keys whose values are secrets (or, for `pin_hash`, can be tried against every PIN).
+const SECRET_KEYS: [&str; 4] = ["pin", "pin_hash", "token", "password"];
+
+/// Whether the value at `key` (`staff[1].pin`) is a secret.
+fn is_secret(key: &str) -> bool {
+    let field = key.rsplit('.').next().unwrap_or(key);
+    SECRET_KEYS.contains(&field)
+}
+
+/// A parser's message without the values it quotes in backticks: "invalid type: integer
+/// `1111`, expected a string" for a PIN written without quotes would otherwise put the PIN in
+/// the log and, at a reload, in the audit chain.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('`').enumerate() {
+        if i % 2 == 0 {
+            out.push_str(part);
+        } else {
+            out.truncate(out.trim_end().len());
+        }
+    }
+    out
 }
 
 pub(super) fn to_products(raw: Vec<RawProduct>) -> Result<Vec<SeedProduct>, Invalid> {
@@ -254,4 +284,43 @@ pub(super) fn to_products(raw: Vec<RawProduct>) -> Result<Vec<SeedProduct>, Inva
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PIN, token or password written without quotes is refused without its value: the
+    /// message goes to the log and, at a reload, to the audit chain (and HQ's copy).
+    #[test]
+    fn a_secret_of_the_wrong_type_is_not_repeated() {
+        let store = "[store]\nid = \"sh-001\"\nname = \"店\"\nenvironment = \"development\"\n";
+        for (extra, key) in [
+            (
+                "[[staff]]\nstaff_no = \"1\"\nname = \"a\"\nrole = \"cashier\"\npin = 860731\n",
+                "staff[0].pin",
+            ),
+            (
+                "[[terminals]]\nid = \"pos-1\"\ntoken = 860731\n",
+                "terminals[0].token",
+            ),
+            (
+                "[uplink]\nhost = \"hq\"\nusername = \"u\"\npassword = 860731\n",
+                "uplink.password",
+            ),
+        ] {
+            let (k, reason) = parse(&format!("{store}{extra}")).unwrap_err();
+            assert_eq!(k, key);
+            assert!(!reason.contains("860731"), "{key}: {reason}");
+            assert!(
+                reason.starts_with("invalid type: integer, expected"),
+                "{reason}"
+            );
+            assert!(reason.contains("line "), "{reason}");
+        }
+        // Other values are still named.
+        let (k, reason) = parse(&format!("{store}[http]\nlisten = 8080\n")).unwrap_err();
+        assert_eq!(k, "http.listen");
+        assert!(reason.contains("`8080`"), "{reason}");
+    }
 }

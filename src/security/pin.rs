@@ -94,6 +94,12 @@ pub fn check_hash(phc: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A hash of a PIN nobody knows, with the costs of [`hash`] and of HQ's hashes (argon2's
+/// defaults). A login for a staff number nobody has checks its PIN against this, and is refused
+/// whatever the outcome: answered without a check, it came back in a fraction of the time a
+/// wrong PIN for a real staff number takes, and the time told a terminal which numbers exist.
+pub const NOBODY: &str = "$argon2id$v=19$m=19456,t=2,p=1$pCwBiXOdbwy0oh//EhpQRw$Bb4GHjHfeXL2wAa/eFyF6G4hAqm6I4SeGTxVLRHykBQ";
+
 /// Checks a PIN against an argon2id PHC string, peppered or not. Slow by design: call it off
 /// the async runtime.
 pub fn verify(keys: &StoreKeys, phc: &str, pin: &str) -> PinMatch {
@@ -157,6 +163,19 @@ mod tests {
             "another store's key"
         );
         assert_eq!(verify(&keys, "not a hash", "1234"), PinMatch::No);
+    }
+
+    /// The stand-in for a staff number nobody has costs what a real check costs.
+    #[test]
+    fn the_hash_for_nobody_costs_what_a_pin_hash_costs() {
+        let keys = StoreKeys::random();
+        let cost = |phc: &str| {
+            let h = PasswordHash::new(phc).unwrap();
+            ["m", "t", "p"].map(|k| h.params.get_decimal(k))
+        };
+        assert_eq!(check_hash(NOBODY), Ok(()));
+        assert_eq!(cost(NOBODY), cost(&hash(&keys, "1234").unwrap()));
+        assert_eq!(verify(&keys, NOBODY, "1234"), PinMatch::No);
     }
 
     #[test]
