@@ -77,9 +77,13 @@ async fn serial(
             _ = shutdown.cancelled() => return Ok(()),
             r = port.read(&mut buf) => r.map_err(|e| format!("reading {}: {e}", path.display()))?,
             _ = tokio::time::sleep(LINE_GAP), if partial => {
-                // A read cut short (power blip, cable): not glued to the next scan.
-                ctx.bus.rejected(&dev.id);
-                tracing::debug!(device = %dev.id, bytes = line.len(), "unfinished input dropped after a pause");
+                // A read cut short (power blip, cable): not glued to the next scan. Bare
+                // white space is the rest of a line end (the LF of a CR LF when the suffix is
+                // CR), not a read cut short: dropped without counting.
+                if garbage || !line.trim_ascii().is_empty() {
+                    ctx.bus.rejected(&dev.id);
+                    tracing::debug!(device = %dev.id, bytes = line.len(), "unfinished input dropped after a pause");
+                }
                 line.clear();
                 garbage = false;
                 continue;

@@ -123,14 +123,16 @@ impl KeyDecoder {
                     let mut line = std::mem::take(&mut self.line).into_bytes();
                     if std::mem::take(&mut self.overflow) {
                         // Report it as too long: pad past the limit rather than cut silently.
-                        line.resize(super::scan::MAX_CODE + 1, b'#');
+                        line.resize(super::scan::MAX_SWIPE + 1, b'#');
                     }
                     line.push(b'\r');
                     Some(line)
                 }
                 code => {
                     if let Some((plain, shifted)) = us_key(code) {
-                        if self.line.len() > super::scan::MAX_CODE {
+                        // The longest a scanner or reader may send (a swipe); a barcode's
+                        // own limit is checked on the line.
+                        if self.line.len() > super::scan::MAX_SWIPE {
                             self.overflow = true;
                         } else {
                             self.line.push(if self.shift { shifted } else { plain });
@@ -211,6 +213,19 @@ mod tests {
             out.extend(press(code).into_iter().filter_map(|e| d.feed(e)));
         }
         assert_eq!(out, vec![b"12\r".to_vec()]);
+    }
+
+    #[test]
+    fn a_swipe_longer_than_a_barcode_is_kept_whole() {
+        // A magstripe track 1 is up to 79 characters: a card reader's line, not an overflow.
+        let mut ev = Vec::new();
+        for _ in 0..79 {
+            ev.extend(press(2));
+        }
+        ev.extend(press(KEY_ENTER));
+        let mut want = vec![b'1'; 79];
+        want.push(b'\r');
+        assert_eq!(typed(&ev), vec![want]);
     }
 
     #[test]

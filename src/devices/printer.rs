@@ -12,6 +12,7 @@
 //! is waited for, never abandoned or doubled ([`LpWriter`]). A drawer kick (after a cash
 //! receipt, or asked for alone) goes out only within [`DRAWER_WINDOW`] of its job being queued.
 
+use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -56,6 +57,9 @@ enum Halt {
     Shutdown,
     /// The printer is not usable; the state to report and why.
     Down(DeviceState, String),
+    /// A job went out (or was dropped) but the journal could not record it: retried after a
+    /// pause, without sending the job again.
+    Unrecorded,
 }
 
 fn offline(reason: String) -> Halt {
@@ -318,17 +322,20 @@ async fn check(
     } else {
         STATUS_TIMEOUT
     };
-    let Some(b) = conn.status(StatusRequest::Printer, wait).await? else {
+    // Only a status reply is an answer: a stray byte (the XON of software flow control, line
+    // noise) must not make a printer that never answers look hung when it is silent next time.
+    let reply = conn
+        .status(StatusRequest::Printer, wait)
+        .await?
+        .and_then(|b| parse_status(StatusRequest::Printer, b).ok());
+    let Some(status) = reply else {
         if *answers {
             return Ok((DeviceState::Offline, Some(SILENT.into())));
         }
         return Ok((DeviceState::Ready, None));
     };
     *answers = true;
-    let offline = matches!(
-        parse_status(StatusRequest::Printer, b),
-        Ok(Status::Printer { offline: true, .. })
-    );
+    let offline = matches!(status, Status::Printer { offline: true, .. });
     let paper = match conn
         .status(StatusRequest::PaperSensor, STATUS_TIMEOUT)
         .await?
@@ -382,6 +389,9 @@ pub(super) async fn run(ctx: Context, dev: DeviceConfig, shutdown: CancellationT
     let mut lp: Option<LpWriter> = None;
     // Whether the printer has answered DLE EOT since it was last unreachable (see `check`).
     let mut answers = false;
+    // Jobs sent (or dropped) whose end the journal has not recorded yet, with the command that
+    // records it: never sent again by this run of the daemon (see `record`).
+    let mut unrecorded: HashMap<i64, Command> = HashMap::new();
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -400,6 +410,7 @@ pub(super) async fn run(ctx: Context, dev: DeviceConfig, shutdown: CancellationT
                 Vec::new()
             }
         };
+        unrecorded.retain(|id, _| jobs.iter().any(|j| j.id == *id));
         let check_only = jobs.is_empty();
         if check_only {
             tokio::select! {
@@ -408,9 +419,26 @@ pub(super) async fn run(ctx: Context, dev: DeviceConfig, shutdown: CancellationT
                 _ = health.tick() => {}
             }
         }
-        match serve(&ctx, &dev, &opts, &jobs, &mut lp, &mut answers, &shutdown).await {
+        let served = serve(
+            &ctx,
+            &dev,
+            &opts,
+            &jobs,
+            &mut lp,
+            &mut answers,
+            &mut unrecorded,
+            &shutdown,
+        );
+        match served.await {
             Ok(()) => backoff = Duration::from_millis(500),
             Err(Halt::Shutdown) => return,
+            Err(Halt::Unrecorded) => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
             Err(Halt::Down(state, reason)) => {
                 ctx.report(&dev, state, Some(reason)).await;
                 if check_only {
@@ -430,7 +458,8 @@ pub(super) async fn run(ctx: Context, dev: DeviceConfig, shutdown: CancellationT
 /// bytes: a `file` printer's write returned; a TCP or serial printer's output queue emptied
 /// and, if it answers DLE EOT (`answers`), it answered one sent after the job. The printer is
 /// reported ready once a job's bytes were all taken (or, with nothing to write, once it opened
-/// and answered fine).
+/// and answered fine). A job in `unrecorded` already went out: it is only recorded.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     ctx: &Context,
     dev: &DeviceConfig,
@@ -438,6 +467,7 @@ async fn serve(
     jobs: &[PrintJob],
     lp: &mut Option<LpWriter>,
     answers: &mut bool,
+    unrecorded: &mut HashMap<i64, Command>,
     shutdown: &CancellationToken,
 ) -> Result<(), Halt> {
     let mut conn = match Conn::open(ctx, dev, lp, shutdown).await {
@@ -463,6 +493,10 @@ async fn serve(
     }
     let mut ready = false;
     for job in jobs {
+        if let Some(done) = unrecorded.get(&job.id).cloned() {
+            record(ctx, dev, job.id, done, unrecorded).await;
+            continue;
+        }
         let parts = match job_bytes(ctx, opts, job).await {
             Ok(b) => b,
             Err(e) => {
@@ -537,13 +571,37 @@ async fn serve(
                 ready = true;
             }
         }
-        if let Err(e) = ctx.ledger.execute(ctx.actor(), done).await {
-            // The bytes went out; if the job stays queued it prints again. Better twice than never.
-            tracing::error!(device = %dev.id, job = job.id, error = %e, "cannot mark a job printed");
-        }
+        record(ctx, dev, job.id, done, unrecorded).await;
     }
     if !ready {
         ctx.report(dev, DeviceState::Ready, None).await;
     }
-    Ok(())
+    if unrecorded.is_empty() {
+        Ok(())
+    } else {
+        Err(Halt::Unrecorded)
+    }
+}
+
+/// Records the end of a job (`done`). If the journal cannot take it (a full or failing disk),
+/// the job stays queued but is kept in `unrecorded`: the printer task records it again after a
+/// pause and does not send it again, or it would print the same receipt over and over for as
+/// long as the journal cannot be written. Only a restart in between prints it twice.
+async fn record(
+    ctx: &Context,
+    dev: &DeviceConfig,
+    job_id: i64,
+    done: Command,
+    unrecorded: &mut HashMap<i64, Command>,
+) {
+    match ctx.ledger.execute(ctx.actor(), done.clone()).await {
+        Ok(_) => {
+            unrecorded.remove(&job_id);
+        }
+        Err(e) => {
+            tracing::error!(device = %dev.id, job = job_id, error = %e,
+                "cannot mark a job printed; it is not sent again, marking it is retried");
+            unrecorded.insert(job_id, done);
+        }
+    }
 }

@@ -8,6 +8,10 @@ use crate::domain::contact::normalize_card;
 
 /// Longest code accepted (GS1-128 tops out at 48 data characters).
 pub const MAX_CODE: usize = 64;
+/// Longest swipe accepted: a magstripe reader may send tracks 1, 2 and 3 as one line (ISO
+/// 7811: up to 79, 40 and 107 characters); track 1 alone, with its 26-character name field,
+/// is longer than any barcode.
+pub const MAX_SWIPE: usize = 240;
 
 /// A barcode symbology as far as storebox can tell from the digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,14 +71,15 @@ fn gs1_check_ok(digits: &[u8]) -> bool {
     (10 - sum % 10) % 10 == u32::from(check - b'0')
 }
 
-/// Trims the line end and rejects what no scanner should send.
-fn printable(raw: &[u8]) -> Result<&str, Rejected> {
+/// Trims the line end and rejects what no scanner or reader should send: longer than `max`,
+/// control or non-ASCII bytes.
+fn printable(raw: &[u8], max: usize) -> Result<&str, Rejected> {
     // Line ends (CR, LF, tab) and surrounding spaces are not part of the code.
     let trimmed = raw.trim_ascii();
     if trimmed.is_empty() {
         return Err(Rejected::Empty);
     }
-    if trimmed.len() > MAX_CODE {
+    if trimmed.len() > max {
         return Err(Rejected::TooLong);
     }
     if !trimmed.iter().all(|b| (0x20..0x7f).contains(b)) {
@@ -85,7 +90,7 @@ fn printable(raw: &[u8]) -> Result<&str, Rejected> {
 
 /// Checks one scanned line.
 pub fn classify_scan(raw: &[u8]) -> Result<Scan, Rejected> {
-    let code = printable(raw)?;
+    let code = printable(raw, MAX_CODE)?;
     let bytes = code.as_bytes();
     let symbology = if bytes.iter().all(u8::is_ascii_digit) {
         match bytes.len() {
@@ -109,7 +114,7 @@ pub fn classify_scan(raw: &[u8]) -> Result<Scan, Rejected> {
 /// The card number in a swipe: magstripe track 2 (`;PAN=...?`), track 1 (`%B PAN ^...?`), or
 /// a plain UID / number line from an RFID reader.
 pub fn parse_card(raw: &[u8]) -> Result<String, Rejected> {
-    let line = printable(raw)?;
+    let line = printable(raw, MAX_SWIPE)?;
     let pan = if let Some(rest) = line.strip_prefix(';') {
         rest.split(['=', '?']).next().unwrap_or_default()
     } else if let Some(rest) = line.strip_prefix("%B") {
@@ -172,5 +177,23 @@ mod tests {
         assert_eq!(parse_card(b";=?\r"), Err(Rejected::NotACard));
         assert_eq!(parse_card(b"%E?\r"), Err(Rejected::NotACard));
         assert_eq!(parse_card(b"\r"), Err(Rejected::Empty));
+    }
+
+    #[test]
+    fn a_full_track_one_and_two_swipe_is_a_card() {
+        // ISO 7813 track 1 with its 26-character name field: longer than any barcode.
+        let track1 = "%B4815881002861896^YATES/EUGENE JOHN         ^37829821000123456789?";
+        let track2 = ";4815881002861896=37829821000123456789?";
+        assert_eq!(
+            parse_card(format!("{track1}\r").as_bytes()),
+            Ok("4815881002861896".into())
+        );
+        assert_eq!(
+            parse_card(format!("{track1}{track2}\r").as_bytes()),
+            Ok("4815881002861896".into())
+        );
+        // A barcode that long is still garbage.
+        assert_eq!(classify_scan(track1.as_bytes()), Err(Rejected::TooLong));
+        assert_eq!(parse_card(&[b'1'; 300]), Err(Rejected::TooLong));
     }
 }
