@@ -430,7 +430,7 @@ async fn backup_under_load_restores_members_sales_and_outbox_and_numbering_goes_
     );
     assert!(
         String::from_utf8_lossy(&out.stdout)
-            .contains(&format!("next event gets seq {}", backup_seq + 1)),
+            .contains(&format!("next event gets seq {}", backup_seq + 2)),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );

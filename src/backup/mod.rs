@@ -215,6 +215,94 @@ pub(crate) fn private_file(path: &Path) -> anyhow::Result<File> {
         .with_context(|| format!("creating {}", path.display()))
 }
 
+const MIB: u64 = 1024 * 1024;
+
+/// Whether the working copies fit in the data directory's file system with
+/// `storage.min_free_mb` to spare. A backup filled it before: for as long as it compressed
+/// (minutes on a large store) the journal could not grow, and every sale was refused
+/// (`503 journal_unavailable`). The backup file itself, when it goes to the same file system,
+/// is watched as it is written ([`RoomGuard`]): how far it compresses is not known before.
+fn check_room(dir: &Path, min_free_mb: u64) -> anyhow::Result<()> {
+    let Some(free) = crate::app::free_bytes(dir) else {
+        return Ok(());
+    };
+    // A snapshot holds the pages in the write-ahead log too.
+    let copies: u64 = FILES
+        .iter()
+        .flat_map(|name| [name.to_string(), format!("{name}-wal")])
+        .filter_map(|name| std::fs::metadata(dir.join(name)).ok())
+        .map(|m| m.len())
+        .sum();
+    if free < copies.saturating_add(min_free_mb.saturating_mul(MIB)) {
+        bail!(
+            "not enough free space for a backup in {}: its working copies need {} MiB and the \
+             journal keeps storage.min_free_mb = {min_free_mb} MiB for sales, but {} MiB are \
+             free; free some space",
+            dir.display(),
+            copies.div_ceil(MIB),
+            free / MIB
+        );
+    }
+    Ok(())
+}
+
+/// The backup file's writer, when the file is on the data directory's file system: fails the
+/// backup once the free space there falls under the journal's reserve (checked every few MiB),
+/// rather than take the room sales need.
+struct RoomGuard<W> {
+    inner: W,
+    /// The data directory, and the reserve in bytes; `None` when the file goes elsewhere.
+    watch: Option<(PathBuf, u64)>,
+    since_check: u64,
+}
+
+impl<W> RoomGuard<W> {
+    fn new(inner: W, dir: &Path, out: &Path, min_free_mb: u64) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let out_dir = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let same_fs = match (std::fs::metadata(dir), std::fs::metadata(out_dir)) {
+            (Ok(d), Ok(o)) => d.dev() == o.dev(),
+            _ => false,
+        };
+        let watch = same_fs.then(|| (dir.to_path_buf(), min_free_mb.saturating_mul(MIB)));
+        RoomGuard {
+            inner,
+            watch,
+            since_check: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for RoomGuard<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some((dir, reserve)) = &self.watch {
+            if self.since_check >= 4 * MIB || self.since_check == 0 {
+                let free = crate::app::free_bytes(dir).unwrap_or(u64::MAX);
+                if free < reserve.saturating_add(buf.len() as u64) {
+                    return Err(std::io::Error::other(format!(
+                        "not enough free space for the backup file in {}: {} MiB left, and the \
+                         journal keeps storage.min_free_mb = {} MiB for sales; write the backup \
+                         to another disk or free some space",
+                        dir.display(),
+                        free / MIB,
+                        reserve / MIB
+                    )));
+                }
+                self.since_check = 0;
+            }
+            self.since_check += buf.len() as u64;
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Takes a backup of the store's data directory (the daemon may be running) into `out`.
 pub fn backup(config: &Config, keys: &StoreKeys, out: &Path) -> anyhow::Result<Header> {
     let dir = &config.storage.dir;
@@ -223,6 +311,7 @@ pub fn backup(config: &Config, keys: &StoreKeys, out: &Path) -> anyhow::Result<H
     }
     check_no_restore_under_way(dir)?;
     remove_abandoned(dir);
+    check_room(dir, config.storage.min_free_mb)?;
     let tmp = TempDir::new(dir)?;
     for name in FILES {
         if dir.join(name).exists() {
@@ -269,7 +358,8 @@ pub fn backup(config: &Config, keys: &StoreKeys, out: &Path) -> anyhow::Result<H
     let partial = out.with_extension("partial");
     let file = private_file(&partial)?;
     let partial = Partial(partial, false);
-    let sealed = SealWriter::new(BufWriter::new(file), keys)?;
+    let guarded = RoomGuard::new(file, dir, out, config.storage.min_free_mb);
+    let sealed = SealWriter::new(BufWriter::new(guarded), keys)?;
     let mut z = flate2::write::DeflateEncoder::new(sealed, flate2::Compression::default());
     let head = serde_json::to_vec(&header)?;
     z.write_all(&(head.len() as u32).to_le_bytes())?;
@@ -292,7 +382,8 @@ pub fn backup(config: &Config, keys: &StoreKeys, out: &Path) -> anyhow::Result<H
         .finish()?
         .finish()?
         .into_inner()
-        .map_err(|e| e.into_error())?;
+        .map_err(|e| e.into_error())?
+        .inner;
     file.sync_all()?;
     drop(file);
     std::fs::rename(&partial.0, out)
@@ -465,10 +556,11 @@ fn settle(
         Journal::open(dir, &config.store.id).context("opening the restored journal")?;
     let codec = PiiCodec::new(std::sync::Arc::new(keys.clone()));
     let last = journal.last_seq();
+    let now = chrono::Utc::now()
+        .with_timezone(&config.store.timezone)
+        .fixed_offset();
+    let tx = journal.conn_mut().transaction()?;
     if hq_last_seq > last {
-        let now = chrono::Utc::now()
-            .with_timezone(&config.store.timezone)
-            .fixed_offset();
         let event = Event {
             id: crate::ids::new_v7().to_string(),
             store_id: config.store.id.clone(),
@@ -480,7 +572,6 @@ fn settle(
                 backup_created_at: header.created_at.clone(),
             },
         };
-        let tx = journal.conn_mut().transaction()?;
         store::append(&tx, &event, &now.date_naive().to_string(), &codec)?;
         // The audit chain goes on after the entries HQ may hold from the lost events (at most
         // one an event), so that none of their positions is used again.
@@ -513,14 +604,25 @@ fn settle(
         // on with `journal.restored` (at `last` it waited for `last + 1`, which this journal
         // never has, and sent nothing again).
         store::set_outbox_position(&tx, hq_last_seq, &chrono::Utc::now().to_rfc3339())?;
-        tx.commit()?;
     } else {
-        store::set_outbox_position(
-            journal.conn(),
-            hq_last_seq,
-            &chrono::Utc::now().to_rfc3339(),
-        )?;
+        store::set_outbox_position(&tx, hq_last_seq, &chrono::Utc::now().to_rfc3339())?;
     }
+    // HQ's master data (products, prices, staff, coupons, its members and their erasures) is
+    // applied to the cache alone, and the broker forgets a message once the store took it: what
+    // came after the cache was copied — the hours or days the box ran on after the backup — is
+    // in no backup. Without a snapshot from HQ the restored store would sell at old prices, let
+    // in staff HQ removed and show the name and phone of members erased since.
+    let sync = Event {
+        id: crate::ids::new_v7().to_string(),
+        store_id: config.store.id.clone(),
+        seq: store::last_seq(&tx)? + 1,
+        occurred_at: now,
+        body: EventBody::SyncRequested {
+            reason: "restored".into(),
+        },
+    };
+    store::append(&tx, &sync, &now.date_naive().to_string(), &codec)?;
+    tx.commit()?;
     journal.resync_seq()?;
     let next_seq = journal.last_seq() + 1;
     journal

@@ -55,7 +55,7 @@ pub async fn scheduled(
             );
             let path = dir.join(name);
             let h = backup(&config, &keys, &path)?;
-            prune(&dir, &config.store.id, keep)?;
+            prune(&dir, &config.store.id, keep, &path)?;
             Ok((path, h))
         })
         .await;
@@ -130,11 +130,14 @@ fn newest_age(dir: &Path, store_id: &str) -> Option<Duration> {
         .min()
 }
 
-/// Removes all but the newest `keep` scheduled backups of the store in `dir`.
-pub(super) fn prune(dir: &Path, store_id: &str, keep: usize) -> anyhow::Result<()> {
+/// Removes all but the newest `keep` scheduled backups of the store in `dir`; `written`, the
+/// one just written, always stays. (Its name sorts before a backup named by a clock that once
+/// ran ahead: with `keep = 1` every new backup was removed as soon as it was written, and the
+/// stale one stayed.)
+pub(super) fn prune(dir: &Path, store_id: &str, keep: usize, written: &Path) -> anyhow::Result<()> {
     let mut files = scheduled_files(dir, store_id)?;
-    // The timestamp in the name sorts in time order.
-    files.sort();
+    // The timestamp in the name sorts in time order; the one just written goes last.
+    files.sort_by_key(|p| (p.as_path() == written, p.clone()));
     let excess = files.len().saturating_sub(keep);
     for old in &files[..excess] {
         std::fs::remove_file(old).with_context(|| format!("removing {}", old.display()))?;

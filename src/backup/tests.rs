@@ -234,7 +234,13 @@ fn retention_keeps_the_newest_of_this_store_only() {
     for n in names {
         std::fs::write(dir.path().join(n), b"x").unwrap();
     }
-    prune(dir.path(), "sh-001", 2).unwrap();
+    prune(
+        dir.path(),
+        "sh-001",
+        2,
+        &dir.path().join("storebox-sh-001-20261122T000000Z.sbk"),
+    )
+    .unwrap();
     let mut left: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
@@ -243,4 +249,74 @@ fn retention_keeps_the_newest_of_this_store_only() {
     let mut want = names[1..].to_vec();
     want.sort();
     assert_eq!(left, want);
+}
+
+/// The working copies of a backup take as much room as the files: a backup that would leave
+/// less than `storage.min_free_mb` refuses before copying anything. (Before, it filled the
+/// disk, and the sales of the minutes it took were refused: the journal could not grow.)
+#[test]
+fn a_backup_that_would_eat_the_journals_room_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let (old, keys) = store(&root.path().join("old"));
+    drop(Journal::open(&old.storage.dir, "sh-001").unwrap());
+    let free = crate::app::free_bytes(&old.storage.dir).expect("free space measured");
+    // The largest reserve a config may ask for (1 TiB): more than this disk has free.
+    let max_mb = 1024 * 1024;
+    if free >= max_mb * 1024 * 1024 {
+        eprintln!("skipped: this disk has more than 1 TiB free");
+        return;
+    }
+    let mut tight = old.clone();
+    tight.storage.min_free_mb = max_mb;
+    let file = root.path().join("b.sbk");
+    let err = backup(&tight, &keys, &file).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("not enough free space"),
+        "{err:#}"
+    );
+    assert!(!file.exists() && !file.with_extension("partial").exists());
+    assert!(
+        names(&old.storage.dir)
+            .iter()
+            .all(|n| !n.starts_with(".backup-")),
+        "{:?}",
+        names(&old.storage.dir)
+    );
+    // With the default reserve it goes ahead.
+    backup(&old, &keys, &file).unwrap();
+}
+
+/// A backup named by a clock that once ran ahead sorts after every later one: the one just
+/// written stays all the same (before, with `keep = 1` each new backup was removed at once and
+/// the stale one kept for good).
+#[test]
+fn retention_never_removes_the_backup_just_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let ahead = dir.path().join("storebox-sh-001-20991231T000000Z.sbk");
+    let written = dir.path().join("storebox-sh-001-20261206T000000Z.sbk");
+    for f in [&ahead, &written] {
+        std::fs::write(f, b"x").unwrap();
+    }
+    prune(dir.path(), "sh-001", 1, &written).unwrap();
+    assert!(written.exists(), "the backup just written was removed");
+    assert!(!ahead.exists());
+}
+
+/// The backup file, on the data directory's disk, stops before it takes the journal's reserve
+/// (how far it compresses is not known when the backup starts); elsewhere it is not watched.
+#[test]
+fn the_backup_file_stops_short_of_the_journals_reserve() {
+    let dir = tempfile::tempdir().unwrap();
+    let free_mb = crate::app::free_bytes(dir.path()).expect("free space measured") / MIB;
+    let out = dir.path().join("b.sbk");
+    let mut over = RoomGuard::new(Vec::new(), dir.path(), &out, free_mb + 1);
+    let err = over.write_all(b"backup bytes").unwrap_err();
+    assert!(err.to_string().contains("not enough free space"), "{err}");
+    assert!(over.inner.is_empty());
+    let mut within = RoomGuard::new(Vec::new(), dir.path(), &out, 1);
+    within.write_all(b"backup bytes").unwrap();
+    assert_eq!(within.inner, b"backup bytes");
+    // A file on another file system (or a directory that cannot be read) is not watched.
+    let mut elsewhere = RoomGuard::new(Vec::new(), dir.path(), Path::new("/proc/x"), free_mb + 1);
+    elsewhere.write_all(b"backup bytes").unwrap();
 }
