@@ -433,7 +433,9 @@ pub async fn import(
     chunk: usize,
     mut progress: impl FnMut(Progress),
 ) -> anyhow::Result<Summary> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    // In place, so that `decode` needs no copy of the file.
+    decode::unify_line_ends(&mut bytes);
     let decoded = decode(&bytes, encoding);
     drop(bytes);
     let used = decoded.encoding;

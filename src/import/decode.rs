@@ -164,9 +164,41 @@ fn decode_gbk(bytes: &[u8]) -> Decoded {
     text.done("gbk")
 }
 
+/// Ends every line of `bytes` with LF: CRLF (what Excel on Windows writes) becomes LF, and so
+/// does a lone CR (old Mac line ends, Excel's "CSV (Macintosh)"). In place, the file shrinking
+/// by its CRs. The CSV reader counts lines by LF and ends a record at CR: without this, each
+/// row of a CRLF file is reported one line early (the record starts at the LF of the line
+/// before), every row of a CR file on line 1, and of a CR file only the first invalid sequence
+/// is noted (see [`Text`]). A CR byte is never part of a multi-byte sequence in UTF-8, GBK or
+/// GB18030, so the text is otherwise the same.
+pub fn unify_line_ends(bytes: &mut Vec<u8>) {
+    if !bytes.contains(&b'\r') {
+        return;
+    }
+    let mut kept = 0;
+    for i in 0..bytes.len() {
+        let b = bytes[i];
+        if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+            continue;
+        }
+        bytes[kept] = if b == b'\r' { b'\n' } else { b };
+        kept += 1;
+    }
+    bytes.truncate(kept);
+}
+
 /// Decodes the file. Invalid byte sequences become U+FFFD and are listed by line (the rows on
-/// those lines are refused, see [`Rows`]), never silently kept.
+/// those lines are refused, see [`Rows`]), never silently kept. Lines may end in LF, CRLF or a
+/// lone CR; the text's end in LF (see [`unify_line_ends`]).
 pub fn decode(bytes: &[u8], enc: Encoding) -> Decoded {
+    let mut owned;
+    let bytes = if bytes.contains(&b'\r') {
+        owned = bytes.to_vec();
+        unify_line_ends(&mut owned);
+        owned.as_slice()
+    } else {
+        bytes
+    };
     match enc {
         Encoding::Utf8 => decode_utf8(bytes),
         Encoding::Gbk => decode_gbk(bytes),

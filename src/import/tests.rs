@@ -165,3 +165,47 @@ async fn an_import_refuses_a_half_restored_directory() {
         .last_seq();
     assert_eq!(last, 0);
 }
+
+/// Files with Windows line ends (CRLF, as Excel on Windows writes them) and old-Mac ones (a lone
+/// CR, Excel's "CSV (Macintosh)"): each row is reported by its own line, as an editor numbers
+/// it, and every row with invalid bytes is refused — not only a CR file's first, the others
+/// imported with U+FFFD in their name.
+#[test]
+fn rows_are_numbered_and_bad_bytes_found_whatever_the_line_ends() {
+    for end in ["\r\n", "\r", "\n"] {
+        for (enc, text) in [
+            (
+                Encoding::Utf8,
+                (|t: &str| t.as_bytes().to_vec()) as fn(&str) -> Vec<u8>,
+            ),
+            (Encoding::Gbk, gbk),
+        ] {
+            let mut bytes = text(&format!("姓名,手机号码{end}张三,13900000000{end}李"));
+            bytes.extend_from_slice(b"\xff,13900000001");
+            bytes.extend(text(end));
+            bytes.extend_from_slice(b"\xff\xff,13900000002");
+            bytes.extend(text(&format!(
+                "{end}王五,1390000000{end}\"赵{end}六\",13900000004{end}"
+            )));
+            let d = decode(&bytes, enc);
+            let mut rows = match Rows::open(&d, &[]) {
+                Ok(r) => r,
+                Err(e) => panic!("{e}"),
+            };
+            let (good, bad) = rows.next_chunk(10);
+            let good: Vec<(u64, String)> = good.into_iter().map(|(l, r)| (l, r.name)).collect();
+            let case = format!("{enc:?} {end:?}");
+            assert_eq!(
+                good,
+                [
+                    (2, "张三".to_string()),
+                    (5, "王五".to_string()),
+                    (6, "赵\n六".to_string())
+                ],
+                "{case}"
+            );
+            let lines: Vec<u64> = bad.iter().map(|(l, _)| *l).collect();
+            assert_eq!(lines, [3, 4], "{case}: {bad:?}");
+        }
+    }
+}
