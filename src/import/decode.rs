@@ -133,7 +133,9 @@ fn decode_utf8(bytes: &[u8]) -> Decoded {
 
 fn decode_gbk(bytes: &[u8]) -> Decoded {
     use encoding_rs::DecoderResult;
-    // BOM sniffing as `Encoding::decode` does it: a UTF-8 BOM makes it UTF-8.
+    // BOM sniffing as `Encoding::decode` does it: a UTF-8 BOM makes it UTF-8. GB18030's own
+    // BOM (U+FEFF encoded) is dropped, or it would stick to the first column's name.
+    let bytes = bytes.strip_prefix(b"\x84\x31\x95\x33").unwrap_or(bytes);
     let mut decoder = encoding_rs::GB18030.new_decoder();
     let room = |d: &encoding_rs::Decoder, n: usize| {
         d.max_utf8_buffer_length_without_replacement(n)

@@ -209,3 +209,21 @@ fn rows_are_numbered_and_bad_bytes_found_whatever_the_line_ends() {
         }
     }
 }
+
+/// A file saved as GB18030 with its byte-order mark (84 31 95 33): the mark is not part of the
+/// first column's name (the import refused the file: "no name column").
+#[test]
+fn a_gb18030_byte_order_mark_is_not_part_of_the_header() {
+    for enc in [Encoding::Gbk, Encoding::Auto] {
+        let mut bytes = b"\x84\x31\x95\x33".to_vec();
+        bytes.extend(gbk("姓名,手机号码\n张三,13900000000\n"));
+        let d = decode(&bytes, enc);
+        assert!(d.text.starts_with("姓名"), "{enc:?}: {:?}", d.text);
+        let mut rows = match Rows::open(&d, &[]) {
+            Ok(r) => r,
+            Err(e) => panic!("{enc:?}: {e}"),
+        };
+        let (good, bad) = rows.next_chunk(10);
+        assert_eq!((good.len(), bad.len()), (1, 0), "{enc:?}");
+    }
+}
