@@ -427,3 +427,29 @@ path = "{}"
     assert!(has(&paper, &["五常大米 5kg"]), "{:?}", paper.lines);
     drop(d);
 }
+
+/// A printer configured without a drawer (`drawer_pin = 0`): asking it to open one is refused,
+/// not answered 202 and audited as opened while nothing happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_the_drawer_of_a_printer_without_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let extra = format!("{}drawer_pin = 0\n", printer_only(addr));
+    let d = Daemon::start_in(dir.path(), &extra);
+    let tm = d.login(MANAGER).await;
+    let (s, v) = d
+        .post(&tm, "/v1/devices/printer-1/drawer", &json!({}))
+        .await;
+    assert_eq!((s, common::code(&v)), (422, "no_drawer"), "{v}");
+    assert_eq!(queued_jobs(dir.path()), 0);
+    let opened = audit_actions(&d)
+        .await
+        .iter()
+        .filter(|e| e["action"] == "drawer.open")
+        .count();
+    assert_eq!(opened, 0);
+    d.terminate();
+}

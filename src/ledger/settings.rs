@@ -1,7 +1,7 @@
 //! Store settings shared by the ledger and the API: who the store is, its clock, and the
 //! membership rules in force (which HQ may replace while the store runs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
@@ -27,6 +27,8 @@ pub struct StoreSettings {
     pub allow_negative_stock: bool,
     /// The receipt printer of each terminal (terminal id → device id).
     pub printers: HashMap<String, String>,
+    /// The printers with a cash drawer (`drawer_pin` not 0).
+    pub drawers: HashSet<String>,
     /// RFM cut-offs and churn rules.
     pub insight: crate::config::InsightConfig,
     rules: RwLock<Arc<Rules>>,
@@ -46,6 +48,12 @@ impl StoreSettings {
                 .iter()
                 .filter(|d| d.kind == crate::config::DeviceKind::Printer)
                 .map(|d| (d.terminal.clone(), d.id.clone()))
+                .collect(),
+            drawers: c
+                .devices
+                .iter()
+                .filter(|d| d.printer.as_ref().is_some_and(|p| p.drawer.is_some()))
+                .map(|d| d.id.clone())
                 .collect(),
             insight: c.insight.clone(),
             rules: RwLock::new(Arc::new(c.membership.clone())),

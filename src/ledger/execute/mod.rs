@@ -160,6 +160,13 @@ impl<'a, 'c> Ctx<'a, 'c> {
                         format!("no printer {device_id}"),
                     ));
                 }
+                if !self.settings.drawers.contains(&device_id) {
+                    // Queued and audited, it would answer 202 and open nothing.
+                    return Err(LedgerError::rule(
+                        "no_drawer",
+                        format!("printer {device_id} has no cash drawer (drawer_pin = 0)"),
+                    ));
+                }
                 let job_id = store::queue_print(
                     self.conn,
                     &device_id,
