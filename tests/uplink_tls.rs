@@ -162,3 +162,31 @@ fn check_config_refuses_uplink_tls_files_that_are_missing_or_not_what_they_say()
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The till sells while the link to HQ is broken: a daemon whose uplink CA file is missing
+/// starts, records sales, and reports the uplink down with the key that names the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_uplink_ca_stops_the_link_not_the_till() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let missing = dir.path().join("nowhere.pem");
+    let uplink = tls_uplink(8883, &missing, &p.client_cert, &p.client_key);
+    let d = Daemon::start_in(dir.path(), &uplink);
+    let t = d.login(CASHIER).await;
+    let (s, sale) = d
+        .sale(
+            &t,
+            &json!({"lines": [{"sku": "TEA", "qty": 1}], "payments": cash(25000)}),
+        )
+        .await;
+    assert_eq!(s, 201, "{sale}");
+    let (_, up) = d.get(&t, "/v1/uplink").await;
+    assert_eq!(up["connected"], false, "{up}");
+    assert_eq!(d.health().await["status"], "degraded");
+    assert!(
+        d.log_text().contains("uplink.tls.ca_file"),
+        "{}",
+        d.log_text()
+    );
+    d.terminate();
+}

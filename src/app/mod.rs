@@ -104,6 +104,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     notifier
         .notify(&crate::notify::status("starting: journal, cache, ledger"))
         .await;
+    // The till sells while the link to HQ is broken: an unusable uplink certificate is said
+    // here and by every connection attempt (the uplink reported down), and stops nothing.
+    if let Err(e) = config.check_files() {
+        tracing::error!(error = %e, "the uplink cannot connect until this is fixed");
+    }
     // Before anything is started: a TLS setup that fails stops the daemon cleanly.
     let tls = match &config.http.tls {
         Some(files) => Some(Arc::new(

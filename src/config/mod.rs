@@ -231,6 +231,22 @@ impl Config {
             })
     }
 
+    /// Reads the files the config names beyond its own text — today the uplink's TLS
+    /// certificates and key — and says which key names one that is missing or unusable.
+    /// `check-config` and a reload refuse such a config; the daemon starts on it all the same
+    /// (the till must sell while the link to HQ is broken) and reports the uplink down with
+    /// the same reason.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        if let Some(tls) = &self.uplink.tls {
+            crate::uplink::tls_client_config(tls).map_err(|(key, reason)| ConfigError {
+                file: self.source.clone(),
+                key: key.to_string(),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Reads a config file as a running daemon's reload (SIGHUP) takes it: `store.environment`
     /// changes only at a restart, so the terminals and staff applied at once must also pass
     /// the checks of the environment the daemon runs in (a production daemon takes no plain
@@ -251,6 +267,7 @@ impl Config {
         running: Environment,
     ) -> Result<Config, ConfigError> {
         let new = Config::parse(path, text)?;
+        new.check_files()?;
         if new.store.environment != running {
             let mut raw = raw::parse(text).map_err(|(key, reason)| ConfigError {
                 file: path.to_path_buf(),

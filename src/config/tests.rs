@@ -23,8 +23,7 @@ fn every_shipped_config_parses() {
             continue;
         }
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let tmp = tempfile::tempdir().unwrap();
-        let result = Config::load(&with_files_in_place(&path, tmp.path()));
+        let result = Config::load(&path);
         if name.starts_with("invalid-") {
             assert!(result.is_err(), "{name} should be rejected");
         } else {
@@ -33,22 +32,6 @@ fn every_shipped_config_parses() {
         n += 1;
     }
     assert!(n >= 1);
-}
-
-/// `path`, or a copy of it in `tmp` whose files under /etc/storebox (the uplink's CA, read
-/// when the config is loaded) are made there, as an installer puts them.
-fn with_files_in_place(path: &Path, tmp: &Path) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(path).unwrap();
-    if !text.contains("/etc/storebox/hq-ca.pem") {
-        return path.to_path_buf();
-    }
-    let ca = rcgen::generate_simple_self_signed(vec!["mqtt.hq.example.cn".into()]).unwrap();
-    let ca_file = tmp.join("hq-ca.pem");
-    std::fs::write(&ca_file, ca.cert.pem()).unwrap();
-    let copy = tmp.join(path.file_name().unwrap());
-    let text = text.replace("/etc/storebox/hq-ca.pem", &ca_file.display().to_string());
-    std::fs::write(&copy, text).unwrap();
-    copy
 }
 
 #[test]
@@ -521,4 +504,18 @@ fn a_reload_keeps_the_running_environments_rules() {
     // Switching to development without plain secrets reloads (the switch waits for a restart).
     let c = Config::parse_for_reload(p, MINIMAL, Environment::Production).unwrap();
     assert_eq!(c.store.environment, Environment::Development);
+}
+
+/// A reload (SIGHUP) reads the uplink's TLS files as `check-config` does, and refuses a
+/// config naming one that is missing; a start takes it (see `Config::check_files`).
+#[test]
+fn a_reload_refuses_an_uplink_ca_that_is_missing() {
+    let text = format!(
+        "{MINIMAL}\n[uplink]\nenabled = true\nhost = \"hq\"\n[uplink.tls]\nca_file = \"/nonexistent/hq-ca.pem\"\n"
+    );
+    let p = Path::new("test.toml");
+    let started = Config::parse(p, &text).unwrap();
+    assert_eq!(started.check_files().unwrap_err().key, "uplink.tls.ca_file");
+    let e = Config::parse_for_reload(p, &text, Environment::Development).unwrap_err();
+    assert_eq!(e.key, "uplink.tls.ca_file", "{e}");
 }

@@ -117,14 +117,10 @@ pub(super) fn to_uplink(raw: Option<RawUplink>, store_id: &str) -> Result<Uplink
                     ));
                 }
             };
-            let tls = UplinkTls {
+            Some(UplinkTls {
                 ca_file: t.ca_file,
                 client_auth,
-            };
-            // The files are read now, so a missing or broken one is refused by check-config
-            // and a reload instead of showing only as an uplink that never connects.
-            crate::uplink::tls_client_config(&tls).map_err(|(key, e)| bad(key, e))?;
-            Some(tls)
+            })
         }
     };
     let host = r.host.unwrap_or_default();
