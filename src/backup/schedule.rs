@@ -136,8 +136,10 @@ fn newest_age(dir: &Path, store_id: &str) -> Option<Duration> {
 /// stale one stayed.)
 pub(super) fn prune(dir: &Path, store_id: &str, keep: usize, written: &Path) -> anyhow::Result<()> {
     let mut files = scheduled_files(dir, store_id)?;
-    // The timestamp in the name sorts in time order; the one just written goes last.
-    files.sort_by_key(|p| (p.as_path() == written, p.clone()));
+    // The timestamp in the name sorts in time order; the one just written goes last. One
+    // named after it was written before it by a clock that ran ahead: it goes first, or it
+    // would hold one of the `keep` places (with data erased since) for good.
+    files.sort_by_key(|p| (p.as_path() == written, p.as_path() < written, p.clone()));
     let excess = files.len().saturating_sub(keep);
     for old in &files[..excess] {
         std::fs::remove_file(old).with_context(|| format!("removing {}", old.display()))?;

@@ -320,3 +320,20 @@ fn the_backup_file_stops_short_of_the_journals_reserve() {
     let mut elsewhere = RoomGuard::new(Vec::new(), dir.path(), Path::new("/proc/x"), free_mb + 1);
     elsewhere.write_all(b"backup bytes").unwrap();
 }
+
+/// A backup named by a clock that once ran ahead is older than the one just written, whatever
+/// its name says: it goes before the real ones (before, it held one of the `keep` places for
+/// good, a backup with the data keys of members erased since).
+#[test]
+fn retention_does_not_keep_a_backup_named_ahead_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let ahead = dir.path().join("storebox-sh-001-20991231T000000Z.sbk");
+    let earlier = dir.path().join("storebox-sh-001-20261205T000000Z.sbk");
+    let written = dir.path().join("storebox-sh-001-20261206T000000Z.sbk");
+    for f in [&ahead, &earlier, &written] {
+        std::fs::write(f, b"x").unwrap();
+    }
+    prune(dir.path(), "sh-001", 2, &written).unwrap();
+    assert!(written.exists() && earlier.exists());
+    assert!(!ahead.exists(), "the backup named ahead was kept");
+}

@@ -299,9 +299,15 @@ pub enum StatusError {
     NotAStatusReply(u8),
 }
 
+/// Whether `byte` has the fixed bits of a reply to `DLE EOT n` (bits 1 and 4 set, 0 and 7
+/// clear), whichever `n`.
+pub fn is_status_reply(byte: u8) -> bool {
+    byte & 0x93 == 0x12
+}
+
 /// Parses the one-byte reply to `DLE EOT n`.
 pub fn parse_status(request: StatusRequest, byte: u8) -> Result<Status, StatusError> {
-    if byte & 0x93 != 0x12 {
+    if !is_status_reply(byte) {
         return Err(StatusError::NotAStatusReply(byte));
     }
     let bit = |n: u8| byte & (1 << n) != 0;

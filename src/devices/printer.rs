@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use super::bus::DeviceState;
-use super::escpos::{EscPos, Status, StatusRequest, parse_status};
+use super::escpos::{EscPos, Status, StatusRequest, is_status_reply, parse_status};
 use crate::config::{DeviceConfig, PrinterOptions, Transport};
 
 mod job;
@@ -300,12 +300,18 @@ async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|_| "asking the printer's status timed out".to_string())?
         .map_err(|e| format!("asking the printer's status: {e}"))?;
+    // A byte without the fixed bits of a DLE EOT reply (an XON of software flow control, line
+    // noise) is not the answer: the reply may come right after it.
+    let deadline = tokio::time::Instant::now() + wait;
     let mut byte = [0u8; 1];
-    match tokio::time::timeout(wait, s.read(&mut byte)).await {
-        Err(_) => Ok(None),
-        Ok(Ok(0)) => Err("the printer closed the connection".into()),
-        Ok(Ok(_)) => Ok(Some(byte[0])),
-        Ok(Err(e)) => Err(format!("reading the printer's status: {e}")),
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut byte)).await {
+            Err(_) => return Ok(None),
+            Ok(Ok(0)) => return Err("the printer closed the connection".into()),
+            Ok(Ok(_)) if is_status_reply(byte[0]) => return Ok(Some(byte[0])),
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => return Err(format!("reading the printer's status: {e}")),
+        }
     }
 }
 
@@ -404,13 +410,17 @@ pub(super) async fn run(ctx: Context, dev: DeviceConfig, shutdown: CancellationT
             })
             .await
         {
-            Ok(j) => j,
+            Ok(j) => {
+                // Forget only what the queue no longer holds: after a failed read, a job that
+                // went out and is not recorded yet must still not be sent again.
+                unrecorded.retain(|id, _| j.iter().any(|job| job.id == *id));
+                j
+            }
             Err(e) => {
                 tracing::error!(device = %dev.id, error = %e, "cannot read the print queue");
                 Vec::new()
             }
         };
-        unrecorded.retain(|id, _| jobs.iter().any(|j| j.id == *id));
         let check_only = jobs.is_empty();
         if check_only {
             tokio::select! {

@@ -89,8 +89,13 @@ pub struct UpdateMember {
     /// New birthday (changing one already on file needs a manager).
     #[serde(default)]
     pub birthday: Option<NaiveDate>,
-    /// New card number; empty or `null` removes it (absent leaves it).
-    #[serde(default, deserialize_with = "null_removes")]
+    /// New card number; empty or `null` removes it (absent leaves it). Left out when
+    /// serialized if absent: written as `null`, it would read back as a removal.
+    #[serde(
+        default,
+        deserialize_with = "null_removes",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub card_no: Option<String>,
     /// New tags (replace the old ones).
     #[serde(default)]
@@ -256,4 +261,35 @@ where
     D: serde::Deserializer<'de>,
 {
     Ok(Some(Option::<String>::deserialize(d)?.unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An edit that leaves the card alone means the same once written out and read back (a
+    /// `null` written for it would read back as "remove the card").
+    #[test]
+    fn an_edit_without_a_card_keeps_its_meaning_through_json() {
+        for edit in [
+            UpdateMember {
+                name: Some("张三".into()),
+                ..UpdateMember::default()
+            },
+            UpdateMember {
+                card_no: Some(String::new()),
+                ..UpdateMember::default()
+            },
+            UpdateMember {
+                card_no: Some("8800123".into()),
+                ..UpdateMember::default()
+            },
+        ] {
+            let json = serde_json::to_string(&edit).unwrap();
+            let back: UpdateMember = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, edit, "{json}");
+        }
+        let removes: UpdateMember = serde_json::from_str(r#"{"card_no": null}"#).unwrap();
+        assert_eq!(removes.card_no.as_deref(), Some(""));
+    }
 }
