@@ -522,8 +522,20 @@ pub async fn import(
     }
     .await;
     let closed = store.close().await;
-    run?;
-    closed?;
+    // Chunks committed before the failure stay recorded: the error says how many, so that
+    // nobody takes the import for undone (running it again imports the rest; the rows
+    // recorded come out unchanged).
+    let recorded = |e: anyhow::Error| {
+        e.context(format!(
+            "the import stopped after {} rows were recorded ({} added, {} merged); \
+             after fixing this, run it again for the rest",
+            report.added + report.merged + report.unchanged,
+            report.added,
+            report.merged
+        ))
+    };
+    run.map_err(recorded)?;
+    closed.map_err(recorded)?;
     rejected.sort();
     report.rejected = rejected;
     Ok(Summary {

@@ -95,6 +95,12 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     if applied.is_none() {
         failed.push("cache not readable".to_string());
     }
+    if running && stats.cache_behind.load(Ordering::Relaxed) {
+        failed.push(
+            "cache behind the journal: a write to it failed (disk full?); commands are refused until it catches up"
+                .to_string(),
+        );
+    }
     if crate::cache::damage_noted() {
         degraded.push(
             "cache damaged: some members or products cannot be read until a restart rebuilds it from the journal"

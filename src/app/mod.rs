@@ -181,10 +181,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     }
     let started_at = chrono::Utc::now();
-    if let Opened::Rebuilt(_) = opened
-        && let Err(e) = request_resync(&ledger).await
-    {
-        tracing::error!(error = %e, "cannot ask HQ for a resync");
+    if let Opened::Rebuilt(_) = opened {
+        match request_resync(&ledger).await {
+            Ok(()) => cache.rebuild_done(),
+            Err(e) => tracing::error!(
+                error = %e,
+                "cannot ask HQ for a resync; the cache is rebuilt again at the next start"
+            ),
+        }
     }
     let loaded = crate::ledger::Command::Audit {
         action: "config.load".into(),

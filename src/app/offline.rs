@@ -79,6 +79,7 @@ impl OfflineStore {
             request_resync(&ledger)
                 .await
                 .context("asking HQ for a resync after the cache was rebuilt")?;
+            cache.rebuild_done();
         }
         Ok(OfflineStore {
             ledger,

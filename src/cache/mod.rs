@@ -199,15 +199,17 @@ impl Cache {
             Err(e) if !db::is_damage(&e) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "the cache cannot be used; moving it aside and rebuilding");
+                // The marker stays until the rebuild is done (the journal replayed, HQ asked for
+                // its data: [`Cache::rebuild_done`]): a rebuild that fails on the way (a full
+                // disk) is taken up again at the next start, rather than the new, empty file
+                // opening there as the cache.
+                if !marker.exists() {
+                    std::fs::write(&marker, b"")?;
+                }
                 let aside = db::move_aside(&path)?;
                 let conn = db::open_checked(&path, share_kib, &key)?;
                 // Damage the failed open noted is mended by this rebuild.
                 db::damage_mended();
-                if let Err(e) = std::fs::remove_file(&marker)
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    tracing::warn!(error = %e, "cannot remove the cache's damage marker");
-                }
                 (conn, Opened::Rebuilt(aside))
             }
         };
@@ -247,6 +249,17 @@ impl Cache {
     /// The journal `seq` up to which projections have been applied.
     pub fn applied_seq(&self) -> Result<u64, CacheError> {
         self.read(applied_seq)
+    }
+
+    /// A rebuilt cache ([`Opened::Rebuilt`]) has the journal replayed into it and HQ has been
+    /// asked for its data: the marker that makes the next start rebuild it goes.
+    pub fn rebuild_done(&self) {
+        let marker = db::damage_marker(&self.inner.path);
+        if let Err(e) = std::fs::remove_file(&marker)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, "cannot remove the cache's damage marker");
+        }
     }
 
     /// Ends the read transactions idle connections keep open on an older snapshot, so that a

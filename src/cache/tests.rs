@@ -15,6 +15,12 @@ fn a_rebuilt_cache_is_kept_on_the_next_start() {
     let (_, w, how) = Cache::open(dir.path(), 4, codec.clone()).unwrap();
     assert!(matches!(how, Opened::Rebuilt(_)), "{how:?}");
     drop(w);
+    // Left before it was done (a full disk in the replay, HQ not asked yet): rebuilt again,
+    // not taken for the cache.
+    let (c, w, how) = Cache::open(dir.path(), 4, codec.clone()).unwrap();
+    assert!(matches!(how, Opened::Rebuilt(_)), "{how:?}");
+    c.rebuild_done();
+    drop(w);
     let (_, w, how) = Cache::open(dir.path(), 4, codec).unwrap();
     assert_eq!(how, Opened::Existing);
     drop(w);

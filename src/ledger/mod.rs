@@ -82,6 +82,9 @@ pub struct LedgerStats {
     pub failed_batches: AtomicU64,
     /// Whether the last batch committed (false while the disk refuses writes).
     pub writable: AtomicBool,
+    /// Whether the cache is behind the journal: a cache write after a commit failed (a full
+    /// disk) and the catch-up has not succeeded yet. Commands are refused meanwhile.
+    pub cache_behind: AtomicBool,
     /// Microseconds spent in committed batches: executing the commands (computing, appending
     /// to the journal's transaction, projecting into the overlay), committing the journal
     /// (the fsync), and writing the cache. Divided by `batches`, the cost of a batch by phase.

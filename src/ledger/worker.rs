@@ -147,6 +147,11 @@ impl Worker {
                 }
             }
             self.guarded_batch(jobs);
+            // A cache write failed (a full disk): retried at every round (the watchdog's pings
+            // come even in a quiet hour), so lookups show what was answered once space is freed.
+            if self.needs_replay && !self.broken {
+                let _ = self.catch_up();
+            }
             if self.broken {
                 // The cache cannot be brought up to the journal: no more writes. The thread
                 // ends, the daemon reports it (`/healthz`, the watchdog) and a restart rebuilds.
@@ -176,8 +181,35 @@ impl Worker {
         tracing::info!("ledger stopped");
     }
 
-    /// Leaves the cache's bulk mode, timing it.
+    /// Notes whether the cache is behind the journal (a cache write after a commit failed):
+    /// the next batch replays first, and `/healthz` says so meanwhile.
+    pub(super) fn behind(&mut self, behind: bool) {
+        self.needs_replay = behind;
+        self.stats.cache_behind.store(behind, Ordering::Relaxed);
+    }
+
+    /// Brings the cache up to the journal if a cache write failed; fails while it cannot.
+    fn catch_up(&mut self) -> Result<(), LedgerError> {
+        if !self.needs_replay {
+            return Ok(());
+        }
+        match replay(&self.journal, &self.cache, &self.settings) {
+            Ok(n) => {
+                tracing::info!(events = n, "the cache caught up with the journal");
+                self.behind(false);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cache catch-up failed; commands are refused until it succeeds");
+                Err(e)
+            }
+        }
+    }
+
+    /// Leaves the cache's bulk mode, timing it: the cache first catches up with the journal
+    /// (a batch's cache write failed), so that the index entries written are all of them.
     fn finish_bulk(&mut self) -> Result<usize, LedgerError> {
+        self.catch_up()?;
         let t = Instant::now();
         let n = self.cache.finish_bulk()?;
         if n > 0 {
@@ -283,12 +315,6 @@ impl Worker {
         if jobs.is_empty() {
             return Vec::new();
         }
-        if self.needs_replay {
-            match replay(&self.journal, &self.cache, &self.settings) {
-                Ok(_) => self.needs_replay = false,
-                Err(e) => tracing::error!(error = %e, "cache catch-up failed"),
-            }
-        }
         let codec = cache_codec(&self.cache);
         let rules = self.settings.rules();
         let now = Utc::now();
@@ -300,6 +326,19 @@ impl Worker {
 
         let jobs = self.session_jobs(jobs);
         if jobs.is_empty() {
+            return Vec::new();
+        }
+        // A command executed on a cache that lacks committed events would decide on stale
+        // facts (a phone already taken, points already spent) and journal the result: until
+        // the cache catches up (a full disk freed), commands are refused, nothing recorded.
+        if let Err(e) = self.catch_up() {
+            self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            let err = LedgerError::Unavailable(format!(
+                "nothing was recorded: the cache is behind the journal and cannot be written ({e})"
+            ));
+            for job in jobs {
+                let _ = job.reply.send(Err(clone_err(&err)));
+            }
             return Vec::new();
         }
         let t0 = Instant::now();
@@ -467,7 +506,7 @@ impl Worker {
                         // batch. HQ data is not in the journal: its sender hears of the
                         // failure and keeps the message for redelivery.
                         tracing::error!(error = %e, "cache write after commit failed; will replay");
-                        self.needs_replay = true;
+                        self.behind(true);
                         true
                     }
                 };

@@ -57,7 +57,7 @@ impl Worker {
             }
             replay(&self.journal, &self.cache, &self.settings)
         }));
-        self.needs_replay = !matches!(replayed, Ok(Ok(_)));
+        self.behind(!matches!(replayed, Ok(Ok(_))));
         // A replay that itself hits a bug would fail every batch from now on.
         self.broken = replayed.is_err();
         if self.needs_replay && !self.broken {
