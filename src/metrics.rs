@@ -65,8 +65,10 @@ impl Metrics {
         bump(&self.lookups, by);
     }
 
-    /// One HTTP request.
+    /// One HTTP request. A method outside the standard ones counts as `other`: any token is a
+    /// method to HTTP, and each new one would add label sets to every scrape, for ever.
     pub fn request(&self, method: &str, route: &str, status: u16, secs: f64) {
+        let method = method_label(method);
         bump(
             &self.requests,
             (method.to_string(), route.to_string(), status),
@@ -82,6 +84,14 @@ impl Metrics {
     pub fn error(&self, code: &'static str) {
         bump(&self.errors, code);
     }
+}
+
+/// The `method` label: a standard method as it is, anything else `other`.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
 }
 
 /// Escapes a label value.
@@ -364,5 +374,20 @@ mod tests {
         assert!(text.contains(
             "storebox_http_requests_total{method=\"GET\",route=\"/v1/members\",status=\"404\"} 1"
         ));
+    }
+
+    #[test]
+    fn methods_made_up_by_clients_share_one_label() {
+        let m = Metrics::default();
+        for i in 0..100 {
+            m.request(&format!("X{i}"), "(unmatched)", 404, 0.001);
+        }
+        m.request("POST", "/v1/sales", 201, 0.001);
+        let text = render(&m, &Gauges::default());
+        assert!(text.contains(
+            "storebox_http_requests_total{method=\"other\",route=\"(unmatched)\",status=\"404\"} 100"
+        ));
+        assert!(text.contains("method=\"POST\",route=\"/v1/sales\""));
+        assert!(!text.contains("method=\"X"), "{text}");
     }
 }

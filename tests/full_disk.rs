@@ -109,6 +109,18 @@ async fn a_cache_left_behind_by_a_full_disk_is_caught_up_before_anything_is_deci
                 &json!({"name": format!("会员{n}"), "phone": p}),
             )
             .await;
+        if s == 503 && d.log_text().contains("cannot start a batch") {
+            // The disk filled up before a batch began rather than after its commit (where the
+            // cache's write-ahead log needs its next page decides which): nothing was recorded.
+            // Give back a page and go on until a commit's cache write is the one refused.
+            let len = std::fs::metadata(&filler).unwrap().len();
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&filler)
+                .unwrap();
+            f.set_len(len.saturating_sub(4096)).unwrap();
+            continue;
+        }
         if s != 201 {
             panic!("registration {n}: {s} {v}");
         }

@@ -45,6 +45,8 @@ struct Health {
 #[derive(Serialize)]
 struct Cache {
     readable: bool,
+    /// False while the cache cannot be written (see `problems`).
+    writable: bool,
     /// The journal `seq` the cache has applied.
     applied_seq: Option<u64>,
 }
@@ -95,9 +97,15 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     if applied.is_none() {
         failed.push("cache not readable".to_string());
     }
+    let cache_writable = !stats.cache_failing.load(Ordering::Relaxed);
     if running && stats.cache_behind.load(Ordering::Relaxed) {
         failed.push(
             "cache behind the journal: a write to it failed (disk full?); commands are refused until it catches up"
+                .to_string(),
+        );
+    } else if running && !cache_writable {
+        failed.push(
+            "cache not writable: sales are refused, or the cache falls behind the journal"
                 .to_string(),
         );
     }
@@ -142,6 +150,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
             },
             cache: Cache {
                 readable: applied.is_some(),
+                writable: cache_writable,
                 applied_seq: applied,
             },
             disk,

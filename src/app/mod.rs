@@ -452,6 +452,9 @@ pub(crate) fn free_bytes(dir: &Path) -> Option<u64> {
 /// writes.
 async fn disk_watch(watch: Arc<DiskWatch>, ledger: Ledger, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
+    // Low already when `DiskWatch::new` measured, at start: no later measure sees it fall, so
+    // the first one reports it (a box restarted on a full disk told HQ nothing).
+    let mut low_at_start = watch.is_low();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -460,6 +463,12 @@ async fn disk_watch(watch: Arc<DiskWatch>, ledger: Ledger, shutdown: Cancellatio
         let w = watch.clone();
         let Ok(change) = tokio::task::spawn_blocking(move || w.measure()).await else {
             continue;
+        };
+        let change = if std::mem::take(&mut low_at_start) {
+            // Still low: report it; recovered before it was reported: nothing to say.
+            change.map_or(Some(true), |low| low.then_some(true))
+        } else {
+            change
         };
         let Some(low) = change else { continue };
         let free_mb = watch.free_bytes().unwrap_or(0) / (1024 * 1024);

@@ -127,6 +127,20 @@ impl Journal {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(JournalError::sql("opening the journal"))?;
+        // SQLite opens a file this user may not write read-only, without a word; the first
+        // sale would then fail with "attempt to write a readonly database" and no file named.
+        if conn
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(JournalError::sql("opening the journal"))?
+        {
+            return Err(JournalError::Unwritable(format!(
+                "{} is read-only to this user (uid {}): check the owner and mode of it and of \
+                 its -wal and -shm files",
+                path.display(),
+                // SAFETY: getuid(2) cannot fail.
+                unsafe { libc::getuid() }
+            )));
+        }
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(JournalError::sql("setting busy timeout"))?;
         crate::sqlite::tune(&conn).map_err(JournalError::sql("tuning the journal"))?;

@@ -85,6 +85,9 @@ pub struct LedgerStats {
     /// Whether the cache is behind the journal: a cache write after a commit failed (a full
     /// disk) and the catch-up has not succeeded yet. Commands are refused meanwhile.
     pub cache_behind: AtomicBool,
+    /// Whether the cache could not be written the last time it was (locked by another
+    /// process, a disk error): sales are refused, or the cache falls behind the journal.
+    pub cache_failing: AtomicBool,
     /// Microseconds spent in committed batches: executing the commands (computing, appending
     /// to the journal's transaction, projecting into the overlay), committing the journal
     /// (the fsync), and writing the cache. Divided by `batches`, the cost of a batch by phase.

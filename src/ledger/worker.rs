@@ -197,6 +197,7 @@ impl Worker {
             Ok(n) => {
                 tracing::info!(events = n, "the cache caught up with the journal");
                 self.behind(false);
+                self.stats.cache_failing.store(false, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {
@@ -347,6 +348,7 @@ impl Worker {
             Ok(p) => p,
             Err(e) => {
                 let err = LedgerError::from(e);
+                self.stats.cache_failing.store(true, Ordering::Relaxed);
                 tracing::error!(error = %err, "cannot start a batch");
                 for job in jobs {
                     let _ = job.reply.send(Err(clone_err(&err)));
@@ -362,6 +364,13 @@ impl Worker {
             Err(e) => {
                 let err =
                     LedgerError::from(crate::journal::JournalError::sql("starting a batch")(e));
+                // Refused before anything ran (the journal locked past the busy timeout, a
+                // read-only file): as unwritable as a failed commit, for `/healthz` too.
+                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                if matches!(err, LedgerError::Unavailable(_)) {
+                    self.stats.writable.store(false, Ordering::Relaxed);
+                }
+                tracing::error!(error = %err, commands = jobs.len(), "batch not recorded");
                 for job in jobs {
                     let _ = job.reply.send(Err(clone_err(&err)));
                 }
@@ -469,7 +478,12 @@ impl Worker {
                         .commands
                         .fetch_add(done.len() as u64, Ordering::Relaxed);
                 }
-                self.stats.writable.store(true, Ordering::Relaxed);
+                // Only a commit that wrote events shows the journal takes writes: a batch whose
+                // commands were all refused (an unknown product) wrote nothing, and must not
+                // clear a full disk's `writable = false`.
+                if last_seq >= first_seq {
+                    self.stats.writable.store(true, Ordering::Relaxed);
+                }
                 // Sales, refunds and stock movements are answered now that they are durable,
                 // and the cache is written while the answers travel; a request that comes after
                 // an answer waits for that write (`Ledger::caught_up`). Everything else — HQ
@@ -500,8 +514,14 @@ impl Worker {
                 }
                 let t2 = Instant::now();
                 let cache_failed = match pending.commit() {
-                    Ok(()) => false,
+                    Ok(()) => {
+                        if !self.needs_replay {
+                            self.stats.cache_failing.store(false, Ordering::Relaxed);
+                        }
+                        false
+                    }
                     Err(e) => {
+                        self.stats.cache_failing.store(true, Ordering::Relaxed);
                         // The journal has the facts; the cache catches up before the next
                         // batch. HQ data is not in the journal: its sender hears of the
                         // failure and keeps the message for redelivery.

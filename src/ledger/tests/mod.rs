@@ -407,6 +407,57 @@ async fn a_full_disk_refuses_the_sale_and_changes_nothing() {
     assert_eq!(sales, i64::try_from(ok).unwrap());
 }
 
+/// A command refused before it writes anything (an unknown product) commits an empty batch: it
+/// says nothing about the disk, and must not make a full journal look writable to `/healthz`.
+#[tokio::test]
+async fn a_refused_command_does_not_make_a_full_journal_look_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _cache, writer, settings, c) = open(dir.path());
+    let pages: i64 = journal
+        .conn()
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    ledger.limit_journal_pages_for_test(pages).await;
+    let mut full = false;
+    for i in 0..50 {
+        let cmd = Command::Sale {
+            req: sale(None, 1, 0, 10_000),
+            idem: idem(&format!("fill-{i}")),
+        };
+        if let Err(LedgerError::Unavailable(_)) = ledger.execute(cashier(), cmd).await {
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "the capped journal never filled up");
+    // A refusal is answered before its batch ends: wait for the batch.
+    ledger.ping().await.unwrap();
+    assert!(!ledger.stats.writable.load(Ordering::Relaxed));
+    let mut unknown = sale(None, 1, 0, 10_000);
+    unknown.lines[0].sku = "NO-SUCH-SKU".into();
+    let refused = ledger
+        .execute(
+            cashier(),
+            Command::Sale {
+                req: unknown,
+                idem: idem("unknown"),
+            },
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(LedgerError::NotFound { .. })),
+        "{refused:?}"
+    );
+    ledger.ping().await.unwrap();
+    assert!(
+        !ledger.stats.writable.load(Ordering::Relaxed),
+        "the journal is still full"
+    );
+    drop(ledger);
+    thread.join().unwrap();
+}
+
 #[tokio::test]
 async fn a_member_erased_by_hq_is_erased_here() {
     let dir = tempfile::tempdir().unwrap();
