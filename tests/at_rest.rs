@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -330,23 +329,6 @@ async fn an_erasure_forgets_the_idempotency_key_of_the_registration() {
     assert_eq!(keys, vec!["reg-1".to_string()]);
     let noted = texts(&conn, "SELECT member_id FROM member_idempotency");
     assert_eq!(noted, vec![ids[1].clone()]);
-}
-
-/// A new box for a restore: the same config, an empty data directory holding only the store
-/// key. Returns the directory and the config file.
-fn new_box(key: &Path, extra: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::copy(key, data.join("store.key")).unwrap();
-    std::fs::set_permissions(
-        data.join("store.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-    let config = dir.path().join("storebox.toml");
-    std::fs::write(&config, config_text(&data, extra)).unwrap();
-    (dir, config)
 }
 
 #[tokio::test]

@@ -3,30 +3,11 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 use common::mqtt::{Broker, Hq, wait_for};
 use common::*;
 use serde_json::{Value, json};
-
-/// A new box for a restore: an empty data directory holding only the store key, and a config
-/// with `extra`. Returns the directory and the config file.
-fn new_box(key: &Path, extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::copy(key, data.join("store.key")).unwrap();
-    std::fs::set_permissions(
-        data.join("store.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-    let config = dir.path().join("storebox.toml");
-    std::fs::write(&config, config_text(&data, extra)).unwrap();
-    (dir, config)
-}
 
 async fn store_listening(hq: &Hq) {
     wait_for(15, "online status", || {

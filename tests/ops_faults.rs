@@ -4,68 +4,53 @@
 mod common;
 
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
-/// A journal whose write lock another process holds (a stuck `sqlite3` shell, a hung disk)
-/// refuses every sale after the busy timeout; `/healthz` must say so, not `ok`.
-#[tokio::test]
-async fn healthz_fails_while_the_journal_refuses_writes_and_recovers_after() {
+/// Holds `file` in the data directory locked for writing, as another process would, while a
+/// sale is tried: the sale is refused (`refused` checks the answer) and `/healthz` fails with
+/// `{part}.writable` false rather than `ok`; once the lock goes, a sale is recorded and the
+/// store is `ok` again.
+async fn health_fails_while_locked(file: &str, part: &str, refused: impl Fn(u16, &Value)) {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start_in(dir.path(), "");
     let t = d.login(CASHIER).await;
     let body = json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)});
-    let journal = rusqlite::Connection::open(dir.path().join("data/journal.sqlite3")).unwrap();
-    journal.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let lock = rusqlite::Connection::open(dir.path().join("data").join(file)).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
     let (s, v) = d.sale(&t, &body).await;
-    assert_eq!((s, code(&v)), (503, "journal_unavailable"), "{v}");
+    refused(s, &v);
     let r = d.client.get(d.url("/healthz")).send().await.unwrap();
     let status = r.status().as_u16();
-    let h: serde_json::Value = r.json().await.unwrap();
+    let h: Value = r.json().await.unwrap();
     assert_eq!(
-        (
-            status,
-            h["status"].as_str(),
-            h["journal"]["writable"].as_bool()
-        ),
+        (status, h["status"].as_str(), h[part]["writable"].as_bool()),
         (503, Some("failed"), Some(false)),
         "{h}"
     );
-    journal.execute_batch("ROLLBACK").unwrap();
+    lock.execute_batch("ROLLBACK").unwrap();
     let (s, v) = d.sale(&t, &body).await;
     assert_eq!(s, 201, "{v}");
     let h = d.health().await;
     assert_eq!(h["status"], "ok", "{h}");
 }
 
-/// A cache another process holds locked refuses the ledger's writes: every sale fails, and
-/// `/healthz` must say so rather than `ok`; once the lock goes, all is well again.
+/// A journal whose write lock another process holds (a stuck `sqlite3` shell, a hung disk)
+/// refuses every sale after the busy timeout.
+#[tokio::test]
+async fn healthz_fails_while_the_journal_refuses_writes_and_recovers_after() {
+    health_fails_while_locked("journal.sqlite3", "journal", |s, v| {
+        assert_eq!((s, code(v)), (503, "journal_unavailable"), "{v}");
+    })
+    .await;
+}
+
+/// A cache another process holds locked refuses the ledger's writes: every sale fails.
 #[tokio::test]
 async fn healthz_fails_while_the_cache_cannot_be_written_and_recovers_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start_in(dir.path(), "");
-    let t = d.login(CASHIER).await;
-    let body = json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)});
-    let cache = rusqlite::Connection::open(dir.path().join("data/cache.sqlite3")).unwrap();
-    cache.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let (s, v) = d.sale(&t, &body).await;
-    assert!(s >= 500, "{s} {v}");
-    let r = d.client.get(d.url("/healthz")).send().await.unwrap();
-    let status = r.status().as_u16();
-    let h: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(
-        (
-            status,
-            h["status"].as_str(),
-            h["cache"]["writable"].as_bool()
-        ),
-        (503, Some("failed"), Some(false)),
-        "{h}"
-    );
-    cache.execute_batch("ROLLBACK").unwrap();
-    let (s, v) = d.sale(&t, &body).await;
-    assert_eq!(s, 201, "{v}");
-    let h = d.health().await;
-    assert_eq!(h["status"], "ok", "{h}");
+    health_fails_while_locked("cache.sqlite3", "cache", |s, v| {
+        assert!(s >= 500, "{s} {v}");
+    })
+    .await;
 }
 
 /// Any token is an HTTP method. Each one a client makes up must not become a label set of its

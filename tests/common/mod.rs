@@ -31,6 +31,24 @@ pub fn storebox(args: &[&str]) -> std::process::Output {
         .expect("running storebox")
 }
 
+/// A new box for a restore: an empty data directory holding only the store key (copied from
+/// `key`), and a config with `extra`. Returns the directory and the config file.
+pub fn new_box(key: &Path, extra: &str) -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(key, data.join("store.key")).unwrap();
+    std::fs::set_permissions(
+        data.join("store.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let config = dir.path().join("storebox.toml");
+    std::fs::write(&config, config_text(&data, extra)).unwrap();
+    (dir, config)
+}
+
 /// The base config used by tests; `extra` is appended (more sections).
 pub fn config_text(data_dir: &Path, extra: &str) -> String {
     format!(
