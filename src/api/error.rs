@@ -101,11 +101,13 @@ impl From<LedgerError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, code, message)
             }
             LedgerError::Unavailable(cause) => {
-                tracing::error!(error = %cause, "journal unwritable; request refused");
+                tracing::error!(error = %cause, "journal or cache unwritable; request refused");
+                // The journal, or the cache it must be caught up into before anything is
+                // decided on it (see the ledger's `catch_up`): the log says which.
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "journal_unavailable",
-                    "the store's journal cannot be written (disk full?); nothing was recorded",
+                    "the store cannot record anything now: its journal or cache cannot be written (disk full?); nothing was recorded",
                 )
             }
             LedgerError::Unconfirmed(cause) => {
