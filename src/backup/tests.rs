@@ -1,5 +1,6 @@
 //! Tests of backups, restores and the schedule.
 
+use super::room::MIB;
 use super::schedule::{prune, scheduled_files};
 use super::*;
 

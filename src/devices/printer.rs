@@ -17,23 +17,25 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use super::bus::DeviceState;
-use super::escpos::{EscPos, Status, StatusRequest, is_status_reply, parse_status};
+use super::escpos::{EscPos, StatusRequest};
 use crate::config::{DeviceConfig, PrinterOptions, Transport};
 
 mod job;
 mod lp;
+mod status;
 
 use crate::journal::store::{self, PrintJob};
 use crate::ledger::Command;
 use job::{Parts, job_bytes};
 use lp::{LpRequest, LpWriter};
+use status::{ask, check};
 
 /// How long a printer gets to answer a status request.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
@@ -272,8 +274,6 @@ impl Drop for Conn<'_> {
 /// again, in full, on a new connection.
 const NOT_TAKING: &str = "the printer is not taking data (hung, out of paper or jammed?); \
                           the job stays queued and is sent again";
-/// A printer that answered DLE EOT before and now does not.
-const SILENT: &str = "the printer no longer answers its status (hung?); the jobs wait";
 
 async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
     w.write_all(bytes).await?;
@@ -289,97 +289,6 @@ fn out_queue(fd: std::os::fd::RawFd) -> std::io::Result<usize> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(usize::try_from(n).unwrap_or(0))
-}
-
-async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut S,
-    req: &[u8],
-    wait: Duration,
-) -> Result<Option<u8>, String> {
-    tokio::time::timeout(IO_TIMEOUT, write_flush(s, req))
-        .await
-        .map_err(|_| "asking the printer's status timed out".to_string())?
-        .map_err(|e| format!("asking the printer's status: {e}"))?;
-    // A byte without the fixed bits of a DLE EOT reply (an XON of software flow control, line
-    // noise) is not the answer: the reply may come right after it.
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut byte = [0u8; 1];
-    loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut byte)).await {
-            Err(_) => return Ok(None),
-            Ok(Ok(0)) => return Err("the printer closed the connection".into()),
-            Ok(Ok(_)) if is_status_reply(byte[0]) => return Ok(Some(byte[0])),
-            Ok(Ok(_)) => continue,
-            Ok(Err(e)) => return Err(format!("reading the printer's status: {e}")),
-        }
-    }
-}
-
-/// What the printer says about itself. A printer that never answered is given
-/// [`STATUS_TIMEOUT`] and, silent, assumed ready (many cheap printers never answer); one that
-/// has answered since it was last unreachable (`answers`) is given [`ANSWER_TIMEOUT`] and,
-/// silent now, is offline: its firmware hangs while its network interface still accepts.
-async fn check(
-    conn: &mut Conn<'_>,
-    answers: &mut bool,
-) -> Result<(DeviceState, Option<String>), String> {
-    let wait = if *answers {
-        ANSWER_TIMEOUT
-    } else {
-        STATUS_TIMEOUT
-    };
-    // Only a status reply is an answer: a stray byte (the XON of software flow control, line
-    // noise) must not make a printer that never answers look hung when it is silent next time.
-    let reply = conn
-        .status(StatusRequest::Printer, wait)
-        .await?
-        .and_then(|b| parse_status(StatusRequest::Printer, b).ok());
-    let Some(status) = reply else {
-        if *answers {
-            return Ok((DeviceState::Offline, Some(SILENT.into())));
-        }
-        return Ok((DeviceState::Ready, None));
-    };
-    *answers = true;
-    let offline = matches!(status, Status::Printer { offline: true, .. });
-    let paper = match conn
-        .status(StatusRequest::PaperSensor, STATUS_TIMEOUT)
-        .await?
-    {
-        Some(b) => matches!(
-            parse_status(StatusRequest::PaperSensor, b),
-            Ok(Status::Paper { end: true, .. })
-        ),
-        None => false,
-    };
-    if paper {
-        return Ok((DeviceState::PaperOut, Some("out of paper".into())));
-    }
-    if offline {
-        let cause = match conn
-            .status(StatusRequest::OfflineCause, STATUS_TIMEOUT)
-            .await?
-        {
-            Some(b) => match parse_status(StatusRequest::OfflineCause, b) {
-                Ok(Status::OfflineCause {
-                    cover_open: true, ..
-                }) => "cover open",
-                Ok(Status::OfflineCause {
-                    paper_end_stop: true,
-                    ..
-                }) => "out of paper",
-                _ => "printer offline",
-            },
-            None => "printer offline",
-        };
-        let state = if cause == "out of paper" || cause == "cover open" {
-            DeviceState::PaperOut
-        } else {
-            DeviceState::Error
-        };
-        return Ok((state, Some(cause.into())));
-    }
-    Ok((DeviceState::Ready, None))
 }
 
 /// Runs the printer until `shutdown`.
