@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::devices::{device_state, wait_state};
+use common::devices::{device_state, printer_only, wait_state};
 use common::hw::{Events, FakePrinter, Pty, point};
 use common::{CASHIER, Daemon, cash};
 use serde_json::json;
@@ -69,11 +69,7 @@ async fn a_full_magstripe_track_finds_the_member() {
 
     reader.send(format!("{track1}{track2}\r").as_bytes());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let cards = events
-        .all()
-        .into_iter()
-        .filter(|(k, _)| k == "card")
-        .count();
+    let cards = events.of("card").len();
     assert_eq!(cards, 2, "{:?}", events.all());
     let st = device_state(&d, &t, "reader-1").await;
     assert_eq!(
@@ -100,11 +96,7 @@ async fn a_line_feed_after_the_suffix_is_not_counted_as_garbage() {
         scanner.send(b"6901234567892\r\n");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let scans = events
-        .all()
-        .into_iter()
-        .filter(|(k, _)| k == "scan")
-        .count();
+    let scans = events.of("scan").len();
     assert_eq!(scans, 3, "{:?}", events.all());
     let st = device_state(&d, &t, "scanner-1").await;
     assert_eq!(
@@ -121,17 +113,7 @@ async fn a_line_feed_after_the_suffix_is_not_counted_as_garbage() {
 async fn a_receipt_whose_printing_cannot_be_recorded_is_not_printed_again_and_again() {
     let dir = tempfile::tempdir().unwrap();
     let printer = FakePrinter::start(None).await;
-    let config = format!(
-        r#"
-[[devices]]
-id = "printer-1"
-kind = "printer"
-terminal = "pos-1"
-transport = "tcp"
-address = "{}"
-"#,
-        printer.addr
-    );
+    let config = printer_only(printer.addr);
     let d = Daemon::start_in(dir.path(), &config);
     let t = d.login(CASHIER).await;
     wait_state(&d, &t, "printer-1", "ready").await;
@@ -179,32 +161,10 @@ struct XonPrinter {
 impl XonPrinter {
     fn open() -> XonPrinter {
         use std::io::{Read, Write};
-        use std::os::fd::FromRawFd;
-        let (mut master, mut slave) = (0, 0);
-        // SAFETY: openpty writes two descriptors through pointers to live locals.
-        let r = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(r, 0, "openpty failed");
-        let mut name = [0 as libc::c_char; 128];
-        // SAFETY: as above, on descriptors this function owns.
-        unsafe {
-            libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC);
-            assert_eq!(libc::ptsname_r(master, name.as_mut_ptr(), name.len()), 0);
-            libc::close(slave);
-        }
-        // SAFETY: ptsname_r wrote a NUL-terminated name.
-        let slave = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
-            .to_string_lossy()
-            .to_string();
-        // SAFETY: the master descriptor is owned by the reader thread from here on.
-        let mut master = unsafe { std::fs::File::from_raw_fd(master) };
+        let mut pty = Pty::open();
+        let slave = pty.slave.clone();
+        // The master goes to the reader thread below.
+        let mut master = pty.take_master();
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = received.clone();
         std::thread::spawn(move || {
@@ -227,10 +187,7 @@ impl XonPrinter {
                 }
             }
         });
-        XonPrinter {
-            slave: slave.into(),
-            received,
-        }
+        XonPrinter { slave, received }
     }
 
     fn cuts(&self) -> usize {

@@ -121,12 +121,7 @@ async fn a_scan_reaches_its_terminal_with_the_product_and_garbage_does_not() {
     assert_eq!(other["symbology"], "other");
     assert!(other["product"].is_null());
 
-    let scans: Vec<Value> = pos1
-        .all()
-        .into_iter()
-        .filter(|(k, _)| k == "scan")
-        .map(|(_, v)| v)
-        .collect();
+    let scans: Vec<Value> = pos1.of("scan");
     assert_eq!(scans.len(), 2, "garbage became events: {scans:?}");
     let s = device_state(&r.d, &r.t, "scanner-1").await;
     assert_eq!(s["rejected"], 3);
@@ -394,12 +389,7 @@ async fn an_unfinished_scan_is_dropped_not_glued_to_the_next() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     r.scanner.send(b"4567892\r");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let scans: Vec<Value> = events
-        .all()
-        .into_iter()
-        .filter(|(k, _)| k == "scan")
-        .map(|(_, v)| v)
-        .collect();
+    let scans: Vec<Value> = events.of("scan");
     assert_eq!(scans.len(), 2, "{scans:?}");
     assert!(
         scans.iter().all(|s| s["code"] == "6901234567892"),

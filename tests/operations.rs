@@ -26,17 +26,7 @@ fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> O
 #[tokio::test]
 async fn metrics_parse_and_count_what_was_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start_in(
-        dir.path(),
-        r#"
-[[devices]]
-id = "printer-1"
-kind = "printer"
-terminal = "pos-1"
-transport = "tcp"
-address = "127.0.0.1:1"
-"#,
-    );
+    let d = Daemon::start_in(dir.path(), &common::devices::printer_only("127.0.0.1:1"));
     let t = d.login(CASHIER).await;
     let tm = d.login(MANAGER).await;
     let m = d.register(&t, "李雷", "13912340000", json!({})).await;

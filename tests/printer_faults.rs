@@ -7,23 +7,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::devices::{device_state, has, wait_state, wait_state_for};
+use common::devices::{device_state, has, printer_only, wait_state, wait_state_for};
 use common::hw::{DeafPrinter, FakePrinter};
 use common::{CASHIER, Daemon, MANAGER, cash};
 use serde_json::{Value, json};
-
-fn printer_only(address: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-[[devices]]
-id = "printer-1"
-kind = "printer"
-terminal = "pos-1"
-transport = "tcp"
-address = "{address}"
-"#
-    )
-}
 
 fn queued_jobs(dir: &Path) -> i64 {
     let c = rusqlite::Connection::open(dir.join("data/journal.sqlite3")).unwrap();

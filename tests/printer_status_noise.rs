@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::devices::{device_state, wait_state};
+use common::devices::{device_state, printer_only, wait_state};
 use common::{CASHIER, Daemon, cash};
 use serde_json::json;
 
@@ -58,16 +58,7 @@ fn xon_before_replies() -> (std::net::SocketAddr, Arc<Mutex<Vec<u8>>>) {
 async fn an_xon_before_a_status_reply_does_not_make_an_answering_printer_offline() {
     let dir = tempfile::tempdir().unwrap();
     let (addr, received) = xon_before_replies();
-    let config = format!(
-        r#"
-[[devices]]
-id = "printer-1"
-kind = "printer"
-terminal = "pos-1"
-transport = "tcp"
-address = "{addr}"
-"#
-    );
+    let config = printer_only(addr);
     let d = Daemon::start_in(dir.path(), &config);
     let t = d.login(CASHIER).await;
     wait_state(&d, &t, "printer-1", "ready").await;

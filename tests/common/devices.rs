@@ -43,3 +43,18 @@ pub fn has(paper: &storebox::devices::decode::Paper, parts: &[&str]) -> bool {
         .iter()
         .any(|l| parts.iter().all(|p| l.contains(p)))
 }
+
+/// A `[[devices]]` entry: terminal pos-1's receipt printer `printer-1` on TCP at `address`,
+/// every other setting its default.
+pub fn printer_only(address: impl std::fmt::Display) -> String {
+    format!(
+        r#"
+[[devices]]
+id = "printer-1"
+kind = "printer"
+terminal = "pos-1"
+transport = "tcp"
+address = "{address}"
+"#
+    )
+}

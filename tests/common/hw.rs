@@ -66,6 +66,11 @@ impl Pty {
         m.flush().unwrap();
     }
 
+    /// Hands the master end over (to a thread playing the device); the pty no longer sends.
+    pub fn take_master(&mut self) -> File {
+        self.master.take().expect("pty is closed")
+    }
+
     /// Unplugs: the daemon's next read fails.
     pub fn close(&mut self) {
         self.master = None;
@@ -299,6 +304,17 @@ impl Events {
             .unwrap()
             .iter()
             .map(|(k, v, _)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The data of the events of `kind`, in order.
+    pub fn of(&self, kind: &str) -> Vec<Value> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _, _)| k == kind)
+            .map(|(_, v, _)| v.clone())
             .collect()
     }
 
