@@ -433,11 +433,8 @@ pub async fn import(
     chunk: usize,
     mut progress: impl FnMut(Progress),
 ) -> anyhow::Result<Summary> {
-    let mut bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    // In place, so that `decode` needs no copy of the file.
-    decode::unify_line_ends(&mut bytes);
-    let decoded = decode(&bytes, encoding);
-    drop(bytes);
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let decoded = decode(bytes, encoding);
     let used = decoded.encoding;
     let mut rows =
         Rows::open(&decoded, map).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;

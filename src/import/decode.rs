@@ -173,7 +173,7 @@ fn decode_gbk(bytes: &[u8]) -> Decoded {
 /// before), every row of a CR file on line 1, and of a CR file only the first invalid sequence
 /// is noted (see [`Text`]). A CR byte is never part of a multi-byte sequence in UTF-8, GBK or
 /// GB18030, so the text is otherwise the same.
-pub fn unify_line_ends(bytes: &mut Vec<u8>) {
+fn unify_line_ends(bytes: &mut Vec<u8>) {
     if !bytes.contains(&b'\r') {
         return;
     }
@@ -191,16 +191,10 @@ pub fn unify_line_ends(bytes: &mut Vec<u8>) {
 
 /// Decodes the file. Invalid byte sequences become U+FFFD and are listed by line (the rows on
 /// those lines are refused, see [`Rows`]), never silently kept. Lines may end in LF, CRLF or a
-/// lone CR; the text's end in LF (see [`unify_line_ends`]).
-pub fn decode(bytes: &[u8], enc: Encoding) -> Decoded {
-    let mut owned;
-    let bytes = if bytes.contains(&b'\r') {
-        owned = bytes.to_vec();
-        unify_line_ends(&mut owned);
-        owned.as_slice()
-    } else {
-        bytes
-    };
+/// lone CR; the text's end in LF (see [`unify_line_ends`], done in place: no copy of the file).
+pub fn decode(mut bytes: Vec<u8>, enc: Encoding) -> Decoded {
+    unify_line_ends(&mut bytes);
+    let bytes = bytes.as_slice();
     match enc {
         Encoding::Utf8 => decode_utf8(bytes),
         Encoding::Gbk => decode_gbk(bytes),

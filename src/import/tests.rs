@@ -11,7 +11,7 @@ fn a_utf8_file_with_stray_bytes_is_read_as_utf8_listing_each_bad_line_once() {
     let mut bytes = b"\xEF\xBB\xBF".to_vec();
     bytes.extend_from_slice("姓名,手机号码\n张三,13900000000\n李".as_bytes());
     bytes.extend_from_slice(b"\xff\xfe,13900000001\n\xe5\x9b,13900000002\n");
-    let d = decode(&bytes, Encoding::Auto);
+    let d = decode(bytes.clone(), Encoding::Auto);
     assert_eq!(d.encoding, "utf-8");
     assert!(d.text.starts_with("姓名,手机号码\n张三,"), "{}", d.text);
     let bad: Vec<(u64, String)> = d.bad.iter().map(|b| (b.at, b.hex())).collect();
@@ -24,7 +24,7 @@ fn a_utf8_file_with_stray_bytes_is_read_as_utf8_listing_each_bad_line_once() {
         d.text
     );
     // Forced UTF-8 reads the same.
-    assert_eq!(decode(&bytes, Encoding::Utf8).bad, d.bad);
+    assert_eq!(decode(bytes.clone(), Encoding::Utf8).bad, d.bad);
 }
 
 #[test]
@@ -34,7 +34,7 @@ fn a_gbk_file_is_read_as_gbk_even_with_pairs_that_are_valid_utf8() {
     let bytes = gbk(text);
     assert!(std::str::from_utf8(&bytes).is_err());
     assert!(!mostly_utf8(&bytes));
-    let d = decode(&bytes, Encoding::Auto);
+    let d = decode(bytes.clone(), Encoding::Auto);
     assert_eq!((d.encoding, d.text.as_str()), ("gbk", text));
     assert!(d.bad.is_empty(), "{:?}", d.bad);
 }
@@ -50,7 +50,10 @@ fn mostly_utf8_needs_valid_multibyte_characters_outnumbering_the_bad_bytes() {
         !mostly_utf8(b"\xe5\xbc\xa0\xff\xfe\xfd"),
         "one valid, three bad"
     );
-    let d = decode(b"\xEF\xBB\xBFname,phone\nab\xff,1\n", Encoding::Auto);
+    let d = decode(
+        b"\xEF\xBB\xBFname,phone\nab\xff,1\n".to_vec(),
+        Encoding::Auto,
+    );
     assert_eq!((d.encoding, d.bad.len()), ("utf-8", 1), "a BOM says UTF-8");
 }
 
@@ -59,7 +62,7 @@ fn malformed_gbk_bytes_are_listed_by_line() {
     let mut bytes = gbk("姓名,手机号码\n张三,13900000000\n");
     bytes.extend_from_slice(b"\x81,13900000001\n");
     bytes.extend(gbk("李四,13900000002\n"));
-    let d = decode(&bytes, Encoding::Gbk);
+    let d = decode(bytes.clone(), Encoding::Gbk);
     assert_eq!(d.encoding, "gbk");
     assert_eq!(d.bad.len(), 1, "{:?}", d.bad);
     assert_eq!(d.bad[0].hex(), "81");
@@ -73,7 +76,7 @@ fn rows_with_bad_bytes_are_refused_by_line_and_the_others_read() {
         .to_vec();
     bytes.extend_from_slice(b"\xff\",13900000001\n");
     bytes.extend_from_slice("王五,13900000002\n".as_bytes());
-    let d = decode(&bytes, Encoding::Utf8);
+    let d = decode(bytes.clone(), Encoding::Utf8);
     let mut rows = match Rows::open(&d, &[]) {
         Ok(r) => r,
         Err(e) => panic!("{e}"),
@@ -93,7 +96,7 @@ fn rows_with_bad_bytes_are_refused_by_line_and_the_others_read() {
 
 #[test]
 fn a_header_with_bad_bytes_is_refused() {
-    let d = decode(b"name,ph\xffone\nx,13900000000\n", Encoding::Utf8);
+    let d = decode(b"name,ph\xffone\nx,13900000000\n".to_vec(), Encoding::Utf8);
     let Err(e) = Rows::open(&d, &[]) else {
         panic!("opened");
     };
@@ -187,7 +190,7 @@ fn rows_are_numbered_and_bad_bytes_found_whatever_the_line_ends() {
             bytes.extend(text(&format!(
                 "{end}王五,1390000000{end}\"赵{end}六\",13900000004{end}"
             )));
-            let d = decode(&bytes, enc);
+            let d = decode(bytes.clone(), enc);
             let mut rows = match Rows::open(&d, &[]) {
                 Ok(r) => r,
                 Err(e) => panic!("{e}"),
@@ -217,7 +220,7 @@ fn a_gb18030_byte_order_mark_is_not_part_of_the_header() {
     for enc in [Encoding::Gbk, Encoding::Auto] {
         let mut bytes = b"\x84\x31\x95\x33".to_vec();
         bytes.extend(gbk("姓名,手机号码\n张三,13900000000\n"));
-        let d = decode(&bytes, enc);
+        let d = decode(bytes.clone(), enc);
         assert!(d.text.starts_with("姓名"), "{enc:?}: {:?}", d.text);
         let mut rows = match Rows::open(&d, &[]) {
             Ok(r) => r,

@@ -430,9 +430,8 @@ impl Worker {
                 let t2 = Instant::now();
                 let cache_failed = match pending.commit() {
                     Ok(()) => {
-                        if !self.needs_replay {
-                            self.stats.cache_failing.store(false, Ordering::Relaxed);
-                        }
+                        // The batch began caught up (`catch_up` above), so it is now too.
+                        self.stats.cache_failing.store(false, Ordering::Relaxed);
                         false
                     }
                     Err(e) => {
