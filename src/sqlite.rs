@@ -30,6 +30,25 @@ pub(crate) fn open_writer(path: &Path, flags: OpenFlags) -> rusqlite::Result<Con
     }
 }
 
+/// Whether an error means "cannot write this file now" (disk full, read-only, an I/O error,
+/// locked by another process past the busy timeout) rather than a bug or damage: a request
+/// refused for it is answered `503`, and the terminal may retry.
+pub(crate) fn is_unwritable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            DiskFull
+                | ReadOnly
+                | SystemIoFailure
+                | CannotOpen
+                | FileLockingProtocolFailed
+                | DatabaseBusy
+                | DatabaseLocked
+        )
+    )
+}
+
 /// Applies the settings above to a newly opened connection.
 pub(crate) fn tune(conn: &Connection) -> rusqlite::Result<()> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)

@@ -14,6 +14,9 @@ use axum::response::IntoResponse;
 use super::{AppState, Json};
 use crate::metrics::{Gauges, render};
 
+/// How long `/healthz` waits for the ledger to try a journal or cache that refused a write.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health))
@@ -66,6 +69,14 @@ struct DeviceHealth {
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let stats = &state.ledger.stats;
     let running = state.ledger.is_running();
+    if running
+        && (!stats.writable.load(Ordering::Relaxed) || stats.cache_failing.load(Ordering::Relaxed))
+    {
+        // The ledger tries at each round whether the journal or the cache takes writes again
+        // (at most once a second): a ping makes a round, so that a fault that has cleared
+        // shows as cleared here without waiting for a sale.
+        let _ = tokio::time::timeout(PROBE_WAIT, state.ledger.ping()).await;
+    }
     let writable = running && stats.writable.load(Ordering::Relaxed);
     let last_seq = stats.last_seq.load(Ordering::Relaxed);
     let uplink =

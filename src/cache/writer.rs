@@ -13,6 +13,17 @@ impl CacheWriter {
         Pending::new(self, durable)
     }
 
+    /// Whether the cache takes a write now: its write lock taken and let go, without waiting
+    /// out the busy timeout (another process's lock fails it at once). Tried after a refusal,
+    /// while nothing else writes, so that `/healthz` recovers with the cache.
+    pub fn probe_write(&self) -> Result<(), CacheError> {
+        let conn = self.conn();
+        let _ = conn.busy_timeout(std::time::Duration::ZERO);
+        let r = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
+        let _ = conn.busy_timeout(super::db::BUSY_TIMEOUT);
+        r.map_err(sql_err("probing the cache"))
+    }
+
     /// The read side of this cache.
     pub fn reader(&self) -> Cache {
         Cache {

@@ -73,7 +73,7 @@ pub enum JournalError {
 impl JournalError {
     pub(crate) fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> JournalError {
         move |source| {
-            if is_unwritable(&source) {
+            if crate::sqlite::is_unwritable(&source) {
                 JournalError::Unwritable(source.to_string())
             } else {
                 JournalError::Sqlite { context, source }
@@ -88,23 +88,10 @@ impl JournalError {
     }
 }
 
-fn is_unwritable(e: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode::*;
-    matches!(
-        e.sqlite_error_code(),
-        Some(
-            DiskFull
-                | ReadOnly
-                | SystemIoFailure
-                | CannotOpen
-                | FileLockingProtocolFailed
-                | DatabaseBusy
-                | DatabaseLocked
-        )
-    )
-}
-
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long the writer waits for another connection's lock.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The journal file name inside the data directory.
 pub const FILE_NAME: &str = "journal.sqlite3";
@@ -141,7 +128,7 @@ impl Journal {
                 unsafe { libc::getuid() }
             )));
         }
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(JournalError::sql("setting busy timeout"))?;
         crate::sqlite::tune(&conn).map_err(JournalError::sql("tuning the journal"))?;
         // Every statement the ledger runs stays prepared (the default 16 made a batch that
@@ -205,6 +192,25 @@ impl Journal {
     /// The highest `seq` committed (or staged in the open transaction).
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// Whether the journal takes a write now: one row of `meta` written and committed, without
+    /// waiting out the busy timeout (another process's lock fails it at once). Tried after a
+    /// refusal, while nothing else writes, so that `/healthz` recovers with the journal.
+    pub fn probe_write(&mut self) -> Result<(), JournalError> {
+        let _ = self.conn.busy_timeout(std::time::Duration::ZERO);
+        let r = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .and_then(|tx| {
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', ?1)",
+                    [chrono::Utc::now().to_rfc3339()],
+                )?;
+                tx.commit()
+            });
+        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+        r.map_err(JournalError::sql("probing the journal"))
     }
 
     /// The connection, for the ledger's transactions.

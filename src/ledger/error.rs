@@ -51,8 +51,9 @@ pub enum LedgerError {
         /// Human-readable detail.
         message: String,
     },
-    /// Occurs when the journal cannot be written (disk full): nothing was recorded.
-    #[error("the journal cannot be written: {0}")]
+    /// Occurs when the journal, or the cache it must be caught up into, cannot be written
+    /// (disk full, a lock another process holds): nothing was recorded. The text says which.
+    #[error("nothing can be recorded now: {0}")]
     Unavailable(String),
     /// Occurs when the journal's commit failed in its I/O (a failed `fdatasync`): the
     /// commit may still have reached the disk, and be found there after a crash. Whether it
@@ -117,7 +118,14 @@ impl From<JournalError> for LedgerError {
 
 impl From<CacheError> for LedgerError {
     fn from(e: CacheError) -> Self {
-        LedgerError::Internal(e.to_string())
+        // A cache another process holds locked, or a full or failing disk, before anything
+        // was journaled: retryable, as the journal's own refusals are.
+        match &e {
+            CacheError::Sql { source, .. } if crate::sqlite::is_unwritable(source) => {
+                LedgerError::Unavailable(e.to_string())
+            }
+            _ => LedgerError::Internal(e.to_string()),
+        }
     }
 }
 

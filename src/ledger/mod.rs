@@ -181,6 +181,7 @@ impl Ledger {
             stats: stats.clone(),
             idempotency_days,
             last_purge: Instant::now(),
+            last_probe: Instant::now(),
             needs_replay: false,
             checkpointers: Vec::new(),
             broken: false,
