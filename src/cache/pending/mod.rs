@@ -75,9 +75,12 @@ impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if self.open {
             let conn = self.w.conn();
-            if let Err(e) = conn
-                .prepare_cached("ROLLBACK")
-                .and_then(|mut st| st.execute([]))
+            // SQLite itself rolls back a transaction whose commit ran out of disk space:
+            // nothing is left to roll back then.
+            if !conn.is_autocommit()
+                && let Err(e) = conn
+                    .prepare_cached("ROLLBACK")
+                    .and_then(|mut st| st.execute([]))
             {
                 tracing::error!(error = %e, "rolling back a cache batch failed");
             }
