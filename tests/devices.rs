@@ -305,6 +305,87 @@ async fn a_cash_sale_without_a_receipt_still_opens_the_drawer() {
     );
 }
 
+/// A refund prints its slip at the manager's terminal: what goes back and how, the sale it
+/// refunds, the member's points; money back in cash opens the drawer, a card refund does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_prints_its_slip_and_a_cash_refund_opens_the_drawer() {
+    let r = rig("58mm").await;
+    let m = silver_member(&r.d, &r.t).await;
+    let card = json!([{"method": "card", "amount": 2_580}]);
+    let mut sales = Vec::new();
+    for payments in [cash(2_580), card] {
+        let (s, v) =
+            r.d.sale(
+                &r.t,
+                &json!({"member_id": m, "lines": [{"sku": "MILK", "qty": 2}], "payments": payments, "print": false}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        sales.push(v);
+    }
+    // The cash sale's drawer opening (no receipt) has gone out before the refunds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while r.printer.paper().drawer_kicks.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no drawer opening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tm = r.d.login(MANAGER).await;
+    let mut refunds = Vec::new();
+    for sale in &sales {
+        let path = format!("/v1/sales/{}/refunds", sale["id"].as_str().unwrap());
+        let (s, v) =
+            r.d.post(&tm, &path, &json!({"reason": "变质 spoiled"}))
+                .await;
+        assert_eq!(s, 201, "{v}");
+        refunds.push(v);
+    }
+    let paper = r.printer.wait_cuts(2, 10).await;
+    let text = paper.lines.join("\n");
+    assert_eq!(
+        paper
+            .lines
+            .iter()
+            .filter(|l| l.contains("退款单 REFUND"))
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(has(&paper, &["退款合计 Refund total", "￥25.80"]), "{text}");
+    assert!(has(&paper, &["现金 Cash", "￥25.80"]), "{text}");
+    assert!(has(&paper, &["银行卡 Card", "￥25.80"]), "{text}");
+    assert!(has(&paper, &["变质 spoiled"]), "{text}");
+    let sale_no = format!("#{}", sales[0]["seq"]);
+    assert!(has(&paper, &["原单号 Sale No.", &sale_no]), "{text}");
+    assert!(has(&paper, &["139****5678"]), "{text}");
+    let balance = refunds[1]["member"]["points"].as_i64().unwrap();
+    assert!(
+        has(&paper, &["积分余额 Points balance", &balance.to_string()]),
+        "{text}"
+    );
+    // The sale's opening and the cash refund's, after its slip's cut; none for the card.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let paper = r.printer.paper();
+    assert_eq!(paper.drawer_kicks.len(), 2, "{:?}", paper.timeline);
+    use storebox::devices::decode::Mark;
+    let marks: Vec<&Mark> = paper
+        .timeline
+        .iter()
+        .filter(|m| matches!(m, Mark::Cut | Mark::DrawerKick(_)))
+        .collect();
+    assert!(
+        matches!(
+            marks.as_slice(),
+            [
+                Mark::DrawerKick(_),
+                Mark::Cut,
+                Mark::DrawerKick(_),
+                Mark::Cut
+            ]
+        ),
+        "{marks:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_printer_that_is_down_never_fails_a_sale_and_prints_once_when_back() {
     let dir = tempfile::tempdir().unwrap();

@@ -196,18 +196,7 @@ fn method_index(m: PaymentMethod) -> usize {
 /// Renders the receipt of `input.sale`: header, lines, totals, payments, member block, QR,
 /// feed and cut, then the drawer kick last (so the drawer opens as the receipt comes off).
 pub fn render(input: &ReceiptInput<'_>) -> Vec<u8> {
-    let chinese = input.encoding.is_chinese();
-    let mut r = Layout {
-        out: EscPos::new(input.encoding),
-        cols: input.paper.columns(),
-        enc: input.encoding,
-        labels: match (input.labels, chinese) {
-            (LabelMode::Bilingual, true) => &BILINGUAL,
-            _ => &ENGLISH,
-        },
-        currency: if chinese { "￥" } else { "¥" },
-    };
-    r.out.init();
+    let mut r = Layout::new(input.encoding, input.paper, input.labels);
     r.header(input);
     r.items(input.sale);
     r.totals(input.sale);
@@ -234,18 +223,42 @@ struct Layout {
 }
 
 impl Layout {
+    /// A slip for `paper` in `enc`, with the printer initialised.
+    fn new(enc: Encoding, paper: PaperWidth, labels: LabelMode) -> Layout {
+        let chinese = enc.is_chinese();
+        let mut r = Layout {
+            out: EscPos::new(enc),
+            cols: paper.columns(),
+            enc,
+            labels: match (labels, chinese) {
+                (LabelMode::Bilingual, true) => &BILINGUAL,
+                _ => &ENGLISH,
+            },
+            currency: if chinese { "￥" } else { "¥" },
+        };
+        r.out.init();
+        r
+    }
+
+    /// Store name (bold, double size) and the config's lines, centered.
+    fn store(&mut self, store_name: &str, header_lines: &[String]) {
+        self.out.bold(true);
+        self.centered(store_name, 2);
+        self.out.bold(false);
+        for h in header_lines {
+            self.centered(h, 1);
+        }
+    }
+
     /// Reprint mark, store name (bold, double size), config lines, then who, where, when.
     fn header(&mut self, input: &ReceiptInput<'_>) {
         let (l, sale) = (self.labels, input.sale);
-        self.out.bold(true);
         if input.reprint {
+            self.out.bold(true);
             self.centered(l.reprint, 1);
+            self.out.bold(false);
         }
-        self.centered(input.store_name, 2);
-        self.out.bold(false);
-        for h in input.header_lines {
-            self.centered(h, 1);
-        }
+        self.store(input.store_name, input.header_lines);
         self.rule();
         self.pair(l.terminal, &sale.terminal_id);
         self.pair(l.staff, &sale.staff_no);
@@ -465,6 +478,9 @@ pub fn wrap(text: &str, cols: usize, enc: Encoding) -> Vec<String> {
     }
     lines
 }
+
+mod refund;
+pub use refund::{RefundSlip, render_refund};
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -367,6 +367,8 @@ const MIGRATIONS: &[&str] = &[
          terminal_id TEXT    NOT NULL,
          key         TEXT    NOT NULL
      ) WITHOUT ROWID;",
+    // 9: the refund a print job's slip is of (`kind = 'refund'`; a sale may have several).
+    "ALTER TABLE print_jobs ADD COLUMN refund_id TEXT;",
 ];
 
 fn migrate(conn: &Connection, store_id: &str) -> Result<(), JournalError> {

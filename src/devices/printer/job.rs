@@ -1,5 +1,5 @@
-//! What one print job sends: the receipt of its sale (read back from the journal), or
-//! nothing for a drawer opening, and the drawer kick while it is still timely.
+//! What one print job sends: the receipt of its sale or the slip of a refund (read back from
+//! the journal), or nothing for a drawer opening, and the drawer kick while it is still timely.
 
 use chrono::{DateTime, Utc};
 
@@ -7,7 +7,7 @@ use super::DRAWER_WINDOW;
 use crate::config::PrinterOptions;
 use crate::devices::Context;
 use crate::devices::escpos::EscPos;
-use crate::devices::receipt::{MemberBlock, ReceiptInput, render};
+use crate::devices::receipt::{MemberBlock, ReceiptInput, RefundSlip, render, render_refund};
 use crate::domain::event::EventBody;
 use crate::domain::sale::{PaymentMethod, Sale};
 use crate::journal::store::{self, PrintJob};
@@ -25,7 +25,8 @@ pub(super) struct Kick {
     pub(super) until: DateTime<Utc>,
 }
 
-/// The bytes of one job. A receipt opens the drawer (cash, not a reprint) and a drawer job
+/// The bytes of one job. A receipt or refund slip opens the drawer (cash, not a reprint) and a
+/// drawer job
 /// does so only within [`DRAWER_WINDOW`] of being queued: nobody may be at the till later.
 pub(super) async fn job_bytes(
     ctx: &Context,
@@ -66,13 +67,18 @@ pub(super) async fn job_bytes(
         })
         .await
         .map_err(|e| e.to_string())?;
-    let sale = events
-        .into_iter()
-        .find_map(|e| match e.body {
-            EventBody::SaleRecorded(s) => Some(*s),
-            _ => None,
-        })
-        .ok_or_else(|| format!("sale {} is not in the journal", job.sale_id))?;
+    let mut sale = None;
+    let mut refund = None;
+    for e in events {
+        match e.body {
+            EventBody::SaleRecorded(s) => sale = Some(*s),
+            EventBody::SaleRefunded(r) if job.refund_id.as_deref() == Some(r.id.as_str()) => {
+                refund = Some(*r)
+            }
+            _ => {}
+        }
+    }
+    let sale = sale.ok_or_else(|| format!("sale {} is not in the journal", job.sale_id))?;
     let phone = match &sale.member_id {
         Some(id) => ctx
             .cache
@@ -83,6 +89,36 @@ pub(super) async fn job_bytes(
             .unwrap_or_else(|| "***".into()),
         None => String::new(),
     };
+    if job.kind == "refund" {
+        let refund = refund.ok_or_else(|| {
+            format!(
+                "refund {} of sale {} is not in the journal",
+                job.refund_id.as_deref().unwrap_or("?"),
+                job.sale_id
+            )
+        })?;
+        let body = render_refund(&RefundSlip {
+            store_name: &ctx.settings.store_name,
+            header_lines: &opts.header_lines,
+            sale: &sale,
+            refund: &refund,
+            phone: sale.member_id.as_ref().map(|_| phone.as_str()),
+            encoding: opts.encoding,
+            paper: opts.paper,
+            labels: opts.labels,
+        });
+        let cash = refund
+            .payments
+            .iter()
+            .any(|p| p.method == PaymentMethod::Cash && p.amount > 0);
+        return Ok(Parts {
+            body,
+            kick: cash
+                .then_some(opts.drawer)
+                .flatten()
+                .map(|pin| kick(pin, true)),
+        });
+    }
     let reprint = job.kind == "reprint";
     let cash = sale
         .payments

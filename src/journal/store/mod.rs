@@ -448,26 +448,30 @@ mod tests;
 pub struct PrintJob {
     /// Queue id (order of printing).
     pub id: i64,
-    /// `receipt`, `reprint` or `drawer`.
+    /// `receipt`, `reprint`, `refund` (the slip of a refund) or `drawer`.
     pub kind: String,
-    /// The sale to print (empty for a drawer opening).
+    /// The sale to print, or whose refund (empty for a drawer opening).
     pub sale_id: String,
+    /// The refund whose slip to print (`refund` jobs).
+    pub refund_id: Option<String>,
     /// When it was queued (RFC 3339).
     pub created_at: String,
 }
 
-/// Queues a job for `device_id` (in the same transaction as the sale it prints).
+/// Queues a job for `device_id` (in the same transaction as the sale or refund it prints).
 pub fn queue_print(
     conn: &Connection,
     device_id: &str,
     kind: &str,
     sale_id: &str,
+    refund_id: Option<&str>,
     created_at: &str,
 ) -> Result<i64, JournalError> {
     conn.prepare_cached(
-        "INSERT INTO print_jobs (device_id, kind, sale_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO print_jobs (device_id, kind, sale_id, refund_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )
-    .and_then(|mut st| st.execute(params![device_id, kind, sale_id, created_at]))
+    .and_then(|mut st| st.execute(params![device_id, kind, sale_id, refund_id, created_at]))
     .map_err(JournalError::sql("queueing a print job"))?;
     Ok(conn.last_insert_rowid())
 }
@@ -479,7 +483,7 @@ pub fn pending_prints(
     limit: usize,
 ) -> Result<Vec<PrintJob>, JournalError> {
     conn.prepare_cached(
-        "SELECT id, kind, sale_id, created_at FROM print_jobs WHERE device_id = ?1
+        "SELECT id, kind, sale_id, refund_id, created_at FROM print_jobs WHERE device_id = ?1
          ORDER BY id LIMIT ?2",
     )
     .and_then(|mut st| {
@@ -488,7 +492,8 @@ pub fn pending_prints(
                 id: r.get(0)?,
                 kind: r.get(1)?,
                 sale_id: r.get(2)?,
-                created_at: r.get(3)?,
+                refund_id: r.get(3)?,
+                created_at: r.get(4)?,
             })
         })?
         .collect()

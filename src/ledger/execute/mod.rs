@@ -144,6 +144,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
                     &device_id,
                     "reprint",
                     &sale_id,
+                    None,
                     &self.now_utc.to_rfc3339(),
                 )?;
                 self.audit(
@@ -172,6 +173,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
                     &device_id,
                     "drawer",
                     "",
+                    None,
                     &self.now_utc.to_rfc3339(),
                 )?;
                 self.audit("drawer.open", &device_id, serde_json::json!({}))?;

@@ -95,6 +95,7 @@ impl Ctx<'_, '_> {
                     device_id,
                     kind,
                     &sale.id,
+                    None,
                     &self.now_utc.to_rfc3339(),
                 )?;
             }
@@ -212,6 +213,18 @@ impl Ctx<'_, '_> {
             }),
         )?;
         self.idem_store(idem.as_ref(), seq)?;
+        // The slip is queued with the refund, as a receipt with its sale; it opens the drawer
+        // when money goes back in cash.
+        if let Some(device_id) = self.settings.printers.get(&self.actor.terminal_id) {
+            store::queue_print(
+                self.conn,
+                device_id,
+                "refund",
+                &refund.sale_id,
+                Some(&refund.id),
+                &self.now_utc.to_rfc3339(),
+            )?;
+        }
         Ok(Outcome::Refund {
             refund: Box::new(refund),
             replayed: false,
