@@ -203,6 +203,7 @@ pub async fn run_once(
                             "生日礼券 Birthday",
                             amount,
                             now,
+                            settings2.tz,
                             a.birthday_valid_days,
                         );
                         out.push((m.id.clone(), occasion, Some(Box::new(coupon))));
@@ -224,6 +225,7 @@ pub async fn run_once(
                             "回归礼券 We miss you",
                             a.winback_coupon,
                             now,
+                            settings2.tz,
                             a.winback_valid_days,
                         ))
                     });

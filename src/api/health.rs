@@ -216,7 +216,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 .unwrap_or(0)
         },
         disk_free_bytes: state.disk.free_bytes(),
-        uptime: (now - state.started_at).num_milliseconds().max(0) as f64 / 1000.0,
+        uptime: state.started.elapsed().as_secs_f64(),
     };
     (
         [(

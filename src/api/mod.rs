@@ -73,6 +73,9 @@ pub struct AppContext {
     pub directory: Reloadable<Directory>,
     /// When the daemon started.
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The same instant on the monotonic clock: uptime, which a step of the wall clock (NTP
+    /// setting right a box that booted with a bad clock) must not move.
+    pub started: std::time::Instant,
     /// How long a staff session lasts.
     pub session_hours: u32,
     /// The HQ link's state.

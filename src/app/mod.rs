@@ -181,6 +181,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     }
     let started_at = chrono::Utc::now();
+    let started_mono = std::time::Instant::now();
     if let Opened::Rebuilt(_) = opened {
         match request_resync(&ledger).await {
             Ok(()) => cache.rebuild_done(),
@@ -256,6 +257,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         settings,
         directory: api::Reloadable::new(Directory::from_config(&config)),
         started_at,
+        started: started_mono,
         session_hours: config.http.session_hours,
         uplink: uplink_status,
         devices: bus,

@@ -3,7 +3,7 @@
 //! All functions take the store-local date as an argument; converting "now" into the store's
 //! timezone is the caller's job (see [`local_date`]).
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use super::rules::{BirthdayWindow, SpendWindow};
@@ -139,14 +139,25 @@ pub fn parse_time(s: &str) -> Option<DateTime<FixedOffset>> {
     DateTime::parse_from_rfc3339(s).ok()
 }
 
-/// Midnight at the start of `date` in `tz` (the first valid instant when a DST gap swallows it).
+/// Midnight at the start of `date` in `tz` (the first valid instant when a DST gap swallows it:
+/// in Santiago, Beirut or Havana clocks go from 00:00 to 01:00).
 pub fn start_of_day(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
     let naive = date.and_hms_opt(0, 0, 0).unwrap_or_default();
     match tz.from_local_datetime(&naive) {
         chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
             t.with_timezone(&Utc)
         }
-        chrono::LocalResult::None => Utc.from_utc_datetime(&naive),
+        chrono::LocalResult::None => {
+            // The gap ends at the instant midnight would be by the offset in force before it
+            // (a day earlier: offsets change months apart). Until 2026-12-07 this was midnight
+            // UTC, the evening before in Santiago.
+            let before = tz
+                .offset_from_utc_datetime(&(naive - chrono::Duration::days(1)))
+                .fix();
+            Utc.from_utc_datetime(
+                &(naive - chrono::Duration::seconds(i64::from(before.local_minus_utc()))),
+            )
+        }
     }
 }
 

@@ -25,6 +25,19 @@ pub fn locked_until(strikes: Option<&Strikes>, now: DateTime<Utc>) -> Option<Dat
         .filter(|until| *until > now)
 }
 
+/// `strikes` as a clock that went back since they were counted leaves them: a count started
+/// after `now` starts at `now`, and a lock ends at most `window` after `now` (it was set for
+/// `window` from its own now). Unchanged otherwise. Without this, wrong PINs counted while the
+/// clock ran a day ahead (a box that booted with a bad real-time clock, set right by NTP
+/// later) locked the staff number or terminal for a day, with no unlock by an admin.
+pub fn settle(strikes: Option<Strikes>, now: DateTime<Utc>, window: Duration) -> Option<Strikes> {
+    let mut s = strikes?;
+    s.since = s.since.min(now);
+    let latest = now.checked_add_signed(window).unwrap_or(now);
+    s.locked_until = s.locked_until.map(|until| until.min(latest));
+    Some(s)
+}
+
 /// Counts one more wrong PIN. A count older than `window` (or whose lock has expired) starts
 /// again; reaching `max` locks for `window`.
 pub fn strike(current: Option<Strikes>, now: DateTime<Utc>, max: u32, window: Duration) -> Strikes {
@@ -121,6 +134,25 @@ mod tests {
         let s = s.unwrap();
         assert_eq!((s.failures, s.since), (5, t(61)));
         assert_eq!(take_back(Some(s.clone()), 5, t(0)), Some(s));
+    }
+
+    #[test]
+    fn a_clock_that_went_back_shortens_the_lock_to_the_window() {
+        let w = Duration::seconds(60);
+        let day = 86_400;
+        let mut s = None;
+        for i in 0..5 {
+            s = Some(strike(s, t(day + i), 5, w));
+        }
+        // The clock is set back a day.
+        let s = settle(s, t(0), w);
+        assert_eq!(locked_until(s.as_ref(), t(0)), Some(t(60)));
+        assert_eq!(s.as_ref().map(|s| s.since), Some(t(0)));
+        assert_eq!(locked_until(s.as_ref(), t(60)), None);
+        // Counts of a clock that did not go back are left as they are.
+        let fresh = strike(None, t(0), 5, w);
+        assert_eq!(settle(Some(fresh.clone()), t(30), w), Some(fresh));
+        assert_eq!(settle(None, t(0), w), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use crate::config::Config;
-use crate::domain::calendar::{local_date, local_time};
+use crate::domain::calendar::{local_date, local_time, start_of_day};
 use crate::domain::money::TotalRounding;
 use crate::domain::rules::Rules;
 
@@ -87,13 +87,67 @@ impl StoreSettings {
         local_date(self.tz, at)
     }
 
-    /// The store-local start (midnight) of `day`.
+    /// The store-local start (midnight) of `day`: its first instant when a daylight-saving gap
+    /// swallows midnight (see [`start_of_day`]).
     pub fn local_start(&self, day: NaiveDate) -> DateTime<FixedOffset> {
-        use chrono::TimeZone;
-        let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
-        match self.tz.from_local_datetime(&midnight).earliest() {
-            Some(t) => t.fixed_offset(),
-            None => self.local(midnight.and_utc()),
-        }
+        self.local(start_of_day(self.tz, day))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn settings(tz: &str) -> StoreSettings {
+        let text = format!(
+            "[store]\nid = \"sh-001\"\nname = \"店\"\ntimezone = \"{tz}\"\nenvironment = \"development\"\n\
+             [storage]\ndir = \"/tmp/unused\"\n"
+        );
+        StoreSettings::from_config(&Config::parse(Path::new("test.toml"), &text).unwrap())
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    /// A day whose midnight a daylight-saving gap swallows begins when the gap ends, on that
+    /// day: a campaign starting on it is not valid from the evening before (Santiago) nor only
+    /// from 03:00 (Beirut).
+    #[test]
+    fn a_day_begins_at_its_first_instant_when_daylight_saving_skips_midnight() {
+        let start = |tz: &str, d: &str| settings(tz).local_start(day(d)).to_rfc3339();
+        // Midnight exists: it is the start, in the day's own offset.
+        assert_eq!(
+            start("Europe/Berlin", "2026-03-29"),
+            "2026-03-29T00:00:00+01:00"
+        );
+        assert_eq!(
+            start("Europe/Berlin", "2026-03-30"),
+            "2026-03-30T00:00:00+02:00"
+        );
+        assert_eq!(
+            start("America/New_York", "2026-11-01"),
+            "2026-11-01T00:00:00-04:00"
+        );
+        // Clocks go from 00:00 to 01:00.
+        assert_eq!(
+            start("America/Santiago", "2026-09-06"),
+            "2026-09-06T01:00:00-03:00"
+        );
+        assert_eq!(
+            start("Asia/Beirut", "2026-03-29"),
+            "2026-03-29T01:00:00+03:00"
+        );
+        assert_eq!(
+            start("America/Havana", "2026-03-08"),
+            "2026-03-08T01:00:00-04:00"
+        );
+        // Samoa skipped 30 December 2011: that day begins where the next one does.
+        assert_eq!(
+            start("Pacific/Apia", "2011-12-30"),
+            "2011-12-31T00:00:00+14:00"
+        );
     }
 }

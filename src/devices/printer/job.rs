@@ -26,21 +26,30 @@ pub(super) struct Kick {
 }
 
 /// The bytes of one job. A receipt or refund slip opens the drawer (cash, not a reprint) and a
-/// drawer job
-/// does so only within [`DRAWER_WINDOW`] of being queued: nobody may be at the till later.
+/// drawer job does so only within [`DRAWER_WINDOW`] of being queued: nobody may be at the till
+/// later.
 pub(super) async fn job_bytes(
     ctx: &Context,
     opts: &PrinterOptions,
     job: &PrintJob,
 ) -> Result<Parts, String> {
-    let queued_at = DateTime::parse_from_rfc3339(&job.created_at).map(|t| t.with_timezone(&Utc));
+    // Queued more than the window after now: by a clock that has gone back since (NTP set
+    // right a box that booted with its clock ahead), so its age is unknown too. Taken for its
+    // time, a drawer opening asked for a day before opened the drawer whenever the printer came
+    // back within that day. (A small step back keeps its time: the kick's wait is then at most
+    // twice the window.)
+    let now = Utc::now();
+    let queued_at = DateTime::parse_from_rfc3339(&job.created_at)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+        .filter(|t| *t <= now + DRAWER_WINDOW);
     let kick = |pin, fresh_if_unknown: bool| {
         let mut cmd = EscPos::new(opts.encoding);
         cmd.drawer_kick(pin);
         let until = match queued_at {
-            Ok(t) => t + DRAWER_WINDOW,
-            Err(_) if fresh_if_unknown => Utc::now() + DRAWER_WINDOW,
-            Err(_) => DateTime::<Utc>::MIN_UTC,
+            Some(t) => t + DRAWER_WINDOW,
+            None if fresh_if_unknown => now + DRAWER_WINDOW,
+            None => DateTime::<Utc>::MIN_UTC,
         };
         Kick {
             bytes: cmd.into_bytes(),

@@ -10,12 +10,15 @@ use crate::ledger::Outcome;
 use crate::ledger::error::LedgerError;
 
 /// An automatic coupon for an occasion: `amount` off any purchase, valid `days` from `now`.
+/// Its end is written in the store's offset on that day (`tz`): summer time may have begun or
+/// ended since `now`.
 pub(crate) fn auto_coupon(
     occasion: &crate::domain::automation::Occasion,
     member_id: &str,
     title: &str,
     amount: crate::domain::money::Money,
     now: DateTime<FixedOffset>,
+    tz: chrono_tz::Tz,
     days: u32,
 ) -> Coupon {
     Coupon {
@@ -26,7 +29,11 @@ pub(crate) fn auto_coupon(
             amount,
         },
         valid_from: Some(now),
-        valid_to: Some(now + chrono::Duration::days(i64::from(days))),
+        valid_to: Some(
+            (now + chrono::Duration::days(i64::from(days)))
+                .with_timezone(&tz)
+                .fixed_offset(),
+        ),
         member_id: Some(member_id.to_string()),
         combinable_with_level: true,
         stackable: false,

@@ -111,6 +111,7 @@ impl Ctx<'_, '_> {
                 "新会员礼券 Welcome",
                 a.welcome_coupon,
                 self.now,
+                self.settings.tz,
                 a.welcome_valid_days,
             );
             self.emit(EventBody::CouponIssued(Box::new(coupon)))?;

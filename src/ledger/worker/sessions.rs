@@ -75,7 +75,14 @@ impl Worker {
     ) -> Result<Outcome, crate::cache::CacheError> {
         let mut counts = Vec::with_capacity(scopes.len());
         for (scope, _) in scopes {
-            let current = self.cache.strikes(scope)?;
+            let stored = self.cache.strikes(scope)?;
+            // Counted by a clock that has gone back since: kept to the window from now.
+            let current = crate::domain::lockout::settle(stored.clone(), now, window);
+            if current != stored
+                && let Some(s) = &current
+            {
+                self.cache.put_strikes(scope, s)?;
+            }
             if let Some(until) = crate::domain::lockout::locked_until(current.as_ref(), now) {
                 return Ok(Outcome::Locked {
                     scope: scope.clone(),
