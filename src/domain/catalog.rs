@@ -123,6 +123,18 @@ impl StockLevel {
     pub fn below_safety(&self) -> bool {
         self.safety_stock > 0 && self.on_hand < self.safety_stock
     }
+
+    /// Whether going from this level to `on_hand` units and a safety stock of `safety_stock`
+    /// takes the product below its safety stock (`stock.low`): units going out, or a safety
+    /// stock raised above what is on hand. A level already below raises nothing more.
+    pub fn falls_below_safety(&self, on_hand: i64, safety_stock: i64) -> bool {
+        let after = StockLevel {
+            on_hand,
+            safety_stock,
+            ..self.clone()
+        };
+        !self.below_safety() && after.below_safety()
+    }
 }
 
 /// What a coupon takes off.
@@ -253,5 +265,34 @@ pub fn validate_barcode(code: &str) -> Result<(), String> {
             "barcode '{}' must be 1–48 letters or digits",
             code.escape_debug()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StockLevel;
+
+    fn level(on_hand: i64, safety_stock: i64) -> StockLevel {
+        StockLevel {
+            on_hand,
+            safety_stock,
+            ..StockLevel::empty("TEA")
+        }
+    }
+
+    #[test]
+    fn a_level_falls_below_safety_by_units_out_or_by_a_raised_safety_stock() {
+        // Units going out, the safety stock kept.
+        assert!(level(10, 10).falls_below_safety(9, 10));
+        assert!(!level(11, 10).falls_below_safety(10, 10));
+        // Already below: nothing more.
+        assert!(!level(9, 10).falls_below_safety(8, 10));
+        // A safety stock raised above what is on hand, from none or from a lower one.
+        assert!(level(5, 0).falls_below_safety(5, 10));
+        assert!(level(5, 3).falls_below_safety(5, 10));
+        assert!(!level(5, 8).falls_below_safety(5, 12));
+        // None set: never below, negative stock included.
+        assert!(!level(1, 0).falls_below_safety(-3, 0));
+        assert!(!level(5, 10).falls_below_safety(5, 0));
     }
 }

@@ -8,6 +8,7 @@ pub mod devices;
 pub mod history;
 pub mod hw;
 pub mod mqtt;
+pub mod race;
 pub mod spoil;
 
 use std::io::{BufRead, BufReader};

@@ -80,7 +80,7 @@ impl Ctx<'_, '_> {
             on_hand_after: after,
             hq_count: None,
         })?;
-        self.low_stock_alert(&before, after)?;
+        self.low_stock_alert(&before, after, before.safety_stock)?;
         self.audit(
             "stock.move",
             &req.sku,
@@ -152,6 +152,16 @@ impl Ctx<'_, '_> {
             }
         }
         let current = self.pending.product(sku)?;
+        // A safety stock raised above what a known product has on hand puts it below: told
+        // as a movement would tell it. (A new product waits for its first delivery.)
+        let level_before = match (&current, req.safety_stock) {
+            (Some(_), Some(_)) => Some(
+                self.pending
+                    .stock(sku)?
+                    .unwrap_or_else(|| StockLevel::empty(sku)),
+            ),
+            _ => None,
+        };
         let detail = serde_json::json!({
             "price_before": current.as_ref().map(|c| c.price),
             "price": req.price,
@@ -176,6 +186,9 @@ impl Ctx<'_, '_> {
             safety_stock: req.safety_stock,
             staff_no: self.actor.staff_no.clone(),
         })?;
+        if let (Some(before), Some(safety)) = (&level_before, req.safety_stock) {
+            self.low_stock_alert(before, before.on_hand, safety)?;
+        }
         self.audit("product.edit", sku, detail)?;
         let p = self
             .pending

@@ -174,11 +174,9 @@ impl Ctx<'_, '_> {
                 safety_stock: counted.safety_stock,
             }),
         })?;
-        let before = StockLevel {
-            safety_stock: counted.safety_stock,
-            ..before
-        };
-        self.low_stock_alert(&before, counted.on_hand)
+        // Below the count's safety stock, and not below the one before: a raised safety
+        // stock puts the product below it as surely as units going out.
+        self.low_stock_alert(&before, counted.on_hand, counted.safety_stock)
     }
 
     /// See [`crate::ledger::Command::UpgradePin`].

@@ -72,7 +72,8 @@ impl Ctx<'_, '_> {
         }
         for (line, level) in sale.lines.iter().zip(stock_before) {
             if let Some(level) = level {
-                self.low_stock_alert(&level, level.on_hand - i64::from(line.qty))?;
+                let on_hand = level.on_hand - i64::from(line.qty);
+                self.low_stock_alert(&level, on_hand, level.safety_stock)?;
             }
         }
         self.idem_store(Some(&idem), sale_seq)?;
@@ -107,20 +108,19 @@ impl Ctx<'_, '_> {
         })
     }
 
-    /// Emits `stock.low` when a level crosses below its safety stock.
+    /// Emits `stock.low` when a level goes below its safety stock: `before` becomes
+    /// `on_hand` units with a safety stock of `safety_stock`.
     pub(super) fn low_stock_alert(
         &mut self,
         before: &StockLevel,
-        after: i64,
+        on_hand: i64,
+        safety_stock: i64,
     ) -> Result<(), LedgerError> {
-        if before.safety_stock > 0
-            && before.on_hand >= before.safety_stock
-            && after < before.safety_stock
-        {
+        if before.falls_below_safety(on_hand, safety_stock) {
             self.emit(EventBody::StockLow {
                 sku: before.sku.clone(),
-                on_hand: after,
-                safety_stock: before.safety_stock,
+                on_hand,
+                safety_stock,
             })?;
         }
         Ok(())
