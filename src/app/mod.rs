@@ -180,6 +180,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             tracing::warn!(error = %e, "cannot start loading member hints");
         }
     }
+    // Bound before anything is journaled: a start that cannot listen (the port taken, the LAN
+    // address not up yet) fails here, and systemd's restarts every 5 s add nothing to the
+    // journal — each one recorded a `config.load` audit entry for HQ before failing.
+    let tcp = TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.http.listen))?;
+    let addr = tcp.local_addr().context("reading the bound address")?;
     let started_at = chrono::Utc::now();
     let started_mono = std::time::Instant::now();
     if let Opened::Rebuilt(_) = opened {
@@ -283,10 +290,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // Installed before the daemon says it listens: from then on SIGHUP reloads, never kills.
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("listening for SIGHUP")?;
-    let tcp = TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.http.listen))?;
-    let addr = tcp.local_addr().context("reading the bound address")?;
     let (listener, scheme) = match tls {
         None => (HttpListener::Plain(tcp), "http"),
         Some(tls) => (

@@ -27,6 +27,7 @@ pub struct OfflineStore {
     /// Read access to the cache.
     pub cache: Cache,
     thread: std::thread::JoinHandle<()>,
+    dir: std::path::PathBuf,
     _lock: File,
 }
 
@@ -39,6 +40,20 @@ impl OfflineStore {
         let dir = &config.storage.dir;
         let lock = lock_data_dir(dir)
             .context("the daemon must be stopped for this (systemctl stop storebox)")?;
+        // Run as root (as the IT person does: the store key is root's), the command creates
+        // files the daemon, running as the data directory's owner, could not open: a cache
+        // rebuilt here (an older layout, a damaged or missing one) kept it from starting.
+        // They are given to that owner once open (a killed command leaves none behind), and
+        // again when the command ends, whichever way.
+        let opened = Self::open_locked(config, lock).await;
+        let given = crate::backup::give_to_owner(dir);
+        let store = opened?;
+        given?;
+        Ok(store)
+    }
+
+    async fn open_locked(config: &Config, lock: File) -> anyhow::Result<OfflineStore> {
+        let dir = &config.storage.dir;
         super::check_data_dir(config)?;
         let keys = Arc::new(load_keys(config)?);
         let journal = Journal::open(dir, &config.store.id)
@@ -85,22 +100,28 @@ impl OfflineStore {
             ledger,
             cache,
             thread,
+            dir: dir.clone(),
             _lock: lock,
         })
     }
 
     /// Lets the ledger finish and stop.
     pub async fn close(self) -> anyhow::Result<()> {
-        self.ledger
+        let finished = self
+            .ledger
             .finish_bulk()
             .await
-            .context("writing the member index entries")?;
+            .context("writing the member index entries");
         drop(self.ledger);
         let thread = self.thread;
-        tokio::task::spawn_blocking(move || thread.join())
+        let joined = tokio::task::spawn_blocking(move || thread.join())
             .await
-            .context("waiting for the ledger")?
-            .map_err(|_| anyhow::anyhow!("the ledger thread panicked"))?;
-        Ok(())
+            .context("waiting for the ledger")
+            .and_then(|r| r.map_err(|_| anyhow::anyhow!("the ledger thread panicked")));
+        // Files made since the open (a cache moved aside, a damage marker) go to the owner too.
+        let given = crate::backup::give_to_owner(&self.dir);
+        finished?;
+        joined?;
+        given
     }
 }

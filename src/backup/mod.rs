@@ -118,7 +118,13 @@ impl TempDir {
     fn new(data_dir: &Path) -> anyhow::Result<TempDir> {
         let path = data_dir.join(format!(".backup-{}", crate::ids::new_v7()));
         private_dir(&path)?;
+        // A backup run as root (as the IT person does) would leave a directory and lock the
+        // daemon, running as the data directory's owner, can neither open nor remove: the
+        // copy a killed backup left would stay for good. Both are the data directory owner's
+        // (best effort: a user who may not give files away made them as that owner anyway).
+        let _ = give_like(&path, data_dir);
         let lock = private_file(&path.join(TEMP_LOCK))?;
+        let _ = give_like(&path.join(TEMP_LOCK), data_dir);
         lock.try_lock()
             .map_err(|e| anyhow::anyhow!("locking {}: {e}", path.display()))?;
         Ok(TempDir(path, lock))
@@ -452,6 +458,23 @@ pub(crate) fn give_to_owner(dir: &Path) -> anyhow::Result<()> {
                         format!("giving {} to the data directory's owner", path.display())
                     })?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Gives `path` to the owner of `dir` (a no-op when it is already theirs).
+fn give_like(path: &Path, dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+        let meta = std::fs::symlink_metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if meta.uid() != owner.uid() || meta.gid() != owner.gid() {
+            std::os::unix::fs::lchown(path, Some(owner.uid()), Some(owner.gid())).with_context(
+                || format!("giving {} to the data directory's owner", path.display()),
+            )?;
         }
     }
     Ok(())
