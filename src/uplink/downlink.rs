@@ -51,7 +51,7 @@ struct Envelope {
 }
 
 /// HQ's member record: the profile fields flat, as HQ's API has them.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct HqMember {
     id: String,
     #[serde(default)]
@@ -76,6 +76,15 @@ struct HqMember {
     created_at: Option<DateTime<FixedOffset>>,
     #[serde(default)]
     created_store: String,
+    version: u64,
+    #[serde(default)]
+    erased: bool,
+}
+
+/// What an erasure needs of HQ's member record: it applies whatever else the record holds.
+#[derive(Deserialize)]
+struct HqErasure {
+    id: String,
     version: u64,
     #[serde(default)]
     erased: bool,
@@ -321,7 +330,20 @@ fn rules(v: Value) -> Result<(u64, crate::domain::rules::Rules), String> {
 }
 
 fn member(v: Value, now: DateTime<FixedOffset>) -> Result<Member, String> {
-    let m: HqMember = decode_quietly(v)?;
+    // An erasure applies whatever else the record holds (fields in a form this store does not
+    // read): refusing it would keep the member's personal data here.
+    let m: HqMember = match HqMember::deserialize(&v) {
+        Ok(m) => m,
+        Err(e) => match HqErasure::deserialize(&v) {
+            Ok(x) if x.erased => HqMember {
+                id: x.id,
+                version: x.version,
+                erased: true,
+                ..HqMember::default()
+            },
+            _ => return Err(without_value(&e.to_string())),
+        },
+    };
     if m.id.is_empty() || m.id.len() > 64 || m.id.chars().any(char::is_control) {
         return Err("member id must be 1–64 characters".into());
     }
@@ -358,7 +380,12 @@ fn member(v: Value, now: DateTime<FixedOffset>) -> Result<Member, String> {
         counters = std::collections::BTreeMap::new();
     }
     Ok(Member {
-        tags: normalize_tags(&m.tags).map_err(|e| format!("{}: {e}", m.id))?,
+        // Tags are free text about the person: an erased member keeps none.
+        tags: if m.erased {
+            Vec::new()
+        } else {
+            normalize_tags(&m.tags).map_err(|e| format!("{}: {e}", m.id))?
+        },
         id: m.id,
         profile,
         consent: m.consent,

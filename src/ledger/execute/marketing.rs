@@ -184,7 +184,12 @@ impl Ctx<'_, '_> {
             self.member_or_404(m)?;
         }
         if let Some(s) = &f.sale_id {
-            self.load_sale(s)?;
+            let (sale, _) = self.load_sale(s)?;
+            // A complaint about a member's sale is theirs: their erasure takes its text too
+            // (the cache finds what to scrub by `member_id`).
+            if f.member_id.is_none() {
+                f.member_id = sale.member_id;
+            }
         }
         f.id = crate::ids::new_v7().to_string();
         f.status = crate::domain::feedback::FeedbackStatus::Open;

@@ -287,3 +287,42 @@ fn rules() {
         .is_err()
     );
 }
+
+/// HQ's erasure applies whatever else its item holds: tags the store would refuse from a live
+/// member (more than 20, or too long), or a field in a form the store does not read, must not
+/// keep the member's personal data here; and the erased member keeps no tags (free text about
+/// the person), even one this store never held before.
+#[test]
+fn an_erasure_from_hq_applies_whatever_else_its_item_holds() {
+    let long_tag = "孕妇".repeat(20);
+    let many: Vec<String> = (0..25).map(|i| format!("t{i}")).collect();
+    for extra in [
+        format!(r#""tags":["{long_tag}"]"#),
+        format!(r#""tags":{}"#, serde_json::to_string(&many).unwrap()),
+        r#""tags":["孕妇"],"gender":"unknown""#.to_string(),
+        r#""tags":["孕妇"],"birthday":"1990/05/17""#.to_string(),
+    ] {
+        let item = format!(r#"{{"id":"hq-7","erased":true,"version":4,{extra}}}"#);
+        let msg = format!(r#"{{"items":[{item}]}}"#);
+        let parsed = parse("members", msg.as_bytes(), now()).unwrap();
+        assert!(parsed.rejected.is_empty(), "{extra}: {:?}", parsed.rejected);
+        let Downlink::Update(HqUpdate::Members(items)) = parsed.action else {
+            panic!("not members")
+        };
+        assert_eq!(items.len(), 1, "{extra}");
+        let m = &items[0];
+        assert_eq!((m.id.as_str(), m.version), ("hq-7", 4), "{extra}");
+        assert!(m.erased_at.is_some() && m.profile.is_none(), "{extra}");
+        assert!(m.tags.is_empty(), "{extra}: {:?}", m.tags);
+    }
+    // Not an erasure: the same item is refused, as before.
+    assert_eq!(
+        refused(
+            "members",
+            &format!(
+                r#"{{"id":"hq-7","name":"赵敏","phone":"13911112222","version":4,"tags":["{long_tag}"]}}"#
+            )
+        ),
+        1
+    );
+}
