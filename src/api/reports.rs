@@ -86,6 +86,17 @@ pub(super) fn today(state: &AppState) -> NaiveDate {
     state.settings.local_date(Utc::now())
 }
 
+/// Waits for the turn of a report that reads a period's sales: one at a time (see
+/// `AppContext::report_reads`). The permit is held until the answer is built.
+async fn turn(state: &AppState) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    state
+        .report_reads
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(ApiError::internal)
+}
+
 async fn facts(
     state: &AppState,
     from: NaiveDate,
@@ -122,6 +133,7 @@ async fn sales(
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
     let (from, to) = q.range(today(&state))?;
+    let _turn = turn(&state).await?;
     let days = (to - from).num_days() + 1;
     let now = facts(&state, from, to).await?;
     let prev_to = from - chrono::Duration::days(1);
@@ -204,6 +216,7 @@ async fn products(
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
     let (from, to) = q.range(today(&state))?;
+    let _turn = turn(&state).await?;
     let days = (to - from).num_days() + 1;
     let f = facts(&state, from, to).await?;
     let levels = state.cache.stock_levels(100_000)?;
@@ -310,6 +323,7 @@ async fn associations(
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
     let (from, to) = q.range(today(&state))?;
+    let _turn = turn(&state).await?;
     let f = facts(&state, from, to).await?;
     let pairs = report::associations(&f.sales, q.min_count.unwrap_or(3).max(1), q.limit());
     if q.csv()? {
@@ -356,6 +370,7 @@ async fn staff_report(
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
     let (from, to) = q.range(today(&state))?;
+    let _turn = turn(&state).await?;
     let f = facts(&state, from, to).await?;
     let ratings = state
         .journal

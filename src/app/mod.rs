@@ -271,6 +271,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         keys: keys.clone(),
         security: api::Reloadable::new(config.security.clone()),
         pin_checks: Arc::new(tokio::sync::Semaphore::new(2)),
+        report_reads: Arc::new(tokio::sync::Semaphore::new(1)),
         metrics: Arc::new(crate::metrics::Metrics::default()),
         disk: disk.clone(),
         backup_failing,

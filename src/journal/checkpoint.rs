@@ -17,7 +17,10 @@
 //! After a member's personal data is erased the ledger asks for a scrub: a TRUNCATE
 //! checkpoint, which copies the (securely deleted) pages home and empties the WAL, so the old
 //! page images holding the erased data key leave the disk. It is retried every tick until
-//! no reader holds the WAL open.
+//! no reader holds the WAL open. A TRUNCATE checkpoint holds the writer's lock while it waits
+//! for the readers, so a scrub waits for them only briefly ([`SCRUB_WAIT`]): a backup's read,
+//! which can last minutes, would otherwise hold up every sale for the whole busy timeout at
+//! every tick.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -30,6 +33,13 @@ use super::FILE_NAME;
 
 /// WAL size above which a blocking checkpoint is forced.
 const WAL_CEILING: u64 = 256 * 1024 * 1024;
+
+/// How long a scrub waits for the writer and the readers before it tries again at the next
+/// tick: the sales wait as long for it.
+const SCRUB_WAIT: Duration = Duration::from_millis(20);
+
+/// How long the other checkpoints wait for the writer and the readers.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
 
 /// The ceiling in pages (of 4 KiB, SQLite's default): the automatic checkpoint of a writer
 /// that leaves checkpoints to this thread in offline commands.
@@ -114,7 +124,7 @@ fn run(path: &PathBuf, stop: mpsc::Receiver<Request>, readers: Box<dyn Fn(Moment
             return;
         }
     };
-    let _ = conn.busy_timeout(Duration::from_secs(5));
+    let _ = conn.busy_timeout(BUSY_WAIT);
     let mut wal = path.clone().into_os_string();
     wal.push("-wal");
     let wal = PathBuf::from(wal);
@@ -132,7 +142,9 @@ fn run(path: &PathBuf, stop: mpsc::Receiver<Request>, readers: Box<dyn Fn(Moment
         }
         if scrub_due {
             readers(Moment::Before { empty: true });
+            let _ = conn.busy_timeout(SCRUB_WAIT);
             scrub_due = !checkpoint(&conn, "TRUNCATE");
+            let _ = conn.busy_timeout(BUSY_WAIT);
             if !scrub_due {
                 readers(Moment::Emptied);
                 tracing::info!(file = %path.display(), "write-ahead log scrubbed after an erasure");
