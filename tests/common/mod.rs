@@ -194,7 +194,9 @@ impl Daemon {
                 }
             });
         }
-        let base = match rx.recv_timeout(Duration::from_secs(60)) {
+        // Generous: a start that rebuilds the cache of a year of sales (tests/insight.rs) takes
+        // a debug build tens of seconds on a loaded machine. The start-up time is the bench's.
+        let base = match rx.recv_timeout(Duration::from_secs(180)) {
             Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
