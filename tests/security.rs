@@ -127,6 +127,43 @@ async fn logins_sent_at_once_get_no_more_pin_checks_than_the_limit() {
     d.terminate();
 }
 
+/// Someone at a terminal locks a manager's number with wrong PINs: an admin lets the manager in
+/// at once by giving them a PIN (the same one typed again will do), not after the lock-out
+/// time. Changing only their name unlocks nothing.
+#[tokio::test]
+async fn an_admin_unlocks_a_staff_number_by_giving_it_a_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "[security]\nlockout_seconds = 3600\n");
+    let admin = d.login(ADMIN).await;
+    for _ in 0..5 {
+        let (s, _, _) = login_status(&d, POS2, MANAGER.0, "0000").await;
+        assert_eq!(s, 401);
+    }
+    let (s, v, _) = login_status(&d, TERMINAL_TOKEN, MANAGER.0, MANAGER.1).await;
+    assert_eq!((s, code(&v)), (429, "staff_locked"), "{v}");
+    let (_, record) = d.get(&admin, &format!("/v1/staff/{}", MANAGER.0)).await;
+    let (s, v) = put_staff(
+        &d,
+        &admin,
+        MANAGER.0,
+        json!({"name": "店长改名", "role": record["role"]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v, _) = login_status(&d, TERMINAL_TOKEN, MANAGER.0, MANAGER.1).await;
+    assert_eq!((s, code(&v)), (429, "staff_locked"), "a name change: {v}");
+    let (s, v) = put_staff(
+        &d,
+        &admin,
+        MANAGER.0,
+        json!({"name": "店长改名", "role": record["role"], "pin": MANAGER.1}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v, _) = login_status(&d, TERMINAL_TOKEN, MANAGER.0, MANAGER.1).await;
+    assert_eq!(s, 201, "after the admin's PIN: {v}");
+}
+
 #[tokio::test]
 async fn staff_managed_by_an_admin_log_in_and_removal_ends_their_sessions() {
     let dir = tempfile::tempdir().unwrap();

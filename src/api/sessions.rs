@@ -86,7 +86,7 @@ async fn login(
     };
     let sec = state.security.get();
     let staff_no = req.staff_no.trim().to_string();
-    let staff_scope = format!("staff:{staff_no}");
+    let staff_scope = crate::security::lockout_scope(&staff_no);
     let terminal_scope = format!("terminal:{terminal_id}");
     let now = Utc::now();
     // A number no staff member has is not written down as typed (audit log, HQ's copy, the

@@ -182,6 +182,7 @@ async fn put(
         not_self(&staff, &staff_no, "change the role of")?;
     }
     let before = current(&state, &staff_no).await?.filter(|r| r.active);
+    let pin_given = req.pin.is_some();
     // A kept PIN keeps the digest of the HQ hash it peppers (see `StaffRecord::hq_pin_digest`).
     let (pin_hash, hq_pin_digest) = match (req.pin, &before) {
         (Some(pin), _) if !valid_pin(&pin) => {
@@ -215,6 +216,7 @@ async fn put(
             staff.actor(),
             Command::PutStaff {
                 record: Box::new(record),
+                pin_given,
             },
         )
         .await?
@@ -240,6 +242,7 @@ async fn remove(
             staff.actor(),
             Command::PutStaff {
                 record: Box::new(record),
+                pin_given: false,
             },
         )
         .await?;

@@ -144,6 +144,9 @@ pub enum Command {
     PutStaff {
         /// The record after the change.
         record: Box<crate::domain::sync::StaffRecord>,
+        /// Whether the admin gave a PIN (a new one, or the same typed again): a lock of the
+        /// number by wrong PINs ends.
+        pin_given: bool,
     },
     /// Replace a staff member's PIN hash made without this store's pepper (one from HQ) by a
     /// peppered one, after a login with the right PIN — only if the record still holds `from`
@@ -328,6 +331,10 @@ pub enum Outcome {
         record: Box<crate::domain::sync::StaffRecord>,
         /// Whether the staff member's open sessions were ended.
         revoke: bool,
+        /// Whether a lock of the staff number by wrong PINs ends: an admin gave them a PIN (a
+        /// new one, or the same typed again), so they log in at once, not after
+        /// `lockout_seconds`.
+        unlock: bool,
     },
     /// A member's personal data is erased (now or before).
     Erased,

@@ -503,14 +503,24 @@ impl Worker {
                     }
                     if let Outcome::Staff {
                         record,
-                        revoke: true,
+                        revoke,
+                        unlock,
                     } = &outcome
                     {
                         // Removed, demoted or given a new PIN: their open sessions end.
                         let no = record.staff_no.clone();
-                        if let Err(e) = self.cache.prune_sessions(Utc::now(), |s| s.staff_no != no)
+                        if *revoke
+                            && let Err(e) =
+                                self.cache.prune_sessions(Utc::now(), |s| s.staff_no != no)
                         {
                             tracing::error!(error = %e, "ending sessions of a changed staff member failed");
+                        }
+                        if *unlock
+                            && let Err(e) = self
+                                .cache
+                                .clear_strikes(&crate::security::lockout_scope(&record.staff_no))
+                        {
+                            tracing::error!(error = %e, "unlocking a staff number failed");
                         }
                     }
                     if let Outcome::Applied {

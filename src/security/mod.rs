@@ -12,3 +12,9 @@ pub mod pin;
 pub mod seal;
 
 pub use keys::{KeyError, StoreKeys};
+
+/// The lock-out scope of a staff number: wrong PINs for it are counted under this key, from any
+/// terminal, and an admin's new PIN for them clears it.
+pub fn lockout_scope(staff_no: &str) -> String {
+    format!("staff:{staff_no}")
+}

@@ -263,6 +263,7 @@ impl Ctx<'_, '_> {
         Ok(Outcome::Staff {
             record: Box::new(record),
             revoke,
+            unlock: false,
         })
     }
 }

@@ -187,9 +187,14 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 self.audit(&action, &target, detail)?;
                 Ok(Outcome::Done)
             }
-            Command::PutStaff { record } => {
+            Command::PutStaff { record, pin_given } => {
                 self.actor_still_admin()?;
-                self.put_staff(*record, false)
+                let active = record.active;
+                let mut outcome = self.put_staff(*record, false)?;
+                if let Outcome::Staff { unlock, .. } = &mut outcome {
+                    *unlock = pin_given && active;
+                }
+                Ok(outcome)
             }
             Command::UpgradePin { staff_no, from, to } => self.upgrade_pin(&staff_no, &from, to),
             Command::RecordFeedback { item } => self.record_feedback(*item),

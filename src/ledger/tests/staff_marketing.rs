@@ -26,6 +26,7 @@ fn removed(no: &str) -> Command {
             version: 0,
             hq_pin_digest: None,
         }),
+        pin_given: false,
     }
 }
 
