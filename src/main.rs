@@ -28,8 +28,8 @@ enum Cmd {
         #[arg(long, env = "STOREBOX_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: LogFormat,
     },
-    /// Print a production config to start from, with a new terminal token (shown once, as a
-    /// comment) stored as its hash.
+    /// Print a production config to start from. A new terminal token and a first admin PIN
+    /// go to standard error (shown once), only their hashes into the config.
     GenerateConfig {
         /// Store id (`[a-z0-9_-]`, used in MQTT topics).
         #[arg(long, default_value = "sh-001")]
@@ -38,12 +38,16 @@ enum Cmd {
         #[arg(long, default_value = "门店")]
         name: String,
     },
-    /// Check a config file: exit 0 if valid, else print the file, key and reason and exit 2.
+    /// Check a config file and the files it names: exit 0 if valid (warning on standard error
+    /// about secrets every user on the box can read), else print the file, key and reason and
+    /// exit 2.
     CheckConfig {
         /// Config file (TOML).
         file: PathBuf,
     },
-    /// Create the store key if it does not exist (mode 0600) and print its fingerprint.
+    /// Create the store key if it does not exist (mode 0600) and print its fingerprint; in
+    /// production, mark a data directory with no journal as a new store's (the daemon begins
+    /// a journal only there).
     Init {
         /// Config file (TOML).
         #[arg(long, short, env = "STOREBOX_CONFIG")]
@@ -153,8 +157,12 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::CheckConfig { file } => {
             match storebox::config::Config::load(&file).and_then(|c| c.check_files().map(|()| c)) {
-                Ok(_) => {
+                Ok(c) => {
                     println!("{}: OK", file.display());
+                    // Not refused: a store runs on such a config, but say so plainly.
+                    for w in c.exposed_secrets() {
+                        eprintln!("warning: {w}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -109,6 +109,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Err(e) = config.check_files() {
         tracing::error!(error = %e, "the uplink cannot connect until this is fixed");
     }
+    // Secrets every user on the box can read: said at every start, refused nowhere (the store
+    // key aside, which `load_keys` refuses).
+    for w in config.exposed_secrets() {
+        // A development config (a checkout's config/dev.toml, 0644 like every file in it)
+        // holds development secrets: said, not warned about.
+        if config.store.environment == crate::config::Environment::Development {
+            tracing::info!("development config: {w}");
+        } else {
+            tracing::warn!("{w}");
+        }
+    }
     // Before anything is started: a TLS setup that fails stops the daemon cleanly.
     let tls = match &config.http.tls {
         Some(files) => Some(Arc::new(

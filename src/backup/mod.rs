@@ -355,7 +355,8 @@ pub fn restore(
     let key_path = config.key_path();
     // A daemon running on the directory would go on writing into the files the restore
     // replaces, and answer sales the restored journal never has.
-    let _lock = crate::app::lock_data_dir(dir)?;
+    let _lock = crate::app::lock_data_dir(dir)
+        .context("the daemon must be stopped for this (systemctl stop storebox)")?;
     if dir.exists() {
         for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let entry = entry?;

@@ -6,6 +6,7 @@
 //! `MASKED`.
 
 mod devices;
+mod exposure;
 mod generate;
 mod insight;
 mod membership;
@@ -135,6 +136,8 @@ pub struct TerminalConfig {
     pub id: String,
     /// SHA-256 of the terminal token (plain tokens are hashed when the config is read).
     pub token_sha256: [u8; 32],
+    /// Whether the config gave the token itself (development), not its hash.
+    pub plain_token: bool,
 }
 
 /// How a staff member's PIN is checked.
@@ -393,6 +396,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         if !seen.insert(t.id.clone()) {
             return Err(bad(key("id"), format!("duplicate terminal id {}", t.id)));
         }
+        let plain_token = t.token.is_some();
         let token_sha256 = match (t.token, t.token_sha256) {
             (Some(_), Some(_)) => {
                 return Err(bad(key("token"), "give token or token_sha256, not both"));
@@ -432,6 +436,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         terminals.push(TerminalConfig {
             id: t.id,
             token_sha256,
+            plain_token,
         });
     }
 

@@ -278,6 +278,32 @@ pub enum EventBody {
 }
 
 impl EventBody {
+    /// Every kind this storebox knows ([`EventBody::kind`] of each variant). A journal row of
+    /// another kind was written by a newer storebox.
+    pub const KINDS: [&'static str; 21] = [
+        "sale.recorded",
+        "sale.refunded",
+        "member.registered",
+        "member.updated",
+        "member.erased",
+        "level.changed",
+        "coupon.redeemed",
+        "coupon.issued",
+        "stock.moved",
+        "stock.low",
+        "device.alert",
+        "sync.requested",
+        "product.updated",
+        "audit.recorded",
+        "staff.changed",
+        "journal.restored",
+        "feedback.received",
+        "member.birthday",
+        "member.at_risk",
+        "campaign.started",
+        "feedback.updated",
+    ];
+
     /// The event kind as it appears in the journal and the MQTT topic (`sale.recorded`).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -349,4 +375,32 @@ pub struct Event {
     /// Kind and data.
     #[serde(flatten)]
     pub body: EventBody,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventBody;
+
+    /// `KINDS` is the list serde knows: a variant added without its kind there would be taken
+    /// for a newer storebox's.
+    #[test]
+    fn kinds_are_every_variant() {
+        let e =
+            serde_json::from_value::<EventBody>(serde_json::json!({"kind": "no.such", "data": {}}))
+                .unwrap_err()
+                .to_string();
+        let expected = e
+            .split_once("expected one of ")
+            .map(|(_, l)| l)
+            .unwrap_or_else(|| panic!("{e}"));
+        let mut serde_kinds: Vec<&str> = expected
+            .split(", ")
+            .map(|k| k.trim_matches(|c: char| c == '`' || c.is_whitespace()))
+            .map(|k| k.split('`').next().unwrap_or(k))
+            .collect();
+        let mut kinds = EventBody::KINDS.to_vec();
+        serde_kinds.sort_unstable();
+        kinds.sort_unstable();
+        assert_eq!(kinds, serde_kinds);
+    }
 }

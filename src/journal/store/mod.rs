@@ -88,6 +88,15 @@ impl StoredEvent {
             seq: self.seq,
             reason,
         };
+        if !EventBody::KINDS.contains(&self.kind.as_str()) {
+            // Not damage: a newer storebox wrote it, and this one was installed over it.
+            return Err(corrupt(format!(
+                "`{}` is an event kind this storebox ({}) does not know: the journal was \
+                 written by a newer storebox; install that version (or a later one) again",
+                self.kind,
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
         let mut data: Value =
             serde_json::from_str(&self.data).map_err(|e| corrupt(format!("data: {e}")))?;
         let subject = subject_of(&data);
