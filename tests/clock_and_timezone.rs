@@ -9,24 +9,8 @@ use std::time::Duration;
 
 use common::devices::{printer_only, wait_state};
 use common::hw::FakePrinter;
-use common::{ADMIN, CASHIER, Daemon, MANAGER, TERMINAL_TOKEN, login_status};
+use common::{ADMIN, CASHIER, Daemon, MANAGER, TERMINAL_TOKEN, libfaketime, login_status};
 use serde_json::json;
-
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-
-/// libfaketime, if this machine has it; the test skips without it, except under `CI=true`,
-/// where .ci/run installs it.
-fn libfaketime() -> Option<&'static str> {
-    if Path::new(LIBFAKETIME).exists() {
-        return Some(LIBFAKETIME);
-    }
-    let reason = format!("no {LIBFAKETIME} (apt-get install faketime)");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{reason}; .ci/run installs it under CI=true");
-    }
-    eprintln!("skipped: {reason}");
-    None
-}
 
 /// Starts the daemon on `config` with its clock a day ahead.
 fn start_a_day_ahead(dir: &Path, config: &Path, lib: &str) -> Daemon {

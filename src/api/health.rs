@@ -176,7 +176,6 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let last_seq = stats.last_seq.load(Ordering::Relaxed);
     let uplink =
         crate::uplink::view(&state.uplink, last_seq, &state.journal, &state.settings).await;
-    let now = chrono::Utc::now();
     let gauges = Gauges {
         last_seq,
         batches: stats.batches.load(Ordering::Relaxed),
@@ -188,12 +187,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             .map(|m| m.load(Ordering::Relaxed) as f64 / 1e6),
         writable: state.ledger.is_running() && stats.writable.load(Ordering::Relaxed),
         outbox_backlog: uplink.backlog,
-        outbox_oldest_age: uplink.oldest_unsent_at.map(|t| {
-            (now - t.with_timezone(&chrono::Utc))
-                .num_milliseconds()
-                .max(0) as f64
-                / 1000.0
-        }),
+        outbox_oldest_age: uplink.oldest_unsent_age,
         uplink_connected: uplink.enabled.then_some(uplink.connected),
         devices: state
             .devices

@@ -82,6 +82,9 @@ pub struct LedgerStats {
     pub failed_batches: AtomicU64,
     /// Whether the last batch committed (false while the disk refuses writes).
     pub writable: AtomicBool,
+    /// Batches committed that erased a member's personal data: a reader that opened personal
+    /// data before this moved must not hand it on (the uplink reads events ahead).
+    pub erasures: AtomicU64,
     /// Whether the cache is behind the journal: a cache write after a commit failed (a full
     /// disk) and the catch-up has not succeeded yet. Commands are refused meanwhile.
     pub cache_behind: AtomicBool,

@@ -422,6 +422,10 @@ impl Worker {
         };
         match commit {
             Ok(()) => {
+                if erased {
+                    // Before the new `seq` is announced: the uplink, woken by it, finds out.
+                    self.stats.erasures.fetch_add(1, Ordering::SeqCst);
+                }
                 if !done.is_empty() {
                     self.journal.note_staged(last_seq);
                     self.stats.last_seq.store(last_seq, Ordering::Relaxed);

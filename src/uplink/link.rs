@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rumqttc::{
@@ -37,6 +38,8 @@ struct Unsent {
     /// The payload could not be made because a read failed (not because the event cannot be
     /// decoded): it is read again, for up to [`READ_RETRY_FOR`].
     retry: bool,
+    /// The ledger's erasure count when the payload was made (see [`Link::fill`]).
+    erasures: u64,
 }
 
 /// How long failed reads may keep events from going up (they are read again every 200 ms)
@@ -387,6 +390,13 @@ impl Link {
             if outbox.room() == 0 || outbox.next() > last {
                 return false;
             }
+            // Loaded before the read: an erasure committed after it shows here next time.
+            let erasures = self.parts.ledger.stats.erasures.load(Ordering::SeqCst);
+            if ahead.front().is_some_and(|r| r.erasures != erasures) {
+                // A member was erased since these payloads were made: personal data opened
+                // then must not go to HQ after the erasure. Read again (it opens as null now).
+                ahead.clear();
+            }
             if ahead.front().map(|r| r.seq) != Some(outbox.next()) {
                 // Read ahead in chunks: one journal query per chunk, not per acknowledgement.
                 ahead.clear();
@@ -415,6 +425,7 @@ impl Link {
                                     seq: row.seq,
                                     id: row.id,
                                     kind: row.kind,
+                                    erasures,
                                 }
                             })
                             .collect::<Vec<_>>())

@@ -24,7 +24,7 @@ pub(crate) use tls::client_config as tls_client_config;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::Serialize;
@@ -53,10 +53,14 @@ pub struct UplinkStatus {
     pub unsendable: AtomicU64,
     /// Connections established.
     pub connects: AtomicU64,
-    /// `(seq, occurred_at)` of the oldest unsent event, last looked up (saves a journal read
-    /// per health check while the position does not move).
-    oldest: Mutex<Option<(u64, Option<DateTime<FixedOffset>>)>>,
+    /// `(seq, occurred_at, seen)` of the oldest unsent event, last looked up (saves a journal
+    /// read per health check while the position does not move); `seen` is when it was first
+    /// found to be the oldest unsent (on the monotonic clock).
+    oldest: Mutex<Option<Oldest>>,
 }
+
+/// `(seq, occurred_at, seen)`: see [`UplinkStatus`]'s `oldest`.
+type Oldest = (u64, Option<DateTime<FixedOffset>>, Instant);
 
 impl UplinkStatus {
     /// Status starting from the journal's acknowledged position.
@@ -107,6 +111,11 @@ pub struct UplinkView {
     pub backlog: u64,
     /// Time of the oldest of them.
     pub oldest_unsent_at: Option<DateTime<FixedOffset>>,
+    /// How long the oldest of them has waited, in seconds: by its time, and at least as long
+    /// as it has been seen waiting here (a clock set back after events were recorded while it
+    /// ran ahead makes their times lie in the future). For `/metrics`.
+    #[serde(skip)]
+    pub oldest_unsent_age: Option<f64>,
     /// When the broker last acknowledged an event (store-local, like every time in the API).
     pub last_ack_at: Option<DateTime<FixedOffset>>,
 }
@@ -126,10 +135,10 @@ pub async fn view(
         .lock()
         .ok()
         .and_then(|o| *o)
-        .filter(|(seq, _)| *seq == acked + 1);
-    let oldest_unsent_at = match (backlog, cached) {
-        (0, _) => None,
-        (_, Some((_, at))) => at,
+        .filter(|(seq, _, _)| *seq == acked + 1);
+    let (oldest_unsent_at, seen) = match (backlog, cached) {
+        (0, _) => (None, None),
+        (_, Some((_, at, seen))) => (at, Some(seen)),
         _ => {
             let at = journal
                 .with(move |c| store::event_at(c, acked + 1))
@@ -137,17 +146,28 @@ pub async fn view(
                 .ok()
                 .flatten()
                 .and_then(|e| DateTime::parse_from_rfc3339(&e.occurred_at).ok());
+            let seen = Instant::now();
             if let Ok(mut o) = status.oldest.lock() {
-                *o = Some((acked + 1, at));
+                *o = Some((acked + 1, at, seen));
             }
-            at
+            (at, Some(seen))
         }
     };
+    let oldest_unsent_age = seen.map(|seen| {
+        let by_time = oldest_unsent_at.map_or(0.0, |t| {
+            (Utc::now() - t.with_timezone(&Utc))
+                .num_milliseconds()
+                .max(0) as f64
+                / 1000.0
+        });
+        by_time.max(seen.elapsed().as_secs_f64())
+    });
     UplinkView {
         enabled: status.enabled,
         connected: status.connected(),
         backlog,
         oldest_unsent_at,
+        oldest_unsent_age,
         last_ack_at: status.last_ack_at().map(|t| settings.local(t)),
     }
 }

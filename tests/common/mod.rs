@@ -462,3 +462,21 @@ pub async fn put_staff(d: &Daemon, token: &str, staff_no: &str, body: Value) -> 
     )
     .await
 }
+
+/// libfaketime runs the daemon with its wall clock moved (tests/clock_and_timezone.rs,
+/// tests/uplink_erasure.rs).
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// libfaketime, if this machine has it; the test skips without it, except under `CI=true`,
+/// where .ci/run installs it.
+pub fn libfaketime() -> Option<&'static str> {
+    if std::path::Path::new(LIBFAKETIME).exists() {
+        return Some(LIBFAKETIME);
+    }
+    let reason = format!("no {LIBFAKETIME} (apt-get install faketime)");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{reason}; .ci/run installs it under CI=true");
+    }
+    eprintln!("skipped: {reason}");
+    None
+}
