@@ -86,9 +86,13 @@ pub(super) fn today(state: &AppState) -> NaiveDate {
     state.settings.local_date(Utc::now())
 }
 
+/// A report's turn to read a period's sales (see `AppContext::report_reads`).
+type Turn = tokio::sync::OwnedSemaphorePermit;
+
 /// Waits for the turn of a report that reads a period's sales: one at a time (see
-/// `AppContext::report_reads`). The permit is held until the answer is built.
-async fn turn(state: &AppState) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+/// `AppContext::report_reads`). The permit is held until the answer is built, and by each
+/// read ([`facts`]) until it ends.
+async fn turn(state: &AppState) -> ApiResult<Turn> {
     state
         .report_reads
         .clone()
@@ -97,14 +101,19 @@ async fn turn(state: &AppState) -> ApiResult<tokio::sync::OwnedSemaphorePermit> 
         .map_err(ApiError::internal)
 }
 
+/// Reads the facts of a period, holding `turn` until the read ends: a request dropped
+/// meanwhile (a manager reloading a slow report, a dashboard's timeout) leaves its read
+/// running on a blocking thread, and the next report must not start another beside it.
+/// Gives the turn back for the rest of the answer.
 async fn facts(
     state: &AppState,
+    turn: Turn,
     from: NaiveDate,
     to: NaiveDate,
-) -> ApiResult<crate::insight::Facts> {
+) -> ApiResult<(crate::insight::Facts, Turn)> {
     Ok(state
         .journal
-        .with(move |c| crate::insight::facts(c, from, to))
+        .with(move |c| Ok((crate::insight::facts(c, from, to)?, turn)))
         .await?)
 }
 
@@ -133,12 +142,12 @@ async fn sales(
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
     let (from, to) = q.range(today(&state))?;
-    let _turn = turn(&state).await?;
+    let turn = turn(&state).await?;
     let days = (to - from).num_days() + 1;
-    let now = facts(&state, from, to).await?;
+    let (now, turn) = facts(&state, turn, from, to).await?;
     let prev_to = from - chrono::Duration::days(1);
     let prev_from = prev_to - chrono::Duration::days(days - 1);
-    let before = facts(&state, prev_from, prev_to).await?;
+    let (before, _turn) = facts(&state, turn, prev_from, prev_to).await?;
     let summary = report::summarize(&now.sales, &now.refunds);
     let previous = report::summarize(&before.sales, &before.refunds);
     if q.csv()? {
@@ -216,9 +225,9 @@ async fn products(
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
     let (from, to) = q.range(today(&state))?;
-    let _turn = turn(&state).await?;
+    let turn = turn(&state).await?;
     let days = (to - from).num_days() + 1;
-    let f = facts(&state, from, to).await?;
+    let (f, _turn) = facts(&state, turn, from, to).await?;
     let levels = state.cache.stock_levels(100_000)?;
     let catalog: Vec<String> = levels.iter().map(|l| l.sku.clone()).collect();
     let on_hand_of: std::collections::HashMap<&str, i64> =
@@ -323,8 +332,8 @@ async fn associations(
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
     let (from, to) = q.range(today(&state))?;
-    let _turn = turn(&state).await?;
-    let f = facts(&state, from, to).await?;
+    let turn = turn(&state).await?;
+    let (f, _turn) = facts(&state, turn, from, to).await?;
     let pairs = report::associations(&f.sales, q.min_count.unwrap_or(3).max(1), q.limit());
     if q.csv()? {
         let rows: Vec<Vec<String>> = pairs
@@ -370,8 +379,8 @@ async fn staff_report(
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
     let (from, to) = q.range(today(&state))?;
-    let _turn = turn(&state).await?;
-    let f = facts(&state, from, to).await?;
+    let turn = turn(&state).await?;
+    let (f, _turn) = facts(&state, turn, from, to).await?;
     let ratings = state
         .journal
         .with(move |c| crate::insight::ratings(c, from, to))

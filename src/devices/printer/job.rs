@@ -34,19 +34,20 @@ pub(super) async fn job_bytes(
     job: &PrintJob,
 ) -> Result<Parts, String> {
     // Queued more than the window after now: by a clock that has gone back since (NTP set
-    // right a box that booted with its clock ahead), so its age is unknown too. Taken for its
-    // time, a drawer opening asked for a day before opened the drawer whenever the printer came
+    // right a box that booted with its clock ahead), so how long it waited is unknown, and it
+    // opens no drawer — a drawer opening, a cash receipt or a refund slip alike. Taken for its
+    // time (or as fresh), one queued a day before opened the drawer whenever the printer came
     // back within that day. (A small step back keeps its time: the kick's wait is then at most
     // twice the window.)
     let now = Utc::now();
     let queued_at = DateTime::parse_from_rfc3339(&job.created_at)
         .ok()
-        .map(|t| t.with_timezone(&Utc))
-        .filter(|t| *t <= now + DRAWER_WINDOW);
+        .map(|t| t.with_timezone(&Utc));
     let kick = |pin, fresh_if_unknown: bool| {
         let mut cmd = EscPos::new(opts.encoding);
         cmd.drawer_kick(pin);
         let until = match queued_at {
+            Some(t) if t > now + DRAWER_WINDOW => DateTime::<Utc>::MIN_UTC,
             Some(t) => t + DRAWER_WINDOW,
             None if fresh_if_unknown => now + DRAWER_WINDOW,
             None => DateTime::<Utc>::MIN_UTC,

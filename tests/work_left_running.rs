@@ -1,0 +1,164 @@
+//! Work that goes on after the moment that asked for it: a report's read after its request was
+//! dropped, and a cash receipt's drawer kick after the clock that queued it was set back.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::devices::{printer_only, wait_state};
+use common::hw::FakePrinter;
+use common::{CASHIER, Daemon, MANAGER, store_today};
+use serde_json::json;
+
+/// A report whose request is dropped (a manager reloading a slow page, a dashboard's timeout)
+/// keeps its turn until its read ends: the read goes on regardless, and the next report
+/// waits for it instead of reading beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_report_keeps_its_turn_until_its_read_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let tc = d.login(CASHIER).await;
+    let tm = d.login(MANAGER).await;
+    // Enough sales that a year's report reads for a noticeable while.
+    let lines: Vec<_> = (0..40)
+        .map(|i| {
+            let sku = ["MILK", "RICE", "TEA"][i % 3];
+            json!({"sku": sku, "qty": 1})
+        })
+        .collect();
+    let sale = json!({"lines": lines, "payments": common::cash(10_000_000)});
+    let today = store_today();
+    let year = format!(
+        "/v1/reports/products?from={}&to={today}",
+        today - chrono::Duration::days(365)
+    );
+    // Sales are added until a year's report takes long enough to be dropped half way (how
+    // many depends on the machine).
+    let mut full = Duration::ZERO;
+    for _ in 0..8 {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (client, url, tc, sale) = (
+                d.client.clone(),
+                d.url("/v1/sales"),
+                tc.clone(),
+                sale.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..200 {
+                    let r = client
+                        .post(&url)
+                        .bearer_auth(&tc)
+                        .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
+                        .json(&sale)
+                        .send()
+                        .await
+                        .unwrap();
+                    let s = r.status().as_u16();
+                    assert_eq!(s, 201, "{}", r.text().await.unwrap());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let t = Instant::now();
+        let (s, v) = d.get(&tm, &year).await;
+        full = t.elapsed();
+        assert_eq!(s, 200, "{v}");
+        if full >= Duration::from_millis(300) {
+            break;
+        }
+    }
+    assert!(
+        full >= Duration::from_millis(300),
+        "the year's report took only {full:?}: too quick to show anything"
+    );
+
+    // Asked for again, and dropped early.
+    let impatient = reqwest::Client::builder()
+        .timeout(full / 10)
+        .build()
+        .unwrap();
+    let dropped = impatient.get(d.url(&year)).bearer_auth(&tm).send().await;
+    assert!(
+        dropped.is_err(),
+        "the report answered before it was dropped"
+    );
+    // A report of a day without sales: nothing to read, but its turn comes after the read the
+    // dropped request started.
+    let t = Instant::now();
+    let (s, v) = d
+        .get(&tm, "/v1/reports/products?from=2001-01-01&to=2001-01-01")
+        .await;
+    let waited = t.elapsed();
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        waited >= full / 3,
+        "a report read beside the dropped one's read (answered in {waited:?}; the year's \
+         report takes {full:?})"
+    );
+    d.terminate();
+}
+
+/// A cash sale made while the clock ran a day ahead, its printer off, prints when the printer
+/// comes back after NTP set the clock back — but does not open the drawer: how long the
+/// receipt waited is unknown, and nobody may be at the till (as a drawer opening asked for
+/// alone, tests/clock_and_timezone.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cash_receipt_queued_by_a_clock_that_ran_ahead_does_not_open_the_drawer_later() {
+    let Some(lib) = common::libfaketime() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A port where no printer listens yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = dir.path().join("storebox.toml");
+    std::fs::write(
+        &config,
+        common::config_text(&dir.path().join("data"), &printer_only(addr)),
+    )
+    .unwrap();
+    let d = Daemon::start_env(
+        dir.path(),
+        &config,
+        &[
+            ("LD_PRELOAD", lib),
+            ("FAKETIME", "+1d"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let tc = d.login(CASHIER).await;
+    let (s, v) = d
+        .sale(
+            &tc,
+            &json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": common::cash(1290)}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    d.terminate();
+
+    // The clock is set back a day; the printer comes on hours later (by the clock) — here at
+    // once.
+    let printer = FakePrinter::start(Some(addr)).await;
+    let d = Daemon::start_with(dir.path(), &config);
+    let t = d.login(CASHIER).await;
+    wait_state(&d, &t, "printer-1", "ready").await;
+    let mut printed = false;
+    for _ in 0..30 {
+        if printer.paper().cuts > 0 {
+            printed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(printed, "the receipt was not printed:\n{}", d.log_text());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        printer.paper().drawer_kicks.is_empty(),
+        "a cash receipt queued by a clock a day ahead opened the drawer when it printed"
+    );
+}
