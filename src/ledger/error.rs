@@ -118,8 +118,16 @@ impl From<JournalError> for LedgerError {
 
 impl From<CacheError> for LedgerError {
     fn from(e: CacheError) -> Self {
-        // A cache another process holds locked, or a full or failing disk, before anything
-        // was journaled: retryable, as the journal's own refusals are.
+        LedgerError::Internal(e.to_string())
+    }
+}
+
+impl LedgerError {
+    /// A batch's cache transaction refused before anything ran: by a cache another process
+    /// holds locked, or a full or failing disk, it is retryable, as the journal's own refusals
+    /// are (nothing was recorded). A cache read failing inside one command stays that
+    /// command's own error (`Internal`), which the others in its batch do not share.
+    pub(crate) fn cache_refused(e: CacheError) -> LedgerError {
         match &e {
             CacheError::Sql { source, .. } if crate::sqlite::is_unwritable(source) => {
                 LedgerError::Unavailable(e.to_string())

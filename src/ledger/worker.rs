@@ -300,7 +300,7 @@ impl Worker {
         let mut pending = match self.cache.pending(durable) {
             Ok(p) => p,
             Err(e) => {
-                let err = LedgerError::from(e);
+                let err = LedgerError::cache_refused(e);
                 self.stats.cache_failing.store(true, Ordering::Relaxed);
                 tracing::error!(error = %err, "cannot start a batch");
                 for job in jobs {
