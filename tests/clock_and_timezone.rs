@@ -4,26 +4,15 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::devices::{printer_only, wait_state};
+use common::devices::wait_state;
 use common::hw::FakePrinter;
-use common::{ADMIN, CASHIER, Daemon, MANAGER, TERMINAL_TOKEN, libfaketime, login_status};
+use common::{
+    ADMIN, CASHIER, Daemon, MANAGER, TERMINAL_TOKEN, libfaketime, login_status,
+    printer_not_there_yet, start_faked,
+};
 use serde_json::json;
-
-/// Starts the daemon on `config` with its clock a day ahead.
-fn start_a_day_ahead(dir: &Path, config: &Path, lib: &str) -> Daemon {
-    Daemon::start_env(
-        dir,
-        config,
-        &[
-            ("LD_PRELOAD", lib),
-            ("FAKETIME", "+1d"),
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-        ],
-    )
-}
 
 /// A staff number locked while the clock ran a day ahead stays locked for the lock-out time
 /// after NTP sets the clock back, not for a day (an admin cannot unlock it).
@@ -40,7 +29,7 @@ async fn a_lock_set_by_a_clock_that_ran_ahead_lasts_the_lockout_time_not_the_clo
         ),
     )
     .unwrap();
-    let d = start_a_day_ahead(dir.path(), &config, lib);
+    let d = start_faked(dir.path(), &config, lib, ("FAKETIME", "+1d"), &[]);
     for _ in 0..3 {
         let (s, v, _) = login_status(&d, TERMINAL_TOKEN, CASHIER.0, "0000").await;
         assert_eq!(s, 401, "{v}");
@@ -69,18 +58,8 @@ async fn a_lock_set_by_a_clock_that_ran_ahead_lasts_the_lockout_time_not_the_clo
 async fn a_drawer_opening_queued_by_a_clock_that_ran_ahead_does_not_open_the_drawer_later() {
     let Some(lib) = libfaketime() else { return };
     let dir = tempfile::tempdir().unwrap();
-    // A port where no printer listens yet.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let config = dir.path().join("storebox.toml");
-    std::fs::write(
-        &config,
-        common::config_text(&dir.path().join("data"), &printer_only(addr)),
-    )
-    .unwrap();
-    let d = start_a_day_ahead(dir.path(), &config, lib);
+    let (config, addr) = printer_not_there_yet(dir.path());
+    let d = start_faked(dir.path(), &config, lib, ("FAKETIME", "+1d"), &[]);
     let tm = d.login(MANAGER).await;
     let (s, q) = d
         .post(&tm, "/v1/devices/printer-1/drawer", &json!({}))
@@ -111,16 +90,8 @@ async fn uptime_does_not_jump_with_the_wall_clock() {
     std::fs::write(&config, common::config_text(&dir.path().join("data"), "")).unwrap();
     let offset = dir.path().join("faketime");
     std::fs::write(&offset, "+0\n").unwrap();
-    let d = Daemon::start_env(
-        dir.path(),
-        &config,
-        &[
-            ("LD_PRELOAD", lib),
-            ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
-            ("FAKETIME_NO_CACHE", "1"),
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-        ],
-    );
+    let clock = ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap());
+    let d = start_faked(dir.path(), &config, lib, clock, &[]);
     d.login(CASHIER).await;
     // NTP steps the clock a day forward.
     std::fs::write(&offset, "+1d\n").unwrap();
@@ -162,16 +133,8 @@ async fn a_welcome_coupon_s_end_is_in_the_store_s_offset_on_its_day() {
             ),
     )
     .unwrap();
-    let d = Daemon::start_env(
-        dir.path(),
-        &config,
-        &[
-            ("LD_PRELOAD", lib),
-            ("FAKETIME", "@2026-03-10 09:00:00"),
-            ("TZ", "UTC"),
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-        ],
-    );
+    let clock = ("FAKETIME", "@2026-03-10 09:00:00");
+    let d = start_faked(dir.path(), &config, lib, clock, &[("TZ", "UTC")]);
     let t = d.login(CASHIER).await;
     let id = d.register(&t, "王芳", "13800138000", json!({})).await;
     let code = storebox::domain::automation::occasion_code(

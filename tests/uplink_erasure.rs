@@ -230,16 +230,8 @@ async fn the_outbox_age_counts_after_the_clock_is_set_back() {
     std::fs::write(&config, common::config_text(&dir.path().join("data"), "")).unwrap();
     let offset = dir.path().join("faketime");
     std::fs::write(&offset, "+1d\n").unwrap();
-    let d = Daemon::start_env(
-        dir.path(),
-        &config,
-        &[
-            ("LD_PRELOAD", lib),
-            ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
-            ("FAKETIME_NO_CACHE", "1"),
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-        ],
-    );
+    let clock = ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap());
+    let d = common::start_faked(dir.path(), &config, lib, clock, &[]);
     let t = d.login(CASHIER).await;
     let sale = json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)});
     assert_eq!(d.sale(&t, &sale).await.0, 201);

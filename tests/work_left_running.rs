@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::devices::{printer_only, wait_state};
+use common::devices::wait_state;
 use common::hw::FakePrinter;
 use common::{CASHIER, Daemon, MANAGER, store_today};
 use serde_json::json;
@@ -111,26 +111,8 @@ async fn a_cash_receipt_queued_by_a_clock_that_ran_ahead_does_not_open_the_drawe
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    // A port where no printer listens yet.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let config = dir.path().join("storebox.toml");
-    std::fs::write(
-        &config,
-        common::config_text(&dir.path().join("data"), &printer_only(addr)),
-    )
-    .unwrap();
-    let d = Daemon::start_env(
-        dir.path(),
-        &config,
-        &[
-            ("LD_PRELOAD", lib),
-            ("FAKETIME", "+1d"),
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-        ],
-    );
+    let (config, addr) = common::printer_not_there_yet(dir.path());
+    let d = common::start_faked(dir.path(), &config, lib, ("FAKETIME", "+1d"), &[]);
     let tc = d.login(CASHIER).await;
     let (s, v) = d
         .sale(

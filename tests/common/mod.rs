@@ -480,3 +480,40 @@ pub fn libfaketime() -> Option<&'static str> {
     eprintln!("skipped: {reason}");
     None
 }
+
+/// Starts the daemon on `config` under libfaketime (`lib`) with its wall clock as `faketime`
+/// says: `("FAKETIME", "+1d")` a day ahead, `("FAKETIME", "@2026-03-10 09:00:00")` from then,
+/// `("FAKETIME_TIMESTAMP_FILE", path)` at the offset written in that file, read at every
+/// call (to step it while the daemon runs). The monotonic clock stays real.
+pub fn start_faked(
+    dir: &std::path::Path,
+    config: &std::path::Path,
+    lib: &str,
+    faketime: (&str, &str),
+    more: &[(&str, &str)],
+) -> Daemon {
+    let mut env = vec![
+        ("LD_PRELOAD", lib),
+        faketime,
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    env.extend_from_slice(more);
+    Daemon::start_env(dir, config, &env)
+}
+
+/// Writes a config (at `dir/storebox.toml`) whose only device is a TCP printer on a port where
+/// nothing listens yet; returns the config and the port's address.
+pub fn printer_not_there_yet(dir: &std::path::Path) -> (std::path::PathBuf, std::net::SocketAddr) {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = dir.join("storebox.toml");
+    std::fs::write(
+        &config,
+        config_text(&dir.join("data"), &devices::printer_only(addr)),
+    )
+    .unwrap();
+    (config, addr)
+}
