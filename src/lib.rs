@@ -34,13 +34,15 @@
 //! - [`admin`]: the offline commands (`init`, `audit verify`, `backup`, `restore`).
 //! - [`api`]: axum handlers, one module per resource; authentication and the error type.
 //! - [`devices`]: scanners, card readers and receipt printers (serial, HID, TCP, file), the
-//!   ESC/POS encoder, receipt layout and decoder, the device bus.
+//!   ESC/POS encoder, receipt and refund slip layout (`devices/receipt/refund.rs`) and
+//!   decoder, the device bus.
 //! - [`insight`]: reads a period's sales, refunds and registrations from the journal for the
 //!   reports; [`automation`]: the morning run (birthday and win-back coupons);
 //!   [`import`]: members from CSV.
 //! - [`ids`]: UUIDv7 ids.
 //! - [`metrics`]: counters and histograms for `GET /metrics`.
-//! - [`config`]: TOML → validated [`config::Config`], errors naming file, key and reason.
+//! - [`config`]: TOML → validated [`config::Config`], errors naming file, key and reason;
+//!   secrets on disk every user can read (`config/exposure.rs`).
 //! - [`notify`]: systemd's notify protocol without libsystemd — `READY=1` once HTTP is served,
 //!   `STATUS=`, `STOPPING=1`, and watchdog pings only while the ledger answers and the HTTP
 //!   server runs. The unit, sysusers and udev files are in `systemd/`.

@@ -22,10 +22,6 @@ use super::{
     cache_codec, execute, purge_idempotency, replay,
 };
 
-/// How often, at most, the ledger tries whether a journal or a cache that refused a write takes
-/// one again ([`Worker::probe`]).
-const PROBE_EVERY: Duration = Duration::from_secs(1);
-
 pub(super) struct Worker {
     /// Tells waiting tasks (the uplink) the last committed `seq`.
     pub(super) seq_tx: tokio::sync::watch::Sender<u64>,
@@ -194,37 +190,6 @@ impl Worker {
     pub(super) fn behind(&mut self, behind: bool) {
         self.needs_replay = behind;
         self.stats.cache_behind.store(behind, Ordering::Relaxed);
-    }
-
-    /// After the journal or the cache refused a write, tries whether it takes one again, at
-    /// most once a [`PROBE_EVERY`]: in a quiet hour no sale comes to show it, and `/healthz`
-    /// (which pings the ledger while it fails) would say `failed` until one did. A cache left
-    /// behind the journal is `catch_up`'s.
-    fn probe(&mut self) {
-        let journal = !self.stats.writable.load(Ordering::Relaxed);
-        let cache = self.stats.cache_failing.load(Ordering::Relaxed) && !self.needs_replay;
-        if !(journal || cache) || self.last_probe.elapsed() < PROBE_EVERY {
-            return;
-        }
-        self.last_probe = Instant::now();
-        if journal {
-            match self.journal.probe_write() {
-                Ok(()) => {
-                    tracing::info!("the journal takes writes again");
-                    self.stats.writable.store(true, Ordering::Relaxed);
-                }
-                Err(e) => tracing::debug!(error = %e, "the journal still refuses writes"),
-            }
-        }
-        if cache {
-            match self.cache.probe_write() {
-                Ok(()) => {
-                    tracing::info!("the cache takes writes again");
-                    self.stats.cache_failing.store(false, Ordering::Relaxed);
-                }
-                Err(e) => tracing::debug!(error = %e, "the cache still refuses writes"),
-            }
-        }
     }
 
     /// Brings the cache up to the journal if a cache write failed; fails while it cannot.

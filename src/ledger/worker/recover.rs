@@ -1,13 +1,19 @@
 //! Outliving a bug: the ledger thread runs every batch under `catch_unwind`, reruns the rest of
 //! a batch that one command failed, and after a panic elsewhere brings the cache and its own
-//! state up to the journal.
+//! state up to the journal. And noticing that a journal or cache which refused writes (a lock
+//! another process held, a full disk) takes them again.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
 use super::Worker;
 use crate::ledger::{Command, Job, replay};
+
+/// How often, at most, the ledger tries whether a journal or a cache that refused a write takes
+/// one again ([`Worker::probe`]).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 impl Worker {
     /// Runs a batch and outlives a bug in it. A command that fails its batch (a bug in its
@@ -86,5 +92,36 @@ impl Worker {
         // journal now, or (the replay failed) it is as it is until the next batch's replay, as
         // after a failed cache write.
         self.stats.answered.cached(seq);
+    }
+
+    /// After the journal or the cache refused a write, tries whether it takes one again, at
+    /// most once a [`PROBE_EVERY`]: in a quiet hour no sale comes to show it, and `/healthz`
+    /// (which pings the ledger while it fails) would say `failed` until one did. A cache left
+    /// behind the journal is `catch_up`'s.
+    pub(super) fn probe(&mut self) {
+        let journal = !self.stats.writable.load(Ordering::Relaxed);
+        let cache = self.stats.cache_failing.load(Ordering::Relaxed) && !self.needs_replay;
+        if !(journal || cache) || self.last_probe.elapsed() < PROBE_EVERY {
+            return;
+        }
+        self.last_probe = Instant::now();
+        if journal {
+            match self.journal.probe_write() {
+                Ok(()) => {
+                    tracing::info!("the journal takes writes again");
+                    self.stats.writable.store(true, Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!(error = %e, "the journal still refuses writes"),
+            }
+        }
+        if cache {
+            match self.cache.probe_write() {
+                Ok(()) => {
+                    tracing::info!("the cache takes writes again");
+                    self.stats.cache_failing.store(false, Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!(error = %e, "the cache still refuses writes"),
+            }
+        }
     }
 }
