@@ -12,6 +12,7 @@
 //! **The writers' WAL frames go out in one write a transaction** ([`coalesce`]).
 
 use std::path::Path;
+use std::time::Duration;
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
@@ -28,6 +29,24 @@ pub(crate) fn open_writer(path: &Path, flags: OpenFlags) -> rusqlite::Result<Con
             Connection::open_with_flags(path, flags)
         }
     }
+}
+
+/// How long a connection waits for another's lock before SQLite gives up (`SQLITE_BUSY`): the
+/// journal's and the cache's connections, their checkpoint threads.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `f` on `conn` waiting at most `wait`, not [`BUSY_TIMEOUT`], for another connection's
+/// lock, which it waits again after: for a try that must not hold others up (a write probe
+/// while another process may hold the lock, a scrub beside a backup's long read).
+pub(crate) fn waiting_at_most<T>(
+    conn: &Connection,
+    wait: Duration,
+    f: impl FnOnce(&Connection) -> T,
+) -> T {
+    let _ = conn.busy_timeout(wait);
+    let out = f(conn);
+    let _ = conn.busy_timeout(BUSY_TIMEOUT);
+    out
 }
 
 /// Whether an error means "cannot write this file now" (disk full, read-only, an I/O error,

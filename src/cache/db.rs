@@ -53,9 +53,6 @@ CREATE TRIGGER IF NOT EXISTS members_count_out AFTER DELETE ON members
   BEGIN UPDATE counts SET n = n - 1 WHERE name = 'members'; END;
 ";
 
-/// How long a connection waits for another's lock.
-pub(super) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Opens a connection with the cache's settings; `cache_kib` is its page-cache share.
 pub(super) fn connect(path: &Path, write: bool, cache_kib: u64) -> Result<Connection, CacheError> {
     let flags = if write {
@@ -69,7 +66,7 @@ pub(super) fn connect(path: &Path, write: bool, cache_kib: u64) -> Result<Connec
         Connection::open_with_flags(path, flags)
     }
     .map_err(sql_err("opening the cache"))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
+    conn.busy_timeout(crate::sqlite::BUSY_TIMEOUT)
         .map_err(sql_err("setting the cache busy timeout"))?;
     crate::sqlite::tune(&conn).map_err(sql_err("tuning a cache connection"))?;
     conn.set_prepared_statement_cache_capacity(128);

@@ -17,11 +17,10 @@ impl CacheWriter {
     /// out the busy timeout (another process's lock fails it at once). Tried after a refusal,
     /// while nothing else writes, so that `/healthz` recovers with the cache.
     pub fn probe_write(&self) -> Result<(), CacheError> {
-        let conn = self.conn();
-        let _ = conn.busy_timeout(std::time::Duration::ZERO);
-        let r = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
-        let _ = conn.busy_timeout(super::db::BUSY_TIMEOUT);
-        r.map_err(sql_err("probing the cache"))
+        crate::sqlite::waiting_at_most(self.conn(), std::time::Duration::ZERO, |c| {
+            c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+        })
+        .map_err(sql_err("probing the cache"))
     }
 
     /// The read side of this cache.

@@ -38,9 +38,6 @@ const WAL_CEILING: u64 = 256 * 1024 * 1024;
 /// tick: the sales wait as long for it.
 const SCRUB_WAIT: Duration = Duration::from_millis(20);
 
-/// How long the other checkpoints wait for the writer and the readers.
-const BUSY_WAIT: Duration = Duration::from_secs(5);
-
 /// The ceiling in pages (of 4 KiB, SQLite's default): the automatic checkpoint of a writer
 /// that leaves checkpoints to this thread in offline commands.
 pub const WAL_CEILING_PAGES: u64 = WAL_CEILING / 4096;
@@ -124,7 +121,7 @@ fn run(path: &PathBuf, stop: mpsc::Receiver<Request>, readers: Box<dyn Fn(Moment
             return;
         }
     };
-    let _ = conn.busy_timeout(BUSY_WAIT);
+    let _ = conn.busy_timeout(crate::sqlite::BUSY_TIMEOUT);
     let mut wal = path.clone().into_os_string();
     wal.push("-wal");
     let wal = PathBuf::from(wal);
@@ -142,9 +139,8 @@ fn run(path: &PathBuf, stop: mpsc::Receiver<Request>, readers: Box<dyn Fn(Moment
         }
         if scrub_due {
             readers(Moment::Before { empty: true });
-            let _ = conn.busy_timeout(SCRUB_WAIT);
-            scrub_due = !checkpoint(&conn, "TRUNCATE");
-            let _ = conn.busy_timeout(BUSY_WAIT);
+            scrub_due =
+                !crate::sqlite::waiting_at_most(&conn, SCRUB_WAIT, |c| checkpoint(c, "TRUNCATE"));
             if !scrub_due {
                 readers(Moment::Emptied);
                 tracing::info!(file = %path.display(), "write-ahead log scrubbed after an erasure");

@@ -90,9 +90,6 @@ impl JournalError {
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// How long the writer waits for another connection's lock.
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// The journal file name inside the data directory.
 pub const FILE_NAME: &str = "journal.sqlite3";
 
@@ -128,7 +125,7 @@ impl Journal {
                 unsafe { libc::getuid() }
             )));
         }
-        conn.busy_timeout(BUSY_TIMEOUT)
+        conn.busy_timeout(crate::sqlite::BUSY_TIMEOUT)
             .map_err(JournalError::sql("setting busy timeout"))?;
         crate::sqlite::tune(&conn).map_err(JournalError::sql("tuning the journal"))?;
         // Every statement the ledger runs stays prepared (the default 16 made a batch that
@@ -198,19 +195,18 @@ impl Journal {
     /// waiting out the busy timeout (another process's lock fails it at once). Tried after a
     /// refusal, while nothing else writes, so that `/healthz` recovers with the journal.
     pub fn probe_write(&mut self) -> Result<(), JournalError> {
-        let _ = self.conn.busy_timeout(std::time::Duration::ZERO);
-        let r = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .and_then(|tx| {
-                tx.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', ?1)",
-                    [chrono::Utc::now().to_rfc3339()],
-                )?;
-                tx.commit()
-            });
-        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
-        r.map_err(JournalError::sql("probing the journal"))
+        crate::sqlite::waiting_at_most(&self.conn, std::time::Duration::ZERO, |conn| {
+            let tx = rusqlite::Transaction::new_unchecked(
+                conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', ?1)",
+                [chrono::Utc::now().to_rfc3339()],
+            )?;
+            tx.commit()
+        })
+        .map_err(JournalError::sql("probing the journal"))
     }
 
     /// The connection, for the ledger's transactions.

@@ -42,7 +42,7 @@ impl JournalReader {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(JournalError::sql("opening a journal reader"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        conn.busy_timeout(crate::sqlite::BUSY_TIMEOUT)
             .map_err(JournalError::sql("setting busy timeout"))?;
         crate::sqlite::tune(&conn).map_err(JournalError::sql("tuning a journal reader"))?;
         Ok(conn)
