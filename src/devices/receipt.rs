@@ -230,9 +230,10 @@ impl Layout {
             out: EscPos::new(enc),
             cols: paper.columns(),
             enc,
-            labels: match (labels, chinese) {
-                (LabelMode::Bilingual, true) => &BILINGUAL,
-                _ => &ENGLISH,
+            labels: if bilingual(labels, enc) {
+                &BILINGUAL
+            } else {
+                &ENGLISH
             },
             currency: if chinese { "￥" } else { "¥" },
         };
@@ -425,6 +426,12 @@ fn qr_module(len: usize, cols: usize) -> u8 {
     let modules = 17 + 4 * version + 8; // symbol plus a 4-module quiet zone on each side
     let dots = cols * 12; // Font A is 12 dots a column: 384 on 58 mm, 576 on 80 mm
     u8::try_from((dots / modules).clamp(1, 6)).unwrap_or(1)
+}
+
+/// Whether labels are printed in Chinese and English: asked for, and the printer's encoding
+/// can print Chinese (a Western code page falls back to English).
+fn bilingual(labels: LabelMode, enc: Encoding) -> bool {
+    labels == LabelMode::Bilingual && enc.is_chinese()
 }
 
 fn neg(amount: Money) -> Money {

@@ -3,7 +3,7 @@
 //! Pure, like the receipt: printed from the `sale.refunded` event and the sale it refunds, so a
 //! slip printed late (the printer was off) shows the refund as it was recorded.
 
-use super::{LabelMode, Layout, PaperWidth, method_index, neg, short_id, wrap};
+use super::{LabelMode, Layout, PaperWidth, bilingual, method_index, neg, short_id, wrap};
 use crate::devices::escpos::Encoding;
 use crate::domain::contact::mask_phone;
 use crate::domain::refund::Refund;
@@ -76,9 +76,10 @@ const ENGLISH: Labels = Labels {
 pub fn render_refund(input: &RefundSlip<'_>) -> Vec<u8> {
     let mut r = Layout::new(input.encoding, input.paper, input.labels);
     // As the receipt: Chinese labels only where the printer can print them.
-    let l = match (input.labels, input.encoding.is_chinese()) {
-        (LabelMode::Bilingual, true) => &BILINGUAL,
-        _ => &ENGLISH,
+    let l = if bilingual(input.labels, input.encoding) {
+        &BILINGUAL
+    } else {
+        &ENGLISH
     };
     let (refund, sale) = (input.refund, input.sale);
     r.out.bold(true);

@@ -194,7 +194,7 @@ impl Ctx<'_, '_> {
             Some(mut record) => {
                 record.hq_pin_digest = Some(sync::pin_hash_digest(&record.pin_hash));
                 record.pin_hash = to;
-                self.put_staff(record, true)
+                self.put_staff(record, true, false)
             }
             // Changed since the PIN was checked: the change stands.
             None => Ok(Outcome::Done),
@@ -224,11 +224,13 @@ impl Ctx<'_, '_> {
     /// Adds, changes or removes (`active: false`) a staff member at this store. `upgrade`: the
     /// same PIN hashed again at a login ([`crate::ledger::Command::UpgradePin`]), which ends
     /// no session; any other change of PIN, role or activity ends the person's sessions, their
-    /// own change of their own PIN too (a leaked PIN's sessions go with it).
+    /// own change of their own PIN too (a leaked PIN's sessions go with it). `pin_given`: an
+    /// admin gave the person a PIN, which ends a lock of their number by wrong PINs.
     pub(super) fn put_staff(
         &mut self,
         record: sync::StaffRecord,
         upgrade: bool,
+        pin_given: bool,
     ) -> Result<Outcome, LedgerError> {
         let before = self.pending.staff(&record.staff_no)?.filter(|b| b.active);
         let pin_changed = before
@@ -255,6 +257,7 @@ impl Ctx<'_, '_> {
                 || pin_changed
                 || before.as_ref().is_some_and(|b| b.role != record.role));
         let staff_no = record.staff_no.clone();
+        let unlock = pin_given && record.active;
         self.emit(EventBody::StaffChanged {
             record: record.clone(),
             by: self.actor.staff_no.clone(),
@@ -263,7 +266,7 @@ impl Ctx<'_, '_> {
         Ok(Outcome::Staff {
             record: Box::new(record),
             revoke,
-            unlock: false,
+            unlock,
         })
     }
 }

@@ -189,12 +189,7 @@ impl<'a, 'c> Ctx<'a, 'c> {
             }
             Command::PutStaff { record, pin_given } => {
                 self.actor_still_admin()?;
-                let active = record.active;
-                let mut outcome = self.put_staff(*record, false)?;
-                if let Outcome::Staff { unlock, .. } = &mut outcome {
-                    *unlock = pin_given && active;
-                }
-                Ok(outcome)
+                self.put_staff(*record, false, pin_given)
             }
             Command::UpgradePin { staff_no, from, to } => self.upgrade_pin(&staff_no, &from, to),
             Command::RecordFeedback { item } => self.record_feedback(*item),
