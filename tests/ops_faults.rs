@@ -112,13 +112,20 @@ async fn a_disk_already_low_at_start_is_alerted() {
     let h = d.health().await;
     assert_eq!(h["disk"]["low"], true, "{h}");
     d.wait_log("disk space low", 1);
+    // Logged just before the alert goes to the ledger: it is journaled a moment after.
     let journal = rusqlite::Connection::open(dir.path().join("data/journal.sqlite3")).unwrap();
-    let alerts: i64 = journal
-        .query_row(
-            "SELECT COUNT(*) FROM events WHERE kind = 'device.alert' AND data LIKE '%disk_low%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(alerts, 1, "no disk_low alert for HQ");
+    let alerts = || -> i64 {
+        journal
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE kind = 'device.alert' AND data LIKE '%disk_low%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while alerts() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(alerts(), 1, "no disk_low alert for HQ");
 }
