@@ -16,7 +16,7 @@
 use super::escpos::{Align, DrawerPin, Encoding, EscPos, char_width, display_width};
 use crate::domain::contact::mask_phone;
 use crate::domain::money::{Money, format_yuan};
-use crate::domain::sale::{PaymentMethod, Sale};
+use crate::domain::sale::{PaymentMethod, Sale, any_cash};
 
 /// Paper roll width, which decides the column count in Font A.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,11 +319,7 @@ impl Layout {
             self.pair(l.methods[method_index(p.method)], &self.money(p.amount));
         }
         self.pair(l.paid, &self.money(sale.paid));
-        let cash = sale
-            .payments
-            .iter()
-            .any(|p| p.method == PaymentMethod::Cash);
-        if cash || sale.change != 0 {
+        if any_cash(&sale.payments) || sale.change != 0 {
             self.pair(l.change, &self.money(sale.change));
         }
     }

@@ -122,6 +122,14 @@ impl Sale {
     }
 }
 
+/// Whether any money changes hands in cash (a sale's tender, a refund's money back): what
+/// opens the drawer and prints the change line.
+pub fn any_cash(payments: &[Payment]) -> bool {
+    payments
+        .iter()
+        .any(|p| p.method == PaymentMethod::Cash && p.amount > 0)
+}
+
 /// Why the tendered payments do not settle a sale.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettleError {

@@ -9,7 +9,7 @@ use crate::devices::Context;
 use crate::devices::escpos::EscPos;
 use crate::devices::receipt::{MemberBlock, ReceiptInput, RefundSlip, render, render_refund};
 use crate::domain::event::EventBody;
-use crate::domain::sale::{PaymentMethod, Sale};
+use crate::domain::sale::{Sale, any_cash};
 use crate::journal::store::{self, PrintJob};
 
 /// What one job sends: the receipt (empty for a drawer opening), then the drawer kick.
@@ -117,10 +117,7 @@ pub(super) async fn job_bytes(
             paper: opts.paper,
             labels: opts.labels,
         });
-        let cash = refund
-            .payments
-            .iter()
-            .any(|p| p.method == PaymentMethod::Cash && p.amount > 0);
+        let cash = any_cash(&refund.payments);
         return Ok(Parts {
             body,
             kick: cash
@@ -130,10 +127,7 @@ pub(super) async fn job_bytes(
         });
     }
     let reprint = job.kind == "reprint";
-    let cash = sale
-        .payments
-        .iter()
-        .any(|p| p.method == PaymentMethod::Cash);
+    let cash = any_cash(&sale.payments);
     let qr = opts.qr_template.as_deref().map(|t| fill_qr(t, &sale));
     let body = render(&ReceiptInput {
         store_name: &ctx.settings.store_name,

@@ -6,7 +6,7 @@ use crate::domain::event::EventBody;
 use crate::domain::member::{LevelRef, Member};
 use crate::domain::refund::{Refund, RefundContext, compute_refund};
 use crate::domain::rules::Rules;
-use crate::domain::sale::{PaymentMethod, Sale, SaleContext, build_sale, settle};
+use crate::domain::sale::{Sale, SaleContext, any_cash, build_sale, settle};
 use crate::journal::store;
 use crate::ledger::cart::{PricedCart, price_cart};
 use crate::ledger::error::LedgerError;
@@ -81,10 +81,7 @@ impl Ctx<'_, '_> {
         // opens the drawer for cash as it comes off; a cash sale without a receipt (the
         // customer wants none) still needs the drawer for the change.
         if let Some(device_id) = self.settings.printers.get(&self.actor.terminal_id) {
-            let cash = sale
-                .payments
-                .iter()
-                .any(|p| p.method == PaymentMethod::Cash);
+            let cash = any_cash(&sale.payments);
             let kind = match (req.print, cash) {
                 (true, _) => Some("receipt"),
                 (false, true) => Some("drawer"),
