@@ -384,6 +384,45 @@ async fn a_refund_prints_its_slip_and_a_cash_refund_opens_the_drawer() {
         ),
         "{marks:?}"
     );
+
+    // The cash refund's slip again (it jammed): marked, and the drawer stays shut. A refund
+    // of another sale, or a body that is not the reprint's, is refused and prints nothing.
+    let path = format!("/v1/sales/{}/print", sales[0]["id"].as_str().unwrap());
+    let other = json!({"refund_id": refunds[1]["id"]});
+    let (s, v) = r.d.post(&tm, &path, &other).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("refund_not_found")),
+        "{v}"
+    );
+    let (s, v) =
+        r.d.post(&tm, &path, &json!({"refund": refunds[0]["id"]}))
+            .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) =
+        r.d.post(&tm, &path, &json!({"refund_id": refunds[0]["id"]}))
+            .await;
+    assert_eq!(s, 202, "{v}");
+    let paper = r.printer.wait_cuts(3, 10).await;
+    let last = paper.lines.iter().rposition(|l| l.contains("重打 REPRINT"));
+    let last = last.unwrap_or_else(|| panic!("no reprint mark: {:?}", paper.lines));
+    let slip = paper.lines[last..].join("\n");
+    assert!(
+        slip.contains("退款单 REFUND") && slip.contains("现金 Cash"),
+        "{slip}"
+    );
+    assert!(
+        !slip.contains("银行卡 Card"),
+        "the other refund's slip: {slip}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let paper = r.printer.paper();
+    assert_eq!(
+        (paper.cuts, paper.drawer_kicks.len()),
+        (3, 2),
+        "{:?}",
+        paper.timeline
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

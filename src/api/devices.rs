@@ -1,5 +1,5 @@
 //! `/v1/devices` (state), `/v1/events` (the terminal's scans, card reads and device changes as
-//! server-sent events), `POST /v1/sales/{id}/print` (reprint) and
+//! server-sent events), `POST /v1/sales/{id}/print` (reprint a receipt or a refund slip) and
 //! `POST /v1/devices/{id}/drawer` (open the drawer without a sale).
 
 use std::convert::Infallible;
@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
@@ -112,16 +112,33 @@ struct Queued {
     device_id: String,
 }
 
+/// A reprint's optional body: which refund's slip to print instead of the sale's receipt.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReprintRequest {
+    refund_id: Option<String>,
+}
+
 async fn reprint(
     State(state): State<AppState>,
     staff: Staff,
     Path(sale_id): Path<String>,
+    body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Queued>)> {
     staff.allow(Action::ReceiptReprint)?;
+    // The body is optional (terminals reprint a receipt with none, whatever Content-Type they
+    // send): only a body with something in it is read.
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        ReprintRequest::default()
+    } else {
+        serde_json::from_slice::<ReprintRequest>(&body)
+            .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?
+    };
+    let refund_id = req.refund_id;
     queued(
         state
             .ledger
-            .execute(staff.actor(), Command::Reprint { sale_id })
+            .execute(staff.actor(), Command::Reprint { sale_id, refund_id })
             .await?,
     )
 }

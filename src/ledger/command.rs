@@ -185,10 +185,13 @@ pub enum Command {
     /// Appends an event, and its batch panics after the journal commit, before the cache write.
     #[cfg(test)]
     PanicAfterCommitForTest,
-    /// Print a sale's receipt again on the actor's terminal's printer.
+    /// Print a sale's receipt, or the slip of one of its refunds, again on the actor's
+    /// terminal's printer.
     Reprint {
         /// Sale.
         sale_id: String,
+        /// The refund whose slip to print instead of the receipt.
+        refund_id: Option<String>,
     },
     /// Open the cash drawer on a printer, with no sale.
     OpenDrawer {

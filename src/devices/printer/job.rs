@@ -99,7 +99,8 @@ pub(super) async fn job_bytes(
             .unwrap_or_else(|| "***".into()),
         None => String::new(),
     };
-    if job.kind == "refund" {
+    let reprint = job.kind == "reprint";
+    if job.kind == "refund" || (reprint && job.refund_id.is_some()) {
         let refund = refund.ok_or_else(|| {
             format!(
                 "refund {} of sale {} is not in the journal",
@@ -116,17 +117,17 @@ pub(super) async fn job_bytes(
             encoding: opts.encoding,
             paper: opts.paper,
             labels: opts.labels,
+            reprint,
         });
         let cash = any_cash(&refund.payments);
         return Ok(Parts {
             body,
-            kick: cash
+            kick: (cash && !reprint)
                 .then_some(opts.drawer)
                 .flatten()
                 .map(|pin| kick(pin, true)),
         });
     }
-    let reprint = job.kind == "reprint";
     let cash = any_cash(&sale.payments);
     let qr = opts.qr_template.as_deref().map(|t| fill_qr(t, &sale));
     let body = render(&ReceiptInput {

@@ -28,6 +28,8 @@ pub struct RefundSlip<'a> {
     pub paper: PaperWidth,
     /// Label language.
     pub labels: LabelMode,
+    /// Printed again on request: marked so at the top, and no drawer kick.
+    pub reprint: bool,
 }
 
 /// Label texts of one language.
@@ -83,6 +85,9 @@ pub fn render_refund(input: &RefundSlip<'_>) -> Vec<u8> {
     };
     let (refund, sale) = (input.refund, input.sale);
     r.out.bold(true);
+    if input.reprint {
+        r.centered(r.labels.reprint, 1);
+    }
     r.centered(l.title, 1);
     r.out.bold(false);
     r.store(input.store_name, input.header_lines);
@@ -195,6 +200,7 @@ mod tests {
             encoding: Encoding::Gb18030,
             paper,
             labels: LabelMode::Bilingual,
+            reprint: false,
         }
     }
 
@@ -244,6 +250,7 @@ mod tests {
         r.payments[0].amount = 6216;
         let paper = decode(&render_refund(&RefundSlip {
             labels: LabelMode::English,
+            reprint: false,
             encoding: Encoding::Cp437 { esc_t: 0 },
             ..slip(&sale, &r, PaperWidth::Mm80)
         }));

@@ -135,22 +135,36 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 })?;
                 Ok(Outcome::PanicAfterCommitForTest)
             }
-            Command::Reprint { sale_id } => {
-                // An unknown sale is 404 whatever the terminal has.
-                self.load_sale(&sale_id)?;
+            Command::Reprint { sale_id, refund_id } => {
+                // An unknown sale or refund is 404 whatever the terminal has.
+                let (_, refunds) = self.load_sale(&sale_id)?;
+                if let Some(id) = &refund_id
+                    && !refunds.iter().any(|r| r.id == *id)
+                {
+                    return Err(LedgerError::not_found(
+                        "refund_not_found",
+                        format!("sale {sale_id} has no refund {id}"),
+                    ));
+                }
                 let device_id = self.printer()?;
+                // A refund slip's reprint is a "reprint" job with the refund's id: it opens no
+                // drawer, and a storebox of journal schema 9 that found one queued would print
+                // the sale's receipt marked as a reprint rather than anything with a kick.
                 let job_id = store::queue_print(
                     self.conn,
                     &device_id,
                     "reprint",
                     &sale_id,
-                    None,
+                    refund_id.as_deref(),
                     &self.now_utc.to_rfc3339(),
                 )?;
                 self.audit(
                     "receipt.reprint",
                     &sale_id,
-                    serde_json::json!({ "device_id": device_id }),
+                    match &refund_id {
+                        Some(r) => serde_json::json!({ "device_id": device_id, "refund_id": r }),
+                        None => serde_json::json!({ "device_id": device_id }),
+                    },
                 )?;
                 Ok(Outcome::Queued { job_id, device_id })
             }
