@@ -113,6 +113,16 @@ impl Transport {
         }
     }
 
+    /// The device path, for all but TCP.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            Transport::Serial { path, .. } | Transport::Hid { path } | Transport::File { path } => {
+                Some(path)
+            }
+            Transport::Tcp { .. } => None,
+        }
+    }
+
     /// Where: path or address.
     pub fn target(&self) -> String {
         match self {
@@ -305,13 +315,22 @@ pub(super) fn to_devices(
 }
 
 /// Whether two transports open the same port: one serial line, HID node, file or printer
-/// address cannot be read or written by two devices.
+/// address cannot be read or written by two devices. Paths are compared as they resolve when
+/// both exist, so `/dev/ttyUSB0` and its `/dev/serial/by-id/...` link are one port (two
+/// readers of one line each get part of every scan); a path not there now (unplugged) is
+/// compared as written.
 fn same_port(a: &Transport, b: &Transport) -> bool {
     let tcp = |t: &Transport| matches!(t, Transport::Tcp { .. });
     match (tcp(a), tcp(b)) {
         // Host names are case-insensitive; paths are not.
         (true, true) => a.target().eq_ignore_ascii_case(&b.target()),
-        (false, false) => a.target() == b.target(),
+        (false, false) => {
+            a.target() == b.target()
+                || matches!(
+                    (a.path().map(std::fs::canonicalize), b.path().map(std::fs::canonicalize)),
+                    (Some(Ok(x)), Some(Ok(y))) if x == y
+                )
+        }
         _ => false,
     }
 }

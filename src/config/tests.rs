@@ -486,6 +486,34 @@ fn devices_sharing_a_port_and_headers_with_control_characters_are_refused() {
     .unwrap();
 }
 
+/// A port named twice, once by its `/dev/serial/by-id/` link: both devices opened it and each
+/// read part of every scan. A link to another port, or one not there yet, is no conflict.
+#[test]
+fn a_port_named_by_a_link_is_the_same_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, other) = (dir.path().join("ttyUSB0"), dir.path().join("ttyUSB1"));
+    std::fs::write(&port, b"").unwrap();
+    std::fs::write(&other, b"").unwrap();
+    let link = dir.path().join("usb-Honeywell_1900-if00");
+    std::os::unix::fs::symlink(&port, &link).unwrap();
+    let config = |a: &Path, b: &Path| {
+        format!(
+            "{MINIMAL}\n[[terminals]]\nid = \"pos-1\"\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\n\
+             [[devices]]\nid = \"scan\"\nkind = \"scanner\"\nterminal = \"pos-1\"\n\
+             transport = \"serial\"\npath = \"{}\"\n\
+             [[devices]]\nid = \"reader\"\nkind = \"card_reader\"\nterminal = \"pos-1\"\n\
+             transport = \"serial\"\npath = \"{}\"\n",
+            a.display(),
+            b.display()
+        )
+    };
+    let e = parse(&config(&port, &link)).unwrap_err();
+    assert_eq!(e.key, "devices[1].path", "{e}");
+    assert!(e.reason.contains("scan"), "{e}");
+    parse(&config(&other, &link)).unwrap();
+    parse(&config(&dir.path().join("ttyUSB9"), &link)).unwrap();
+}
+
 /// A production daemon reloaded (SIGHUP) with a file switched to development and plain
 /// secrets put the plain PIN and token in force at once, though the environment itself
 /// "needs a restart".
