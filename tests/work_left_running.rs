@@ -101,6 +101,75 @@ async fn a_dropped_report_keeps_its_turn_until_its_read_ends() {
     d.terminate();
 }
 
+/// The segments page reads every member; asked for again and again (a dashboard refreshed,
+/// several managers) each scan ran beside the others and beside the tills. It takes a
+/// report's turn, held by its scan even when its request is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_of_every_member_takes_a_reports_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("storebox.toml");
+    std::fs::write(&config, common::config_text(&dir.path().join("data"), "")).unwrap();
+    let csv = dir.path().join("members.csv");
+    // Members are added until a scan of them all takes long enough to be dropped half way
+    // (how many depends on the machine).
+    let mut added = 0u64;
+    let mut full = Duration::ZERO;
+    for _ in 0..8 {
+        let rows: String = (added..added + 5_000)
+            .map(|i| format!("会员{i},139{i:08}\n"))
+            .collect();
+        added += 5_000;
+        std::fs::write(&csv, format!("姓名,手机号码\n{rows}")).unwrap();
+        let out = common::storebox(&[
+            "members",
+            "import",
+            "--config",
+            config.to_str().unwrap(),
+            csv.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let d = Daemon::start_with(dir.path(), &config);
+        let tm = d.login(MANAGER).await;
+        let t = Instant::now();
+        let (s, v) = d.get(&tm, "/v1/segments").await;
+        full = t.elapsed();
+        assert_eq!(s, 200, "{v}");
+        if full < Duration::from_millis(300) {
+            d.terminate();
+            continue;
+        }
+        let impatient = reqwest::Client::builder()
+            .timeout(full / 10)
+            .build()
+            .unwrap();
+        let dropped = impatient
+            .get(d.url("/v1/segments"))
+            .bearer_auth(&tm)
+            .send()
+            .await;
+        assert!(dropped.is_err(), "the scan answered before it was dropped");
+        // A report with nothing to read waits for the dropped request's scan.
+        let t = Instant::now();
+        let (s, v) = d
+            .get(&tm, "/v1/reports/products?from=2001-01-01&to=2001-01-01")
+            .await;
+        let waited = t.elapsed();
+        assert_eq!(s, 200, "{v}");
+        assert!(
+            waited >= full / 3,
+            "a report read beside a scan of every member (answered in {waited:?}; the scan \
+             takes {full:?})"
+        );
+        d.terminate();
+        return;
+    }
+    panic!("a scan of {added} members took only {full:?}: too quick to show anything");
+}
+
 /// A cash sale made while the clock ran a day ahead, its printer off, prints when the printer
 /// comes back after NTP set the clock back — but does not open the drawer: how long the
 /// receipt waited is unknown, and nobody may be at the till (as a drawer opening asked for

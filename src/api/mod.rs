@@ -88,9 +88,10 @@ pub struct AppContext {
     pub security: Reloadable<crate::config::SecurityConfig>,
     /// At most this many PIN hashes at once (each takes ~19 MiB and a core for tens of ms).
     pub pin_checks: Arc<tokio::sync::Semaphore>,
-    /// At most this many reports read a period's sales at once (a year's sales take a core for
-    /// seconds and tens of MiB each; reports asked for all at once would take every core from
-    /// the tills and add up in memory).
+    /// At most this many reports read a period's sales, or every member (segments, the
+    /// at-risk list), at once (a year's sales take a core for seconds and tens of MiB each, a
+    /// million members seconds; reports asked for all at once would take every core from the
+    /// tills and add up in memory).
     pub report_reads: Arc<tokio::sync::Semaphore>,
     /// Counters and histograms for `GET /metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,

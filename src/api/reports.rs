@@ -87,12 +87,12 @@ pub(super) fn today(state: &AppState) -> NaiveDate {
 }
 
 /// A report's turn to read a period's sales (see `AppContext::report_reads`).
-type Turn = tokio::sync::OwnedSemaphorePermit;
+pub(super) type Turn = tokio::sync::OwnedSemaphorePermit;
 
 /// Waits for the turn of a report that reads a period's sales: one at a time (see
 /// `AppContext::report_reads`). The permit is held until the answer is built, and by each
 /// read ([`facts`]) until it ends.
-async fn turn(state: &AppState) -> ApiResult<Turn> {
+pub(super) async fn turn(state: &AppState) -> ApiResult<Turn> {
     state
         .report_reads
         .clone()

@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::members::{RiskView, SegmentView};
-use super::reports::{Period, today, wants_csv};
+use super::reports::{Period, today, turn, wants_csv};
 use super::{ApiError, ApiResult, AppState, Can, Json, Query, gate};
 use crate::domain::insight::{self, Segment};
 use crate::domain::money::Money;
@@ -80,7 +80,11 @@ async fn segments(
     let day = today(&state);
     let cache = state.cache.clone();
     let settings = state.settings.clone();
+    // Every member is read (and unsealed): a report's turn, held by the scan itself, so a
+    // dashboard refreshed ten times does not scan ten times beside the tills.
+    let turn = turn(&state).await?;
     let (counts, members, next) = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let cut = &settings.insight.rfm;
         let mut counts = std::collections::BTreeMap::<Segment, u64>::new();
         let mut members = Vec::new();
@@ -204,7 +208,10 @@ async fn at_risk(
     let day = today(&state);
     let cache = state.cache.clone();
     let settings = state.settings.clone();
+    // As `segments`: one scan of every member at a time, with the reports.
+    let turn = turn(&state).await?;
     let mut list = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let mut out = Vec::new();
         cache.scan_members(|_, m| {
             if m.erased_at.is_some() {
