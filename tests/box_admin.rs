@@ -125,18 +125,7 @@ fn an_import_run_as_root_leaves_files_the_daemon_can_open() {
     drop(cache);
     let csv = data.parent().unwrap().join("members.csv");
     std::fs::write(&csv, "name,phone\n张三,13800138000\n李四,13900139000\n").unwrap();
-    let out = storebox(&[
-        "members",
-        "import",
-        "--config",
-        config.to_str().unwrap(),
-        csv.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::import_members(&config, &csv);
     assert_eq!(not_the_owners(&data), Vec::<String>::new());
     let (daemon, log) =
         start_as_owner(&config).unwrap_or_else(|log| panic!("start after the import:\n{log}"));

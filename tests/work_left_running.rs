@@ -75,29 +75,7 @@ async fn a_dropped_report_keeps_its_turn_until_its_read_ends() {
         "the year's report took only {full:?}: too quick to show anything"
     );
 
-    // Asked for again, and dropped early.
-    let impatient = reqwest::Client::builder()
-        .timeout(full / 10)
-        .build()
-        .unwrap();
-    let dropped = impatient.get(d.url(&year)).bearer_auth(&tm).send().await;
-    assert!(
-        dropped.is_err(),
-        "the report answered before it was dropped"
-    );
-    // A report of a day without sales: nothing to read, but its turn comes after the read the
-    // dropped request started.
-    let t = Instant::now();
-    let (s, v) = d
-        .get(&tm, "/v1/reports/products?from=2001-01-01&to=2001-01-01")
-        .await;
-    let waited = t.elapsed();
-    assert_eq!(s, 200, "{v}");
-    assert!(
-        waited >= full / 3,
-        "a report read beside the dropped one's read (answered in {waited:?}; the year's \
-         report takes {full:?})"
-    );
+    dropped_then_waited_for(&d, &tm, &year, full).await;
     d.terminate();
 }
 
@@ -120,18 +98,7 @@ async fn a_scan_of_every_member_takes_a_reports_turn() {
             .collect();
         added += 5_000;
         std::fs::write(&csv, format!("姓名,手机号码\n{rows}")).unwrap();
-        let out = common::storebox(&[
-            "members",
-            "import",
-            "--config",
-            config.to_str().unwrap(),
-            csv.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::import_members(&config, &csv);
         let d = Daemon::start_with(dir.path(), &config);
         let tm = d.login(MANAGER).await;
         let t = Instant::now();
@@ -142,32 +109,33 @@ async fn a_scan_of_every_member_takes_a_reports_turn() {
             d.terminate();
             continue;
         }
-        let impatient = reqwest::Client::builder()
-            .timeout(full / 10)
-            .build()
-            .unwrap();
-        let dropped = impatient
-            .get(d.url("/v1/segments"))
-            .bearer_auth(&tm)
-            .send()
-            .await;
-        assert!(dropped.is_err(), "the scan answered before it was dropped");
-        // A report with nothing to read waits for the dropped request's scan.
-        let t = Instant::now();
-        let (s, v) = d
-            .get(&tm, "/v1/reports/products?from=2001-01-01&to=2001-01-01")
-            .await;
-        let waited = t.elapsed();
-        assert_eq!(s, 200, "{v}");
-        assert!(
-            waited >= full / 3,
-            "a report read beside a scan of every member (answered in {waited:?}; the scan \
-             takes {full:?})"
-        );
+        dropped_then_waited_for(&d, &tm, "/v1/segments", full).await;
         d.terminate();
         return;
     }
     panic!("a scan of {added} members took only {full:?}: too quick to show anything");
+}
+
+/// Asks for `slow` (which takes `full` to answer) and drops the request early; a report of a
+/// day without sales, with nothing to read, must then wait for the read the dropped request
+/// started rather than read beside it.
+async fn dropped_then_waited_for(d: &Daemon, tm: &str, slow: &str, full: Duration) {
+    let impatient = reqwest::Client::builder()
+        .timeout(full / 10)
+        .build()
+        .unwrap();
+    let dropped = impatient.get(d.url(slow)).bearer_auth(tm).send().await;
+    assert!(dropped.is_err(), "{slow} answered before it was dropped");
+    let t = Instant::now();
+    let (s, v) = d
+        .get(tm, "/v1/reports/products?from=2001-01-01&to=2001-01-01")
+        .await;
+    let waited = t.elapsed();
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        waited >= full / 3,
+        "a report read beside the dropped {slow} (answered in {waited:?}; it takes {full:?})"
+    );
 }
 
 /// A cash sale made while the clock ran a day ahead, its printer off, prints when the printer

@@ -32,6 +32,22 @@ pub fn storebox(args: &[&str]) -> std::process::Output {
         .expect("running storebox")
 }
 
+/// Runs `storebox members import` of `csv` for the store of `config`, which must succeed.
+pub fn import_members(config: &Path, csv: &Path) {
+    let out = storebox(&[
+        "members",
+        "import",
+        "--config",
+        config.to_str().unwrap(),
+        csv.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A new box for a restore: an empty data directory holding only the store key (copied from
 /// `key`), and a config with `extra`. Returns the directory and the config file.
 pub fn new_box(key: &Path, extra: &str) -> (tempfile::TempDir, PathBuf) {
