@@ -10,7 +10,9 @@ use crate::config::Config;
 
 /// Reloads the config file on SIGHUP: terminals, staff, lock-out settings and (unless HQ's
 /// rules are in force) the membership rules take effect at once; other changed sections are
-/// named in the log as needing a restart. A config that does not load changes nothing. Every
+/// named in the log as needing a restart — `[[products]]` only for SKUs the store does not know
+/// yet, as a restart records no other (a changed product the store holds is named as not
+/// applied instead). A config that does not load changes nothing. Every
 /// reload is audited (`config.reload`).
 pub(super) async fn reload_on_sighup(
     state: AppState,
@@ -37,6 +39,15 @@ pub(super) async fn reload_on_sighup(
                 if !restart.is_empty() {
                     tracing::warn!(sections = ?restart, "config changes that need a restart");
                 }
+                let not_applied = products_not_applied(&state, &current, &new);
+                if !not_applied.is_empty() {
+                    tracing::warn!(
+                        skus = ?not_applied,
+                        "[[products]] changes to products the store already has are not applied, \
+                         now or at a restart (the config only adds SKUs the store does not know): \
+                         change them with PUT /v1/products/{{sku}} or at HQ"
+                    );
+                }
                 // A terminal or staff member removed, or given another role, PIN or token:
                 // their open sessions end with the reload.
                 let ended = match end_stale_sessions(&state).await {
@@ -52,6 +63,7 @@ pub(super) async fn reload_on_sighup(
                         "ok": true,
                         "applied": applied,
                         "needs_restart": restart,
+                        "products_not_applied": not_applied,
                         "sessions_ended": ended,
                     }),
                     Some(new),
@@ -110,7 +122,10 @@ fn apply_reload(
         ("storage", !same(&old.storage, &new.storage)),
         ("uplink", !same(&old.uplink, &new.uplink)),
         ("devices", !same(&old.devices, &new.devices)),
-        ("products", !same(&old.products, &new.products)),
+        (
+            "products",
+            !products_for_a_restart(state, old, new).is_empty(),
+        ),
         ("backup", !same(&old.backup, &new.backup)),
         ("insight", !same(&old.insight, &new.insight)),
         (
@@ -123,6 +138,57 @@ fn apply_reload(
         }
     }
     (applied, restart)
+}
+
+/// The SKUs whose `[[products]]` entry was added, changed or removed since the daemon started.
+fn changed_products(old: &Config, new: &Config) -> Vec<String> {
+    let entry = |c: &Config, sku: &str| {
+        c.products
+            .iter()
+            .find(|p| p.product.sku == sku)
+            .map(|p| format!("{p:?}"))
+    };
+    let mut skus: Vec<String> = old
+        .products
+        .iter()
+        .chain(&new.products)
+        .map(|p| p.product.sku.clone())
+        .filter(|sku| entry(old, sku) != entry(new, sku))
+        .collect();
+    skus.sort_unstable();
+    skus.dedup();
+    skus
+}
+
+/// Whether the store holds a product: the config's entry for it is then never recorded (the
+/// ledger's seeding skips SKUs the cache knows). A cache that cannot be read counts as not
+/// holding it, so the change is still named as needing a restart.
+fn store_has(state: &AppState, sku: &str) -> bool {
+    match state.cache.product(sku) {
+        Ok(p) => p.is_some(),
+        Err(e) => {
+            tracing::error!(error = %e, sku, "cannot read a product to compare the config's");
+            false
+        }
+    }
+}
+
+/// Changed `[[products]]` a restart records: new SKUs the store does not know yet.
+fn products_for_a_restart(state: &AppState, old: &Config, new: &Config) -> Vec<String> {
+    changed_products(old, new)
+        .into_iter()
+        .filter(|sku| new.products.iter().any(|p| &p.product.sku == sku))
+        .filter(|sku| !store_has(state, sku))
+        .collect()
+}
+
+/// Changed (or removed) `[[products]]` whose SKU the store already holds: neither the reload
+/// nor a restart applies them, as the config only seeds SKUs the store does not know.
+fn products_not_applied(state: &AppState, old: &Config, new: &Config) -> Vec<String> {
+    changed_products(old, new)
+        .into_iter()
+        .filter(|sku| store_has(state, sku))
+        .collect()
 }
 
 /// Ends the open sessions the current directory no longer grants
