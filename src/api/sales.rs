@@ -149,7 +149,7 @@ struct ListQuery {
 struct SaleList {
     date: NaiveDate,
     sales: Vec<Sale>,
-    /// Pass as `after_seq` to get the next page; absent on the last page.
+    /// Pass as `after_seq` to get the next page; `null` on the last page.
     next_after_seq: Option<u64>,
 }
 
