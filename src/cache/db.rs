@@ -84,10 +84,13 @@ pub(super) fn connect(path: &Path, write: bool, cache_kib: u64) -> Result<Connec
         // Checkpoints mostly happen on a background thread (`Checkpointer`); the writer's own
         // automatic checkpoint is only a ceiling on the WAL.
         // secure_delete: an erased member's sealed profile is overwritten with zeros, not left
-        // in a free page.
+        // in a free page. journal_size_limit: a WAL a long read (a scan of every member, a
+        // backup's copy) let grow past the 16 MiB ceiling is cut back to twice that when the
+        // writer starts it over, instead of keeping its largest size while the daemon runs
+        // (as the journal's, `journal::WAL_KEPT`).
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 4000;
-             PRAGMA secure_delete = ON;",
+             PRAGMA journal_size_limit = 33554432; PRAGMA secure_delete = ON;",
         )
         .map_err(sql_err("setting cache pragmas"))?;
     }

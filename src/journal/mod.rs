@@ -93,6 +93,11 @@ const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// The journal file name inside the data directory.
 pub const FILE_NAME: &str = "journal.sqlite3";
 
+/// The journal's WAL size kept on disk once a checkpoint let the writer start it over: well
+/// above what a burst of sales writes between checkpoints (the writer's own checkpoint at 1,000
+/// pages, ~4 MiB), so the file keeps being overwritten, not grown, in ordinary work.
+const WAL_KEPT: u64 = 16 * 1024 * 1024;
+
 /// The writer's handle on the journal. Owned by exactly one thread.
 pub struct Journal {
     conn: Connection,
@@ -142,12 +147,16 @@ impl Journal {
         // Checkpoints run on their own thread (see `Checkpointer`); the writer's automatic
         // checkpoint at 1,000 pages only bounds the WAL in a burst of sales (the reasons are
         // in `checkpoint`). The writer keeps the hot index pages in an 8 MiB page cache.
-        conn.execute_batch(
+        // journal_size_limit: a WAL that a long read (a backup's copy, a year's report) let grow
+        // past its working size is cut back to it when the writer next starts it over;
+        // without a limit the file (kept, below) stays at its largest for good.
+        conn.execute_batch(&format!(
             "PRAGMA synchronous=FULL;
              PRAGMA foreign_keys=ON;
              PRAGMA wal_autocheckpoint=1000;
-             PRAGMA cache_size=-8192;",
-        )
+             PRAGMA journal_size_limit={WAL_KEPT};
+             PRAGMA cache_size=-8192;"
+        ))
         .map_err(JournalError::sql("setting pragmas"))?;
         // Keep the WAL file when the last connection closes: a restarted daemon then overwrites
         // an allocated file instead of growing a new one, and an overwrite's fdatasync is about
@@ -174,10 +183,13 @@ impl Journal {
 
     /// Sets the journal up for an offline command (a bulk import): its checkpoints are left
     /// to the checkpoint thread up to its ceiling, instead of the writer copying every 4 MiB
-    /// of WAL itself after a commit (an import's commits are tens of MiB each).
+    /// of WAL itself after a commit (an import's commits are tens of MiB each), and the WAL is
+    /// not cut back to [`WAL_KEPT`] between them (the daemon's writer does that next).
     pub fn set_offline(&self) -> Result<(), JournalError> {
         self.conn
-            .execute_batch(&format!("PRAGMA wal_autocheckpoint = {WAL_CEILING_PAGES};"))
+            .execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint = {WAL_CEILING_PAGES}; PRAGMA journal_size_limit = -1;"
+            ))
             .map_err(JournalError::sql("setting the journal up for offline work"))
     }
 
