@@ -122,6 +122,35 @@ impl HqUpdate {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The update cut, in order, into updates of at most `n` items (at least one update; the
+    /// rules are one item).
+    pub fn split(self, n: usize) -> Vec<HqUpdate> {
+        fn cut<T>(items: Vec<T>, n: usize, kind: fn(Vec<T>) -> HqUpdate) -> Vec<HqUpdate> {
+            let n = n.max(1);
+            if items.len() <= n {
+                return vec![kind(items)];
+            }
+            let mut out = Vec::with_capacity(items.len().div_ceil(n));
+            let mut rest = items.into_iter();
+            loop {
+                let part: Vec<T> = rest.by_ref().take(n).collect();
+                if part.is_empty() {
+                    return out;
+                }
+                out.push(kind(part));
+            }
+        }
+        match self {
+            HqUpdate::Products(v) => cut(v, n, HqUpdate::Products),
+            HqUpdate::Prices(v) => cut(v, n, HqUpdate::Prices),
+            HqUpdate::Members(v) => cut(v, n, HqUpdate::Members),
+            HqUpdate::Coupons(v) => cut(v, n, HqUpdate::Coupons),
+            HqUpdate::Staff(v) => cut(v, n, HqUpdate::Staff),
+            HqUpdate::Stock(v) => cut(v, n, HqUpdate::Stock),
+            rules @ HqUpdate::Rules { .. } => vec![rules],
+        }
+    }
 }
 
 /// A product from HQ against the cached one: `Some(new)` when it is newer. The local `seq`
@@ -267,6 +296,31 @@ mod tests {
             (new_pin.pin_hash.as_str(), new_pin.hq_pin_digest),
             ("hq-2", None)
         );
+    }
+
+    #[test]
+    fn an_update_is_cut_in_order_into_parts_of_at_most_n_items() {
+        let stock = |i| StockCount {
+            sku: format!("S{i}"),
+            on_hand: i,
+            safety_stock: None,
+            version: 1,
+        };
+        let parts = HqUpdate::Stock((0..5).map(stock).collect()).split(2);
+        let skus: Vec<Vec<String>> = parts
+            .into_iter()
+            .map(|p| match p {
+                HqUpdate::Stock(v) => v.into_iter().map(|s| s.sku).collect(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(skus, [vec!["S0", "S1"], vec!["S2", "S3"], vec!["S4"]]);
+        assert_eq!(HqUpdate::Stock(vec![]).split(2), [HqUpdate::Stock(vec![])]);
+        let rules = HqUpdate::Rules {
+            version: 1,
+            rules: Box::default(),
+        };
+        assert_eq!(rules.clone().split(2), [rules]);
     }
 
     #[test]

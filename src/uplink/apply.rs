@@ -13,6 +13,7 @@ use super::topics::Topics;
 use super::{UplinkStatus, alert, system_actor};
 use crate::cache::Cache;
 use crate::domain::campaign::CheckedSpec;
+use crate::domain::sync::HqUpdate;
 use crate::ledger::{Command, Ledger, LedgerError, Outcome};
 
 /// Applies downlink messages one at a time, in arrival order, and acknowledges each to the
@@ -69,11 +70,17 @@ pub(super) async fn applier(
                     )
                     .await;
                 }
-                let cmd = match parsed.action {
-                    Downlink::Update(u) => Command::ApplyHq(Box::new(u)),
-                    Downlink::Resync => Command::RequestSync {
-                        reason: "hq_command".into(),
-                    },
+                let applying = match parsed.action {
+                    Downlink::Update(u) => apply_update(&ledger, u).await,
+                    Downlink::Resync => ledger
+                        .execute(
+                            system_actor(),
+                            Command::RequestSync {
+                                reason: "hq_command".into(),
+                            },
+                        )
+                        .await
+                        .map(|_| Vec::new()),
                     Downlink::Campaigns(specs) => {
                         let applied = start_campaigns(&ledger, &cache, specs).await;
                         if applied {
@@ -85,14 +92,10 @@ pub(super) async fn applier(
                         continue;
                     }
                 };
-                match ledger.execute(system_actor(), cmd).await {
-                    Ok(outcome) => {
+                match applying {
+                    Ok(unknown_products) => {
                         status.applied.fetch_add(1, Relaxed);
-                        if let Outcome::Applied {
-                            unknown_products, ..
-                        } = &outcome
-                            && !unknown_products.is_empty()
-                        {
+                        if !unknown_products.is_empty() {
                             let shown: Vec<&String> = unknown_products.iter().take(20).collect();
                             tracing::warn!(topic = %p.topic, products = unknown_products.len(), "prices for unknown products left out");
                             alert(
@@ -136,6 +139,31 @@ pub(super) async fn applier(
             tracing::debug!(error = %e, "ack not sent (connection gone); the broker will redeliver");
         }
     }
+}
+
+/// Most items of an HQ message applied in one ledger batch. A batch holds up the terminals'
+/// sales queued behind it; a message of 20,000 products or 10,000 members (well under
+/// `max_message_bytes`) applied at once held a sale for seconds.
+const ITEMS_PER_BATCH: usize = 256;
+
+/// Applies HQ's master data in parts of [`ITEMS_PER_BATCH`] items, one ledger batch each, so
+/// that the sales that come meanwhile go in between; returns the products that prices were
+/// sent for but the store does not know. A part that fails stops the rest: the parts before it
+/// stay applied, and HQ's message delivered again finds their items held at their version.
+async fn apply_update(ledger: &Ledger, update: HqUpdate) -> Result<Vec<String>, LedgerError> {
+    let mut unknown = Vec::new();
+    for part in update.split(ITEMS_PER_BATCH) {
+        let outcome = ledger
+            .execute(system_actor(), Command::ApplyHq(Box::new(part)))
+            .await?;
+        if let Outcome::Applied {
+            unknown_products, ..
+        } = outcome
+        {
+            unknown.extend(unknown_products);
+        }
+    }
+    Ok(unknown)
 }
 
 /// Whether a command that failed would fail the same way if HQ's message came again: a bug

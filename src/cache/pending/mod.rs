@@ -309,6 +309,13 @@ impl<'w> Pending<'w> {
         Ok(())
     }
 
+    /// Stores a product whose barcodes did not change (HQ's new price for it): the barcode
+    /// index is left as it is, so a barcode that another product took since (HQ moved it, and
+    /// this product's record lets go of it later) stays with that product.
+    pub fn put_product_price(&mut self, p: Product) {
+        self.products.insert(p.sku.clone(), p);
+    }
+
     /// Stock of a product, pending version first.
     pub fn stock(&self, sku: &str) -> Result<Option<StockLevel>, CacheError> {
         if let Some(s) = self.stock.get(sku) {

@@ -58,7 +58,10 @@ impl Ctx<'_, '_> {
                     &mut tally,
                     |p, i| p.product(&i.sku),
                     sync::merge_price,
-                    |p, m| p.put_product(m),
+                    |p, m| {
+                        p.put_product_price(m);
+                        Ok(())
+                    },
                 )?
             }
             HqUpdate::Members(items) => {
@@ -167,7 +170,8 @@ impl Ctx<'_, '_> {
             delta: counted.on_hand.saturating_sub(before.on_hand),
             reason: StockReason::Adjust,
             note: format!("HQ stock count, version {}", counted.version),
-            staff_no: self.actor.staff_no.clone(),
+            // HQ's, as docs/uplink.md has it, whichever actor carried it in (the uplink's).
+            staff_no: "hq".into(),
             on_hand_after: counted.on_hand,
             hq_count: Some(HqCountApplied {
                 version: counted.version,
