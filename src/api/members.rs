@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, ApiResult, AppState, Can, Json, Path, Query, Staff, gate, idempotency_key};
 use crate::domain::access::Action;
 use crate::domain::contact::{
-    mask_phone, name_search_key, normalize_card, normalize_phone, validate_tail,
+    mask_phone, name_search_key, normalize_card, normalize_phone, normalize_tail,
 };
 use crate::domain::member::{Consent, Gender, LevelRef, Member};
 use crate::domain::money::Money;
@@ -241,9 +241,9 @@ async fn lookup(
             .map_err(|e| ApiError::bad_request("invalid_card", e.to_string()))?;
         cache.member_by_card(&card)?.into_iter().collect()
     } else if let Some(tail) = &q.phone_tail {
-        validate_tail(tail)
+        let tail = normalize_tail(tail)
             .map_err(|e| ApiError::bad_request("invalid_phone_tail", e.to_string()))?;
-        cache.members_by_tail(tail, LOOKUP_LIMIT + 1)?
+        cache.members_by_tail(&tail, LOOKUP_LIMIT + 1)?
     } else {
         let name = name_search_key(q.q.as_deref().unwrap_or_default());
         if name.is_empty() || name.chars().count() > 50 {

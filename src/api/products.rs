@@ -60,7 +60,8 @@ async fn by_barcode(
     Query(q): Query<ByBarcode>,
 ) -> ApiResult<Json<ProductView>> {
     staff.allow(Action::ProductRead)?;
-    let code = q.barcode.trim();
+    let code = crate::domain::catalog::typed_barcode(&q.barcode);
+    let code = code.as_str();
     crate::domain::catalog::validate_barcode(code)
         .map_err(|m| ApiError::bad_request("invalid_barcode", m))?;
     let p = state.cache.product_by_barcode(code)?.ok_or_else(|| {

@@ -291,11 +291,20 @@ impl Cache {
         self.read(|c| codec::get_json(c, "products", "sku", sku))
     }
 
-    /// The product carrying this barcode.
+    /// The product carrying this barcode, or else its other GTIN spelling (a UPC-A's 12 digits
+    /// and the EAN-13 with a leading `0`: see [`crate::domain::catalog::gtin_twin`]).
     pub fn product_by_barcode(&self, code: &str) -> Result<Option<Product>, CacheError> {
-        self.read(|c| match index_get(c, Idx::Barcode, code.as_bytes())? {
-            Some(sku) => codec::get_json(c, "products", "sku", &sku),
-            None => Ok(None),
+        self.read(|c| {
+            let mut sku = index_get(c, Idx::Barcode, code.as_bytes())?;
+            if sku.is_none()
+                && let Some(twin) = crate::domain::catalog::gtin_twin(code)
+            {
+                sku = index_get(c, Idx::Barcode, twin.as_bytes())?;
+            }
+            match sku {
+                Some(sku) => codec::get_json(c, "products", "sku", &sku),
+                None => Ok(None),
+            }
         })
     }
 

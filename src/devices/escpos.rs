@@ -126,6 +126,9 @@ impl Encoding {
     }
 
     fn encode_char_into(self, c: char, out: &mut Vec<u8>) {
+        if prints_nothing(c) {
+            return;
+        }
         if c.is_ascii_control() {
             out.push(b' ');
             return;
@@ -139,6 +142,14 @@ impl Encoding {
             None => out.extend_from_slice(&gbk_char(c)),
         }
     }
+}
+
+/// Characters that take no room on a screen, so none on paper either (rather than a `?`):
+/// zero-width spaces and joiners, direction marks, the BOM (pasted into product names with
+/// web or spreadsheet text) and the variation selectors that follow emoji and symbols
+/// (`★️` is `★` and U+FE0F).
+fn prints_nothing(c: char) -> bool {
+    crate::domain::contact::is_invisible(c) || ('\u{FE00}'..='\u{FE0F}').contains(&c)
 }
 
 /// The GBK bytes for one non-ASCII character, with our replacements applied.
@@ -159,13 +170,16 @@ fn gbk_char(c: char) -> Vec<u8> {
     bytes.into_owned()
 }
 
-/// Columns one character takes in `encoding` at normal size: 1 for every single byte
+/// Columns one character takes in `encoding` at normal size: none for what prints nothing,
+/// 1 for every single byte
 /// (ASCII, code-page characters, `?` replacements), 2 for every double-byte GBK character —
 /// including full-width punctuation and GBK-encoded Latin like `é` (`A8 A6`), which Chinese
 /// printers draw from the 24×24 font. Unicode East-Asian-width rules get those wrong, which
 /// is why width follows the bytes. Multiply by the `GS !` width factor for enlarged text.
 pub fn char_width(c: char, encoding: Encoding) -> usize {
-    if c.is_ascii() || encoding.code_page().is_some() {
+    if prints_nothing(c) {
+        0
+    } else if c.is_ascii() || encoding.code_page().is_some() {
         1
     } else {
         gbk_char(c).len()

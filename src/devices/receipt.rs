@@ -472,6 +472,9 @@ pub fn wrap(text: &str, cols: usize, enc: Encoding) -> Vec<String> {
                 None => lines.push(std::mem::take(&mut cur)),
             }
             width = display_width(&cur, enc);
+            if c == ' ' && cur.is_empty() {
+                continue; // the line broke at this very space
+            }
         }
         cur.push(c);
         width += w;

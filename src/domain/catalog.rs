@@ -268,9 +268,57 @@ pub fn validate_barcode(code: &str) -> Result<(), String> {
     }
 }
 
+/// The same GTIN in its other usual spelling: a UPC-A's 12 digits as the EAN-13 with a leading
+/// `0`, and such an EAN-13 as the UPC-A. Scanners are often set to send UPC-A as EAN-13 (or
+/// back), and product files hold either; the check digit is the same in both.
+pub fn gtin_twin(code: &str) -> Option<String> {
+    if !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match code.len() {
+        12 => Some(format!("0{code}")),
+        13 => code.strip_prefix('0').map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// A barcode typed at the till as it is stored: surrounding white space removed and full-width
+/// letters and digits (a Chinese input method's full-width mode) made ASCII.
+pub fn typed_barcode(raw: &str) -> String {
+    raw.trim()
+        .chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFF01 + 0x21).unwrap_or(c),
+            _ => c,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::StockLevel;
+
+    #[test]
+    fn upc_a_and_its_ean_13_spelling_are_twins() {
+        use super::gtin_twin;
+        assert_eq!(gtin_twin("036000291452").as_deref(), Some("0036000291452"));
+        assert_eq!(gtin_twin("0036000291452").as_deref(), Some("036000291452"));
+        assert_eq!(gtin_twin("6901234567892"), None);
+        assert_eq!(gtin_twin("96385074"), None);
+        assert_eq!(gtin_twin("SKU-TEA-001"), None);
+        assert_eq!(gtin_twin("03600029145A"), None);
+    }
+
+    #[test]
+    fn typed_barcodes_lose_full_width() {
+        use super::typed_barcode;
+        assert_eq!(
+            typed_barcode(" ６９０１２３４５６７８９２\u{3000}"),
+            "6901234567892"
+        );
+        assert_eq!(typed_barcode("ＳＫＵ１"), "SKU1");
+        assert_eq!(typed_barcode("6901234567892"), "6901234567892");
+    }
 
     fn level(on_hand: i64, safety_stock: i64) -> StockLevel {
         StockLevel {

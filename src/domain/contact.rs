@@ -25,17 +25,49 @@ fn err(field: &'static str, reason: impl Into<String>) -> FieldError {
     }
 }
 
+/// Characters that print as nothing: zero-width spaces and joiners, direction marks and
+/// embeddings (a phone number copied from a phone's contacts or a chat comes wrapped in
+/// U+202A … U+202C), the soft hyphen and the byte-order mark. They are dropped from phones and
+/// names, so what the cashier sees is what is stored and searched; a receipt prints nothing for
+/// them.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+    )
+}
+
+/// A full-width digit (`０`–`９`, as a Chinese input method types them) as ASCII.
+fn ascii_digit(c: char) -> Option<char> {
+    match c {
+        '0'..='9' => Some(c),
+        '０'..='９' => char::from_u32(u32::from(c) - u32::from('０') + u32::from('0')),
+        _ => None,
+    }
+}
+
 /// Normalises a mainland-China mobile number to its 11 digits: full-width digits (as a Chinese
-/// input method types them) become ASCII; spaces, dashes, dots, brackets and a leading
+/// input method types them) become ASCII; white space of any kind (no-break and ideographic
+/// spaces, tabs), invisible characters, dashes, dots, brackets and a leading
 /// `+86`/`0086`/`86` are removed. Anything that is not then `1[3-9]` followed by nine digits is
 /// rejected.
 pub fn normalize_phone(raw: &str) -> Result<String, FieldError> {
     let mut digits = String::with_capacity(16);
-    for c in raw.trim().chars() {
+    for c in raw.chars() {
+        if let Some(d) = ascii_digit(c) {
+            digits.push(d);
+            continue;
+        }
         match c {
-            '0'..='9' => digits.push(c),
-            '０'..='９' => digits.push(char::from(b'0' + (u32::from(c) - u32::from('０')) as u8)),
-            ' ' | '\u{3000}' | '-' | '－' | '.' | '(' | ')' | '（' | '）' => {}
+            c if c.is_whitespace() || is_invisible(c) => {}
+            '-' | '－' | '.' | '(' | ')' | '（' | '）' => {}
             '+' | '＋' if digits.is_empty() => {}
             _ => {
                 return Err(err(
@@ -72,12 +104,17 @@ pub fn phone_tail(phone: &str) -> &str {
     }
 }
 
-/// Checks a phone-tail query: exactly four digits.
-pub fn validate_tail(tail: &str) -> Result<(), FieldError> {
-    if tail.len() == 4 && tail.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(())
-    } else {
-        Err(err("phone_tail", "must be exactly four digits"))
+/// Normalises a phone-tail query to its four ASCII digits: full-width digits become ASCII and
+/// surrounding white space goes, as for a whole phone number.
+pub fn normalize_tail(raw: &str) -> Result<String, FieldError> {
+    let tail: Option<String> = raw
+        .trim_matches(|c: char| c.is_whitespace() || is_invisible(c))
+        .chars()
+        .map(ascii_digit)
+        .collect();
+    match tail {
+        Some(t) if t.len() == 4 => Ok(t),
+        _ => Err(err("phone_tail", "must be exactly four digits")),
     }
 }
 
@@ -122,12 +159,19 @@ pub fn check_birthday(
     Ok(())
 }
 
-/// Normalises a member card number: trimmed, upper-case ASCII letters and digits, 4–32 long.
+/// Normalises a member card number: upper-case ASCII letters and digits, 4–32 long; spaces
+/// of any kind, dashes and invisible characters are dropped and full-width letters and digits
+/// (a Chinese input method's full-width mode) made ASCII.
 pub fn normalize_card(raw: &str) -> Result<String, FieldError> {
     let card: String = raw
-        .trim()
         .chars()
-        .filter(|c| *c != ' ' && *c != '-')
+        .filter(|c| !c.is_whitespace() && !is_invisible(*c) && *c != '-' && *c != '－')
+        .map(|c| match c {
+            '０'..='９' | 'Ａ'..='Ｚ' | 'ａ'..='ｚ' => {
+                char::from_u32(u32::from(c) - 0xFF01 + 0x21).unwrap_or(c)
+            }
+            _ => c,
+        })
         .collect();
     if !(4..=32).contains(&card.len()) || !card.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(err("card_no", "must be 4–32 letters or digits"));
@@ -135,9 +179,12 @@ pub fn normalize_card(raw: &str) -> Result<String, FieldError> {
     Ok(card.to_ascii_uppercase())
 }
 
-/// Validates and trims a person's name: 1–50 characters, no control characters.
+/// Validates and trims a person's name: 1–50 characters, no control characters; invisible
+/// characters (zero-width spaces, direction marks) are dropped, so a name of nothing but them
+/// is blank.
 pub fn normalize_name(raw: &str) -> Result<String, FieldError> {
-    let name = raw.trim();
+    let visible: String = raw.chars().filter(|c| !is_invisible(*c)).collect();
+    let name = visible.trim();
     let len = name.chars().count();
     if len == 0 {
         return Err(err("name", "must not be blank"));
@@ -151,10 +198,12 @@ pub fn normalize_name(raw: &str) -> Result<String, FieldError> {
     Ok(name.to_string())
 }
 
-/// The form of a name used for exact-name search: trimmed, inner whitespace collapsed,
-/// lower-case (Chinese is unaffected).
+/// The form of a name used for exact-name search: invisible characters dropped, trimmed, inner
+/// whitespace collapsed, lower-case (Chinese is unaffected).
 pub fn name_search_key(name: &str) -> String {
-    name.split_whitespace()
+    let visible: String = name.chars().filter(|c| !is_invisible(*c)).collect();
+    visible
+        .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
         .to_lowercase()
@@ -204,6 +253,37 @@ mod tests {
         );
         assert_eq!(normalize_phone("138.0013.8000").unwrap(), "13800138000");
         assert!(normalize_phone("138+00138000").is_err());
+        // Copied from a phone's contacts or a chat: no-break spaces, direction marks,
+        // zero-width spaces; a tab from a spreadsheet.
+        for raw in [
+            "\u{202A}+86 138 0013 8000\u{202C}",
+            "+86\u{00A0}138\u{00A0}0013\u{00A0}8000",
+            "138\u{2002}0013\u{2009}8000",
+            "138\u{200B}00138000\u{FEFF}",
+            "138\t0013\t8000",
+        ] {
+            assert_eq!(normalize_phone(raw).unwrap(), "13800138000", "{raw:?}");
+        }
+        assert!(normalize_phone("\u{200B}").is_err());
+    }
+
+    #[test]
+    fn tails_normalise_as_phones_do() {
+        assert_eq!(normalize_tail("8000").unwrap(), "8000");
+        assert_eq!(normalize_tail("８０００").unwrap(), "8000");
+        assert_eq!(normalize_tail(" 8000\u{3000}").unwrap(), "8000");
+        for bad in ["800", "80000", "80a0", "", "８００", "8 000"] {
+            assert!(normalize_tail(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn invisible_characters_leave_names() {
+        assert_eq!(normalize_name("张三\u{200B}").unwrap(), "张三");
+        assert_eq!(normalize_name("\u{FEFF}李娜\u{202C}").unwrap(), "李娜");
+        assert!(normalize_name("\u{200B}").is_err());
+        assert!(normalize_name("\u{200B} \u{3000}\u{200D}").is_err());
+        assert_eq!(name_search_key("张三\u{200B}"), name_search_key("张三"));
     }
 
     #[test]
@@ -218,6 +298,14 @@ mod tests {
         assert_eq!(normalize_card(" 6222-0000 1234 ").unwrap(), "622200001234");
         assert!(normalize_card("12").is_err());
         assert!(normalize_card("卡号1234").is_err());
+        assert_eq!(
+            normalize_card("６２２２\u{3000}ａｂ－12").unwrap(),
+            "6222AB12"
+        );
+        assert_eq!(
+            normalize_card("\u{202A}6222 0000\u{00A0}1234\u{202C}").unwrap(),
+            "622200001234"
+        );
         assert_eq!(normalize_name("  李娜 ").unwrap(), "李娜");
         assert!(normalize_name("   ").is_err());
         assert!(normalize_name("a\u{0}b").is_err());

@@ -180,3 +180,15 @@ fn widths_follow_the_bytes_not_unicode() {
     assert_eq!(display_width("𠀀", gb), 1, "replaced by ?");
     assert_eq!(display_width("é上", Encoding::CP858), 2);
 }
+
+#[test]
+fn invisible_characters_print_as_nothing() {
+    let text = "可乐\u{200B}★\u{FE0F}\u{202C}\u{FEFF}";
+    assert_eq!(
+        Encoding::Gb18030.encode(text),
+        Encoding::Gb18030.encode("可乐★")
+    );
+    assert_eq!(display_width(text, Encoding::Gb18030), 6);
+    assert_eq!(Encoding::CP437.encode("a\u{200B}b\u{FE0F}"), b"ab");
+    assert_eq!(display_width("a\u{200B}b", Encoding::CP437), 2);
+}

@@ -372,6 +372,16 @@ fn wrap_breaks_between_characters_and_words() {
     assert_eq!(wrap("", 8, gb), [""]);
 }
 
+/// A space that falls just past the end of a line is where the line breaks: the next line
+/// does not start with it (a product name would otherwise print indented by one column).
+#[test]
+fn wrap_at_a_space_on_the_edge_does_not_indent_the_next_line() {
+    let gb = Encoding::Gb18030;
+    assert_eq!(wrap("一二三四 五", 8, gb), ["一二三四", "五"]);
+    assert_eq!(wrap("Milk 1L", 4, gb), ["Milk", "1L"]);
+    assert_eq!(wrap("一二三四  五", 8, gb), ["一二三四", "五"]);
+}
+
 #[test]
 fn qr_modules_shrink_to_fit_the_paper() {
     assert_eq!(qr_module(40, 32), 6, "a short URL prints large");
