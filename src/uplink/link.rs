@@ -238,6 +238,12 @@ impl Link {
         let mut retry = false;
         // The last status published announced a backlog (or could not be published).
         let mut status_stale = false;
+        // HQ's messages received while the applier's queue is full. The loop never waits for
+        // the applier: it must go on reading the event loop (whose polling sends the applier's
+        // acknowledgements, the pings and the store's own publishes), or, with a broker that
+        // sends without limit, the applier waits on an acknowledgement that waits on the
+        // event loop that waits on this loop. The broker's own in-flight limit bounds this.
+        let mut down_waiting: VecDeque<Publish> = VecDeque::new();
         let end = loop {
             tokio::select! {
                 biased;
@@ -247,6 +253,14 @@ impl Link {
                     }
                     break End::Shutdown;
                 }
+                permit = down_tx.reserve(), if !down_waiting.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(p) = down_waiting.pop_front() {
+                            permit.send((p, client.clone()));
+                        }
+                    }
+                    Err(_) => break End::Shutdown,
+                },
                 ev = ev_rx.recv() => match ev {
                     None => break End::Lost { reason: "event loop stopped".into(), oversized: false },
                     Some(Err(e)) => {
@@ -292,8 +306,16 @@ impl Link {
                         }
                     }
                     Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                        if down_tx.send((p, client.clone())).await.is_err() {
-                            break End::Shutdown;
+                        if !down_waiting.is_empty() {
+                            down_waiting.push_back(p);
+                        } else {
+                            match down_tx.try_send((p, client.clone())) {
+                                Ok(()) => {}
+                                Err(mpsc::error::TrySendError::Full((p, _))) => {
+                                    down_waiting.push_back(p);
+                                }
+                                Err(mpsc::error::TrySendError::Closed(_)) => break End::Shutdown,
+                            }
                         }
                     }
                     Some(Ok(_)) => {}

@@ -38,10 +38,17 @@ pub struct Broker {
     dir: PathBuf,
     /// A second listener's port and its settings (TLS), beside the plain one HQ uses.
     tls: Option<(u16, String)>,
+    /// Global settings beyond the harness's own.
+    extra: String,
 }
 
 impl Broker {
     pub fn start(dir: &Path) -> Broker {
+        Broker::start_with(dir, "")
+    }
+
+    /// A broker with global `settings` (mosquitto.conf lines) beside the harness's own.
+    pub fn start_with(dir: &Path, settings: &str) -> Broker {
         let dir = dir.join("mosquitto");
         std::fs::create_dir_all(&dir).unwrap();
         let mut b = Broker {
@@ -49,6 +56,7 @@ impl Broker {
             port: free_port(),
             dir,
             tls: None,
+            extra: settings.to_string(),
         };
         b.spawn();
         b
@@ -70,6 +78,7 @@ impl Broker {
             port: free_port(),
             dir,
             tls: Some((free_port(), settings)),
+            extra: String::new(),
         };
         b.spawn();
         b
@@ -97,10 +106,11 @@ impl Broker {
             format!(
                 "{user}allow_anonymous true\npersistence true\n\
                  persistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 0\n\
-                 log_dest file {dir}/mosquitto.log\nlog_type all\n\
+                 log_dest file {dir}/mosquitto.log\nlog_type all\n{extra}\n\
                  listener {port} 127.0.0.1\n{tls}",
                 port = self.port,
-                dir = self.dir.display()
+                dir = self.dir.display(),
+                extra = self.extra
             ),
         )
         .unwrap();
