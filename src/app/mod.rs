@@ -168,14 +168,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
         settings.set_rules(rules);
     }
-    let (ledger, ledger_thread) = Ledger::start(
+    let started_ledger = Ledger::start_unless(
         journal,
         cache_writer,
         settings.clone(),
         &config.products,
         config.storage.idempotency_days,
-    )
-    .context("starting the ledger")?;
+        &|| shutdown.is_cancelled(),
+    );
+    let (ledger, ledger_thread) = match started_ledger {
+        Err(crate::ledger::LedgerError::ShuttingDown) => {
+            // SIGTERM while the journal was replayed into the cache (a rebuild can take
+            // minutes): stopped now, well within systemd's stop timeout.
+            tracing::info!(
+                "stopped during start-up, before the journal was replayed into the cache; it is finished at the next start"
+            );
+            return Ok(());
+        }
+        started => started.context("starting the ledger")?,
+    };
     {
         // The journal has been replayed into the cache: load where phones and cards are, in
         // the background (lookups use the index tables until then).

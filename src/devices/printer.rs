@@ -45,6 +45,10 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// port's output queue not shrinking) before it is deemed not to take data, the connection
 /// dropped and the job kept. Generous: a printer that was only slow prints the receipt twice.
 const DRAIN_STALL: Duration = Duration::from_secs(10);
+/// At a stop, how long a TCP or serial printer may leave written bytes untaken before they are
+/// dropped: one still taking them is waited for (it prints them whatever the daemon does, and
+/// a job given up would be sent again, in full, after the restart).
+const DRAIN_STALL_AT_STOP: Duration = Duration::from_secs(2);
 /// How long a printer that answers DLE EOT gets to answer one sent after a job (or at the start
 /// of a batch): it answers once it has read the bytes before it, which a printer busy printing
 /// may take a while to do.
@@ -178,7 +182,9 @@ impl<'a> Conn<'a> {
     /// A write only hands the bytes to the kernel; a printer whose firmware hangs while its
     /// TCP stack still accepts leaves them there. As long as the queue shrinks it is waited
     /// for; after [`DRAIN_STALL`] without a byte taken the unsent bytes are dropped with the
-    /// connection ([`Conn::abort`]) and the printer reported as not taking data.
+    /// connection ([`Conn::abort`]) and the printer reported as not taking data. At shutdown a
+    /// printer still taking the bytes is waited for; one that took none for
+    /// [`DRAIN_STALL_AT_STOP`] is given up at once (the job stays queued).
     async fn drain(&mut self, shutdown: &CancellationToken) -> Result<(), Halt> {
         let fd = match self {
             Conn::Tcp(s) => s.as_raw_fd(),
@@ -199,9 +205,13 @@ impl<'a> Conn<'a> {
             if now == 0 {
                 return Ok(());
             }
+            let stopping = shutdown.is_cancelled();
             if now < left {
                 left = now;
                 moved = tokio::time::Instant::now();
+            } else if stopping && moved.elapsed() >= DRAIN_STALL_AT_STOP {
+                self.abort();
+                return Err(Halt::Shutdown);
             } else if moved.elapsed() >= DRAIN_STALL {
                 tracing::warn!(
                     untaken = now,
@@ -212,10 +222,8 @@ impl<'a> Conn<'a> {
             }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
-                    self.abort();
-                    return Err(Halt::Shutdown);
-                }
+                // Measured again at once: taken by now, or how long since it took a byte.
+                _ = shutdown.cancelled(), if !stopping => continue,
                 _ = tokio::time::sleep(pause) => {}
             }
             pause = (pause * 2).min(Duration::from_millis(100));
@@ -464,12 +472,11 @@ async fn serve(
         }
         if sent && opts.status_query && *answers {
             // The bytes reached the printer's network stack; a DLE EOT sent after them is
-            // answered once the printer itself read them.
-            let answer = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return Err(Halt::Shutdown),
-                r = conn.status(StatusRequest::Printer, ANSWER_TIMEOUT) => r,
-            };
+            // answered once the printer itself read them (a printer busy printing answers when
+            // it is done). Waited for at a stop too ([`ANSWER_TIMEOUT`] at most): the printer
+            // prints what it took whatever the daemon does, and a job left queued then would
+            // print again after the restart, and open the drawer again.
+            let answer = conn.status(StatusRequest::Printer, ANSWER_TIMEOUT).await;
             match answer {
                 Ok(Some(_)) => {}
                 Ok(None) => {

@@ -152,11 +152,26 @@ const BULK_REPLAY: u64 = if cfg!(test) { 20 } else { 20_000 };
 impl Ledger {
     /// Replays the journal into the cache, seeds products, and starts the ledger thread.
     pub fn start(
+        journal: Journal,
+        cache: CacheWriter,
+        settings: Arc<StoreSettings>,
+        seeds: &[SeedProduct],
+        idempotency_days: u32,
+    ) -> Result<(Ledger, JoinHandle<()>), LedgerError> {
+        Ledger::start_unless(journal, cache, settings, seeds, idempotency_days, &|| false)
+    }
+
+    /// [`Ledger::start`], given up with [`LedgerError::ShuttingDown`] between two chunks of the
+    /// replay once `stop` says so: a daemon told to stop while it rebuilds its cache (minutes
+    /// for a large journal on an SD card) stops then, not after the rebuild — systemd would
+    /// kill it first. What was replayed is committed; a rebuild starts over at the next start.
+    pub fn start_unless(
         mut journal: Journal,
         cache: CacheWriter,
         settings: Arc<StoreSettings>,
         seeds: &[SeedProduct],
         idempotency_days: u32,
+        stop: &dyn Fn() -> bool,
     ) -> Result<(Ledger, JoinHandle<()>), LedgerError> {
         // A long replay (a rebuilt cache) writes its index entries in bulk, sorted, at the end.
         let bulk = !cache.in_bulk()
@@ -164,7 +179,7 @@ impl Ledger {
         if bulk {
             cache.begin_bulk()?;
         }
-        let replayed = replay(&journal, &cache, &settings)?;
+        let replayed = replay_unless(&journal, &cache, &settings, stop)?;
         if bulk {
             cache.finish_bulk()?;
         }
@@ -299,6 +314,16 @@ pub fn replay(
     cache: &CacheWriter,
     settings: &StoreSettings,
 ) -> Result<u64, LedgerError> {
+    replay_unless(journal, cache, settings, &|| false)
+}
+
+/// [`replay`], given up with [`LedgerError::ShuttingDown`] after a chunk once `stop` says so.
+fn replay_unless(
+    journal: &Journal,
+    cache: &CacheWriter,
+    settings: &StoreSettings,
+    stop: &dyn Fn() -> bool,
+) -> Result<u64, LedgerError> {
     let codec = cache_codec(cache);
     let mut applied = cache.applied_seq()?;
     let mut count = 0;
@@ -315,6 +340,9 @@ pub fn replay(
             count += 1;
         }
         pending.commit()?;
+        if stop() {
+            return Err(LedgerError::ShuttingDown);
+        }
     }
     Ok(count)
 }
