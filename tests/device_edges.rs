@@ -1,5 +1,5 @@
 //! Device edge cases on real transports: a magstripe reader that sends a whole track 1 (and
-//! track 2) line, a scanner that ends its codes with CR LF while the config says CR, and a
+//! track 2) line, a scanner that ends its codes with CR LF or LF while the config says CR, and a
 //! receipt whose printing cannot be recorded in the journal.
 
 mod common;
@@ -96,6 +96,34 @@ async fn a_line_feed_after_the_suffix_is_not_counted_as_garbage() {
         scanner.send(b"6901234567892\r\n");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let scans = events.of("scan").len();
+    assert_eq!(scans, 3, "{:?}", events.all());
+    let st = device_state(&d, &t, "scanner-1").await;
+    assert_eq!(
+        (st["handled"].as_u64(), st["rejected"].as_u64()),
+        (Some(3), Some(0)),
+        "{st}"
+    );
+}
+
+/// A scanner set to end its codes with LF alone (another model swapped in) on a port
+/// configured `cr`: every scan sat unfinished until the 300 ms gap dropped it as garbage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scanner_ending_its_codes_with_a_line_feed_is_read_on_a_cr_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let reader = Pty::open();
+    let mut scanner = Pty::open();
+    point(&dir.path().join("reader"), &reader.slave);
+    point(&dir.path().join("scanner"), &scanner.slave);
+    let d = Daemon::start_in(dir.path(), &inputs_config(dir.path()));
+    let t = d.login(CASHIER).await;
+    wait_state(&d, &t, "scanner-1", "ready").await;
+    let events = Events::open(&d.client, &d.base, &t).await;
+    scanner.send(b"6901234567892\n");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Two codes in one read, one ended by LF, the next by CR LF.
+    scanner.send(b"6901234567892\n6901234567892\r\n");
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let scans = events.of("scan").len();
     assert_eq!(scans, 3, "{:?}", events.all());
     let st = device_state(&d, &t, "scanner-1").await;

@@ -150,12 +150,14 @@ pub enum LineEnd {
 }
 
 impl LineEnd {
-    /// The byte that ends a line (`\r\n` ends at `\n`; a stray `\r` is trimmed).
-    pub fn terminator(self) -> u8 {
+    /// Whether `b` ends a line. CR and LF both do unless the suffix is a tab: no code or swipe
+    /// holds either, and a scanner set to LF (or CR LF) on a port configured `cr` — a scanner
+    /// swapped for another model — lost every scan to the 300 ms gap. The LF of a CR LF then
+    /// ends an empty line, which the reader drops without counting.
+    pub fn ends_line(self, b: u8) -> bool {
         match self {
-            LineEnd::Cr => b'\r',
-            LineEnd::Lf | LineEnd::CrLf => b'\n',
-            LineEnd::Tab => b'\t',
+            LineEnd::Cr | LineEnd::Lf | LineEnd::CrLf => b == b'\r' || b == b'\n',
+            LineEnd::Tab => b == b'\t',
         }
     }
 }

@@ -67,9 +67,10 @@ async fn serial(
         .open_native_async()
         .map_err(|e| format!("opening {}: {e}", path.display()))?;
     ctx.report(dev, DeviceState::Ready, None).await;
-    let end = dev.line_end.terminator();
     let mut line: Vec<u8> = Vec::with_capacity(64);
     let mut garbage = false;
+    // The last byte ended a line with CR: an LF now is the rest of that line end.
+    let mut after_cr = false;
     let mut buf = [0u8; 512];
     loop {
         let partial = !line.is_empty() || garbage;
@@ -93,7 +94,13 @@ async fn serial(
             return Err(format!("{} went away", path.display()));
         }
         for &b in &buf[..n] {
-            if b == end {
+            let crlf = after_cr && b == b'\n';
+            after_cr = false;
+            if dev.line_end.ends_line(b) {
+                after_cr = b == b'\r';
+                if crlf && line.is_empty() && !garbage {
+                    continue;
+                }
                 if garbage {
                     ctx.bus.rejected(&dev.id);
                     tracing::debug!(device = %dev.id, "over-long input rejected");
