@@ -378,15 +378,16 @@ async fn export(
                 let gender = p.map(|p| format!("{:?}", p.gender).to_lowercase());
                 let birthday = p.and_then(|p| p.birthday).map(|b| b.to_string());
                 let level = m.effective_level(&rules, today).map(|l| l.code.clone());
+                let code = super::csv::code;
                 super::csv::row(
                     &mut chunk,
                     &[
                         &m.id,
                         p.map_or("", |p| p.name.as_str()),
-                        p.map_or("", |p| p.phone.as_str()),
+                        &code(p.map_or("", |p| p.phone.as_str())),
                         gender.as_deref().unwrap_or(""),
                         birthday.as_deref().unwrap_or(""),
-                        p.and_then(|p| p.card_no.as_deref()).unwrap_or(""),
+                        &code(p.and_then(|p| p.card_no.as_deref()).unwrap_or("")),
                         level.as_deref().unwrap_or(""),
                         &m.points(&rules, today).to_string(),
                         &m.total_spend().to_string(),
@@ -395,7 +396,7 @@ async fn export(
                             .map(|t| t.to_rfc3339())
                             .unwrap_or_default(),
                         &m.created_at.to_rfc3339(),
-                        &m.created_store,
+                        &code(&m.created_store),
                         if m.erased_at.is_some() { "1" } else { "0" },
                     ],
                 );

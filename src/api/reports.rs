@@ -256,7 +256,7 @@ async fn products(
             .iter()
             .map(|r| {
                 vec![
-                    r.sales.sku.clone(),
+                    super::csv::code(&r.sales.sku),
                     r.name.clone(),
                     r.sales.units.to_string(),
                     format_yuan(r.sales.revenue),
@@ -340,8 +340,8 @@ async fn associations(
             .iter()
             .map(|p| {
                 vec![
-                    p.a.clone(),
-                    p.b.clone(),
+                    super::csv::code(&p.a),
+                    super::csv::code(&p.b),
                     p.count.to_string(),
                     p.support.to_string(),
                     p.confidence.to_string(),
@@ -391,7 +391,7 @@ async fn staff_report(
             .iter()
             .map(|s| {
                 vec![
-                    s.staff_no.clone(),
+                    super::csv::code(&s.staff_no),
                     s.sales.to_string(),
                     format_yuan(s.revenue),
                     format_yuan(s.refunded),
@@ -442,7 +442,7 @@ async fn stock(
             .iter()
             .map(|l| {
                 vec![
-                    l.sku.clone(),
+                    super::csv::code(&l.sku),
                     l.on_hand.to_string(),
                     l.safety_stock.to_string(),
                 ]

@@ -243,7 +243,7 @@ async fn at_risk(
                 vec![
                     m.id.clone(),
                     m.name.clone().unwrap_or_default(),
-                    m.phone.clone().unwrap_or_default(),
+                    super::csv::code(m.phone.as_deref().unwrap_or_default()),
                     m.segment.code.to_string(),
                     m.visits.to_string(),
                     format_yuan(m.total_spend),

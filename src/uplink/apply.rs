@@ -42,7 +42,9 @@ pub(super) async fn applier(
         let ack = match parsed {
             Err(reason) => {
                 status.malformed.fetch_add(1, Relaxed);
-                tracing::warn!(topic = %p.topic, %reason, "malformed downlink message; acknowledged and reported");
+                // Escaped: the reason may quote HQ's text (a `kind`, a variant), and a line break
+                // in it would write a line of HQ's making into the log.
+                tracing::warn!(topic = %p.topic, reason = %reason.escape_debug(), "malformed downlink message; acknowledged and reported");
                 alert(
                     &ledger,
                     "malformed_downlink",
