@@ -216,7 +216,8 @@ pub fn compute_refund(
     // Earned points the member has already spent cannot be taken back; their value is kept
     // from the money returned instead. What can be taken back is the balance once the paid
     // points are given back: with an expiry, points given back that have lapsed since the sale
-    // (they return to the month they were paid in) are no balance to take from.
+    // (they return to the month they were paid in) are no balance to take from, and the
+    // sale's own points that lapsed unused are neither taken nor paid for.
     let (reversed, shortfall) = match member {
         Some(m) => {
             let mut restored_only = m.clone();
@@ -226,9 +227,14 @@ pub fn compute_refund(
                 .or_default()
                 .month_mut(&sale.month());
             month.points_restored = month.points_restored.saturating_add(restored);
-            let available = restored_only.points(rules, today);
-            let reversed = to_reverse.min(available.max(0));
-            (reversed, to_reverse - reversed)
+            reversal(
+                restored_only,
+                &ctx.store_id,
+                &sale.month(),
+                to_reverse,
+                rules,
+                today,
+            )
         }
         None => (0, 0),
     };
@@ -280,6 +286,58 @@ pub fn compute_refund(
         });
     }
     Ok(refund)
+}
+
+/// How many of a sale's `to_reverse` earned points a refund books as taken back, and how many
+/// the member used (a shortfall, paid from the money returned). `member` has the refund's paid
+/// points given back already; the reversal is booked to the sale's `month` at `store_id`.
+///
+/// The sale's points that lapsed unused count as taken back and cost nothing. The rest come out
+/// of the balance, but only as far as booking them to the sale's month takes them from it: with
+/// an expiry, a reversal of points that were paid with moves that payment onto later points,
+/// and where those had lapsed, booking takes nothing the member holds. (Until 2026-12-07 the
+/// refund booked as much as the balance held: the points of a January sale that lapsed in
+/// April, refunded in June, were "taken" from the May points they never were part of, the
+/// balance did not move, and the rest was kept from the money.)
+fn reversal(
+    mut member: Member,
+    store_id: &str,
+    month: &str,
+    to_reverse: i64,
+    rules: &Rules,
+    today: chrono::NaiveDate,
+) -> (i64, i64) {
+    let to_reverse = to_reverse.max(0);
+    let lapsed = to_reverse.min(member.points_lapsed_unused(rules, today, month).max(0));
+    let rest = to_reverse - lapsed;
+    let booked = member
+        .counters
+        .entry(store_id.to_string())
+        .or_default()
+        .month_mut(month)
+        .points_reversed;
+    let mut balance_after = |n: i64| {
+        member
+            .counters
+            .entry(store_id.to_string())
+            .or_default()
+            .month_mut(month)
+            .points_reversed = booked.saturating_add(n);
+        member.points(rules, today)
+    };
+    let balance = balance_after(lapsed);
+    // The most points whose booking takes as many from the balance. One point more booked
+    // takes at most one more, so those are a prefix: a binary search finds its end.
+    let (mut lo, mut hi) = (0, rest.min(balance).max(0));
+    while lo < hi {
+        let mid = lo + (hi - lo + 1) / 2;
+        if balance - balance_after(lapsed + mid) == mid {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    (lapsed + lo, rest - lo)
 }
 
 /// How `total` goes back, by payment method: in proportion to what each method paid and has

@@ -300,3 +300,232 @@ fn reversal_is_not_covered_by_restored_points_that_have_lapsed() {
         m.points(&rules, refund_day.date_naive())
     );
 }
+
+/// Sells `qty` ¥`yuan` items to `m` on `day` (regular member: 1 point a yuan) and applies it.
+fn sell_on(
+    m: &mut Member,
+    rules: &Rules,
+    day: (i32, u32, u32),
+    yuan: i64,
+    qty: u32,
+) -> super::sale::Sale {
+    use chrono::{FixedOffset, TimeZone};
+    let at = FixedOffset::east_opt(8 * 3600)
+        .unwrap()
+        .with_ymd_and_hms(day.0, day.1, day.2, 10, 0, 0)
+        .unwrap();
+    let p = product("A", yuan * 100);
+    let items = [CartItem { product: &p, qty }];
+    let q = price(&PricingInput {
+        items: &items,
+        member: Some(m),
+        coupons: &[],
+        redeem_points: 0,
+        rules,
+        now: at,
+        rounding: TotalRounding::None,
+    })
+    .unwrap();
+    let payments = vec![Payment {
+        method: PaymentMethod::Card,
+        amount: q.total,
+    }];
+    let (paid, change) = settle(q.total, &payments).unwrap();
+    let sale = build_sale(sale_at(at), q, payments, paid, change, Some(m), rules);
+    apply_sale(m, &sale);
+    sale
+}
+
+/// A regular member (¥1,500 spent in 2025-06), points lapsing after three months.
+fn regular_with_expiry() -> (Member, Rules) {
+    let rules = Rules {
+        points_expiry_months: Some(3),
+        ..Rules::default()
+    };
+    let mut m = member(0, 0, None);
+    m.counters
+        .entry("sh-001".into())
+        .or_default()
+        .month_mut("2025-06")
+        .spend = 150_000;
+    m.level = Some("regular".into());
+    (m, rules)
+}
+
+/// Refunds the whole of `sale` on `day`; returns the refund and the balance before and after.
+fn refund_all_on(
+    m: &mut Member,
+    rules: &Rules,
+    sale: &super::sale::Sale,
+    day: (i32, u32, u32),
+) -> (super::refund::Refund, i64, i64) {
+    use chrono::{FixedOffset, TimeZone};
+    let at = FixedOffset::east_opt(8 * 3600)
+        .unwrap()
+        .with_ymd_and_hms(day.0, day.1, day.2, 10, 0, 0)
+        .unwrap();
+    let before = m.points(rules, at.date_naive());
+    let r = compute_refund(refund_at("r", 50, at), sale, &[], None, Some(m), rules).unwrap();
+    apply_refund(m, &r);
+    let after = m.points(rules, at.date_naive());
+    assert_eq!(r.member.as_ref().map(|x| x.points), Some(after));
+    (r, before, after)
+}
+
+/// The 500 points of a January sale lapsed unused at the end of April: refunded in June,
+/// nothing of them is kept from the money (they were not used), and the 300 points earned
+/// in May stay the member's.
+#[test]
+fn points_of_the_sale_that_lapsed_unused_are_not_charged_for() {
+    let (mut m, rules) = regular_with_expiry();
+    let sale = sell_on(&mut m, &rules, (2026, 1, 10), 500, 1);
+    assert_eq!(sale.points_earned, 500);
+    let (r, before, after) = refund_all_on(&mut m, &rules, &sale, (2026, 6, 10));
+    assert_eq!(
+        (
+            r.points_shortfall,
+            r.shortfall_value,
+            r.refund_total,
+            before,
+            after
+        ),
+        (0, 0, 50_000, 0, 0),
+        "{r:?}"
+    );
+
+    let (mut m, rules) = regular_with_expiry();
+    let sale = sell_on(&mut m, &rules, (2026, 1, 10), 500, 1);
+    m.counters
+        .get_mut("sh-001")
+        .unwrap()
+        .month_mut("2026-05")
+        .points_earned = 300;
+    let (r, before, after) = refund_all_on(&mut m, &rules, &sale, (2026, 6, 10));
+    assert_eq!(
+        (
+            r.points_shortfall,
+            r.shortfall_value,
+            r.refund_total,
+            before,
+            after
+        ),
+        (0, 0, 50_000, 300, 300),
+        "{r:?}"
+    );
+}
+
+/// The 300 points of a May sale were paid with in June; 200 were earned in July, and 500 of
+/// January had lapsed in April. Refunded in July, each of the sale's 300 points is either
+/// taken from the balance or kept from the money: never neither (the reversal booked to May
+/// used to be absorbed by January's lapsed points, so the refund said 200 points reversed,
+/// the balance stayed 200, and only ¥1 was kept).
+#[test]
+fn every_used_point_of_a_refunded_sale_is_taken_back_or_paid_for() {
+    let (mut m, rules) = regular_with_expiry();
+    m.counters
+        .get_mut("sh-001")
+        .unwrap()
+        .month_mut("2026-01")
+        .points_earned = 500;
+    let sale = sell_on(&mut m, &rules, (2026, 5, 10), 300, 1);
+    assert_eq!(sale.points_earned, 300);
+    {
+        let c = m.counters.get_mut("sh-001").unwrap();
+        c.month_mut("2026-06").points_redeemed = 300;
+        c.month_mut("2026-07").points_earned = 200;
+    }
+    let (r, before, after) = refund_all_on(&mut m, &rules, &sale, (2026, 7, 10));
+    assert_eq!(before, 200);
+    assert_eq!(
+        (before - after) + r.points_shortfall,
+        300,
+        "taken {} + kept for {}: {r:?}",
+        before - after,
+        r.points_shortfall
+    );
+    assert_eq!(r.points_reversed, before - after, "{r:?}");
+    assert_eq!(r.shortfall_value, r.points_shortfall, "{r:?}");
+}
+
+/// Two ¥250 items sold in January earn 500 points; 250 pay in February, the other 250 lapse
+/// at the end of April. Refunded one by one in June: the lapsed 250 are not charged for, and
+/// not twice either: the used 250 come out of the 300 earned in May.
+#[test]
+fn points_that_lapsed_are_not_forgiven_twice_by_partial_refunds() {
+    use chrono::{FixedOffset, TimeZone};
+    let (mut m, rules) = regular_with_expiry();
+    let sale = sell_on(&mut m, &rules, (2026, 1, 10), 250, 2);
+    assert_eq!(sale.points_earned, 500);
+    {
+        let c = m.counters.get_mut("sh-001").unwrap();
+        c.month_mut("2026-02").points_redeemed = 250;
+        c.month_mut("2026-05").points_earned = 300;
+    }
+    let at = FixedOffset::east_opt(8 * 3600)
+        .unwrap()
+        .with_ymd_and_hms(2026, 6, 10, 10, 0, 0)
+        .unwrap();
+    let today = at.date_naive();
+    assert_eq!(m.points(&rules, today), 300);
+    let one = [RefundRequestLine {
+        sku: "A".into(),
+        qty: 1,
+    }];
+    let mut refunds = vec![];
+    for n in 0..2u64 {
+        let r = compute_refund(
+            refund_at(format!("r{n}"), 50 + n, at),
+            &sale,
+            &refunds,
+            Some(&one),
+            Some(&m),
+            &rules,
+        )
+        .unwrap();
+        apply_refund(&mut m, &r);
+        assert_eq!(
+            r.member.as_ref().map(|x| x.points),
+            Some(m.points(&rules, today))
+        );
+        assert_eq!((r.points_reversed, r.points_shortfall), (250, 0), "{r:?}");
+        refunds.push(r);
+    }
+    assert_eq!(m.points(&rules, today), 50);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    /// What the refund's search relies on: under an expiry, booking one more point of
+    /// reversal to a month takes at most one more point from the balance, and never gives one
+    /// back, whatever the member's months (counters that paid more than was held included).
+    #[test]
+    fn each_reversed_point_takes_at_most_one_point(
+        months in proptest::collection::vec((0i64..400, 0i64..400), 1..14),
+        expiry in 1u32..6,
+        target in 0usize..14,
+        today_month in 0u32..20,
+    ) {
+        let rules = Rules { points_expiry_months: Some(expiry), ..Rules::default() };
+        let mut m = member(0, 0, None);
+        let key = |i: usize| format!("{}-{:02}", 2025 + i / 12, i % 12 + 1);
+        for (i, (earned, paid)) in months.iter().enumerate() {
+            let c = m.counters.entry("sh-001".into()).or_default().month_mut(&key(i));
+            c.points_earned = *earned;
+            c.points_redeemed = *paid;
+        }
+        let month = key(target % months.len());
+        let today = chrono::NaiveDate::from_ymd_opt(
+            2025 + (today_month / 12) as i32,
+            today_month % 12 + 1,
+            15,
+        )
+        .unwrap();
+        let mut last = m.points(&rules, today);
+        for n in 1..=400 {
+            m.counters.get_mut("sh-001").unwrap().month_mut(&month).points_reversed = n;
+            let now = m.points(&rules, today);
+            prop_assert!(now <= last && last - now <= 1, "{n}: {last} → {now}");
+            last = now;
+        }
+    }
+}
