@@ -246,3 +246,56 @@ stock = 10
         assert!(!text.contains('?'), "{paper}: {text}");
     }
 }
+
+/// A UPC-A code and its EAN-13 spelling are one product (docs/decisions.md, Barcodes): a
+/// local edit that gives the EAN-13 spelling of one product's UPC-A to another product is
+/// refused as taken, as the same spelling is. Accepted, the scan rang up whichever product
+/// held the spelling the till's scanner happens to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barcode_whose_other_gtin_spelling_another_product_has_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let tm = d.login(MANAGER).await;
+    let put = |sku: &'static str, name: &'static str, barcodes: serde_json::Value| {
+        let d = &d;
+        let tm = tm.clone();
+        async move {
+            d.send(
+                reqwest::Method::PUT,
+                &tm,
+                &format!("/v1/products/{sku}"),
+                &json!({"name": name, "price": 300, "barcodes": barcodes}),
+                None,
+            )
+            .await
+        }
+    };
+    let (s, v) = put("COLA", "可乐", json!(["036000291452"])).await;
+    assert!((200..300).contains(&s), "{v}");
+    // The same product may carry both spellings.
+    let (s, v) = put("COLA", "可乐", json!(["036000291452", "0036000291452"])).await;
+    assert!((200..300).contains(&s), "{v}");
+    let (s, v) = put("COLA", "可乐", json!(["036000291452"])).await;
+    assert!((200..300).contains(&s), "{v}");
+
+    let (s, v) = put("OTHER", "别的", json!(["0036000291452"])).await;
+    assert_eq!((s, code(&v)), (409, "barcode_taken"), "{v}");
+    // And the other way round: a product holding the EAN-13 spelling keeps its UPC-A too.
+    let (s, v) = put("JUICE", "果汁", json!(["0012345678905"])).await;
+    assert!((200..300).contains(&s), "{v}");
+    let (s, v) = put("WATER", "水", json!(["012345678905"])).await;
+    assert_eq!((s, code(&v)), (409, "barcode_taken"), "{v}");
+
+    // Both spellings still ring up the one product.
+    for (code, sku) in [
+        ("036000291452", "COLA"),
+        ("0036000291452", "COLA"),
+        ("012345678905", "JUICE"),
+        ("0012345678905", "JUICE"),
+    ] {
+        let (s, v) = d.get(&tm, &format!("/v1/products?barcode={code}")).await;
+        assert_eq!(s, 200, "{code}: {v}");
+        assert_eq!(v["sku"], sku, "{code}: {v}");
+    }
+    d.terminate();
+}

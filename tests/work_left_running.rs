@@ -1,5 +1,6 @@
-//! Work that goes on after the moment that asked for it: a report's read after its request was
-//! dropped, and a cash receipt's drawer kick after the clock that queued it was set back.
+//! Work that goes on after the moment that asked for it: a report's read (or a campaign's, or
+//! a scan of every member) after its request was dropped, and a cash receipt's drawer kick
+//! after the clock that queued it was set back.
 
 mod common;
 
@@ -19,62 +20,12 @@ async fn a_dropped_report_keeps_its_turn_until_its_read_ends() {
     let d = Daemon::start_in(dir.path(), "");
     let tc = d.login(CASHIER).await;
     let tm = d.login(MANAGER).await;
-    // Enough sales that a year's report reads for a noticeable while.
-    let lines: Vec<_> = (0..40)
-        .map(|i| {
-            let sku = ["MILK", "RICE", "TEA"][i % 3];
-            json!({"sku": sku, "qty": 1})
-        })
-        .collect();
-    let sale = json!({"lines": lines, "payments": common::cash(10_000_000)});
     let today = store_today();
     let year = format!(
         "/v1/reports/products?from={}&to={today}",
         today - chrono::Duration::days(365)
     );
-    // Sales are added until a year's report takes long enough to be dropped half way (how
-    // many depends on the machine).
-    let mut full = Duration::ZERO;
-    for _ in 0..8 {
-        let mut tasks = Vec::new();
-        for _ in 0..8 {
-            let (client, url, tc, sale) = (
-                d.client.clone(),
-                d.url("/v1/sales"),
-                tc.clone(),
-                sale.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                for _ in 0..200 {
-                    let r = client
-                        .post(&url)
-                        .bearer_auth(&tc)
-                        .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
-                        .json(&sale)
-                        .send()
-                        .await
-                        .unwrap();
-                    let s = r.status().as_u16();
-                    assert_eq!(s, 201, "{}", r.text().await.unwrap());
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let t = Instant::now();
-        let (s, v) = d.get(&tm, &year).await;
-        full = t.elapsed();
-        assert_eq!(s, 200, "{v}");
-        if full >= Duration::from_millis(300) {
-            break;
-        }
-    }
-    assert!(
-        full >= Duration::from_millis(300),
-        "the year's report took only {full:?}: too quick to show anything"
-    );
-
+    let full = sell_until_slow(&d, &tc, &tm, &year).await;
     dropped_then_waited_for(&d, &tm, &year, full).await;
     d.terminate();
 }
@@ -114,6 +65,55 @@ async fn a_scan_of_every_member_takes_a_reports_turn() {
         return;
     }
     panic!("a scan of {added} members took only {full:?}: too quick to show anything");
+}
+
+/// Adds sales (of 40 lines each, 1,600 at a time) until `slow` takes long enough to be
+/// dropped half way — how many depends on the machine; returns how long it then takes.
+async fn sell_until_slow(d: &Daemon, tc: &str, tm: &str, slow: &str) -> Duration {
+    let lines: Vec<_> = (0..40)
+        .map(|i| {
+            let sku = ["MILK", "RICE", "TEA"][i % 3];
+            json!({"sku": sku, "qty": 1})
+        })
+        .collect();
+    let sale = json!({"lines": lines, "payments": common::cash(10_000_000)});
+    let mut full = Duration::ZERO;
+    for _ in 0..8 {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (client, url, tc, sale) = (
+                d.client.clone(),
+                d.url("/v1/sales"),
+                tc.to_string(),
+                sale.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..200 {
+                    let r = client
+                        .post(&url)
+                        .bearer_auth(&tc)
+                        .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
+                        .json(&sale)
+                        .send()
+                        .await
+                        .unwrap();
+                    let s = r.status().as_u16();
+                    assert_eq!(s, 201, "{}", r.text().await.unwrap());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let t = Instant::now();
+        let (s, v) = d.get(tm, slow).await;
+        full = t.elapsed();
+        assert_eq!(s, 200, "{v}");
+        if full >= Duration::from_millis(300) {
+            return full;
+        }
+    }
+    panic!("{slow} took only {full:?}: too quick to show anything");
 }
 
 /// Asks for `slow` (which takes `full` to answer) and drops the request early; a report of a
@@ -180,4 +180,43 @@ async fn a_cash_receipt_queued_by_a_clock_that_ran_ahead_does_not_open_the_drawe
         printer.paper().drawer_kicks.is_empty(),
         "a cash receipt queued by a clock a day ahead opened the drawer when it printed"
     );
+}
+
+/// A campaign's figures read the sales of its period (up to a year, as a year's report does);
+/// the campaigns page, refreshed or dropped by a dashboard's timeout, read them beside the
+/// reports and the tills. The read takes a report's turn, held by the read when the request
+/// is dropped (as the reports' and the segments' do: tests/work_left_running.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaigns_read_of_its_periods_sales_takes_a_reports_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let tc = d.login(CASHIER).await;
+    let tm = d.login(MANAGER).await;
+    for i in 0..3 {
+        d.register(
+            &tc,
+            &format!("客{i}"),
+            &format!("1370000{i:04}"),
+            json!({"tags": ["vip"]}),
+        )
+        .await;
+    }
+    let today = store_today();
+    let (s, v) = d
+        .post(
+            &tm,
+            "/v1/campaigns",
+            &json!({"id": "YEAR", "name": "一年", "target": {"tag": "vip"},
+                    "coupon_title": "满100减20",
+                    "coupon": {"type": "amount_off", "threshold": 10000, "amount": 2000},
+                    "starts": (today - chrono::Duration::days(365)).to_string(),
+                    "ends": today.to_string(), "control_percent": 0}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+
+    let slow = "/v1/campaigns/YEAR";
+    let full = sell_until_slow(&d, &tc, &tm, slow).await;
+    dropped_then_waited_for(&d, &tm, slow, full).await;
+    d.terminate();
 }

@@ -74,9 +74,15 @@ async fn view(state: &AppState, c: Campaign) -> ApiResult<CampaignView> {
     let (issued, redeemed) = state.cache.coupon_use(&format!("{}-", c.spec.id))?;
     let facts = if c.spec.starts <= today {
         let (from, to) = (c.spec.starts, c.spec.ends.min(today));
+        // Up to a year's sales, as a report reads: a report's turn, held by the read itself
+        // (a dashboard's dropped request leaves it running).
+        let turn = super::reports::turn(state).await?;
         state
             .journal
-            .with(move |conn| crate::insight::facts(conn, from, to))
+            .with(move |conn| {
+                let _turn = turn;
+                crate::insight::facts(conn, from, to)
+            })
             .await?
     } else {
         crate::insight::Facts::default()

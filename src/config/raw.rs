@@ -256,9 +256,16 @@ pub(super) fn to_products(raw: Vec<RawProduct>) -> Result<Vec<SeedProduct>, Inva
         }
         for b in &p.barcodes {
             crate::domain::catalog::validate_barcode(b).map_err(|r| bad(key("barcodes"), r))?;
-            // The barcode index names one product per barcode: the ledger refuses to start on
-            // a second one, so say so here, naming the key.
-            if let Some(o) = out.iter().find(|o| o.product.barcodes.contains(b)) {
+            // The barcode index names one product per barcode (a UPC-A and its EAN-13
+            // spelling are one): the ledger refuses to start on a second one, so say so here,
+            // naming the key.
+            let twin = crate::domain::catalog::gtin_twin(b);
+            if let Some(o) = out.iter().find(|o| {
+                o.product
+                    .barcodes
+                    .iter()
+                    .any(|x| x == b || twin.as_ref() == Some(x))
+            }) {
                 return Err(bad(
                     key("barcodes"),
                     format!("barcode {b} is already product {}'s", o.product.sku),

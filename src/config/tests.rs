@@ -402,6 +402,30 @@ fn a_barcode_shared_by_two_products_is_refused() {
     .unwrap();
 }
 
+/// A UPC-A on one product and its EAN-13 spelling on another: one code to the scanner and the
+/// barcode index, so the ledger refused to seed the second (the daemon did not start) while
+/// check-config said OK.
+#[test]
+fn a_barcode_and_its_other_gtin_spelling_on_two_products_are_refused() {
+    for (a, b) in [
+        ("036000291452", "0036000291452"),
+        ("0036000291452", "036000291452"),
+    ] {
+        let e = parse(&format!(
+            "{MINIMAL}\n[[products]]\nsku = \"A1\"\nname = \"a\"\nprice = 1\nbarcodes = [\"{a}\"]\n\
+             [[products]]\nsku = \"B1\"\nname = \"b\"\nprice = 1\nbarcodes = [\"{b}\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "products[1].barcodes", "{e}");
+        assert!(e.reason.contains("A1"), "{e}");
+    }
+    // Both spellings on one product are harmless.
+    parse(&format!(
+        "{MINIMAL}\n[[products]]\nsku = \"A1\"\nname = \"a\"\nprice = 1\nbarcodes = [\"036000291452\", \"0036000291452\"]\n"
+    ))
+    .unwrap();
+}
+
 /// A store name with a line break or a control character made `generate-config` print a file
 /// that is not TOML.
 #[test]

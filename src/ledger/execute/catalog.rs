@@ -2,7 +2,8 @@
 
 use super::Ctx;
 use crate::domain::catalog::{
-    Coupon, CouponKind, MAX_UNIT_PRICE, Product, StockLevel, validate_barcode, validate_sku,
+    Coupon, CouponKind, MAX_UNIT_PRICE, Product, StockLevel, gtin_twin, validate_barcode,
+    validate_sku,
 };
 use crate::domain::event::EventBody;
 use crate::ledger::error::LedgerError;
@@ -142,13 +143,22 @@ impl Ctx<'_, '_> {
         }
         for b in &req.barcodes {
             validate_barcode(b).map_err(|m| LedgerError::invalid("invalid_barcode", m))?;
-            if let Some(owner) = self.pending.product_by_barcode(b)?
-                && owner.sku != sku
-            {
-                return Err(LedgerError::conflict(
-                    "barcode_taken",
-                    format!("barcode {b} belongs to {}", owner.sku),
-                ));
+            // Its other GTIN spelling is the same code (a scan of either finds the product
+            // holding either): another product's, a scan would ring up whichever product
+            // holds the spelling the till's scanner sends.
+            for code in std::iter::once(b.clone()).chain(gtin_twin(b)) {
+                if let Some(owner) = self.pending.product_by_barcode(&code)?
+                    && owner.sku != sku
+                {
+                    return Err(LedgerError::conflict(
+                        "barcode_taken",
+                        if code == *b {
+                            format!("barcode {b} belongs to {}", owner.sku)
+                        } else {
+                            format!("barcode {b} is {code}, which belongs to {}", owner.sku)
+                        },
+                    ));
+                }
             }
         }
         let current = self.pending.product(sku)?;
