@@ -160,7 +160,11 @@ fn main() -> ExitCode {
                 Ok(c) => {
                     println!("{}: OK", file.display());
                     // Not refused: a store runs on such a config, but say so plainly.
-                    for w in c.exposed_secrets() {
+                    for w in c
+                        .exposed_secrets()
+                        .iter()
+                        .chain(&c.devices_sharing_a_port())
+                    {
                         eprintln!("warning: {w}");
                     }
                     ExitCode::SUCCESS

@@ -109,6 +109,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Err(e) = config.check_files() {
         tracing::error!(error = %e, "the uplink cannot connect until this is fixed");
     }
+    for w in config.devices_sharing_a_port() {
+        tracing::warn!("{w}");
+    }
     // Secrets every user on the box can read: said at every start, refused nowhere (the store
     // key aside, which `load_keys` refuses).
     for w in config.exposed_secrets() {

@@ -317,23 +317,47 @@ pub(super) fn to_devices(
 }
 
 /// Whether two transports open the same port: one serial line, HID node, file or printer
-/// address cannot be read or written by two devices. Paths are compared as they resolve when
-/// both exist, so `/dev/ttyUSB0` and its `/dev/serial/by-id/...` link are one port (two
-/// readers of one line each get part of every scan); a path not there now (unplugged) is
-/// compared as written.
+/// address cannot be read or written by two devices. Paths as written: two that resolve to one
+/// port are warned about ([`Config::devices_sharing_a_port`]), not refused.
 fn same_port(a: &Transport, b: &Transport) -> bool {
     let tcp = |t: &Transport| matches!(t, Transport::Tcp { .. });
     match (tcp(a), tcp(b)) {
         // Host names are case-insensitive; paths are not.
         (true, true) => a.target().eq_ignore_ascii_case(&b.target()),
-        (false, false) => {
-            a.target() == b.target()
-                || matches!(
-                    (a.path().map(std::fs::canonicalize), b.path().map(std::fs::canonicalize)),
-                    (Some(Ok(x)), Some(Ok(y))) if x == y
-                )
-        }
+        (false, false) => a.target() == b.target(),
         _ => false,
+    }
+}
+
+impl super::Config {
+    /// Devices whose paths, as they resolve now, are one port — `/dev/ttyUSB0` and a
+    /// `/dev/serial/by-id/...` link to it: each would read part of every scan. One sentence
+    /// each, for `check-config` and the start's log. Not refused: USB ports are numbered anew
+    /// at a boot, and a by-id link that now points at another device's `ttyUSBn` must not keep
+    /// the whole till from starting.
+    pub fn devices_sharing_a_port(&self) -> Vec<String> {
+        let resolved: Vec<(&DeviceConfig, std::path::PathBuf)> = self
+            .devices
+            .iter()
+            .filter_map(|d| Some((d, std::fs::canonicalize(d.transport.path()?).ok()?)))
+            .collect();
+        let mut out = Vec::new();
+        for (i, (a, pa)) in resolved.iter().enumerate() {
+            for (b, pb) in &resolved[i + 1..] {
+                if pa == pb {
+                    out.push(format!(
+                        "devices {} ({}) and {} ({}) are one port, {}: each reads part of every \
+                         scan; name each device by its own /dev/serial/by-id/ link",
+                        a.id,
+                        a.transport.target(),
+                        b.id,
+                        b.transport.target(),
+                        pa.display()
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 
