@@ -57,20 +57,6 @@ pub struct Scan {
     pub symbology: Symbology,
 }
 
-/// GS1 check digit over all digits but the last (weights 3,1 from the right).
-fn gs1_check_ok(digits: &[u8]) -> bool {
-    let Some((&check, body)) = digits.split_last() else {
-        return false;
-    };
-    let sum: u32 = body
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, d)| u32::from(d - b'0') * if i % 2 == 0 { 3 } else { 1 })
-        .sum();
-    (10 - sum % 10) % 10 == u32::from(check - b'0')
-}
-
 /// Trims the line end and rejects what no scanner or reader should send: longer than `max`,
 /// control or non-ASCII bytes.
 fn printable(raw: &[u8], max: usize) -> Result<&str, Rejected> {
@@ -102,7 +88,7 @@ pub fn classify_scan(raw: &[u8]) -> Result<Scan, Rejected> {
     } else {
         Symbology::Other
     };
-    if symbology != Symbology::Other && !gs1_check_ok(bytes) {
+    if symbology != Symbology::Other && !crate::domain::catalog::gs1_check_ok(bytes) {
         return Err(Rejected::CheckDigit);
     }
     Ok(Scan {

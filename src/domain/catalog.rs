@@ -268,11 +268,31 @@ pub fn validate_barcode(code: &str) -> Result<(), String> {
     }
 }
 
+/// Whether the last of `digits` (ASCII digits only) is their GS1 check digit (weights 3,1
+/// from the right over the others): EAN-13, EAN-8, UPC-A.
+pub fn gs1_check_ok(digits: &[u8]) -> bool {
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let Some((&check, body)) = digits.split_last() else {
+        return false;
+    };
+    let sum: u32 = body
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| u32::from(d - b'0') * if i % 2 == 0 { 3 } else { 1 })
+        .sum();
+    (10 - sum % 10) % 10 == u32::from(check - b'0')
+}
+
 /// The same GTIN in its other usual spelling: a UPC-A's 12 digits as the EAN-13 with a leading
 /// `0`, and such an EAN-13 as the UPC-A. Scanners are often set to send UPC-A as EAN-13 (or
-/// back), and product files hold either; the check digit is the same in both.
+/// back), and product files hold either; the check digit is the same in both. Only a code
+/// whose check digit is right has a twin: a store's own 12-digit code that is no GTIN is not
+/// the 13-digit code with a `0` in front.
 pub fn gtin_twin(code: &str) -> Option<String> {
-    if !code.bytes().all(|b| b.is_ascii_digit()) {
+    if !gs1_check_ok(code.as_bytes()) {
         return None;
     }
     match code.len() {
@@ -307,6 +327,9 @@ mod tests {
         assert_eq!(gtin_twin("96385074"), None);
         assert_eq!(gtin_twin("SKU-TEA-001"), None);
         assert_eq!(gtin_twin("03600029145A"), None);
+        // A 12-digit code whose last digit is no check digit is no UPC-A.
+        assert_eq!(gtin_twin("036000291453"), None);
+        assert_eq!(gtin_twin("0036000291453"), None);
     }
 
     #[test]
