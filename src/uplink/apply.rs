@@ -162,7 +162,12 @@ async fn apply_update(ledger: &Ledger, update: HqUpdate) -> Result<Vec<String>, 
             unknown_products, ..
         } = outcome
         {
-            unknown.extend(unknown_products);
+            // A SKU priced in two parts is named once.
+            for sku in unknown_products {
+                if !unknown.contains(&sku) {
+                    unknown.push(sku);
+                }
+            }
         }
     }
     Ok(unknown)
