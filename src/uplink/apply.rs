@@ -154,6 +154,7 @@ const ITEMS_PER_BATCH: usize = 256;
 /// stay applied, and HQ's message delivered again finds their items held at their version.
 async fn apply_update(ledger: &Ledger, update: HqUpdate) -> Result<Vec<String>, LedgerError> {
     let mut unknown = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for part in update.split(ITEMS_PER_BATCH) {
         let outcome = ledger
             .execute(system_actor(), Command::ApplyHq(Box::new(part)))
@@ -164,7 +165,7 @@ async fn apply_update(ledger: &Ledger, update: HqUpdate) -> Result<Vec<String>, 
         {
             // A SKU priced in two parts is named once.
             for sku in unknown_products {
-                if !unknown.contains(&sku) {
+                if seen.insert(sku.clone()) {
                     unknown.push(sku);
                 }
             }
