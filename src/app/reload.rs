@@ -1,6 +1,8 @@
 //! The config file's reload on SIGHUP, and the end of the sessions a changed config no longer
 //! grants (at a reload and at the start).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
@@ -35,11 +37,12 @@ pub(super) async fn reload_on_sighup(
                 )
             }
             Ok(new) => {
-                let (applied, restart) = apply_reload(&state, &current, &new);
+                let products = ProductChanges::between(&state, &current, &new);
+                let (applied, restart) = apply_reload(&state, &current, &new, &products);
                 if !restart.is_empty() {
                     tracing::warn!(sections = ?restart, "config changes that need a restart");
                 }
-                let not_applied = products_not_applied(&state, &current, &new);
+                let not_applied = products.not_applied;
                 if !not_applied.is_empty() {
                     tracing::warn!(
                         skus = ?not_applied,
@@ -93,11 +96,12 @@ pub(super) async fn reload_on_sighup(
 }
 
 /// Puts the reloadable parts of `new` in force; returns what was applied and which changed
-/// sections need a restart.
+/// sections need a restart (`[[products]]` as `products` found).
 fn apply_reload(
     state: &AppState,
     old: &Config,
     new: &Config,
+    products: &ProductChanges,
 ) -> (Vec<&'static str>, Vec<&'static str>) {
     let mut applied = vec!["terminals", "staff", "security"];
     state.directory.set(Directory::from_config(new));
@@ -122,10 +126,7 @@ fn apply_reload(
         ("storage", !same(&old.storage, &new.storage)),
         ("uplink", !same(&old.uplink, &new.uplink)),
         ("devices", !same(&old.devices, &new.devices)),
-        (
-            "products",
-            !products_for_a_restart(state, old, new).is_empty(),
-        ),
+        ("products", products.for_a_restart),
         ("backup", !same(&old.backup, &new.backup)),
         ("insight", !same(&old.insight, &new.insight)),
         (
@@ -140,29 +141,43 @@ fn apply_reload(
     (applied, restart)
 }
 
-/// The SKUs whose `[[products]]` entry was added, changed or removed since the daemon started.
-fn changed_products(old: &Config, new: &Config) -> Vec<String> {
-    let entry = |c: &Config, sku: &str| {
-        c.products
-            .iter()
-            .find(|p| p.product.sku == sku)
-            .map(|p| format!("{p:?}"))
-    };
-    let mut skus: Vec<String> = old
-        .products
-        .iter()
-        .chain(&new.products)
-        .map(|p| p.product.sku.clone())
-        .filter(|sku| entry(old, sku) != entry(new, sku))
-        .collect();
-    skus.sort_unstable();
-    skus.dedup();
-    skus
+/// What a reload finds changed in `[[products]]`, read once: the config only seeds SKUs the
+/// store does not know (the ledger's seeding skips the others), so a changed entry needs a
+/// restart only for a new SKU, and one for a product the store holds is never applied.
+struct ProductChanges {
+    /// An entry added or changed for a SKU the store does not hold: a restart records it.
+    for_a_restart: bool,
+    /// SKUs whose entry was added, changed or removed and which the store already holds.
+    not_applied: Vec<String>,
 }
 
-/// Whether the store holds a product: the config's entry for it is then never recorded (the
-/// ledger's seeding skips SKUs the cache knows). A cache that cannot be read counts as not
-/// holding it, so the change is still named as needing a restart.
+impl ProductChanges {
+    fn between(state: &AppState, old: &Config, new: &Config) -> ProductChanges {
+        let entries = |c: &Config| -> BTreeMap<String, String> {
+            c.products
+                .iter()
+                .map(|p| (p.product.sku.clone(), format!("{p:?}")))
+                .collect()
+        };
+        let (before, after) = (entries(old), entries(new));
+        let mut out = ProductChanges {
+            for_a_restart: false,
+            not_applied: Vec::new(),
+        };
+        let skus: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        for sku in skus.into_iter().filter(|s| before.get(*s) != after.get(*s)) {
+            if store_has(state, sku) {
+                out.not_applied.push(sku.clone());
+            } else if after.contains_key(sku) {
+                out.for_a_restart = true;
+            }
+        }
+        out
+    }
+}
+
+/// Whether the store holds a product. A cache that cannot be read counts as not holding it,
+/// so the change is still named as needing a restart.
 fn store_has(state: &AppState, sku: &str) -> bool {
     match state.cache.product(sku) {
         Ok(p) => p.is_some(),
@@ -171,24 +186,6 @@ fn store_has(state: &AppState, sku: &str) -> bool {
             false
         }
     }
-}
-
-/// Changed `[[products]]` a restart records: new SKUs the store does not know yet.
-fn products_for_a_restart(state: &AppState, old: &Config, new: &Config) -> Vec<String> {
-    changed_products(old, new)
-        .into_iter()
-        .filter(|sku| new.products.iter().any(|p| &p.product.sku == sku))
-        .filter(|sku| !store_has(state, sku))
-        .collect()
-}
-
-/// Changed (or removed) `[[products]]` whose SKU the store already holds: neither the reload
-/// nor a restart applies them, as the config only seeds SKUs the store does not know.
-fn products_not_applied(state: &AppState, old: &Config, new: &Config) -> Vec<String> {
-    changed_products(old, new)
-        .into_iter()
-        .filter(|sku| store_has(state, sku))
-        .collect()
 }
 
 /// Ends the open sessions the current directory no longer grants
