@@ -305,13 +305,7 @@ pub fn gtin_twin(code: &str) -> Option<String> {
 /// A barcode typed at the till as it is stored: surrounding white space removed and full-width
 /// letters and digits (a Chinese input method's full-width mode) made ASCII.
 pub fn typed_barcode(raw: &str) -> String {
-    raw.trim()
-        .chars()
-        .map(|c| match c {
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFF01 + 0x21).unwrap_or(c),
-            _ => c,
-        })
-        .collect()
+    raw.trim().chars().map(super::contact::half_width).collect()
 }
 
 #[cfg(test)]

@@ -44,13 +44,18 @@ pub fn is_invisible(c: char) -> bool {
     )
 }
 
-/// A full-width digit (`０`–`９`, as a Chinese input method types them) as ASCII.
-fn ascii_digit(c: char) -> Option<char> {
+/// A full-width character (`！`–`～`: digits, letters and punctuation as a Chinese input
+/// method's full-width mode types them) as its ASCII twin; any other character as it is.
+pub fn half_width(c: char) -> char {
     match c {
-        '0'..='9' => Some(c),
-        '０'..='９' => char::from_u32(u32::from(c) - u32::from('０') + u32::from('0')),
-        _ => None,
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFF01 + 0x21).unwrap_or(c),
+        _ => c,
     }
+}
+
+/// An ASCII or full-width digit, as ASCII.
+fn ascii_digit(c: char) -> Option<char> {
+    Some(half_width(c)).filter(char::is_ascii_digit)
 }
 
 /// Normalises a mainland-China mobile number to its 11 digits: full-width digits (as a Chinese
@@ -166,12 +171,7 @@ pub fn normalize_card(raw: &str) -> Result<String, FieldError> {
     let card: String = raw
         .chars()
         .filter(|c| !c.is_whitespace() && !is_invisible(*c) && *c != '-' && *c != '－')
-        .map(|c| match c {
-            '０'..='９' | 'Ａ'..='Ｚ' | 'ａ'..='ｚ' => {
-                char::from_u32(u32::from(c) - 0xFF01 + 0x21).unwrap_or(c)
-            }
-            _ => c,
-        })
+        .map(half_width)
         .collect();
     if !(4..=32).contains(&card.len()) || !card.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(err("card_no", "must be 4–32 letters or digits"));
