@@ -10,10 +10,7 @@ use common::*;
 use serde_json::{Value, json};
 
 async fn store_listening(hq: &Hq) {
-    wait_for(15, "online status", || {
-        hq.last_status().is_some_and(|s| s["online"] == json!(true))
-    })
-    .await;
+    hq.wait_online().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 

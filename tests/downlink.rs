@@ -331,9 +331,6 @@ async fn an_item_without_a_version_is_refused_and_reported() {
 /// Waits until the store is online and subscribed (it subscribes when it connects; a message
 /// published before that is not kept for a session that does not exist yet).
 async fn store_listening(hq: &Hq) {
-    wait_for(15, "online status", || {
-        hq.last_status().is_some_and(|s| s["online"] == json!(true))
-    })
-    .await;
+    hq.wait_online().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 }

@@ -35,10 +35,7 @@ async fn a_price_change_does_not_take_back_a_barcode_hq_moved() {
     let t = d.login(CASHIER).await;
     let scan = "/v1/products?barcode=6901234567892";
     until(&d, &t, scan, |s, v| s == 200 && v["sku"] == "TEA").await;
-    wait_for(15, "online status", || {
-        hq.last_status().is_some_and(|s| s["online"] == json!(true))
-    })
-    .await;
+    hq.wait_online().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     hq.publish(
@@ -96,10 +93,7 @@ async fn a_big_catalogue_from_hq_does_not_hold_up_the_till() {
     let hq = Hq::connect(broker.port, "sh-001").await;
     let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
     let t = d.login(CASHIER).await;
-    wait_for(15, "online status", || {
-        hq.last_status().is_some_and(|s| s["online"] == json!(true))
-    })
-    .await;
+    hq.wait_online().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let n = 20_000;
     let items: Vec<Value> = (0..n)
@@ -142,10 +136,7 @@ async fn an_hq_stock_count_is_recorded_as_hq_s() {
     let broker = Broker::start(dir.path());
     let hq = Hq::connect(broker.port, "sh-001").await;
     let _d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
-    wait_for(15, "online status", || {
-        hq.last_status().is_some_and(|s| s["online"] == json!(true))
-    })
-    .await;
+    hq.wait_online().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     hq.publish(
         "storebox/hq/stock",

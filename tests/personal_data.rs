@@ -197,15 +197,12 @@ async fn no_personal_data_in_a_trace_log_or_the_metrics() {
 /// here, and no tag stays), instead of being refused as an invalid item.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hq_s_erasure_applies_whatever_else_its_record_holds() {
-    use common::mqtt::{Broker, Hq, wait_for};
+    use common::mqtt::{Broker, Hq};
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
     let hq = Hq::connect(broker.port, "sh-001").await;
     let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
-    wait_for(15, "online status", || {
-        hq.last_status().is_some_and(|s| s["online"] == json!(true))
-    })
-    .await;
+    hq.wait_online().await;
     let tm = d.login(MANAGER).await;
     let id = d
         .register(&tm, NAME, PHONE, json!({"card_no": CARD, "tags": ["孕妇"]}))

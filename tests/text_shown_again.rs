@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::mqtt::{Broker, Hq, wait_for};
+use common::mqtt::{Broker, Hq};
 use common::{CASHIER, Daemon, MANAGER, cash};
 use serde_json::{Value, json};
 
@@ -166,10 +166,7 @@ async fn a_formula_behind_a_tab_in_hq_text_is_defused() {
     let hq = Hq::connect(broker.port, "sh-001").await;
     let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
     let t = d.login(CASHIER).await;
-    wait_for(15, "online status", || {
-        hq.last_status().is_some_and(|s| s["online"] == json!(true))
-    })
-    .await;
+    hq.wait_online().await;
     let names = [
         (
             "HQ-TAB",
@@ -221,10 +218,7 @@ async fn a_malformed_hq_message_cannot_write_a_line_into_the_log() {
     let broker = Broker::start(dir.path());
     let hq = Hq::connect(broker.port, "sh-001").await;
     let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
-    wait_for(15, "online status", || {
-        hq.last_status().is_some_and(|s| s["online"] == json!(true))
-    })
-    .await;
+    hq.wait_online().await;
     let forged = "2026-12-07T05:00:00.000000Z  INFO storebox::uplink::link: uplink connected";
     hq.publish(
         "storebox/hq/products",

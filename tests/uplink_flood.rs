@@ -19,10 +19,7 @@ async fn a_flood_of_queued_hq_messages_is_applied_and_the_store_keeps_sending() 
     let hq = Hq::connect(broker.port, "sh-001").await;
     let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
     let config = d.config.clone();
-    wait_for(15, "online status", || {
-        hq.last_status().is_some_and(|s| s["online"] == json!(true))
-    })
-    .await;
+    hq.wait_online().await;
     // The store's session (and its subscriptions) stays at the broker while it is off.
     d.terminate();
     let n = 2_000;

@@ -317,6 +317,15 @@ impl Hq {
             .map(|r| r.payload.clone())
     }
 
+    /// Waits (up to 15 s) for the store's retained status to say it is online.
+    pub async fn wait_online(&self) {
+        wait_for(15, "online status", || {
+            self.last_status()
+                .is_some_and(|s| s["online"] == serde_json::json!(true))
+        })
+        .await;
+    }
+
     /// Publishes an HQ message (QoS 1).
     pub async fn publish(&self, topic: &str, payload: Value) {
         self.client
