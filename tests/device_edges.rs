@@ -36,20 +36,61 @@ suffix = "cr"
     )
 }
 
+/// A store with a scanner and a card reader on pseudo-terminals ([`inputs_config`]), the
+/// device `ready` open, and the cashier's event stream.
+struct Inputs {
+    _dir: tempfile::TempDir,
+    d: Daemon,
+    t: String,
+    scanner: Pty,
+    reader: Pty,
+    events: Events,
+}
+
+async fn inputs(ready: &str) -> Inputs {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, scanner) = (Pty::open(), Pty::open());
+    point(&dir.path().join("reader"), &reader.slave);
+    point(&dir.path().join("scanner"), &scanner.slave);
+    let d = Daemon::start_in(dir.path(), &inputs_config(dir.path()));
+    let t = d.login(CASHIER).await;
+    wait_state(&d, &t, ready, "ready").await;
+    let events = Events::open(&d.client, &d.base, &t).await;
+    Inputs {
+        _dir: dir,
+        d,
+        t,
+        scanner,
+        reader,
+        events,
+    }
+}
+
+/// `n` events of `kind` reached the terminal, and `device` counts `n` handled, none rejected.
+async fn all_read(d: &Daemon, t: &str, events: &Events, kind: &str, device: &str, n: u64) {
+    assert_eq!(events.of(kind).len() as u64, n, "{:?}", events.all());
+    let st = device_state(d, t, device).await;
+    assert_eq!(
+        (st["handled"].as_u64(), st["rejected"].as_u64()),
+        (Some(n), Some(0)),
+        "{st}"
+    );
+}
+
 /// A bank-style member card's track 1 is up to 79 characters (ISO 7813: PAN, a 26-character
 /// name field, expiry, service code, discretionary data); USB magstripe readers send it with
 /// track 2 on one line. The swipe must find the member, not be rejected as "too long".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_magstripe_track_finds_the_member() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut reader = Pty::open();
-    let scanner = Pty::open();
-    point(&dir.path().join("reader"), &reader.slave);
-    point(&dir.path().join("scanner"), &scanner.slave);
-    let d = Daemon::start_in(dir.path(), &inputs_config(dir.path()));
-    let t = d.login(CASHIER).await;
-    wait_state(&d, &t, "reader-1", "ready").await;
-    let events = Events::open(&d.client, &d.base, &t).await;
+    // Every field bound: the directory and the other port live as long as the test.
+    let Inputs {
+        _dir,
+        d,
+        t,
+        scanner: _scanner,
+        mut reader,
+        events,
+    } = inputs("reader-1").await;
     let m = d
         .register(
             &t,
@@ -69,69 +110,46 @@ async fn a_full_magstripe_track_finds_the_member() {
 
     reader.send(format!("{track1}{track2}\r").as_bytes());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let cards = events.of("card").len();
-    assert_eq!(cards, 2, "{:?}", events.all());
-    let st = device_state(&d, &t, "reader-1").await;
-    assert_eq!(
-        (st["handled"].as_u64(), st["rejected"].as_u64()),
-        (Some(2), Some(0)),
-        "{st}"
-    );
+    all_read(&d, &t, &events, "card", "reader-1", 2).await;
 }
 
 /// Many scanners end a code with CR LF. With the default `suffix = "cr"` the LF after each CR
 /// is not a read cut short: good scans must not be counted as rejected input.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_feed_after_the_suffix_is_not_counted_as_garbage() {
-    let dir = tempfile::tempdir().unwrap();
-    let reader = Pty::open();
-    let mut scanner = Pty::open();
-    point(&dir.path().join("reader"), &reader.slave);
-    point(&dir.path().join("scanner"), &scanner.slave);
-    let d = Daemon::start_in(dir.path(), &inputs_config(dir.path()));
-    let t = d.login(CASHIER).await;
-    wait_state(&d, &t, "scanner-1", "ready").await;
-    let events = Events::open(&d.client, &d.base, &t).await;
+    let Inputs {
+        _dir,
+        d,
+        t,
+        mut scanner,
+        reader: _reader,
+        events,
+    } = inputs("scanner-1").await;
     for _ in 0..3 {
         scanner.send(b"6901234567892\r\n");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let scans = events.of("scan").len();
-    assert_eq!(scans, 3, "{:?}", events.all());
-    let st = device_state(&d, &t, "scanner-1").await;
-    assert_eq!(
-        (st["handled"].as_u64(), st["rejected"].as_u64()),
-        (Some(3), Some(0)),
-        "{st}"
-    );
+    all_read(&d, &t, &events, "scan", "scanner-1", 3).await;
 }
 
 /// A scanner set to end its codes with LF alone (another model swapped in) on a port
 /// configured `cr`: every scan sat unfinished until the 300 ms gap dropped it as garbage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scanner_ending_its_codes_with_a_line_feed_is_read_on_a_cr_port() {
-    let dir = tempfile::tempdir().unwrap();
-    let reader = Pty::open();
-    let mut scanner = Pty::open();
-    point(&dir.path().join("reader"), &reader.slave);
-    point(&dir.path().join("scanner"), &scanner.slave);
-    let d = Daemon::start_in(dir.path(), &inputs_config(dir.path()));
-    let t = d.login(CASHIER).await;
-    wait_state(&d, &t, "scanner-1", "ready").await;
-    let events = Events::open(&d.client, &d.base, &t).await;
+    let Inputs {
+        _dir,
+        d,
+        t,
+        mut scanner,
+        reader: _reader,
+        events,
+    } = inputs("scanner-1").await;
     scanner.send(b"6901234567892\n");
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Two codes in one read, one ended by LF, the next by CR LF.
     scanner.send(b"6901234567892\n6901234567892\r\n");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let scans = events.of("scan").len();
-    assert_eq!(scans, 3, "{:?}", events.all());
-    let st = device_state(&d, &t, "scanner-1").await;
-    assert_eq!(
-        (st["handled"].as_u64(), st["rejected"].as_u64()),
-        (Some(3), Some(0)),
-        "{st}"
-    );
+    all_read(&d, &t, &events, "scan", "scanner-1", 3).await;
 }
 
 /// A receipt went out but the journal could not record it (here: another process holds the
