@@ -20,15 +20,10 @@ use serde_json::json;
 async fn a_lock_set_by_a_clock_that_ran_ahead_lasts_the_lockout_time_not_the_clock_step() {
     let Some(lib) = libfaketime() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("storebox.toml");
-    std::fs::write(
-        &config,
-        common::config_text(
-            &dir.path().join("data"),
-            "[security]\nmax_pin_failures = 3\nlockout_seconds = 60\n",
-        ),
-    )
-    .unwrap();
+    let config = common::write_config(
+        dir.path(),
+        "[security]\nmax_pin_failures = 3\nlockout_seconds = 60\n",
+    );
     let d = start_faked(dir.path(), &config, lib, ("FAKETIME", "+1d"), &[]);
     for _ in 0..3 {
         let (s, v, _) = login_status(&d, TERMINAL_TOKEN, CASHIER.0, "0000").await;
@@ -86,8 +81,7 @@ async fn a_drawer_opening_queued_by_a_clock_that_ran_ahead_does_not_open_the_dra
 async fn uptime_does_not_jump_with_the_wall_clock() {
     let Some(lib) = libfaketime() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("storebox.toml");
-    std::fs::write(&config, common::config_text(&dir.path().join("data"), "")).unwrap();
+    let config = common::write_config(dir.path(), "");
     let offset = dir.path().join("faketime");
     std::fs::write(&offset, "+0\n").unwrap();
     let clock = ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap());

@@ -16,15 +16,7 @@ use serde_json::json;
 async fn refunding_a_sale_whose_points_lapsed_unused_keeps_no_money_for_them() {
     let Some(lib) = libfaketime() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("storebox.toml");
-    std::fs::write(
-        &config,
-        common::config_text(
-            &dir.path().join("data"),
-            "[membership]\npoints_expiry_months = 3\n",
-        ),
-    )
-    .unwrap();
+    let config = common::write_config(dir.path(), "[membership]\npoints_expiry_months = 3\n");
     let tea = |qty: u32| json!([{"sku": "TEA", "qty": qty}]);
 
     let d = start_faked(

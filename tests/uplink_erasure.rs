@@ -226,8 +226,7 @@ async fn the_outbox_age_counts_after_the_clock_is_set_back() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("storebox.toml");
-    std::fs::write(&config, common::config_text(&dir.path().join("data"), "")).unwrap();
+    let config = common::write_config(dir.path(), "");
     let offset = dir.path().join("faketime");
     std::fs::write(&offset, "+1d\n").unwrap();
     let clock = ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap());

@@ -36,8 +36,7 @@ async fn a_dropped_report_keeps_its_turn_until_its_read_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_of_every_member_takes_a_reports_turn() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("storebox.toml");
-    std::fs::write(&config, common::config_text(&dir.path().join("data"), "")).unwrap();
+    let config = common::write_config(dir.path(), "");
     let csv = dir.path().join("members.csv");
     // Members are added until a scan of them all takes long enough to be dropped half way
     // (how many depends on the machine).

@@ -32,6 +32,14 @@ pub fn storebox(args: &[&str]) -> std::process::Output {
         .expect("running storebox")
 }
 
+/// Writes `dir/storebox.toml`: the test store's config ([`config_text`], data under
+/// `dir/data`) with `extra`. Returns its path.
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let config = dir.join("storebox.toml");
+    std::fs::write(&config, config_text(&dir.join("data"), extra)).unwrap();
+    config
+}
+
 /// Runs `storebox members import` of `csv` for the store of `config`, which must succeed.
 pub fn import_members(config: &Path, csv: &Path) {
     let out = storebox(&[
@@ -159,9 +167,7 @@ pub struct Daemon {
 impl Daemon {
     /// Writes a config into `dir` (data under `dir/data`) and starts the daemon.
     pub fn start_in(dir: &Path, extra: &str) -> Daemon {
-        let config = dir.join("storebox.toml");
-        std::fs::write(&config, config_text(&dir.join("data"), extra)).unwrap();
-        Daemon::start_with(dir, &config)
+        Daemon::start_with(dir, &write_config(dir, extra))
     }
 
     /// Starts the daemon with an existing config file.
