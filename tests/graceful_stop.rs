@@ -227,8 +227,7 @@ fn a_stop_during_the_cache_rebuild_at_start_up_is_not_held_up_by_it() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let config = dir.path().join("storebox.toml");
-    std::fs::write(&config, common::config_text(&data, "")).unwrap();
+    let config = common::write_config(dir.path(), "");
     // A journal of some thousands of events (an import is the quickest way to one).
     let mut csv = String::from("name,phone\n");
     for i in 0..6_000 {
@@ -236,14 +235,7 @@ fn a_stop_during_the_cache_rebuild_at_start_up_is_not_held_up_by_it() {
     }
     let file = dir.path().join("members.csv");
     std::fs::write(&file, csv).unwrap();
-    let out = common::storebox(&[
-        "members",
-        "import",
-        "--config",
-        config.to_str().unwrap(),
-        file.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    common::import_members(&config, &file);
     // The cache is lost: the next start replays the whole journal into a new one.
     for entry in std::fs::read_dir(&data).unwrap() {
         let path = entry.unwrap().path();
