@@ -23,7 +23,7 @@ async fn read(
     Path(code): Path<String>,
 ) -> ApiResult<Json<Coupon>> {
     staff.allow(Action::CouponRead)?;
-    let code = code.trim().to_ascii_uppercase();
+    let code = crate::domain::catalog::typed_coupon_code(&code);
     let c = state
         .cache
         .coupon(&code)?

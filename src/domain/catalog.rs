@@ -308,6 +308,17 @@ pub fn typed_barcode(raw: &str) -> String {
     raw.trim().chars().map(super::contact::half_width).collect()
 }
 
+/// A coupon code typed or scanned at the till (or by a manager issuing one) as it is stored:
+/// white space and invisible characters dropped wherever they are (a code has none), full-width
+/// letters, digits and `－` (a Chinese input method's full-width mode) made ASCII, letters
+/// upper-cased.
+pub fn typed_coupon_code(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| !c.is_whitespace() && !super::contact::is_invisible(*c))
+        .map(|c| super::contact::half_width(c).to_ascii_uppercase())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::StockLevel;
@@ -335,6 +346,14 @@ mod tests {
         );
         assert_eq!(typed_barcode("ＳＫＵ１"), "SKU1");
         assert_eq!(typed_barcode("6901234567892"), "6901234567892");
+    }
+
+    #[test]
+    fn typed_coupon_codes_lose_case_spaces_and_full_width() {
+        use super::typed_coupon_code;
+        assert_eq!(typed_coupon_code(" ｍｊ１００－２０\u{3000}"), "MJ100-20");
+        assert_eq!(typed_coupon_code("wl-1a2b 3c4d5e\u{200B}"), "WL-1A2B3C4D5E");
+        assert_eq!(typed_coupon_code("MJ100-20"), "MJ100-20");
     }
 
     fn level(on_hand: i64, safety_stock: i64) -> StockLevel {

@@ -340,9 +340,14 @@ pub fn price(input: &PricingInput<'_>) -> Result<Quote, PricingError> {
 
     // Step 3: coupons, in the order given.
     let mut coupons = Vec::with_capacity(input.coupons.len());
-    for coupon in input.coupons {
+    for (i, coupon) in input.coupons.iter().enumerate() {
         let before: Money = lines.iter().map(|l| l.coupon_discount).sum();
-        apply_coupon(coupon, &mut lines)?;
+        // Units the coupons before it gave free, if it gives a unit free too.
+        let given = input.coupons[..i]
+            .iter()
+            .filter(|c| c.kind == coupon.kind)
+            .count();
+        apply_coupon(coupon, given, &mut lines)?;
         let after: Money = lines.iter().map(|l| l.coupon_discount).sum();
         coupons.push(AppliedCoupon {
             code: coupon.code.clone(),
@@ -493,7 +498,13 @@ fn check_coupons(input: &PricingInput<'_>) -> Result<(), PricingError> {
     Ok(())
 }
 
-fn apply_coupon(coupon: &Coupon, lines: &mut [PricedLine]) -> Result<(), PricingError> {
+/// Applies `coupon` to the lines; for a free item, `given` earlier coupons of the sale each
+/// gave one unit of the same product free already.
+fn apply_coupon(
+    coupon: &Coupon,
+    given: usize,
+    lines: &mut [PricedLine],
+) -> Result<(), PricingError> {
     match &coupon.kind {
         CouponKind::AmountOff { threshold, amount } => {
             let base: Money = lines.iter().map(|l| l.amount).sum();
@@ -524,13 +535,17 @@ fn apply_coupon(coupon: &Coupon, lines: &mut [PricedLine]) -> Result<(), Pricing
             }
         }
         CouponKind::FreeItem { sku } => {
-            let Some(line) = lines.iter_mut().find(|l| &l.sku == sku) else {
+            // The units not given free yet: a coupon without one left finds none in the cart.
+            let left = |l: &PricedLine| i64::from(l.qty) - i64::try_from(given).unwrap_or(i64::MAX);
+            let Some(line) = lines.iter_mut().find(|l| &l.sku == sku && left(l) > 0) else {
                 return Err(PricingError::CouponItemMissing {
                     code: coupon.code.clone(),
                     sku: sku.clone(),
                 });
             };
-            let one_unit = line.amount / i64::from(line.qty.max(1));
+            // One of those units, at what they cost now (not the line's average, which the
+            // units already given free have lowered).
+            let one_unit = line.amount / left(line);
             add_discount(line, one_unit, Part::Coupon);
         }
     }

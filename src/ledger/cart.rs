@@ -94,7 +94,7 @@ pub fn price_cart(
     }
     let mut coupons = Vec::with_capacity(req.coupon_codes.len());
     for code in &req.coupon_codes {
-        let code = code.trim().to_ascii_uppercase();
+        let code = crate::domain::catalog::typed_coupon_code(code);
         let c = view
             .coupon(&code)?
             .ok_or_else(|| LedgerError::not_found("unknown_coupon", format!("no coupon {code}")))?;

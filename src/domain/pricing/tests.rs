@@ -379,6 +379,30 @@ fn coupon_rules() {
     assert_eq!(quote(&[(&a, 3)], None, &[free], 0).unwrap().total, 10_000);
 }
 
+/// Two stackable "one free" coupons for the same product, on two units, give both units
+/// (each coupon one unit at its price, not half of what the first left).
+#[test]
+fn stacked_free_item_coupons_give_a_unit_each() {
+    let a = product("A", 1_000);
+    let mut free = coupon("F1", CouponKind::FreeItem { sku: "A".into() });
+    free.stackable = true;
+    let mut again = free.clone();
+    again.code = "F2".into();
+    let q = quote(&[(&a, 2)], None, &[free.clone(), again.clone()], 0).unwrap();
+    assert_eq!(q.total, 0);
+    assert_eq!(
+        q.coupons.iter().map(|c| c.discount).collect::<Vec<_>>(),
+        [1_000, 1_000]
+    );
+    let q = quote(&[(&a, 3)], None, &[free.clone(), again.clone()], 0).unwrap();
+    assert_eq!(q.total, 1_000);
+    // More free units than the cart holds: the last coupon has no unit to give.
+    assert!(matches!(
+        quote(&[(&a, 1)], None, &[free, again], 0),
+        Err(PricingError::CouponItemMissing { .. })
+    ));
+}
+
 #[test]
 fn promotions_and_rounding() {
     let mut a = product("A", 1_299);

@@ -210,7 +210,7 @@ impl Ctx<'_, '_> {
     pub(super) fn issue_coupon(&mut self, req: IssueCoupon) -> Result<Outcome, LedgerError> {
         let code = match &req.code {
             Some(c) => {
-                let c = c.trim().to_ascii_uppercase();
+                let c = crate::domain::catalog::typed_coupon_code(c);
                 if !(4..=32).contains(&c.len())
                     || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 {
