@@ -89,20 +89,34 @@ pub fn backup(config: &Config, file: &Path) -> anyhow::Result<(String, bool)> {
 }
 
 /// `storebox restore`.
-pub fn restore(config: &Config, file: &Path, hq_last_seq: u64) -> anyhow::Result<(String, bool)> {
+pub fn restore(
+    config: &Config,
+    file: &Path,
+    hq_last_seq: u64,
+    hq_lost_events: bool,
+) -> anyhow::Result<(String, bool)> {
     let keys = StoreKeys::load(&config.key_path())?;
-    let r = crate::backup::restore(config, &keys, file, hq_last_seq)?;
-    Ok((
-        format!(
-            "restored store {} from the backup of {} into {}: {} members, events up to seq {}; \
-             the next event gets seq {}",
-            r.header.store_id,
-            r.header.created_at,
-            config.storage.dir.display(),
-            r.header.members,
-            r.header.last_seq,
-            r.next_seq
-        ),
-        true,
-    ))
+    let r = crate::backup::restore_with(config, &keys, file, hq_last_seq, hq_lost_events)?;
+    let mut report = format!(
+        "restored store {} from the backup of {} into {}: {} members, events up to seq {}; \
+         the next event gets seq {}",
+        r.header.store_id,
+        r.header.created_at,
+        config.storage.dir.display(),
+        r.header.members,
+        r.header.last_seq,
+        r.next_seq
+    );
+    if hq_last_seq > r.header.last_seq {
+        report.push_str(&format!(
+            "\nwarning: HQ holds events seq {} to {} that this backup lacks: the sales, refunds \
+             and registrations among them are not on this box (a sale of theirs cannot be \
+             refunded or reprinted here), and a terminal retrying one of those sales records it \
+             again (HQ recognises it by its terminal_id and idempotency_key). HQ has been asked \
+             to send its members and master data again.",
+            r.header.last_seq + 1,
+            hq_last_seq
+        ));
+    }
+    Ok((report, true))
 }

@@ -87,9 +87,14 @@ enum Cmd {
         file: PathBuf,
         /// The last seq HQ received from this store (HQ's console shows it); the restored
         /// store numbers its events after it, so no seq is ever used twice. 0 if HQ never
-        /// received anything.
+        /// received anything. Refused below the seq the backup shows the broker acknowledged,
+        /// but with --hq-lost-events.
         #[arg(long)]
         hq_last_seq: u64,
+        /// HQ lacks events the broker had acknowledged (a broker that lost its queue): take an
+        /// --hq-last-seq below the backup's acknowledged position; they are sent again.
+        #[arg(long)]
+        hq_lost_events: bool,
     },
     /// Read a terminal token on standard input and print its SHA-256 for `token_sha256`.
     HashToken,
@@ -193,8 +198,9 @@ fn main() -> ExitCode {
             config,
             file,
             hq_last_seq,
+            hq_lost_events,
         } => offline(&config, |c| {
-            storebox::admin::restore(&c, &file, hq_last_seq)
+            storebox::admin::restore(&c, &file, hq_last_seq, hq_lost_events)
         }),
         Cmd::HashPin { config } => match read_secret() {
             Some(pin) if storebox::config::valid_pin(&pin) => {

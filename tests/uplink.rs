@@ -190,7 +190,9 @@ async fn events_reach_hq_and_hq_data_reaches_the_till() {
     )
     .await;
     wait_for(10, "sync.requested", || {
-        kinds(&hq.events()).contains(&"sync.requested".to_string())
+        hq.events()
+            .iter()
+            .any(|e| e["kind"] == "sync.requested" && e["data"]["reason"] == "hq_command")
     })
     .await;
 }

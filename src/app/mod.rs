@@ -39,11 +39,23 @@ fn system_actor() -> crate::ledger::Actor {
     }
 }
 
-/// Journals a request for all of HQ's master data, which a rebuilt cache has lost (only the
+/// Why HQ must be asked for all of its master data, which only the cache holds, when the cache
+/// was not there as it was left: `new_journal` when the journal begins here too (a new store,
+/// or a box set up again without a restore: HQ also learns that this store's seqs start again
+/// at 1), `cache_rebuilt` when the cache was damaged or is missing beside a journal.
+fn resync_reason(opened: &Opened, journal_was_empty: bool) -> Option<&'static str> {
+    match opened {
+        Opened::Existing => None,
+        Opened::Created if journal_was_empty => Some("new_journal"),
+        Opened::Created | Opened::Rebuilt(_) => Some("cache_rebuilt"),
+    }
+}
+
+/// Journals a request for all of HQ's master data, which a new or rebuilt cache lacks (only the
 /// cache holds it); the uplink sends it.
-async fn request_resync(ledger: &Ledger) -> Result<(), crate::ledger::LedgerError> {
+async fn request_resync(ledger: &Ledger, reason: &str) -> Result<(), crate::ledger::LedgerError> {
     let request = crate::ledger::Command::RequestSync {
-        reason: "cache_rebuilt".into(),
+        reason: reason.into(),
     };
     ledger.execute(system_actor(), request).await.map(|_| ())
 }
@@ -163,6 +175,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Opened::Rebuilt(aside) = &opened {
         tracing::warn!(moved_to = %aside.display(), "cache rebuilt from the journal; HQ data returns with the next sync");
     }
+    let resync = resync_reason(&opened, journal.last_seq() == 0);
+    if opened == Opened::Created {
+        cache.mark_unfilled().context("marking the new cache")?;
+        if resync == Some("cache_rebuilt") {
+            tracing::warn!(
+                "no cache beside the journal: rebuilt from it; HQ is asked for its data"
+            );
+        }
+    }
     let settings = Arc::new(StoreSettings::from_config(&config));
     if let Some((version, rules)) = cache.rules().context("reading HQ's rules")? {
         tracing::info!(
@@ -214,8 +235,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let addr = tcp.local_addr().context("reading the bound address")?;
     let started_at = chrono::Utc::now();
     let started_mono = std::time::Instant::now();
-    if let Opened::Rebuilt(_) = opened {
-        match request_resync(&ledger).await {
+    if let Some(reason) = resync {
+        if reason == "new_journal" {
+            tracing::warn!(
+                store = %config.store.id,
+                "began a new journal (seq 1); HQ is asked for its data and told the numbering starts again"
+            );
+        }
+        match request_resync(&ledger, reason).await {
             Ok(()) => cache.rebuild_done(),
             Err(e) => tracing::error!(
                 error = %e,

@@ -34,8 +34,9 @@ pub struct OfflineStore {
 impl OfflineStore {
     /// Opens the store of `config`; fails if the daemon runs on it. A cache that had to be
     /// rebuilt (an earlier import stopped before its index entries were written, or a damaged
-    /// file) lost HQ's master data, which only the cache holds: as the daemon does, HQ is
-    /// asked for all of it (a journaled request, sent when the daemon next runs).
+    /// or missing file) lost HQ's master data, which only the cache holds, and a new store's
+    /// has none yet: as the daemon does, HQ is asked for all of it (a journaled request, sent
+    /// when the daemon next runs).
     pub async fn open(config: &Config) -> anyhow::Result<OfflineStore> {
         let dir = &config.storage.dir;
         let lock = lock_data_dir(dir)
@@ -78,6 +79,10 @@ impl OfflineStore {
         // are written sorted when the store closes (`cache::bulk`).
         writer.set_offline(config.storage.cache_capacity_mb.max(OFFLINE_PAGE_CACHE_MB))?;
         writer.begin_bulk()?;
+        let resync = super::resync_reason(&opened, journal.last_seq() == 0);
+        if opened == Opened::Created {
+            cache.mark_unfilled().context("marking the new cache")?;
+        }
         let settings = Arc::new(StoreSettings::from_config(config));
         if let Some((_, rules)) = cache.rules()? {
             settings.set_rules(rules);
@@ -89,11 +94,13 @@ impl OfflineStore {
             &config.products,
             config.storage.idempotency_days,
         )?;
-        if let Opened::Rebuilt(aside) = opened {
+        if let Opened::Rebuilt(aside) = &opened {
             tracing::warn!(aside = %aside.display(), "the cache was rebuilt from the journal");
-            request_resync(&ledger)
+        }
+        if let Some(reason) = resync {
+            request_resync(&ledger, reason)
                 .await
-                .context("asking HQ for a resync after the cache was rebuilt")?;
+                .context("asking HQ for its data for a new or rebuilt cache")?;
             cache.rebuild_done();
         }
         Ok(OfflineStore {

@@ -16,7 +16,9 @@
 //! **Restoring.** Into an empty data directory (only the key file and `storebox init`'s
 //! `new-store` mark may be there), with the same key. A restored store must never reuse a
 //! `seq` HQ already has from the lost box: the operator gives HQ's last `seq`
-//! (`--hq-last-seq`), and when HQ is ahead of the backup the store records `journal.restored` right after HQ's last one and carries on from there.
+//! (`--hq-last-seq`, refused below what the backup shows the broker acknowledged), and when HQ
+//! is ahead of the backup the store records `journal.restored` right after HQ's last one and
+//! carries on from there.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -339,12 +341,26 @@ pub struct Restored {
 }
 
 /// Restores `file` into the config's (empty) data directory. `hq_last_seq` is the last `seq`
-/// HQ received from this store (see the module notes).
+/// HQ received from this store (see the module notes); below what the backup shows the broker
+/// acknowledged it is refused (see [`restore_with`]).
 pub fn restore(
     config: &Config,
     keys: &StoreKeys,
     file: &Path,
     hq_last_seq: u64,
+) -> anyhow::Result<Restored> {
+    restore_with(config, keys, file, hq_last_seq, false)
+}
+
+/// [`restore`]; with `hq_lost_events`, an `hq_last_seq` below the backup's acknowledged
+/// position is taken: the broker acknowledged events HQ never got (a broker that lost its
+/// queue), and the restored store sends them again from `hq_last_seq`.
+pub fn restore_with(
+    config: &Config,
+    keys: &StoreKeys,
+    file: &Path,
+    hq_last_seq: u64,
+    hq_lost_events: bool,
 ) -> anyhow::Result<Restored> {
     // The journal keeps a seq as SQLite's signed 64-bit integer, and the restore's own event
     // takes the one after HQ's.
@@ -381,6 +397,21 @@ pub fn restore(
             "the backup is of store {}, but the config is for store {}",
             header.store_id,
             config.store.id
+        );
+    }
+    // The broker had acknowledged up to `acked_seq` when the backup was taken: HQ's last seq
+    // cannot be lower. A lower number (a typo, another store's, 0) would have the restored
+    // store number its events with seqs HQ already holds for other events.
+    if hq_last_seq < header.acked_seq && !hq_lost_events {
+        bail!(
+            "--hq-last-seq {hq_last_seq} is below seq {}, which the broker had already \
+             acknowledged from store {} when this backup was taken: it cannot be HQ's last seq \
+             for this store unless the broker lost events it had taken. Read the number again \
+             on HQ's console (once HQ has taken in everything the broker holds for the store) \
+             and run the restore again; if HQ really lacks those events, add --hq-lost-events \
+             and the restored store sends them again",
+            header.acked_seq,
+            header.store_id
         );
     }
     private_file(&dir.join(RESTORING))?.sync_all()?;

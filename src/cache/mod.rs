@@ -179,7 +179,9 @@ impl Cache {
         let marker = db::damage_marker(&path);
         let checked = if marker.exists() {
             Err(CacheError::Corrupt(
-                "a read or write found it damaged while in use".into(),
+                "a read or write found it damaged while in use, or the start that made it \
+                 stopped before HQ was asked for its data"
+                    .into(),
             ))
         } else {
             db::open_checked(&path, share_kib, &key)
@@ -251,8 +253,17 @@ impl Cache {
         self.read(applied_seq)
     }
 
-    /// A rebuilt cache ([`Opened::Rebuilt`]) has the journal replayed into it and HQ has been
-    /// asked for its data: the marker that makes the next start rebuild it goes.
+    /// A new cache ([`Opened::Created`]) holds none of HQ's data: marked as a rebuilt one is,
+    /// so that a start stopped before HQ was asked for it (during the journal's replay) makes
+    /// the next start rebuild it and ask, until [`Cache::rebuild_done`].
+    pub fn mark_unfilled(&self) -> Result<(), CacheError> {
+        std::fs::write(db::damage_marker(&self.inner.path), b"")?;
+        Ok(())
+    }
+
+    /// A new or rebuilt cache ([`Opened::Created`], [`Opened::Rebuilt`]) has the journal
+    /// replayed into it and HQ has been asked for its data: the marker that makes the next
+    /// start rebuild it goes.
     pub fn rebuild_done(&self) {
         let marker = db::damage_marker(&self.inner.path);
         if let Err(e) = std::fs::remove_file(&marker)

@@ -72,6 +72,9 @@ pub struct Refund {
     pub payments: Vec<Payment>,
     /// The member after the refund.
     pub member: Option<MemberAfter>,
+    /// The terminal's `Idempotency-Key`, if it sent one (see the sale's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// A line the manager wants to refund.
@@ -269,6 +272,7 @@ pub fn compute_refund(
         refund_total,
         payments,
         member: None,
+        idempotency_key: None,
     };
     if let Some(m) = member {
         let mut after = m.clone();

@@ -101,6 +101,11 @@ pub struct Sale {
     pub coupons: Vec<AppliedCoupon>,
     /// The member after the sale.
     pub member: Option<MemberAfter>,
+    /// The terminal's `Idempotency-Key`: with `terminal_id`, what lets HQ recognise a sale a
+    /// terminal sent again to a box that no longer knows the key (replaced, or restored from
+    /// a backup taken before the sale) and that recorded it a second time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 impl Sale {
@@ -237,6 +242,7 @@ pub fn build_sale(
         level: quote.level,
         coupons: quote.coupons,
         member: None,
+        idempotency_key: None,
     };
     if let Some(m) = member {
         let today = ctx.now.date_naive();

@@ -20,6 +20,8 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+mod status;
+
 use super::outbox::{Outbox, publish_packet_size};
 use super::topics::Topics;
 use super::{Parts, alert, system_actor};
@@ -79,6 +81,7 @@ pub(super) async fn run(parts: Parts, shutdown: CancellationToken) {
         parts,
         topics,
         stuck: std::sync::Mutex::new(None),
+        boxes: status::Boxes::new(),
     };
     let cfg = link.parts.config.clone();
     let mut delay = cfg.reconnect_min;
@@ -153,6 +156,8 @@ struct Link {
     /// Since when reads have kept events from going up (see [`READ_RETRY_FOR`]): kept across
     /// reconnections, and ended by the next event read.
     stuck: std::sync::Mutex<Stuck>,
+    /// This box's status and the other boxes seen under its store id.
+    boxes: status::Boxes,
 }
 
 /// Polls the event loop and forwards everything; stops at the first error.
@@ -288,6 +293,7 @@ impl Link {
                                 tracing::error!(error = %e, "cannot subscribe");
                             }
                         }
+                        self.watch_status(&client);
                         outbox.restart();
                         ahead.clear();
                         status_stale = self.publish_status(&client, &mut outbox).await;
@@ -304,6 +310,9 @@ impl Link {
                             // Caught up: HQ sees the backlog gone now, not a status interval on.
                             status_stale = self.publish_status(&client, &mut outbox).await;
                         }
+                    }
+                    Some(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == self.topics.status() => {
+                        self.status_seen(&client, &p).await;
                     }
                     Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
                         if !down_waiting.is_empty() {
@@ -358,41 +367,6 @@ impl Link {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot store the outbox position (events may be sent twice)");
                 persisted
-            }
-        }
-    }
-
-    /// Publishes the retained status message; returns whether it announced a backlog (and must
-    /// be published again once the backlog is gone: HQ would see it for a status interval).
-    async fn publish_status(&self, client: &AsyncClient, outbox: &mut Outbox) -> bool {
-        let last = *self.seq.borrow();
-        let view = super::view(
-            &self.parts.status,
-            last,
-            &self.parts.journal,
-            &self.parts.ledger.settings,
-        )
-        .await;
-        let payload = json!({
-            "online": true,
-            "version": env!("CARGO_PKG_VERSION"),
-            "started_at": self.parts.ledger.settings.local(self.parts.started_at),
-            "backlog": view.backlog,
-            "oldest_unsent_at": view.oldest_unsent_at,
-        });
-        match client.try_publish(
-            self.topics.status(),
-            QoS::AtLeastOnce,
-            true,
-            payload.to_string(),
-        ) {
-            Ok(()) => {
-                outbox.submitted_status();
-                view.backlog > 0
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot publish the status");
-                true
             }
         }
     }

@@ -187,6 +187,7 @@ mod tests {
                 total_spend: 406_054,
                 upgraded_to: None,
             }),
+            idempotency_key: None,
         }
     }
 

@@ -70,6 +70,7 @@ pub(crate) fn sale() -> Sale {
             total_spend: 412_345,
             upgraded_to: None,
         }),
+        idempotency_key: None,
     }
 }
 

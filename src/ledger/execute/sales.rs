@@ -31,7 +31,7 @@ impl Ctx<'_, '_> {
             stock_before,
         } = price_cart(&*self.pending, &req, self.settings, self.rules, self.now)?;
         let (paid, change) = settle(quote.total, &req.payments)?;
-        let sale = build_sale(
+        let mut sale = build_sale(
             SaleContext {
                 id: crate::ids::new_v7().to_string(),
                 seq: self.next_seq,
@@ -47,6 +47,7 @@ impl Ctx<'_, '_> {
             member.as_ref(),
             self.rules,
         );
+        sale.idempotency_key = Some(idem.key.clone());
         let (sale_seq, json) = self.emit_data(EventBody::SaleRecorded(Box::new(sale.clone())))?;
         debug_assert_eq!(sale_seq, sale.seq);
         for c in &sale.coupons {
@@ -171,7 +172,7 @@ impl Ctx<'_, '_> {
             None => None,
         };
         let level_before = member.as_ref().and_then(|m| held_level(m, self.rules));
-        let refund = compute_refund(
+        let mut refund = compute_refund(
             RefundContext {
                 id: crate::ids::new_v7().to_string(),
                 seq: self.next_seq,
@@ -188,6 +189,7 @@ impl Ctx<'_, '_> {
             member.as_ref(),
             self.rules,
         )?;
+        refund.idempotency_key = idem.as_ref().map(|i| i.key.clone());
         let seq = self.emit(EventBody::SaleRefunded(Box::new(refund.clone())))?;
         if let (Some(m), Some(after)) = (&member, &refund.member)
             && after.level.as_ref().map(|l| &l.code) != level_before.as_ref().map(|l| &l.code)
