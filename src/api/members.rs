@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, ApiResult, AppState, Can, Json, Path, Query, Staff, gate, idempotency_key};
 use crate::domain::access::Action;
 use crate::domain::contact::{
-    mask_phone, name_search_key, normalize_card, normalize_phone, normalize_tail,
+    mask_phone, name_search_key, name_search_len, normalize_card, normalize_phone, normalize_tail,
 };
 use crate::domain::member::{Consent, Gender, LevelRef, Member};
 use crate::domain::money::Money;
@@ -245,8 +245,9 @@ async fn lookup(
             .map_err(|e| ApiError::bad_request("invalid_phone_tail", e.to_string()))?;
         cache.members_by_tail(&tail, LOOKUP_LIMIT + 1)?
     } else {
-        let name = name_search_key(q.q.as_deref().unwrap_or_default());
-        if name.is_empty() || name.chars().count() > 50 {
+        let typed = q.q.as_deref().unwrap_or_default();
+        let name = name_search_key(typed);
+        if name.is_empty() || name_search_len(typed) > 50 {
             return Err(ApiError::bad_request(
                 "invalid_query",
                 "q must be a name of 1–50 characters",

@@ -228,7 +228,7 @@ async fn products(
     let turn = turn(&state).await?;
     let days = (to - from).num_days() + 1;
     let (f, _turn) = facts(&state, turn, from, to).await?;
-    let levels = state.cache.stock_levels(100_000)?;
+    let levels = state.cache.stock_levels("", 100_000)?;
     let catalog: Vec<String> = levels.iter().map(|l| l.sku.clone()).collect();
     let on_hand_of: std::collections::HashMap<&str, i64> =
         levels.iter().map(|l| (l.sku.as_str(), l.on_hand)).collect();
@@ -434,9 +434,11 @@ async fn stock(
     Can(_staff, _): Can<gate::ReportsRead>,
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
-    let low = state
-        .cache
-        .stock_below_safety(q.limit.unwrap_or(1000).clamp(1, 10_000))?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let mut low = state.cache.stock_below_safety("", limit + 1)?;
+    // More products below their safety stock than the limit: said, not left out silently.
+    let truncated = low.len() > limit;
+    low.truncate(limit);
     if q.csv()? {
         let rows: Vec<Vec<String>> = low
             .iter()
@@ -454,5 +456,5 @@ async fn stock(
             &rows,
         ));
     }
-    Ok(Json(serde_json::json!({ "low_stock": low })).into_response())
+    Ok(Json(serde_json::json!({ "low_stock": low, "truncated": truncated })).into_response())
 }

@@ -70,11 +70,16 @@ async fn read(
 struct ListQuery {
     #[serde(default)]
     below_safety: bool,
+    /// Continue after this SKU (from `next_after`).
+    #[serde(default)]
+    after: String,
 }
 
 #[derive(Serialize)]
 struct Levels {
     stock: Vec<LevelView>,
+    /// Pass as `after` to get the next page; `null` on the last page.
+    next_after: Option<String>,
 }
 
 async fn list(
@@ -86,15 +91,20 @@ async fn list(
     let cache = state.cache.clone();
     let levels = tokio::task::spawn_blocking(move || {
         if q.below_safety {
-            cache.stock_below_safety(LIST_LIMIT)
+            cache.stock_below_safety(&q.after, LIST_LIMIT)
         } else {
-            cache.stock_levels(LIST_LIMIT)
+            cache.stock_levels(&q.after, LIST_LIMIT)
         }
     })
     .await
     .map_err(ApiError::internal)??;
+    // A store with more products than a page: the rest is a page away, not left out.
+    let next_after = (levels.len() == LIST_LIMIT)
+        .then(|| levels.last().map(|l| l.sku.clone()))
+        .flatten();
     Ok(Json(Levels {
         stock: levels.into_iter().map(LevelView::from).collect(),
+        next_after,
     }))
 }
 
@@ -143,13 +153,21 @@ async fn movement(
 #[serde(deny_unknown_fields)]
 struct MovementsQuery {
     date: Option<NaiveDate>,
+    /// Continue after this `seq` (from `next_after_seq`).
+    #[serde(default)]
+    after_seq: u64,
 }
 
 #[derive(Serialize)]
 struct Movements {
     date: NaiveDate,
     movements: Vec<Value>,
+    /// Pass as `after_seq` to get the next page; `null` on the last page.
+    next_after_seq: Option<u64>,
 }
+
+/// Most movements returned by one call (a day HQ counts every product has one for each).
+const MOVEMENTS_PAGE: usize = 10_000;
 
 /// Stock movements of a store-local day (today by default), oldest first.
 async fn movements(
@@ -164,11 +182,16 @@ async fn movements(
     let day = date.to_string();
     let store_id = state.settings.store_id.clone();
     let codec = state.cache.codec().clone();
-    let movements = state
+    let (movements, next_after_seq) = state
         .journal
         .with(move |conn| {
-            let rows = store::events_on_day(conn, "stock.moved", &day, 0, 10_000)?;
-            rows.iter()
+            let rows =
+                store::events_on_day(conn, "stock.moved", &day, q.after_seq, MOVEMENTS_PAGE)?;
+            let next = (rows.len() == MOVEMENTS_PAGE)
+                .then(|| rows.last().map(|r| r.seq))
+                .flatten();
+            let movements = rows
+                .iter()
                 .map(|r| {
                     let e = r.decode(conn, &store_id, &codec)?;
                     let mut v = serde_json::to_value(&e.body).unwrap_or_default();
@@ -182,8 +205,13 @@ async fn movements(
                     }
                     Ok(data)
                 })
-                .collect()
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((movements, next))
         })
         .await?;
-    Ok(Json(Movements { date, movements }))
+    Ok(Json(Movements {
+        date,
+        movements,
+        next_after_seq,
+    }))
 }

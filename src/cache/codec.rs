@@ -49,17 +49,20 @@ pub(super) fn get_json<T: DeserializeOwned>(
     data.map(|d| decode_json(table, key, &d)).transpose()
 }
 
-/// JSON rows from `sql` (selecting key, data; one `LIMIT ?1` parameter).
+/// JSON rows from `sql` (selecting key, data; a `LIMIT ?1` parameter and `?2`, the key after
+/// which the page begins).
 pub(super) fn list_json<T: DeserializeOwned>(
     c: &Connection,
     table: &'static str,
     sql: &str,
+    after: &str,
     limit: usize,
 ) -> Result<Vec<T>, CacheError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows: Vec<(String, Vec<u8>)> = c
         .prepare_cached(sql)
         .and_then(|mut st| {
-            st.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            st.query_map(params![limit, after], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect()
         })
         .map_err(sql_err("listing the cache"))?;

@@ -324,25 +324,32 @@ impl Cache {
         self.read(|c| codec::get_json(c, "stock", "sku", sku))
     }
 
-    /// Products below their safety stock, by SKU, at most `limit`.
-    pub fn stock_below_safety(&self, limit: usize) -> Result<Vec<StockLevel>, CacheError> {
+    /// Products below their safety stock, by SKU, those after `after` (`""`: from the first),
+    /// at most `limit`.
+    pub fn stock_below_safety(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<StockLevel>, CacheError> {
         self.read(|c| {
             codec::list_json(
                 c,
                 "stock",
-                "SELECT sku, data FROM stock WHERE below = 1 ORDER BY sku LIMIT ?1",
+                "SELECT sku, data FROM stock WHERE below = 1 AND sku > ?2 ORDER BY sku LIMIT ?1",
+                after,
                 limit,
             )
         })
     }
 
-    /// Stock levels by SKU, at most `limit`.
-    pub fn stock_levels(&self, limit: usize) -> Result<Vec<StockLevel>, CacheError> {
+    /// Stock levels by SKU, those after `after` (`""`: from the first), at most `limit`.
+    pub fn stock_levels(&self, after: &str, limit: usize) -> Result<Vec<StockLevel>, CacheError> {
         self.read(|c| {
             codec::list_json(
                 c,
                 "stock",
-                "SELECT sku, data FROM stock ORDER BY sku LIMIT ?1",
+                "SELECT sku, data FROM stock WHERE sku > ?2 ORDER BY sku LIMIT ?1",
+                after,
                 limit,
             )
         })

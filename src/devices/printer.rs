@@ -132,11 +132,12 @@ impl<'a> Conn<'a> {
         }
     }
 
-    /// Sends `bytes`. A TCP or serial printer gets [`IO_TIMEOUT`] for the write, then has to
-    /// take the bytes: its output queue must empty, shrinking at least every [`DRAIN_STALL`]
-    /// (else the connection is dropped with its unsent bytes, and the job sent again, in full,
-    /// on a new one); a `file` printer is waited for as long as it takes (see [`LpWriter`]),
-    /// `stalled` saying whether it was reported as not taking data.
+    /// Sends `bytes`. A TCP or serial printer gets [`IO_TIMEOUT`] to take some of them each
+    /// time (see [`write_paced`]), then has to take the bytes: its output queue must empty,
+    /// shrinking at least every [`DRAIN_STALL`] (else the connection is dropped with its unsent
+    /// bytes, and the job sent again, in full, on a new one); a `file` printer is waited for as
+    /// long as it takes (see [`LpWriter`]), `stalled` saying whether it was reported as not
+    /// taking data.
     async fn write(
         &mut self,
         ctx: &Context,
@@ -155,17 +156,18 @@ impl<'a> Conn<'a> {
         }
         let io = async {
             match self {
-                Conn::Tcp(s) => write_flush(s, bytes).await,
-                Conn::Serial(s) => write_flush(s, bytes).await,
+                Conn::Tcp(s) => write_paced(s, bytes).await,
+                Conn::Serial(s) => write_paced(s, bytes).await,
                 Conn::File(_) => Ok(()),
             }
         };
         let written = tokio::select! {
             biased;
             _ = shutdown.cancelled() => Err(Halt::Shutdown),
-            r = tokio::time::timeout(IO_TIMEOUT, io) => r
-                .map_err(|_| offline("writing to the printer timed out".to_string()))
-                .and_then(|r| r.map_err(|e| offline(format!("writing to the printer: {e}")))),
+            r = io => r.map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut => offline("writing to the printer timed out".into()),
+                _ => offline(format!("writing to the printer: {e}")),
+            }),
         };
         match written {
             Ok(()) => self.drain(shutdown).await,
@@ -283,9 +285,26 @@ impl Drop for Conn<'_> {
 const NOT_TAKING: &str = "the printer is not taking data (hung, out of paper or jammed?); \
                           the job stays queued and is sent again";
 
-async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
-    w.write_all(bytes).await?;
-    w.flush().await
+/// Writes `bytes` to a TCP or serial printer, giving it [`IO_TIMEOUT`] to take some of them
+/// each time, not to take them all: a slow printer (a serial line at 9600 baud takes about a
+/// kilobyte a second) takes a receipt of a few hundred lines for longer than that, and is
+/// printing it, not hung. (With one limit for the whole write, such a receipt was cut off,
+/// the printer reported offline and the job sent again from the top, for ever.) No flush: a
+/// serial port's is `tcdrain`, which holds the runtime thread until the line has sent every
+/// byte queued (seconds at 9600 baud, for as long as flow control holds them back for a
+/// printer out of paper); what the printer has not taken yet is watched by [`Conn::drain`].
+async fn write_paced<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let n = tokio::time::timeout(IO_TIMEOUT, w.write(rest))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        rest = &rest[n..];
+    }
+    Ok(())
 }
 
 /// Bytes written to `fd` (a TCP socket or a serial port) that its peer has not taken yet.
@@ -437,8 +456,9 @@ async fn serve(
         let mut sent = false;
         let (mut body, mut kick) = (parts.body, parts.kick);
         if !matches!(conn, Conn::File(_)) {
-            // One write: a TCP or serial write is bounded by IO_TIMEOUT, so the kick rides with
-            // the receipt. A file printer can hold a write for hours: its kick is decided after.
+            // One write: a TCP or serial printer that stops taking bytes is given up within
+            // IO_TIMEOUT, so the kick rides with the receipt. A file printer can hold a write
+            // for hours: its kick is decided after.
             if let Some(k) = kick.take_if(|k| Utc::now() < k.until) {
                 body.extend_from_slice(&k.bytes);
             }

@@ -209,6 +209,19 @@ pub fn name_search_key(name: &str) -> String {
         .to_lowercase()
 }
 
+/// The length of a name typed in a search, counted as a stored name's (invisible characters
+/// dropped, inner spaces collapsed) and before lower-casing, which makes some letters two
+/// characters (`İ` becomes `i̇`): what the 50 characters of a name are checked against, so
+/// that every name a member has can be searched for.
+pub fn name_search_len(name: &str) -> usize {
+    let visible: String = name.chars().filter(|c| !is_invisible(*c)).collect();
+    visible
+        .split_whitespace()
+        .map(|w| w.chars().count() + 1)
+        .sum::<usize>()
+        .saturating_sub(1)
+}
+
 /// Validates member tags: at most 20, each 1–32 characters, no control characters; duplicates
 /// are removed, order kept.
 pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, FieldError> {
@@ -310,5 +323,10 @@ mod tests {
         assert!(normalize_name("   ").is_err());
         assert!(normalize_name("a\u{0}b").is_err());
         assert_eq!(name_search_key("  Li   Na "), "li na");
+        assert_eq!(name_search_len("  Li   Na\u{200B} "), 5);
+        // Lower-cased, `İ` is two characters; typed, one.
+        assert_eq!(name_search_key("İ").chars().count(), 2);
+        assert_eq!(name_search_len("İ"), 1);
+        assert_eq!(name_search_len(" \u{200B} "), 0);
     }
 }

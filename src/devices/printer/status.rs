@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
-use super::{ANSWER_TIMEOUT, Conn, IO_TIMEOUT, STATUS_TIMEOUT, write_flush};
+use super::{ANSWER_TIMEOUT, Conn, IO_TIMEOUT, STATUS_TIMEOUT, write_paced};
 use crate::devices::bus::DeviceState;
 use crate::devices::escpos::{Status, StatusRequest, is_status_reply, parse_status};
 
@@ -16,7 +16,7 @@ pub(super) async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
     req: &[u8],
     wait: Duration,
 ) -> Result<Option<u8>, String> {
-    tokio::time::timeout(IO_TIMEOUT, write_flush(s, req))
+    tokio::time::timeout(IO_TIMEOUT, write_paced(s, req))
         .await
         .map_err(|_| "asking the printer's status timed out".to_string())?
         .map_err(|e| format!("asking the printer's status: {e}"))?;
