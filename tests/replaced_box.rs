@@ -48,6 +48,22 @@ async fn wait_sync(hq: &Hq, reason: &str) -> bool {
     false
 }
 
+/// A sale of one MILK at the till, once HQ has it.
+async fn sold_and_sent(d: &Daemon, t: &str, hq: &Hq, what: &str) -> Value {
+    let (s, sale) = d
+        .sale(
+            t,
+            &json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)}),
+        )
+        .await;
+    assert_eq!(s, 201, "{sale}");
+    wait_for(10, what, || {
+        hq.events().iter().any(|e| e["data"]["id"] == sale["id"])
+    })
+    .await;
+    sale
+}
+
 /// A box whose disk was wiped (or reinstalled with an empty data directory) begins a new
 /// journal at seq 1 under the same store id. Its cache holds nothing of HQ's (members, prices,
 /// coupons, rules, staff), and HQ, which holds seqs 1.. of the old box, is told nothing: the
@@ -60,19 +76,7 @@ async fn a_box_begun_afresh_asks_hq_for_its_data_and_says_its_numbering_restarts
     let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
     hq.wait_online().await;
     let t = d.login(CASHIER).await;
-    let (s, old_sale) = d
-        .sale(
-            &t,
-            &json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)}),
-        )
-        .await;
-    assert_eq!(s, 201, "{old_sale}");
-    wait_for(10, "the old box's sale at HQ", || {
-        hq.events()
-            .iter()
-            .any(|e| e["data"]["id"] == old_sale["id"])
-    })
-    .await;
+    let old_sale = sold_and_sent(&d, &t, &hq, "the old box's sale at HQ").await;
     let old_ids: Vec<Value> = hq.events().iter().map(|e| e["id"].clone()).collect();
     d.terminate();
 
@@ -80,19 +84,7 @@ async fn a_box_begun_afresh_asks_hq_for_its_data_and_says_its_numbering_restarts
     wipe_but_key(&dir.path().join("data"));
     let d = Daemon::start_with(dir.path(), &dir.path().join("storebox.toml"));
     let t = d.login(CASHIER).await;
-    let (s, new_sale) = d
-        .sale(
-            &t,
-            &json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)}),
-        )
-        .await;
-    assert_eq!(s, 201, "{new_sale}");
-    wait_for(10, "the new box's sale at HQ", || {
-        hq.events()
-            .iter()
-            .any(|e| e["data"]["id"] == new_sale["id"])
-    })
-    .await;
+    let new_sale = sold_and_sent(&d, &t, &hq, "the new box's sale at HQ").await;
     // What HQ dedupes by never collides: the new events have ids of their own (their seqs
     // are the old box's again).
     assert!(
