@@ -425,8 +425,9 @@ async fn spoiled_requests_never_crash_the_daemon_nor_write_when_refused() {
         let _ = std::fs::remove_file(dir.path().join("data").join(f));
     }
     let d = Daemon::start_with(dir.path(), &config);
-    // One event more: the start, in the audit log.
-    assert_eq!(last_seq(&d).await, seq + 1, "{}", d.log_text());
+    // Two events more: the start, in the audit log, and the request for HQ's data, which the
+    // cache alone held (`sync.requested` `cache_rebuilt`).
+    assert_eq!(last_seq(&d).await, seq + 2, "{}", d.log_text());
     let admin = d.login(ADMIN).await;
     let (s, member_after) = d.get(&admin, &format!("/v1/members/{member}")).await;
     assert_eq!(s, 200, "{member_after}");

@@ -42,11 +42,13 @@ fn system_actor() -> crate::ledger::Actor {
 /// Why HQ must be asked for all of its master data, which only the cache holds, when the cache
 /// was not there as it was left: `new_journal` when the journal begins here too (a new store,
 /// or a box set up again without a restore: HQ also learns that this store's seqs start again
-/// at 1), `cache_rebuilt` when the cache was damaged or is missing beside a journal.
+/// at 1), `cache_rebuilt` when the cache was damaged or is missing beside a journal. A cache
+/// made by a start that stopped before asking (its port taken) is moved aside as a damaged one
+/// at the next: with the journal still empty, that is a new journal too.
 fn resync_reason(opened: &Opened, journal_was_empty: bool) -> Option<&'static str> {
     match opened {
         Opened::Existing => None,
-        Opened::Created if journal_was_empty => Some("new_journal"),
+        Opened::Created | Opened::Rebuilt(_) if journal_was_empty => Some("new_journal"),
         Opened::Created | Opened::Rebuilt(_) => Some("cache_rebuilt"),
     }
 }
@@ -145,7 +147,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let keys = Arc::new(load_keys(&config)?);
     let codec = PiiCodec::new(keys.clone());
-    let journal = Journal::open(&dir, &config.store.id)
+    let mut journal = Journal::open(&dir, &config.store.id)
         .with_context(|| format!("opening the journal in {}", dir.display()))?;
     if let Some(expected) = journal
         .bind_key(keys.fingerprint())
@@ -175,7 +177,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Opened::Rebuilt(aside) = &opened {
         tracing::warn!(moved_to = %aside.display(), "cache rebuilt from the journal; HQ data returns with the next sync");
     }
-    let resync = resync_reason(&opened, journal.last_seq() == 0);
+    let mut resync = resync_reason(&opened, journal.last_seq() == 0);
     if opened == Opened::Created {
         cache.mark_unfilled().context("marking the new cache")?;
         if resync == Some("cache_rebuilt") {
@@ -183,6 +185,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 "no cache beside the journal: rebuilt from it; HQ is asked for its data"
             );
         }
+    }
+    if resync == Some("new_journal") {
+        tracing::warn!(
+            store = %config.store.id,
+            "began a new journal (seq 1); HQ is asked for its data and told the numbering starts again"
+        );
+        match new_store::announce_new_journal(&mut journal, &config, cache.codec()) {
+            Ok(()) => cache.rebuild_done(),
+            Err(e) => tracing::error!(
+                error = %e,
+                "cannot ask HQ for its data; the cache is rebuilt again at the next start"
+            ),
+        }
+        resync = None;
     }
     let settings = Arc::new(StoreSettings::from_config(&config));
     if let Some((version, rules)) = cache.rules().context("reading HQ's rules")? {
@@ -236,12 +252,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let started_at = chrono::Utc::now();
     let started_mono = std::time::Instant::now();
     if let Some(reason) = resync {
-        if reason == "new_journal" {
-            tracing::warn!(
-                store = %config.store.id,
-                "began a new journal (seq 1); HQ is asked for its data and told the numbering starts again"
-            );
-        }
         match request_resync(&ledger, reason).await {
             Ok(()) => cache.rebuild_done(),
             Err(e) => tracing::error!(

@@ -87,3 +87,33 @@ pub(crate) fn mark_new_store(config: &Config) -> anyhow::Result<Option<String>> 
         dir.display()
     )))
 }
+
+/// Journals `sync.requested` `new_journal` straight into a journal that begins here, before
+/// the ledger starts and journals the config's opening products: HQ, which may hold seqs 1, 2,
+/// … of this store from a box before, learns that the numbering starts again from the first
+/// event of the new journal, not after ones it took for the old box's.
+pub(crate) fn announce_new_journal(
+    journal: &mut crate::journal::Journal,
+    config: &Config,
+    codec: &crate::pii::PiiCodec,
+) -> anyhow::Result<()> {
+    use crate::domain::event::{Event, EventBody};
+    let now = chrono::Utc::now()
+        .with_timezone(&config.store.timezone)
+        .fixed_offset();
+    let event = Event {
+        id: crate::ids::new_v7().to_string(),
+        store_id: config.store.id.clone(),
+        seq: journal.last_seq() + 1,
+        occurred_at: now,
+        body: EventBody::SyncRequested {
+            reason: "new_journal".into(),
+        },
+    };
+    let tx = journal.conn_mut().transaction()?;
+    crate::journal::store::append(&tx, &event, &now.date_naive().to_string(), codec)
+        .context("journaling sync.requested new_journal")?;
+    tx.commit()?;
+    journal.resync_seq()?;
+    Ok(())
+}

@@ -57,7 +57,7 @@ impl OfflineStore {
         let dir = &config.storage.dir;
         super::check_data_dir(config)?;
         let keys = Arc::new(load_keys(config)?);
-        let journal = Journal::open(dir, &config.store.id)
+        let mut journal = Journal::open(dir, &config.store.id)
             .with_context(|| format!("opening the journal in {}", dir.display()))?;
         if let Some(expected) = journal.bind_key(keys.fingerprint())? {
             return Err(KeyError::WrongKey {
@@ -79,9 +79,14 @@ impl OfflineStore {
         // are written sorted when the store closes (`cache::bulk`).
         writer.set_offline(config.storage.cache_capacity_mb.max(OFFLINE_PAGE_CACHE_MB))?;
         writer.begin_bulk()?;
-        let resync = super::resync_reason(&opened, journal.last_seq() == 0);
+        let mut resync = super::resync_reason(&opened, journal.last_seq() == 0);
         if opened == Opened::Created {
             cache.mark_unfilled().context("marking the new cache")?;
+        }
+        if resync == Some("new_journal") {
+            super::new_store::announce_new_journal(&mut journal, config, cache.codec())?;
+            cache.rebuild_done();
+            resync = None;
         }
         let settings = Arc::new(StoreSettings::from_config(config));
         if let Some((_, rules)) = cache.rules()? {

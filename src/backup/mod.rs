@@ -569,7 +569,8 @@ fn settle(
         // never has, and sent nothing again).
         store::set_outbox_position(&tx, hq_last_seq, &chrono::Utc::now().to_rfc3339())?;
     } else {
-        store::set_outbox_position(&tx, hq_last_seq, &chrono::Utc::now().to_rfc3339())?;
+        // HQ's last seq, even below the backup's position (`--hq-lost-events`): sent again.
+        store::reset_outbox_position(&tx, hq_last_seq, &chrono::Utc::now().to_rfc3339())?;
     }
     // HQ's master data (products, prices, staff, coupons, its members and their erasures) is
     // applied to the cache alone, and the broker forgets a message once the store took it: what

@@ -449,6 +449,21 @@ pub fn set_outbox_position(
     Ok(())
 }
 
+/// Sets the outbox position to `acked_seq`, back as well as forward: a restore told that HQ
+/// lacks events the broker had acknowledged (`--hq-lost-events`) sends them again.
+pub fn reset_outbox_position(
+    conn: &Connection,
+    acked_seq: u64,
+    at: &str,
+) -> Result<(), JournalError> {
+    conn.execute(
+        "UPDATE outbox SET acked_seq = ?1, last_ack_at = ?2 WHERE id = 1",
+        params![i64::try_from(acked_seq).unwrap_or(i64::MAX), at],
+    )
+    .map_err(JournalError::sql("setting the outbox position"))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;
 
