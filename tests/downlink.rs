@@ -1,6 +1,6 @@
 //! HQ's master data at the store, through a real Mosquitto broker: a campaign HQ defines and
-//! each store's members; a coupon of HQ's used here through a cache rebuild; a price that came
-//! before its product.
+//! each store's members; a coupon of HQ's used here, and a member of HQ's who bought here,
+//! through a cache rebuild; a price that came before its product.
 
 mod common;
 
@@ -333,4 +333,74 @@ async fn an_item_without_a_version_is_refused_and_reported() {
 async fn store_listening(hq: &Hq) {
     hq.wait_online().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// A member HQ sent who bought here: once the cache is rebuilt from the journal (which holds
+/// the sales, not HQ's record of the member) and HQ sends the member again, the member shows
+/// HQ's registration — when and where — as before the rebuild, not the time of their first
+/// sale here and no store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hq_member_keeps_their_registration_through_a_cache_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let hq = Hq::connect(broker.port, "sh-001").await;
+    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    store_listening(&hq).await;
+    let member = json!({"id": "m-7", "kind": "members", "version": 1, "items": [
+        {"id": "hq-member-7", "name": "吴敏", "phone": "13788889999", "version": 3,
+         "created_at": "2025-01-05T10:00:00+08:00", "created_store": "sh-002"}]});
+    hq.publish("storebox/stores/sh-001/hq/members", member.clone())
+        .await;
+    let tm = d.login(MANAGER).await;
+    let shown = |d: &Daemon, tm: String| {
+        let (client, url) = (d.client.clone(), d.url("/v1/members/hq-member-7"));
+        async move {
+            for _ in 0..400 {
+                let r = client.get(&url).bearer_auth(&tm).send().await.unwrap();
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                if v["name"] == "吴敏" {
+                    return v;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("HQ's member never arrived");
+        }
+    };
+    let before = shown(&d, tm.clone()).await;
+    assert_eq!(
+        before["created_at"], "2025-01-05T10:00:00+08:00",
+        "{before}"
+    );
+    let (s, v) = d
+        .sale(
+            &tm,
+            &json!({"member_id": "hq-member-7", "lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let config = d.config.clone();
+    d.terminate();
+
+    // The cache is lost and rebuilt from the journal; HQ sends the member again.
+    std::fs::write(dir.path().join("data/cache.sqlite3"), b"not a cache").unwrap();
+    for f in ["data/cache.sqlite3-wal", "data/cache.sqlite3-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    let d = Daemon::start_with(dir.path(), &config);
+    let tm = d.login(MANAGER).await;
+    hq.publish("storebox/stores/sh-001/hq/members", member)
+        .await;
+    let after = shown(&d, tm.clone()).await;
+    assert_eq!(after["created_at"], before["created_at"], "{after}");
+    assert_eq!(
+        (&after["visits"], &after["total_spend"]),
+        (&json!(1), &json!(1290))
+    );
+    let export = d.text(&tm, "/v1/members/export").await;
+    let row = export
+        .lines()
+        .find(|l| l.starts_with("hq-member-7"))
+        .unwrap();
+    assert!(row.contains(",2025-01-05T10:00:00+08:00,sh-002,"), "{row}");
+    d.terminate();
 }

@@ -200,7 +200,8 @@ impl Member {
     }
 
     /// Merges another copy of this member (typically HQ's) into this one: counters by per-store
-    /// maximum; profile, tags, consent and level from whichever copy has the higher `version`.
+    /// maximum; profile, tags, consent and level from whichever copy has the higher `version`;
+    /// the registration (time and store) from the other copy when this one lacks it.
     pub fn merge_from(&mut self, other: &Member) {
         // Each copy is within the bounds above (`check_counters`), but their union may not be:
         // copies naming ever new stores or months would grow the member without end. A union
@@ -215,6 +216,14 @@ impl Member {
                 .all(|c| c.months.len() <= MAX_COUNTER_MONTHS)
         {
             self.counters = counters;
+        }
+        if self.created_store.is_empty() {
+            // A member this copy knows only from sales (a cache rebuilt from the journal, which
+            // holds this store's sales but not HQ's record of the member) takes the
+            // registration from the copy that has it: where, and the earlier time (HQ's copy
+            // says "now" when HQ did not send one).
+            self.created_store = other.created_store.clone();
+            self.created_at = self.created_at.min(other.created_at);
         }
         if other.version > self.version {
             // An erasure is never undone: neither the profile nor the tags (free text about
@@ -418,6 +427,34 @@ mod tests {
         let before = here.clone();
         here.merge_from(&hq);
         assert_eq!(here, before);
+    }
+
+    /// A member known only from this store's sales (a cache rebuilt from the journal) takes
+    /// the registration of HQ's copy; a registration already held stays.
+    #[test]
+    fn a_member_known_from_sales_takes_the_registration_of_hq_s_copy() {
+        let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+        let mut here = member();
+        here.profile = None;
+        here.created_store = String::new();
+        here.created_at = at("2026-11-21T10:00:00+08:00");
+        let mut hq = member();
+        hq.version = 3;
+        hq.created_store = "sh-002".into();
+        here.merge_from(&hq);
+        assert_eq!(
+            (here.created_at, here.created_store.as_str()),
+            (hq.created_at, "sh-002")
+        );
+        let mut later = hq.clone();
+        later.version = 4;
+        later.created_at = at("2026-12-01T10:00:00+08:00");
+        later.created_store = "sh-003".into();
+        here.merge_from(&later);
+        assert_eq!(
+            (here.created_at, here.created_store.as_str()),
+            (hq.created_at, "sh-002")
+        );
     }
 
     /// A newer copy of an erased member (HQ's, sent before it heard of the erasure) brings
