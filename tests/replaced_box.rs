@@ -280,22 +280,42 @@ async fn a_restore_refuses_an_hq_last_seq_below_what_the_backup_shows_acknowledg
         lost.backup.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", said(&out));
-    // A broker that lost its queue: HQ really is behind what it acknowledged. Said so, the
-    // restore takes the lower number (and the store sends those events again).
-    let (_dir3, config3) = new_box(
+}
+
+/// The IT person restores with `--hq-last-seq 0 --hq-lost-events` (a broker that lost its
+/// queue: HQ's console shows nothing of the store). The restored store sends the backup's
+/// events again — until the review, the outbox position stayed where the backup had it (it
+/// only moved forward), and HQ never got the sales the broker had lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_with_hq_lost_events_sends_them_again() {
+    let lost = lost_box().await;
+    let (dir2, config2) = new_box(
         &lost.dir.path().join("data/store.key"),
         &lost.broker.uplink_config(""),
     );
     let out = storebox(&[
         "restore",
         "--config",
-        config3.to_str().unwrap(),
+        config2.to_str().unwrap(),
         "--hq-last-seq",
         "0",
         "--hq-lost-events",
         lost.backup.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", said(&out));
+    let before = lost.hq.events().len();
+    let d = Daemon::start_with(dir2.path(), &config2);
+    let t = d.login(CASHIER).await;
+    let new_sale = sold_and_sent(&d, &t, &lost.hq, "the restored store's new sale at HQ").await;
+    let again = lost.hq.events()[before..]
+        .iter()
+        .filter(|e| e["kind"] == "sale.recorded" && e["data"]["id"] != new_sale["id"])
+        .count();
+    assert_eq!(
+        again, 3,
+        "the backup's three sales were not sent again after a restore with --hq-lost-events"
+    );
+    d.terminate();
 }
 
 /// The events HQ holds beyond the backup are not on the restored box (their sales cannot be
