@@ -96,7 +96,7 @@ pub fn restore(
     hq_lost_events: bool,
 ) -> anyhow::Result<(String, bool)> {
     let keys = StoreKeys::load(&config.key_path())?;
-    let r = crate::backup::restore_with(config, &keys, file, hq_last_seq, hq_lost_events)?;
+    let r = crate::backup::restore(config, &keys, file, hq_last_seq, hq_lost_events)?;
     let mut report = format!(
         "restored store {} from the backup of {} into {}: {} members, events up to seq {}; \
          the next event gets seq {}",

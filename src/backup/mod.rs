@@ -342,20 +342,9 @@ pub struct Restored {
 
 /// Restores `file` into the config's (empty) data directory. `hq_last_seq` is the last `seq`
 /// HQ received from this store (see the module notes); below what the backup shows the broker
-/// acknowledged it is refused (see [`restore_with`]).
+/// acknowledged it is refused unless `hq_lost_events`: the broker acknowledged events HQ never
+/// got (a broker that lost its queue), and the restored store sends them again.
 pub fn restore(
-    config: &Config,
-    keys: &StoreKeys,
-    file: &Path,
-    hq_last_seq: u64,
-) -> anyhow::Result<Restored> {
-    restore_with(config, keys, file, hq_last_seq, false)
-}
-
-/// [`restore`]; with `hq_lost_events`, an `hq_last_seq` below the backup's acknowledged
-/// position is taken: the broker acknowledged events HQ never got (a broker that lost its
-/// queue), and the restored store sends them again from `hq_last_seq`.
-pub fn restore_with(
     config: &Config,
     keys: &StoreKeys,
     file: &Path,

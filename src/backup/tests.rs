@@ -50,13 +50,13 @@ fn a_restore_killed_half_way_is_named_not_taken_for_a_store() {
     let root = tempfile::tempdir().unwrap();
     let (file, key) = a_backup(root.path());
     let (new_dir, new, keys) = new_box(root.path(), key);
-    restore(&new, &keys, &file, 0).unwrap();
+    restore(&new, &keys, &file, 0, false).unwrap();
     check_no_restore_under_way(&new_dir).unwrap();
     // As a restore killed between writing the files and settling them leaves it.
     std::fs::write(new_dir.join(RESTORING), b"").unwrap();
     let err = check_no_restore_under_way(&new_dir).unwrap_err();
     assert!(format!("{err}").contains("was interrupted"), "{err}");
-    let err = restore(&new, &keys, &file, 0).unwrap_err();
+    let err = restore(&new, &keys, &file, 0, false).unwrap_err();
     assert!(format!("{err}").contains("was interrupted"), "{err}");
 }
 
@@ -66,11 +66,11 @@ fn a_restore_is_refused_while_a_daemon_holds_the_directory() {
     let (file, key) = a_backup(root.path());
     let (new_dir, new, keys) = new_box(root.path(), key);
     let daemon = crate::app::lock_data_dir(&new_dir).unwrap();
-    let err = restore(&new, &keys, &file, 0).unwrap_err();
+    let err = restore(&new, &keys, &file, 0, false).unwrap_err();
     assert!(format!("{err:#}").contains("already running"), "{err:#}");
     assert!(!new_dir.join(journal::FILE_NAME).exists());
     drop(daemon);
-    restore(&new, &keys, &file, 0).unwrap();
+    restore(&new, &keys, &file, 0, false).unwrap();
 }
 
 #[test]
@@ -87,7 +87,7 @@ fn restored_files_belong_to_the_data_directorys_owner() {
     // The daemon's user (here `nobody`) owns the directory; root restores.
     std::os::unix::fs::chown(&new_dir, Some(65534), Some(65534)).unwrap();
     std::os::unix::fs::chown(new_dir.join("store.key"), Some(65534), Some(65534)).unwrap();
-    restore(&new, &keys, &file, 0).unwrap();
+    restore(&new, &keys, &file, 0, false).unwrap();
     for entry in std::fs::read_dir(&new_dir).unwrap() {
         let entry = entry.unwrap();
         let meta = entry.metadata().unwrap();
@@ -209,7 +209,7 @@ fn a_restore_that_fails_leaves_the_directory_as_it_found_it() {
 
     let (new_dir, new, keys) = new_box(root.path(), old.key_path());
     let before = names(&new_dir);
-    let err = restore(&new, &keys, &file, 0).unwrap_err();
+    let err = restore(&new, &keys, &file, 0, false).unwrap_err();
     assert!(format!("{err:#}").contains("newer"), "{err:#}");
     assert_eq!(
         names(&new_dir),
@@ -218,7 +218,7 @@ fn a_restore_that_fails_leaves_the_directory_as_it_found_it() {
     );
 
     // The same directory takes a good backup afterwards.
-    restore(&new, &keys, &good, 0).unwrap();
+    restore(&new, &keys, &good, 0, false).unwrap();
     assert!(new_dir.join(journal::FILE_NAME).exists());
 }
 
