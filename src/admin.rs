@@ -118,5 +118,14 @@ pub fn restore(
             hq_last_seq
         ));
     }
+    if hq_last_seq < r.header.last_seq {
+        // HQ behind the backup (events the broker lost, with --hq-lost-events, or never sent).
+        report.push_str(&format!(
+            "
+events seq {} to {} are sent to HQ again when the daemon starts",
+            hq_last_seq + 1,
+            r.header.last_seq
+        ));
+    }
     Ok((report, true))
 }

@@ -303,6 +303,8 @@ async fn a_restore_with_hq_lost_events_sends_them_again() {
         lost.backup.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", said(&out));
+    let resent = format!("events seq 1 to {} are sent to HQ again", lost.backup_seq);
+    assert!(said(&out).contains(&resent), "{}", said(&out));
     let before = lost.hq.events().len();
     let d = Daemon::start_with(dir2.path(), &config2);
     let t = d.login(CASHIER).await;
