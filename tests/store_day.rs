@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::mqtt::{Broker, Hq, wait_for};
-use common::{CASHIER, MANAGER, POS2, TERMINAL_TOKEN, libfaketime, start_faked};
+use common::{CASHIER, Daemon, MANAGER, POS2, TERMINAL_TOKEN, libfaketime, start_faked};
 use day::paper::{paper, wait_paper};
 use day::scene::{at_hq, harvest, issue, register, rush};
 use day::{Book, Coupon, Lp, checks, login_at};
@@ -103,17 +103,9 @@ async fn two_days(variant: &Variant) {
 
     eprintln!("--- day 1");
     // Day 1: members register, buy, some reach a level; coupons are issued.
-    let d = start_faked(
-        dir.path(),
-        &config,
-        lib,
-        ("FAKETIME", &format!("@{DAY1} 01:00:00")),
-        UTC,
-    );
+    let d = open_at(dir.path(), &config, lib, &format!("@{DAY1} 01:00:00"));
     hq.wait_online().await;
-    let t1 = login_at(&d, TERMINAL_TOKEN, CASHIER).await;
-    let t2 = login_at(&d, POS2, CASHIER2).await;
-    let tm = d.login(MANAGER).await;
+    let (t1, t2, tm) = tills(&d).await;
     let mut members = Vec::new();
     for n in 0..10u32 {
         // Two share today's date of birth (day 2's), one yesterday's.
@@ -166,25 +158,12 @@ async fn two_days(variant: &Variant) {
         .iter()
         .map(|s| s["id"].as_str().unwrap().to_string())
         .collect();
-    let printed = {
-        let b = book.lock().unwrap();
-        b.sales.len() + b.refunds.len()
-    };
-    wait_paper(&d, &lps, printed).await;
-    d.terminate();
+    close(d, &lps, &book).await;
 
     eprintln!("--- day 2 morning");
     // Day 2, morning: HQ's member (spend elsewhere), HQ's coupon for them.
-    let d = start_faked(
-        dir.path(),
-        &config,
-        lib,
-        ("FAKETIME", &format!("@{DAY2} 01:00:00")),
-        UTC,
-    );
-    let t1 = login_at(&d, TERMINAL_TOKEN, CASHIER).await;
-    let t2 = login_at(&d, POS2, CASHIER2).await;
-    let tm = d.login(MANAGER).await;
+    let d = open_at(dir.path(), &config, lib, &format!("@{DAY2} 01:00:00"));
+    let (t1, t2, tm) = tills(&d).await;
     let hq_member = json!({"id": "m-day", "kind": "members", "version": 1, "items": [
         {"id": "hq-member-1", "name": "吴敏", "phone": "13788889999", "birthday": "1979-07-01", "version": 3,
          "level": "silver", "created_at": "2025-01-05T10:00:00+08:00", "created_store": "sh-002",
@@ -281,26 +260,13 @@ async fn two_days(variant: &Variant) {
         Some(&day_sales),
     )
     .await;
-    let printed = {
-        let b = book.lock().unwrap();
-        b.sales.len() + b.refunds.len()
-    };
-    wait_paper(&d, &lps, printed).await;
-    d.terminate();
+    close(d, &lps, &book).await;
     broker.start_again();
 
     eprintln!("--- afternoon");
     // Day 2, afternoon, after the restart.
-    let d = start_faked(
-        dir.path(),
-        &config,
-        lib,
-        ("FAKETIME", &format!("@{DAY2} 06:00:00")),
-        UTC,
-    );
-    let t1 = login_at(&d, TERMINAL_TOKEN, CASHIER).await;
-    let t2 = login_at(&d, POS2, CASHIER2).await;
-    let tm = d.login(MANAGER).await;
+    let d = open_at(dir.path(), &config, lib, &format!("@{DAY2} 06:00:00"));
+    let (t1, t2, tm) = tills(&d).await;
     // A customer asks to be forgotten (PIPL); their sales stay, and may still be refunded.
     let forgotten = members[9].clone();
     let (s, v) = d
@@ -445,13 +411,7 @@ async fn two_days(variant: &Variant) {
     for f in ["cache.sqlite3", "cache.sqlite3-wal", "cache.sqlite3-shm"] {
         let _ = std::fs::remove_file(dir.path().join("data").join(f));
     }
-    let d = start_faked(
-        dir.path(),
-        &config,
-        lib,
-        ("FAKETIME", &format!("@{DAY2} 10:00:00")),
-        UTC,
-    );
+    let d = open_at(dir.path(), &config, lib, &format!("@{DAY2} 10:00:00"));
     let tm = d.login(MANAGER).await;
     hq.publish("storebox/stores/sh-001/hq/members", hq_member.clone())
         .await;
@@ -474,5 +434,27 @@ async fn two_days(variant: &Variant) {
         stock_before,
         "stock after the cache was rebuilt"
     );
+    d.terminate();
+}
+
+/// The store opened at `when` (libfaketime's `@…`, the daemon's clock in UTC).
+fn open_at(dir: &std::path::Path, config: &std::path::Path, lib: &str, when: &str) -> Daemon {
+    start_faked(dir, config, lib, ("FAKETIME", when), UTC)
+}
+
+/// The two cashiers at their tills and the manager, logged in.
+async fn tills(d: &Daemon) -> (String, String, String) {
+    let t1 = login_at(d, TERMINAL_TOKEN, CASHIER).await;
+    let t2 = login_at(d, POS2, CASHIER2).await;
+    (t1, t2, d.login(MANAGER).await)
+}
+
+/// Closing time: every receipt and slip of the book on paper, then the daemon stopped.
+async fn close(d: Daemon, lps: &[Lp], book: &Mutex<Book>) {
+    let printed = {
+        let b = book.lock().unwrap();
+        b.sales.len() + b.refunds.len()
+    };
+    wait_paper(&d, lps, printed).await;
     d.terminate();
 }
