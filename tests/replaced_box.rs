@@ -184,6 +184,37 @@ struct LostBox {
     sale: Value,
 }
 
+impl LostBox {
+    /// A new box for the lost one's store: its key, its broker.
+    fn replacement(&self) -> (tempfile::TempDir, std::path::PathBuf) {
+        new_box(
+            &self.dir.path().join("data/store.key"),
+            &self.broker.uplink_config(""),
+        )
+    }
+
+    /// `storebox restore` of the lost box's backup into `config`, HQ's last seq being
+    /// `hq_last_seq`, with the flags in `more`.
+    fn restore(
+        &self,
+        config: &std::path::Path,
+        hq_last_seq: u64,
+        more: &[&str],
+    ) -> std::process::Output {
+        let seq = hq_last_seq.to_string();
+        let mut args = vec![
+            "restore",
+            "--config",
+            config.to_str().unwrap(),
+            "--hq-last-seq",
+            &seq,
+        ];
+        args.extend_from_slice(more);
+        args.push(self.backup.to_str().unwrap());
+        storebox(&args)
+    }
+}
+
 async fn lost_box() -> LostBox {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
@@ -252,18 +283,8 @@ async fn lost_box() -> LostBox {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_refuses_an_hq_last_seq_below_what_the_backup_shows_acknowledged() {
     let lost = lost_box().await;
-    let (_dir2, config2) = new_box(
-        &lost.dir.path().join("data/store.key"),
-        &lost.broker.uplink_config(""),
-    );
-    let out = storebox(&[
-        "restore",
-        "--config",
-        config2.to_str().unwrap(),
-        "--hq-last-seq",
-        "0",
-        lost.backup.to_str().unwrap(),
-    ]);
+    let (_dir2, config2) = lost.replacement();
+    let out = lost.restore(&config2, 0, &[]);
     assert!(
         !out.status.success(),
         "a restore took --hq-last-seq 0 from a backup HQ had acknowledged: {}",
@@ -271,14 +292,7 @@ async fn a_restore_refuses_an_hq_last_seq_below_what_the_backup_shows_acknowledg
     );
     assert!(said(&out).contains("--hq-last-seq"), "{}", said(&out));
     // Nothing was left in the directory: the restore can be run again with the right number.
-    let out = storebox(&[
-        "restore",
-        "--config",
-        config2.to_str().unwrap(),
-        "--hq-last-seq",
-        &lost.last_seq.to_string(),
-        lost.backup.to_str().unwrap(),
-    ]);
+    let out = lost.restore(&config2, lost.last_seq, &[]);
     assert!(out.status.success(), "{}", said(&out));
 }
 
@@ -289,19 +303,8 @@ async fn a_restore_refuses_an_hq_last_seq_below_what_the_backup_shows_acknowledg
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_with_hq_lost_events_sends_them_again() {
     let lost = lost_box().await;
-    let (dir2, config2) = new_box(
-        &lost.dir.path().join("data/store.key"),
-        &lost.broker.uplink_config(""),
-    );
-    let out = storebox(&[
-        "restore",
-        "--config",
-        config2.to_str().unwrap(),
-        "--hq-last-seq",
-        "0",
-        "--hq-lost-events",
-        lost.backup.to_str().unwrap(),
-    ]);
+    let (dir2, config2) = lost.replacement();
+    let out = lost.restore(&config2, 0, &["--hq-lost-events"]);
     assert!(out.status.success(), "{}", said(&out));
     let resent = format!("events seq 1 to {} are sent to HQ again", lost.backup_seq);
     assert!(said(&out).contains(&resent), "{}", said(&out));
@@ -326,18 +329,8 @@ async fn a_restore_with_hq_lost_events_sends_them_again() {
 async fn a_restore_behind_hq_tells_the_it_person_what_the_box_lacks() {
     let lost = lost_box().await;
     assert!(lost.last_seq > lost.backup_seq);
-    let (_dir2, config2) = new_box(
-        &lost.dir.path().join("data/store.key"),
-        &lost.broker.uplink_config(""),
-    );
-    let out = storebox(&[
-        "restore",
-        "--config",
-        config2.to_str().unwrap(),
-        "--hq-last-seq",
-        &lost.last_seq.to_string(),
-        lost.backup.to_str().unwrap(),
-    ]);
+    let (_dir2, config2) = lost.replacement();
+    let out = lost.restore(&config2, lost.last_seq, &[]);
     assert!(out.status.success(), "{}", said(&out));
     let text = said(&out);
     let range = format!("{} to {}", lost.backup_seq + 1, lost.last_seq);
@@ -354,18 +347,8 @@ async fn a_restore_behind_hq_tells_the_it_person_what_the_box_lacks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sale_retried_on_a_restored_box_is_recognisable_at_hq() {
     let lost = lost_box().await;
-    let (dir2, config2) = new_box(
-        &lost.dir.path().join("data/store.key"),
-        &lost.broker.uplink_config(""),
-    );
-    let out = storebox(&[
-        "restore",
-        "--config",
-        config2.to_str().unwrap(),
-        "--hq-last-seq",
-        &lost.last_seq.to_string(),
-        lost.backup.to_str().unwrap(),
-    ]);
+    let (dir2, config2) = lost.replacement();
+    let out = lost.restore(&config2, lost.last_seq, &[]);
     assert!(out.status.success(), "{}", said(&out));
     let d = Daemon::start_with(dir2.path(), &config2);
     let t = d.login(CASHIER).await;
