@@ -14,6 +14,7 @@ mod error;
 mod feedback;
 mod health;
 mod members;
+mod page;
 mod products;
 mod reports;
 mod sales;

@@ -435,10 +435,9 @@ async fn stock(
     Query(q): Query<Period>,
 ) -> ApiResult<Response> {
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let mut low = state.cache.stock_below_safety("", limit + 1)?;
+    let low = state.cache.stock_below_safety("", limit + 1)?;
     // More products below their safety stock than the limit: said, not left out silently.
-    let truncated = low.len() > limit;
-    low.truncate(limit);
+    let (low, truncated) = super::page::cut(low, limit);
     if q.csv()? {
         let rows: Vec<Vec<String>> = low
             .iter()

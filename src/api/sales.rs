@@ -168,15 +168,13 @@ async fn list(
     let sales = state
         .journal
         .with(move |conn| {
-            store::events_on_day(conn, "sale.recorded", &day, q.after_seq, PAGE)?
+            store::events_on_day(conn, "sale.recorded", &day, q.after_seq, PAGE + 1)?
                 .iter()
                 .map(|r| r.decode(conn, &store_id, &codec))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
-    let next_after_seq = (sales.len() == PAGE)
-        .then(|| sales.last().map(|e| e.seq))
-        .flatten();
+    let (sales, next_after_seq) = super::page::after(sales, PAGE, |e| e.seq);
     let sales = sales
         .into_iter()
         .filter_map(|e| match e.body {

@@ -89,7 +89,7 @@ async fn list(
 ) -> ApiResult<Json<Levels>> {
     staff.allow(Action::StockRead)?;
     let cache = state.cache.clone();
-    let mut levels = tokio::task::spawn_blocking(move || {
+    let levels = tokio::task::spawn_blocking(move || {
         if q.below_safety {
             cache.stock_below_safety(&q.after, LIST_LIMIT + 1)
         } else {
@@ -98,11 +98,8 @@ async fn list(
     })
     .await
     .map_err(ApiError::internal)??;
-    // A store with more products than a page: the rest is a page away, not left out. One more
-    // is read to know there is one: a last page of exactly LIST_LIMIT says so (`null`).
-    let more = levels.len() > LIST_LIMIT;
-    levels.truncate(LIST_LIMIT);
-    let next_after = more.then(|| levels.last().map(|l| l.sku.clone())).flatten();
+    // A store with more products than a page: the rest is a page away, not left out.
+    let (levels, next_after) = super::page::after(levels, LIST_LIMIT, |l| l.sku.clone());
     Ok(Json(Levels {
         stock: levels.into_iter().map(LevelView::from).collect(),
         next_after,
@@ -186,11 +183,9 @@ async fn movements(
     let (movements, next_after_seq) = state
         .journal
         .with(move |conn| {
-            let mut rows =
+            let rows =
                 store::events_on_day(conn, "stock.moved", &day, q.after_seq, MOVEMENTS_PAGE + 1)?;
-            let more = rows.len() > MOVEMENTS_PAGE;
-            rows.truncate(MOVEMENTS_PAGE);
-            let next = more.then(|| rows.last().map(|r| r.seq)).flatten();
+            let (rows, next) = super::page::after(rows, MOVEMENTS_PAGE, |r| r.seq);
             let movements = rows
                 .iter()
                 .map(|r| {
