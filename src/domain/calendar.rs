@@ -139,6 +139,17 @@ pub fn parse_time(s: &str) -> Option<DateTime<FixedOffset>> {
     DateTime::parse_from_rfc3339(s).ok()
 }
 
+/// The end of a validity of `days` days that begins at `at`: the first instant of the store-local
+/// day after the `days`-th day after `at`'s (a coupon valid up to and including that instant, as
+/// a campaign's coupons are valid through its last day). A coupon issued at 19:30 for 30 days
+/// can be used all of the 30th day, not only until 19:30 on it.
+pub fn end_of_days_after(tz: Tz, at: DateTime<Utc>, days: u32) -> DateTime<FixedOffset> {
+    let last = local_date(tz, at)
+        .checked_add_days(chrono::Days::new(u64::from(days) + 1))
+        .unwrap_or(NaiveDate::MAX);
+    local_time(tz, start_of_day(tz, last))
+}
+
 /// Midnight at the start of `date` in `tz` (the first valid instant when a DST gap swallows it:
 /// in Santiago, Beirut or Havana clocks go from 00:00 to 01:00).
 pub fn start_of_day(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
@@ -234,6 +245,30 @@ mod tests {
         let today = d(2026, 11, 23);
         assert!(!month_expired("2025-11", today, 12));
         assert!(month_expired("2025-10", today, 12));
+    }
+
+    #[test]
+    fn a_validity_ends_with_the_store_s_day() {
+        let tz: Tz = "Asia/Shanghai".parse().unwrap();
+        // 19:30 in Shanghai on 10 March; 30 days: through 9 April, until midnight.
+        let at = Utc.with_ymd_and_hms(2026, 3, 10, 11, 30, 0).unwrap();
+        assert_eq!(
+            end_of_days_after(tz, at, 30).to_rfc3339(),
+            "2026-04-10T00:00:00+08:00"
+        );
+        // 00:30 on 11 March in Shanghai is still 10 March in UTC: the store's day counts.
+        let at = Utc.with_ymd_and_hms(2026, 3, 10, 16, 30, 0).unwrap();
+        assert_eq!(
+            end_of_days_after(tz, at, 1).to_rfc3339(),
+            "2026-03-13T00:00:00+08:00"
+        );
+        // Into summer time in Berlin: the offset of the last day.
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 3, 10, 9, 0, 0).unwrap();
+        assert_eq!(
+            end_of_days_after(tz, at, 30).to_rfc3339(),
+            "2026-04-10T00:00:00+02:00"
+        );
     }
 
     #[test]

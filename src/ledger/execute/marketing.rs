@@ -29,11 +29,11 @@ pub(crate) fn auto_coupon(
             amount,
         },
         valid_from: Some(now),
-        valid_to: Some(
-            (now + chrono::Duration::days(i64::from(days)))
-                .with_timezone(&tz)
-                .fixed_offset(),
-        ),
+        valid_to: Some(crate::domain::calendar::end_of_days_after(
+            tz,
+            now.with_timezone(&chrono::Utc),
+            days,
+        )),
         member_id: Some(member_id.to_string()),
         combinable_with_level: true,
         stackable: false,
