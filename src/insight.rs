@@ -44,6 +44,7 @@ pub fn facts(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Facts,
             match e.kind.as_str() {
                 "sale.recorded" => {
                     let s: Sale = serde_json::from_str(&e.data).map_err(|x| corrupt(&e, x))?;
+                    let payments = s.net_payments();
                     out.sales.push(SaleFact {
                         id: s.id,
                         at: s.created_at,
@@ -55,6 +56,7 @@ pub fn facts(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Facts,
                             .into_iter()
                             .map(|l| (l.sku, l.qty, l.amount))
                             .collect(),
+                        payments,
                     });
                 }
                 "sale.refunded" => {
@@ -99,6 +101,7 @@ pub fn facts(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Facts,
             // already spent were kept back (`shortfall_value`).
             amount: r.refund_total,
             lines: r.lines.into_iter().map(|l| (l.sku, l.qty)).collect(),
+            payments: r.payments,
         });
     }
     out.refunds = facts;

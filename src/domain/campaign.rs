@@ -287,6 +287,7 @@ mod tests {
             member_id: Some(member.into()),
             total,
             lines: vec![],
+            payments: vec![],
         };
         let refund = |sale: &str, amount| RefundFact {
             sale_id: sale.into(),
@@ -295,6 +296,7 @@ mod tests {
             sale_staff_no: None,
             amount,
             lines: vec![],
+            payments: vec![],
         };
         let sales = [
             sale("a", "t1", 10_000),

@@ -8,6 +8,7 @@ use chrono::Timelike;
 use serde::Serialize;
 
 use super::money::Money;
+use super::sale::{Payment, PaymentMethod};
 
 /// One sale as the reports see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +25,10 @@ pub struct SaleFact {
     pub total: Money,
     /// Lines: sku, quantity, amount.
     pub lines: Vec<(String, u32, Money)>,
+    /// What was taken by each method, cash net of the change given ([`Sale::net_payments`]).
+    ///
+    /// [`Sale::net_payments`]: super::sale::Sale::net_payments
+    pub payments: Vec<Payment>,
 }
 
 /// One refund as the reports see it.
@@ -41,6 +46,8 @@ pub struct RefundFact {
     pub amount: Money,
     /// Lines: sku, quantity.
     pub lines: Vec<(String, u32)>,
+    /// The money given back, by method.
+    pub payments: Vec<Payment>,
 }
 
 /// Sales by store-local day and hour.
@@ -66,6 +73,23 @@ pub struct SalesSummary {
     pub member_sales: u64,
     /// Revenue from member sales.
     pub member_revenue: Money,
+    /// By payment method: what the drawer and each payment provider should show for the period.
+    pub by_method: BTreeMap<PaymentMethod, MethodTakings>,
+}
+
+/// The money of one payment method in a period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct MethodTakings {
+    /// Sales paid (in part) this way.
+    pub sales: u64,
+    /// Taken (cash: tendered minus change).
+    pub taken: Money,
+    /// Refunds given back this way.
+    pub refunds: u64,
+    /// Given back.
+    pub refunded: Money,
+    /// Taken minus given back.
+    pub net: Money,
 }
 
 /// Sums the sales and refunds of a period.
@@ -84,12 +108,25 @@ pub fn summarize(sales: &[SaleFact], refunds: &[RefundFact]) -> SalesSummary {
             s.member_sales += 1;
             s.member_revenue += x.total;
         }
+        for (method, amount) in by_method(&x.payments) {
+            let m = s.by_method.entry(method).or_default();
+            m.sales += 1;
+            m.taken += amount;
+        }
     }
     for r in refunds {
         s.refunded += r.amount;
         *s.refunded_by_day
             .entry(r.at.date_naive().to_string())
             .or_default() += r.amount;
+        for (method, amount) in by_method(&r.payments) {
+            let m = s.by_method.entry(method).or_default();
+            m.refunds += 1;
+            m.refunded += amount;
+        }
+    }
+    for m in s.by_method.values_mut() {
+        m.net = m.taken - m.refunded;
     }
     s.net = s.revenue - s.refunded;
     s.average_ticket = if s.sales > 0 {
@@ -98,6 +135,16 @@ pub fn summarize(sales: &[SaleFact], refunds: &[RefundFact]) -> SalesSummary {
         0
     };
     s
+}
+
+/// One sale's or refund's payments summed by method (two cash payments are one), leaving out
+/// a cash payment that was all change.
+fn by_method(payments: &[Payment]) -> BTreeMap<PaymentMethod, Money> {
+    let mut out = BTreeMap::new();
+    for p in payments.iter().filter(|p| p.amount > 0) {
+        *out.entry(p.method).or_default() += p.amount;
+    }
+    out
 }
 
 /// Change of `now` against `before`, in percent (None when there was nothing before).
@@ -334,6 +381,7 @@ mod tests {
             member_id: None,
             total: 100,
             lines: skus.iter().map(|s| (s.to_string(), 1, 100)).collect(),
+            payments: vec![],
         };
         let sales = vec![
             sale(&["A", "B"]),

@@ -11,7 +11,7 @@ use super::pricing::{AppliedCoupon, Benefit, PricedLine, Quote};
 use super::rules::Rules;
 
 /// How a customer paid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentMethod {
     /// Notes and coins; the only method that gives change.

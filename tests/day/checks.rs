@@ -179,6 +179,31 @@ pub async fn reports(d: &Daemon, tm: &str, book: &Book, day: &str) {
         .map(|v| i(&v[1]))
         .sum();
     assert_eq!(by_hour, revenue, "by hour: {r}");
+    // The cash-up: each method's takings (cash less the change given) and money given back.
+    let mut want: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for s in &sales {
+        for p in s["payments"].as_array().unwrap() {
+            want.entry(p["method"].as_str().unwrap().into())
+                .or_default()
+                .0 += i(&p["amount"]);
+        }
+        want.entry("cash".into()).or_default().0 -= i(&s["change"]);
+    }
+    for r in &refunds {
+        for p in r["payments"].as_array().unwrap() {
+            want.entry(p["method"].as_str().unwrap().into())
+                .or_default()
+                .1 += i(&p["amount"]);
+        }
+    }
+    want.retain(|_, v| *v != (0, 0));
+    let got: BTreeMap<String, (i64, i64)> = r["by_method"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), (i(&v["taken"]), i(&v["refunded"]))))
+        .collect();
+    assert_eq!(got, want, "takings by method on {day}: {r}");
     let csv = d
         .text(
             tm,
