@@ -110,6 +110,12 @@ fn routes(member: &str, sale: &str) -> Vec<(&'static str, String, Value, Action)
             Action::SaleRead,
         ),
         (
+            "GET",
+            format!("/v1/refunds?date={}", store_today()),
+            Value::Null,
+            Action::SaleRead,
+        ),
+        (
             "POST",
             "/v1/sales/no-such-sale/refunds".into(),
             json!({"reason": "矩阵"}),

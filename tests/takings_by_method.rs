@@ -1,4 +1,4 @@
-//! The end-of-day cash-up: what each payment method took and gave back. The drawer should hold
+//! The end-of-day cash-up: what each payment method took and gave back, and the day's refunds. The drawer should hold
 //! the cash taken (tendered minus change) less the cash given back; the card terminal, WeChat
 //! and Alipay statements show theirs. Before, the sales report had only the store's totals and
 //! a manager added up every sale's payments by hand.
@@ -81,5 +81,18 @@ async fn the_sales_report_gives_each_payment_method_s_takings() {
     assert_eq!(sum("refunded"), v["refunded"].as_i64().unwrap(), "{v}");
     assert_eq!(sum("net"), v["net"].as_i64().unwrap(), "{v}");
     assert_eq!(v["previous"]["by_method"], json!({}), "{v}");
+
+    // The day's refunds, listed: the money back by method, why, and who gave it.
+    let (s, l) = d
+        .get(&t, &format!("/v1/refunds?date={}", store_today()))
+        .await;
+    assert_eq!(s, 200, "{l}");
+    let refunds = l["refunds"].as_array().unwrap();
+    assert_eq!(refunds.len(), 1, "{l}");
+    assert_eq!(refunds[0]["id"], r["id"], "{l}");
+    assert_eq!(refunds[0]["sale_id"], c["id"], "{l}");
+    assert_eq!(refunds[0]["reason"], "不要了", "{l}");
+    assert_eq!(refunds[0]["payments"], json!([pay("alipay", 25000)]), "{l}");
+    assert!(l["next_after_seq"].is_null(), "{l}");
     d.terminate();
 }

@@ -1,4 +1,4 @@
-//! `/v1/sales`: quote, record, read, list by day, refund.
+//! `/v1/sales`: quote, record, read, list by day, refund; `/v1/refunds`: a day's refunds.
 
 use axum::Router;
 use axum::extract::State;
@@ -27,9 +27,10 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/sales", post(record).get(list))
         .route("/v1/sales/{id}", get(read))
         .route("/v1/sales/{id}/refunds", post(refund))
+        .route("/v1/refunds", get(list_refunds))
 }
 
-/// Most sales returned by one list call.
+/// Most sales (or refunds) returned by one list call.
 const PAGE: usize = 500;
 
 async fn quote(
@@ -153,31 +154,42 @@ struct SaleList {
     next_after_seq: Option<u64>,
 }
 
-async fn list(
-    State(state): State<AppState>,
-    staff: Staff,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Json<SaleList>> {
-    staff.allow(Action::SaleRead)?;
+/// The events of `kind` on the query's store-local day (today when absent), a page of them
+/// after its `after_seq`, and the `seq` to continue after.
+async fn day_page(
+    state: &AppState,
+    kind: &'static str,
+    q: ListQuery,
+) -> ApiResult<(NaiveDate, Vec<EventBody>, Option<u64>)> {
     let date = q
         .date
         .unwrap_or_else(|| state.settings.local_date(Utc::now()));
     let day = date.to_string();
     let store_id = state.settings.store_id.clone();
     let codec = state.cache.codec().clone();
-    let sales = state
+    let events = state
         .journal
         .with(move |conn| {
-            store::events_on_day(conn, "sale.recorded", &day, q.after_seq, PAGE + 1)?
+            store::events_on_day(conn, kind, &day, q.after_seq, PAGE + 1)?
                 .iter()
                 .map(|r| r.decode(conn, &store_id, &codec))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
-    let (sales, next_after_seq) = super::page::after(sales, PAGE, |e| e.seq);
-    let sales = sales
+    let (events, next) = super::page::after(events, PAGE, |e| e.seq);
+    Ok((date, events.into_iter().map(|e| e.body).collect(), next))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    staff: Staff,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<SaleList>> {
+    staff.allow(Action::SaleRead)?;
+    let (date, events, next_after_seq) = day_page(&state, "sale.recorded", q).await?;
+    let sales = events
         .into_iter()
-        .filter_map(|e| match e.body {
+        .filter_map(|e| match e {
             EventBody::SaleRecorded(s) => Some(*s),
             _ => None,
         })
@@ -185,6 +197,37 @@ async fn list(
     Ok(Json(SaleList {
         date,
         sales,
+        next_after_seq,
+    }))
+}
+
+#[derive(Serialize)]
+struct RefundList {
+    date: NaiveDate,
+    refunds: Vec<Refund>,
+    /// Pass as `after_seq` to get the next page; `null` on the last page.
+    next_after_seq: Option<u64>,
+}
+
+/// The refunds given on a day, whenever their sales were: the cash-up's money back, each with
+/// its reason and the manager who gave it.
+async fn list_refunds(
+    State(state): State<AppState>,
+    staff: Staff,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<RefundList>> {
+    staff.allow(Action::SaleRead)?;
+    let (date, events, next_after_seq) = day_page(&state, "sale.refunded", q).await?;
+    let refunds = events
+        .into_iter()
+        .filter_map(|e| match e {
+            EventBody::SaleRefunded(r) => Some(*r),
+            _ => None,
+        })
+        .collect();
+    Ok(Json(RefundList {
+        date,
+        refunds,
         next_after_seq,
     }))
 }

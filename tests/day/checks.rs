@@ -91,6 +91,23 @@ pub async fn sales(d: &Daemon, t: &str, book: &Book, days: &[&str]) {
             booked,
             "sales list of {day}"
         );
+        let (st, page) = d.get(t, &format!("/v1/refunds?date={day}")).await;
+        assert_eq!(st, 200, "{page}");
+        let mut booked: Vec<&Value> = book
+            .refunds
+            .iter()
+            .filter(|r| day_of(&r["created_at"]) == *day)
+            .collect();
+        booked.sort_by_key(|r| seq(r));
+        assert_eq!(
+            page["refunds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>(),
+            booked,
+            "refunds list of {day}"
+        );
     }
 }
 
