@@ -105,4 +105,12 @@ async fn stock_levels_and_movements_beyond_a_page_are_all_listed() {
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["truncated"], truncated, "reports/stock{q}");
     }
+    // And its CSV, read in a spreadsheet, says so in its last row.
+    let csv = d.text(&t, "/v1/reports/stock?format=csv&limit=5").await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 5 + 1, "{csv}");
+    assert!(
+        lines[6].contains("more not listed: limit=5"),
+        "no word of the products left out: {csv}"
+    );
 }

@@ -439,7 +439,7 @@ async fn stock(
     // More products below their safety stock than the limit: said, not left out silently.
     let (low, truncated) = super::page::cut(low, limit);
     if q.csv()? {
-        let rows: Vec<Vec<String>> = low
+        let mut rows: Vec<Vec<String>> = low
             .iter()
             .map(|l| {
                 vec![
@@ -449,6 +449,15 @@ async fn stock(
                 ]
             })
             .collect();
+        if truncated {
+            // A spreadsheet has no `truncated` field: the last row says it, where the manager
+            // reading the list ends up.
+            rows.push(vec![
+                format!("(更多未列出 more not listed: limit={limit}, at most 10000)"),
+                String::new(),
+                String::new(),
+            ]);
+        }
         return Ok(super::csv::response(
             "low-stock",
             &["sku", "on_hand", "safety_stock"],
