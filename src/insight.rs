@@ -49,6 +49,7 @@ pub fn facts(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Facts,
                         id: s.id,
                         at: s.created_at,
                         staff_no: s.staff_no,
+                        terminal_id: s.terminal_id,
                         member_id: s.member_id,
                         total: s.total,
                         lines: s
@@ -96,6 +97,7 @@ pub fn facts(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Facts,
             sale_id: sale_id.clone(),
             at: r.created_at,
             staff_no: r.staff_no,
+            terminal_id: r.terminal_id,
             sale_staff_no,
             // The money given back: less than the lines' amount when points the member had
             // already spent were kept back (`shortfall_value`).

@@ -51,6 +51,21 @@ async fn the_sales_report_gives_each_payment_method_s_takings() {
         )
         .await;
     assert_eq!((s, e["change"].as_i64()), (201, Some(420)), "{e}");
+    // At the second till: ¥89.90 from a ¥100 note; refunded at the manager's till (pos-1),
+    // whose drawer gives the cash back.
+    let (s, login, _) = login_status(&d, POS2, CASHIER.0, CASHIER.1).await;
+    assert_eq!(s, 201, "{login}");
+    let t2 = login["token"].as_str().unwrap();
+    let (s, f) = d.sale(t2, &sell("RICE", 1, vec![pay("cash", 10000)])).await;
+    assert_eq!((s, f["change"].as_i64()), (201, Some(1010)), "{f}");
+    let (s, back) = d
+        .post(
+            &tm,
+            &format!("/v1/sales/{}/refunds", f["id"].as_str().unwrap()),
+            &json!({"reason": "买错了"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{back}");
 
     let (s, v) = d.get(&tm, "/v1/reports/sales").await;
     assert_eq!(s, 200, "{v}");
@@ -62,11 +77,17 @@ async fn the_sales_report_gives_each_payment_method_s_takings() {
     assert_eq!(
         *m,
         json!({
-            "cash": row(1290 + 2580, 2, 0, 0),
+            "cash": row(1290 + 2580 + 8990, 3, 8990, 1),
             "card": row(5000, 1, 0, 0),
             "wechat": row(3990, 1, 0, 0),
             "alipay": row(25000, 1, 25000, 1),
         }),
+        "{v}"
+    );
+    // Each drawer's count: pos-1 took two sales' cash and gave the refund's back.
+    assert_eq!(
+        v["cash_by_terminal"],
+        json!({"pos-1": row(1290 + 2580, 2, 8990, 1), "pos-2": row(8990, 1, 0, 0)}),
         "{v}"
     );
     // The methods add up to the report's totals.
@@ -88,7 +109,7 @@ async fn the_sales_report_gives_each_payment_method_s_takings() {
         .await;
     assert_eq!(s, 200, "{l}");
     let refunds = l["refunds"].as_array().unwrap();
-    assert_eq!(refunds.len(), 1, "{l}");
+    assert_eq!(refunds.len(), 2, "{l}");
     assert_eq!(refunds[0]["id"], r["id"], "{l}");
     assert_eq!(refunds[0]["sale_id"], c["id"], "{l}");
     assert_eq!(refunds[0]["reason"], "不要了", "{l}");

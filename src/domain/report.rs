@@ -19,6 +19,8 @@ pub struct SaleFact {
     pub at: chrono::DateTime<chrono::FixedOffset>,
     /// Cashier.
     pub staff_no: String,
+    /// The till it was rung up at (whose drawer took its cash).
+    pub terminal_id: String,
     /// Member, if any.
     pub member_id: Option<String>,
     /// Total paid.
@@ -40,6 +42,8 @@ pub struct RefundFact {
     pub at: chrono::DateTime<chrono::FixedOffset>,
     /// Staff who refunded.
     pub staff_no: String,
+    /// The terminal it was given at (whose drawer gave its cash back).
+    pub terminal_id: String,
     /// The refunded sale's cashier.
     pub sale_staff_no: Option<String>,
     /// Amount given back.
@@ -75,6 +79,8 @@ pub struct SalesSummary {
     pub member_revenue: Money,
     /// By payment method: what the drawer and each payment provider should show for the period.
     pub by_method: BTreeMap<PaymentMethod, MethodTakings>,
+    /// Cash by terminal: what each till's drawer took and gave back, for its count.
+    pub cash_by_terminal: BTreeMap<String, MethodTakings>,
 }
 
 /// The money of one payment method in a period.
@@ -109,9 +115,10 @@ pub fn summarize(sales: &[SaleFact], refunds: &[RefundFact]) -> SalesSummary {
             s.member_revenue += x.total;
         }
         for (method, amount) in by_method(&x.payments) {
-            let m = s.by_method.entry(method).or_default();
-            m.sales += 1;
-            m.taken += amount;
+            for m in takings(&mut s, method, &x.terminal_id) {
+                m.sales += 1;
+                m.taken += amount;
+            }
         }
     }
     for r in refunds {
@@ -120,12 +127,17 @@ pub fn summarize(sales: &[SaleFact], refunds: &[RefundFact]) -> SalesSummary {
             .entry(r.at.date_naive().to_string())
             .or_default() += r.amount;
         for (method, amount) in by_method(&r.payments) {
-            let m = s.by_method.entry(method).or_default();
-            m.refunds += 1;
-            m.refunded += amount;
+            for m in takings(&mut s, method, &r.terminal_id) {
+                m.refunds += 1;
+                m.refunded += amount;
+            }
         }
     }
-    for m in s.by_method.values_mut() {
+    for m in s
+        .by_method
+        .values_mut()
+        .chain(s.cash_by_terminal.values_mut())
+    {
         m.net = m.taken - m.refunded;
     }
     s.net = s.revenue - s.refunded;
@@ -135,6 +147,18 @@ pub fn summarize(sales: &[SaleFact], refunds: &[RefundFact]) -> SalesSummary {
         0
     };
     s
+}
+
+/// The figures a payment of `method` at `terminal` counts in: its method's, and its
+/// terminal's drawer's when it is cash.
+fn takings<'a>(
+    s: &'a mut SalesSummary,
+    method: PaymentMethod,
+    terminal: &str,
+) -> impl Iterator<Item = &'a mut MethodTakings> {
+    let drawer = (method == PaymentMethod::Cash)
+        .then(|| s.cash_by_terminal.entry(terminal.to_string()).or_default());
+    std::iter::once(s.by_method.entry(method).or_default()).chain(drawer)
 }
 
 /// One sale's or refund's payments summed by method (two cash payments are one), leaving out
@@ -378,6 +402,7 @@ mod tests {
             id: "s".into(),
             at,
             staff_no: "1".into(),
+            terminal_id: "pos-1".into(),
             member_id: None,
             total: 100,
             lines: skus.iter().map(|s| (s.to_string(), 1, 100)).collect(),
