@@ -115,8 +115,9 @@ impl From<LedgerError> for ApiError {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "journal_unconfirmed",
-                    "the store's journal could not confirm the write (a disk error); it may have \
-                     been recorded: retry with the same Idempotency-Key, never a new one",
+                    "the store's journal could not confirm the write (a disk error, or its file \
+                     gone from the data directory); it may have been recorded: retry with the \
+                     same Idempotency-Key, never a new one",
                 )
             }
             LedgerError::ShuttingDown => ApiError::new(

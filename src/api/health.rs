@@ -102,6 +102,11 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let mut degraded = Vec::new();
     if !running {
         failed.push("ledger stopped".to_string());
+    } else if stats.journal_misplaced.load(Ordering::Relaxed) {
+        failed.push(
+            "journal file no longer in the data directory (removed or moved while storebox ran): nothing is recorded until it is back, or storebox is restarted"
+                .to_string(),
+        );
     } else if !writable {
         failed.push("journal not writable".to_string());
     }

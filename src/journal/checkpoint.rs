@@ -126,6 +126,9 @@ fn run(path: &PathBuf, stop: mpsc::Receiver<Request>, readers: Box<dyn Fn(Moment
     wal.push("-wal");
     let wal = PathBuf::from(wal);
     let mut scrub_due = false;
+    // Whether the last checkpoint failed: said once a spell (a file made read-only failed every
+    // tick, a warning twice a second until someone noticed).
+    let mut failing = false;
     loop {
         match stop.recv_timeout(Duration::from_millis(500)) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -133,14 +136,16 @@ fn run(path: &PathBuf, stop: mpsc::Receiver<Request>, readers: Box<dyn Fn(Moment
             // Stopped (or the ledger is gone): one last checkpoint.
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 readers(Moment::Before { empty: true });
-                checkpoint(&conn, if scrub_due { "TRUNCATE" } else { "PASSIVE" });
+                let mode = if scrub_due { "TRUNCATE" } else { "PASSIVE" };
+                checkpoint(&conn, mode, &mut failing);
                 return;
             }
         }
         if scrub_due {
             readers(Moment::Before { empty: true });
-            scrub_due =
-                !crate::sqlite::waiting_at_most(&conn, SCRUB_WAIT, |c| checkpoint(c, "TRUNCATE"));
+            scrub_due = !crate::sqlite::waiting_at_most(&conn, SCRUB_WAIT, |c| {
+                checkpoint(c, "TRUNCATE", &mut failing)
+            });
             if !scrub_due {
                 readers(Moment::Emptied);
                 tracing::info!(file = %path.display(), "write-ahead log scrubbed after an erasure");
@@ -151,22 +156,32 @@ fn run(path: &PathBuf, stop: mpsc::Receiver<Request>, readers: Box<dyn Fn(Moment
             .map(|m| m.len() > WAL_CEILING)
             .unwrap_or(false);
         readers(Moment::Before { empty: big });
-        if checkpoint(&conn, if big { "RESTART" } else { "PASSIVE" }) && big {
+        if checkpoint(&conn, if big { "RESTART" } else { "PASSIVE" }, &mut failing) && big {
             readers(Moment::Emptied);
         }
     }
 }
 
-/// Runs one checkpoint; true when it completed (not blocked by a reader or writer).
-fn checkpoint(conn: &Connection, mode: &str) -> bool {
+/// Runs one checkpoint; true when it completed (not blocked by a reader or writer). A failure
+/// is logged when `failing` was not set (and sets it), a success after failures too.
+fn checkpoint(conn: &Connection, mode: &str, failing: &mut bool) -> bool {
     let r: rusqlite::Result<(i64, i64, i64)> =
         conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         });
     match r {
-        Ok((busy, _, _)) => busy == 0,
+        Ok((busy, _, _)) => {
+            if std::mem::take(failing) {
+                tracing::info!(mode, "checkpoints succeed again");
+            }
+            busy == 0
+        }
         Err(e) => {
-            tracing::warn!(error = %e, mode, "checkpoint failed");
+            if std::mem::replace(failing, true) {
+                tracing::debug!(error = %e, mode, "checkpoint failed again");
+            } else {
+                tracing::warn!(error = %e, mode, "checkpoint failed; said again only once it succeeds");
+            }
             false
         }
     }

@@ -68,6 +68,20 @@ pub enum JournalError {
     /// Occurs when the file was written by a newer storebox.
     #[error("journal schema {0} is newer than this storebox understands")]
     NewerSchema(i64),
+    /// Occurs when the journal's file or its WAL is no longer at its path (the data directory
+    /// removed, moved or replaced while the daemon runs): SQLite would go on writing to the
+    /// file it holds open, which no later start finds.
+    #[error(
+        "{path} no longer names the journal storebox has open ({why}): the data directory was \
+         removed, moved or replaced while it ran; nothing is recorded until it is back where it \
+         was, or storebox is restarted"
+    )]
+    Misplaced {
+        /// The file's path.
+        path: std::path::PathBuf,
+        /// What is there now.
+        why: String,
+    },
 }
 
 impl JournalError {
@@ -84,8 +98,18 @@ impl JournalError {
     /// Whether the error means "cannot write now" (disk full, read-only, IO error, locked for
     /// longer than the busy timeout): the API answers `503` and the terminal may retry.
     pub fn is_unwritable(&self) -> bool {
-        matches!(self, JournalError::Unwritable(_))
+        matches!(
+            self,
+            JournalError::Unwritable(_) | JournalError::Misplaced { .. }
+        )
     }
+}
+
+/// The WAL file of the SQLite file at `path`.
+fn wal_path(path: &Path) -> std::path::PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::path::PathBuf::from(wal)
 }
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -103,6 +127,15 @@ pub struct Journal {
     conn: Connection,
     last_seq: u64,
     dir: std::path::PathBuf,
+    /// The journal's file and its WAL as the writer opened them: path, (device, inode).
+    files: Vec<(std::path::PathBuf, (u64, u64))>,
+}
+
+/// The (device, inode) of the file at `path`.
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
 }
 
 impl Journal {
@@ -174,11 +207,40 @@ impl Journal {
         conn.execute_batch("PRAGMA secure_delete=ON;")
             .map_err(JournalError::sql("setting pragmas"))?;
         let last_seq = store::last_seq(&conn)?;
+        // Both files are open now (the reads above opened the WAL); a path that names another
+        // file later is what `check_in_place` catches.
+        let mut files = Vec::new();
+        for p in [path.clone(), wal_path(&path)] {
+            let id = file_id(&p).map_err(|e| {
+                JournalError::Unwritable(format!("cannot stat {}: {e}", p.display()))
+            })?;
+            files.push((p, id));
+        }
         Ok(Journal {
             conn,
             last_seq,
             dir: dir.to_path_buf(),
+            files,
         })
+    }
+
+    /// Whether the journal's file and its WAL are still the files the writer has open (two
+    /// `stat`s). A data directory removed or moved while the daemon runs leaves SQLite writing
+    /// to files that no longer have a name there: a sale committed to them is gone at the next
+    /// start. The ledger asks this before each batch and before it answers one.
+    pub fn check_in_place(&self) -> Result<(), JournalError> {
+        for (path, id) in &self.files {
+            let why = match file_id(path) {
+                Ok(now) if now == *id => continue,
+                Ok(_) => "another file is there now".to_string(),
+                Err(e) => e.to_string(),
+            };
+            return Err(JournalError::Misplaced {
+                path: path.clone(),
+                why,
+            });
+        }
+        Ok(())
     }
 
     /// Sets the journal up for an offline command (a bulk import): its checkpoints are left
@@ -207,6 +269,7 @@ impl Journal {
     /// waiting out the busy timeout (another process's lock fails it at once). Tried after a
     /// refusal, while nothing else writes, so that `/healthz` recovers with the journal.
     pub fn probe_write(&mut self) -> Result<(), JournalError> {
+        self.check_in_place()?;
         crate::sqlite::waiting_at_most(&self.conn, std::time::Duration::ZERO, |conn| {
             let tx = rusqlite::Transaction::new_unchecked(
                 conn,

@@ -56,8 +56,10 @@ pub enum LedgerError {
     #[error("nothing can be recorded now: {0}")]
     Unavailable(String),
     /// Occurs when the journal's commit failed in its I/O (a failed `fdatasync`): the
-    /// commit may still have reached the disk, and be found there after a crash. Whether it
-    /// was recorded is answered by a retry with the same `Idempotency-Key`.
+    /// commit may still have reached the disk, and be found there after a crash; or when it
+    /// went to a journal file no longer in the data directory (found again if the directory
+    /// comes back). Whether it was recorded is answered by a retry with the same
+    /// `Idempotency-Key`.
     #[error("the journal could not confirm the write: {0}")]
     Unconfirmed(String),
     /// Occurs when the ledger is shutting down.

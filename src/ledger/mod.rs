@@ -82,6 +82,9 @@ pub struct LedgerStats {
     pub failed_batches: AtomicU64,
     /// Whether the last batch committed (false while the disk refuses writes).
     pub writable: AtomicBool,
+    /// Whether the journal's file is no longer where the ledger opened it (the data directory
+    /// removed or moved while the daemon runs): commands are refused, `writable` is false.
+    pub journal_misplaced: AtomicBool,
     /// Batches committed that erased a member's personal data: a reader that opened personal
     /// data before this moved must not hand it on (the uplink reads events ahead).
     pub erasures: AtomicU64,

@@ -247,14 +247,18 @@ impl Worker {
         if jobs.is_empty() {
             return Vec::new();
         }
-        // A command executed on a cache that lacks committed events would decide on stale
-        // facts (a phone already taken, points already spent) and journal the result: until
-        // the cache catches up (a full disk freed), commands are refused, nothing recorded.
-        if let Err(e) = self.catch_up() {
-            self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-            let err = LedgerError::Unavailable(format!(
+        // A journal whose file is gone from the data directory takes commits no later start
+        // finds: refused until it is back. A command executed on a cache that lacks committed
+        // events would decide on stale facts (a phone already taken, points already spent) and
+        // journal the result: until the cache catches up (a full disk freed), commands are
+        // refused, nothing recorded.
+        let ready = self.misplaced().map_err(LedgerError::from).and_then(|()| {
+            self.catch_up().map_err(|e| LedgerError::Unavailable(format!(
                 "nothing was recorded: the cache is behind the journal and cannot be written ({e})"
-            ));
+            )))
+        });
+        if let Err(err) = ready {
+            self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             for job in jobs {
                 let _ = job.reply.send(Err(clone_err(&err)));
             }
@@ -385,6 +389,15 @@ impl Worker {
                 }
             }),
         };
+        // Committed, but perhaps to a file the data directory lost meanwhile: not answered as
+        // recorded. A retry with the same key finds the sale if the directory comes back.
+        let commit = commit.and_then(|()| {
+            if done.is_empty() {
+                return Ok(());
+            }
+            recover::in_place(&self.journal, &self.stats)
+                .map_err(|e| LedgerError::Unconfirmed(e.to_string()))
+        });
         match commit {
             Ok(()) => {
                 if erased {
@@ -520,6 +533,10 @@ impl Worker {
                 drop(pending);
                 if let Err(e) = self.journal.resync_seq() {
                     tracing::error!(error = %e, "cannot re-read the journal position");
+                }
+                // The journal took the batch after all (see above): the cache replays it.
+                if self.journal.last_seq() >= first_seq {
+                    self.behind(true);
                 }
                 // A command failed the batch (a failed commit fails them all): the others run
                 // again without it.
