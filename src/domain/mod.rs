@@ -26,6 +26,8 @@ pub mod sync;
 pub mod timestamp;
 
 #[cfg(test)]
+mod limits;
+#[cfg(test)]
 mod properties;
 #[cfg(test)]
 mod refund_properties;
