@@ -166,6 +166,13 @@ impl Rules {
                     l.code
                 ));
             }
+            // A negative cap switched the birthday discount off without a word.
+            if l.birthday_discount_cap.is_some_and(|c| c < 0) {
+                return Err(format!(
+                    "levels[{i}] ({}): birthday_discount_cap must not be negative",
+                    l.code
+                ));
+            }
             if l.points_per_yuan_milli > 1_000_000 {
                 return Err(format!(
                     "levels[{i}] ({}): points_per_yuan above 1000 is not plausible",
@@ -195,6 +202,19 @@ impl Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_negative_birthday_cap_is_refused() {
+        let mut r = Rules::default();
+        r.levels[1].birthday_discount_cap = Some(-1);
+        let e = r.validate().unwrap_err();
+        assert!(
+            e.contains("birthday_discount_cap must not be negative"),
+            "{e}"
+        );
+        r.levels[1].birthday_discount_cap = Some(0);
+        r.validate().unwrap();
+    }
 
     #[test]
     fn chain_table_is_the_default() {
