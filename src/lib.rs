@@ -8,7 +8,7 @@
 //!   (`calendar`, `timestamp`). No IO and no clock: `now` is passed in. Property-tested.
 //! - [`journal`]: the SQLite book of record — append-only events with gap-free `seq`,
 //!   idempotency keys, the outbox position, the hash-chained audit log; a pool of read-only
-//!   connections for queries.
+//!   connections for queries; the check that its files are still where it opened them.
 //! - [`cache`]: the rebuildable cache (its own SQLite file) — members indexed by phone, card,
 //!   phone tail and name (phones and cards also hinted in memory, so the till's lookups skip
 //!   the index), products by barcode, stock, coupons, sessions; the projections that apply
@@ -33,7 +33,8 @@
 //!   frames to the file in one write.
 //! - [`backup`]: online, compressed, encrypted backups and their restore; scheduled backups.
 //! - [`admin`]: the offline commands (`init`, `audit verify`, `backup`, `restore`).
-//! - [`api`]: axum handlers, one module per resource; authentication and the error type.
+//! - [`api`]: axum handlers, one module per resource; authentication and the error type; the
+//!   cut of a long list into pages (`api/page.rs`).
 //! - [`devices`]: scanners, card readers and receipt printers (serial, HID, TCP, file), the
 //!   ESC/POS encoder, receipt and refund slip layout (`devices/receipt/refund.rs`) and
 //!   decoder, the device bus.
