@@ -113,28 +113,9 @@ async fn login(
         scopes.push((staff_scope.clone(), sec.max_pin_failures));
     }
     let window = chrono::Duration::from_std(sec.lockout).map_err(ApiError::internal)?;
-    let counted = state
-        .ledger
-        .execute(
-            audit_actor.clone(),
-            Command::Session(SessionOp::Attempt {
-                scopes: scopes.clone(),
-                window,
-            }),
-        )
-        .await?;
-    let attempt = match counted {
-        Outcome::Attempted { since } => Attempt {
-            ledger: state.ledger.clone(),
-            actor: audit_actor.clone(),
-            counts: scopes
-                .into_iter()
-                .zip(since)
-                .map(|((scope, max), since)| (scope, max, since))
-                .collect(),
-            open: true,
-        },
-        Outcome::Locked { scope, until } => {
+    let attempt = match count_attempt(&state, &audit_actor, scopes, window).await? {
+        Ok(attempt) => attempt,
+        Err(Outcome::Locked { scope, until }) => {
             let (code, what) = if scope == terminal_scope {
                 ("terminal_locked", "this terminal")
             } else {
@@ -156,7 +137,7 @@ async fn login(
             )
             .retry_after(secs));
         }
-        other => {
+        Err(other) => {
             return Err(ApiError::internal(format!(
                 "a login attempt was answered {other:?}"
             )));
@@ -276,11 +257,53 @@ async fn login(
     ))
 }
 
+/// Counts a login's attempt before its PIN is checked (on the ledger thread, see `Attempt`):
+/// the attempt, or the outcome that refused it (`Locked`). Counted in a task of its own, which
+/// hands the [`Attempt`] over or — when the login was dropped meanwhile — drops it, taking the
+/// attempt back: hyper drops a request once it reads the end of the client's stream, and a
+/// login dropped while its attempt was counted, before the guard existed, left it counted for
+/// good (a terminal that gave up on a busy box: a few of them locked a cashier out, right PIN
+/// or not).
+async fn count_attempt(
+    state: &AppState,
+    actor: &Actor,
+    scopes: Vec<(String, u32)>,
+    window: chrono::Duration,
+) -> ApiResult<Result<Attempt, Outcome>> {
+    let (ledger, actor) = (state.ledger.clone(), actor.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let op = SessionOp::Attempt {
+            scopes: scopes.clone(),
+            window,
+        };
+        let counted = ledger
+            .execute(actor.clone(), Command::Session(op))
+            .await
+            .map(|outcome| match outcome {
+                Outcome::Attempted { since } => Ok(Attempt {
+                    ledger,
+                    actor,
+                    counts: scopes
+                        .into_iter()
+                        .zip(since)
+                        .map(|((scope, max), since)| (scope, max, since))
+                        .collect(),
+                    open: true,
+                }),
+                other => Err(other),
+            });
+        // Nobody left to hear of it: the attempt is dropped here, and taken back.
+        let _ = tx.send(counted);
+    });
+    Ok(rx.await.map_err(ApiError::internal)??)
+}
+
 /// A login's attempt, counted before its PIN is checked. Settled as standing (a wrong PIN is
 /// answered) or as a right PIN's (taken back, the staff number's count forgotten); a login that
 /// ends before either — its PIN check failed, or the request was dropped unanswered — takes it
-/// back when dropped: no PIN was answered, so no guess was made. (A terminal that gives up and
-/// closes its connection does not drop its request: the PIN is still checked and settles it.)
+/// back when dropped: no PIN was answered, so no guess was made (a terminal that gives up and
+/// closes its connection has its request dropped by hyper, see [`count_attempt`]).
 struct Attempt {
     ledger: crate::ledger::Ledger,
     actor: Actor,
