@@ -90,6 +90,53 @@ async fn one_host_cannot_take_every_connection() {
     d.terminate();
 }
 
+/// A few hosts holding every connection the daemon serves (four addresses at their limit of
+/// 192 each: a guest network bridged in by mistake, a host with several addresses) no longer
+/// lock the tills out: the greediest host's oldest connection is closed to make room for a
+/// host with fewer. Before, a till from a fifth address was refused for as long as they held on.
+#[tokio::test]
+async fn a_few_greedy_hosts_cannot_lock_the_tills_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(dir.path(), "");
+    let mut greedy = Vec::new();
+    for host in 11..15 {
+        for _ in 0..192 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket
+                .bind(format!("127.0.0.{host}:0").parse().unwrap())
+                .unwrap();
+            greedy.push(socket.connect(d.addr).await.unwrap());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for till in ["127.0.0.2", "127.0.0.3", "127.0.0.2"] {
+        let answer = healthz_from(till, d.addr).await;
+        assert!(
+            answer.as_deref().is_ok_and(|a| a.contains(" 200 ")),
+            "a till beside 768 connections from four hosts: {answer:?}"
+        );
+    }
+    // A greedy connection made room for each till that found every slot taken (one at least,
+    // one a till at most: each till's slot is freed once its answer is out), closed by the
+    // daemon; the others are still open.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut buf = [0u8; 16];
+    let mut closed = 0;
+    for c in &greedy {
+        match c.try_read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => closed += 1,
+        }
+    }
+    assert!(
+        (1..=3).contains(&closed),
+        "{closed} greedy connections closed"
+    );
+    assert!(d.log_text().contains("closed to make room"));
+    drop(greedy);
+    d.terminate();
+}
+
 /// SIGTERM while a client is half-way through sending a request: the daemon still stops, in
 /// well under systemd's 60 s.
 #[test]
