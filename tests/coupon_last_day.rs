@@ -40,6 +40,19 @@ async fn a_welcome_coupon_is_good_all_of_its_last_day() {
     assert_eq!(s, 200, "{c}");
     assert_eq!(c["valid_to"], "2026-04-10T00:00:00+08:00", "{c}");
     d.terminate();
+    // As journaled (and sent to HQ): the coupon's `seq` is its event's, not 0.
+    let journal = rusqlite::Connection::open(dir.path().join("data/journal.sqlite3")).unwrap();
+    let (seq, data): (i64, String) = journal
+        .query_row(
+            "SELECT seq, data FROM events WHERE kind = 'coupon.issued'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(data["seq"], seq, "{data}");
+    assert_eq!(c["seq"], seq, "{c}");
+    drop(journal);
 
     // 21:00 on 9 April, the 30th day: the coupon takes its ¥5 off.
     let (k, v) = at("2026-04-09 13:00:00");

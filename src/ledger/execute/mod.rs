@@ -266,8 +266,13 @@ impl<'a, 'c> Ctx<'a, 'c> {
 
     /// [`Self::emit`], returning with the `seq` the event's data as the journal holds it (for a
     /// sale, its answer's body).
-    fn emit_data(&mut self, body: EventBody) -> Result<(u64, String), LedgerError> {
+    fn emit_data(&mut self, mut body: EventBody) -> Result<(u64, String), LedgerError> {
         let seq = self.next_seq;
+        // A coupon's `seq` is the last event applied to it: its own, when issued (it went to
+        // HQ as 0 before, beside the event's real seq).
+        if let EventBody::CouponIssued(c) = &mut body {
+            c.seq = seq;
+        }
         let event = Event {
             id: crate::ids::new_v7().to_string(),
             store_id: self.settings.store_id.clone(),
