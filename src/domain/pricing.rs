@@ -228,6 +228,13 @@ pub enum PricingError {
         /// Amount reached.
         amount: Money,
     },
+    /// Occurs when a coupon would take nothing off the cart (its item already free, nothing
+    /// left to pay): a single-use coupon is not used up for nothing.
+    #[error("coupon {code} takes nothing off this cart: keep it for another sale")]
+    CouponGivesNothing {
+        /// The coupon.
+        code: String,
+    },
     /// Occurs when a free-item coupon's product is not in the cart.
     #[error("coupon {code} is for {sku}, which is not in the cart")]
     CouponItemMissing {
@@ -349,6 +356,13 @@ pub fn price(input: &PricingInput<'_>) -> Result<Quote, PricingError> {
             .count();
         apply_coupon(coupon, given, &mut lines)?;
         let after: Money = lines.iter().map(|l| l.coupon_discount).sum();
+        // Single use: one that takes nothing off (its item free already, the cart at ¥0) would
+        // be used up for nothing. The customer keeps it for another sale.
+        if after == before {
+            return Err(PricingError::CouponGivesNothing {
+                code: coupon.code.clone(),
+            });
+        }
         coupons.push(AppliedCoupon {
             code: coupon.code.clone(),
             discount: after - before,

@@ -184,6 +184,7 @@ impl From<PricingError> for LedgerError {
             CouponNotYours { .. } => LedgerError::rule("coupon_not_yours", message),
             CouponThreshold { .. } => LedgerError::rule("coupon_threshold_not_met", message),
             CouponItemMissing { .. } => LedgerError::rule("coupon_item_missing", message),
+            CouponGivesNothing { .. } => LedgerError::rule("coupon_gives_nothing", message),
         }
     }
 }

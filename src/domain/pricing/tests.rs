@@ -403,6 +403,32 @@ fn stacked_free_item_coupons_give_a_unit_each() {
     ));
 }
 
+/// A coupon that would take nothing off — its free item costs ¥0 already, a percent off a cart
+/// of ¥0 — is refused, not used up for nothing.
+#[test]
+fn a_coupon_that_takes_nothing_off_is_not_used_up() {
+    let free_already = product("GIFT", 0);
+    let coffee = coupon("F1", CouponKind::FreeItem { sku: "GIFT".into() });
+    assert!(matches!(
+        quote(&[(&free_already, 1)], None, &[coffee], 0),
+        Err(PricingError::CouponGivesNothing { code }) if code == "F1"
+    ));
+    let tenth = coupon(
+        "P10",
+        CouponKind::PercentOff {
+            bps: 1_000,
+            cap: None,
+        },
+    );
+    assert!(matches!(
+        quote(&[(&free_already, 2)], None, std::slice::from_ref(&tenth), 0),
+        Err(PricingError::CouponGivesNothing { .. })
+    ));
+    let a = product("A", 1_000);
+    let q = quote(&[(&a, 1)], None, &[tenth], 0).unwrap();
+    assert_eq!(q.coupons[0].discount, 100);
+}
+
 #[test]
 fn promotions_and_rounding() {
     let mut a = product("A", 1_299);
