@@ -61,9 +61,13 @@ pub struct Pending<'w> {
     /// Index writes by table and key: the ids written under the key, each present or removed,
     /// in the order first written. Sorted, so the cache receives them in key order.
     index: BTreeMap<Idx, IndexWrites>,
-    /// Members whose card HQ's copy of another member took over, by the card's index key
-    /// (`None`: forgotten), kept in `meta` so the card goes back to them (see `put_member`).
-    displaced_cards: BTreeMap<Vec<u8>, Option<String>>,
+    /// Members whose card HQ's copy of another member took over, the latest last, by the
+    /// card's index key (empty: forgotten), kept in `meta` so the card goes back to them (see
+    /// `put_member`).
+    displaced_cards: BTreeMap<Vec<u8>, Vec<String>>,
+    /// Whether the entries bulk mode deferred were written in this batch's transaction
+    /// already (see `write_deferred`).
+    deferred_written: bool,
     applied_seq: Option<u64>,
 }
 
@@ -119,6 +123,7 @@ impl<'w> Pending<'w> {
             durable,
             index: BTreeMap::new(),
             displaced_cards: BTreeMap::new(),
+            deferred_written: false,
             applied_seq: None,
         };
         match begun {

@@ -115,16 +115,15 @@ impl Pending<'_> {
                 tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('rules', ?1)")?
                     .execute(params![String::from_utf8_lossy(&encode_json(r))])?;
             }
-            for (key, holder) in &self.displaced_cards {
+            for (key, holders) in &self.displaced_cards {
                 let k = super::handback::displaced_card_meta_key(key);
-                match holder {
-                    Some(id) => tx
-                        .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
-                        .execute(params![k, id])?,
-                    None => tx
-                        .prepare_cached("DELETE FROM meta WHERE key = ?1")?
-                        .execute(params![k])?,
-                };
+                if holders.is_empty() {
+                    tx.prepare_cached("DELETE FROM meta WHERE key = ?1")?
+                        .execute(params![k])?;
+                } else {
+                    tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+                        .execute(params![k, serde_json::json!(holders).to_string()])?;
+                }
             }
             // Removals first, so a key that moved between ids ends up where it was put.
             // Member indexes point at the member's rowid.
@@ -147,11 +146,14 @@ impl Pending<'_> {
             let in_bulk = bulk.is_some();
             if let Some(b) = bulk.as_mut()
                 && !b.is_empty()
-                && self.index.iter().any(|(idx, keys)| {
-                    idx.of_members() && keys.values().flatten().any(|(_, present)| !present)
-                })
+                && (self.deferred_written
+                    || self.index.iter().any(|(idx, keys)| {
+                        idx.of_members() && keys.values().flatten().any(|(_, present)| !present)
+                    }))
             {
-                b.write(tx)?;
+                if !self.deferred_written {
+                    b.write(tx)?;
+                }
                 out.flushed = true;
             }
             for add in [false, true] {
@@ -188,6 +190,24 @@ impl Pending<'_> {
             Ok(out)
         };
         run().map_err(write)
+    }
+}
+
+impl Pending<'_> {
+    /// Writes the member index entries bulk mode deferred, now, in the batch's transaction
+    /// (forgotten once it commits), so the batch's reads of the index tables see them.
+    pub(super) fn write_deferred(&mut self) -> Result<(), CacheError> {
+        if self.deferred_written {
+            return Ok(());
+        }
+        if let Some(b) = self.w.bulk().as_mut()
+            && !b.is_empty()
+        {
+            b.write(self.w.conn())
+                .map_err(sql_err("writing the deferred index entries"))?;
+            self.deferred_written = true;
+        }
+        Ok(())
     }
 }
 

@@ -17,6 +17,7 @@ use crate::domain::sale::{Payment, PaymentMethod};
 mod bugs;
 mod catalog;
 mod disk_full;
+mod duplicate_members;
 mod levels;
 mod members;
 mod staff;
