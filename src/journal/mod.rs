@@ -227,7 +227,8 @@ impl Journal {
     /// Whether the journal's file and its WAL are still the files the writer has open (two
     /// `stat`s). A data directory removed or moved while the daemon runs leaves SQLite writing
     /// to files that no longer have a name there: a sale committed to them is gone at the next
-    /// start. The ledger asks this before each batch and before it answers one.
+    /// start. The ledger asks this after each commit that wrote events, before it answers, and
+    /// — once a commit found the files gone — before each batch until they are back.
     pub fn check_in_place(&self) -> Result<(), JournalError> {
         for (path, id) in &self.files {
             let why = match file_id(path) {
