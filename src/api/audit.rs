@@ -25,7 +25,7 @@ struct Page {
 #[derive(Serialize)]
 struct Entries {
     entries: Vec<AuditEntry>,
-    /// Where the next page starts (`after`), when there may be more.
+    /// Where the next page starts (`after`); `None` on the last page.
     next: Option<u64>,
 }
 
@@ -36,9 +36,10 @@ async fn list(
 ) -> ApiResult<Json<Entries>> {
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
     let after = page.after;
+    // One entry past the page says whether another follows (`src/api/page.rs`).
     let entries = state
         .journal
-        .with(move |c| audit::list(c, after, limit))
+        .with(move |c| audit::list(c, after, limit + 1))
         .await?
         .into_iter()
         .map(|mut e| {
@@ -50,6 +51,6 @@ async fn list(
             e
         })
         .collect::<Vec<_>>();
-    let next = (entries.len() as u64 == limit).then(|| entries.last().map_or(after, |e| e.n));
+    let (entries, next) = super::page::after(entries, limit as usize, |e| e.n);
     Ok(Json(Entries { entries, next }))
 }

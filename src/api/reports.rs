@@ -55,7 +55,7 @@ impl Period {
         {
             return Err(ApiError::bad_request(
                 "invalid_period",
-                "from must be on or before to, at most 366 days before it, both between 2000 and 9998",
+                "from must be on or before to, the period at most 366 days (both days included), both between 2000 and 9998",
             ));
         }
         Ok((from, to))
@@ -465,4 +465,38 @@ async fn stock(
         ));
     }
     Ok(Json(serde_json::json!({ "low_stock": low, "truncated": truncated })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn period(from: &str, to: &str) -> Period {
+        Period {
+            from: Some(from.parse().unwrap()),
+            to: Some(to.parse().unwrap()),
+            format: None,
+            min_count: None,
+            limit: None,
+        }
+    }
+
+    /// A period is at most 366 days, both ends included (the README's words). The refusal
+    /// said "from ... at most 366 days before" to, and refused a `from` exactly 366 days
+    /// before: the manager who followed the message was refused again.
+    #[test]
+    fn the_refusal_says_the_limit_that_is_applied() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+        // 366 days, both included: a leap year.
+        assert!(period("2024-01-01", "2024-12-31").range(today).is_ok());
+        // `from` 366 days before `to`: 367 days.
+        let e = period("2025-01-01", "2026-01-02").range(today).unwrap_err();
+        assert_eq!(e.code, "invalid_period");
+        assert!(
+            !e.message.contains("366 days before"),
+            "says a from 366 days before is allowed: {}",
+            e.message
+        );
+        assert!(e.message.contains("366 days"), "{}", e.message);
+    }
 }

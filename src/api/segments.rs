@@ -57,7 +57,7 @@ struct Segments {
     /// With `segment=`: its members, a page at a time.
     #[serde(skip_serializing_if = "Option::is_none")]
     members: Option<Vec<SegmentMember>>,
-    /// Pass as `after` for the next page.
+    /// Pass as `after` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<i64>,
 }
@@ -83,36 +83,38 @@ async fn segments(
     // Every member is read (and unsealed): a report's turn, held by the scan itself, so a
     // dashboard refreshed ten times does not scan ten times beside the tills.
     let turn = turn(&state).await?;
-    let (counts, members, next) = tokio::task::spawn_blocking(move || {
+    let (counts, members) = tokio::task::spawn_blocking(move || {
         let _turn = turn;
         let cut = &settings.insight.rfm;
         let mut counts = std::collections::BTreeMap::<Segment, u64>::new();
+        // One member past the page says whether another follows (`src/api/page.rs`).
         let mut members = Vec::new();
-        let mut next = None;
         cache.scan_members(|rid, m| {
             if m.erased_at.is_some() && m.visits() == 0 {
                 return;
             }
             let (scores, seg) = insight::rfm(&m, cut, day);
             *counts.entry(seg).or_insert(0) += 1;
-            if wanted == Some(seg) && rid > after && members.len() < limit {
-                members.push(SegmentMember {
-                    id: m.id.clone(),
-                    name: m.profile.as_ref().map(|p| p.name.clone()),
-                    rfm: scores,
-                    visits: m.visits(),
-                    total_spend: m.total_spend(),
-                    last_visit_at: m.last_visit_at(),
-                });
-                if members.len() == limit {
-                    next = Some(rid);
-                }
+            if wanted == Some(seg) && rid > after && members.len() <= limit {
+                members.push((
+                    rid,
+                    SegmentMember {
+                        id: m.id.clone(),
+                        name: m.profile.as_ref().map(|p| p.name.clone()),
+                        rfm: scores,
+                        visits: m.visits(),
+                        total_spend: m.total_spend(),
+                        last_visit_at: m.last_visit_at(),
+                    },
+                ));
             }
         })?;
-        Ok::<_, crate::cache::CacheError>((counts, members, next))
+        Ok::<_, crate::cache::CacheError>((counts, members))
     })
     .await
     .map_err(ApiError::internal)??;
+    let (members, next) = super::page::after(members, limit, |(rid, _)| *rid);
+    let members: Vec<SegmentMember> = members.into_iter().map(|(_, m)| m).collect();
     let segments: Vec<SegmentCount> = Segment::ALL
         .into_iter()
         .map(|s| SegmentCount {
@@ -137,35 +139,7 @@ async fn segments(
                     })
                     .collect::<Vec<_>>(),
             ),
-            Some(s) => super::csv::response(
-                s.code(),
-                &[
-                    "id",
-                    "name",
-                    "r",
-                    "f",
-                    "m",
-                    "visits",
-                    "total_spend",
-                    "last_visit_at",
-                ],
-                &members
-                    .iter()
-                    .map(|m| {
-                        let (r, f, mo) = m.rfm.map_or((0, 0, 0), |x| (x.r, x.f, x.m));
-                        vec![
-                            m.id.clone(),
-                            m.name.clone().unwrap_or_default(),
-                            r.to_string(),
-                            f.to_string(),
-                            mo.to_string(),
-                            m.visits.to_string(),
-                            format_yuan(m.total_spend),
-                            m.last_visit_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-                        ]
-                    })
-                    .collect::<Vec<_>>(),
-            ),
+            Some(s) => segment_csv(s, &members, next),
         });
     }
     Ok(Json(Segments {
@@ -175,6 +149,46 @@ async fn segments(
         next,
     })
     .into_response())
+}
+
+/// A page of a segment's members as CSV. A spreadsheet has no `next` field: when more follow,
+/// a last row says so and what to pass as `after`, where the manager reading the list ends up.
+fn segment_csv(s: Segment, members: &[SegmentMember], next: Option<i64>) -> Response {
+    let mut rows: Vec<Vec<String>> = members
+        .iter()
+        .map(|m| {
+            let (r, f, mo) = m.rfm.map_or((0, 0, 0), |x| (x.r, x.f, x.m));
+            vec![
+                m.id.clone(),
+                m.name.clone().unwrap_or_default(),
+                r.to_string(),
+                f.to_string(),
+                mo.to_string(),
+                m.visits.to_string(),
+                format_yuan(m.total_spend),
+                m.last_visit_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if let Some(after) = next {
+        let mut row = vec![format!("(更多未列出 more not listed: after={after})")];
+        row.resize(8, String::new());
+        rows.push(row);
+    }
+    super::csv::response(
+        s.code(),
+        &[
+            "id",
+            "name",
+            "r",
+            "f",
+            "m",
+            "visits",
+            "total_spend",
+            "last_visit_at",
+        ],
+        &rows,
+    )
 }
 
 // --- churn ----------------------------------------------------------------------------------
