@@ -55,6 +55,23 @@ async fn edit(ledger: &Ledger, id: &str, req: UpdateMember) {
         .unwrap();
 }
 
+/// Stops the ledger, deletes the cache beside the journal and starts again: the cache is
+/// rebuilt from the journal.
+fn with_cache_rebuilt(
+    dir: &Path,
+    (ledger, thread, cache): (Ledger, std::thread::JoinHandle<()>, Cache),
+) -> (Ledger, std::thread::JoinHandle<()>, Cache) {
+    drop(ledger);
+    thread.join().unwrap();
+    drop(cache);
+    for f in ["cache.sqlite3", "cache.sqlite3-wal", "cache.sqlite3-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let (journal, cache, writer, settings, c) = open(dir);
+    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    (ledger, thread, cache)
+}
+
 /// A person registered here with a chain card and, with the same card, at two other stores
 /// before HQ synced: HQ's two copies take the card over in turn. HQ merges the three into the
 /// member here by erasing its two copies: the member here, who still holds the card, must be
@@ -162,15 +179,7 @@ async fn a_phone_given_back_is_found_after_a_long_rebuild() {
         cache.member_by_phone("13800000042").unwrap().map(|m| m.id),
         Some(a.id.clone())
     );
-    drop(ledger);
-    thread.join().unwrap();
-    drop(cache);
-    for f in ["cache.sqlite3", "cache.sqlite3-wal", "cache.sqlite3-shm"] {
-        let _ = std::fs::remove_file(dir.path().join(f));
-    }
-
-    let (journal, cache, writer, settings, c) = open(dir.path());
-    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let (ledger, thread, cache) = with_cache_rebuilt(dir.path(), (ledger, thread, cache));
     assert_eq!(
         cache.member_by_phone("13800000042").unwrap().map(|m| m.id),
         Some(a.id.clone()),
@@ -246,15 +255,7 @@ async fn a_card_given_back_is_found_after_a_rebuild() {
         cache.member_by_card("CHAIN0043").unwrap().map(|m| m.id),
         Some(a.id.clone())
     );
-    drop(ledger);
-    thread.join().unwrap();
-    drop(cache);
-    for f in ["cache.sqlite3", "cache.sqlite3-wal", "cache.sqlite3-shm"] {
-        let _ = std::fs::remove_file(dir.path().join(f));
-    }
-
-    let (journal, cache, writer, settings, c) = open(dir.path());
-    let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
+    let (ledger, thread, cache) = with_cache_rebuilt(dir.path(), (ledger, thread, cache));
     assert_eq!(
         cache.member_by_card("CHAIN0043").unwrap().map(|m| m.id),
         Some(a.id.clone()),
