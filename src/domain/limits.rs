@@ -28,19 +28,11 @@ fn member(points: i64, stores: usize) -> Member {
     m
 }
 
+/// A stackable coupon (the edge carts stack all three kinds).
 fn coupon(code: &str, kind: CouponKind) -> Coupon {
     Coupon {
-        code: code.into(),
-        title: String::new(),
-        kind,
-        valid_from: None,
-        valid_to: None,
-        member_id: None,
-        combinable_with_level: true,
         stackable: true,
-        used: None,
-        version: 0,
-        seq: 0,
+        ..super::pricing::tests::coupon(code, kind)
     }
 }
 

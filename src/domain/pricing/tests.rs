@@ -62,7 +62,7 @@ pub(crate) fn member(spend: Money, points: i64, birthday: Option<NaiveDate>) -> 
     }
 }
 
-fn coupon(code: &str, kind: CouponKind) -> Coupon {
+pub(crate) fn coupon(code: &str, kind: CouponKind) -> Coupon {
     Coupon {
         code: code.into(),
         title: String::new(),
