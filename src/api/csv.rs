@@ -62,6 +62,15 @@ pub(crate) fn row(out: &mut String, fields: &[&str]) {
     out.push_str("\r\n");
 }
 
+/// The last row of a CSV list cut short, `columns` wide: a spreadsheet has no field to say
+/// more were left out, so a row says it (and how to ask for them, `how`), where the manager
+/// reading the list ends up.
+pub(crate) fn more_not_listed(how: &str, columns: usize) -> Vec<String> {
+    let mut row = vec![format!("(更多未列出 more not listed: {how})")];
+    row.resize(columns, String::new());
+    row
+}
+
 /// A CSV response (UTF-8 with a byte-order mark, so spreadsheets read Chinese) named `name`.
 pub(crate) fn response(
     name: &str,

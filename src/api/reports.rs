@@ -450,13 +450,10 @@ async fn stock(
             })
             .collect();
         if truncated {
-            // A spreadsheet has no `truncated` field: the last row says it, where the manager
-            // reading the list ends up.
-            rows.push(vec![
-                format!("(更多未列出 more not listed: limit={limit}, at most 10000)"),
-                String::new(),
-                String::new(),
-            ]);
+            rows.push(super::csv::more_not_listed(
+                &format!("limit={limit}, at most 10000"),
+                3,
+            ));
         }
         return Ok(super::csv::response(
             "low-stock",

@@ -171,9 +171,7 @@ fn segment_csv(s: Segment, members: &[SegmentMember], next: Option<i64>) -> Resp
         })
         .collect();
     if let Some(after) = next {
-        let mut row = vec![format!("(更多未列出 more not listed: after={after})")];
-        row.resize(8, String::new());
-        rows.push(row);
+        rows.push(super::csv::more_not_listed(&format!("after={after}"), 8));
     }
     super::csv::response(
         s.code(),
