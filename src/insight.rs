@@ -1,27 +1,15 @@
 //! Reads what the insight figures need — sales, refunds and registrations of a period from the
-//! journal, members from the cache — and hands it to [`crate::domain::insight`].
-
-use std::collections::HashMap;
+//! journal, members from the cache — and hands it to [`crate::domain::insight`] and
+//! [`crate::domain::report`].
 
 use chrono::NaiveDate;
 use rusqlite::Connection;
 
 use crate::domain::refund::Refund;
-use crate::domain::report::{RefundFact, SaleFact};
+use crate::domain::report::{RefundFact, SaleFact, Tally};
 use crate::domain::sale::Sale;
 use crate::journal::JournalError;
 use crate::journal::store::{self, StoredEvent};
-
-/// Facts of a period.
-#[derive(Debug, Default)]
-pub struct Facts {
-    /// Sales.
-    pub sales: Vec<SaleFact>,
-    /// Refunds.
-    pub refunds: Vec<RefundFact>,
-    /// Staff number of each member registration.
-    pub registrations: Vec<String>,
-}
 
 fn corrupt(e: &StoredEvent, err: impl std::fmt::Display) -> JournalError {
     JournalError::Corrupt {
@@ -30,10 +18,17 @@ fn corrupt(e: &StoredEvent, err: impl std::fmt::Display) -> JournalError {
     }
 }
 
-/// The sales, refunds and registrations on the store-local days `from..=to`.
-pub fn facts(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Facts, JournalError> {
-    let mut out = Facts::default();
-    let mut refunds: Vec<(Refund, String)> = Vec::new();
+/// Hands the sales, refunds and registrations on the store-local days `from..=to` to `tally`,
+/// one at a time in `seq` order, as they are read: none is kept (a year of a store selling
+/// 1,500 times a day is over half a million sales, about a kilobyte each held). A refund's
+/// `sale_staff_no` is read from its sale's event (one indexed lookup a refund) when the tally
+/// wants it ([`Tally::wants_sale_cashier`]).
+pub fn read(
+    conn: &Connection,
+    from: NaiveDate,
+    to: NaiveDate,
+    tally: &mut impl Tally,
+) -> Result<(), JournalError> {
     let end = to.succ_opt().unwrap_or(to).to_string();
     store::for_events_between(
         conn,
@@ -45,7 +40,7 @@ pub fn facts(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Facts,
                 "sale.recorded" => {
                     let s: Sale = serde_json::from_str(&e.data).map_err(|x| corrupt(&e, x))?;
                     let payments = s.net_payments();
-                    out.sales.push(SaleFact {
+                    tally.sale(&SaleFact {
                         id: s.id,
                         at: s.created_at,
                         staff_no: s.staff_no,
@@ -62,52 +57,41 @@ pub fn facts(conn: &Connection, from: NaiveDate, to: NaiveDate) -> Result<Facts,
                 }
                 "sale.refunded" => {
                     let r: Refund = serde_json::from_str(&e.data).map_err(|x| corrupt(&e, x))?;
-                    let sale_id = r.sale_id.clone();
-                    refunds.push((r, sale_id));
+                    // The refunded sale's cashier is in that sale's event.
+                    let sale_staff_no = if tally.wants_sale_cashier() {
+                        store::sale_events(conn, &r.sale_id)?
+                            .into_iter()
+                            .find(|sale| sale.kind == "sale.recorded")
+                            .and_then(|sale| serde_json::from_str::<Sale>(&sale.data).ok())
+                            .map(|s| s.staff_no)
+                    } else {
+                        None
+                    };
+                    tally.refund(&RefundFact {
+                        sale_id: r.sale_id,
+                        at: r.created_at,
+                        staff_no: r.staff_no,
+                        terminal_id: r.terminal_id,
+                        sale_staff_no,
+                        // The money given back: less than the lines' amount when points the
+                        // member had already spent were kept back (`shortfall_value`).
+                        amount: r.refund_total,
+                        lines: r.lines.into_iter().map(|l| (l.sku, l.qty)).collect(),
+                        payments: r.payments,
+                    });
                 }
                 _ => {
                     // Only the staff number is read: the profile stays sealed.
                     let v: serde_json::Value =
                         serde_json::from_str(&e.data).map_err(|x| corrupt(&e, x))?;
                     if let Some(no) = v["staff_no"].as_str() {
-                        out.registrations.push(no.to_string());
+                        tally.registration(no);
                     }
                 }
             }
             Ok(())
         },
-    )?;
-    let cashier: HashMap<&str, &str> = out
-        .sales
-        .iter()
-        .map(|s| (s.id.as_str(), s.staff_no.as_str()))
-        .collect();
-    let mut facts = Vec::with_capacity(refunds.len());
-    for (r, sale_id) in refunds {
-        let sale_staff_no = match cashier.get(sale_id.as_str()) {
-            Some(no) => Some(no.to_string()),
-            // A refund of an older sale: its cashier is in that sale's event.
-            None => store::sale_events(conn, &sale_id)?
-                .into_iter()
-                .find(|e| e.kind == "sale.recorded")
-                .and_then(|e| serde_json::from_str::<Sale>(&e.data).ok())
-                .map(|s| s.staff_no),
-        };
-        facts.push(RefundFact {
-            sale_id: sale_id.clone(),
-            at: r.created_at,
-            staff_no: r.staff_no,
-            terminal_id: r.terminal_id,
-            sale_staff_no,
-            // The money given back: less than the lines' amount when points the member had
-            // already spent were kept back (`shortfall_value`).
-            amount: r.refund_total,
-            lines: r.lines.into_iter().map(|l| (l.sku, l.qty)).collect(),
-            payments: r.payments,
-        });
-    }
-    out.refunds = facts;
-    Ok(out)
+    )
 }
 
 /// `(staff_no, rating)` of the feedback about staff recorded on the days `from..=to`.

@@ -3,6 +3,9 @@
 //! members' sales against the control group's. The automatic coupons (birthday, welcome,
 //! win-back) are reported beside them.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiResult, AppState, Can, Json, Path, Staff, gate};
 use crate::domain::access::Action;
-use crate::domain::campaign::{Campaign, CampaignResult, CampaignSpec, Target, check, measure};
+use crate::domain::campaign::{
+    Campaign, CampaignResult, CampaignSpec, Measure, Revenue, Target, check,
+};
 use crate::domain::catalog::CouponKind;
 use crate::ledger::{Command, Outcome};
 
@@ -69,29 +74,52 @@ struct Automatic {
     redemption_rate: f64,
 }
 
+/// The revenue of campaigns whose period is over, by id, with the period it was read for
+/// (a campaign is started once under an id; the period is checked all the same).
+pub type Ended = Arc<Mutex<HashMap<String, (NaiveDate, NaiveDate, Revenue)>>>;
+
 async fn view(state: &AppState, c: Campaign) -> ApiResult<CampaignView> {
     let today = state.settings.local_date(Utc::now());
     let (issued, redeemed) = state.cache.coupon_use(&format!("{}-", c.spec.id))?;
-    let facts = if c.spec.starts <= today {
-        let (from, to) = (c.spec.starts, c.spec.ends.min(today));
-        // Up to a year's sales, as a report reads: a report's turn, held by the read itself
-        // (a dashboard's dropped request leaves it running).
-        let turn = super::reports::turn(state).await?;
-        state
-            .journal
-            .with(move |conn| {
-                let _turn = turn;
-                crate::insight::facts(conn, from, to)
-            })
-            .await?
-    } else {
-        crate::insight::Facts::default()
+    let (starts, ends) = (c.spec.starts, c.spec.ends);
+    let over = ends < today;
+    let known = over
+        .then(|| lock(&state.ended_campaigns).get(&c.spec.id).copied())
+        .flatten()
+        .filter(|(s, e, _)| (*s, *e) == (starts, ends))
+        .map(|(_, _, revenue)| revenue);
+    let revenue = match known {
+        Some(revenue) => revenue,
+        None if starts <= today => {
+            let (from, to) = (starts, ends.min(today));
+            // Up to a year's sales, as a report reads (added up as they are read): a report's
+            // turn, held by the read itself (a dashboard's dropped request leaves it running).
+            let turn = super::reports::turn(state).await?;
+            let read = c.clone();
+            let revenue = state
+                .journal
+                .with(move |conn| {
+                    let _turn = turn;
+                    let mut m = Measure::new(&read);
+                    crate::insight::read(conn, from, to, &mut m)?;
+                    Ok(m.revenue())
+                })
+                .await?;
+            if over {
+                lock(&state.ended_campaigns).insert(c.spec.id.clone(), (starts, ends, revenue));
+            }
+            revenue
+        }
+        None => Revenue::default(),
     };
-    let result = measure(&c, &facts.sales, &facts.refunds, issued, redeemed);
     Ok(CampaignView {
+        result: revenue.result(&c, issued, redeemed),
         spec: c.spec,
-        result,
     })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn list(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<serde_json::Value>> {

@@ -94,6 +94,10 @@ pub struct AppContext {
     /// million members seconds; reports asked for all at once would take every core from the
     /// tills and add up in memory).
     pub report_reads: Arc<tokio::sync::Semaphore>,
+    /// The revenue of each campaign whose period is over, by id, once read: it no longer
+    /// changes, and reading every past campaign's period at every `GET /v1/campaigns` read
+    /// more of the journal each month (see `campaigns`).
+    pub ended_campaigns: campaigns::Ended,
     /// Counters and histograms for `GET /metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Free space on the data directory, watched (see `app::disk_watch`).

@@ -91,7 +91,7 @@ pub(super) type Turn = tokio::sync::OwnedSemaphorePermit;
 
 /// Waits for the turn of a report that reads a period's sales: one at a time (see
 /// `AppContext::report_reads`). The permit is held until the answer is built, and by each
-/// read ([`facts`]) until it ends.
+/// read ([`tally`]) until it ends.
 pub(super) async fn turn(state: &AppState) -> ApiResult<Turn> {
     state
         .report_reads
@@ -101,19 +101,24 @@ pub(super) async fn turn(state: &AppState) -> ApiResult<Turn> {
         .map_err(ApiError::internal)
 }
 
-/// Reads the facts of a period, holding `turn` until the read ends: a request dropped
-/// meanwhile (a manager reloading a slow report, a dashboard's timeout) leaves its read
-/// running on a blocking thread, and the next report must not start another beside it.
-/// Gives the turn back for the rest of the answer.
-async fn facts(
+/// Adds up the sales, refunds and registrations of a period in `tally` (see
+/// [`crate::insight::read`]), holding `turn` until the read ends: a request dropped meanwhile
+/// (a manager reloading a slow report, a dashboard's timeout) leaves its read running on a
+/// blocking thread, and the next report must not start another beside it. Gives the turn back
+/// for the rest of the answer.
+async fn tally<T: report::Tally + Send + 'static>(
     state: &AppState,
     turn: Turn,
     from: NaiveDate,
     to: NaiveDate,
-) -> ApiResult<(crate::insight::Facts, Turn)> {
+    mut tally: T,
+) -> ApiResult<(T, Turn)> {
     Ok(state
         .journal
-        .with(move |c| Ok((crate::insight::facts(c, from, to)?, turn)))
+        .with(move |c| {
+            crate::insight::read(c, from, to, &mut tally)?;
+            Ok((tally, turn))
+        })
         .await?)
 }
 
@@ -144,12 +149,18 @@ async fn sales(
     let (from, to) = q.range(today(&state))?;
     let turn = turn(&state).await?;
     let days = (to - from).num_days() + 1;
-    let (now, turn) = facts(&state, turn, from, to).await?;
+    let (summary, turn) = tally(&state, turn, from, to, report::SalesSummary::default()).await?;
     let prev_to = from - chrono::Duration::days(1);
     let prev_from = prev_to - chrono::Duration::days(days - 1);
-    let (before, _turn) = facts(&state, turn, prev_from, prev_to).await?;
-    let summary = report::summarize(&now.sales, &now.refunds);
-    let previous = report::summarize(&before.sales, &before.refunds);
+    let (previous, _turn) = tally(
+        &state,
+        turn,
+        prev_from,
+        prev_to,
+        report::SalesSummary::default(),
+    )
+    .await?;
+    let (summary, previous) = (summary.finished(), previous.finished());
     if q.csv()? {
         // A row a day of the period, days without a sale or refund included.
         let rows: Vec<Vec<String>> = from
@@ -227,13 +238,13 @@ async fn products(
     let (from, to) = q.range(today(&state))?;
     let turn = turn(&state).await?;
     let days = (to - from).num_days() + 1;
-    let (f, _turn) = facts(&state, turn, from, to).await?;
     let levels = state.cache.stock_levels("", 100_000)?;
     let catalog: Vec<String> = levels.iter().map(|l| l.sku.clone()).collect();
+    let (sold, _turn) = tally(&state, turn, from, to, report::ProductTally::new(&catalog)).await?;
     let on_hand_of: std::collections::HashMap<&str, i64> =
         levels.iter().map(|l| (l.sku.as_str(), l.on_hand)).collect();
     let mut rows: Vec<ProductRow> = Vec::new();
-    for p in report::product_sales(&f.sales, &f.refunds, &catalog) {
+    for p in sold.rows() {
         let on_hand = on_hand_of.get(p.sku.as_str()).copied();
         let (units_per_day, days_of_cover, turnover) =
             report::stock_cover(p.units, on_hand.unwrap_or(0), days);
@@ -322,7 +333,7 @@ async fn products(
 struct PairsReport {
     from: NaiveDate,
     to: NaiveDate,
-    sales: usize,
+    sales: u64,
     pairs: Vec<report::Pair>,
 }
 
@@ -333,8 +344,8 @@ async fn associations(
 ) -> ApiResult<Response> {
     let (from, to) = q.range(today(&state))?;
     let turn = turn(&state).await?;
-    let (f, _turn) = facts(&state, turn, from, to).await?;
-    let pairs = report::associations(&f.sales, q.min_count.unwrap_or(3).max(1), q.limit());
+    let (f, _turn) = tally(&state, turn, from, to, report::PairTally::default()).await?;
+    let pairs = f.pairs(q.min_count.unwrap_or(3).max(1), q.limit());
     if q.csv()? {
         let rows: Vec<Vec<String>> = pairs
             .iter()
@@ -358,7 +369,7 @@ async fn associations(
     Ok(Json(PairsReport {
         from,
         to,
-        sales: f.sales.len(),
+        sales: f.sales(),
         pairs,
     })
     .into_response())
@@ -380,12 +391,15 @@ async fn staff_report(
 ) -> ApiResult<Response> {
     let (from, to) = q.range(today(&state))?;
     let turn = turn(&state).await?;
-    let (f, _turn) = facts(&state, turn, from, to).await?;
+    let (mut f, _turn) = tally(&state, turn, from, to, report::StaffTally::default()).await?;
     let ratings = state
         .journal
         .with(move |c| crate::insight::ratings(c, from, to))
         .await?;
-    let figures = report::staff_figures(&f.sales, &f.refunds, &f.registrations, &ratings);
+    for (no, rating) in &ratings {
+        f.rating(no, *rating);
+    }
+    let figures = f.figures();
     if q.csv()? {
         let rows: Vec<Vec<String>> = figures
             .iter()

@@ -334,6 +334,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         security: api::Reloadable::new(config.security.clone()),
         pin_checks: Arc::new(tokio::sync::Semaphore::new(2)),
         report_reads: Arc::new(tokio::sync::Semaphore::new(1)),
+        ended_campaigns: Default::default(),
         metrics: Arc::new(crate::metrics::Metrics::default()),
         disk: disk.clone(),
         backup_failing,

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::catalog::CouponKind;
 use super::money::Money;
-use super::report::SaleFact;
+use super::report::{SaleFact, Tally};
 
 /// Who a campaign is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,62 +199,115 @@ pub struct CampaignResult {
     pub incremental_revenue: Money,
 }
 
-/// Measures a campaign from the sales and refunds of its period and the use of its coupons:
-/// revenue is what a group's sales of the period took, less what their refunds in the period
-/// gave back.
-pub fn measure(
-    c: &Campaign,
-    sales: &[SaleFact],
-    refunds: &[crate::domain::report::RefundFact],
-    issued: u64,
-    redeemed: u64,
-) -> CampaignResult {
-    let mut group: HashMap<&str, bool> = HashMap::new();
-    for m in &c.treated {
-        group.insert(m, true);
+/// Measures a campaign from the sales and refunds of its period, sale by sale as the period
+/// is read (see [`Tally`]): revenue is what a group's sales of the period took, less what their
+/// refunds in the period gave back.
+#[derive(Debug)]
+pub struct Measure<'a> {
+    c: &'a Campaign,
+    /// Whether each member of the campaign is treated (else held out).
+    group: HashMap<&'a str, bool>,
+    /// The group of each sale counted, for its refunds.
+    counted: HashMap<String, bool>,
+    treated: Money,
+    control: Money,
+}
+
+impl<'a> Measure<'a> {
+    /// Nothing counted yet.
+    pub fn new(c: &'a Campaign) -> Measure<'a> {
+        let mut group: HashMap<&str, bool> = HashMap::new();
+        for m in &c.treated {
+            group.insert(m, true);
+        }
+        for m in &c.control {
+            group.insert(m, false);
+        }
+        Measure {
+            c,
+            group,
+            counted: HashMap::new(),
+            treated: 0,
+            control: 0,
+        }
     }
-    for m in &c.control {
-        group.insert(m, false);
+
+    fn in_period(&self, at: &chrono::DateTime<chrono::FixedOffset>) -> bool {
+        (self.c.spec.starts..=self.c.spec.ends).contains(&at.date_naive())
     }
-    let in_period = |at: &chrono::DateTime<chrono::FixedOffset>| {
-        (c.spec.starts..=c.spec.ends).contains(&at.date_naive())
-    };
-    let (mut t, mut k) = (0, 0);
-    // The group of each sale counted, for its refunds.
-    let mut counted: HashMap<&str, bool> = HashMap::new();
-    for s in sales.iter().filter(|s| in_period(&s.at)) {
-        let Some(&treated) = s.member_id.as_deref().and_then(|m| group.get(m)) else {
-            continue;
+
+    /// What the treated and the control members spent so far.
+    pub fn revenue(&self) -> Revenue {
+        Revenue {
+            treated: self.treated,
+            control: self.control,
+        }
+    }
+
+    /// How the campaign did, with the use of its coupons.
+    pub fn result(self, issued: u64, redeemed: u64) -> CampaignResult {
+        self.revenue().result(self.c, issued, redeemed)
+    }
+}
+
+/// What a campaign's treated and control members spent in its period, net of the period's
+/// refunds: final once the period is over (the API keeps it, see `api::campaigns`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Revenue {
+    /// Treated members'.
+    pub treated: Money,
+    /// Control members'.
+    pub control: Money,
+}
+
+impl Revenue {
+    /// How campaign `c` did with this revenue and the use of its coupons.
+    pub fn result(self, c: &Campaign, issued: u64, redeemed: u64) -> CampaignResult {
+        let (t, k) = (self.treated, self.control);
+        let nt = c.treated.len() as i64;
+        let nc = c.control.len() as i64;
+        let per_t = if nt > 0 { t / nt } else { 0 };
+        let per_c = if nc > 0 { k / nc } else { 0 };
+        CampaignResult {
+            issued,
+            redeemed,
+            redemption_rate: rate(redeemed, issued),
+            treated_members: nt as u64,
+            treated_revenue: t,
+            control_members: nc as u64,
+            control_revenue: k,
+            revenue_per_treated: per_t,
+            revenue_per_control: per_c,
+            incremental_revenue: if nc > 0 { (per_t - per_c) * nt } else { 0 },
+        }
+    }
+}
+
+impl Tally for Measure<'_> {
+    fn sale(&mut self, s: &SaleFact) {
+        if !self.in_period(&s.at) {
+            return;
+        }
+        let Some(&treated) = s.member_id.as_deref().and_then(|m| self.group.get(m)) else {
+            return;
         };
         if treated {
-            t += s.total;
+            self.treated += s.total;
         } else {
-            k += s.total;
+            self.control += s.total;
         }
-        counted.insert(s.id.as_str(), treated);
+        self.counted.insert(s.id.clone(), treated);
     }
-    for r in refunds.iter().filter(|r| in_period(&r.at)) {
-        match counted.get(r.sale_id.as_str()) {
-            Some(true) => t -= r.amount,
-            Some(false) => k -= r.amount,
+
+    fn refund(&mut self, r: &crate::domain::report::RefundFact) {
+        if !self.in_period(&r.at) {
+            return;
+        }
+        match self.counted.get(r.sale_id.as_str()) {
+            Some(true) => self.treated -= r.amount,
+            Some(false) => self.control -= r.amount,
             None => {}
         }
-    }
-    let nt = c.treated.len() as i64;
-    let nc = c.control.len() as i64;
-    let per_t = if nt > 0 { t / nt } else { 0 };
-    let per_c = if nc > 0 { k / nc } else { 0 };
-    CampaignResult {
-        issued,
-        redeemed,
-        redemption_rate: rate(redeemed, issued),
-        treated_members: nt as u64,
-        treated_revenue: t,
-        control_members: nc as u64,
-        control_revenue: k,
-        revenue_per_treated: per_t,
-        revenue_per_control: per_c,
-        incremental_revenue: if nc > 0 { (per_t - per_c) * nt } else { 0 },
     }
 }
 
@@ -310,7 +363,10 @@ mod tests {
             refund("c", 1_000),
             refund("elsewhere", 500),
         ];
-        let r = measure(&c, &sales, &refunds, 2, 1);
+        let mut m = Measure::new(&c);
+        sales.iter().for_each(|s| m.sale(s));
+        refunds.iter().for_each(|r| m.refund(r));
+        let r = m.result(2, 1);
         assert_eq!((r.treated_revenue, r.control_revenue), (12_000, 2_000));
         assert_eq!(
             (r.revenue_per_treated, r.revenue_per_control),

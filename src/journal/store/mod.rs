@@ -532,10 +532,15 @@ pub fn print_done(conn: &Connection, id: i64) -> Result<(), JournalError> {
     Ok(())
 }
 
+/// Events a period's reading holds at a time: a page is read whole before `f` sees it, and a
+/// supermarket's sale of 20 lines is ~5 KB of JSON (5,000 a page held ~25 MB at once).
+const PERIOD_PAGE: usize = 1000;
+
 /// Calls `f` with every event of one of `kinds` on the store-local days `from..to` (`to`
-/// excluded), in `seq` order, reading in pages. The events read lie between the first event of
-/// the period and the first of a later day, or the last late event of a day of the period
-/// (see `days_late`) when that comes after; events of other days among them are skipped.
+/// excluded), in `seq` order, reading in pages of [`PERIOD_PAGE`]. The events read lie between
+/// the first event of the period and the first of a later day, or the last late event of a day
+/// of the period (see `days_late`) when that comes after; events of other days among them are
+/// skipped.
 pub fn for_events_between(
     conn: &Connection,
     kinds: &[&str],
@@ -563,7 +568,7 @@ pub fn for_events_between(
     let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE seq > ?1 AND seq < ?2 AND kind IN ({marks})
            AND day >= ?{from_at} AND day < ?{to_at}
-         ORDER BY seq LIMIT 5000",
+         ORDER BY seq LIMIT {PERIOD_PAGE}",
         from_at = kinds.len() + 3,
         to_at = kinds.len() + 4,
     );
