@@ -96,8 +96,7 @@ impl Notifier {
         let Some(addr) = &self.socket else {
             return Ok(());
         };
-        let socket = UnixDatagram::unbound().map_err(NotifyError::Send)?;
-        socket.connect_addr(addr).map_err(NotifyError::Send)?;
+        let socket = connect(addr)?;
         socket.set_nonblocking(true).map_err(NotifyError::Send)?;
         let socket = tokio::net::UnixDatagram::from_std(socket).map_err(NotifyError::Send)?;
         match tokio::time::timeout(SEND_TIMEOUT, socket.send(message.as_bytes())).await {
@@ -115,6 +114,49 @@ impl Notifier {
             tracing::warn!(error = %e, message, "systemd notification failed");
         }
     }
+
+    /// [`Notifier::notify`] from a thread that is not the runtime's (the journal's replay at
+    /// start-up): waits at most `SEND_TIMEOUT` for room in the socket's queue.
+    pub fn notify_blocking(&self, message: &str) {
+        let Some(addr) = &self.socket else {
+            return;
+        };
+        let sent = connect(addr).and_then(|socket| {
+            socket
+                .set_write_timeout(Some(SEND_TIMEOUT))
+                .and_then(|()| socket.send(message.as_bytes()))
+                .map_err(NotifyError::Send)
+        });
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, message, "systemd notification failed");
+        }
+    }
+}
+
+/// A fresh datagram socket connected to `addr`.
+fn connect(addr: &SocketAddr) -> Result<UnixDatagram, NotifyError> {
+    let socket = UnixDatagram::unbound().map_err(NotifyError::Send)?;
+    socket.connect_addr(addr).map_err(NotifyError::Send)?;
+    Ok(socket)
+}
+
+/// How often a long replay of the journal at start-up tells systemd it is getting on, and how
+/// much longer each message gives it (`EXTEND_TIMEOUT_USEC`).
+pub const REPLAY_NOTE_EVERY: Duration = Duration::from_secs(10);
+const REPLAY_EXTENSION: Duration = Duration::from_secs(60);
+
+/// What a long replay at start-up sends: more time than `TimeoutStartSec` gives (a store's
+/// years of journal replayed into a rebuilt cache outlast it on an SD card), and how far it is,
+/// for `systemctl status`. Sent only while events are replayed: a replay that stops getting on
+/// (a hung disk) gets no more time.
+pub fn replay_progress(applied: u64, last: u64) -> String {
+    format!(
+        "EXTEND_TIMEOUT_USEC={}\n{}",
+        REPLAY_EXTENSION.as_micros(),
+        status(&format!(
+            "starting: replaying the journal into the cache, event {applied} of {last}"
+        ))
+    )
 }
 
 /// A `STATUS=` line; newlines would start new assignments, so they become spaces.

@@ -43,13 +43,16 @@ fn system_actor() -> crate::ledger::Actor {
 /// was not there as it was left: `new_journal` when the journal begins here too (a new store,
 /// or a box set up again without a restore: HQ also learns that this store's seqs start again
 /// at 1), `cache_rebuilt` when the cache was damaged or is missing beside a journal. A cache
-/// made by a start that stopped before asking (its port taken) is moved aside as a damaged one
-/// at the next: with the journal still empty, that is a new journal too.
+/// made by a start that stopped before asking (its port taken, a stop during the replay) is
+/// taken up again by the next ([`Opened::Resumed`]): with the journal still empty, that is a
+/// new journal too.
 fn resync_reason(opened: &Opened, journal_was_empty: bool) -> Option<&'static str> {
     match opened {
         Opened::Existing => None,
-        Opened::Created | Opened::Rebuilt(_) if journal_was_empty => Some("new_journal"),
-        Opened::Created | Opened::Rebuilt(_) => Some("cache_rebuilt"),
+        Opened::Created | Opened::Rebuilt(_) | Opened::Resumed if journal_was_empty => {
+            Some("new_journal")
+        }
+        Opened::Created | Opened::Rebuilt(_) | Opened::Resumed => Some("cache_rebuilt"),
     }
 }
 
@@ -174,8 +177,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     crate::cache::watch_damage(&dir);
     let (cache, cache_writer, opened) = Cache::open(&dir, config.storage.cache_capacity_mb, codec)
         .with_context(|| format!("opening the cache in {}", dir.display()))?;
-    if let Opened::Rebuilt(aside) = &opened {
-        tracing::warn!(moved_to = %aside.display(), "cache rebuilt from the journal; HQ data returns with the next sync");
+    match &opened {
+        Opened::Rebuilt(aside) => {
+            tracing::warn!(moved_to = %aside.display(), "cache rebuilt from the journal; HQ data returns with the next sync");
+        }
+        Opened::Resumed => tracing::warn!(
+            applied_seq = cache.applied_seq().unwrap_or(0),
+            "cache rebuilt from the journal, going on from where an earlier start stopped; HQ data returns with the next sync"
+        ),
+        Opened::Existing | Opened::Created => {}
     }
     let mut resync = resync_reason(&opened, journal.last_seq() == 0);
     if opened == Opened::Created {
@@ -208,13 +218,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
         settings.set_rules(rules);
     }
+    // A long replay (a rebuilt cache: a store's years of journal) tells systemd it is getting
+    // on, so that `TimeoutStartSec` does not stop it half-way (it would go on at the next
+    // start, but a replay longer than the timeout would never end).
+    let noted = std::cell::Cell::new(None::<std::time::Instant>);
     let started_ledger = Ledger::start_unless(
         journal,
         cache_writer,
         settings.clone(),
         &config.products,
         config.storage.idempotency_days,
-        &|| shutdown.is_cancelled(),
+        &|applied, last| {
+            let due = noted
+                .get()
+                .is_none_or(|at| at.elapsed() >= crate::notify::REPLAY_NOTE_EVERY);
+            if applied < last && due {
+                noted.set(Some(std::time::Instant::now()));
+                tracing::info!(applied, last, "replaying the journal into the cache");
+                notifier.notify_blocking(&crate::notify::replay_progress(applied, last));
+            }
+            shutdown.is_cancelled()
+        },
     );
     let (ledger, ledger_thread) = match started_ledger {
         Err(crate::ledger::LedgerError::ShuttingDown) => {

@@ -99,8 +99,16 @@ impl OfflineStore {
             &config.products,
             config.storage.idempotency_days,
         )?;
-        if let Opened::Rebuilt(aside) = &opened {
-            tracing::warn!(aside = %aside.display(), "the cache was rebuilt from the journal");
+        match &opened {
+            Opened::Rebuilt(aside) => {
+                tracing::warn!(aside = %aside.display(), "the cache was rebuilt from the journal");
+            }
+            Opened::Resumed => {
+                tracing::warn!(
+                    "the cache was rebuilt from the journal, going on from where an earlier start stopped"
+                );
+            }
+            Opened::Existing | Opened::Created => {}
         }
         if let Some(reason) = resync {
             request_resync(&ledger, reason)

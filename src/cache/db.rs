@@ -202,6 +202,12 @@ pub(super) fn damage_marker(path: &Path) -> PathBuf {
     path.with_extension("sqlite3-damaged")
 }
 
+/// Where the marker of a cache still being filled goes: new or rebuilt, the journal not yet
+/// replayed into it or HQ not yet asked for its data (see `Cache::rebuild_done`).
+pub(super) fn unfilled_marker(path: &Path) -> PathBuf {
+    path.with_extension("sqlite3-unfilled")
+}
+
 /// The damage marker of the daemon's (or an offline command's) cache: set by
 /// [`super::watch_damage`], so that caches opened by tests in one process never mark each other.
 static DAMAGE_MARKER: Mutex<Option<PathBuf>> = Mutex::new(None);

@@ -133,6 +133,10 @@ pub enum Opened {
     /// The existing cache could not be used and was moved to the path given; a new one was
     /// created and must be rebuilt from the journal and HQ.
     Rebuilt(PathBuf),
+    /// A new or rebuilt cache whose filling an earlier start left unfinished (stopped during
+    /// the journal's replay, or before HQ was asked for its data): it goes on from the journal
+    /// `seq` it had reached, and HQ is asked.
+    Resumed,
 }
 
 /// Tables keyed by a personal value (through the codec) or a barcode.
@@ -177,11 +181,10 @@ impl Cache {
         // A cache found damaged while in use (a page SQLite reports as malformed) is rebuilt
         // now: opening it checks only its first pages.
         let marker = db::damage_marker(&path);
+        let unfilled = db::unfilled_marker(&path);
         let checked = if marker.exists() {
             Err(CacheError::Corrupt(
-                "a read or write found it damaged while in use, or the start that made it \
-                 stopped before HQ was asked for its data"
-                    .into(),
+                "a read or write found it damaged while in use".into(),
             ))
         } else {
             db::open_checked(&path, share_kib, &key)
@@ -189,7 +192,9 @@ impl Cache {
         let (conn, opened) = match checked {
             Ok(conn) => (
                 conn,
-                if existed {
+                if unfilled.exists() {
+                    Opened::Resumed
+                } else if existed {
                     Opened::Existing
                 } else {
                     Opened::Created
@@ -201,15 +206,20 @@ impl Cache {
             Err(e) if !db::is_damage(&e) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "the cache cannot be used; moving it aside and rebuilding");
-                // The marker stays until the rebuild is done (the journal replayed, HQ asked for
-                // its data: [`Cache::rebuild_done`]): a rebuild that fails on the way (a full
-                // disk) is taken up again at the next start, rather than the new, empty file
-                // opening there as the cache.
-                if !marker.exists() {
-                    std::fs::write(&marker, b"")?;
-                }
+                // The new cache is marked unfilled until the rebuild is done (the journal
+                // replayed, HQ asked for its data: [`Cache::rebuild_done`]): a rebuild stopped
+                // on the way (a full disk; systemd's start timeout, which a store's years of
+                // journal can outlast on an SD card) goes on at the next start from where it
+                // got to, rather than the file opening there as a filled cache, or being
+                // moved aside and started over from the first event again.
+                std::fs::write(&unfilled, b"")?;
                 let aside = db::move_aside(&path)?;
                 let conn = db::open_checked(&path, share_kib, &key)?;
+                if let Err(e) = std::fs::remove_file(&marker)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(e.into());
+                }
                 // Damage the failed open noted is mended by this rebuild.
                 db::damage_mended();
                 (conn, Opened::Rebuilt(aside))
@@ -255,21 +265,21 @@ impl Cache {
 
     /// A new cache ([`Opened::Created`]) holds none of HQ's data: marked as a rebuilt one is,
     /// so that a start stopped before HQ was asked for it (during the journal's replay) makes
-    /// the next start rebuild it and ask, until [`Cache::rebuild_done`].
+    /// the next start go on with it ([`Opened::Resumed`]) and ask, until
+    /// [`Cache::rebuild_done`].
     pub fn mark_unfilled(&self) -> Result<(), CacheError> {
-        std::fs::write(db::damage_marker(&self.inner.path), b"")?;
+        std::fs::write(db::unfilled_marker(&self.inner.path), b"")?;
         Ok(())
     }
 
-    /// A new or rebuilt cache ([`Opened::Created`], [`Opened::Rebuilt`]) has the journal
-    /// replayed into it and HQ has been asked for its data: the marker that makes the next
-    /// start rebuild it goes.
+    /// A new, rebuilt or resumed cache has the journal replayed into it and HQ has been asked
+    /// for its data: the marker that makes the next start go on with it goes.
     pub fn rebuild_done(&self) {
-        let marker = db::damage_marker(&self.inner.path);
+        let marker = db::unfilled_marker(&self.inner.path);
         if let Err(e) = std::fs::remove_file(&marker)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            tracing::warn!(error = %e, "cannot remove the cache's damage marker");
+            tracing::warn!(error = %e, "cannot remove the cache's unfilled marker");
         }
     }
 

@@ -161,20 +161,29 @@ impl Ledger {
         seeds: &[SeedProduct],
         idempotency_days: u32,
     ) -> Result<(Ledger, JoinHandle<()>), LedgerError> {
-        Ledger::start_unless(journal, cache, settings, seeds, idempotency_days, &|| false)
+        Ledger::start_unless(
+            journal,
+            cache,
+            settings,
+            seeds,
+            idempotency_days,
+            &|_, _| false,
+        )
     }
 
     /// [`Ledger::start`], given up with [`LedgerError::ShuttingDown`] between two chunks of the
-    /// replay once `stop` says so: a daemon told to stop while it rebuilds its cache (minutes
-    /// for a large journal on an SD card) stops then, not after the rebuild — systemd would
-    /// kill it first. What was replayed is committed; a rebuild starts over at the next start.
+    /// replay once `between` says so: a daemon told to stop while it rebuilds its cache
+    /// (minutes for a large journal on an SD card) stops then, not after the rebuild — systemd
+    /// would kill it first. What was replayed is committed, and the next start goes on from
+    /// there. `between` is called after each chunk with the `seq` replayed to and the
+    /// journal's last (the daemon tells systemd it is getting on).
     pub fn start_unless(
         mut journal: Journal,
         cache: CacheWriter,
         settings: Arc<StoreSettings>,
         seeds: &[SeedProduct],
         idempotency_days: u32,
-        stop: &dyn Fn() -> bool,
+        between: &dyn Fn(u64, u64) -> bool,
     ) -> Result<(Ledger, JoinHandle<()>), LedgerError> {
         // A long replay (a rebuilt cache) writes its index entries in bulk, sorted, at the end.
         let bulk = !cache.in_bulk()
@@ -182,10 +191,25 @@ impl Ledger {
         if bulk {
             cache.begin_bulk()?;
         }
-        let replayed = replay_unless(&journal, &cache, &settings, stop)?;
+        let replayed = replay_unless(&journal, &cache, &settings, between);
         if bulk {
-            cache.finish_bulk()?;
+            // Also when stopped half-way (systemd's start timeout, which a store's years of
+            // journal can outlast on an SD card): with the deferred entries written, the next
+            // start goes on from the `seq` reached; left deferred, the cache would be rebuilt
+            // from the first event again, and again at every start. (The entries held are of
+            // committed chunks only.)
+            let finished = cache.finish_bulk();
+            match (&replayed, finished) {
+                (Ok(_), finished) => {
+                    finished?;
+                }
+                (Err(_), Err(e)) => {
+                    tracing::warn!(error = %e, "writing the deferred index entries after a replay that did not finish failed");
+                }
+                (Err(_), Ok(_)) => {}
+            }
         }
+        let replayed = replayed?;
         if replayed > 0 {
             tracing::info!(events = replayed, "replayed journal events into the cache");
         }
@@ -317,7 +341,7 @@ pub fn replay(
     cache: &CacheWriter,
     settings: &StoreSettings,
 ) -> Result<u64, LedgerError> {
-    replay_unless(journal, cache, settings, &|| false)
+    replay_unless(journal, cache, settings, &|_, _| false)
 }
 
 /// [`replay`], given up with [`LedgerError::ShuttingDown`] after a chunk once `stop` says so.
@@ -325,7 +349,7 @@ fn replay_unless(
     journal: &Journal,
     cache: &CacheWriter,
     settings: &StoreSettings,
-    stop: &dyn Fn() -> bool,
+    between: &dyn Fn(u64, u64) -> bool,
 ) -> Result<u64, LedgerError> {
     let codec = cache_codec(cache);
     let mut applied = cache.applied_seq()?;
@@ -343,7 +367,7 @@ fn replay_unless(
             count += 1;
         }
         pending.commit()?;
-        if stop() {
+        if between(applied, journal.last_seq()) {
             return Err(LedgerError::ShuttingDown);
         }
     }

@@ -159,3 +159,22 @@ async fn pings_only_while_the_check_passes() {
     );
     feeder.abort();
 }
+
+#[test]
+fn a_blocking_notification_reaches_the_socket_and_a_disabled_one_goes_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let rx = UnixDatagram::bind(&path).unwrap();
+    let n = Notifier::new(path.as_os_str()).unwrap();
+    n.notify_blocking(&replay_progress(2000, 40000));
+    assert_eq!(
+        drain(&rx, Duration::from_millis(200)),
+        [
+            "EXTEND_TIMEOUT_USEC=60000000\nSTATUS=starting: replaying the journal into the cache, event 2000 of 40000"
+        ]
+    );
+    Notifier::default().notify_blocking("READY=1");
+    drop(rx);
+    // No one listening: logged, not fatal.
+    n.notify_blocking("READY=1");
+}
