@@ -6,6 +6,7 @@
 //! that verifies. Rows are written in the same transaction as the facts they describe, and
 //! each one is also sent to HQ as an `audit.recorded` event.
 
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
@@ -152,6 +153,41 @@ fn read_rows(conn: &Connection, after: u64, limit: u64) -> Result<Vec<Row>, Jour
     .map_err(JournalError::sql("reading the audit chain"))
 }
 
+/// The position of the last entry written before `t` (0: none), found by halving the
+/// positions (a few reads by rowid, not a scan of years of entries). Entries are written in
+/// time order; after a clock set back, the day an entry is found for is near, not exact.
+pub fn position_before(conn: &Connection, t: DateTime<Utc>) -> Result<u64, JournalError> {
+    let read = |n: u64| -> Result<Option<(u64, String)>, JournalError> {
+        conn.prepare_cached("SELECT n, at FROM audit WHERE n >= ?1 ORDER BY n LIMIT 1")
+            .and_then(|mut st| {
+                st.query_row(params![i64::try_from(n).unwrap_or(i64::MAX)], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(JournalError::sql("finding a day in the audit chain"))
+    };
+    let last: Option<i64> = conn
+        .query_row("SELECT MAX(n) FROM audit", [], |r| r.get(0))
+        .map_err(JournalError::sql("reading the audit chain's length"))?;
+    // Entries up to `lo` were written before `t`; those from `hi` on at or after it (positions
+    // may have a gap, after a restore).
+    let (mut lo, mut hi) = (0u64, last.map_or(0, |n| n as u64).saturating_add(1));
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match read(mid)? {
+            Some((n, at)) if n < hi => {
+                // An entry whose time does not read (tampered) counts as before: `verify`
+                // names it.
+                let before = DateTime::parse_from_rfc3339(&at).map_or(true, |at| at < t);
+                if before { lo = n } else { hi = n }
+            }
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
+}
+
 /// Entries after position `after`, oldest first, at most `limit`.
 pub fn list(conn: &Connection, after: u64, limit: u64) -> Result<Vec<AuditEntry>, JournalError> {
     Ok(read_rows(conn, after, limit)?
@@ -242,6 +278,52 @@ mod tests {
             target: "S-1".into(),
             detail: serde_json::json!({"amount": 1200}),
         }
+    }
+
+    #[test]
+    fn a_day_is_found_by_halving_the_positions_also_across_a_restores_gap() {
+        let c = conn();
+        let key = [3u8; 32];
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        assert_eq!(position_before(&c, t("2026-11-23T00:00:00Z")).unwrap(), 0);
+        // Ten entries a day for 30 days, a restore's gap of 50 positions on day 20.
+        for day in 1..=30 {
+            for k in 0..10 {
+                let at = format!("2026-11-{day:02}T{:02}:30:00.25+00:00", 8 + k);
+                if day == 20 && k == 0 {
+                    append_after_restore(&c, &key, &at, entry("restore"), 50).unwrap();
+                } else {
+                    append(&c, &key, &at, entry("login")).unwrap();
+                }
+            }
+        }
+        let first_of = |day: &str| {
+            let after = position_before(&c, t(day)).unwrap();
+            list(&c, after, 1).unwrap().first().map(|e| e.at.clone())
+        };
+        assert_eq!(
+            first_of("2026-11-01T00:00:00Z").as_deref(),
+            Some("2026-11-01T08:30:00.25+00:00")
+        );
+        assert_eq!(
+            first_of("2026-11-07T00:00:00Z").as_deref(),
+            Some("2026-11-07T08:30:00.25+00:00")
+        );
+        assert_eq!(
+            first_of("2026-11-20T00:00:00Z").as_deref(),
+            Some("2026-11-20T08:30:00.25+00:00")
+        );
+        assert_eq!(
+            first_of("2026-11-21T00:00:00Z").as_deref(),
+            Some("2026-11-21T08:30:00.25+00:00")
+        );
+        // An instant inside a day: the first entry at or after it.
+        assert_eq!(
+            first_of("2026-11-30T12:30:00.25Z").as_deref(),
+            Some("2026-11-30T12:30:00.25+00:00")
+        );
+        assert_eq!(first_of("2026-12-01T00:00:00Z"), None);
+        assert_eq!(position_before(&c, t("2026-10-01T00:00:00Z")).unwrap(), 0);
     }
 
     #[test]
