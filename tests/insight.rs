@@ -282,13 +282,14 @@ async fn insight_matches_an_independent_computation() {
         *expected_segments
             .entry(segment_of((today - *last).num_days(), *visits, *spend))
             .or_insert(0) += 1;
-        // Churn: the last 24 visit days give the usual interval; 2.5 × it and 14 days.
+        // Churn: the last 24 visit days give the usual interval; 2.5 × it and 14 days, up to
+        // a year (then lost).
         let recent: Vec<&NaiveDate> = days.iter().rev().take(24).collect();
         let overdue = recent.len() >= 3 && {
             let usual = (*recent[0] - *recent[recent.len() - 1]).num_days() as f64
                 / (recent.len() - 1) as f64;
             let gap = (today - *recent[0]).num_days();
-            gap >= 14 && gap as f64 > 2.5 * usual
+            (14..=365).contains(&gap) && gap as f64 > 2.5 * usual
         };
         let spend_in = |m: String| months.get(&m).copied().unwrap_or(0);
         let before = (spend_in(month(2)) + spend_in(month(3)) + spend_in(month(4))) / 3;

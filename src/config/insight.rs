@@ -118,6 +118,12 @@ pub(super) fn to_insight(raw: Option<RawInsight>) -> Result<InsightConfig, Inval
             "min_visits must be at least 2, min_gap_days at least 1, min_monthly_spend not negative",
         ));
     }
+    if !(churn.min_gap_days..=36_500).contains(&churn.lost_after_days) {
+        return Err(bad(
+            "insight.churn.lost_after_days",
+            "must be at least min_gap_days and at most 36500",
+        ));
+    }
     let automation = raw.automation.unwrap_or_default();
     if automation.run_hour > 23 {
         return Err(bad("insight.automation.run_hour", "must be 0–23"));

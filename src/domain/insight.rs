@@ -177,8 +177,11 @@ pub struct ChurnRules {
     pub min_visits: usize,
     /// At risk when the time since the last visit exceeds this many usual intervals...
     pub interval_factor: f64,
-    /// ...and at least this many days.
+    /// ...and at least this many days...
     pub min_gap_days: i64,
+    /// ...and at most this many: a member away longer is lost, not drifting (the RFM segments
+    /// show them), and a store's years of them would bury the ones still worth a call.
+    pub lost_after_days: i64,
     /// At risk when the last full month's spend fell by this share (0–1) against the average
     /// of the three months before it...
     pub spend_drop: f64,
@@ -192,6 +195,7 @@ impl Default for ChurnRules {
             min_visits: 3,
             interval_factor: 2.5,
             min_gap_days: 14,
+            lost_after_days: 365,
             spend_drop: 0.6,
             min_monthly_spend: 10_000,
         }
@@ -249,7 +253,9 @@ pub fn churn(member: &Member, rules: &ChurnRules, today: NaiveDate) -> Option<Ch
     {
         let usual = (*last - *first).num_days() as f64 / (days.len() - 1) as f64;
         let gap = (today - *last).num_days();
-        if gap >= rules.min_gap_days && gap as f64 > rules.interval_factor * usual {
+        if (rules.min_gap_days..=rules.lost_after_days).contains(&gap)
+            && gap as f64 > rules.interval_factor * usual
+        {
             return Some(ChurnReason::Overdue {
                 days_since_last: gap,
                 usual_interval_days: (usual * 10.0).round() / 10.0,
@@ -353,6 +359,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A year on, still overdue; longer, lost: no longer a churn warning.
+        assert!(churn(&m, &rules, d("2027-10-22")).is_some());
+        assert_eq!(churn(&m, &rules, d("2027-10-23")), None);
         // Too few visits to know a rhythm.
         let m = member(&["2026-10-01", "2026-10-08"], &[]);
         assert_eq!(churn(&m, &rules, d("2026-12-30")), None);
