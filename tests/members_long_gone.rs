@@ -61,6 +61,11 @@ async fn members_gone_for_years_are_lost_not_at_risk() {
         .map(|m| m["days_since_last"].as_i64().unwrap())
         .collect();
     assert_eq!(away, [300, 60], "{v}");
+    // The list is as of today and whole: a report's period or limit is refused, not ignored.
+    for q in ["from=2026-01-01", "to=2026-01-31", "limit=1"] {
+        let (s, v) = d.get(&tm, &format!("/v1/members/at-risk?{q}")).await;
+        assert_eq!(s, 400, "{q}: {v}");
+    }
     // At the till: the one gone two years and more is not flagged; last month's is.
     let tc = d.login(CASHIER).await;
     for (m, flagged) in [(0, false), (3, true)] {

@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::members::{RiskView, SegmentView};
-use super::reports::{Period, today, turn, wants_csv};
+use super::reports::{today, turn, wants_csv};
 use super::{ApiError, ApiResult, AppState, Can, Json, Query, gate};
 use crate::domain::insight::{self, Segment};
 use crate::domain::money::Money;
@@ -210,13 +210,21 @@ struct AtRisk {
     members: Vec<AtRiskMember>,
 }
 
+/// The at-risk list's one parameter (a report's `from`, `to` or `limit` is refused, not
+/// ignored: the list is as of today, and whole).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AtRiskQuery {
+    format: Option<String>,
+}
+
 /// Members flagged `at_risk`, longest overdue first.
 async fn at_risk(
     State(state): State<AppState>,
     Can(_staff, _): Can<gate::ReportsRead>,
-    Query(q): Query<Period>,
+    Query(q): Query<AtRiskQuery>,
 ) -> ApiResult<Response> {
-    let csv = q.csv()?;
+    let csv = wants_csv(q.format.as_deref())?;
     let day = today(&state);
     let cache = state.cache.clone();
     let settings = state.settings.clone();

@@ -78,6 +78,14 @@ fn errors_name_the_key_and_reason() {
     ))
     .unwrap_err();
     assert_eq!(e.key, "uplink.port");
+    // 0 meant "off" to whoever wrote it; the daemon took it as 1 without a word.
+    for key in ["outbox_alarm", "healthy_after_secs"] {
+        let e = parse(&format!(
+            "{MINIMAL}\n[uplink]\nenabled = true\nhost = \"hq\"\n{key} = 0\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, format!("uplink.{key}"), "{e}");
+    }
 
     let e = parse("[store\nid=").unwrap_err();
     assert_eq!(e.key, "");

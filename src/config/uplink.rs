@@ -174,6 +174,18 @@ pub(super) fn to_uplink(raw: Option<RawUplink>, store_id: &str) -> Result<Uplink
     if r.port == Some(0) {
         return Err(bad("uplink.port", "must be 1..=65535"));
     }
+    // 0 would read as "off" to whoever wrote it, and as "always" to the daemon.
+    let outbox_alarm = r.outbox_alarm.unwrap_or(100_000);
+    if outbox_alarm == 0 {
+        return Err(bad(
+            "uplink.outbox_alarm",
+            "must be at least 1 (events waiting for HQ that raise an alert)",
+        ));
+    }
+    let healthy_after = r.healthy_after_secs.unwrap_or(30);
+    if !(1..=3600).contains(&healthy_after) {
+        return Err(bad("uplink.healthy_after_secs", "must be 1..=3600"));
+    }
     let credentials = match (r.username, r.password) {
         (Some(u), p) if !u.is_empty() => Some((u, Secret(p.unwrap_or_default()))),
         (_, Some(p)) if !p.is_empty() => {
@@ -192,10 +204,10 @@ pub(super) fn to_uplink(raw: Option<RawUplink>, store_id: &str) -> Result<Uplink
         inflight,
         max_packet_bytes: max_packet,
         max_message_bytes: max_message,
-        outbox_alarm: r.outbox_alarm.unwrap_or(100_000).max(1),
+        outbox_alarm,
         reconnect_min: Duration::from_millis(min),
         reconnect_max: Duration::from_millis(max),
-        healthy_after: Duration::from_secs(r.healthy_after_secs.unwrap_or(30).max(1)),
+        healthy_after: Duration::from_secs(healthy_after),
         status_interval: Duration::from_secs(r.status_interval_secs.unwrap_or(60).clamp(5, 3600)),
         tls,
     })
