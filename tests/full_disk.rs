@@ -231,15 +231,7 @@ async fn a_rebuild_cut_short_by_a_full_disk_is_done_at_the_next_start() {
     );
     d.terminate();
     // HQ was asked for its data (a journaled request).
-    let journal = rusqlite::Connection::open(fs.0.join("journal.sqlite3")).unwrap();
-    let asked: i64 = journal
-        .query_row(
-            "SELECT COUNT(*) FROM events WHERE kind = 'sync.requested'
-             AND data LIKE '%cache_rebuilt%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let asked = common::cache_rebuilt_resyncs(&fs.0);
     assert_eq!(asked, 1);
 }
 

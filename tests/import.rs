@@ -304,17 +304,8 @@ async fn members_of_an_import_stopped_before_its_index_entries_are_found_after_a
     let again = import_by_15(&config, &csv).await;
     let r = &again.report;
     assert_eq!((r.added, r.unchanged), (1, 1), "{r:?}");
-    let journal = rusqlite::Connection::open(data.join("journal.sqlite3")).unwrap();
-    let resyncs: i64 = journal
-        .query_row(
-            "SELECT COUNT(*) FROM events WHERE kind = 'sync.requested'
-             AND data LIKE '%cache_rebuilt%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let resyncs = common::cache_rebuilt_resyncs(&data);
     assert_eq!(resyncs, 1, "HQ is asked for what only the cache held");
-    drop(journal);
 
     let d = Daemon::start_in(dir.path(), "");
     let t = d.login(MANAGER).await;

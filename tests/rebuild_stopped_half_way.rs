@@ -134,14 +134,6 @@ fn a_rebuild_stopped_half_way_goes_on_where_it_stopped() {
     d.terminate();
     // Done, and HQ was asked for its data once (the first start stopped before asking).
     assert!(!data.join("cache.sqlite3-unfilled").exists());
-    let journal = rusqlite::Connection::open(data.join("journal.sqlite3")).unwrap();
-    let asked: i64 = journal
-        .query_row(
-            "SELECT COUNT(*) FROM events WHERE kind = 'sync.requested'
-             AND data LIKE '%cache_rebuilt%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let asked = common::cache_rebuilt_resyncs(&data);
     assert_eq!(asked, 1);
 }

@@ -539,3 +539,17 @@ pub fn printer_not_there_yet(dir: &std::path::Path) -> (std::path::PathBuf, std:
     .unwrap();
     (config, addr)
 }
+
+/// How many times the journal in `data` asked HQ for its data because the cache was rebuilt
+/// (`sync.requested`, reason `cache_rebuilt`).
+pub fn cache_rebuilt_resyncs(data: &Path) -> i64 {
+    rusqlite::Connection::open(data.join("journal.sqlite3"))
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'sync.requested'
+             AND data LIKE '%cache_rebuilt%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
