@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use super::{Invalid, bad};
 use crate::domain::insight::{ChurnRules, RfmCutoffs};
+use crate::domain::member::VISIT_DAYS_KEPT;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -112,10 +113,18 @@ pub(super) fn to_insight(raw: Option<RawInsight>) -> Result<InsightConfig, Inval
             "must be between 0.05 and 1",
         ));
     }
-    if churn.min_visits < 2 || churn.min_gap_days < 1 || churn.min_monthly_spend < 0 {
+    // A member's rhythm is read from the latest visit days the counters keep: more cannot be
+    // asked for, or no member would ever be overdue.
+    if !(2..=VISIT_DAYS_KEPT).contains(&churn.min_visits) {
+        return Err(bad(
+            "insight.churn.min_visits",
+            format!("must be 2–{VISIT_DAYS_KEPT} (the visit days kept per member)"),
+        ));
+    }
+    if churn.min_gap_days < 1 || churn.min_monthly_spend < 0 {
         return Err(bad(
             "insight.churn",
-            "min_visits must be at least 2, min_gap_days at least 1, min_monthly_spend not negative",
+            "min_gap_days must be at least 1, min_monthly_spend not negative",
         ));
     }
     if !(churn.min_gap_days..=36_500).contains(&churn.lost_after_days) {

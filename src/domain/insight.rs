@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::calendar::MonthKey;
-use super::member::Member;
+use super::member::{Member, VISIT_DAYS_KEPT};
 use super::money::Money;
 
 /// Cut-offs of the RFM scores: four ascending thresholds give scores 1–5.
@@ -243,13 +243,16 @@ impl ChurnReason {
 
 /// Whether the member is drifting away on `today`, and why (the interval rule first).
 pub fn churn(member: &Member, rules: &ChurnRules, today: NaiveDate) -> Option<ChurnReason> {
-    let days: BTreeSet<NaiveDate> = member
+    // The latest VISIT_DAYS_KEPT days of all stores together: each store keeps its own
+    // latest, and another store's days from years ago are not the member's rhythm of today.
+    let all: BTreeSet<NaiveDate> = member
         .counters
         .values()
         .flat_map(|c| c.visit_days.iter().copied())
         .collect();
+    let days: Vec<NaiveDate> = all.into_iter().rev().take(VISIT_DAYS_KEPT).collect();
     if days.len() >= rules.min_visits.max(2)
-        && let (Some(first), Some(last)) = (days.first(), days.last())
+        && let (Some(last), Some(first)) = (days.first(), days.last())
     {
         let usual = (*last - *first).num_days() as f64 / (days.len() - 1) as f64;
         let gap = (today - *last).num_days();
@@ -365,6 +368,58 @@ mod tests {
         // Too few visits to know a rhythm.
         let m = member(&["2026-10-01", "2026-10-08"], &[]);
         assert_eq!(churn(&m, &rules, d("2026-12-30")), None);
+    }
+
+    /// A member who shops here twice a week and, now and then over the years, at another
+    /// store of the chain (HQ's copy brings that store's visit days) is overdue by their
+    /// rhythm of today, not by a "usual interval" stretched over a decade of the other
+    /// store's days. Until 2026-12-07 the days of every store were taken together, oldest
+    /// first: ten years of occasional visits elsewhere made the usual interval ~70 days, and
+    /// the member who stopped coming a month ago was not at risk (no win-back coupon).
+    #[test]
+    fn old_visits_at_another_store_do_not_stretch_the_members_rhythm() {
+        let rules = ChurnRules::default();
+        let mut here = StoreCounters::default();
+        // Twice a week for twelve weeks, until 31 October.
+        let last = d("2026-10-31");
+        for week in 0..12 {
+            for back in [0, 3] {
+                note_visit_day(
+                    &mut here.visit_days,
+                    last - chrono::Duration::days(week * 7 + back),
+                );
+            }
+        }
+        let mut elsewhere = StoreCounters::default();
+        // Every four months from 2017 to 2025 at another store.
+        for n in 0..24 {
+            note_visit_day(
+                &mut elsewhere.visit_days,
+                d("2017-01-10") + chrono::Duration::days(n * 120),
+            );
+        }
+        let mut m = member(&[], &[]);
+        m.counters.insert("sh-001".into(), here.clone());
+        // Alone, the store's own days flag the member a month after the last visit.
+        let today = d("2026-11-30");
+        assert!(matches!(
+            churn(&m, &rules, today),
+            Some(ChurnReason::Overdue {
+                days_since_last: 30,
+                ..
+            })
+        ));
+        m.counters.insert("sh-002".into(), elsewhere);
+        match churn(&m, &rules, today) {
+            Some(ChurnReason::Overdue {
+                days_since_last,
+                usual_interval_days,
+            }) => {
+                assert_eq!(days_since_last, 30);
+                assert!(usual_interval_days < 4.0, "{usual_interval_days}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
