@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rumqttc::{AsyncClient, Publish};
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::downlink::{Downlink, parse};
 use super::topics::Topics;
@@ -26,9 +27,10 @@ pub(super) async fn applier(
     status: Arc<UplinkStatus>,
     topics: Topics,
     max_bytes: usize,
-    tz: chrono_tz::Tz,
+    shutdown: CancellationToken,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
+    let tz = ledger.settings.tz;
     while let Some((p, client)) = rx.recv().await {
         let now = chrono::Utc::now().with_timezone(&tz).fixed_offset();
         let parsed = match topics.downlink(&p.topic) {
@@ -72,26 +74,50 @@ pub(super) async fn applier(
                     )
                     .await;
                 }
-                let applying = match parsed.action {
-                    Downlink::Update(u) => apply_update(&ledger, u).await,
-                    Downlink::Resync => ledger
-                        .execute(
-                            system_actor(),
-                            Command::RequestSync {
-                                reason: "hq_command".into(),
-                            },
-                        )
-                        .await
-                        .map(|_| Vec::new()),
-                    Downlink::Campaigns(specs) => {
-                        let applied = start_campaigns(&ledger, &cache, specs).await;
-                        if applied {
-                            status.applied.fetch_add(1, Relaxed);
+                // A message that failed on storage is applied again here, for a few minutes:
+                // the broker delivers an unacknowledged message again only on the next
+                // connection, which a healthy link may not make for weeks. HQ's messages
+                // after it wait for it, in order.
+                let (mut pause, mut attempts) = (RETRY_FIRST, 1);
+                let applying = loop {
+                    let applying = match &parsed.action {
+                        Downlink::Update(u) => apply_update(&ledger, u.clone()).await,
+                        Downlink::Resync => ledger
+                            .execute(
+                                system_actor(),
+                                Command::RequestSync {
+                                    reason: "hq_command".into(),
+                                },
+                            )
+                            .await
+                            .map(|_| Vec::new()),
+                        Downlink::Campaigns(specs) => {
+                            if start_campaigns(&ledger, &cache, specs.clone()).await {
+                                Ok(Vec::new())
+                            } else {
+                                Err(LedgerError::Unavailable(
+                                    "the campaigns could not be started".into(),
+                                ))
+                            }
                         }
-                        if applied && let Err(e) = client.ack(&p).await {
-                            tracing::debug!(error = %e, "ack not sent (connection gone); the broker will redeliver");
+                    };
+                    match applying {
+                        Err(e) if !fails_again(&e) && attempts < RETRY_ATTEMPTS => {
+                            attempts += 1;
+                            if pause == RETRY_FIRST {
+                                tracing::error!(error = %e, topic = %p.topic, "downlink message not applied; applying it again");
+                            } else {
+                                tracing::debug!(error = %e, topic = %p.topic, "downlink message still not applied");
+                            }
+                            tokio::select! {
+                                // Not acknowledged: the broker delivers it again on the next
+                                // connection.
+                                _ = shutdown.cancelled() => return,
+                                _ = tokio::time::sleep(pause) => {}
+                            }
+                            pause = (pause * 2).min(RETRY_MAX);
                         }
-                        continue;
+                        decided => break decided,
                     }
                 };
                 match applying {
@@ -115,7 +141,14 @@ pub(super) async fn applier(
                         }
                         true
                     }
-                    Err(e) if fails_again(&e) => {
+                    Err(e) if !fails_again(&e) => {
+                        // Still failing after minutes (a disk full for longer, a lasting
+                        // fault): left unacknowledged, for the broker to deliver again on the
+                        // next connection, and HQ's later messages are not held up for ever.
+                        tracing::error!(error = %e, topic = %p.topic, attempts, "downlink message not applied; left for the broker to deliver again");
+                        false
+                    }
+                    Err(e) => {
                         // Delivered again it would fail again (and, a bug, fail again on every
                         // connection): acknowledged, and HQ is told.
                         status.malformed.fetch_add(1, Relaxed);
@@ -129,11 +162,6 @@ pub(super) async fn applier(
                         .await;
                         true
                     }
-                    Err(e) => {
-                        // Not acknowledged: the broker delivers it again on the next connection.
-                        tracing::error!(error = %e, topic = %p.topic, "downlink message not applied");
-                        false
-                    }
                 }
             }
         };
@@ -142,6 +170,15 @@ pub(super) async fn applier(
         }
     }
 }
+
+/// The first pause before a message that failed on storage is applied again; it doubles up
+/// to [`RETRY_MAX`].
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest pause between attempts at a message that failed on storage.
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+/// Attempts at a message that failed on storage (pauses of 1, 2, 4, 8, 16 and then 30 s:
+/// about two and a half minutes) before it is left to the broker's next delivery.
+const RETRY_ATTEMPTS: u32 = 10;
 
 /// Most items of an HQ message applied in one ledger batch. A batch holds up the terminals'
 /// sales queued behind it; a message of 20,000 products or 10,000 members (well under

@@ -74,7 +74,7 @@ pub(super) async fn run(parts: Parts, shutdown: CancellationToken) {
         parts.status.clone(),
         topics.clone(),
         parts.config.max_message_bytes,
-        parts.ledger.settings.tz,
+        shutdown.clone(),
     ));
     let mut link = Link {
         seq: parts.ledger.subscribe_seq(),

@@ -222,6 +222,7 @@ pub struct Parts {
 pub fn start(parts: Parts, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![tokio::spawn(backlog_watch(
         parts.ledger.clone(),
+        parts.journal.clone(),
         parts.status.clone(),
         parts.config.outbox_alarm,
         shutdown.clone(),
@@ -235,15 +236,27 @@ pub fn start(parts: Parts, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
 }
 
 /// Raises an alert when the outbox passes its alarm size (once per crossing; re-armed when
-/// the backlog falls below half the alarm).
+/// the backlog falls below half the alarm). A crossing announced by an earlier run whose alert
+/// HQ has not yet received is the same outage: not announced again after a restart.
 async fn backlog_watch(
     ledger: Ledger,
+    journal: JournalReader,
     status: Arc<UplinkStatus>,
     alarm: u64,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
-    let mut raised = false;
+    let acked = status.acked_seq();
+    let mut raised = match journal
+        .with(move |c| store::backlog_alert_after(c, acked))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot look for an earlier backlog alert");
+            false
+        }
+    };
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -5,10 +5,12 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 mod idempotency;
+mod uplink;
 
 pub use idempotency::{
     IdemRecord, idem_forget_member, idem_get, idem_note_member, idem_put, idem_rotate,
 };
+pub use uplink::{backlog_alert_after, uplink_alert_about};
 
 use super::JournalError;
 use crate::domain::event::{Event, EventBody};
@@ -316,19 +318,6 @@ pub fn event_at(conn: &Connection, seq: u64) -> Result<Option<StoredEvent>, Jour
                 .optional()
         })
         .map_err(JournalError::sql("reading an event"))
-}
-
-/// Whether the uplink already reported the event `seq` as unsendable (`event_too_large` or
-/// `event_unreadable`): such an alert is always a later event.
-pub fn uplink_alert_about(conn: &Connection, seq: u64) -> Result<bool, JournalError> {
-    conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE seq > ?1 AND kind = 'device.alert'
-           AND subject = 'uplink'
-           AND json_extract(data, '$.code') IN ('event_too_large', 'event_unreadable')
-           AND json_extract(data, '$.detail.seq') = ?1)",
-    )
-    .and_then(|mut st| st.query_row(params![seq as i64], |r| r.get::<_, bool>(0)))
-    .map_err(JournalError::sql("looking for an uplink alert"))
 }
 
 /// Up to `limit` events after `after`, in order.
