@@ -24,7 +24,9 @@ pub struct RefundLine {
     pub amount: Money,
     /// Points that had paid for these units, given back to the member.
     pub points_restored: i64,
-    /// Points these units had earned, taken back from the member.
+    /// Points these units had earned: their share to take back. What was taken back in the
+    /// end is the refund's `points_reversed` (less, by `points_shortfall`, when the member had
+    /// spent them: their value is kept from the money instead).
     pub points_reversed: i64,
 }
 
