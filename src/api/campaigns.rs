@@ -75,19 +75,36 @@ struct Automatic {
 }
 
 /// The revenue of campaigns whose period is over, by id, with the period it was read for
-/// (a campaign is started once under an id; the period is checked all the same).
-pub type Ended = Arc<Mutex<HashMap<String, (NaiveDate, NaiveDate, Revenue)>>>;
+/// (a campaign is started once under an id; the period is checked all the same) and where the
+/// period's events stood then (see [`crate::journal::store::period_mark`]).
+pub type Ended = Arc<Mutex<HashMap<String, Kept>>>;
+
+/// An ended campaign's revenue, as kept: first and last day, the period's mark, revenue.
+type Kept = (NaiveDate, NaiveDate, i64, Revenue);
 
 async fn view(state: &AppState, c: Campaign) -> ApiResult<CampaignView> {
     let today = state.settings.local_date(Utc::now());
     let (issued, redeemed) = state.cache.coupon_use(&format!("{}-", c.spec.id))?;
     let (starts, ends) = (c.spec.starts, c.spec.ends);
     let over = ends < today;
-    let known = over
-        .then(|| lock(&state.ended_campaigns).get(&c.spec.id).copied())
-        .flatten()
-        .filter(|(s, e, _)| (*s, *e) == (starts, ends))
-        .map(|(_, _, revenue)| revenue);
+    // Sales of days past change only when the clock goes back across midnight (NTP correcting
+    // a clock that ran fast): kept once the journal has begun a later day, for as long as no
+    // late event came to the period's days (the journal marks them).
+    let mark = if over {
+        let (from, to) = (starts.to_string(), ends.to_string());
+        state
+            .journal
+            .with(move |conn| crate::journal::store::period_mark(conn, &from, &to))
+            .await?
+    } else {
+        None
+    };
+    let known = mark.and_then(|mark| {
+        lock(&state.ended_campaigns)
+            .get(&c.spec.id)
+            .filter(|(s, e, m, _)| (*s, *e, *m) == (starts, ends, mark))
+            .map(|(_, _, _, revenue)| *revenue)
+    });
     let revenue = match known {
         Some(revenue) => revenue,
         None if starts <= today => {
@@ -105,8 +122,9 @@ async fn view(state: &AppState, c: Campaign) -> ApiResult<CampaignView> {
                     Ok(m.revenue())
                 })
                 .await?;
-            if over {
-                lock(&state.ended_campaigns).insert(c.spec.id.clone(), (starts, ends, revenue));
+            if let Some(mark) = mark {
+                lock(&state.ended_campaigns)
+                    .insert(c.spec.id.clone(), (starts, ends, mark, revenue));
             }
             revenue
         }
