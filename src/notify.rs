@@ -145,6 +145,18 @@ fn connect(addr: &SocketAddr) -> Result<UnixDatagram, NotifyError> {
 pub const REPLAY_NOTE_EVERY: Duration = Duration::from_secs(10);
 const REPLAY_EXTENSION: Duration = Duration::from_secs(60);
 
+/// What a long replay sends once every event is replayed: the member index entries it
+/// deferred are written next (`cache::bulk`, tens of seconds for a million members, more on an
+/// SD card), with no progress to report meanwhile, so the extension is longer.
+pub fn replay_finishing() -> String {
+    format!(
+        "EXTEND_TIMEOUT_USEC={}\n{}",
+        REPLAY_FINISH_EXTENSION.as_micros(),
+        status("starting: journal replayed; writing the cache's member index")
+    )
+}
+const REPLAY_FINISH_EXTENSION: Duration = Duration::from_secs(300);
+
 /// What a long replay at start-up sends: more time than `TimeoutStartSec` gives (a store's
 /// years of journal replayed into a rebuilt cache outlast it on an SD card), and how far it is,
 /// for `systemctl status`. Sent only while events are replayed: a replay that stops getting on

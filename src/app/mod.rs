@@ -205,7 +205,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             Ok(()) => cache.rebuild_done(),
             Err(e) => tracing::error!(
                 error = %e,
-                "cannot ask HQ for its data; the cache is rebuilt again at the next start"
+                "cannot ask HQ for its data; the next start asks again"
             ),
         }
         resync = None;
@@ -236,6 +236,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 noted.set(Some(std::time::Instant::now()));
                 tracing::info!(applied, last, "replaying the journal into the cache");
                 notifier.notify_blocking(&crate::notify::replay_progress(applied, last));
+            } else if applied >= last && noted.get().is_some() {
+                // The last chunk of a long replay: its deferred index entries come next.
+                notifier.notify_blocking(&crate::notify::replay_finishing());
             }
             shutdown.is_cancelled()
         },
@@ -280,7 +283,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             Ok(()) => cache.rebuild_done(),
             Err(e) => tracing::error!(
                 error = %e,
-                "cannot ask HQ for a resync; the cache is rebuilt again at the next start"
+                "cannot ask HQ for a resync; the next start asks again"
             ),
         }
     }

@@ -173,6 +173,13 @@ fn a_blocking_notification_reaches_the_socket_and_a_disabled_one_goes_nowhere() 
             "EXTEND_TIMEOUT_USEC=60000000\nSTATUS=starting: replaying the journal into the cache, event 2000 of 40000"
         ]
     );
+    n.notify_blocking(&replay_finishing());
+    assert_eq!(
+        drain(&rx, Duration::from_millis(200)),
+        [
+            "EXTEND_TIMEOUT_USEC=300000000\nSTATUS=starting: journal replayed; writing the cache's member index"
+        ]
+    );
     Notifier::default().notify_blocking("READY=1");
     drop(rx);
     // No one listening: logged, not fatal.
