@@ -431,6 +431,23 @@ pub async fn import(
     encoding: Encoding,
     map: &[(String, String)],
     chunk: usize,
+    progress: impl FnMut(Progress),
+) -> anyhow::Result<Summary> {
+    let never = tokio_util::sync::CancellationToken::new();
+    import_until(config, file, encoding, map, chunk, &never, progress).await
+}
+
+/// [`import`], stopped before the next chunk once `stop` is cancelled (SIGTERM, Ctrl-C): the
+/// chunks committed stay imported and the store is closed, so their index entries are written
+/// (killed instead, the import leaves its bulk marker, and the next start moves the cache aside
+/// and rebuilds it from the whole journal, HQ's data lost until HQ sends it again).
+pub async fn import_until(
+    config: &Config,
+    file: &Path,
+    encoding: Encoding,
+    map: &[(String, String)],
+    chunk: usize,
+    stop: &tokio_util::sync::CancellationToken,
     mut progress: impl FnMut(Progress),
 ) -> anyhow::Result<Summary> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
@@ -473,6 +490,9 @@ pub async fn import(
     let run = async {
         let mut next = read();
         while let Some((n, at, bad, ready)) = next.take() {
+            if stop.is_cancelled() {
+                anyhow::bail!("stopped by a signal");
+            }
             let part = ready.await.context("preparing rows")?;
             next = read();
             rejected.extend(bad);
@@ -523,9 +543,13 @@ pub async fn import(
     // nobody takes the import for undone (running it again imports the rest; the rows
     // recorded come out unchanged).
     let recorded = |e: anyhow::Error| {
+        let then = if stop.is_cancelled() {
+            "run it again for the rest"
+        } else {
+            "after fixing this, run it again for the rest"
+        };
         e.context(format!(
-            "the import stopped after {} rows were recorded ({} added, {} merged); \
-             after fixing this, run it again for the rest",
+            "the import stopped after {} rows were recorded ({} added, {} merged); {then}",
             report.added + report.merged + report.unchanged,
             report.added,
             report.merged

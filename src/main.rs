@@ -323,27 +323,35 @@ fn import(
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let started = std::time::Instant::now();
     let mut last_shown = std::time::Instant::now();
-    let result = runtime.block_on(storebox::import::import(
-        &config,
-        file,
-        encoding,
-        map,
-        storebox::import::CHUNK,
-        |p: storebox::import::Progress| {
-            if p.finished() || last_shown.elapsed().as_millis() >= 500 {
-                last_shown = std::time::Instant::now();
-                let (rows, pct) = (p.rows, p.percent());
-                if tty {
-                    eprint!("\rimporting: {rows} rows read ({pct} % of the file)");
-                    if p.finished() {
-                        eprintln!();
+    // SIGTERM or Ctrl-C stops the import after the chunk under way, and the store is closed
+    // (a second signal exits at once, as a kill does).
+    let stop = CancellationToken::new();
+    let result = runtime.block_on(async {
+        tokio::spawn(shutdown_on_signal(stop.clone()));
+        storebox::import::import_until(
+            &config,
+            file,
+            encoding,
+            map,
+            storebox::import::CHUNK,
+            &stop,
+            |p: storebox::import::Progress| {
+                if p.finished() || last_shown.elapsed().as_millis() >= 500 {
+                    last_shown = std::time::Instant::now();
+                    let (rows, pct) = (p.rows, p.percent());
+                    if tty {
+                        eprint!("\rimporting: {rows} rows read ({pct} % of the file)");
+                        if p.finished() {
+                            eprintln!();
+                        }
+                    } else {
+                        eprintln!("importing: {rows} rows read ({pct} % of the file)");
                     }
-                } else {
-                    eprintln!("importing: {rows} rows read ({pct} % of the file)");
                 }
-            }
-        },
-    ));
+            },
+        )
+        .await
+    });
     match result {
         Ok(s) => {
             let r = &s.report;

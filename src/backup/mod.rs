@@ -4,7 +4,9 @@
 //! **Taking one.** Each SQLite file is copied with SQLite's online backup API in a single step,
 //! which reads one snapshot of it however busy the writer is. The cache is copied first and the
 //! journal second, so the journal copy is never behind the cache copy: at the restored start
-//! the replay brings the cache up to the journal (projections are idempotent).
+//! the replay brings the cache up to the journal (projections are idempotent). A cache marked
+//! damaged is left out (its pages would be copied damage and all, the mark not): the restored
+//! store rebuilds it from the journal.
 //!
 //! **The file.** `SBBACKUP`, a format byte, the 16-character fingerprint of the store key,
 //! then frames `[u32 length][sealed chunk]`. The plaintext — a small archive (JSON header,
@@ -35,10 +37,13 @@ use crate::journal::{self, Journal, store};
 use crate::pii::PiiCodec;
 use crate::security::StoreKeys;
 
+mod owner;
 mod room;
 mod schedule;
 mod sealed;
 
+use owner::give_like;
+pub(crate) use owner::give_to_owner;
 use room::{RoomGuard, check_room};
 pub use schedule::{Failing, scheduled};
 use sealed::{OpenReader, SealWriter};
@@ -108,7 +113,6 @@ fn snapshot(src: &Path, dst: &Path) -> anyhow::Result<()> {
     bail!("{} stayed locked for 10 s; try again", src.display())
 }
 
-/// A directory removed when dropped.
 /// A backup's working copies of the files, in the data directory, removed when dropped. A
 /// backup killed before that (SIGKILL, or SIGTERM to `storebox backup`) leaves them: a full
 /// copy of the journal, member keys included, that no erasure reaches. So the copy holds a
@@ -235,7 +239,19 @@ pub fn backup(config: &Config, keys: &StoreKeys, out: &Path) -> anyhow::Result<H
     remove_abandoned(dir);
     check_room(dir, config.storage.min_free_mb)?;
     let tmp = TempDir::new(dir)?;
+    // A cache marked damaged (a read found a malformed page) is left out: SQLite's backup
+    // copies its pages damage and all, and not the mark, so a restored store served the copy
+    // as a sound cache. Without it, the restored store rebuilds it from the journal.
+    let damaged = crate::cache::marked_damaged(dir);
+    if damaged {
+        tracing::warn!(
+            "the cache is marked damaged: left out of the backup (a restore rebuilds it from the journal)"
+        );
+    }
     for name in FILES {
+        if damaged && name == crate::cache::FILE_NAME {
+            continue;
+        }
         if dir.join(name).exists() {
             snapshot(&dir.join(name), &tmp.0.join(name))?;
         }
@@ -462,40 +478,6 @@ pub fn restore(
     Ok(Restored { header, next_seq })
 }
 
-/// Gives the files in `dir` to the directory's owner. A restore run as root (as the IT
-/// person does) writes them as root, and the daemon, running as the directory's owner
-/// (`storebox`), then cannot open them.
-pub(crate) fn give_to_owner(dir: &Path) -> anyhow::Result<()> {
-    let owner = std::fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        give_to(&entry?.path(), &owner)?;
-    }
-    Ok(())
-}
-
-/// Gives `path` to the owner of `dir` (a no-op when it is already theirs).
-fn give_like(path: &Path, dir: &Path) -> anyhow::Result<()> {
-    let owner = std::fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
-    give_to(path, &owner)
-}
-
-/// Gives `path` (not what a link points to) to the owner and group of `owner`, the data
-/// directory's metadata, unless it is theirs already.
-fn give_to(path: &Path, owner: &std::fs::Metadata) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::symlink_metadata(path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if meta.uid() != owner.uid() || meta.gid() != owner.gid() {
-            std::os::unix::fs::lchown(path, Some(owner.uid()), Some(owner.gid())).with_context(
-                || format!("giving {} to the data directory's owner", path.display()),
-            )?;
-        }
-    }
-    Ok(())
-}
-
 /// Brings a restored journal up to this storebox's schema and numbering: it goes on after HQ's
 /// last seq. Returns the `seq` the next event will get.
 fn settle(
@@ -583,8 +565,13 @@ fn settle(
         .conn()
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     drop(journal);
-    // Sessions and wrong-PIN counts belong to the old box.
-    if let Ok(c) = Connection::open(dir.join(crate::cache::FILE_NAME)) {
+    // Sessions and wrong-PIN counts belong to the old box. A backup without a cache (one
+    // marked damaged is left out) gets none here: an empty file would open as the existing
+    // cache, not as a new one to fill from the journal and HQ.
+    if let Ok(c) = Connection::open_with_flags(
+        dir.join(crate::cache::FILE_NAME),
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
         let _ = c.execute_batch("DELETE FROM sessions; DELETE FROM strikes;");
     }
     Ok(next_seq)

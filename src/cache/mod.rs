@@ -85,6 +85,11 @@ pub fn damage_noted() -> bool {
     db::damage_noted()
 }
 
+/// Whether the cache in `dir` is marked damaged (found so in use; the next start rebuilds it).
+pub fn marked_damaged(dir: &Path) -> bool {
+    db::damage_marker(&dir.join(db::FILE_NAME)).exists()
+}
+
 pub(crate) fn sql_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> CacheError {
     move |source| {
         if matches!(
