@@ -188,13 +188,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Opened::Existing | Opened::Created => {}
     }
     let mut resync = resync_reason(&opened, journal.last_seq() == 0);
-    if opened == Opened::Created {
-        cache.mark_unfilled().context("marking the new cache")?;
-        if resync == Some("cache_rebuilt") {
-            tracing::warn!(
-                "no cache beside the journal: rebuilt from it; HQ is asked for its data"
-            );
-        }
+    if opened == Opened::Created && resync == Some("cache_rebuilt") {
+        tracing::warn!("no cache beside the journal: rebuilt from it; HQ is asked for its data");
     }
     if resync == Some("new_journal") {
         tracing::warn!(

@@ -80,9 +80,6 @@ impl OfflineStore {
         writer.set_offline(config.storage.cache_capacity_mb.max(OFFLINE_PAGE_CACHE_MB))?;
         writer.begin_bulk()?;
         let mut resync = super::resync_reason(&opened, journal.last_seq() == 0);
-        if opened == Opened::Created {
-            cache.mark_unfilled().context("marking the new cache")?;
-        }
         if resync == Some("new_journal") {
             super::new_store::announce_new_journal(&mut journal, config, cache.codec())?;
             cache.rebuild_done();

@@ -187,6 +187,13 @@ impl Cache {
         // now: opening it checks only its first pages.
         let marker = db::damage_marker(&path);
         let unfilled = db::unfilled_marker(&path);
+        if !existed {
+            // A new cache holds none of HQ's data: it is unfilled from before its first byte
+            // (marked after, a start killed in between would leave a cache that opens as
+            // filled, HQ never asked), until [`Cache::rebuild_done`]; a start stopped before
+            // that goes on with it ([`Opened::Resumed`]) and asks.
+            std::fs::write(&unfilled, b"")?;
+        }
         let checked = if marker.exists() {
             Err(CacheError::Corrupt(
                 "a read or write found it damaged while in use".into(),
@@ -197,7 +204,7 @@ impl Cache {
         let (conn, opened) = match checked {
             Ok(conn) => (
                 conn,
-                if unfilled.exists() {
+                if existed && unfilled.exists() {
                     Opened::Resumed
                 } else if existed {
                     Opened::Existing
@@ -266,15 +273,6 @@ impl Cache {
     /// The journal `seq` up to which projections have been applied.
     pub fn applied_seq(&self) -> Result<u64, CacheError> {
         self.read(applied_seq)
-    }
-
-    /// A new cache ([`Opened::Created`]) holds none of HQ's data: marked as a rebuilt one is,
-    /// so that a start stopped before HQ was asked for it (during the journal's replay) makes
-    /// the next start go on with it ([`Opened::Resumed`]) and ask, until
-    /// [`Cache::rebuild_done`].
-    pub fn mark_unfilled(&self) -> Result<(), CacheError> {
-        std::fs::write(db::unfilled_marker(&self.inner.path), b"")?;
-        Ok(())
     }
 
     /// A new, rebuilt or resumed cache has the journal replayed into it and HQ has been asked

@@ -343,6 +343,8 @@ async fn a_cache_rebuilt_from_a_long_journal_finds_every_member() {
     assert_eq!(found, Some(late.id));
     drop(ledger);
     thread.join().unwrap();
+    // Rebuilt and HQ asked (the daemon's part): it opens as existing.
+    cache.rebuild_done();
     drop(cache);
     let (_, _, how) = Cache::open(dir.path(), 8, codec(dir.path())).unwrap();
     assert_eq!(how, crate::cache::Opened::Existing);
