@@ -38,16 +38,16 @@
 //! - [`devices`]: scanners, card readers and receipt printers (serial, HID, TCP, file), the
 //!   ESC/POS encoder, receipt and refund slip layout (`devices/receipt/refund.rs`) and
 //!   decoder, the device bus.
-//! - [`insight`]: reads a period's sales, refunds and registrations from the journal for the
-//!   reports; [`automation`]: the morning run (birthday and win-back coupons);
+//! - [`insight`]: hands a period's sales, refunds and registrations, as the journal is read,
+//!   to the reports' tallies (`domain::report::Tally`; none is held); [`automation`]: the morning run (birthday and win-back coupons);
 //!   [`import`]: members from CSV.
 //! - [`ids`]: UUIDv7 ids.
 //! - [`metrics`]: counters and histograms for `GET /metrics`.
 //! - [`config`]: TOML → validated [`config::Config`], errors naming file, key and reason;
 //!   secrets on disk every user can read (`config/exposure.rs`).
 //! - [`notify`]: systemd's notify protocol without libsystemd — `READY=1` once HTTP is served,
-//!   `STATUS=`, `STOPPING=1`, and watchdog pings only while the ledger answers and the HTTP
-//!   server runs. The unit, sysusers and udev files are in `systemd/`.
+//!   `STATUS=`, `STOPPING=1`, `EXTEND_TIMEOUT_USEC` while a long replay gets on, and watchdog
+//!   pings only while the ledger answers and the HTTP server runs. The unit, sysusers and udev files are in `systemd/`.
 //! - [`app`]: wiring — lock the data directory, open the stores, start the ledger, the HTTP
 //!   server and the background tasks (automation, disk watch, SIGHUP reload, backups), tell
 //!   systemd, shut down in order; `app/serve.rs`, the HTTP server's own accept loop (a time
