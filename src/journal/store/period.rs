@@ -25,7 +25,7 @@ pub fn period_mark(conn: &Connection, from: &str, to: &str) -> Result<Option<i64
 const PERIOD_PAGE: usize = 1000;
 
 /// Calls `f` with every event of one of `kinds` on the store-local days `from..to` (`to`
-/// excluded), in `seq` order, reading in pages of [`PERIOD_PAGE`]. The events read lie between
+/// excluded), in `seq` order, reading in pages of `PERIOD_PAGE`. The events read lie between
 /// the first event of the period and the first of a later day, or the last late event of a day
 /// of the period (see `days_late`) when that comes after; events of other days among them are
 /// skipped.
