@@ -118,18 +118,7 @@ async fn a_card_two_copies_took_in_turn_goes_back_to_the_member_here() {
         Some(a.id.clone()),
         "the member here still holds the card"
     );
-    let req = RegisterMember {
-        name: "别人".into(),
-        phone: "13600000041".into(),
-        gender: Default::default(),
-        birthday: None,
-        card_no: Some("CHAIN0041".into()),
-        tags: vec![],
-        consent: Default::default(),
-    };
-    let again = ledger
-        .execute(cashier(), Command::Register { req, idem: None })
-        .await;
+    let again = try_register(&ledger, "13600000041", Some("CHAIN0041")).await;
     assert!(
         matches!(&again, Err(LedgerError::Conflict { .. })),
         "{again:?}"
@@ -185,18 +174,7 @@ async fn a_phone_given_back_is_found_after_a_long_rebuild() {
         Some(a.id.clone()),
         "the member here still holds the phone"
     );
-    let req = RegisterMember {
-        name: "别人".into(),
-        phone: "13800000042".into(),
-        gender: Default::default(),
-        birthday: None,
-        card_no: None,
-        tags: vec![],
-        consent: Default::default(),
-    };
-    let again = ledger
-        .execute(cashier(), Command::Register { req, idem: None })
-        .await;
+    let again = try_register(&ledger, "13800000042", None).await;
     assert!(
         matches!(&again, Err(LedgerError::Conflict { .. })),
         "{again:?}"

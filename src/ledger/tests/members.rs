@@ -77,18 +77,7 @@ async fn the_local_member_gets_the_phone_back_when_hqs_copy_changes_phone() {
         Some(a.id.clone()),
     );
     // A new registration with the local member's phone is refused.
-    let req = RegisterMember {
-        name: "重复".into(),
-        phone: "13800000032".into(),
-        gender: Default::default(),
-        birthday: None,
-        card_no: None,
-        tags: vec![],
-        consent: Default::default(),
-    };
-    let again = ledger
-        .execute(cashier(), Command::Register { req, idem: None })
-        .await;
+    let again = try_register(&ledger, "13800000032", None).await;
     assert!(
         matches!(&again, Err(LedgerError::Conflict { .. })),
         "{again:?}"

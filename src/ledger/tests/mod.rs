@@ -145,21 +145,28 @@ fn idem(key: &str) -> Idem {
     }
 }
 
-async fn register(ledger: &Ledger, phone: &str) -> Member {
+/// A cashier's registration of a member with `phone` and `card_no`.
+async fn try_register(
+    ledger: &Ledger,
+    phone: &str,
+    card_no: Option<&str>,
+) -> Result<Outcome, LedgerError> {
     let req = RegisterMember {
         name: "测试".into(),
         phone: phone.into(),
         gender: Default::default(),
         birthday: None,
-        card_no: None,
+        card_no: card_no.map(Into::into),
         tags: vec![],
         consent: Default::default(),
     };
-    match ledger
+    ledger
         .execute(cashier(), Command::Register { req, idem: None })
         .await
-        .unwrap()
-    {
+}
+
+async fn register(ledger: &Ledger, phone: &str) -> Member {
+    match try_register(ledger, phone, None).await.unwrap() {
         Outcome::Member { member, .. } => *member,
         o => panic!("{o:?}"),
     }
@@ -496,18 +503,7 @@ async fn an_empty_card_number_is_no_card() {
     let dir = tempfile::tempdir().unwrap();
     let (journal, cache, writer, settings, c) = open(dir.path());
     let (ledger, thread) = Ledger::start(journal, writer, settings, &c.products, 30).unwrap();
-    let req = RegisterMember {
-        name: "测试".into(),
-        phone: "13800138000".into(),
-        gender: Default::default(),
-        birthday: None,
-        card_no: Some(" ".into()),
-        tags: vec![],
-        consent: Default::default(),
-    };
-    let Ok(Outcome::Member { member, .. }) = ledger
-        .execute(cashier(), Command::Register { req, idem: None })
-        .await
+    let Ok(Outcome::Member { member, .. }) = try_register(&ledger, "13800138000", Some(" ")).await
     else {
         panic!("registered");
     };
