@@ -243,11 +243,6 @@ impl<'a> Measure<'a> {
             control: self.control,
         }
     }
-
-    /// How the campaign did, with the use of its coupons.
-    pub fn result(self, issued: u64, redeemed: u64) -> CampaignResult {
-        self.revenue().result(self.c, issued, redeemed)
-    }
 }
 
 /// What a campaign's treated and control members spent in its period, net of the period's
@@ -366,7 +361,7 @@ mod tests {
         let mut m = Measure::new(&c);
         sales.iter().for_each(|s| m.sale(s));
         refunds.iter().for_each(|r| m.refund(r));
-        let r = m.result(2, 1);
+        let r = m.revenue().result(&c, 2, 1);
         assert_eq!((r.treated_revenue, r.control_revenue), (12_000, 2_000));
         assert_eq!(
             (r.revenue_per_treated, r.revenue_per_control),
