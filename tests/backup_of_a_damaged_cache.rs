@@ -65,19 +65,7 @@ async fn a_restore_of_a_backup_taken_beside_a_damaged_cache_rebuilds_it() {
 
     // The box is lost; a new one is restored from the backup.
     let (dir2, config2) = new_box(&data.join("store.key"), "");
-    let out = storebox(&[
-        "restore",
-        "--config",
-        config2.to_str().unwrap(),
-        "--hq-last-seq",
-        &last.to_string(),
-        file.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restore_ok(&config2, last, &file);
     let d = Daemon::start_with(dir2.path(), &config2);
     let after = snapshot(&d, &members).await;
     let t = d.login(CASHIER).await;

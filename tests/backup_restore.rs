@@ -65,19 +65,7 @@ async fn a_restored_store_asks_hq_again_for_what_it_sent_since_the_backup() {
         &dir.path().join("data/store.key"),
         &broker.uplink_config(""),
     );
-    let out = storebox(&[
-        "restore",
-        "--config",
-        config2.to_str().unwrap(),
-        "--hq-last-seq",
-        &last.to_string(),
-        file.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restore_ok(&config2, last, &file);
     let d = Daemon::start_with(dir2.path(), &config2);
     let t = d.login(MANAGER).await;
     let asked = async {

@@ -553,3 +553,21 @@ pub fn cache_rebuilt_resyncs(data: &Path) -> i64 {
         )
         .unwrap()
 }
+
+/// Restores `backup` with `storebox restore` onto the box of `config`, HQ's last seq given;
+/// asserts that it succeeded.
+pub fn restore_ok(config: &Path, hq_last_seq: u64, backup: &Path) {
+    let out = storebox(&[
+        "restore",
+        "--config",
+        config.to_str().unwrap(),
+        "--hq-last-seq",
+        &hq_last_seq.to_string(),
+        backup.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
