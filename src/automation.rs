@@ -211,8 +211,8 @@ pub async fn run_once(
                 }
                 if let Some(reason) = churn(&m, &settings2.insight.churn, today) {
                     let since = m
-                        .last_visit_at()
-                        .map(|t| t.format("%Y-%m").to_string())
+                        .last_visit_day(today)
+                        .map(|d| d.format("%Y-%m").to_string())
                         .unwrap_or_default();
                     let occasion = Occasion::Winback {
                         since,

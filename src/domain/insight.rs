@@ -140,8 +140,8 @@ fn score_up<T: PartialOrd>(v: T, cuts: &[T; 4]) -> u8 {
 /// A member's RFM scores and segment on `today`, from the counters of every store (`None`
 /// scores for a member who never bought).
 pub fn rfm(member: &Member, cut: &RfmCutoffs, today: NaiveDate) -> (Option<Rfm>, Segment) {
-    let days = match member.last_visit_at() {
-        Some(last) => (today - last.date_naive()).num_days().max(0) as u32,
+    let days = match member.last_visit_day(today) {
+        Some(last) => (today - last).num_days().max(0) as u32,
         // Visits or spend without a time (counters HQ sent without `last_visit_at`): a member
         // who bought, when is not known — as long ago as can be, not "no purchase yet" (whom a
         // first-purchase campaign would target).
@@ -245,10 +245,13 @@ impl ChurnReason {
 pub fn churn(member: &Member, rules: &ChurnRules, today: NaiveDate) -> Option<ChurnReason> {
     // The latest VISIT_DAYS_KEPT days of all stores together: each store keeps its own
     // latest, and another store's days from years ago are not the member's rhythm of today.
+    // A day after today (a clock that ran ahead) is no visit yet: kept, it would be the
+    // latest, and the member never overdue until that date came.
     let all: BTreeSet<NaiveDate> = member
         .counters
         .values()
         .flat_map(|c| c.visit_days.iter().copied())
+        .filter(|d| *d <= today)
         .collect();
     let days: Vec<NaiveDate> = all.into_iter().rev().take(VISIT_DAYS_KEPT).collect();
     if days.len() >= rules.min_visits.max(2)
@@ -420,6 +423,40 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A box whose clock ran a year ahead for a day stamped the member's visit there in
+    /// 2027; HQ's copy brings it here. Until 2026-12-07 that day was the member's latest: the
+    /// member who stopped coming was never overdue (no win-back coupon) and scored as a recent
+    /// visitor in RFM for a year.
+    #[test]
+    fn a_visit_dated_after_today_does_not_hide_the_member_going_quiet() {
+        let rules = ChurnRules::default();
+        let mut m = member(
+            &["2026-10-01", "2026-10-08", "2026-10-15", "2026-10-22"],
+            &[("2026-10", 100_000)],
+        );
+        let mut ahead = StoreCounters::default();
+        note_visit_day(&mut ahead.visit_days, d("2027-10-20"));
+        ahead.visits = 1;
+        ahead.last_visit_at = Some("2027-10-20T10:00:00+08:00".parse().unwrap());
+        m.counters.insert("sh-009".into(), ahead);
+        let today = d("2026-11-10");
+        assert!(matches!(
+            churn(&m, &rules, today),
+            Some(ChurnReason::Overdue {
+                days_since_last: 19,
+                ..
+            })
+        ));
+        assert_eq!(m.last_visit_day(today), Some(d("2026-10-22")));
+        // Four months on, the last visit was 130 days ago: recency 2, not 5.
+        let (scores, _) = rfm(&m, &RfmCutoffs::default(), d("2027-03-01"));
+        assert_eq!(scores.map(|s| s.r), Some(2), "{scores:?}");
+        // Every visit so dated: visited today, as far as this box can tell.
+        let mut only_ahead = member(&[], &[]);
+        only_ahead.counters = [("sh-009".to_string(), m.counters["sh-009"].clone())].into();
+        assert_eq!(only_ahead.last_visit_day(today), Some(today));
     }
 
     #[test]

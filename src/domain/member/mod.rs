@@ -155,6 +155,26 @@ impl Member {
         self.counters.values().filter_map(|c| c.last_visit_at).max()
     }
 
+    /// The day of the latest visit at any store on or before `today` (each store's latest
+    /// visit and its kept visit days, by their own dates). A visit dated after today — stamped
+    /// by a box whose clock ran ahead, here or at another store, and kept by the per-store
+    /// maximum until that date comes — does not count, nor hide the visits before it; a member
+    /// whose every visit is so dated has visited today.
+    pub fn last_visit_day(&self, today: NaiveDate) -> Option<NaiveDate> {
+        let mut any = false;
+        let mut latest = None;
+        for c in self.counters.values() {
+            let last = c.last_visit_at.map(|t| t.date_naive());
+            for day in last.into_iter().chain(c.visit_days.iter().copied()) {
+                any = true;
+                if day <= today {
+                    latest = latest.max(Some(day));
+                }
+            }
+        }
+        latest.or(any.then_some(today))
+    }
+
     /// The level the spend alone earns on `today`.
     pub fn earned_level<'r>(&self, rules: &'r Rules, today: NaiveDate) -> Option<&'r LevelRule> {
         rules.level_for_spend(self.window_spend(rules, today))
