@@ -157,6 +157,18 @@ pub fn replay_finishing() -> String {
 }
 const REPLAY_FINISH_EXTENSION: Duration = Duration::from_secs(300);
 
+/// What a long replay sends when it is stopped (SIGTERM) half-way: the deferred member index
+/// entries of the events replayed are written before it stops, so that the next start goes on
+/// from there — as long as at the end of a replay, more than `TimeoutStopSec` may give it
+/// (killed, the next start would replay from the first event again).
+pub fn replay_stopping() -> String {
+    format!(
+        "STOPPING=1\nEXTEND_TIMEOUT_USEC={}\n{}",
+        REPLAY_FINISH_EXTENSION.as_micros(),
+        status("stopping: writing the cache's member index for the events replayed")
+    )
+}
+
 /// What a long replay at start-up sends: more time than `TimeoutStartSec` gives (a store's
 /// years of journal replayed into a rebuilt cache outlast it on an SD card), and how far it is,
 /// for `systemctl status`. Sent only while events are replayed: a replay that stops getting on

@@ -100,6 +100,14 @@ fn a_rebuild_stopped_half_way_goes_on_where_it_stopped() {
                 && m.contains(&format!("of {SALES}"))),
         "{heard:?}"
     );
+    // Stopped, it asked for time to write the index entries of what it had replayed (more
+    // than `TimeoutStopSec` may give on an SD card).
+    assert!(
+        heard
+            .iter()
+            .any(|m| m.contains("STOPPING=1") && m.contains("EXTEND_TIMEOUT_USEC=300000000")),
+        "{heard:?}"
+    );
 
     // The next start goes on from there: the cache is not taken for damaged and rebuilt.
     let d = Daemon::start_with(dir.path(), &config);

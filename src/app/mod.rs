@@ -217,6 +217,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // on, so that `TimeoutStartSec` does not stop it half-way (it would go on at the next
     // start, but a replay longer than the timeout would never end).
     let noted = std::cell::Cell::new(None::<std::time::Instant>);
+    let stopping = std::cell::Cell::new(false);
     let started_ledger = Ledger::start_unless(
         journal,
         cache_writer,
@@ -235,7 +236,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 // The last chunk of a long replay: its deferred index entries come next.
                 notifier.notify_blocking(&crate::notify::replay_finishing());
             }
-            shutdown.is_cancelled()
+            let stop = shutdown.is_cancelled();
+            if stop && noted.get().is_some() && !stopping.replace(true) {
+                notifier.notify_blocking(&crate::notify::replay_stopping());
+            }
+            stop
         },
     );
     let (ledger, ledger_thread) = match started_ledger {
