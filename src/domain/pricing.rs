@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::{Coupon, CouponKind, MAX_UNIT_PRICE, Product};
 use super::member::{LevelRef, Member};
-use super::money::{Money, TotalRounding, allocate, mul_div_ceil, mul_div_floor, percent_of};
+use super::money::{
+    Money, TotalRounding, allocate, format_yuan, mul_div_ceil, mul_div_floor, percent_of,
+};
 use super::rules::Rules;
 
 /// Most units of one product on one sale line.
@@ -219,7 +221,11 @@ pub enum PricingError {
         code: String,
     },
     /// Occurs when the cart does not reach the coupon's threshold.
-    #[error("coupon {code} needs {threshold} but the cart is {amount}")]
+    #[error(
+        "coupon {code} needs {} but the cart is {}",
+        format_yuan(*threshold),
+        format_yuan(*amount)
+    )]
     CouponThreshold {
         /// The coupon.
         code: String,

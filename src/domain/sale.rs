@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calendar::month_key;
 use super::member::{LevelRef, Member};
-use super::money::Money;
+use super::money::{Money, format_yuan};
 use super::pricing::{AppliedCoupon, Benefit, PricedLine, Quote};
 use super::rules::Rules;
 
@@ -141,8 +141,10 @@ pub enum SettleError {
     /// Occurs when a payment amount is zero or negative.
     #[error("every payment must be a positive amount")]
     NonPositive,
-    /// Occurs when payments do not reach the total.
-    #[error("paid {paid} of {total}")]
+    /// Occurs when payments do not reach the total. The message, which a till shows the
+    /// cashier, says the total in yuan: after a price change since the quote it is not the one
+    /// the till showed.
+    #[error("paid {} of a total of {}", format_yuan(*paid), format_yuan(*total))]
     Underpaid {
         /// Tendered.
         paid: Money,
@@ -150,8 +152,17 @@ pub enum SettleError {
         total: Money,
     },
     /// Occurs when non-cash payments exceed the total (only cash gives change).
-    #[error("non-cash payments exceed the total; only cash gives change")]
-    NonCashOverpaid,
+    #[error(
+        "non-cash payments of {} exceed the total of {}; only cash gives change",
+        format_yuan(*non_cash),
+        format_yuan(*total)
+    )]
+    NonCashOverpaid {
+        /// Tendered other than in cash.
+        non_cash: Money,
+        /// Due.
+        total: Money,
+    },
     /// Occurs when there are more than 10 payments.
     #[error("at most 10 payments per sale")]
     TooMany,
@@ -186,7 +197,7 @@ pub fn settle(total: Money, payments: &[Payment]) -> Result<(Money, Money), Sett
         return Err(SettleError::Underpaid { paid, total });
     }
     if non_cash > total {
-        return Err(SettleError::NonCashOverpaid);
+        return Err(SettleError::NonCashOverpaid { non_cash, total });
     }
     Ok((paid, paid - total))
 }

@@ -198,7 +198,7 @@ impl From<SettleError> for LedgerError {
             }
             SettleError::TooMany => LedgerError::invalid("too_many_payments", message),
             SettleError::Underpaid { .. } => LedgerError::rule("underpaid", message),
-            SettleError::NonCashOverpaid => LedgerError::rule("non_cash_overpaid", message),
+            SettleError::NonCashOverpaid { .. } => LedgerError::rule("non_cash_overpaid", message),
         }
     }
 }
