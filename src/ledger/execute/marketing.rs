@@ -4,14 +4,19 @@
 use chrono::{DateTime, FixedOffset};
 
 use super::Ctx;
+use crate::domain::calendar;
 use crate::domain::catalog::{Coupon, CouponKind};
 use crate::domain::event::EventBody;
 use crate::ledger::Outcome;
 use crate::ledger::error::LedgerError;
 
-/// An automatic coupon for an occasion: `amount` off any purchase, valid `days` from `now`.
-/// Its end is written in the store's offset on that day (`tz`): summer time may have begun or
-/// ended since `now`.
+/// An automatic coupon for an occasion: `amount` off any purchase, valid from the start of the
+/// store-local day of `now` through the whole `days`-th day after it. Its end is written in the
+/// store's offset on that day (`tz`): summer time may have begun or ended since `now`. Whole
+/// days at both ends: a coupon issued while the clock ran ahead (a bad RTC, before NTP set it
+/// right) is good the same day once the clock is right — until 2026-12-07 it was valid from the
+/// instant of issue, and a birthday coupon the morning run issued at a clock eight hours ahead
+/// was refused (`coupon_not_yet_valid`) until the afternoon.
 pub(crate) fn auto_coupon(
     occasion: &crate::domain::automation::Occasion,
     member_id: &str,
@@ -28,8 +33,14 @@ pub(crate) fn auto_coupon(
             threshold: 0,
             amount,
         },
-        valid_from: Some(now),
-        valid_to: Some(crate::domain::calendar::end_of_days_after(
+        valid_from: Some(calendar::local_time(
+            tz,
+            calendar::start_of_day(
+                tz,
+                calendar::local_date(tz, now.with_timezone(&chrono::Utc)),
+            ),
+        )),
+        valid_to: Some(calendar::end_of_days_after(
             tz,
             now.with_timezone(&chrono::Utc),
             days,
