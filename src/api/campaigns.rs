@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiResult, AppState, Can, Json, Path, Staff, gate};
 use crate::domain::access::Action;
+use crate::domain::automation::is_occasion_code;
 use crate::domain::campaign::{
     Campaign, CampaignResult, CampaignSpec, Measure, Revenue, Target, check,
 };
@@ -84,7 +85,10 @@ type Kept = (NaiveDate, NaiveDate, i64, Revenue);
 
 async fn view(state: &AppState, c: Campaign) -> ApiResult<CampaignView> {
     let today = state.settings.local_date(Utc::now());
-    let (issued, redeemed) = state.cache.coupon_use(&format!("{}-", c.spec.id))?;
+    // Its coupons' codes, not a manager's own that begin the same (`SPRING-EXTRA`).
+    let (issued, redeemed) = state.cache.coupon_use(&format!("{}-", c.spec.id), |code| {
+        is_occasion_code(code, &c.spec.id, 0)
+    })?;
     let (starts, ends) = (c.spec.starts, c.spec.ends);
     let over = ends < today;
     // Sales of days past change only when the clock goes back across midnight (NTP correcting
@@ -148,17 +152,23 @@ async fn list(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<ser
     }
     let year = state.settings.local_date(Utc::now()).year();
     let mut automatic = Vec::new();
-    for (prefix, name) in [
+    // By the codes the occasions give (a win-back's holds the month of the last visit, or
+    // nothing when none is known), not every code that begins the same: until 2026-12-07 a
+    // manager's `WBXMAS` counted as a win-back coupon, `WL-VIP` as a welcome one.
+    for (prefix, digits, name) in [
         (
-            format!("BD{:02}-", year.rem_euclid(100)),
+            format!("BD{:02}", year.rem_euclid(100)),
+            &[0][..],
             "生日礼券 birthday coupons this year",
         ),
-        ("WL-".to_string(), "新会员礼券 welcome coupons"),
-        ("WB".to_string(), "回归礼券 win-back coupons"),
+        ("WL".to_string(), &[0][..], "新会员礼券 welcome coupons"),
+        ("WB".to_string(), &[4, 0][..], "回归礼券 win-back coupons"),
     ] {
-        let (issued, redeemed) = state.cache.coupon_use(&prefix)?;
+        let (issued, redeemed) = state.cache.coupon_use(&prefix, |code| {
+            digits.iter().any(|n| is_occasion_code(code, &prefix, *n))
+        })?;
         automatic.push(Automatic {
-            id: prefix.trim_end_matches('-').to_string(),
+            id: prefix.clone(),
             name,
             issued,
             redeemed,

@@ -27,8 +27,13 @@ impl Cache {
         self.read(|c| codec::get_json(c, "campaigns", "id", id))
     }
 
-    /// Coupons whose code starts with `prefix`: how many were issued and how many used.
-    pub fn coupon_use(&self, prefix: &str) -> Result<(u64, u64), CacheError> {
+    /// Coupons whose code starts with `prefix` and that `counts` (given the code) takes: how
+    /// many were issued and how many used.
+    pub fn coupon_use(
+        &self,
+        prefix: &str,
+        counts: impl Fn(&str) -> bool,
+    ) -> Result<(u64, u64), CacheError> {
         // Codes are A-Z, 0-9 and '-', all below '~'.
         let (lo, hi) = (prefix.to_string(), format!("{prefix}~"));
         self.read(|c| {
@@ -39,14 +44,15 @@ impl Cache {
                         .collect()
                 })
                 .map_err(sql_err("counting coupons"))?;
-            let mut used = 0;
-            for (code, d) in &rows {
+            let (mut issued, mut used) = (0, 0);
+            for (code, d) in rows.iter().filter(|(code, _)| counts(code)) {
+                issued += 1;
                 let coupon: Coupon = codec::decode_json("coupons", code, d)?;
                 if coupon.used.is_some() {
                     used += 1;
                 }
             }
-            Ok((rows.len() as u64, used))
+            Ok((issued, used))
         })
     }
 

@@ -51,6 +51,24 @@ pub fn occasion_code(occasion: &Occasion, member_id: &str) -> String {
     format!("{prefix}-{tail}")
 }
 
+/// Whether `code` is an occasion's code (see [`occasion_code`]) of the family `prefix`: the
+/// prefix, `digits` digits (the month of a win-back's last visit: `WB` then `2609`), a dash and
+/// the ten hex digits of a member. `BD26` with 0 digits, `WL`, a campaign's id. A code a
+/// manager or HQ chose that only begins the same way (`WBXMAS`, `WL-VIP`, `SPRING-EXTRA`, or
+/// campaign `SPRING2`'s `SPRING2-…` for `SPRING`) is not one: the reports count by this.
+pub fn is_occasion_code(code: &str, prefix: &str, digits: usize) -> bool {
+    let Some(rest) = code.strip_prefix(prefix) else {
+        return false;
+    };
+    let Some((middle, tail)) = rest.split_once('-') else {
+        return false;
+    };
+    middle.len() == digits
+        && middle.bytes().all(|b| b.is_ascii_digit())
+        && tail.len() == 10
+        && tail.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
+}
+
 /// The year of the birthday the morning run acts on `today`, if there is one: a birthday in
 /// `today - catch_up_days ..= today + days_ahead`, and not before `registered` (the store-local
 /// day the member registered).
@@ -210,8 +228,27 @@ mod tests {
             "m-1",
         );
         assert!(w.starts_with("WB2609-"), "{w}");
-        for c in [b, w] {
+        for c in [&b, &w] {
             assert!(c.bytes().all(|x| x.is_ascii_alphanumeric() || x == b'-'));
+        }
+        assert!(is_occasion_code(&b, "BD26", 0));
+        assert!(is_occasion_code(&w, "WB", 4));
+        let spring = occasion_code(
+            &Occasion::Campaign {
+                campaign: "spring".into(),
+            },
+            "m-1",
+        );
+        assert!(is_occasion_code(&spring, "SPRING", 0));
+        for (other, prefix, digits) in [
+            ("WBXMAS2026", "WB", 4),
+            ("WB2609-XMAS", "WB", 4),
+            ("WL-VIP8", "WL", 0),
+            ("SPRING-EXTRA", "SPRING", 0),
+            (spring.as_str(), "SPRIN", 0),
+            (b.as_str(), "BD2", 0),
+        ] {
+            assert!(!is_occasion_code(other, prefix, digits), "{other}");
         }
     }
 }
