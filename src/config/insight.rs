@@ -191,6 +191,13 @@ pub(super) fn to_insight(raw: Option<RawInsight>) -> Result<InsightConfig, Inval
             return Err(bad(key, "must be between 1 and 366"));
         }
     }
+    if automation.birthday_valid_days < automation.birthday_days_ahead {
+        // Issued `birthday_days_ahead` days before, it would end before the birthday.
+        return Err(bad(
+            "insight.automation.birthday_valid_days",
+            "must be at least birthday_days_ahead: the coupon would end before the birthday",
+        ));
+    }
     Ok(InsightConfig {
         rfm,
         churn,

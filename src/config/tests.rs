@@ -357,6 +357,11 @@ fn the_birthday_catch_up_window_is_checked() {
         let e = with(n).unwrap_err();
         assert_eq!(e.key, "insight.automation.birthday_catch_up_days", "{e}");
     }
+    // A coupon issued 14 days ahead and valid 7 would end before the birthday.
+    let ahead = "[insight.automation]\nbirthday_days_ahead = 14\nbirthday_valid_days";
+    assert!(parse(&format!("{MINIMAL}\n{ahead} = 14\n")).is_ok());
+    let e = parse(&format!("{MINIMAL}\n{ahead} = 7\n")).unwrap_err();
+    assert_eq!(e.key, "insight.automation.birthday_valid_days", "{e}");
 }
 
 #[test]
