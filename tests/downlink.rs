@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::mqtt::{Broker, Hq, kinds, wait_for};
+use common::mqtt::{Broker, Hq, wait_for};
 use common::{CASHIER, Daemon, MANAGER, cash};
 use serde_json::{Value, json};
 
@@ -44,23 +44,26 @@ async fn hq_defines_a_campaign_and_each_store_picks_its_members() {
                "starts": today.to_string(), "ends": (today + chrono::Duration::days(3)).to_string(),
                "control_percent": 20, "version": 1, "hq_owner": "marketing"})
     };
+    // A manager here started a campaign of an id HQ uses too.
+    let mut own = campaign("SHOP1", "vip");
+    for key in ["version", "hq_owner"] {
+        own.as_object_mut().unwrap().remove(key);
+    }
+    let (s, v) = d.post(&tm, "/v1/campaigns", &own).await;
+    assert_eq!(s, 201, "{v}");
     let message = json!({"id": "camp-1", "kind": "campaigns", "version": 1, "items": [
         campaign("HQDAY", "vip"),
+        // HQ's of that id does not run here: reported.
+        campaign("SHOP1", "vip"),
         // Nobody here has the tag: nothing to start, nothing to report.
         campaign("HQNONE", "nobody"),
         // The automatic prefixes are the store's own: refused and reported.
         campaign("BDX", "vip"),
     ]});
     hq.publish("storebox/hq/campaigns", message.clone()).await;
-    wait_for(10, "campaign.started", || {
-        kinds(&hq.events()).contains(&"campaign.started".to_string())
-    })
-    .await;
-    let started = hq
-        .events()
-        .into_iter()
-        .find(|e| e["kind"] == "campaign.started")
-        .unwrap();
+    let hq_day = |e: &Value| e["kind"] == "campaign.started" && e["data"]["id"] == "HQDAY";
+    wait_for(10, "campaign.started", || hq.events().iter().any(hq_day)).await;
+    let started = hq.events().into_iter().find(hq_day).unwrap();
     let treated: Vec<String> = serde_json::from_value(started["data"]["treated"].clone()).unwrap();
     let control: Vec<String> = serde_json::from_value(started["data"]["control"].clone()).unwrap();
     let mut picked: Vec<String> = treated.iter().chain(&control).cloned().collect();
@@ -92,6 +95,14 @@ async fn hq_defines_a_campaign_and_each_store_picks_its_members() {
         })
     })
     .await;
+    wait_for(10, "downlink_not_applied SHOP1", || {
+        hq.events().iter().any(|e| {
+            e["kind"] == "device.alert"
+                && e["data"]["code"] == "downlink_not_applied"
+                && e["data"]["detail"]["campaign"] == "SHOP1"
+        })
+    })
+    .await;
 
     // Delivered again: nothing is started twice. (The marker after it is applied in order.)
     hq.publish("storebox/hq/campaigns", message).await;
@@ -108,7 +119,7 @@ async fn hq_defines_a_campaign_and_each_store_picks_its_members() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let (_, v) = d.get(&tm, "/v1/campaigns").await;
-    assert_eq!(v["campaigns"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["campaigns"].as_array().map(Vec::len), Some(2), "{v}");
     let issued = |d: &Daemon| {
         let c = rusqlite::Connection::open(d.dir.join("data/journal.sqlite3")).unwrap();
         c.query_row(
@@ -118,7 +129,7 @@ async fn hq_defines_a_campaign_and_each_store_picks_its_members() {
         )
         .unwrap()
     };
-    assert_eq!(issued(&d), 1);
+    assert_eq!(issued(&d), 2);
 }
 
 /// A coupon of HQ's used here stays used when the cache is rebuilt from the journal (which

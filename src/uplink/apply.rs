@@ -232,7 +232,18 @@ async fn start_campaigns(ledger: &Ledger, cache: &Cache, specs: Vec<CheckedSpec>
     for checked in specs {
         let id = checked.spec.id.clone();
         match cache.campaign(&id) {
-            Ok(Some(_)) => continue,
+            // HQ's, delivered again (or sent again): not started twice.
+            Ok(Some(c)) if c.started_by == "hq" => continue,
+            // A manager's of the same id: HQ's does not run here, and HQ must hear it (it
+            // would count this store in a campaign it does not run).
+            Ok(Some(c)) => {
+                let why = format!(
+                    "a campaign of this id was started here by staff {}",
+                    c.started_by
+                );
+                not_started(ledger, &id, &why).await;
+                continue;
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, campaign = %id, "cannot read the campaigns");
