@@ -20,7 +20,8 @@
 //! no reader holds the WAL open. A TRUNCATE checkpoint holds the writer's lock while it waits
 //! for the readers, so a scrub waits for them only briefly ([`SCRUB_WAIT`]): a backup's read,
 //! which can last minutes, would otherwise hold up every sale for the whole busy timeout at
-//! every tick.
+//! every tick. The first tick after a start scrubs too: a scrub still due when the process was
+//! stopped hard (a power cut during a backup's read) is remembered nowhere else.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -125,14 +126,21 @@ fn run(path: &PathBuf, stop: mpsc::Receiver<Request>, readers: Box<dyn Fn(Moment
     let mut wal = path.clone().into_os_string();
     wal.push("-wal");
     let wal = PathBuf::from(wal);
-    let mut scrub_due = false;
+    // An erasure's scrub is asked for in memory only: a process stopped hard (a power cut, a
+    // watchdog's kill) while a reader held the WAL left the erased data key's old pages in it,
+    // and nothing would empty it before the next clean stop. So every start scrubs first.
+    let mut scrub_due = true;
+    let mut at_start = true;
     // Whether the last checkpoint failed: said once a spell (a file made read-only failed every
     // tick, a warning twice a second until someone noticed).
     let mut failing = false;
     loop {
         match stop.recv_timeout(Duration::from_millis(500)) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Ok(Request::Scrub) => scrub_due = true,
+            Ok(Request::Scrub) => {
+                scrub_due = true;
+                at_start = false;
+            }
             // Stopped (or the ledger is gone): one last checkpoint.
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 readers(Moment::Before { empty: true });
@@ -148,7 +156,11 @@ fn run(path: &PathBuf, stop: mpsc::Receiver<Request>, readers: Box<dyn Fn(Moment
             });
             if !scrub_due {
                 readers(Moment::Emptied);
-                tracing::info!(file = %path.display(), "write-ahead log scrubbed after an erasure");
+                if std::mem::take(&mut at_start) {
+                    tracing::debug!(file = %path.display(), "write-ahead log emptied at start");
+                } else {
+                    tracing::info!(file = %path.display(), "write-ahead log scrubbed after an erasure");
+                }
             }
             continue;
         }
