@@ -134,9 +134,12 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
                 p.put_product(prod)?;
             }
             if let Some(safety) = safety_stock {
-                let mut level = p
-                    .stock(&product.sku)?
-                    .unwrap_or_else(|| StockLevel::empty(&product.sku));
+                // No level yet: no units ever went in or out (each journal event that moves
+                // them makes one), so the product waits for its first delivery.
+                let mut level = p.stock(&product.sku)?.unwrap_or_else(|| StockLevel {
+                    awaiting_delivery: true,
+                    ..StockLevel::empty(&product.sku)
+                });
                 if level.seq < seq {
                     level.safety_stock = *safety;
                     level.seq = seq;
@@ -262,6 +265,7 @@ fn count_stock(
         return Ok(());
     }
     level.on_hand = on_hand;
+    level.awaiting_delivery = false;
     level.version = level.version.max(count.version);
     level.safety_stock = count.safety_stock;
     level.seq = e.seq;
@@ -276,6 +280,7 @@ fn move_stock(p: &mut Pending<'_>, sku: &str, delta: i64, e: &Event) -> Result<(
         return Ok(());
     }
     level.on_hand = level.on_hand.saturating_add(delta);
+    level.awaiting_delivery = false;
     level.seq = e.seq;
     level.updated_at = Some(e.occurred_at);
     p.put_stock(level);

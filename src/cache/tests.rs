@@ -336,6 +336,7 @@ fn the_writers_memo_holds_only_committed_products_and_stock() {
         version: 0,
         seq: 0,
         updated_at: None,
+        awaiting_delivery: false,
     };
     let mut p = w.pending(false).unwrap();
     p.put_product(crate::domain::pricing::tests::product("A", 100))

@@ -103,6 +103,12 @@ pub struct StockLevel {
     /// When the level last changed.
     #[serde(default)]
     pub updated_at: Option<DateTime<FixedOffset>>,
+    /// A safety stock and no units yet: the level of a new product, made by its safety stock
+    /// alone, until the first units go in or out (a movement, a sale, HQ's count). Such a
+    /// level is below its safety stock without having gone below it: `stock.low` waits for
+    /// those first units, and is raised if they leave the product below it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_delivery: bool,
 }
 
 impl StockLevel {
@@ -115,6 +121,7 @@ impl StockLevel {
             version: 0,
             seq: 0,
             updated_at: None,
+            awaiting_delivery: false,
         }
     }
 
@@ -126,14 +133,17 @@ impl StockLevel {
 
     /// Whether going from this level to `on_hand` units and a safety stock of `safety_stock`
     /// takes the product below its safety stock (`stock.low`): units going out, or a safety
-    /// stock raised above what is on hand. A level already below raises nothing more.
+    /// stock raised above what is on hand. A level already below raises nothing more, but for
+    /// a new product's ([`StockLevel::awaiting_delivery`]), which its first units leaving it
+    /// below do take below (its safety stock changed alone does not: the caller does not ask).
     pub fn falls_below_safety(&self, on_hand: i64, safety_stock: i64) -> bool {
         let after = StockLevel {
             on_hand,
             safety_stock,
             ..self.clone()
         };
-        !self.below_safety() && after.below_safety()
+        let was_below = self.below_safety() && !self.awaiting_delivery;
+        !was_below && after.below_safety()
     }
 }
 
@@ -378,5 +388,13 @@ mod tests {
         // None set: never below, negative stock included.
         assert!(!level(1, 0).falls_below_safety(-3, 0));
         assert!(!level(5, 10).falls_below_safety(5, 0));
+        // A new product's first units: below if they leave it below, however few.
+        let new = StockLevel {
+            awaiting_delivery: true,
+            ..level(0, 10)
+        };
+        assert!(new.falls_below_safety(5, 10));
+        assert!(new.falls_below_safety(-1, 10));
+        assert!(!new.falls_below_safety(10, 10));
     }
 }

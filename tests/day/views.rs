@@ -2,6 +2,7 @@
 //! reads (stock, member lookups), coupons, and what HQ was told about stock and levels.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use serde_json::Value;
 
@@ -138,7 +139,8 @@ pub async fn stock_lists(d: &Daemon, t: &str, tm: &str, hq: &[Value]) {
     // safety stock is one stock.low, and only those are.
     let mut events: Vec<&Value> = hq.iter().collect();
     events.sort_by_key(|e| e["seq"].as_u64());
-    let mut level: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    // (on hand, safety stock, a new product waiting for its first units)
+    let mut level: BTreeMap<String, (i64, i64, bool)> = BTreeMap::new();
     let mut crossings: BTreeMap<String, u32> = BTreeMap::new();
     let mut told: BTreeMap<String, u32> = BTreeMap::new();
     let mut moves: Vec<(String, i64, Option<i64>)> = Vec::new();
@@ -166,11 +168,14 @@ pub async fn stock_lists(d: &Daemon, t: &str, tm: &str, hq: &[Value]) {
             }
             "product.updated" => {
                 if let Some(safety) = data["safety_stock"].as_i64() {
-                    moves.push((
-                        data["product"]["sku"].as_str().unwrap().into(),
-                        0,
-                        Some(safety),
-                    ));
+                    let sku: String = data["product"]["sku"].as_str().unwrap().into();
+                    match level.entry(sku) {
+                        // A new product waits for its first delivery.
+                        Entry::Vacant(v) => {
+                            v.insert((0, safety, true));
+                        }
+                        Entry::Occupied(o) => moves.push((o.key().clone(), 0, Some(safety))),
+                    }
                 }
             }
             "stock.low" => {
@@ -180,18 +185,16 @@ pub async fn stock_lists(d: &Daemon, t: &str, tm: &str, hq: &[Value]) {
             }
             _ => {}
         }
+        let units = e["kind"] != "product.updated";
         for (sku, delta, safety) in &moves {
-            let Some(l) = level.get_mut(sku) else {
-                // A new product (the config's, recorded at the first start) waits for its
-                // first delivery.
-                level.insert(sku.clone(), (*delta, safety.unwrap_or(0)));
-                continue;
-            };
-            let was = l.1 > 0 && l.0 < l.1;
+            let l = level.entry(sku.clone()).or_default();
+            // Until its first units, a new product was never told below; they tell it.
+            let was = l.1 > 0 && l.0 < l.1 && !(l.2 && units);
             l.0 += delta;
             if let Some(s) = safety {
                 l.1 = *s;
             }
+            l.2 &= !units;
             if !was && l.1 > 0 && l.0 < l.1 {
                 *crossings.entry(sku.clone()).or_default() += 1;
             }

@@ -162,15 +162,12 @@ impl Ctx<'_, '_> {
             }
         }
         let current = self.pending.product(sku)?;
-        // A safety stock raised above what a known product has on hand puts it below: told
-        // as a movement would tell it. (A new product waits for its first delivery.)
-        let level_before = match (&current, req.safety_stock) {
-            (Some(_), Some(_)) => Some(
-                self.pending
-                    .stock(sku)?
-                    .unwrap_or_else(|| StockLevel::empty(sku)),
-            ),
-            _ => None,
+        // A safety stock raised above what a product has on hand puts it below: told as a
+        // movement would tell it. A product that never had units (a new one, or HQ's not yet
+        // counted here) waits for its first delivery, which tells it if still short.
+        let level_before = match req.safety_stock {
+            Some(_) => self.pending.stock(sku)?.filter(|l| !l.awaiting_delivery),
+            None => None,
         };
         let detail = serde_json::json!({
             "price_before": current.as_ref().map(|c| c.price),
