@@ -195,26 +195,10 @@ async fn an_erased_member_is_gone_from_the_api_and_the_disk_but_still_counts() {
     let (_, before) = d.get(&t, &format!("/v1/members/{gone}")).await;
 
     // A cashier may not erase; a manager may.
-    let (s, _) = d
-        .send(
-            reqwest::Method::DELETE,
-            &t,
-            &format!("/v1/members/{gone}"),
-            &Value::Null,
-            None,
-        )
-        .await;
+    let (s, _) = d.erase(&t, gone).await;
     assert_eq!(s, 403);
     let tm = d.login(MANAGER).await;
-    let (s, v) = d
-        .send(
-            reqwest::Method::DELETE,
-            &tm,
-            &format!("/v1/members/{gone}"),
-            &Value::Null,
-            None,
-        )
-        .await;
+    let (s, v) = d.erase(&tm, gone).await;
     assert_eq!(s, 204, "{v}");
 
     let (_, after) = d.get(&tm, &format!("/v1/members/{gone}")).await;

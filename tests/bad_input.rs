@@ -283,15 +283,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
         )
         .await;
     assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
-    let (s, v) = d
-        .send(
-            reqwest::Method::DELETE,
-            &t,
-            &format!("/v1/members/{m}"),
-            &json!({}),
-            None,
-        )
-        .await;
+    let (s, v) = d.erase(&t, &m).await;
     assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
 
     // Manager-side refusals.

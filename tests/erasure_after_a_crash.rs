@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn contains(path: &Path, needle: &[u8]) -> bool {
     std::fs::read(path)
@@ -52,15 +52,7 @@ async fn an_erasure_answered_before_a_crash_is_scrubbed_after_the_restart() {
     cache
         .execute_batch("BEGIN; SELECT COUNT(*) FROM members;")
         .unwrap();
-    let (s, v) = d
-        .send(
-            reqwest::Method::DELETE,
-            &tm,
-            &format!("/v1/members/{id}"),
-            &Value::Null,
-            None,
-        )
-        .await;
+    let (s, v) = d.erase(&tm, &id).await;
     assert_eq!(s, 204, "{v}");
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     // The power goes; the reader is gone with it (closed without a checkpoint of its own).

@@ -54,15 +54,7 @@ async fn a_complaint_about_an_erased_member_s_sale_loses_its_text() {
         .await;
     assert_eq!(s, 200, "{v}");
 
-    let (s, _) = d
-        .send(
-            reqwest::Method::DELETE,
-            &tm,
-            &format!("/v1/members/{id}"),
-            &Value::Null,
-            None,
-        )
-        .await;
+    let (s, _) = d.erase(&tm, &id).await;
     assert_eq!(s, 204);
 
     let (s, v) = d.get(&tm, "/v1/feedback?status=all").await;
@@ -159,15 +151,7 @@ async fn no_personal_data_in_a_trace_log_or_the_metrics() {
     ] {
         let _ = d.text(&tm, path).await;
     }
-    let (s, _) = d
-        .send(
-            reqwest::Method::DELETE,
-            &tm,
-            &format!("/v1/members/{id}"),
-            &Value::Null,
-            None,
-        )
-        .await;
+    let (s, _) = d.erase(&tm, &id).await;
     assert_eq!(s, 204);
     let metrics = d
         .client

@@ -154,12 +154,29 @@ async fn a_sale_after_a_price_change_since_its_quote_is_priced_anew() {
             assert_eq!(s, 200, "{v}");
         }
     };
+    // The message, which the till shows the cashier, says the new total in yuan: until
+    // 2026-12-07 a rise read "paid 25000 of 26000" (fen, read as ¥26,000), a drop gave no
+    // figure at all after the card had been charged the quoted ¥250.00.
+    let message = |v: &Value| {
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
     reprice(26_000).await;
     let (s, v) = d.sale(&t, &cart(card(25_000))).await;
     assert_eq!((s, code(&v)), (422, "underpaid"), "{v}");
+    assert!(
+        message(&v).contains("paid 250.00 of a total of 260.00"),
+        "{v}"
+    );
     reprice(24_000).await;
     let (s, v) = d.sale(&t, &cart(card(25_000))).await;
     assert_eq!((s, code(&v)), (422, "non_cash_overpaid"), "{v}");
+    assert!(
+        message(&v).contains("250.00 exceed the total of 240.00"),
+        "{v}"
+    );
     let (s, v) = d.sale(&t, &cart(cash(25_000))).await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["lines"][0]["unit_price"], 24_000, "{v}");

@@ -189,15 +189,7 @@ async fn an_erased_member_s_feedback_text_is_gone() {
         )
         .await;
     assert_eq!(s, 201, "{f}");
-    let (s, _) = d
-        .send(
-            reqwest::Method::DELETE,
-            &manager,
-            &format!("/v1/members/{id}"),
-            &json!({}),
-            None,
-        )
-        .await;
+    let (s, _) = d.erase(&manager, &id).await;
     assert_eq!(s, 204);
     let (_, v) = d.get(&manager, "/v1/feedback?status=all").await;
     assert!(

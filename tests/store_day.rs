@@ -269,15 +269,7 @@ async fn two_days(variant: &Variant) {
     let (t1, t2, tm) = tills(&d).await;
     // A customer asks to be forgotten (PIPL); their sales stay, and may still be refunded.
     let forgotten = members[9].clone();
-    let (s, v) = d
-        .send(
-            reqwest::Method::DELETE,
-            &tm,
-            &format!("/v1/members/{forgotten}"),
-            &json!({}),
-            None,
-        )
-        .await;
+    let (s, v) = d.erase(&tm, &forgotten).await;
     assert_eq!(s, 204, "{v}");
     let buyers: Vec<String> = members
         .iter()

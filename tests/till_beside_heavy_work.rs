@@ -46,15 +46,7 @@ async fn sales_are_answered_while_an_erasure_scrub_waits_for_a_backup() {
     let (s, v) = d.sale(&tc, &sale).await;
     assert_eq!(s, 201, "{v}");
 
-    let (s, v) = d
-        .send(
-            reqwest::Method::DELETE,
-            &tm,
-            &format!("/v1/members/{gone}"),
-            &serde_json::Value::Null,
-            None,
-        )
-        .await;
+    let (s, v) = d.erase(&tm, &gone).await;
     assert_eq!(s, 204, "{v}");
 
     // The till keeps selling at its pace for a few seconds of the backup.

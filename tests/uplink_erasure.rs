@@ -83,15 +83,7 @@ async fn backlog(d: &Daemon, t: &str) -> u64 {
 }
 
 async fn erase(d: &Daemon, token: &str, id: &str) {
-    let (s, v) = d
-        .send(
-            reqwest::Method::DELETE,
-            token,
-            &format!("/v1/members/{id}"),
-            &Value::Null,
-            None,
-        )
-        .await;
+    let (s, v) = d.erase(token, id).await;
     assert_eq!(s, 204, "{v}");
 }
 

@@ -372,6 +372,13 @@ impl Daemon {
             .await
     }
 
+    /// Erases a member's personal data (`DELETE /v1/members/{id}`).
+    pub async fn erase(&self, token: &str, id: &str) -> (u16, Value) {
+        let path = format!("/v1/members/{id}");
+        self.send(reqwest::Method::DELETE, token, &path, &Value::Null, None)
+            .await
+    }
+
     /// Records a sale with a fresh idempotency key.
     pub async fn sale(&self, token: &str, body: &Value) -> (u16, Value) {
         let key = uuid::Uuid::now_v7().to_string();
