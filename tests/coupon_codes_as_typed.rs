@@ -1,6 +1,7 @@
 //! Coupon codes as a cashier types them: in lower case, with spaces, or in the full-width
 //! letters and digits of a Chinese input method's full-width mode. The till finds the coupon
-//! the customer holds, as it finds a barcode typed that way.
+//! the customer holds, as it finds a barcode typed that way; a cart short of its threshold is
+//! told by how much.
 
 mod common;
 
@@ -39,6 +40,22 @@ async fn a_coupon_code_typed_full_width_or_with_spaces_is_the_coupon() {
         assert_eq!(s, 200, "{typed:?}: {q}");
         assert_eq!(q["coupons"][0]["discount"], 2000, "{typed:?}: {q}");
     }
+    // A cart short of its threshold (one bag, or a price lowered since the quote) is told by
+    // how much in yuan, as the till shows it: until 2026-12-07 "needs 10000 but the cart is
+    // 8990" (fen).
+    let (s, v) = d
+        .sale(
+            &t,
+            &json!({"lines": [{"sku": "RICE", "qty": 1}], "coupon_codes": ["mj100-20"],
+            "payments": cash(8990)}),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (422, "coupon_threshold_not_met"), "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("needs 100.00 but the cart is 89.90"),
+        "{v}"
+    );
     let (s, sale) = d
         .sale(
             &t,
