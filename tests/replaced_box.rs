@@ -222,15 +222,7 @@ async fn lost_box() -> LostBox {
     let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
     hq.wait_online().await;
     let t = d.login(CASHIER).await;
-    for _ in 0..3 {
-        let (s, v) = d
-            .sale(
-                &t,
-                &json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)}),
-            )
-            .await;
-        assert_eq!(s, 201, "{v}");
-    }
+    d.sell_milk(&t, 3).await;
     // Everything up to here acknowledged, and the position stored (every 200 ms).
     let last = d.health().await["journal"]["last_seq"].as_u64().unwrap();
     wait_for(10, "HQ has the first sales", || {

@@ -379,6 +379,15 @@ impl Daemon {
             .await
     }
 
+    /// Sells `n` bottles of milk for cash, one sale each, each acknowledged.
+    pub async fn sell_milk(&self, token: &str, n: usize) {
+        for _ in 0..n {
+            let body = json!({"lines": [{"sku": "MILK", "qty": 1}], "payments": cash(1290)});
+            let (s, v) = self.sale(token, &body).await;
+            assert_eq!(s, 201, "{v}");
+        }
+    }
+
     /// Records a sale with a fresh idempotency key.
     pub async fn sale(&self, token: &str, body: &Value) -> (u16, Value) {
         let key = uuid::Uuid::now_v7().to_string();
