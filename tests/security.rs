@@ -379,6 +379,7 @@ async fn hq_staff_log_in_their_hash_is_peppered_and_hq_changes_still_hold() {
     wait_for(10, "staff.changed with a peppered hash", || {
         hq.events().iter().any(|e| {
             e["kind"] == "staff.changed"
+                && e["data"]["by"] != "hq"
                 && e["data"]["record"]["staff_no"] == "6001"
                 && e["data"]["record"]["pin_hash"] != json!(hq_hash)
         })
@@ -406,7 +407,12 @@ async fn hq_staff_log_in_their_hash_is_peppered_and_hq_changes_still_hold() {
     let peppered = || {
         hq.events()
             .iter()
-            .filter(|e| e["kind"] == "staff.changed" && e["data"]["record"]["staff_no"] == "6001")
+            // The store's own (a login peppering), not its journal's copies of HQ's pushes.
+            .filter(|e| {
+                e["kind"] == "staff.changed"
+                    && e["data"]["by"] != "hq"
+                    && e["data"]["record"]["staff_no"] == "6001"
+            })
             .count()
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

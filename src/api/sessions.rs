@@ -90,13 +90,15 @@ async fn login(
     let terminal_scope = format!("terminal:{terminal_id}");
     let now = Utc::now();
     // A number no staff member has is not written down as typed (audit log, HQ's copy, the
-    // log): it may be a PIN typed into the wrong field.
+    // log): it may be a PIN typed into the wrong field. A removed staff member's number is
+    // written down: their trying it is what an auditor looks for.
     let shown = if staff_no.len() <= 16
-        && state
-            .directory
-            .get()
-            .staff(&state.cache, &staff_no)?
-            .is_some()
+        && (state.cache.staff(&staff_no)?.is_some()
+            || state
+                .directory
+                .get()
+                .staff(&state.cache, &staff_no)?
+                .is_some())
     {
         staff_no.clone()
     } else {

@@ -227,16 +227,25 @@ pub fn merge_stock(current: Option<&StockLevel>, incoming: &StockCount) -> Optio
     }
 }
 
+/// Whether `current` is the journal's copy of HQ's record (see [`staff_journal_copy`]) still
+/// waiting for HQ's PIN hash: a cache rebuilt from the journal holds it until HQ sends the
+/// same version again.
+fn waits_for_hq_pin(current: &StaffRecord) -> bool {
+    current.active && current.pin_hash.is_empty()
+}
+
 /// A staff record from HQ against the cached one.
 pub fn merge_staff(current: Option<&StaffRecord>, incoming: &StaffRecord) -> Option<StaffRecord> {
     match current {
-        Some(c) if c.version >= incoming.version => None,
+        Some(c) if c.version > incoming.version => None,
+        Some(c) if c.version == incoming.version && !waits_for_hq_pin(c) => None,
         _ => {
             let mut merged = incoming.clone();
             merged.hq_pin_digest = None;
             // HQ's hash that a login here peppered, or the peppered hash sent back: the same
             // PIN, whose peppered hash stays.
             if let Some(c) = current
+                && !c.pin_hash.is_empty()
                 && (c.hq_pin_digest.as_deref()
                     == Some(pin_hash_digest(&incoming.pin_hash).as_str())
                     || c.pin_hash == incoming.pin_hash)
@@ -249,10 +258,109 @@ pub fn merge_staff(current: Option<&StaffRecord>, incoming: &StaffRecord) -> Opt
     }
 }
 
+/// The journal's copy of HQ's staff record `merged` applied over `before` (`None`: nothing to
+/// journal): journaled when it changes who may log in — a removal, another role or PIN, a
+/// staff member new here — so that a cache rebuilt from the journal does not bring back the
+/// store's last word. HQ's own hash is left out (it could be tried against every PIN offline;
+/// its digest stays): the copy's PIN hash is the store's peppered one when the PIN is the one
+/// a login here peppered, else empty, which lets nobody in until HQ sends the record again.
+/// Not journaled: a rename alone, and HQ's hash filling in a record waiting for it.
+pub fn staff_journal_copy(
+    before: Option<&StaffRecord>,
+    merged: &StaffRecord,
+) -> Option<StaffRecord> {
+    let changes_access = match before {
+        None => true,
+        Some(b) if waits_for_hq_pin(b) && b.version == merged.version => false,
+        Some(b) => {
+            b.active != merged.active || b.role != merged.role || b.pin_hash != merged.pin_hash
+        }
+    };
+    if !changes_access {
+        return None;
+    }
+    let mut copy = merged.clone();
+    if copy.hq_pin_digest.is_none() || !copy.active {
+        copy.hq_pin_digest = (!copy.pin_hash.is_empty()).then(|| pin_hash_digest(&copy.pin_hash));
+        copy.pin_hash = String::new();
+    }
+    Some(copy)
+}
+
+/// The audit entry for HQ's staff record `merged` applied over `before` (action, staff number,
+/// detail), as an admin's change here has one; `None` when only the version moved (a resync
+/// sending what the store holds).
+pub fn staff_audit(
+    before: Option<&StaffRecord>,
+    merged: &StaffRecord,
+) -> Option<(&'static str, String, serde_json::Value)> {
+    if before.is_some_and(|b| waits_for_hq_pin(b) && b.version == merged.version) {
+        return None;
+    }
+    // Removed already: nothing more to say. (No record at all may be the config file's staff
+    // member, whom HQ takes over.)
+    if !merged.active && before.is_some_and(|b| !b.active) {
+        return None;
+    }
+    let before = before.filter(|b| b.active);
+    let pin_changed = before.is_none_or(|b| b.pin_hash != merged.pin_hash);
+    if before.is_some_and(|b| b.name == merged.name && b.role == merged.role && !pin_changed)
+        && merged.active
+    {
+        return None;
+    }
+    let action = match (before, merged.active) {
+        (_, false) => "staff.remove",
+        (Some(_), true) => "staff.change",
+        (None, true) => "staff.add",
+    };
+    Some((
+        action,
+        merged.staff_no.clone(),
+        serde_json::json!({
+            "by": "hq",
+            "version": merged.version,
+            "role": merged.role,
+            "role_before": before.map(|b| b.role),
+            "pin_changed": pin_changed,
+        }),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::pricing::tests::{member, product};
+
+    /// HQ's new PIN goes into the journal without HQ's hash; a cache rebuilt from it lets
+    /// nobody in with it until HQ sends the same version again, which then fills it in.
+    #[test]
+    fn the_journal_s_copy_of_hq_s_record_waits_for_hq_s_hash() {
+        let hq = StaffRecord {
+            staff_no: "5001".into(),
+            name: "周芷若".into(),
+            role: crate::domain::access::Role::Manager,
+            pin_hash: "hq-1".into(),
+            active: true,
+            version: 3,
+            hq_pin_digest: None,
+        };
+        let copy = staff_journal_copy(None, &hq).unwrap();
+        assert_eq!(copy.pin_hash, "");
+        assert_eq!(copy.hq_pin_digest, Some(pin_hash_digest("hq-1")));
+        let filled = merge_staff(Some(&copy), &hq).unwrap();
+        assert_eq!((filled.pin_hash.as_str(), filled.version), ("hq-1", 3));
+        assert_eq!(staff_journal_copy(Some(&copy), &filled), None);
+        assert_eq!(staff_audit(Some(&copy), &filled), None);
+        // Once filled in, the same version is HQ's echo, ignored; a rename is not journaled.
+        assert_eq!(merge_staff(Some(&filled), &hq), None);
+        let renamed = StaffRecord {
+            name: "周芷若 (店长)".into(),
+            version: 4,
+            ..hq.clone()
+        };
+        assert_eq!(staff_journal_copy(Some(&filled), &renamed), None);
+    }
 
     #[test]
     fn hq_sending_the_hash_a_login_peppered_keeps_the_peppered_one() {

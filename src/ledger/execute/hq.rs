@@ -17,6 +17,9 @@ impl Ctx<'_, '_> {
         let mut removed_staff = Vec::new();
         let mut unknown_products = Vec::new();
         let mut erased_by_hq = Vec::new();
+        // HQ's staff changes, for the audit log as an admin's here are.
+        let mut staff_audit = Vec::new();
+        let mut hq_staff = Vec::new();
         let p = &mut *self.pending;
         match update {
             HqUpdate::Products(items) => apply_each(
@@ -103,9 +106,20 @@ impl Ctx<'_, '_> {
                     // the config file's staff member HQ now takes over: it ends too.
                     let before = p.staff(&m.staff_no)?;
                     if !m.active
-                        || before.is_none_or(|b| b.role != m.role || b.pin_hash != m.pin_hash)
+                        || before
+                            .as_ref()
+                            .is_none_or(|b| b.role != m.role || b.pin_hash != m.pin_hash)
                     {
                         removed_staff.push(m.staff_no.clone());
+                    }
+                    if let Some(entry) = sync::staff_audit(before.as_ref(), &m) {
+                        staff_audit.push(entry);
+                    }
+                    // What decides who logs in goes into the journal too, or a cache rebuilt
+                    // from it while HQ is away brings back the store's last word (a removed
+                    // staff member's peppered PIN, an old role).
+                    if sync::staff_journal_copy(before.as_ref(), &m).is_some() {
+                        hq_staff.push(m.clone());
                     }
                     p.put_staff(m);
                     Ok(())
@@ -142,6 +156,20 @@ impl Ctx<'_, '_> {
             return Err(LedgerError::Internal(
                 "HQ data in a cache batch that is not fsynced".into(),
             ));
+        }
+        for record in hq_staff {
+            // The journal's copy holds no HQ hash (see `sync::staff_journal_copy`); the cache
+            // keeps the record HQ sent.
+            if let Some(copy) = sync::staff_journal_copy(None, &record) {
+                self.emit(EventBody::StaffChanged {
+                    record: copy,
+                    by: "hq".into(),
+                })?;
+            }
+            self.pending.put_staff(record);
+        }
+        for (action, staff_no, detail) in staff_audit {
+            self.audit(action, &staff_no, detail)?;
         }
         for id in erased_by_hq {
             self.erase_member(&id, "hq".into())?;
