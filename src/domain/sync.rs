@@ -234,6 +234,12 @@ fn waits_for_hq_pin(current: &StaffRecord) -> bool {
     current.active && current.pin_hash.is_empty()
 }
 
+/// Whether `merged` only fills in HQ's PIN hash for the journal's copy `before` (the same
+/// version, sent again after a rebuild): neither journaled nor audited again.
+fn fills_in_hq_pin(before: &StaffRecord, merged: &StaffRecord) -> bool {
+    waits_for_hq_pin(before) && before.version == merged.version
+}
+
 /// A staff record from HQ against the cached one.
 pub fn merge_staff(current: Option<&StaffRecord>, incoming: &StaffRecord) -> Option<StaffRecord> {
     match current {
@@ -271,7 +277,7 @@ pub fn staff_journal_copy(
 ) -> Option<StaffRecord> {
     let changes_access = match before {
         None => true,
-        Some(b) if waits_for_hq_pin(b) && b.version == merged.version => false,
+        Some(b) if fills_in_hq_pin(b, merged) => false,
         Some(b) => {
             b.active != merged.active || b.role != merged.role || b.pin_hash != merged.pin_hash
         }
@@ -294,7 +300,7 @@ pub fn staff_audit(
     before: Option<&StaffRecord>,
     merged: &StaffRecord,
 ) -> Option<(&'static str, String, serde_json::Value)> {
-    if before.is_some_and(|b| waits_for_hq_pin(b) && b.version == merged.version) {
+    if before.is_some_and(|b| fills_in_hq_pin(b, merged)) {
         return None;
     }
     // Removed already: nothing more to say. (No record at all may be the config file's staff

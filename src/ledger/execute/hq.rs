@@ -118,8 +118,8 @@ impl Ctx<'_, '_> {
                     // What decides who logs in goes into the journal too, or a cache rebuilt
                     // from it while HQ is away brings back the store's last word (a removed
                     // staff member's peppered PIN, an old role).
-                    if sync::staff_journal_copy(before.as_ref(), &m).is_some() {
-                        hq_staff.push(m.clone());
+                    if let Some(copy) = sync::staff_journal_copy(before.as_ref(), &m) {
+                        hq_staff.push((copy, m.clone()));
                     }
                     p.put_staff(m);
                     Ok(())
@@ -157,15 +157,13 @@ impl Ctx<'_, '_> {
                 "HQ data in a cache batch that is not fsynced".into(),
             ));
         }
-        for record in hq_staff {
-            // The journal's copy holds no HQ hash (see `sync::staff_journal_copy`); the cache
-            // keeps the record HQ sent.
-            if let Some(copy) = sync::staff_journal_copy(None, &record) {
-                self.emit(EventBody::StaffChanged {
-                    record: copy,
-                    by: "hq".into(),
-                })?;
-            }
+        for (copy, record) in hq_staff {
+            // The journal's copy holds no HQ hash (see `sync::staff_journal_copy`); its event
+            // projects the copy into the cache, which keeps the record HQ sent.
+            self.emit(EventBody::StaffChanged {
+                record: copy,
+                by: "hq".into(),
+            })?;
             self.pending.put_staff(record);
         }
         for (action, staff_no, detail) in staff_audit {
