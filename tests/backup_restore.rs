@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::mqtt::{Broker, Hq, wait_for};
+use common::mqtt::{Hq, store_with_hq, wait_for};
 use common::*;
 use serde_json::{Value, json};
 
@@ -27,9 +27,7 @@ fn erasure(id: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_store_asks_hq_again_for_what_it_sent_since_the_backup() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (broker, hq, d) = store_with_hq(dir.path()).await;
     store_listening(&hq).await;
     let t = d.login(MANAGER).await;
     let id = d.register(&t, "张三丰", "13912345678", json!({})).await;

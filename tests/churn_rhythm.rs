@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::mqtt::{Broker, Hq};
+use common::mqtt::store_with_hq;
 use common::*;
 
 /// `insight.churn.min_visits = 30` asked for thirty visit days before a member's rhythm
@@ -41,9 +41,7 @@ async fn a_regular_who_stopped_coming_is_at_risk_whatever_they_did_at_other_stor
     use chrono::Duration;
     use serde_json::json;
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     hq.wait_online().await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 

@@ -6,16 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::mqtt::{Broker, Hq, wait_for};
+use common::mqtt::{Broker, Hq, store_with_hq, wait_for};
 use common::{CASHIER, Daemon, MANAGER, cash};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hq_defines_a_campaign_and_each_store_picks_its_members() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(CASHIER).await;
     let tm = d.login(MANAGER).await;
     let mut vip = Vec::new();
@@ -137,9 +135,7 @@ async fn hq_defines_a_campaign_and_each_store_picks_its_members() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hq_coupon_used_here_stays_used_after_a_cache_rebuild() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let coupon = json!({"id": "c-1", "kind": "coupons", "version": 1, "items": [
         {"code": "HQ-C001", "title": "立减2元", "kind": {"type": "amount_off", "threshold": 0, "amount": 200},
          "version": 1}]});
@@ -193,9 +189,7 @@ async fn wait_until_coupon(d: &Daemon, token: &str, title: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_price_for_an_unknown_product_is_reported_to_hq() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(CASHIER).await;
     let price = json!({"id": "pr-6", "kind": "prices", "version": 6, "items": [
         {"sku": "NEW1", "price": 450, "version": 6}]});
@@ -300,9 +294,7 @@ async fn a_refused_rules_item_is_reported_with_its_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_item_without_a_version_is_refused_and_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(MANAGER).await;
     store_listening(&hq).await;
     hq.publish(
@@ -353,9 +345,7 @@ async fn store_listening(hq: &Hq) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hq_member_keeps_their_registration_through_a_cache_rebuild() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     store_listening(&hq).await;
     let member = json!({"id": "m-7", "kind": "members", "version": 1, "items": [
         {"id": "hq-member-7", "name": "吴敏", "phone": "13788889999", "version": 3,

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::mqtt::{Broker, Hq, wait_for};
+use common::mqtt::{Broker, Hq, store_with_hq, wait_for};
 use common::{CASHIER, Daemon};
 use serde_json::{Value, json};
 
@@ -29,9 +29,7 @@ async fn until(d: &Daemon, token: &str, path: &str, done: impl Fn(u16, &Value) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_price_change_does_not_take_back_a_barcode_hq_moved() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(CASHIER).await;
     let scan = "/v1/products?barcode=6901234567892";
     until(&d, &t, scan, |s, v| s == 200 && v["sku"] == "TEA").await;
@@ -89,9 +87,7 @@ async fn a_price_change_does_not_take_back_a_barcode_hq_moved() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_catalogue_from_hq_does_not_hold_up_the_till() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(CASHIER).await;
     hq.wait_online().await;
     tokio::time::sleep(Duration::from_millis(500)).await;

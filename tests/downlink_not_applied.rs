@@ -6,16 +6,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::mqtt::{Broker, Hq};
+use common::mqtt::store_with_hq;
 use common::{CASHIER, Daemon};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hq_message_not_applied_for_a_moment_is_applied_without_a_reconnect() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(CASHIER).await;
     hq.wait_online().await;
     let connects = |d: &Daemon| d.log_text().matches("uplink connected").count();

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::mqtt::{Broker, Hq};
+use common::mqtt::{Hq, store_with_hq};
 use common::spoil::{seeded, spoil_body};
 use common::{CASHIER, Daemon, cash};
 use rand::RngExt;
@@ -114,9 +114,7 @@ fn templates(member: &str, pin_hash: &str, today: &str, later: &str) -> Vec<(Str
 async fn spoiled_hq_messages_never_stop_the_store_or_its_uplink() {
     let (seed, cases, mut rng) = seeded(300);
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(CASHIER).await;
     let member = d
         .register(&t, "赵敏", "13911112222", json!({"tags": ["vip"]}))

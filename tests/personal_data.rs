@@ -181,11 +181,9 @@ async fn no_personal_data_in_a_trace_log_or_the_metrics() {
 /// here, and no tag stays), instead of being refused as an invalid item.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hq_s_erasure_applies_whatever_else_its_record_holds() {
-    use common::mqtt::{Broker, Hq};
+    use common::mqtt::store_with_hq;
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     hq.wait_online().await;
     let tm = d.login(MANAGER).await;
     let id = d

@@ -13,11 +13,9 @@ use serde_json::{Value, json};
 /// after the erasure, and the member's counters hold every sale recorded for them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sales_racing_hqs_price_change_and_erasure_see_one_or_the_other() {
-    use common::mqtt::{Broker, Hq};
+    use common::mqtt::store_with_hq;
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let tills = tills(&d).await;
     hq.publish(
         "storebox/stores/sh-001/hq/members",

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::mqtt::{Broker, Hq, wait_for};
+use common::mqtt::{Broker, Hq, store_with_hq, wait_for};
 use common::*;
 use serde_json::{Value, json};
 
@@ -71,9 +71,7 @@ async fn sold_and_sent(d: &Daemon, t: &str, hq: &Hq, what: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_box_begun_afresh_asks_hq_for_its_data_and_says_its_numbering_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     hq.wait_online().await;
     let t = d.login(CASHIER).await;
     let old_sale = sold_and_sent(&d, &t, &hq, "the old box's sale at HQ").await;
@@ -110,9 +108,7 @@ async fn a_box_begun_afresh_asks_hq_for_its_data_and_says_its_numbering_restarts
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_lost_beside_its_journal_asks_hq_again() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     hq.wait_online().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t = d.login(CASHIER).await;
@@ -217,9 +213,7 @@ impl LostBox {
 
 async fn lost_box() -> LostBox {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (broker, hq, d) = store_with_hq(dir.path()).await;
     hq.wait_online().await;
     let t = d.login(CASHIER).await;
     d.sell_milk(&t, 3).await;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::mqtt::{Broker, Hq, wait_for};
+use common::mqtt::{store_with_hq, wait_for};
 use common::*;
 use serde_json::{Value, json};
 
@@ -319,9 +319,7 @@ async fn a_tampered_audit_entry_is_named_by_audit_verify() {
 async fn hq_staff_log_in_their_hash_is_peppered_and_hq_changes_still_hold() {
     use argon2::PasswordHasher;
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let admin = d.login(ADMIN).await;
     let hq_hash = argon2::Argon2::default()
         .hash_password(b"6006")

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::mqtt::{Broker, Hq};
+use common::mqtt::{Broker, Hq, store_with_hq};
 use common::*;
 use serde_json::{Value, json};
 
@@ -81,9 +81,7 @@ fn hq_hash(pin: &[u8]) -> String {
 #[tokio::test]
 async fn hq_s_staff_changes_are_in_the_audit_log() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     hq.wait_online().await;
     let admin = d.login(ADMIN).await;
     let hash = hq_hash(b"6006");

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::mqtt::{Broker, Hq};
+use common::mqtt::store_with_hq;
 use common::{CASHIER, Daemon, MANAGER, cash};
 use serde_json::{Value, json};
 
@@ -162,9 +162,7 @@ async fn codes_that_look_like_numbers_stay_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_formula_behind_a_tab_in_hq_text_is_defused() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(CASHIER).await;
     hq.wait_online().await;
     let names = [
@@ -215,9 +213,7 @@ async fn a_formula_behind_a_tab_in_hq_text_is_defused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_hq_message_cannot_write_a_line_into_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     hq.wait_online().await;
     let forged = "2026-12-07T05:00:00.000000Z  INFO storebox::uplink::link: uplink connected";
     hq.publish(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::mqtt::{Broker, Hq, big_products, big_sale_lines, kinds, wait_for};
+use common::mqtt::{Broker, Hq, big_products, big_sale_lines, kinds, store_with_hq, wait_for};
 use common::{CASHIER, Daemon, MANAGER, cash};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -20,9 +20,7 @@ async fn uplink(d: &Daemon, t: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_hq_and_hq_data_reaches_the_till() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(CASHIER).await;
 
     wait_for(10, "online status", || {
