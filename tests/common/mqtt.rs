@@ -349,7 +349,6 @@ impl Drop for Hq {
     }
 }
 
-/// Waits until `cond` holds, polling; panics with `what` after `secs`.
 /// A broker, HQ listening on it (store `sh-001`), then the daemon in `dir` with its uplink to
 /// that broker: the set-up of a store online.
 pub async fn store_with_hq(dir: &Path) -> (Broker, Hq, super::Daemon) {
@@ -359,6 +358,7 @@ pub async fn store_with_hq(dir: &Path) -> (Broker, Hq, super::Daemon) {
     (broker, hq, d)
 }
 
+/// Waits until `cond` holds, polling; panics with `what` after `secs`.
 pub async fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !cond() {
