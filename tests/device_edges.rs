@@ -1,6 +1,7 @@
 //! Device edge cases on real transports: a magstripe reader that sends a whole track 1 (and
-//! track 2) line, a scanner that ends its codes with CR LF or LF while the config says CR, and a
-//! receipt whose printing cannot be recorded in the journal.
+//! track 2) line, a scanner that ends its codes with CR LF or LF while the config says CR, a
+//! scanner unplugged in the middle of a code, and a receipt whose printing cannot be recorded in
+//! the journal.
 
 mod common;
 
@@ -281,4 +282,35 @@ path = "{}"
     }
     let st = wait_state(&d, &t, "printer-1", "ready").await;
     assert_eq!(st["handled"], 1, "{st}");
+}
+
+/// A scanner unplugged in the middle of a code (the cable pulled as the code was read): the
+/// half line is a read cut short, counted as rejected like one the 300 ms gap drops — not
+/// lost without a trace — and the next scan, once the scanner is back, arrives alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_cut_off_by_an_unplug_is_counted_as_rejected() {
+    let Inputs {
+        _dir,
+        d,
+        t,
+        mut scanner,
+        reader: _reader,
+        events,
+    } = inputs("scanner-1").await;
+    scanner.send(b"690123");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    scanner.close();
+    wait_state(&d, &t, "scanner-1", "offline").await;
+    let mut again = Pty::open();
+    point(&_dir.path().join("scanner"), &again.slave);
+    wait_state(&d, &t, "scanner-1", "ready").await;
+    again.send(b"6901234567892\r");
+    let scan = events.wait("scan", 5, |_| true).await;
+    assert_eq!(scan["code"], "6901234567892", "{scan}");
+    let st = device_state(&d, &t, "scanner-1").await;
+    assert_eq!(
+        (st["handled"].as_u64(), st["rejected"].as_u64()),
+        (Some(1), Some(1)),
+        "{st}"
+    );
 }

@@ -1,7 +1,7 @@
 //! Turns an ESC/POS byte stream back into what the customer holds: the printed lines, QR
 //! codes, cuts and drawer kicks.
 //!
-//! Used by the receipt preview command and by tests that check what a printer received. It
+//! Used by the tests that check what a printer received (storebox has no preview command). It
 //! follows the parameter counts of the commands printers know (the grammar in the device
 //! notes), so parameter bytes never show up as text, and it gives up on nothing: any byte
 //! sequence decodes, unknown commands are listed in [`Paper::unknown`], a truncated command

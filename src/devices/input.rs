@@ -2,9 +2,10 @@
 //!
 //! Serial devices are read as lines (the configured suffix ends a line); USB keyboard wedges are
 //! read through evdev with an exclusive grab, so their keystrokes never reach a console, and
-//! decoded by [`KeyDecoder`]. A line left unfinished for [`LINE_GAP`] is dropped. A serial read of 0 bytes means the device went away (unplugged, or
-//! the other end of a pty closed): the task reports it offline and reopens with a backoff until
-//! it is back.
+//! decoded by [`KeyDecoder`]. A line left unfinished for [`LINE_GAP`], or by the device going
+//! away, is dropped and counted as rejected. A serial read of 0 bytes means the device went
+//! away (unplugged, or the other end of a pty closed): the task reports it offline and reopens
+//! with a backoff until it is back.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use super::bus::{CardMember, DeviceEvent, DeviceState, ScannedProduct};
 use super::keymap::{KeyDecoder, KeyEvent};
 use super::scan::{classify_scan, parse_card};
 use crate::config::{DeviceConfig, DeviceKind, Transport};
+use crate::domain::catalog::upc_e_to_upc_a;
 use crate::domain::contact::mask_phone;
 use crate::domain::member::LevelRef;
 
@@ -74,14 +76,12 @@ async fn serial(
     let mut buf = [0u8; 512];
     loop {
         let partial = !line.is_empty() || garbage;
-        let n = tokio::select! {
+        let read = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            r = port.read(&mut buf) => r.map_err(|e| format!("reading {}: {e}", path.display()))?,
+            r = port.read(&mut buf) => r,
             _ = tokio::time::sleep(LINE_GAP), if partial => {
-                // A read cut short (power blip, cable): not glued to the next scan. Bare
-                // white space is the rest of a line end (the LF of a CR LF when the suffix is
-                // CR), not a read cut short: dropped without counting.
-                if garbage || !line.trim_ascii().is_empty() {
+                // A read cut short (power blip, cable): not glued to the next scan.
+                if cut_short(&line, garbage) {
                     ctx.bus.rejected(&dev.id);
                     tracing::debug!(device = %dev.id, bytes = line.len(), "unfinished input dropped after a pause");
                 }
@@ -90,9 +90,19 @@ async fn serial(
                 continue;
             }
         };
-        if n == 0 {
-            return Err(format!("{} went away", path.display()));
-        }
+        let n = match read {
+            Ok(n) if n > 0 => n,
+            end => {
+                // A line the device went away in the middle of was cut short too.
+                if cut_short(&line, garbage) {
+                    ctx.bus.rejected(&dev.id);
+                }
+                return Err(match end {
+                    Err(e) => format!("reading {}: {e}", path.display()),
+                    Ok(_) => format!("{} went away", path.display()),
+                });
+            }
+        };
         for &b in &buf[..n] {
             let crlf = after_cr && b == b'\n';
             after_cr = false;
@@ -118,6 +128,13 @@ async fn serial(
     }
 }
 
+/// Whether what is left of a line when it ends unfinished (a pause, the device gone) was a
+/// read cut short, counted as rejected. Bare white space is the rest of a line end (the LF of
+/// a CR LF when the suffix is CR), dropped without counting.
+fn cut_short(line: &[u8], garbage: bool) -> bool {
+    garbage || !line.trim_ascii().is_empty()
+}
+
 /// Reads an evdev keyboard wedge until it fails or shutdown.
 async fn hid(
     ctx: &Context,
@@ -140,7 +157,13 @@ async fn hid(
         let partial = decoder.has_partial();
         let ev = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            r = events.next_event() => r.map_err(|e| format!("reading {}: {e}", path.display()))?,
+            r = events.next_event() => r.map_err(|e| {
+                // A line the device went away in the middle of was cut short.
+                if partial {
+                    ctx.bus.rejected(&dev.id);
+                }
+                format!("reading {}: {e}", path.display())
+            })?,
             _ = tokio::time::sleep(LINE_GAP), if partial => {
                 decoder.drop_partial();
                 ctx.bus.rejected(&dev.id);
@@ -168,11 +191,10 @@ async fn handle_line(ctx: &Context, dev: &DeviceConfig, line: &[u8]) {
     let event = match dev.kind {
         DeviceKind::Scanner => match classify_scan(line) {
             Ok(scan) => {
-                let product = ctx
-                    .cache
-                    .product_by_barcode(&scan.code)
-                    .ok()
-                    .flatten()
+                let by_code = |code: &str| ctx.cache.product_by_barcode(code).ok().flatten();
+                // Eight digits may be a UPC-E, whose product is filed under its UPC-A.
+                let product = by_code(&scan.code)
+                    .or_else(|| upc_e_to_upc_a(&scan.code).and_then(|a| by_code(&a)))
                     .map(|p| ScannedProduct {
                         price: p.unit_price_at(ctx.settings.local(at)),
                         sku: p.sku,

@@ -7,7 +7,7 @@
 //! - [`scan`], [`keymap`]: what scanners and card readers send, checked; keyboard-wedge keys to
 //!   characters.
 //! - [`escpos`], [`receipt`], [`decode`]: ESC/POS bytes, the receipt layout, and the decoder
-//!   that turns bytes back into the printed lines (receipt preview, tests).
+//!   that turns bytes back into the printed lines (for the tests).
 //! - `input`, `printer`: the tasks.
 
 pub mod bus;

@@ -137,7 +137,8 @@ impl<'a> Conn<'a> {
     /// shrinking at least every [`DRAIN_STALL`] (else the connection is dropped with its unsent
     /// bytes, and the job sent again, in full, on a new one); a `file` printer is waited for as
     /// long as it takes (see [`LpWriter`]), `stalled` saying whether it was reported as not
-    /// taking data.
+    /// taking data. A stop does not cut a TCP or serial write short while the printer takes
+    /// the bytes (see [`write_paced`]).
     async fn write(
         &mut self,
         ctx: &Context,
@@ -154,21 +155,19 @@ impl<'a> Conn<'a> {
                 .await?
                 .map_err(|e| offline(format!("writing to the printer: {e}")));
         }
-        let io = async {
-            match self {
-                Conn::Tcp(s) => write_paced(s, bytes).await,
-                Conn::Serial(s) => write_paced(s, bytes).await,
-                Conn::File(_) => Ok(()),
-            }
-        };
-        let written = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => Err(Halt::Shutdown),
-            r = io => r.map_err(|e| match e.kind() {
-                std::io::ErrorKind::TimedOut => offline("writing to the printer timed out".into()),
-                _ => offline(format!("writing to the printer: {e}")),
-            }),
-        };
+        // Not cut short by a stop: the printer prints what it took whatever the daemon does,
+        // and a job given up half-way would be sent again, in full, after the restart. It is
+        // written on for as long as the printer takes it, as the drain does at a stop.
+        let written = match self {
+            Conn::Tcp(s) => write_paced(s, bytes).await,
+            Conn::Serial(s) => write_paced(s, bytes).await,
+            Conn::File(_) => Ok(()),
+        }
+        .map_err(|e| match e.kind() {
+            _ if shutdown.is_cancelled() => Halt::Shutdown,
+            std::io::ErrorKind::TimedOut => offline("writing to the printer timed out".into()),
+            _ => offline(format!("writing to the printer: {e}")),
+        });
         match written {
             Ok(()) => self.drain(shutdown).await,
             Err(e) => {
@@ -293,6 +292,9 @@ const NOT_TAKING: &str = "the printer is not taking data (hung, out of paper or 
 /// serial port's is `tcdrain`, which holds the runtime thread until the line has sent every
 /// byte queued (seconds at 9600 baud, for as long as flow control holds them back for a
 /// printer out of paper); what the printer has not taken yet is watched by [`Conn::drain`].
+/// A stop does not cut it short (see [`Conn::write`]): a stop that came while a long receipt
+/// was still being written (a serial port's buffer holds a few KB) dropped the rest, and the
+/// receipt printed again, in full, after the restart.
 async fn write_paced<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
     let mut rest = bytes;
     while !rest.is_empty() {
@@ -442,6 +444,10 @@ async fn serve(
         if let Some(done) = unrecorded.get(&job.id).cloned() {
             record(ctx, dev, job.id, done, unrecorded).await;
             continue;
+        }
+        if shutdown.is_cancelled() {
+            // The job being written is seen through at a stop; the next one is not begun.
+            return Err(Halt::Shutdown);
         }
         let parts = match job_bytes(ctx, opts, job).await {
             Ok(b) => b,

@@ -289,9 +289,10 @@ impl Layout {
         self.rule();
     }
 
-    /// Subtotal, the lines' own discounts, each coupon, 抹零, points paid, the total (bold,
-    /// double height), each payment, paid and change (shown whenever cash was tendered). What
-    /// is printed adds up: subtotal − discount − coupons − 抹零 − points = total.
+    /// Subtotal, the lines' own discounts, each coupon, points paid, 抹零 (the order pricing
+    /// applies them in), the total (bold, double height), each payment, paid and change (shown
+    /// whenever cash was tendered). What is printed adds up: subtotal − discount − coupons −
+    /// points − 抹零 = total.
     fn totals(&mut self, sale: &Sale) {
         let l = self.labels;
         self.pair(l.subtotal, &self.money(sale.subtotal));
@@ -305,12 +306,13 @@ impl Layout {
             let label = format!("{} {}", l.coupon, c.code);
             self.pair(&label, &self.money(neg(c.discount)));
         }
-        if rounding != 0 {
-            self.pair(l.rounding, &self.money(neg(rounding)));
-        }
         if sale.points_redeemed != 0 || sale.points_value != 0 {
             let label = format!("{} {}", l.points_paid, sale.points_redeemed);
             self.pair(&label, &self.money(neg(sale.points_value)));
+        }
+        // Last, as pricing takes it: on what is left to pay after the points.
+        if rounding != 0 {
+            self.pair(l.rounding, &self.money(neg(rounding)));
         }
         self.out.bold(true).size(1, 2);
         self.pair(l.total, &self.money(sale.total));

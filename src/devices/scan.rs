@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use crate::domain::catalog::upc_e_to_upc_a;
 use crate::domain::contact::normalize_card;
 
 /// Longest code accepted (GS1-128 tops out at 48 data characters).
@@ -23,6 +24,9 @@ pub enum Symbology {
     Ean8,
     /// 12 digits, check digit verified.
     UpcA,
+    /// 8 digits, number system 0 or 1, whose check digit is that of the UPC-A they stand for
+    /// (not an EAN-8's): UPC-E as scanners send it by default.
+    UpcE,
     /// Anything else printable (Code 128, Code 39, QR payloads): passed through unchecked.
     Other,
 }
@@ -78,7 +82,7 @@ fn printable(raw: &[u8], max: usize) -> Result<&str, Rejected> {
 pub fn classify_scan(raw: &[u8]) -> Result<Scan, Rejected> {
     let code = printable(raw, MAX_CODE)?;
     let bytes = code.as_bytes();
-    let symbology = if bytes.iter().all(u8::is_ascii_digit) {
+    let mut symbology = if bytes.iter().all(u8::is_ascii_digit) {
         match bytes.len() {
             13 => Symbology::Ean13,
             8 => Symbology::Ean8,
@@ -89,7 +93,11 @@ pub fn classify_scan(raw: &[u8]) -> Result<Scan, Rejected> {
         Symbology::Other
     };
     if symbology != Symbology::Other && !crate::domain::catalog::gs1_check_ok(bytes) {
-        return Err(Rejected::CheckDigit);
+        // Eight digits are a UPC-E too, whose check digit is its UPC-A's.
+        if symbology != Symbology::Ean8 || upc_e_to_upc_a(code).is_none() {
+            return Err(Rejected::CheckDigit);
+        }
+        symbology = Symbology::UpcE;
     }
     Ok(Scan {
         code: code.to_string(),
@@ -138,6 +146,25 @@ mod tests {
             (code128.code.as_str(), code128.symbology),
             ("SKU-TEA-001", Symbology::Other)
         );
+    }
+
+    /// UPC-E as scanners send it (a Coca-Cola can): its check digit is its UPC-A's, and the
+    /// EAN-8 check of the same digits would be 0. It was rejected as a misread.
+    #[test]
+    fn a_upc_e_code_is_not_a_misread() {
+        let s = classify_scan(b"04963406\r").unwrap();
+        assert_eq!(
+            (s.code.as_str(), s.symbology),
+            ("04963406", Symbology::UpcE)
+        );
+        assert_eq!(classify_scan(b"04963407\r"), Err(Rejected::CheckDigit));
+        // Eight digits right for both readings stay an EAN-8; a wrong EAN-8 that is no UPC-E
+        // (number system 2..9) is still a misread.
+        assert_eq!(
+            classify_scan(b"01234565").unwrap().symbology,
+            Symbology::Ean8
+        );
+        assert_eq!(classify_scan(b"96385075"), Err(Rejected::CheckDigit));
     }
 
     #[test]

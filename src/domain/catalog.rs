@@ -312,6 +312,27 @@ pub fn gtin_twin(code: &str) -> Option<String> {
     }
 }
 
+/// The UPC-A a UPC-E code stands for. Scanners send UPC-E, by default, as eight digits: the
+/// number system (0 or 1), six digits and the check digit, which is the check digit of the
+/// UPC-A — not what an EAN-8 of the same digits would carry. `None` for anything else, and for
+/// eight digits whose last one is not their UPC-A's check digit.
+pub fn upc_e_to_upc_a(code: &str) -> Option<String> {
+    let b = code.as_bytes();
+    if b.len() != 8 || !b.iter().all(u8::is_ascii_digit) || !matches!(b[0], b'0' | b'1') {
+        return None;
+    }
+    let (ns, d, check) = (&code[..1], &code[1..7], &code[7..]);
+    // The six digits compress manufacturer and item numbers; the last says how.
+    let middle = match b[6] {
+        b'0'..=b'2' => format!("{}{}0000{}", &d[..2], &d[5..], &d[2..5]),
+        b'3' => format!("{}00000{}", &d[..3], &d[3..5]),
+        b'4' => format!("{}00000{}", &d[..4], &d[4..5]),
+        _ => format!("{}0000{}", &d[..5], &d[5..]),
+    };
+    let upc_a = format!("{ns}{middle}{check}");
+    gs1_check_ok(upc_a.as_bytes()).then_some(upc_a)
+}
+
 /// A barcode typed at the till as it is stored: surrounding white space removed and full-width
 /// letters and digits (a Chinese input method's full-width mode) made ASCII.
 pub fn typed_barcode(raw: &str) -> String {
@@ -345,6 +366,22 @@ mod tests {
         // A 12-digit code whose last digit is no check digit is no UPC-A.
         assert_eq!(gtin_twin("036000291453"), None);
         assert_eq!(gtin_twin("0036000291453"), None);
+    }
+
+    #[test]
+    fn a_upc_e_code_stands_for_its_upc_a() {
+        use super::upc_e_to_upc_a;
+        // A Coca-Cola can, and one example of each way the six digits compress.
+        assert_eq!(upc_e_to_upc_a("04963406").as_deref(), Some("049000006346"));
+        assert_eq!(upc_e_to_upc_a("01234565").as_deref(), Some("012345000065"));
+        assert_eq!(upc_e_to_upc_a("01234531").as_deref(), Some("012300000451"));
+        assert_eq!(upc_e_to_upc_a("01234543").as_deref(), Some("012340000053"));
+        assert_eq!(upc_e_to_upc_a("01234589").as_deref(), Some("012345000089"));
+        // A wrong check digit, number system 2..9, or not eight digits.
+        assert_eq!(upc_e_to_upc_a("04963407"), None);
+        assert_eq!(upc_e_to_upc_a("24963406"), None);
+        assert_eq!(upc_e_to_upc_a("0496340"), None);
+        assert_eq!(upc_e_to_upc_a("0496340A"), None);
     }
 
     #[test]

@@ -302,6 +302,54 @@ fn a_coupon_and_rounding_are_printed_once_and_the_receipt_adds_up() {
     );
 }
 
+/// The reductions are printed in the order pricing applies them (design section 3, then
+/// 抹零 on what is left to pay): the lines' own discounts, the coupon, the points, 抹零. 抹零
+/// came before the points it is taken after.
+#[test]
+fn reductions_are_printed_in_the_order_they_apply() {
+    let mut s = sale();
+    let mut rice = line("6902", "五常大米 5kg", 2, 8990, 0);
+    rice.member_discount = 899;
+    rice.coupon_discount = 2000;
+    rice.points_value = 500;
+    rice.points_redeemed = 500;
+    rice.rounding = 81;
+    rice.discount = 899 + 2000 + 81;
+    rice.amount = 17980 - rice.discount;
+    s.lines = vec![rice];
+    s.subtotal = 17980;
+    s.discount_total = 2980;
+    s.points_redeemed = 500;
+    s.points_value = 500;
+    s.total = 14500;
+    s.coupons = vec![AppliedCoupon {
+        code: "MJ100-20".into(),
+        discount: 2000,
+    }];
+    s.payments[0].amount = 20000;
+    s.paid = 20000;
+    s.change = 5500;
+    let h = headers();
+    let paper = decode(&render(&input(&s, &h, PaperWidth::Mm80)));
+    let text = paper.lines.join("\n");
+    let at = |label: &str| {
+        paper
+            .lines
+            .iter()
+            .position(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label}: {text}"))
+    };
+    let order = [
+        at("小计 Subtotal"),
+        at("优惠 Discount"),
+        at("优惠券 Coupon"),
+        at("积分抵扣 Points used"),
+        at("抹零 Rounding"),
+        at("合计 Total"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{text}");
+}
+
 #[test]
 fn upgrade_coupon_and_points_are_printed() {
     let mut s = sale();
