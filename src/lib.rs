@@ -44,7 +44,8 @@
 //! - [`ids`]: UUIDv7 ids.
 //! - [`metrics`]: counters and histograms for `GET /metrics`.
 //! - [`config`]: TOML → validated [`config::Config`], errors naming file, key and reason;
-//!   secrets on disk every user can read (`config/exposure.rs`).
+//!   secrets on disk every user can read (`config/exposure.rs`); directories the packaged
+//!   unit would not let the service write (`config/unit.rs`).
 //! - [`notify`]: systemd's notify protocol without libsystemd — `READY=1` once HTTP is served,
 //!   `STATUS=`, `STOPPING=1`, `EXTEND_TIMEOUT_USEC` while a long replay gets on, and watchdog
 //!   pings only while the ledger answers and the HTTP server runs. The unit, sysusers and udev files are in `systemd/`.
@@ -54,7 +55,8 @@
 //!   limit on request heads, caps on connections, a bounded shutdown); `app/reload.rs`, the
 //!   SIGHUP reload and the end of the sessions a changed config no longer grants;
 //!   `app/new_store.rs`, the refusal of a production data directory with no journal that
-//!   `storebox init` did not mark as a new store's;
+//!   `storebox init` did not mark as a new store's; `app/summary.rs`, what the log says at
+//!   start (version, config, data directory, what is on);
 //!   [`app::OfflineStore`] for offline commands.
 //!
 //! `main.rs` is thin: command line, logging, signals, then [`app::run`].

@@ -169,6 +169,7 @@ fn main() -> ExitCode {
                         .exposed_secrets()
                         .iter()
                         .chain(&c.devices_sharing_a_port())
+                        .chain(&c.outside_the_unit())
                     {
                         eprintln!("warning: {w}");
                     }
@@ -404,6 +405,8 @@ fn run(path: PathBuf, format: LogFormat) -> ExitCode {
     let config = match storebox::config::Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
+            // In the log too, with the version: after an upgrade, which storebox refused it.
+            tracing::error!(version = %env!("CARGO_PKG_VERSION"), "{e}");
             eprintln!("{e}");
             return ExitCode::from(2);
         }

@@ -406,6 +406,17 @@ fn corrupt_config_is_refused_with_file_key_and_reason() {
             "invalid type",
         ),
         ("\u{0}\u{1}binary", "", ""),
+        // One token for two terminals, given as hashes: the key named is the one written.
+        (
+            &format!(
+                "[store]\nid = \"sh-001\"\nname = \"店\"\n\
+                 [[terminals]]\nid = \"pos-1\"\ntoken_sha256 = \"{hash}\"\n\
+                 [[terminals]]\nid = \"pos-2\"\ntoken_sha256 = \"{hash}\"\n",
+                hash = "ab".repeat(32)
+            ),
+            "terminals[1].token_sha256",
+            "the same token as terminal pos-1",
+        ),
     ];
     for (i, (text, key, reason)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("bad{i}.toml"));

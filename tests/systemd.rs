@@ -132,6 +132,88 @@ fn the_unit_keeps_its_hardening() {
     assert!(level <= 2.0, "exposure {level} > 2.0:\n{said}");
 }
 
+/// The system calls in `set` (`@system-service`, or one call), as `systemd-analyze
+/// syscall-filter` lists them, groups expanded.
+fn syscalls(analyze: &Path, set: &str) -> std::collections::BTreeSet<String> {
+    if !set.starts_with('@') {
+        return [set.to_string()].into();
+    }
+    let out = Command::new(analyze)
+        .args(["syscall-filter", "--no-pager", set])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{set}: {}", text(&out));
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut calls = std::collections::BTreeSet::new();
+    for line in listed.lines().skip(1).map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        calls.extend(syscalls(analyze, line));
+    }
+    calls
+}
+
+/// The system calls the unit's `SystemCallFilter=` lines let through, as systemd reads them:
+/// the first line names what is allowed, a later one adds to it, one with `~` takes away.
+fn allowed_syscalls(analyze: &Path) -> std::collections::BTreeSet<String> {
+    let unit = read("storebox.service");
+    let mut allowed = std::collections::BTreeSet::new();
+    for value in unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+    {
+        let (deny, names) = match value.strip_prefix('~') {
+            Some(rest) => (true, rest),
+            None => (false, value),
+        };
+        for name in names.split_whitespace() {
+            let set = syscalls(analyze, name);
+            if deny {
+                allowed.retain(|c| !set.contains(c));
+            } else {
+                allowed.extend(set);
+            }
+        }
+    }
+    allowed
+}
+
+/// What the daemon calls beyond ordinary I/O, each with why. The morning automation lowers
+/// its own thread to nice 19 (`automation::lowest_priority`), so that reading every member
+/// takes only the CPU the tills leave; `setpriority` is in `@resources`, which the unit denied
+/// whole: under systemd the call failed (EPERM), the pass ran at the tills' priority and
+/// every morning's log said "cannot lower the automation thread's priority".
+#[test]
+fn the_unit_lets_the_daemon_make_the_calls_it_needs() {
+    let Some(analyze) = tool("systemd-analyze") else {
+        return;
+    };
+    let allowed = allowed_syscalls(&analyze);
+    assert!(
+        allowed.contains("openat"),
+        "the filter was not read: {allowed:?}"
+    );
+    for (call, why) in [
+        ("setpriority", "the automation thread's nice 19"),
+        ("fdatasync", "the journal's commits"),
+        ("ioctl", "serial ports, evdev grabs, printers"),
+        ("flock", "the data directory's lock"),
+    ] {
+        assert!(allowed.contains(call), "the unit denies {call} ({why})");
+    }
+    // And the rest of `@resources` and `@privileged` stays denied.
+    for call in [
+        "setrlimit",
+        "sched_setscheduler",
+        "chown",
+        "setuid",
+        "mount",
+    ] {
+        assert!(!allowed.contains(call), "the unit allows {call}");
+    }
+}
+
 #[test]
 fn the_unit_names_what_the_daemon_expects() {
     let unit = read("storebox.service");

@@ -25,6 +25,7 @@ mod new_store;
 mod offline;
 mod reload;
 mod serve;
+mod summary;
 
 pub use new_store::NEW_STORE;
 pub(crate) use new_store::{check_data_dir, journal_started, mark_new_store};
@@ -67,7 +68,15 @@ async fn request_resync(ledger: &Ledger, reason: &str) -> Result<(), crate::ledg
 
 /// Takes the data directory's lock so two daemons never share one journal.
 pub(crate) fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    // Under systemd a directory the unit does not let storebox write is "read-only".
+    let hint = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem => {
+            anyhow::Error::from(e).context(crate::config::read_only_hint(dir))
+        }
+        _ => e.into(),
+    };
     std::fs::create_dir_all(dir)
+        .map_err(hint)
         .with_context(|| format!("creating the data directory {}", dir.display()))?;
     #[cfg(unix)]
     {
@@ -75,7 +84,9 @@ pub(crate) fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
     let path = dir.join("storebox.lock");
-    let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let file = File::create(&path)
+        .map_err(hint)
+        .with_context(|| format!("creating {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -113,6 +124,7 @@ pub fn load_keys(config: &Config) -> anyhow::Result<StoreKeys> {
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    summary::starting(&config);
     let notifier = crate::notify::Notifier::from_env();
     let dir = config.storage.dir.clone();
     let _lock = lock_data_dir(&dir)?;
@@ -390,11 +402,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             "https",
         ),
     };
-    tracing::info!(
-        store = %config.store.id,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "listening on {scheme}://{addr}"
-    );
+    summary::listening(&config, scheme, addr, started.elapsed());
 
     let housekeeping = tokio::spawn(housekeeping(ledger.clone(), shutdown.clone()));
     let reload = tokio::spawn(reload_on_sighup(

@@ -107,6 +107,75 @@ pub(super) fn encode_member_sealed(m: &Member, sealed: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether the member stored as `bytes` is erased, and, when it still has tags (as a storebox
+/// from before 2026-12-06 left erased members: its erasure kept them), the same member without
+/// them. The sealed part is kept as it is (an erased member's is empty), and the JSON's other
+/// fields with it. `(false, None)` for bytes not in this format.
+pub(super) fn erased_without_tags(bytes: &[u8]) -> (bool, Option<Vec<u8>>) {
+    let parsed = (|| {
+        if bytes.len() < 5 || bytes[0] != MEMBER_FORMAT {
+            return None;
+        }
+        let n = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+        let end = n.checked_add(5).filter(|end| *end <= bytes.len())?;
+        // Only an erased member's JSON is parsed (as this storebox writes it: compact, the
+        // time a string): the first open after an upgrade reads every member.
+        const ERASED: &[u8] = b"\"erased_at\":\"";
+        if !bytes[end..].windows(ERASED.len()).any(|w| w == ERASED) {
+            return None;
+        }
+        let json: serde_json::Value = serde_json::from_slice(&bytes[end..]).ok()?;
+        Some((end, json))
+    })();
+    let Some((end, mut json)) = parsed else {
+        return (false, None);
+    };
+    if json.get("erased_at").is_none_or(serde_json::Value::is_null) {
+        return (false, None);
+    }
+    let tagged = json
+        .get("tags")
+        .and_then(|t| t.as_array())
+        .is_some_and(|t| !t.is_empty());
+    if !tagged {
+        return (true, None);
+    }
+    json["tags"] = serde_json::Value::Array(Vec::new());
+    let mut out = bytes[..end].to_vec();
+    out.extend(serde_json::to_vec(&json).unwrap_or_default());
+    (true, Some(out))
+}
+
+/// The feedback item stored as `bytes` without its text and the staff's notes, when it is one
+/// of the `erased` members' and still holds some (a storebox from before 2026-12-07 kept
+/// them at the erasure); else `None`.
+pub(super) fn feedback_without_text(
+    bytes: &[u8],
+    erased: &std::collections::HashSet<String>,
+) -> Option<Vec<u8>> {
+    let mut json: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let member = json.get("member_id").and_then(|m| m.as_str())?;
+    if !erased.contains(member) {
+        return None;
+    }
+    let mut changed = false;
+    let blank = |v: &mut serde_json::Value, changed: &mut bool| {
+        if v.as_str().is_some_and(|t| !t.is_empty()) {
+            *v = serde_json::Value::String(String::new());
+            *changed = true;
+        }
+    };
+    if let Some(text) = json.get_mut("text") {
+        blank(text, &mut changed);
+    }
+    if let Some(notes) = json.get_mut("notes").and_then(|n| n.as_array_mut()) {
+        for note in notes.iter_mut().filter_map(|n| n.get_mut("note")) {
+            blank(note, &mut changed);
+        }
+    }
+    changed.then(|| serde_json::to_vec(&json).unwrap_or_default())
+}
+
 /// Decodes a member written by [`encode_member`].
 pub(super) fn decode_member(
     codec: &PiiCodec,

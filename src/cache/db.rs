@@ -173,6 +173,10 @@ pub(super) fn open_checked(
                 ));
             }
             create_schema(&conn)?;
+            // Not a reason to stop the till (a full disk, say): tried again at the next open.
+            if let Err(e) = complete_old_erasures(&conn) {
+                tracing::warn!(error = %e, "what older erasures left is not cleared yet");
+            }
             Ok(conn)
         }
         Some(v) => Err(CacheError::Corrupt(format!(
@@ -188,13 +192,91 @@ pub(super) fn open_checked(
             }
             create_schema(&conn)?;
             conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('layout', ?1), ('key', ?2)",
-                params![LAYOUT_VERSION, key],
+                "INSERT INTO meta (key, value) VALUES ('layout', ?1), ('key', ?2), (?3, '1')",
+                params![LAYOUT_VERSION, key, ERASURES_COMPLETED],
             )
             .map_err(sql_err("stamping the cache layout"))?;
             Ok(conn)
         }
     }
+}
+
+/// Marks a cache whose erased members hold no tags and no feedback text: made by this
+/// storebox, or cleared once.
+const ERASURES_COMPLETED: &str = "erasures_completed";
+
+/// Clears what a storebox from before 2026-12-07 left of the members it erased — their tags
+/// (its erasure cleared only the profile until 2026-12-06) and the text of their feedback and
+/// the staff's notes on it (kept until 2026-12-07) — at the first open of such a cache: the
+/// cache's layout did not change when erasure began to clear them, so nothing else would.
+/// Members and feedback are read once; only what changes is kept in memory.
+fn complete_old_erasures(conn: &Connection) -> Result<(), CacheError> {
+    let err = || sql_err("clearing what older erasures left");
+    let done = conn
+        .prepare("SELECT 1 FROM meta WHERE key = ?1")
+        .and_then(|mut st| st.exists(params![ERASURES_COMPLETED]))
+        .map_err(err())?;
+    if done {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction().map_err(err())?;
+    let mut erased = std::collections::HashSet::new();
+    let mut members = Vec::new();
+    {
+        let mut st = tx
+            .prepare("SELECT rid, id, data FROM members")
+            .map_err(err())?;
+        let mut rows = st.query([]).map_err(err())?;
+        while let Some(row) = rows.next().map_err(err())? {
+            let data: Vec<u8> = row.get(2).map_err(err())?;
+            let (is_erased, cleared) = super::codec::erased_without_tags(&data);
+            if is_erased {
+                erased.insert(row.get::<_, String>(1).map_err(err())?);
+            }
+            if let Some(cleared) = cleared {
+                members.push((row.get::<_, i64>(0).map_err(err())?, cleared));
+            }
+        }
+    }
+    let mut feedback = Vec::new();
+    if !erased.is_empty() {
+        let mut st = tx.prepare("SELECT id, data FROM feedback").map_err(err())?;
+        let mut rows = st.query([]).map_err(err())?;
+        while let Some(row) = rows.next().map_err(err())? {
+            let data: Vec<u8> = row.get(1).map_err(err())?;
+            if let Some(cleared) = super::codec::feedback_without_text(&data, &erased) {
+                feedback.push((row.get::<_, String>(0).map_err(err())?, cleared));
+            }
+        }
+    }
+    for (rid, data) in &members {
+        tx.execute(
+            "UPDATE members SET data = ?1 WHERE rid = ?2",
+            params![data, rid],
+        )
+        .map_err(err())?;
+    }
+    for (id, data) in &feedback {
+        tx.execute(
+            "UPDATE feedback SET data = ?1 WHERE id = ?2",
+            params![data, id],
+        )
+        .map_err(err())?;
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, '1')",
+        params![ERASURES_COMPLETED],
+    )
+    .map_err(err())?;
+    tx.commit().map_err(err())?;
+    if !members.is_empty() || !feedback.is_empty() {
+        tracing::info!(
+            members = members.len(),
+            feedback = feedback.len(),
+            "cleared the tags and feedback text an older storebox left on erased members"
+        );
+    }
+    Ok(())
 }
 
 /// Where the damage marker of the cache at `path` goes.

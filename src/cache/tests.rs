@@ -390,3 +390,72 @@ fn the_writers_memo_holds_only_committed_products_and_stock() {
     assert!(p.product("A").unwrap().is_none());
     assert_eq!(p.stock("A").unwrap().map(|s| s.on_hand), Some(7));
 }
+
+/// A feedback item of `member`, with a note.
+fn said_by(id: &str, member: &str) -> crate::domain::feedback::Feedback {
+    serde_json::from_value(serde_json::json!({
+        "id": id, "rating": 1, "text": "赵七说店员态度差", "category": "service",
+        "sale_id": null, "member_id": member, "staff_no": null, "status": "in_progress",
+        "due": null, "recorded_by": "1001",
+        "notes": [{"by": "2001", "at": "2026-12-01T11:00:00+08:00", "status": "in_progress",
+                   "note": "called 赵七 back"}],
+        "created_at": "2026-12-01T10:00:00+08:00", "updated_at": "2026-12-01T11:00:00+08:00"
+    }))
+    .unwrap()
+}
+
+/// Members erased by a storebox from before 2026-12-07 kept, in the cache, their tags (free
+/// text such as "孕妇"; cleared by erasures since 2026-12-06) and the text of their feedback
+/// and the staff's notes on it (since 2026-12-07); the cache's layout did not change, so a box
+/// upgraded since still showed them on the erased member, in campaigns by tag and in
+/// `GET /v1/feedback`. The first open of such a cache clears them, once; a living member's
+/// stay.
+#[test]
+fn what_an_older_storebox_left_of_erased_members_is_cleared_at_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let codec = PiiCodec::random();
+    let (c, w, _) = Cache::open(dir.path(), 4, codec.clone()).unwrap();
+    c.rebuild_done();
+    let mut gone = person("gone", "13800000001", None);
+    gone.profile = None;
+    gone.tags = vec!["孕妇".into()];
+    gone.erased_at =
+        Some(chrono::DateTime::parse_from_rfc3339("2026-12-01T12:00:00+08:00").unwrap());
+    let mut here = person("here", "13800000002", None);
+    here.tags = vec!["vip".into()];
+    let mut p = w.pending(false).unwrap();
+    p.put_member(gone).unwrap();
+    p.put_member(here).unwrap();
+    p.put_feedback(said_by("f-gone", "gone"));
+    p.put_feedback(said_by("f-here", "here"));
+    p.commit().unwrap();
+    // As the older storebox left it: its cache had not been through the clearing.
+    w.conn()
+        .execute("DELETE FROM meta WHERE key = 'erasures_completed'", [])
+        .unwrap();
+    drop((c, w));
+    let (c, w, how) = Cache::open(dir.path(), 4, codec.clone()).unwrap();
+    assert_eq!(how, Opened::Existing);
+    assert_eq!(
+        c.member("gone").unwrap().unwrap().tags,
+        Vec::<String>::new()
+    );
+    assert_eq!(c.member("here").unwrap().unwrap().tags, vec!["vip"]);
+    let p = w.pending(false).unwrap();
+    let gone = p.feedback("f-gone").unwrap().unwrap();
+    assert_eq!((gone.text.as_str(), gone.notes[0].note.as_str()), ("", ""));
+    assert_eq!(gone.rating, 1, "the rest of the item stays");
+    let here = p.feedback("f-here").unwrap().unwrap();
+    assert_eq!(here, said_by("f-here", "here"));
+    drop(p);
+    // Once: the next open does not read every member again.
+    let done: i64 = w
+        .conn()
+        .query_row(
+            "SELECT COUNT(*) FROM meta WHERE key = 'erasures_completed'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(done, 1);
+}

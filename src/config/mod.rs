@@ -13,6 +13,7 @@ mod membership;
 mod raw;
 mod security;
 mod tls;
+mod unit;
 mod uplink;
 
 use std::collections::HashSet;
@@ -35,7 +36,8 @@ pub use membership::membership_from_value;
 pub use raw::RawConfig;
 pub use security::{BackupConfig, CREDENTIAL_NAME, DEFAULT_KEY_FILE, SecurityConfig};
 pub use tls::TlsFiles;
-pub use uplink::{UplinkConfig, UplinkTls};
+pub use unit::{UNIT_STATE_DIR, read_only_hint};
+pub use uplink::{UplinkConfig, UplinkTls, host_problem};
 
 /// A configuration error: which file, which key, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,10 +209,10 @@ pub struct Config {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let text = raw::read(path).map_err(|reason| ConfigError {
             file: path.to_path_buf(),
             key: String::new(),
-            reason: format!("cannot read: {e}"),
+            reason,
         })?;
         Config::parse(path, &text)
     }
@@ -234,12 +236,21 @@ impl Config {
             })
     }
 
-    /// Reads the files the config names beyond its own text — today the uplink's TLS
-    /// certificates and key — and says which key names one that is missing or unusable.
-    /// `check-config` and a reload refuse such a config; the daemon starts on it all the same
-    /// (the till must sell while the link to HQ is broken) and reports the uplink down with
-    /// the same reason.
+    /// Checks what only the link to HQ uses — the broker's host (a URL or a `host:port` where
+    /// a host name goes) and the uplink's TLS certificates and key, read from their files —
+    /// and says which key is wrong. `check-config` and a reload refuse such a config; the
+    /// daemon starts on it all the same (the till must sell while the link to HQ is broken)
+    /// and reports the uplink down with the same reason.
     pub fn check_files(&self) -> Result<(), ConfigError> {
+        if !self.uplink.host.is_empty()
+            && let Some(reason) = host_problem(&self.uplink.host)
+        {
+            return Err(ConfigError {
+                file: self.source.clone(),
+                key: "uplink.host".into(),
+                reason,
+            });
+        }
         if let Some(tls) = &self.uplink.tls {
             crate::uplink::tls_client_config(tls).map_err(|(key, reason)| ConfigError {
                 file: self.source.clone(),
@@ -255,10 +266,10 @@ impl Config {
     /// the checks of the environment the daemon runs in (a production daemon takes no plain
     /// PIN or terminal token, whatever the edited file says its environment is).
     pub fn load_for_reload(path: &Path, running: Environment) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let text = raw::read(path).map_err(|reason| ConfigError {
             file: path.to_path_buf(),
             key: String::new(),
-            reason: format!("cannot read: {e}"),
+            reason,
         })?;
         Config::parse_for_reload(path, &text, running)
     }
@@ -426,7 +437,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
             .find(|o: &&TerminalConfig| o.token_sha256 == token_sha256)
         {
             return Err(bad(
-                key("token"),
+                key(if plain_token { "token" } else { "token_sha256" }),
                 format!(
                     "the same token as terminal {}; each terminal needs its own",
                     other.id

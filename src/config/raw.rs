@@ -181,6 +181,24 @@ pub(super) struct RawProduct {
     pub safety_stock: Option<i64>,
 }
 
+/// Reads a config file as text. A file that is not UTF-8 — saved as "ANSI" (GBK, Windows-1252)
+/// or "Unicode" (UTF-16) by a Windows editor — is refused with the line where the text stops
+/// being UTF-8 and what to do; a UTF-8 BOM and CRLF line ends are read as they are.
+pub(super) fn read(path: &std::path::Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        return Err("the file is UTF-16 (\"Unicode\" in Notepad); save it as UTF-8".into());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        format!(
+            "line {line} is not UTF-8 (the file was saved as GBK or Windows-1252, \"ANSI\" in \
+             Notepad?); save it as UTF-8"
+        )
+    })
+}
+
 /// Parses TOML text; on error returns the dotted key path and a reason with the line number.
 pub(super) fn parse(text: &str) -> Result<RawConfig, Invalid> {
     let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, &e, String::new()))?;

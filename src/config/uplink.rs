@@ -102,6 +102,33 @@ pub struct UplinkConfig {
     pub tls: Option<UplinkTls>,
 }
 
+/// Why `host` cannot be the broker's host name or address, if it cannot: what HQ mails is
+/// often a URL (`mqtts://mqtt.hq.example.cn:8883`) or a `host:port`, which the resolver takes
+/// as one long name and fails to find at every retry. An IPv6 address is written bare
+/// (`fd00::5`), without brackets.
+pub fn host_problem(host: &str) -> Option<String> {
+    const HINT: &str = "give the broker's host name or IP address alone, the port in \
+                        uplink.port and TLS in [uplink.tls] (e.g. host = \"mqtt.hq.example.cn\", \
+                        port = 8883)";
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        return None;
+    }
+    let what = if host.contains("://") {
+        "is a URL"
+    } else if host.chars().any(char::is_whitespace) {
+        "has spaces in it"
+    } else if host.starts_with('[') {
+        "is in brackets"
+    } else if host.contains(':') {
+        "has a port in it"
+    } else if host.contains(['/', '@', '?', '#']) {
+        "is not a host name"
+    } else {
+        return None;
+    };
+    Some(format!("{host:?} {what}: {HINT}"))
+}
+
 pub(super) fn to_uplink(raw: Option<RawUplink>, store_id: &str) -> Result<UplinkConfig, Invalid> {
     let r = raw.unwrap_or_default();
     let tls = match r.tls {

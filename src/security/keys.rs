@@ -44,14 +44,14 @@ pub enum KeyError {
         /// Why.
         reason: String,
     },
-    /// Occurs when the file cannot be read or written.
-    #[error("{path}: {source}")]
+    /// Occurs when the file cannot be read or written. (The OS error is said here, not as a
+    /// source as well: a start's error chain then said it twice.)
+    #[error("the store key {path}: {error}{}", denied_hint(error))]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Occurs when the key does not belong to the data it should open.
     #[error(
@@ -138,9 +138,9 @@ impl StoreKeys {
 
     /// Reads the key file at `path`, refusing one that group or others can read.
     pub fn load(path: &Path) -> Result<StoreKeys, KeyError> {
-        let io = |source| KeyError::Io {
+        let io = |error| KeyError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,
@@ -185,9 +185,9 @@ impl StoreKeys {
     /// Creates a new key file at `path` (mode 0600, parent directories 0700). Fails if the file
     /// exists: a key is never overwritten.
     pub fn create(path: &Path) -> Result<StoreKeys, KeyError> {
-        let io = |source| KeyError::Io {
+        let io = |error| KeyError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             let mut b = std::fs::DirBuilder::new();
@@ -225,6 +225,22 @@ impl StoreKeys {
             Err(e) => Err(e),
         }
     }
+}
+
+/// What to do about a key file this user may not read: under systemd the service runs as
+/// `storebox` and gets the root-owned key as a credential, unless `key_file` names the file.
+fn denied_hint(error: &std::io::Error) -> String {
+    if error.kind() != std::io::ErrorKind::PermissionDenied {
+        return String::new();
+    }
+    format!(
+        " (storebox runs as uid {}); under systemd leave security.key_file unset: the unit \
+         hands {} to the service as the credential {}; else give the file to this user, mode 0600",
+        // SAFETY: getuid(2) cannot fail.
+        unsafe { libc::getuid() },
+        crate::config::DEFAULT_KEY_FILE,
+        crate::config::CREDENTIAL_NAME,
+    )
 }
 
 fn malformed(path: &Path, reason: &str) -> KeyError {

@@ -134,7 +134,12 @@ pub(super) async fn run(parts: Parts, shutdown: CancellationToken) {
                 if was_up && started.elapsed() >= cfg.healthy_after {
                     delay = cfg.reconnect_min;
                 }
-                tracing::warn!(%reason, retry_in_ms = delay.as_millis() as u64, "uplink connection lost");
+                tracing::warn!(
+                    broker = %format_args!("{}:{}", cfg.host, cfg.port),
+                    %reason,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "uplink connection lost"
+                );
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}
@@ -174,6 +179,11 @@ async fn pump(mut el: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>
 impl Link {
     fn options(&self, clean: bool) -> Result<MqttOptions, String> {
         let cfg = &self.parts.config;
+        // Said at start and refused by check-config and a reload; here it is what every
+        // retry reports (rather than a name the resolver did not find).
+        if let Some(problem) = crate::config::host_problem(&cfg.host) {
+            return Err(format!("uplink.host: {problem}"));
+        }
         let mut o = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
         o.set_keep_alive(cfg.keep_alive)
             .set_clean_session(clean)
