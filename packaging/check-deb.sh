@@ -147,8 +147,9 @@ wants="etc/systemd/system/multi-user.target.wants/storebox.service"
 say "scratch root: installed, user storebox (uid $uid), groups, /etc/storebox 755 root:root, not enabled"
 
 # The installed unit, as installed: verify resolves ExecStart=/usr/bin/storebox inside the root,
-# and ExecReload='s /bin/kill, which util-linux (Essential) puts on every Debian box; the scratch
-# root has no util-linux, so it gets this system's.
+# and ExecReload='s /bin/kill, which procps puts on every standard Debian install (priority
+# important; the package Recommends it, see Cargo.toml); the scratch root has no procps, so it
+# gets this system's.
 install -D -m 755 /bin/kill "$fresh/bin/kill"
 if ! out=$(systemd-analyze verify --root="$fresh" --man=no --recursive-errors=no \
     /usr/lib/systemd/system/storebox.service 2>&1) || [ -n "$out" ]; then

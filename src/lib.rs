@@ -45,7 +45,8 @@
 //! - [`metrics`]: counters and histograms for `GET /metrics`.
 //! - [`config`]: TOML → validated [`config::Config`], errors naming file, key and reason;
 //!   secrets on disk every user can read (`config/exposure.rs`); directories the packaged
-//!   unit would not let the service write (`config/unit.rs`).
+//!   unit would not let the service write (`config/unit.rs`); likely mistakes warned about, not
+//!   refused (`config/warnings.rs`).
 //! - [`notify`]: systemd's notify protocol without libsystemd — `READY=1` once HTTP is served,
 //!   `STATUS=`, `STOPPING=1`, `EXTEND_TIMEOUT_USEC` while a long replay gets on, and watchdog
 //!   pings only while the ledger answers and the HTTP server runs. The unit, sysusers and udev files are in `systemd/`.

@@ -168,7 +168,7 @@ fn main() -> ExitCode {
                     for w in c
                         .exposed_secrets()
                         .iter()
-                        .chain(&c.devices_sharing_a_port())
+                        .chain(&c.likely_mistakes())
                         .chain(&c.outside_the_unit())
                     {
                         eprintln!("warning: {w}");

@@ -1,6 +1,7 @@
 //! What the IT person installing storebox on many boxes sees: secrets on disk that every user
-//! can read (warned by `check-config` and at start), a journal from a newer storebox met by an
-//! older one, and an offline command refused while the daemon runs.
+//! can read (warned by `check-config` and at start), a time zone whose sign is the reverse of
+//! what it looks like, a journal from a newer storebox met by an older one, and an offline
+//! command refused while the daemon runs.
 
 mod common;
 
@@ -117,6 +118,30 @@ fn a_daemon_started_on_a_config_every_user_can_read_says_so() {
         log.contains("can be read by every user on this box (mode 0644), and it holds terminal tokens, staff PINs"),
         "{log}"
     );
+    assert_eq!(d.terminate(), Some(0));
+}
+
+/// `Etc/GMT+8` reads as China's UTC+8 but is UTC−8 (the `Etc/` names reverse the sign): a
+/// store given it would count its days, birthdays and reports sixteen hours off. Said by
+/// `check-config` and at every start, not refused.
+#[test]
+fn an_etc_gmt_time_zone_is_said_with_its_real_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("storebox.toml");
+    let text =
+        config_text(&dir.path().join("data"), "").replace("\"Asia/Shanghai\"", "\"Etc/GMT+8\"");
+    assert!(text.contains("Etc/GMT+8"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_storebox"))
+        .args(["check-config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = "warning: store.timezone: Etc/GMT+8 is UTC−8";
+    assert!(stderr(&out).contains(said), "{}", stderr(&out));
+    let d = Daemon::start_with(dir.path(), &config);
+    let log = d.log_text();
+    assert!(log.contains("Etc/GMT+8 is UTC−8"), "{log}");
     assert_eq!(d.terminate(), Some(0));
 }
 

@@ -138,7 +138,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Err(e) = config.check_files() {
         tracing::error!(error = %e, "the uplink cannot connect until this is fixed");
     }
-    for w in config.devices_sharing_a_port() {
+    for w in config.likely_mistakes() {
         tracing::warn!("{w}");
     }
     // Secrets every user on the box can read: said at every start, refused nowhere (the store

@@ -15,6 +15,7 @@ mod security;
 mod tls;
 mod unit;
 mod uplink;
+mod warnings;
 
 use std::collections::HashSet;
 use std::fmt;
