@@ -131,6 +131,13 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
                 .to_string(),
         );
     }
+    let now = chrono::Utc::now();
+    if crate::domain::timestamp::clock_not_set(&now) {
+        degraded.push(format!(
+            "clock not set: the box's clock says {}; sales are recorded with that date until NTP sets it (no battery-backed clock? check NTP and the network)",
+            state.settings.local(now).format("%Y-%m-%d %H:%M")
+        ));
+    }
     if disk.low {
         degraded.push("disk space low".to_string());
     }

@@ -21,6 +21,13 @@ pub(super) fn starting(config: &Config) {
         environment = %format!("{:?}", config.store.environment).to_lowercase(),
         "storebox {VERSION} starting"
     );
+    let now = chrono::Utc::now();
+    if crate::domain::timestamp::clock_not_set(&now) {
+        tracing::warn!(
+            clock = %now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "clock not set: sales are recorded with this date until NTP sets it; /healthz says so while it lasts"
+        );
+    }
 }
 
 /// The line that says the daemon serves, with what is on and off.

@@ -13,6 +13,17 @@
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveTime, Timelike};
 
+/// No store sells before this (this release was made later): a clock that says an earlier
+/// time was not set — a box without a battery-backed clock booted at 1970-01-01 before NTP
+/// set it (or never, with the store's uplink down). Sales are still recorded (refusing them
+/// would close the store), dated as the clock says; `/healthz` and the log say so.
+pub const CLOCK_FLOOR_UNIX: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+/// Whether the clock that says `now` was evidently never set (see [`CLOCK_FLOOR_UNIX`]).
+pub fn clock_not_set<Tz: chrono::TimeZone>(now: &DateTime<Tz>) -> bool {
+    now.timestamp() < CLOCK_FLOOR_UNIX
+}
+
 /// Longest text [`write()`] produces on its short way: `2026-11-23T10:15:00.123456789+08:00`.
 const SHORT: usize = 35;
 
@@ -256,6 +267,14 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_clock_at_1970_is_not_set_and_one_at_the_floor_is() {
+        let at = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap();
+        assert!(super::clock_not_set(&at(30)));
+        assert!(super::clock_not_set(&at(super::CLOCK_FLOOR_UNIX - 1)));
+        assert!(!super::clock_not_set(&at(super::CLOCK_FLOOR_UNIX)));
+    }
 
     fn chrono_json(t: &DateTime<FixedOffset>) -> String {
         serde_json::to_string(t).unwrap_or_default()
