@@ -118,6 +118,7 @@ pub async fn run(
         return;
     }
     let mut done: Option<NaiveDate> = None;
+    let mut waiting = false;
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
@@ -129,6 +130,16 @@ pub async fn run(
         if now.hour() < a.run_hour || done == Some(today) {
             continue;
         }
+        // A box without a battery-backed clock that booted at 1970: a run now would issue
+        // coupons dated 1970, expired once NTP sets the clock.
+        if crate::domain::timestamp::clock_not_set(&now) {
+            if !waiting {
+                tracing::warn!(%today, "morning automation waits: the clock is not set");
+                waiting = true;
+            }
+            continue;
+        }
+        waiting = false;
         let result = run_once(&ledger, &cache, &settings, today, &shutdown).await;
         if shutdown.is_cancelled() {
             return;

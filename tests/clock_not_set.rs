@@ -1,5 +1,5 @@
 //! A box without a battery-backed clock boots at 1970-01-01 and sells until NTP sets the
-//! clock. The daemon runs under libfaketime (`apt-get install faketime`); the test is
+//! clock; the morning automation waits for it. The daemon runs under libfaketime (`apt-get install faketime`); the test is
 //! skipped where it is missing.
 
 mod common;
@@ -25,6 +25,34 @@ async fn a_clock_at_1970_is_reported_in_healthz_and_the_log() {
     assert!(
         d.log_text().contains("clock not set"),
         "no warning in the log:\n{}",
+        d.log_text()
+    );
+    d.terminate();
+}
+
+/// The morning automation does not run on a clock of 1970: its coupons would be dated 1970
+/// (expired once NTP sets the clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_morning_automation_waits_for_the_clock() {
+    let Some(lib) = libfaketime() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("storebox.toml");
+    let text = common::config_text(&dir.path().join("data"), "").replace(
+        "[insight.automation]\nenabled = false",
+        "[insight.automation]\nenabled = true\nrun_hour = 0",
+    );
+    assert!(text.contains("run_hour = 0"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let at_1970 = ("FAKETIME", "@1970-01-01 00:00:30");
+    let d = start_faked(dir.path(), &config, lib, at_1970, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !d.log_text().contains("morning automation waits") {
+        assert!(std::time::Instant::now() < deadline, "{}", d.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        !d.log_text().contains("morning automation done"),
+        "{}",
         d.log_text()
     );
     d.terminate();
