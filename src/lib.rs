@@ -21,8 +21,9 @@
 //!   arrive over a channel, are computed in `domain`, appended in one transaction per batch
 //!   (group commit), projected into the cache, and answered after the commit.
 //! - [`uplink`]: the MQTT link to HQ — the outbox sender (events leave only on PUBACK), the
-//!   downlink applier (HQ's master data by per-item version), the retained status (and
-//!   another box's under the same store id, `uplink/link/status.rs`).
+//!   downlink applier (HQ's master data by per-item version, a message at a time, big ones in
+//!   parts), the retained status (and another box's under the same store id,
+//!   `uplink/link/status.rs`), leaving the broker (`uplink/link/farewell.rs`).
 //! - [`pii`]: the one codec personal data passes through on its way to disk: sealed per member
 //!   in the journal (data keys in `member_keys`), sealed in the cache, HMAC lookup keys.
 //! - [`security`]: the store key file and the keys derived from it, the sealing and MAC

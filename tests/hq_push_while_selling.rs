@@ -50,8 +50,9 @@ fn quantile(v: &mut [Duration], q: f64) -> Duration {
 }
 
 /// While HQ pushes 30,000 members in two messages of 4 MB, a cashier's member lookups and
-/// sales are answered (none fails, p99 well under 500 ms in a debug build), and the daemon's
-/// resident memory grows by less than 100 MiB. Each message's items were all made JSON values
+/// sales are answered (none fails; p99 was 3–8 ms for lookups and 103–132 ms for sales in a
+/// debug build here, asserted under 2 s), and the daemon's resident memory grows by less than
+/// 100 MiB. Each message's items were all made JSON values
 /// at once (87 MB for 4 MB of members) and the parsed message was copied whole before it was
 /// applied: 30,000 members took the daemon from 35 to 224 MiB, 60,000 to 256 MiB, and it
 /// kept that.
@@ -111,14 +112,15 @@ async fn a_push_of_members_keeps_the_till_answering_and_memory_bounded() {
         lookups.len() >= 20,
         "too few requests during the push to judge"
     );
+    // Not a timing test (the figures are printed; the benchmark measures speed): a guard that
+    // the till was not held for the push, with room for a loaded CI machine.
     assert!(
-        lookup_p99 < Duration::from_millis(500),
+        lookup_p99 < Duration::from_secs(2),
         "lookup p99 {lookup_p99:?}"
     );
-    assert!(
-        sale_p99 < Duration::from_millis(500),
-        "sale p99 {sale_p99:?}"
-    );
+    // Not a timing test (the figures are printed; the benchmark measures speed): a guard that
+    // the till was not held for the push, with room for a loaded CI machine.
+    assert!(sale_p99 < Duration::from_secs(2), "sale p99 {sale_p99:?}");
     // Every member arrived, with the counters HQ sent.
     let (s, v) = d.get(&t, "/v1/members?phone=13900012345").await;
     assert_eq!(

@@ -20,7 +20,7 @@ use crate::domain::campaign::{
     Campaign, CampaignResult, CampaignSpec, Measure, Revenue, Target, check,
 };
 use crate::domain::catalog::CouponKind;
-use crate::ledger::{Command, Outcome};
+use crate::ledger::Outcome;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -223,16 +223,8 @@ async fn start(
             "no member matches the target",
         )
     })?;
-    let campaign = match state
-        .ledger
-        .execute(
-            staff.actor(),
-            Command::StartCampaign {
-                campaign: Box::new(campaign),
-            },
-        )
-        .await?
-    {
+    let started = state.ledger.start_campaign(staff.actor(), campaign, None);
+    let campaign = match started.await? {
         Outcome::Campaign(c) => *c,
         other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     };

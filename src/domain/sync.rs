@@ -124,22 +124,18 @@ impl HqUpdate {
     }
 
     /// The update cut, in order, into updates of at most `n` items (at least one update; the
-    /// rules are one item).
-    pub fn split(self, n: usize) -> Vec<HqUpdate> {
-        fn cut<T>(items: Vec<T>, n: usize, kind: fn(Vec<T>) -> HqUpdate) -> Vec<HqUpdate> {
-            let n = n.max(1);
-            if items.len() <= n {
-                return vec![kind(items)];
+    /// rules are one item), each copied when its turn comes: a message of 15,000 members holds
+    /// some 35 MB, and a copy of it all beside it doubled that.
+    pub fn parts(&self, n: usize) -> impl Iterator<Item = HqUpdate> + Send + '_ {
+        fn cut<T: Clone + Sync>(
+            items: &[T],
+            n: usize,
+            kind: fn(Vec<T>) -> HqUpdate,
+        ) -> Box<dyn Iterator<Item = HqUpdate> + Send + '_> {
+            if items.is_empty() {
+                return Box::new(std::iter::once(kind(Vec::new())));
             }
-            let mut out = Vec::with_capacity(items.len().div_ceil(n));
-            let mut rest = items.into_iter();
-            loop {
-                let part: Vec<T> = rest.by_ref().take(n).collect();
-                if part.is_empty() {
-                    return out;
-                }
-                out.push(kind(part));
-            }
+            Box::new(items.chunks(n.max(1)).map(move |c| kind(c.to_vec())))
         }
         match self {
             HqUpdate::Products(v) => cut(v, n, HqUpdate::Products),
@@ -148,7 +144,7 @@ impl HqUpdate {
             HqUpdate::Coupons(v) => cut(v, n, HqUpdate::Coupons),
             HqUpdate::Staff(v) => cut(v, n, HqUpdate::Staff),
             HqUpdate::Stock(v) => cut(v, n, HqUpdate::Stock),
-            rules @ HqUpdate::Rules { .. } => vec![rules],
+            rules @ HqUpdate::Rules { .. } => Box::new(std::iter::once(rules.clone())),
         }
     }
 }
@@ -420,21 +416,27 @@ mod tests {
             safety_stock: None,
             version: 1,
         };
-        let parts = HqUpdate::Stock((0..5).map(stock).collect()).split(2);
-        let skus: Vec<Vec<String>> = parts
-            .into_iter()
+        let update = HqUpdate::Stock((0..5).map(stock).collect());
+        let skus: Vec<Vec<String>> = update
+            .parts(2)
             .map(|p| match p {
                 HqUpdate::Stock(v) => v.into_iter().map(|s| s.sku).collect(),
                 other => panic!("{other:?}"),
             })
             .collect();
         assert_eq!(skus, [vec!["S0", "S1"], vec!["S2", "S3"], vec!["S4"]]);
-        assert_eq!(HqUpdate::Stock(vec![]).split(2), [HqUpdate::Stock(vec![])]);
+        assert_eq!(
+            HqUpdate::Stock(vec![]).parts(2).collect::<Vec<_>>(),
+            [HqUpdate::Stock(vec![])]
+        );
         let rules = HqUpdate::Rules {
             version: 1,
             rules: Box::default(),
         };
-        assert_eq!(rules.clone().split(2), [rules]);
+        assert_eq!(
+            rules.parts(2).collect::<Vec<_>>(),
+            std::slice::from_ref(&rules)
+        );
     }
 
     #[test]

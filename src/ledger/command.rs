@@ -121,9 +121,21 @@ pub enum Command {
         /// a coupon configured, which only flags the member to HQ.
         coupon: Option<Box<crate::domain::catalog::Coupon>>,
     },
-    /// Start a campaign: record it, then issue its coupons to the treated members.
+    /// Start a campaign: record it, then issue its coupons to the treated members. A big
+    /// campaign is started by [`crate::ledger::Ledger::start_campaign`], its coupons issued in
+    /// parts first.
     StartCampaign {
         /// The campaign.
+        campaign: Box<crate::domain::campaign::Campaign>,
+        /// Its coupons were issued, and its members checked, by
+        /// [`Command::IssueCampaignCoupons`] for each part: only the campaign is recorded.
+        issued: bool,
+    },
+    /// Issue a campaign's coupons to some of its members ahead of its start (a part of a big
+    /// campaign): to the treated members still here who do not hold theirs yet. Answers with
+    /// the part's members still here.
+    IssueCampaignCoupons {
+        /// The campaign, with the part's members.
         campaign: Box<crate::domain::campaign::Campaign>,
     },
     /// Record a customer's feedback.

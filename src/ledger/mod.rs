@@ -146,6 +146,8 @@ pub struct Ledger {
 
 /// Most commands committed in one transaction.
 const MAX_BATCH: usize = 256;
+/// Members of a campaign one batch checks and issues coupons to (see [`Ledger::start_campaign`]).
+const CAMPAIGN_PART: usize = 256;
 /// Journal events replayed per cache write at start-up.
 const REPLAY_CHUNK: usize = if cfg!(test) { 10 } else { 2_000 };
 
@@ -309,6 +311,69 @@ impl Ledger {
                     LedgerError::ShuttingDown
                 }
             })?
+    }
+
+    /// Starts a campaign ([`Command::StartCampaign`]). One of more than [`CAMPAIGN_PART`]
+    /// members has its members checked and its coupons issued that many at a time first
+    /// ([`Command::IssueCampaignCoupons`]), each part a batch of its own with the tills' sales
+    /// in between, and is then recorded: a campaign of 20,000 members issued as one batch held
+    /// a sale for seconds. Broken off half-way (a failed write; `stop` cancelled, which ends it
+    /// before the next part), the coupons issued stay, and the campaign started again issues
+    /// the rest.
+    pub async fn start_campaign(
+        &self,
+        actor: Actor,
+        c: crate::domain::campaign::Campaign,
+        stop: Option<&tokio_util::sync::CancellationToken>,
+    ) -> Result<Outcome, LedgerError> {
+        if c.treated.len() + c.control.len() <= CAMPAIGN_PART {
+            let cmd = Command::StartCampaign {
+                campaign: Box::new(c),
+                issued: false,
+            };
+            return self.execute(actor, cmd).await;
+        }
+        let crate::domain::campaign::Campaign {
+            spec,
+            treated,
+            control,
+            started_by,
+        } = c;
+        let part = |treated: &[String], control: &[String]| crate::domain::campaign::Campaign {
+            spec: spec.clone(),
+            treated: treated.to_vec(),
+            control: control.to_vec(),
+            started_by: started_by.clone(),
+        };
+        let mut live = part(&[], &[]);
+        let parts = treated
+            .chunks(CAMPAIGN_PART)
+            .map(|t| part(t, &[]))
+            .chain(control.chunks(CAMPAIGN_PART).map(|k| part(&[], k)));
+        for p in parts {
+            if stop.is_some_and(|s| s.is_cancelled()) {
+                return Err(LedgerError::ShuttingDown);
+            }
+            let cmd = Command::IssueCampaignCoupons {
+                campaign: Box::new(p),
+            };
+            match self.execute(actor.clone(), cmd).await? {
+                Outcome::Campaign(p) => {
+                    live.treated.extend(p.treated);
+                    live.control.extend(p.control);
+                }
+                other => {
+                    return Err(LedgerError::Internal(format!(
+                        "issuing a campaign's coupons answered {other:?}"
+                    )));
+                }
+            }
+        }
+        let cmd = Command::StartCampaign {
+            campaign: Box::new(live),
+            issued: true,
+        };
+        self.execute(actor, cmd).await
     }
 
     /// Leaves the cache's bulk mode once the commands sent before have been executed: the

@@ -126,7 +126,9 @@ impl Worker {
                     Msg::Job(job)
                         if matches!(
                             job.cmd,
-                            Command::ApplyHq(_) | Command::StartCampaign { .. }
+                            Command::ApplyHq(_)
+                                | Command::StartCampaign { .. }
+                                | Command::IssueCampaignCoupons { .. }
                         ) =>
                     {
                         self.guarded_batch(std::mem::take(&mut jobs));

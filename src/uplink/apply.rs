@@ -19,9 +19,12 @@ use crate::ledger::{Command, Ledger, LedgerError, Outcome};
 
 /// Applies downlink messages one at a time, in arrival order, and acknowledges each to the
 /// broker after the ledger applied it. A malformed or oversized message is counted, reported
-/// and acknowledged, so it never comes back.
+/// and acknowledged, so it never comes back. One left unacknowledged (still failing on
+/// storage) rings `redeliver`: the link connects again, for the broker to deliver it again.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn applier(
     mut rx: mpsc::Receiver<(Publish, AsyncClient)>,
+    redeliver: Arc<tokio::sync::Notify>,
     ledger: Ledger,
     cache: Cache,
     status: Arc<UplinkStatus>,
@@ -31,7 +34,18 @@ pub(super) async fn applier(
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     let tz = ledger.settings.tz;
-    while let Some((p, client)) = rx.recv().await {
+    loop {
+        // A daemon stopping applies nothing more: what it received and did not acknowledge,
+        // the broker delivers again on its next connection (the queue may hold minutes of a
+        // resync's work, none of which could be acknowledged any more).
+        let (p, client) = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            next = rx.recv() => match next {
+                Some(next) => next,
+                None => return,
+            },
+        };
         let now = chrono::Utc::now().with_timezone(&tz).fixed_offset();
         let parsed = match topics.downlink(&p.topic) {
             None => Err(format!("unexpected topic {}", p.topic)),
@@ -59,20 +73,26 @@ pub(super) async fn applier(
             Ok(parsed) => {
                 if !parsed.rejected.is_empty() {
                     status.malformed.fetch_add(1, Relaxed);
-                    let shown: Vec<&String> = parsed.rejected.iter().take(20).collect();
                     tracing::warn!(topic = %p.topic, rejected = parsed.rejected.len(), "downlink items left out");
-                    alert(
-                        &ledger,
-                        "downlink_items_rejected",
-                        format!(
-                            "{} item(s) of message {} on {} were left out",
-                            parsed.rejected.len(),
-                            parsed.id,
-                            p.topic
-                        ),
-                        json!({"topic": p.topic, "id": parsed.id, "rejected": shown}),
-                    )
-                    .await;
+                    let message = format!(
+                        "{} item(s) of message {} on {} were left out",
+                        parsed.rejected.len(),
+                        parsed.id,
+                        p.topic
+                    );
+                    let parts = parsed.rejected_at.chunks(NAMED_PER_ALERT);
+                    let reasons = parsed.rejected.chunks(NAMED_PER_ALERT);
+                    for (at, why) in parts.zip(reasons) {
+                        let shown: Vec<&String> = why.iter().take(20).collect();
+                        alert(
+                            &ledger,
+                            "downlink_items_rejected",
+                            message.clone(),
+                            json!({"topic": p.topic, "id": parsed.id, "rejected": shown,
+                                   "items": at, "count": parsed.rejected.len()}),
+                        )
+                        .await;
+                    }
                 }
                 // A message that failed on storage is applied again here, for a few minutes:
                 // the broker delivers an unacknowledged message again only on the next
@@ -81,7 +101,7 @@ pub(super) async fn applier(
                 let (mut pause, mut attempts) = (RETRY_FIRST, 1);
                 let applying = loop {
                     let applying = match &parsed.action {
-                        Downlink::Update(u) => apply_update(&ledger, u.clone()).await,
+                        Downlink::Update(u) => apply_update(&ledger, u, &shutdown).await,
                         Downlink::Resync => ledger
                             .execute(
                                 system_actor(),
@@ -92,7 +112,7 @@ pub(super) async fn applier(
                             .await
                             .map(|_| Vec::new()),
                         Downlink::Campaigns(specs) => {
-                            if start_campaigns(&ledger, &cache, specs.clone()).await {
+                            if start_campaigns(&ledger, &cache, specs.clone(), &shutdown).await {
                                 Ok(Vec::new())
                             } else {
                                 Err(LedgerError::Unavailable(
@@ -124,20 +144,23 @@ pub(super) async fn applier(
                     Ok(unknown_products) => {
                         status.applied.fetch_add(1, Relaxed);
                         if !unknown_products.is_empty() {
-                            let shown: Vec<&String> = unknown_products.iter().take(20).collect();
                             tracing::warn!(topic = %p.topic, products = unknown_products.len(), "prices for unknown products left out");
-                            alert(
-                                &ledger,
-                                "downlink_items_rejected",
-                                format!(
-                                    "{} price(s) of message {} on {} are for products this store does not know; send the products",
-                                    unknown_products.len(),
-                                    parsed.id,
-                                    p.topic
-                                ),
-                                json!({"topic": p.topic, "id": parsed.id, "unknown_products": shown}),
-                            )
-                            .await;
+                            let message = format!(
+                                "{} price(s) of message {} on {} are for products this store does not know; send the products",
+                                unknown_products.len(),
+                                parsed.id,
+                                p.topic
+                            );
+                            for skus in unknown_products.chunks(NAMED_PER_ALERT) {
+                                alert(
+                                    &ledger,
+                                    "downlink_items_rejected",
+                                    message.clone(),
+                                    json!({"topic": p.topic, "id": parsed.id, "unknown_products": skus,
+                                           "count": unknown_products.len()}),
+                                )
+                                .await;
+                            }
                         }
                         true
                     }
@@ -145,7 +168,11 @@ pub(super) async fn applier(
                         // Still failing after minutes (a disk full for longer, a lasting
                         // fault): left unacknowledged, for the broker to deliver again on the
                         // next connection, and HQ's later messages are not held up for ever.
+                        // That connection is made now: the broker counts the message against
+                        // its in-flight limit (Mosquitto's `max_inflight_messages`) until then,
+                        // and once that many are held it sends nothing more on this one.
                         tracing::error!(error = %e, topic = %p.topic, attempts, "downlink message not applied; left for the broker to deliver again");
+                        redeliver.notify_one();
                         false
                     }
                     Err(e) => {
@@ -180,6 +207,11 @@ const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 /// about two and a half minutes) before it is left to the broker's next delivery.
 const RETRY_ATTEMPTS: u32 = 10;
 
+/// Most items (positions, or SKUs of unknown products) one `downlink_items_rejected` alert
+/// names; more go in further alerts. HQ must learn every item it has to send again, and an
+/// alert must stay under `uplink.max_packet_bytes` (1,000 SKUs of 32 characters: 35 KB).
+const NAMED_PER_ALERT: usize = 1000;
+
 /// Most items of an HQ message applied in one ledger batch. A batch holds up the terminals'
 /// sales queued behind it; a message of 20,000 products or 10,000 members (well under
 /// `max_message_bytes`) applied at once held a sale for seconds.
@@ -188,11 +220,20 @@ const ITEMS_PER_BATCH: usize = 256;
 /// Applies HQ's master data in parts of [`ITEMS_PER_BATCH`] items, one ledger batch each, so
 /// that the sales that come meanwhile go in between; returns the products that prices were
 /// sent for but the store does not know. A part that fails stops the rest: the parts before it
-/// stay applied, and HQ's message delivered again finds their items held at their version.
-async fn apply_update(ledger: &Ledger, update: HqUpdate) -> Result<Vec<String>, LedgerError> {
+/// stay applied, and HQ's message delivered again finds their items held at their version. So
+/// does a daemon stopping, after the part under way.
+async fn apply_update(
+    ledger: &Ledger,
+    update: &HqUpdate,
+    shutdown: &CancellationToken,
+) -> Result<Vec<String>, LedgerError> {
     let mut unknown = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for part in update.split(ITEMS_PER_BATCH) {
+    for part in update.parts(ITEMS_PER_BATCH) {
+        // Stopping: the rest comes again with the message, unacknowledged.
+        if shutdown.is_cancelled() {
+            return Err(LedgerError::ShuttingDown);
+        }
         let outcome = ledger
             .execute(system_actor(), Command::ApplyHq(Box::new(part)))
             .await?;
@@ -228,7 +269,12 @@ fn fails_again(e: &LedgerError) -> bool {
 /// a redelivered message changes nothing). True when every campaign is dealt with and the
 /// message can be acknowledged; false (redelivery) when the store could not read its members
 /// or write the journal.
-async fn start_campaigns(ledger: &Ledger, cache: &Cache, specs: Vec<CheckedSpec>) -> bool {
+async fn start_campaigns(
+    ledger: &Ledger,
+    cache: &Cache,
+    specs: Vec<CheckedSpec>,
+    shutdown: &CancellationToken,
+) -> bool {
     for checked in specs {
         let id = checked.spec.id.clone();
         match cache.campaign(&id) {
@@ -279,10 +325,10 @@ async fn start_campaigns(ledger: &Ledger, cache: &Cache, specs: Vec<CheckedSpec>
             }
         };
         let (treated, control) = (campaign.treated.len(), campaign.control.len());
-        let cmd = Command::StartCampaign {
-            campaign: Box::new(campaign),
-        };
-        match ledger.execute(system_actor(), cmd).await {
+        match ledger
+            .start_campaign(system_actor(), campaign, Some(shutdown))
+            .await
+        {
             Ok(_) => {
                 tracing::info!(campaign = %id, treated, control, "campaign from HQ started")
             }

@@ -9,6 +9,7 @@
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::config::membership_from_value;
 use crate::domain::campaign::{CampaignSpec, CheckedSpec, check};
@@ -39,15 +40,22 @@ pub struct Parsed {
     pub action: Downlink,
     /// Items left out: `"items[3]: phone: must be ..."`.
     pub rejected: Vec<String>,
+    /// Their positions in the message's `items` (3 for the one above), in the same order.
+    pub rejected_at: Vec<usize>,
 }
 
+/// The message as received: each item left as its text in the payload, made a [`Value`] only
+/// when its turn comes. A whole message's items as values at once (HQ's 4 MiB of members is
+/// about 15,000 of them) took 87 MB beside the payload, and the box's resident memory
+/// stayed there after.
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     #[serde(default)]
     id: Option<Value>,
     #[serde(default)]
     kind: Option<String>,
-    items: Vec<Value>,
+    #[serde(borrow)]
+    items: Vec<&'a RawValue>,
 }
 
 /// HQ's member record: the profile fields flat, as HQ's API has them.
@@ -117,14 +125,19 @@ pub fn parse(kind: &str, payload: &[u8], now: DateTime<FixedOffset>) -> Result<P
         Some(other) => other.to_string(),
         None => String::new(),
     };
-    let mut rejected = Vec::new();
+    let (mut rejected, mut rejected_at) = (Vec::new(), Vec::new());
     macro_rules! items {
         ($convert:expr) => {{
             let mut out = Vec::with_capacity(env.items.len());
-            for (i, item) in env.items.into_iter().enumerate() {
-                match $convert(item) {
+            for (i, raw) in env.items.into_iter().enumerate() {
+                let item = serde_json::from_str::<Value>(raw.get())
+                    .map_err(|e| without_value(&e.to_string()));
+                match item.and_then($convert) {
                     Ok(v) => out.push(v),
-                    Err(e) => rejected.push(format!("items[{i}]: {e}")),
+                    Err(e) => {
+                        rejected.push(format!("items[{i}]: {e}"));
+                        rejected_at.push(i);
+                    }
                 }
             }
             out
@@ -174,6 +187,7 @@ pub fn parse(kind: &str, payload: &[u8], now: DateTime<FixedOffset>) -> Result<P
         id,
         action,
         rejected,
+        rejected_at,
     })
 }
 

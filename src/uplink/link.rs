@@ -20,6 +20,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+mod farewell;
 mod status;
 
 use super::outbox::{Outbox, publish_packet_size};
@@ -67,8 +68,10 @@ enum End {
 pub(super) async fn run(parts: Parts, shutdown: CancellationToken) {
     let topics = Topics::new(&parts.config.topic_prefix, &parts.store_id);
     let (down_tx, down_rx) = mpsc::channel(64);
+    let redeliver = Arc::new(tokio::sync::Notify::new());
     let applier = tokio::spawn(super::apply::applier(
         down_rx,
+        redeliver.clone(),
         parts.ledger.clone(),
         parts.cache.clone(),
         parts.status.clone(),
@@ -82,6 +85,7 @@ pub(super) async fn run(parts: Parts, shutdown: CancellationToken) {
         topics,
         stuck: std::sync::Mutex::new(None),
         boxes: status::Boxes::new(),
+        redeliver,
     };
     let cfg = link.parts.config.clone();
     let mut delay = cfg.reconnect_min;
@@ -163,6 +167,9 @@ struct Link {
     stuck: std::sync::Mutex<Stuck>,
     /// This box's status and the other boxes seen under its store id.
     boxes: status::Boxes,
+    /// Rung by the applier when it left one of HQ's messages unacknowledged: the broker
+    /// delivers it again only on a new connection (see `apply::applier`).
+    redeliver: Arc<tokio::sync::Notify>,
 }
 
 /// Polls the event loop and forwards everything; stops at the first error.
@@ -298,6 +305,8 @@ impl Link {
                         status.set_connected(true);
                         status.connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::info!(host = %cfg.host, port = cfg.port, "uplink connected");
+                        // A message left unacknowledged comes again on this connection anyway.
+                        let _ = futures_util::FutureExt::now_or_never(self.redeliver.notified());
                         for filter in self.topics.subscriptions() {
                             if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
                                 tracing::error!(error = %e, "cannot subscribe");
@@ -344,6 +353,14 @@ impl Link {
                         ledger_alive = false;
                     }
                     retry = self.fill(&client, &mut outbox, &mut ahead).await;
+                }
+                _ = self.redeliver.notified(), if up => {
+                    // Closed cleanly (no will), and opened again as after any lost connection.
+                    self.disconnect(&client, &mut ev_rx, &mut outbox).await;
+                    break End::Lost {
+                        reason: "reconnecting, for the broker to deliver again a message from HQ not applied".into(),
+                        oversized: false,
+                    };
                 }
                 _ = status_tick.tick(), if up => {
                     status_stale = self.publish_status(&client, &mut outbox).await;
@@ -544,39 +561,5 @@ impl Link {
 
     fn set_failing(&self, since: Stuck) {
         *self.stuck.lock().unwrap_or_else(|e| e.into_inner()) = since;
-    }
-
-    /// Clean shutdown: retained `online: false`, wait briefly for outstanding acks, disconnect.
-    async fn goodbye(
-        &self,
-        client: &AsyncClient,
-        ev_rx: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
-        outbox: &mut Outbox,
-    ) {
-        let _ = client.try_publish(
-            self.topics.status(),
-            QoS::AtLeastOnce,
-            true,
-            json!({"online": false}).to_string(),
-        );
-        outbox.submitted_status();
-        let _ = client.try_disconnect();
-        let deadline = tokio::time::sleep(Duration::from_secs(2));
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                _ = &mut deadline => return,
-                ev = ev_rx.recv() => match ev {
-                    Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => outbox.sent(pkid),
-                    Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                        if let Some(a) = outbox.acknowledged(ack.pkid) {
-                            self.parts.status.set_acked(a);
-                        }
-                    }
-                    Some(Ok(Event::Outgoing(Outgoing::Disconnect))) | Some(Err(_)) | None => return,
-                    _ => {}
-                }
-            }
-        }
     }
 }

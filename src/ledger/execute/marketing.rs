@@ -109,16 +109,67 @@ impl Ctx<'_, '_> {
         Ok(Outcome::Automated { issued: true })
     }
 
+    /// See [`crate::ledger::Command::StartCampaign`].
     pub(super) fn start_campaign(
         &mut self,
         c: crate::domain::campaign::Campaign,
+        issued: bool,
     ) -> Result<Outcome, LedgerError> {
-        if self.pending.campaign(&c.spec.id)?.is_some() {
-            return Err(LedgerError::conflict(
-                "campaign_exists",
-                format!("campaign {} was already started", c.spec.id),
+        self.campaign_not_started(&c.spec.id)?;
+        let mut c = c;
+        if !issued {
+            // The members were picked from a read of the cache before this command ran: one
+            // erased (or gone) since then gets no coupon and leaves the campaign.
+            c.treated = self.still_members(std::mem::take(&mut c.treated))?;
+            c.control = self.still_members(std::mem::take(&mut c.control))?;
+        }
+        if c.treated.is_empty() {
+            return Err(LedgerError::rule(
+                "no_members",
+                "no member matches the target",
             ));
         }
+        if !issued {
+            self.issue_coupons(&c, false)?;
+        }
+        let id = c.spec.id.clone();
+        self.emit(EventBody::CampaignStarted(Box::new(c.clone())))?;
+        self.audit("campaign.start", &id, serde_json::json!({}))?;
+        Ok(Outcome::Campaign(Box::new(c)))
+    }
+
+    /// See [`crate::ledger::Command::IssueCampaignCoupons`].
+    pub(super) fn issue_campaign_coupons(
+        &mut self,
+        c: crate::domain::campaign::Campaign,
+    ) -> Result<Outcome, LedgerError> {
+        self.campaign_not_started(&c.spec.id)?;
+        let mut c = c;
+        c.treated = self.still_members(std::mem::take(&mut c.treated))?;
+        c.control = self.still_members(std::mem::take(&mut c.control))?;
+        // A part issued before (a start broken off, then HQ's message delivered again) is not
+        // issued twice: a coupon used meanwhile stays used.
+        self.issue_coupons(&c, true)?;
+        Ok(Outcome::Campaign(Box::new(c)))
+    }
+
+    fn campaign_not_started(&self, id: &str) -> Result<(), LedgerError> {
+        if self.pending.campaign(id)?.is_some() {
+            return Err(LedgerError::conflict(
+                "campaign_exists",
+                format!("campaign {id} was already started"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Issues the campaign's coupon to each of its treated members (`unless_held`: but to one
+    /// who holds it already).
+    fn issue_coupons(
+        &mut self,
+        c: &crate::domain::campaign::Campaign,
+        unless_held: bool,
+    ) -> Result<(), LedgerError> {
         let valid_from = self.settings.local_start(c.spec.starts);
         // `check` keeps `ends` far from the calendar's last day.
         let day_after =
@@ -126,23 +177,16 @@ impl Ctx<'_, '_> {
                 LedgerError::invalid("invalid_period", "ends has no day after it")
             })?;
         let valid_to = self.settings.local_start(day_after);
-        // The members were picked from a read of the cache before this command ran: one erased
-        // (or gone) since then gets no coupon and leaves the campaign.
-        let mut c = c;
-        c.treated = self.still_members(std::mem::take(&mut c.treated))?;
-        c.control = self.still_members(std::mem::take(&mut c.control))?;
-        if c.treated.is_empty() {
-            return Err(LedgerError::rule(
-                "no_members",
-                "no member matches the target",
-            ));
-        }
         for m in &c.treated {
             let occasion = crate::domain::automation::Occasion::Campaign {
                 campaign: c.spec.id.clone(),
             };
+            let code = crate::domain::automation::occasion_code(&occasion, m);
+            if unless_held && self.pending.coupon(&code)?.is_some() {
+                continue;
+            }
             let coupon = Coupon {
-                code: crate::domain::automation::occasion_code(&occasion, m),
+                code,
                 title: c.spec.coupon_title.clone(),
                 kind: c.spec.coupon.clone(),
                 valid_from: Some(valid_from),
@@ -156,10 +200,7 @@ impl Ctx<'_, '_> {
             };
             self.emit(EventBody::CouponIssued(Box::new(coupon)))?;
         }
-        let id = c.spec.id.clone();
-        self.emit(EventBody::CampaignStarted(Box::new(c.clone())))?;
-        self.audit("campaign.start", &id, serde_json::json!({}))?;
-        Ok(Outcome::Campaign(Box::new(c)))
+        Ok(())
     }
 
     /// The ids of `ids` that are still members here, not erased.

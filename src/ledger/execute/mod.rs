@@ -213,7 +213,8 @@ impl<'a, 'c> Ctx<'a, 'c> {
                 occasion,
                 coupon,
             } => self.automate(&member_id, occasion, coupon.map(|c| *c)),
-            Command::StartCampaign { campaign } => self.start_campaign(*campaign),
+            Command::StartCampaign { campaign, issued } => self.start_campaign(*campaign, issued),
+            Command::IssueCampaignCoupons { campaign } => self.issue_campaign_coupons(*campaign),
             Command::UpdateFeedback { id, status, note } => self.update_feedback(&id, status, note),
             Command::PrintDone { job_id } => {
                 store::print_done(self.conn, job_id)?;

@@ -114,6 +114,7 @@ async fn a_campaign_issues_no_coupon_to_a_member_erased_since_it_was_picked() {
             cashier(),
             Command::StartCampaign {
                 campaign: Box::new(campaign),
+                issued: false,
             },
         )
         .await

@@ -69,6 +69,7 @@ fn products_and_members() {
     assert_eq!(items.len(), 1);
     assert_eq!(p.rejected.len(), 1);
     assert!(p.rejected[0].starts_with("items[1]"));
+    assert_eq!(p.rejected_at, [1]);
 
     let p = parse(
         "members",
@@ -89,6 +90,7 @@ fn products_and_members() {
     assert_eq!(items[0].total_spend(), 120_000);
     assert!(items[1].erased_at.is_some() && items[1].profile.is_none());
     assert_eq!(p.rejected.len(), 1);
+    assert_eq!(p.rejected_at, [2]);
 }
 
 /// How many of a message's items are refused.
