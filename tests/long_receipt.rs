@@ -61,6 +61,38 @@ impl SlowPrinter {
     }
 }
 
+/// A store whose printer (`printer-1`, serial, at `dir/printer`) is ready, and a cash sale of
+/// `n` gift boxes, one line each with a long Chinese name: a receipt of about 110 bytes a line.
+async fn sell_gifts(dir: &std::path::Path, n: usize) -> (Daemon, String) {
+    let mut config = format!(
+        r#"
+[[devices]]
+id = "printer-1"
+kind = "printer"
+terminal = "pos-1"
+transport = "serial"
+path = "{}"
+"#,
+        dir.join("printer").display()
+    );
+    for i in 0..n {
+        config.push_str(&format!(
+            "\n[[products]]\nsku = \"GIFT-{i:03}\"\nname = \"有机纯牛奶 250ml×12盒 礼盒装 内蒙古大草原牧场直供 新鲜日期 {i:03}\"\nprice = 9990\n"
+        ));
+    }
+    let d = Daemon::start_in(dir, &config);
+    let t = d.login(CASHIER).await;
+    wait_state(&d, &t, "printer-1", "ready").await;
+    let lines: Vec<Value> = (0..n)
+        .map(|i| json!({"sku": format!("GIFT-{i:03}"), "qty": 1}))
+        .collect();
+    let (s, sale) = d
+        .sale(&t, &json!({"lines": lines, "payments": cash(5_000_000)}))
+        .await;
+    assert_eq!(s, 201, "{sale}");
+    (d, t)
+}
+
 /// 500 lines (about 58 KB of receipt) to a printer taking 5 KB a second: about 12 s of
 /// printing, most of it after the pseudo-terminal's buffer (about 16 KB) is full. The receipt
 /// prints once, whole, and the printer is never taken for offline. (It was given 5 s for the
@@ -71,32 +103,7 @@ async fn a_long_receipt_on_a_slow_serial_printer_prints_once() {
     let dir = tempfile::tempdir().unwrap();
     let printer = SlowPrinter::open(5_000);
     point(&dir.path().join("printer"), &printer.slave);
-    let mut config = format!(
-        r#"
-[[devices]]
-id = "printer-1"
-kind = "printer"
-terminal = "pos-1"
-transport = "serial"
-path = "{}"
-"#,
-        dir.path().join("printer").display()
-    );
-    for i in 0..500 {
-        config.push_str(&format!(
-            "\n[[products]]\nsku = \"GIFT-{i:03}\"\nname = \"有机纯牛奶 250ml×12盒 礼盒装 内蒙古大草原牧场直供 新鲜日期 {i:03}\"\nprice = 9990\n"
-        ));
-    }
-    let d = Daemon::start_in(dir.path(), &config);
-    let t = d.login(CASHIER).await;
-    wait_state(&d, &t, "printer-1", "ready").await;
-    let lines: Vec<Value> = (0..500)
-        .map(|i| json!({"sku": format!("GIFT-{i:03}"), "qty": 1}))
-        .collect();
-    let (s, sale) = d
-        .sale(&t, &json!({"lines": lines, "payments": cash(5_000_000)}))
-        .await;
-    assert_eq!(s, 201, "{sale}");
+    let (d, t) = sell_gifts(dir.path(), 500).await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -141,32 +148,7 @@ async fn a_stop_while_a_long_receipt_is_written_does_not_print_it_again_after_th
     let dir = tempfile::tempdir().unwrap();
     let printer = SlowPrinter::open(5_000);
     point(&dir.path().join("printer"), &printer.slave);
-    let mut config = format!(
-        r#"
-[[devices]]
-id = "printer-1"
-kind = "printer"
-terminal = "pos-1"
-transport = "serial"
-path = "{}"
-"#,
-        dir.path().join("printer").display()
-    );
-    for i in 0..300 {
-        config.push_str(&format!(
-            "\n[[products]]\nsku = \"GIFT-{i:03}\"\nname = \"有机纯牛奶 250ml×12盒 礼盒装 内蒙古大草原牧场直供 新鲜日期 {i:03}\"\nprice = 9990\n"
-        ));
-    }
-    let d = Daemon::start_in(dir.path(), &config);
-    let t = d.login(CASHIER).await;
-    wait_state(&d, &t, "printer-1", "ready").await;
-    let lines: Vec<Value> = (0..300)
-        .map(|i| json!({"sku": format!("GIFT-{i:03}"), "qty": 1}))
-        .collect();
-    let (s, sale) = d
-        .sale(&t, &json!({"lines": lines, "payments": cash(5_000_000)}))
-        .await;
-    assert_eq!(s, 201, "{sale}");
+    let (d, _t) = sell_gifts(dir.path(), 300).await;
     // The pseudo-terminal's buffer is full and the printer is taking the receipt: most of it
     // is still to be written when the stop comes.
     let taken = || printer.received.lock().unwrap().len();
