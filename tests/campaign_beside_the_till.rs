@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::mqtt::{Broker, Hq};
+use common::mqtt::store_with_hq;
 use common::{CASHIER, Daemon, MANAGER, cash};
 use serde_json::{Value, json};
 
@@ -58,9 +58,7 @@ async fn sell_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_campaign_does_not_hold_up_the_till() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(CASHIER).await;
     let tm = d.login(MANAGER).await;
     hq.wait_online().await;
@@ -168,9 +166,7 @@ fn journal_counts(journal: &std::path::Path) -> (i64, i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_killed_half_way_is_finished_without_a_coupon_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let config = d.config.clone();
     let t = d.login(CASHIER).await;
     hq.wait_online().await;

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::mqtt::{Broker, Hq};
+use common::mqtt::store_with_hq;
 use common::{CASHIER, Daemon, cash};
 use serde_json::{Value, json};
 
@@ -59,9 +59,7 @@ fn quantile(v: &mut [Duration], q: f64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_of_members_keeps_the_till_answering_and_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let pid = d.child.id();
     let t = d.login(CASHIER).await;
     let m = d.register(&t, "周杰", "13912340000", json!({})).await;
@@ -145,9 +143,7 @@ async fn a_push_of_members_keeps_the_till_answering_and_memory_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_stopped_during_a_push_stops_at_once_and_gets_it_all_after() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let config = d.config.clone();
     let t = d.login(CASHIER).await;
     hq.wait_online().await;
@@ -203,9 +199,7 @@ fn counts(id: &str, skus: std::ops::Range<usize>, bump: i64, version: u64) -> Va
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stocktake_killed_half_way_counts_every_sku_once() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let config = d.config.clone();
     let t = d.login(CASHIER).await;
     hq.wait_online().await;
@@ -288,9 +282,7 @@ async fn a_stocktake_killed_half_way_counts_every_sku_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_or_broken_message_in_a_push_is_refused_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let hq = Hq::connect(broker.port, "sh-001").await;
-    let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
+    let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(CASHIER).await;
     hq.wait_online().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
