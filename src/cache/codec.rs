@@ -113,11 +113,7 @@ pub(super) fn encode_member_sealed(m: &Member, sealed: &[u8]) -> Vec<u8> {
 /// fields with it. `(false, None)` for bytes not in this format.
 pub(super) fn erased_without_tags(bytes: &[u8]) -> (bool, Option<Vec<u8>>) {
     let parsed = (|| {
-        if bytes.len() < 5 || bytes[0] != MEMBER_FORMAT {
-            return None;
-        }
-        let n = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-        let end = n.checked_add(5).filter(|end| *end <= bytes.len())?;
+        let end = sealed_end(bytes).ok()?;
         // Only an erased member's JSON is parsed (as this storebox writes it: compact, the
         // time a string): the first open after an upgrade reads every member.
         const ERASED: &[u8] = b"\"erased_at\":\"";
@@ -176,6 +172,19 @@ pub(super) fn feedback_without_text(
     changed.then(|| serde_json::to_vec(&json).unwrap_or_default())
 }
 
+/// Where the sealed profile of a member written by [`encode_member`] ends and its JSON begins;
+/// why not, for bytes not in that format.
+fn sealed_end(bytes: &[u8]) -> Result<usize, &'static str> {
+    if bytes.len() < 5 || bytes[0] != MEMBER_FORMAT {
+        return Err("unknown member format");
+    }
+    let n = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+    // A damaged length must not overflow where `usize` is 32 bits (the ARMv7 boxes).
+    n.checked_add(5)
+        .filter(|end| *end <= bytes.len())
+        .ok_or("truncated profile")
+}
+
 /// Decodes a member written by [`encode_member`].
 pub(super) fn decode_member(
     codec: &PiiCodec,
@@ -187,15 +196,7 @@ pub(super) fn decode_member(
         key: id.to_string(),
         reason,
     };
-    if bytes.len() < 5 || bytes[0] != MEMBER_FORMAT {
-        return Err(err("unknown member format".into()));
-    }
-    let n = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-    // A damaged length must not overflow where `usize` is 32 bits (the ARMv7 boxes).
-    let end = n
-        .checked_add(5)
-        .filter(|end| *end <= bytes.len())
-        .ok_or_else(|| err("truncated profile".into()))?;
+    let end = sealed_end(bytes).map_err(|reason| err(reason.into()))?;
     let (sealed, rest) = (&bytes[5..end], &bytes[end..]);
     let mut member: Member = from_json(rest).map_err(err)?;
     if !sealed.is_empty() {
