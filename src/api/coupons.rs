@@ -28,7 +28,19 @@ async fn read(
         .cache
         .coupon(&code)?
         .ok_or_else(|| ApiError::not_found("unknown_coupon", format!("no coupon {code}")))?;
-    Ok(Json(c))
+    Ok(Json(store_local(&state, c)))
+}
+
+/// The coupon with its times in the store's timezone, like every time the API gives (HQ's
+/// coupons, and those a manager issued, come with the offset they were written in).
+fn store_local(state: &AppState, mut c: Coupon) -> Coupon {
+    let local = |t: chrono::DateTime<chrono::FixedOffset>| state.settings.local(t.to_utc());
+    c.valid_from = c.valid_from.map(local);
+    c.valid_to = c.valid_to.map(local);
+    if let Some(u) = c.used.as_mut() {
+        u.at = local(u.at);
+    }
+    c
 }
 
 async fn issue(
@@ -41,7 +53,7 @@ async fn issue(
         .execute(staff.actor(), Command::IssueCoupon { req })
         .await?
     {
-        Outcome::Coupon(c) => Ok((StatusCode::CREATED, Json(*c))),
+        Outcome::Coupon(c) => Ok((StatusCode::CREATED, Json(store_local(&state, *c)))),
         other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
     }
 }

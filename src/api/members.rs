@@ -145,8 +145,10 @@ impl MemberView {
             points: m.points(&rules, today),
             total_spend: m.total_spend(),
             visits: m.visits(),
-            last_visit_at: m.last_visit_at(),
-            created_at: m.created_at,
+            // HQ's members come with HQ's offsets (often UTC): shown in the store's, like
+            // every time the API gives.
+            last_visit_at: m.last_visit_at().map(|t| settings.local(t.to_utc())),
+            created_at: settings.local(m.created_at.to_utc()),
             next_level,
             birthday_discount_available: m.birthday_discount_due(&rules, today)
                 && level.is_some_and(|l| l.birthday_discount_bps > 0),
@@ -394,9 +396,9 @@ async fn export(
                         &m.total_spend().to_string(),
                         &m.visits().to_string(),
                         &m.last_visit_at()
-                            .map(|t| t.to_rfc3339())
+                            .map(|t| settings.local(t.to_utc()).to_rfc3339())
                             .unwrap_or_default(),
-                        &m.created_at.to_rfc3339(),
+                        &settings.local(m.created_at.to_utc()).to_rfc3339(),
                         &code(&m.created_store),
                         if m.erased_at.is_some() { "1" } else { "0" },
                     ],

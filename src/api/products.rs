@@ -27,8 +27,15 @@ struct ProductView {
     current_price: Money,
 }
 
-fn view(state: &AppState, product: Product) -> ProductView {
+fn view(state: &AppState, mut product: Product) -> ProductView {
     let now = state.settings.local(Utc::now());
+    // A promotion's times in the store's timezone, like every time the API gives (HQ's come
+    // with the offset HQ wrote them in).
+    if let Some(promo) = product.promo.as_mut() {
+        let local = |t: chrono::DateTime<chrono::FixedOffset>| state.settings.local(t.to_utc());
+        promo.from = promo.from.map(local);
+        promo.to = promo.to.map(local);
+    }
     ProductView {
         current_price: product.unit_price_at(now),
         product,

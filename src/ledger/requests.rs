@@ -21,7 +21,7 @@ pub struct RegisterMember {
     /// Mobile number (any usual spelling; normalised).
     pub phone: String,
     /// Gender.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub gender: Gender,
     /// Date of birth.
     #[serde(default)]
@@ -30,10 +30,10 @@ pub struct RegisterMember {
     #[serde(default)]
     pub card_no: Option<String>,
     /// Tags.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub tags: Vec<String>,
     /// Marketing consent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub consent: Consent,
 }
 
@@ -125,10 +125,10 @@ pub struct SaleRequest {
     /// Cart.
     pub lines: Vec<CartLine>,
     /// Coupons presented.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub coupon_codes: Vec<String>,
     /// Points to pay with.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub redeem_points: i64,
     /// Payments tendered (ignored by quote).
     #[serde(default)]
@@ -252,6 +252,16 @@ pub fn request_hash<T: Serialize>(target: &str, req: &T) -> String {
     h.update([0]);
     h.update(serde_json::to_vec(req).unwrap_or_default());
     hex::encode(h.finalize())
+}
+
+/// An optional field given as `null` (what many terminals' JSON libraries write for a field
+/// they leave unset): its default, as when it is left out (design section 4's `?` fields).
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A field given as `null` in an edit: removal, as the empty string says it (JSON merge
