@@ -77,7 +77,7 @@ struct HqMember {
     #[serde(default)]
     consent: Consent,
     #[serde(default)]
-    level: Option<String>,
+    level: Option<HqLevel>,
     #[serde(default)]
     counters: std::collections::BTreeMap<String, StoreCounters>,
     #[serde(default)]
@@ -87,6 +87,24 @@ struct HqMember {
     version: u64,
     #[serde(default)]
     erased: bool,
+}
+
+/// A member's level from HQ: its code, or `{"code", "name"}` as the store's own events and API
+/// give it (`level.changed`, a sale's `member.level`): HQ echoing that shape back is the same
+/// level, not an item to refuse.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HqLevel {
+    Code(String),
+    Ref { code: String },
+}
+
+impl HqLevel {
+    fn code(self) -> String {
+        match self {
+            HqLevel::Code(c) | HqLevel::Ref { code: c } => c,
+        }
+    }
 }
 
 /// What an erasure needs of HQ's member record: it applies whatever else the record holds.
@@ -403,7 +421,7 @@ fn member(v: Value, now: DateTime<FixedOffset>) -> Result<Member, String> {
         id: m.id,
         profile,
         consent: m.consent,
-        level: m.level,
+        level: m.level.map(HqLevel::code),
         created_at: m.created_at.unwrap_or(now),
         created_store: m.created_store,
         counters,
