@@ -9,7 +9,7 @@ use crate::domain::rules::{BirthdayWindow, LevelRule, Rules, SpendWindow};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawMembership {
+pub struct RawMembership {
     #[serde(default)]
     spend_window: Option<SpendWindow>,
     #[serde(default)]
@@ -55,6 +55,12 @@ fn percent_to_bps(key: String, p: f64) -> Result<Bps, Invalid> {
 /// Membership rules from a JSON value shaped like `[membership]` (HQ's `rules` message).
 pub fn membership_from_value(v: serde_json::Value) -> Result<Rules, String> {
     let raw: RawMembership = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    membership_from_raw(raw)
+}
+
+/// Membership rules from `[membership]` as read (HQ's `rules` item decodes it itself, to name
+/// the field at fault).
+pub fn membership_from_raw(raw: RawMembership) -> Result<Rules, String> {
     to_rules(raw).map_err(|(key, reason)| format!("{key}: {reason}"))
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::config::membership_from_value;
+use crate::config::{RawMembership, membership_from_raw};
 use crate::domain::campaign::{CampaignSpec, CheckedSpec, check};
 use crate::domain::catalog::{Coupon, MAX_UNIT_PRICE, Product, validate_barcode, validate_sku};
 use crate::domain::contact::{
@@ -119,7 +119,7 @@ struct HqErasure {
 #[derive(Deserialize)]
 struct RulesItem {
     version: u64,
-    membership: Value,
+    membership: RawMembership,
 }
 
 #[derive(Deserialize)]
@@ -209,8 +209,20 @@ pub fn parse(kind: &str, payload: &[u8], now: DateTime<FixedOffset>) -> Result<P
     })
 }
 
+/// `v` as a `T`; refused, with the path of the field at fault (`promo.price: invalid type: …`),
+/// so that HQ's integrators can tell what to fix (serde's own error says only what was wrong).
 fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
-    serde_json::from_value(v).map_err(|e| e.to_string())
+    serde_path_to_error::deserialize(&v).map_err(|e| at_path(&e))
+}
+
+/// A decoding error as `path: reason`, or the reason alone for the item as a whole.
+fn at_path(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    if path == "." {
+        e.inner().to_string()
+    } else {
+        format!("{path}: {}", e.inner())
+    }
 }
 
 /// [`decode`] for items that hold personal data or secrets (members, staff): the error names
@@ -357,14 +369,14 @@ fn staff(v: Value) -> Result<StaffRecord, String> {
 
 fn rules(v: Value) -> Result<(u64, crate::domain::rules::Rules), String> {
     let r: RulesItem = decode(v)?;
-    let rules = membership_from_value(r.membership)?;
+    let rules = membership_from_raw(r.membership)?;
     Ok((r.version, rules))
 }
 
 fn member(v: Value, now: DateTime<FixedOffset>) -> Result<Member, String> {
     // An erasure applies whatever else the record holds (fields in a form this store does not
     // read): refusing it would keep the member's personal data here.
-    let m: HqMember = match HqMember::deserialize(&v) {
+    let m: HqMember = match serde_path_to_error::deserialize(&v) {
         Ok(m) => m,
         Err(e) => match HqErasure::deserialize(&v) {
             Ok(x) if x.erased => HqMember {
@@ -373,7 +385,7 @@ fn member(v: Value, now: DateTime<FixedOffset>) -> Result<Member, String> {
                 erased: true,
                 ..HqMember::default()
             },
-            _ => return Err(without_value(&e.to_string())),
+            _ => return Err(without_value(&at_path(&e))),
         },
     };
     if m.id.is_empty() || m.id.len() > 64 || m.id.chars().any(char::is_control) {

@@ -17,11 +17,11 @@ fn a_rejected_member_or_staff_item_does_not_quote_its_values() {
         "{all}"
     );
     assert!(
-        parsed.rejected[0].starts_with("items[0]: invalid type: integer, expected"),
+        parsed.rejected[0].starts_with("items[0]: phone: invalid type: integer, expected"),
         "{all}"
     );
     assert!(
-        parsed.rejected[1].contains("unknown variant, expected"),
+        parsed.rejected[1].contains("items[1]: gender: unknown variant, expected"),
         "{all}"
     );
     let staff = serde_json::json!({"kind": "staff", "items": [
@@ -326,5 +326,82 @@ fn an_erasure_from_hq_applies_whatever_else_its_item_holds() {
             )
         ),
         1
+    );
+}
+
+/// The reasons of refused items, one message's worth.
+fn reasons(kind: &str, items: serde_json::Value) -> Vec<String> {
+    let msg = serde_json::json!({"kind": kind, "id": "x", "items": items});
+    match parse(kind, msg.to_string().as_bytes(), now()) {
+        Ok(p) => p.rejected,
+        Err(e) => vec![e],
+    }
+}
+
+/// A refused item's reason names the field at fault, nested ones by their path, so that HQ's
+/// integrators can tell what to fix; serde's own error says only what was wrong.
+#[test]
+fn a_refused_item_s_reason_names_the_field_at_fault() {
+    use serde_json::json;
+    let cases = [
+        (
+            "products",
+            json!([{"sku": "A1", "name": {"zh": "茶"}, "price": 100, "version": 1}]),
+            "items[0]: name: invalid type: map",
+        ),
+        (
+            "products",
+            json!([{"sku": "A1", "name": "茶", "price": 100, "version": 1,
+                    "promo": {"price": "80"}}]),
+            "items[0]: promo.price: invalid type: string",
+        ),
+        (
+            "coupons",
+            json!([{"code": "HQ-1", "kind": {"type": "amount_off", "amount": 100, "colour": 1},
+                    "version": 1}]),
+            "items[0]: kind: unknown field `colour`",
+        ),
+        (
+            "staff",
+            json!([{"staff_no": "7001", "name": "甲", "role": "boss", "pin_hash": "x",
+                    "version": 1}]),
+            "items[0]: role: unknown variant",
+        ),
+        (
+            "members",
+            json!([{"id": "hq-1", "name": "甲", "phone": "13612340000", "version": 1,
+                    "consent": {"marketing": "yes"}}]),
+            "items[0]: consent.marketing: invalid type: string",
+        ),
+        (
+            "campaigns",
+            json!([{"id": "HQ1", "name": "n", "target": {"tag": "vip"}, "coupon_title": "t",
+                    "coupon": {"type": "amount_off", "threshold": 5000, "amount": 100},
+                    "starts": "2026-12-01", "ends": "2026-12-32", "version": 1}]),
+            "items[0]: ends: ",
+        ),
+        (
+            "rules",
+            json!([{"version": 2, "membership": {"levels": [
+                {"code": "a", "name": "A", "threshold": 0, "points_per_yuan": 1},
+                {"code": "b", "name": "B", "threshold": "3000", "points_per_yuan": 1}]}}]),
+            "items[0]: membership.levels[1].threshold: invalid type: string",
+        ),
+    ];
+    for (kind, items, want) in cases {
+        let got = reasons(kind, items);
+        assert!(
+            got.iter().any(|r| r.contains(want)),
+            "{kind}: {got:?} does not say {want:?}"
+        );
+    }
+    // A value that is personal data is still not quoted, with its path.
+    let got = reasons(
+        "members",
+        json!([{"id": "hq-1", "name": "甲", "phone": 13612349876u64, "version": 1}]),
+    );
+    assert_eq!(
+        got,
+        ["items[0]: phone: invalid type: integer, expected a string"]
     );
 }
