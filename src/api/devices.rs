@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -61,21 +61,32 @@ async fn list(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Dev
 /// How often an idle event stream checks that its session still exists.
 const SESSION_CHECK: Duration = Duration::from_secs(5);
 
-/// The events of the session's terminal, as they happen. A client that falls behind loses the
-/// oldest events rather than slowing the devices down. The stream lasts as long as its
+/// The events of the session's terminal, as they happen, each with an id. A terminal that
+/// reconnects with `Last-Event-ID` first gets the events it missed (those the bus still keeps,
+/// of the last [`REPLAY_WINDOW`](crate::devices::bus::REPLAY_WINDOW)). A client that falls
+/// behind loses the oldest events rather than slowing the devices down. The stream lasts as long as its
 /// session: it ends when the session is logged out, ended (staff removed, role changed) or
 /// expires, so a terminal whose staff logged out hears no more card reads.
 async fn events(
     State(state): State<AppState>,
     staff: Staff,
+    headers: HeaderMap,
 ) -> ApiResult<Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>>> {
     staff.allow(Action::StatusRead)?;
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     let terminal = staff.session.terminal_id.clone();
     let (cache, token_hash) = (state.cache.clone(), staff.token_hash);
     let expires_at = staff.session.expires_at;
     let local = state.clone();
-    // Device events, and a tick now and then (`None`) so an idle stream notices too.
-    let events = BroadcastStream::new(state.devices.subscribe()).map(Some);
+    // The events missed, then device events as they come, and a tick now and then (`None`) so
+    // an idle stream notices too.
+    let (missed, live) = state.devices.subscribe_after(after, chrono::Utc::now());
+    let events = tokio_stream::iter(missed.into_iter().map(Ok))
+        .chain(BroadcastStream::new(live))
+        .map(Some);
     let ticks = Box::pin(futures_util::stream::unfold((), |()| async {
         tokio::time::sleep(SESSION_CHECK).await;
         Some((None, ()))
@@ -83,7 +94,7 @@ async fn events(
     let stream = futures_util::stream::select(events, ticks)
         .take_while(move |_| matches!(cache.session(&token_hash, chrono::Utc::now()), Ok(Some(_))))
         .filter_map(move |e| {
-            let e = e?.ok()?;
+            let (id, e) = e?.ok()?;
             if e.terminal() != terminal {
                 return None;
             }
@@ -93,7 +104,12 @@ async fn events(
                 crate::devices::bus::DeviceEvent::Device { .. } => "device",
             };
             let data = with_local_time(&local, &e, "at", e.at());
-            Event::default().event(kind).json_data(&data).ok().map(Ok)
+            Event::default()
+                .id(id.to_string())
+                .event(kind)
+                .json_data(&data)
+                .ok()
+                .map(Ok)
         });
     // The stream ends when the session expires (nothing to check it against then), and at
     // shutdown, or the server would wait for it forever.

@@ -1,9 +1,9 @@
 //! What devices tell the rest of storebox: their state (for `GET /v1/devices`) and their events
 //! (scans, card swipes, state changes), broadcast to the terminals' `GET /v1/events` streams.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -156,10 +156,27 @@ pub struct DeviceStatus {
     pub rejected: u64,
 }
 
+/// How many of the latest events the bus keeps for terminals that reconnect.
+const RECENT: usize = 1024;
+
+/// How old an event may be and still be given to a terminal that reconnects after missing it
+/// (a Wi-Fi drop); an older scan would only confuse the till.
+pub const REPLAY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
+/// An event with its id (`id:` on the event stream).
+pub type Numbered = (u64, DeviceEvent);
+
+/// The latest events with their ids, and the last id given.
+struct Recent {
+    last_id: u64,
+    events: VecDeque<(u64, DeviceEvent)>,
+}
+
 /// Device states and the event broadcast. Cheap to clone.
 #[derive(Clone)]
 pub struct Bus {
-    tx: broadcast::Sender<DeviceEvent>,
+    tx: broadcast::Sender<(u64, DeviceEvent)>,
+    recent: Arc<Mutex<Recent>>,
     states: Arc<RwLock<BTreeMap<String, DeviceStatus>>>,
     counters: Arc<BTreeMap<String, (AtomicU64, AtomicU64)>>,
 }
@@ -192,8 +209,15 @@ impl Bus {
             .iter()
             .map(|d| (d.id.clone(), (AtomicU64::new(0), AtomicU64::new(0))))
             .collect();
+        // Ids start at the start-up time (in microseconds, one event a µs at most), so those
+        // of a later run are greater than any a terminal kept from an earlier one.
+        let last_id = u64::try_from(now.timestamp_micros()).unwrap_or(0);
         Bus {
-            tx: broadcast::channel(1024).0,
+            tx: broadcast::channel(RECENT).0,
+            recent: Arc::new(Mutex::new(Recent {
+                last_id,
+                events: VecDeque::with_capacity(RECENT),
+            })),
             states: Arc::new(RwLock::new(states)),
             counters: Arc::new(counters),
         }
@@ -261,13 +285,38 @@ impl Bus {
         }
     }
 
-    /// Sends an event to whoever listens (nobody listening is fine).
+    /// Sends an event, with the next id, to whoever listens (nobody listening is fine), and
+    /// keeps it for terminals that reconnect.
     pub fn publish(&self, event: DeviceEvent) {
-        let _ = self.tx.send(event);
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        recent.last_id += 1;
+        let id = recent.last_id;
+        if recent.events.len() >= RECENT {
+            recent.events.pop_front();
+        }
+        recent.events.push_back((id, event.clone()));
+        // Sent under the lock, so ids go out in order and `subscribe_after` misses none.
+        let _ = self.tx.send((id, event));
     }
 
-    /// A receiver of every event from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<DeviceEvent> {
-        self.tx.subscribe()
+    /// The kept events after id `after` (none without one) no older than [`REPLAY_WINDOW`] at
+    /// `now`, and a receiver of every event after them.
+    pub fn subscribe_after(
+        &self,
+        after: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> (Vec<Numbered>, broadcast::Receiver<Numbered>) {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let rx = self.tx.subscribe();
+        let missed = match after {
+            None => Vec::new(),
+            Some(after) => recent
+                .events
+                .iter()
+                .filter(|(id, e)| *id > after && now - e.at() <= REPLAY_WINDOW)
+                .cloned()
+                .collect(),
+        };
+        (missed, rx)
     }
 }
