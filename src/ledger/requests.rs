@@ -131,15 +131,20 @@ pub struct SaleRequest {
     #[serde(default, deserialize_with = "null_is_default")]
     pub redeem_points: i64,
     /// Payments tendered (ignored by quote).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub payments: Vec<Payment>,
     /// Print the receipt on the terminal's printer (default yes).
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "null_is_yes")]
     pub print: bool,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// A yes-by-default flag given as `null`: yes, as when it is left out.
+fn null_is_yes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(true))
 }
 
 /// `POST /v1/sales/{id}/refunds`.
@@ -152,7 +157,7 @@ pub struct RefundRequest {
     /// Why.
     pub reason: String,
     /// Put the goods back into stock (default yes).
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "null_is_yes")]
     pub restock: bool,
 }
 
