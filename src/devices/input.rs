@@ -217,7 +217,16 @@ async fn handle_line(ctx: &Context, dev: &DeviceConfig, line: &[u8]) {
         },
         DeviceKind::CardReader => match parse_card(line) {
             Ok(card_no) => {
-                let member = ctx.cache.member_by_card(&card_no).ok().flatten();
+                // A cache that cannot be read is not an unknown card: told so, the till would
+                // offer to register the member again.
+                let (member, looked_up) = match ctx.cache.member_by_card(&card_no) {
+                    Ok(m) => (m, true),
+                    Err(e) => {
+                        tracing::error!(device = %dev.id, error = %e,
+                            "card read: the member could not be read from the cache");
+                        (None, false)
+                    }
+                };
                 let rules = ctx.settings.rules();
                 let today = ctx.settings.local_date(at);
                 let member = member
@@ -231,7 +240,7 @@ async fn handle_line(ctx: &Context, dev: &DeviceConfig, line: &[u8]) {
                 DeviceEvent::Card {
                     device: dev.id.clone(),
                     terminal: dev.terminal.clone(),
-                    unknown_card: member.is_none(),
+                    unknown_card: looked_up && member.is_none(),
                     card_no,
                     member,
                     at,
