@@ -442,3 +442,56 @@ fn qr_modules_shrink_to_fit_the_paper() {
     assert_eq!(qr_module(300, 48), 6);
     assert_eq!(qr_module(2331, 32), 2);
 }
+
+/// Odd product, store and header text (a four-byte GB18030 character, emoji and joiners, flags,
+/// full-width Latin, control characters, a long word, an empty name), a long coupon code and
+/// a long level name: every line stays within the paper on every width and encoding, and no
+/// control byte from a name reaches the printer as a command. (The figures need not add up
+/// here: this is the layout only.)
+#[test]
+fn odd_text_never_runs_past_the_paper() {
+    let names = [
+        "𠮷野家 牛丼 Beef Bowl 大盛 🍜🍜 ✓ 刘䶮",
+        "Coca-Cola 可口可乐·零度 Zero Sugar 330ml×24罐 整箱装 限时特惠 Limited Edition Pack",
+        "ＡＢＣ全角１２３ é è ü ß ñ Ω α β γ ① ② ③ ㈠ ㈡",
+        "👨‍👩‍👧 family pack ❤️ 🇨🇳",
+        "\t\n\r\u{1b}@\u{1d}V0 name",
+        "a",
+        "",
+        "Supercalifragilisticexpialidocious_ExtraLongSKUDescriptionWithoutSpaces_1234567890",
+    ];
+    for enc in [Encoding::Gb18030, Encoding::CP858] {
+        for paper_w in [PaperWidth::Mm58, PaperWidth::Mm80, PaperWidth::Columns(42)] {
+            let mut s = sale();
+            for (i, n) in names.iter().enumerate() {
+                let mut l = line(&format!("X{i}"), n, 99, 123_456, 1);
+                l.member_discount = 1;
+                s.lines.push(l);
+            }
+            s.coupons.push(AppliedCoupon {
+                code: "WELCOME-BACK-2026-VERY-LONG-CODE-XYZ".into(),
+                discount: 12345,
+            });
+            s.points_redeemed = 1_234_567;
+            s.points_value = 1_234_567;
+            s.member.as_mut().unwrap().upgraded_to = Some(LevelRef {
+                code: "x".into(),
+                name: "至尊钻石黑金会员 Diamond Black".into(),
+            });
+            let h = vec![
+                "上海市静安区南京西路1266号恒隆广场B1层 Plaza 66 B1 Nanjing West Road Shanghai"
+                    .to_string(),
+            ];
+            let bytes = render(&ReceiptInput {
+                encoding: enc,
+                store_name: "上海南京西路店 Shanghai West Nanjing Road Flagship",
+                ..input(&s, &h, paper_w)
+            });
+            let paper = decode_with(&bytes, &DecodeOptions::for_encoding(enc));
+            assert!(paper.unknown.is_empty(), "{:?}", paper.unknown);
+            for (l, w) in paper.lines.iter().zip(&paper.line_widths) {
+                assert!(*w <= paper_w.columns(), "{w}: {l}");
+            }
+        }
+    }
+}
