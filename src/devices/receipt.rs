@@ -16,6 +16,7 @@
 use super::escpos::{Align, DrawerPin, Encoding, EscPos, char_width, display_width};
 use crate::domain::contact::mask_phone;
 use crate::domain::money::{Money, format_yuan};
+use crate::domain::pricing::Benefit;
 use crate::domain::sale::{PaymentMethod, Sale, any_cash};
 
 /// Paper roll width, which decides the column count in Font A.
@@ -116,6 +117,8 @@ struct Labels {
     sale_no: &'static str,
     time: &'static str,
     discount: &'static str,
+    member_discount: &'static str,
+    birthday_discount: &'static str,
     subtotal: &'static str,
     coupon: &'static str,
     rounding: &'static str,
@@ -138,6 +141,8 @@ const BILINGUAL: Labels = Labels {
     sale_no: "单号 No.",
     time: "时间 Time",
     discount: "优惠 Discount",
+    member_discount: "会员折扣 Member",
+    birthday_discount: "生日折扣 Birthday",
     subtotal: "小计 Subtotal",
     coupon: "优惠券 Coupon",
     rounding: "抹零 Rounding",
@@ -167,6 +172,8 @@ const ENGLISH: Labels = Labels {
     sale_no: "No.",
     time: "Time",
     discount: "Discount",
+    member_discount: "Member discount",
+    birthday_discount: "Birthday discount",
     subtotal: "Subtotal",
     coupon: "Coupon",
     rounding: "Rounding",
@@ -298,9 +305,20 @@ impl Layout {
         self.pair(l.subtotal, &self.money(sale.subtotal));
         let coupons: Money = sale.coupons.iter().map(|c| c.discount).sum();
         let rounding: Money = sale.lines.iter().map(|x| x.rounding).sum();
-        let own = sale.discount_total - coupons - rounding;
+        // The level's or the birthday's discount on a line of its own, named, so the customer
+        // sees the birthday discount was given; the promotions (and anything older records do
+        // not split) under the plain label.
+        let member: Money = sale.lines.iter().map(|x| x.member_discount).sum();
+        let own = sale.discount_total - coupons - rounding - member;
         if own != 0 {
             self.pair(l.discount, &self.money(neg(own)));
+        }
+        if member != 0 {
+            let label = match sale.benefit {
+                Some(Benefit::Birthday) => l.birthday_discount,
+                _ => l.member_discount,
+            };
+            self.pair(label, &self.money(neg(member)));
         }
         for c in &sale.coupons {
             let label = format!("{} {}", l.coupon, c.code);

@@ -124,7 +124,7 @@ fn chinese_cash_receipt_shows_what_the_customer_checks() {
         has(&paper, &["  优惠 Discount", "-17.98"]),
         "line discount shown"
     );
-    assert!(has(&paper, &["优惠 Discount", "-￥24.97"]));
+    assert!(has(&paper, &["会员折扣 Member", "-￥24.97"]));
     assert!(
         has(&paper, &["2 x 89.90", "179.80"]),
         "the line before its discount"
@@ -281,7 +281,7 @@ fn a_coupon_and_rounding_are_printed_once_and_the_receipt_adds_up() {
     assert_eq!(amount_on(&paper, &["2 x 89.90"]), Some(17980), "{text}");
     let subtotal = amount_on(&paper, &["小计 Subtotal"]).unwrap();
     let printed: i64 = [
-        amount_on(&paper, &["优惠 Discount", "￥"]),
+        amount_on(&paper, &["会员折扣 Member", "￥"]),
         amount_on(&paper, &["优惠券 Coupon"]),
         amount_on(&paper, &["抹零 Rounding"]),
         amount_on(&paper, &["积分抵扣"]),
@@ -290,7 +290,7 @@ fn a_coupon_and_rounding_are_printed_once_and_the_receipt_adds_up() {
     .flatten()
     .sum();
     assert_eq!(
-        amount_on(&paper, &["优惠 Discount", "￥"]),
+        amount_on(&paper, &["会员折扣 Member", "￥"]),
         Some(-899),
         "{text}"
     );
@@ -341,7 +341,7 @@ fn reductions_are_printed_in_the_order_they_apply() {
     };
     let order = [
         at("小计 Subtotal"),
-        at("优惠 Discount"),
+        at("会员折扣 Member"),
         at("优惠券 Coupon"),
         at("积分抵扣 Points used"),
         at("抹零 Rounding"),
@@ -399,7 +399,7 @@ fn card_sale_without_member_has_no_change_member_or_kick() {
     assert_eq!(bytes, render(&inp), "deterministic");
     let paper = decode(&bytes);
     assert!(has(&paper, &["微信 WeChat", "￥239.73"]));
-    assert!(!has(&paper, &["找零"]) && !has(&paper, &["会员"]));
+    assert!(!has(&paper, &["找零"]) && !has(&paper, &["会员 Member"]));
     assert!(paper.drawer_kicks.is_empty() && paper.qr.is_empty());
     assert_eq!(paper.cuts, 1);
 }
@@ -493,5 +493,42 @@ fn odd_text_never_runs_past_the_paper() {
                 assert!(*w <= paper_w.columns(), "{w}: {l}");
             }
         }
+    }
+}
+
+/// The birthday discount is named on the receipt (the customer checks it was given), apart from
+/// the promotions; what is printed still adds up to the total.
+#[test]
+fn the_birthday_discount_is_named_apart_from_the_promotions() {
+    let mut s = sale();
+    let mut tea = line("6901", "龙井 250g", 1, 10000, 0);
+    tea.promo_discount = 1000;
+    tea.member_discount = 1800;
+    tea.discount = 2800;
+    tea.amount = 7200;
+    s.lines = vec![tea];
+    s.subtotal = 10000;
+    s.discount_total = 2800;
+    s.total = 7200;
+    s.benefit = Some(Benefit::Birthday);
+    s.payments[0].amount = 10000;
+    s.paid = 10000;
+    s.change = 2800;
+    let h = headers();
+    for paper_width in [PaperWidth::Mm58, PaperWidth::Mm80] {
+        let paper = decode(&render(&input(&s, &h, paper_width)));
+        let text = paper.lines.join("\n");
+        assert!(text.contains("生日折扣 Birthday"), "{text}");
+        assert_eq!(
+            amount_on(&paper, &["生日折扣", "￥"]),
+            Some(-1800),
+            "{text}"
+        );
+        assert_eq!(
+            amount_on(&paper, &["优惠 Discount", "￥"]),
+            Some(-1000),
+            "{text}"
+        );
+        assert!(!text.contains("会员折扣"), "{text}");
     }
 }
