@@ -173,3 +173,41 @@ async fn a_stop_with_twenty_streams_open_is_prompt() {
     assert_eq!(code, Some(0));
     drop(streams);
 }
+
+/// A till that has heard nothing of its own yet (the first scan of the day made while its
+/// Wi-Fi was down) resumes too: the stream gives it an id to come back with from the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_till_that_heard_nothing_yet_gets_what_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scanner = Pty::open();
+    point(&dir.path().join("scanner"), &scanner.slave);
+    let d = Daemon::start_in(dir.path(), &scanner_config(dir.path()));
+    let t = d.login(CASHIER).await;
+    wait_state(&d, &t, "scanner-1", "ready").await;
+
+    let mut stream = open(&d, &t, None).await;
+    // What an SSE client keeps as its last event id, from what arrived before the drop.
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline && !text.contains("\n\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Ok(Ok(Some(c))) = tokio::time::timeout(left, stream.chunk()).await {
+            text.push_str(&String::from_utf8_lossy(&c));
+        }
+    }
+    let last_id = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id:"))
+        .map(|v| v.trim().to_string())
+        .next_back();
+    drop(stream);
+    scanner.send(b"QUIET-1\r");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut stream = open(&d, &t, last_id.as_deref()).await;
+    let got = read_until(&mut stream, 5, |e| e.data["code"] == "QUIET-1").await;
+    assert!(
+        got.iter().any(|e| e.data["code"] == "QUIET-1"),
+        "the scan made while away was lost (kept id {last_id:?}): {got:?}"
+    );
+    d.terminate();
+}

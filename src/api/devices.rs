@@ -80,12 +80,19 @@ async fn events(
     let terminal = staff.session.terminal_id.clone();
     let (cache, token_hash) = (state.cache.clone(), staff.token_hash);
     let expires_at = staff.session.expires_at;
+    let session_began = staff.session.created_at;
     let local = state.clone();
-    // The events missed, then device events as they come, and a tick now and then (`None`) so
-    // an idle stream notices too.
-    let (missed, live) = state.devices.subscribe_after(after, chrono::Utc::now());
+    // The events missed (of this session: a card read at the till before its login, heard by
+    // no stream then, is not given to the next cashier), then an `id:` alone with the last id
+    // given (so that a terminal that has heard nothing of its till yet can resume too), then
+    // device events as they come, and a tick now and then (`None`) so an idle stream notices.
+    let (mut missed, last_id, live) = state
+        .devices
+        .subscribe_after(after, std::time::Instant::now());
+    missed.retain(|(_, e)| e.at() >= session_began);
     let events = tokio_stream::iter(missed.into_iter().map(Ok))
-        .chain(BroadcastStream::new(live))
+        .chain(tokio_stream::iter([Err(last_id)]))
+        .chain(BroadcastStream::new(live).map(|e| e.map_err(|_| 0)))
         .map(Some);
     let ticks = Box::pin(futures_util::stream::unfold((), |()| async {
         tokio::time::sleep(SESSION_CHECK).await;
@@ -94,7 +101,12 @@ async fn events(
     let stream = futures_util::stream::select(events, ticks)
         .take_while(move |_| matches!(cache.session(&token_hash, chrono::Utc::now()), Ok(Some(_))))
         .filter_map(move |e| {
-            let (id, e) = e?.ok()?;
+            let (id, e) = match e? {
+                Ok(numbered) => numbered,
+                // The last id given when the stream began, or a lag (0: nothing to say).
+                Err(0) => return None,
+                Err(last_id) => return Some(Ok(Event::default().id(last_id.to_string()))),
+            };
             if e.terminal() != terminal {
                 return None;
             }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -166,10 +167,12 @@ pub const REPLAY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
 /// An event with its id (`id:` on the event stream).
 pub type Numbered = (u64, DeviceEvent);
 
-/// The latest events with their ids, and the last id given.
+/// The latest events with their ids and when they were kept (monotonic: a clock set back or
+/// forward changes no event's age), the first id this run gave less one, and the last.
 struct Recent {
+    start_id: u64,
     last_id: u64,
-    events: VecDeque<(u64, DeviceEvent)>,
+    events: VecDeque<(u64, Instant, DeviceEvent)>,
 }
 
 /// Device states and the event broadcast. Cheap to clone.
@@ -215,6 +218,7 @@ impl Bus {
         Bus {
             tx: broadcast::channel(RECENT).0,
             recent: Arc::new(Mutex::new(Recent {
+                start_id: last_id,
                 last_id,
                 events: VecDeque::with_capacity(RECENT),
             })),
@@ -294,29 +298,115 @@ impl Bus {
         if recent.events.len() >= RECENT {
             recent.events.pop_front();
         }
-        recent.events.push_back((id, event.clone()));
+        recent.events.push_back((id, Instant::now(), event.clone()));
         // Sent under the lock, so ids go out in order and `subscribe_after` misses none.
         let _ = self.tx.send((id, event));
     }
 
-    /// The kept events after id `after` (none without one) no older than [`REPLAY_WINDOW`] at
-    /// `now`, and a receiver of every event after them.
+    /// The kept events after id `after` (none without one) kept no longer than
+    /// [`REPLAY_WINDOW`] before `now`, the last id given (for the stream to pass on, so that a
+    /// terminal that has heard nothing yet can resume too), and a receiver of every event
+    /// after them. An id this run did not give (an earlier run's, greater when that run's
+    /// clock was ahead of this one's) replays every event kept of the window.
     pub fn subscribe_after(
         &self,
         after: Option<u64>,
-        now: DateTime<Utc>,
-    ) -> (Vec<Numbered>, broadcast::Receiver<Numbered>) {
+        now: Instant,
+    ) -> (Vec<Numbered>, u64, broadcast::Receiver<Numbered>) {
         let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         let rx = self.tx.subscribe();
+        let window = REPLAY_WINDOW.to_std().unwrap_or_default();
         let missed = match after {
             None => Vec::new(),
-            Some(after) => recent
-                .events
-                .iter()
-                .filter(|(id, e)| *id > after && now - e.at() <= REPLAY_WINDOW)
-                .cloned()
-                .collect(),
+            Some(after) => {
+                let after = if (recent.start_id..=recent.last_id).contains(&after) {
+                    after
+                } else {
+                    0
+                };
+                recent
+                    .events
+                    .iter()
+                    .filter(|(id, kept, _)| {
+                        *id > after && now.saturating_duration_since(*kept) <= window
+                    })
+                    .map(|(id, _, e)| (*id, e.clone()))
+                    .collect()
+            }
         };
-        (missed, rx)
+        (missed, recent.last_id, rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(code: &str, at: DateTime<Utc>) -> DeviceEvent {
+        DeviceEvent::Scan {
+            device: "scanner-1".into(),
+            terminal: "pos-1".into(),
+            code: code.into(),
+            symbology: Symbology::Other,
+            product: None,
+            at,
+        }
+    }
+
+    fn codes(missed: &[Numbered]) -> Vec<String> {
+        missed
+            .iter()
+            .map(|(_, e)| match e {
+                DeviceEvent::Scan { code, .. } => code.clone(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    /// The daemon restarted with its clock behind the last run's (a box without a battery
+    /// booted at 1970 before NTP, or NTP set back a clock that ran fast): the till reconnects
+    /// with the last run's id, greater than any this run gave, and must still get the scans
+    /// made since the restart.
+    #[test]
+    fn an_id_of_a_run_whose_clock_was_ahead_still_gets_what_was_missed() {
+        let bus = Bus::new(&[]);
+        let now = Utc::now();
+        bus.publish(scan("A", now));
+        bus.publish(scan("B", now));
+        // The earlier run's ids started an hour later than this run's.
+        let earlier_run = u64::try_from(now.timestamp_micros()).unwrap() + 3_600_000_000;
+        let (missed, _, _rx) = bus.subscribe_after(Some(earlier_run), Instant::now());
+        assert_eq!(codes(&missed), ["A", "B"]);
+    }
+
+    /// Events published while terminals subscribe are each delivered once: in the replay or
+    /// live, never both, never neither.
+    #[test]
+    fn events_published_while_subscribing_are_neither_missed_nor_doubled() {
+        let bus = Bus::new(&[]);
+        let now = Utc::now();
+        bus.publish(scan("0", now));
+        let (first, _, _rx) = bus.subscribe_after(Some(0), Instant::now());
+        let before_first = first[0].0 - 1;
+        let publisher = {
+            let bus = bus.clone();
+            std::thread::spawn(move || {
+                for i in 1..1000 {
+                    bus.publish(scan(&i.to_string(), Utc::now()));
+                }
+            })
+        };
+        for _ in 0..200 {
+            let (missed, _, mut rx) = bus.subscribe_after(Some(before_first), Instant::now());
+            let mut ids: Vec<u64> = missed.iter().map(|(id, _)| *id).collect();
+            let upto = ids.last().copied().unwrap_or(before_first);
+            // What the receiver got right after subscribing continues the replay.
+            if let Ok((id, _)) = rx.try_recv() {
+                ids.push(id);
+                assert_eq!(id, upto + 1, "a gap or a double between replay and live");
+            }
+            assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+        }
+        publisher.join().unwrap();
     }
 }
