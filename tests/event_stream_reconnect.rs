@@ -7,8 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::devices::wait_state;
-use common::hw::{Pty, point};
+use common::devices::{store_with_scanner, wait_state};
 use common::{CASHIER, Daemon, POS2};
 use serde_json::{Value, json};
 
@@ -77,20 +76,10 @@ async fn open(d: &Daemon, token: &str, last: Option<&str>) -> reqwest::Response 
     resp
 }
 
-fn scanner_config(dir: &std::path::Path) -> String {
-    format!(
-        "[[devices]]\nid = \"scanner-1\"\nkind = \"scanner\"\nterminal = \"pos-1\"\n\
-         transport = \"serial\"\npath = \"{}\"\nsuffix = \"cr\"\n",
-        dir.join("scanner").display()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scans_made_while_the_terminal_was_away_arrive_when_it_reconnects() {
     let dir = tempfile::tempdir().unwrap();
-    let mut scanner = Pty::open();
-    point(&dir.path().join("scanner"), &scanner.slave);
-    let d = Daemon::start_in(dir.path(), &scanner_config(dir.path()));
+    let (mut scanner, d) = store_with_scanner(dir.path(), "");
     let t = d.login(CASHIER).await;
     wait_state(&d, &t, "scanner-1", "ready").await;
 
@@ -179,9 +168,7 @@ async fn a_stop_with_twenty_streams_open_is_prompt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_till_that_heard_nothing_yet_gets_what_it_missed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut scanner = Pty::open();
-    point(&dir.path().join("scanner"), &scanner.slave);
-    let d = Daemon::start_in(dir.path(), &scanner_config(dir.path()));
+    let (mut scanner, d) = store_with_scanner(dir.path(), "");
     let t = d.login(CASHIER).await;
     wait_state(&d, &t, "scanner-1", "ready").await;
 

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::devices::wait_state;
-use common::hw::{Events, Pty, point};
+use common::devices::{store_with_scanner, wait_state};
+use common::hw::Events;
 use common::{CASHIER, Daemon, cash};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -45,26 +45,9 @@ async fn fds_settle(d: &Daemon, most: usize, secs: u64) -> usize {
     }
 }
 
-fn scanner_config(dir: &Path) -> String {
-    format!(
-        r#"
-[[devices]]
-id = "scanner-1"
-kind = "scanner"
-terminal = "pos-1"
-transport = "serial"
-path = "{}"
-suffix = "cr"
-"#,
-        dir.join("scanner").display()
-    )
-}
-
 /// A daemon with a scanner on pos-1 (a pseudo-terminal), ready, and a cashier's token.
 async fn rig(dir: &Path, extra: &str) -> (Daemon, Scanner, String) {
-    let mut scanner = Pty::open();
-    point(&dir.join("scanner"), &scanner.slave);
-    let d = Daemon::start_in(dir, &format!("{}{extra}", scanner_config(dir)));
+    let (mut scanner, d) = store_with_scanner(dir, extra);
     let t = d.login(CASHIER).await;
     wait_state(&d, &t, "scanner-1", "ready").await;
     let master = std::sync::Arc::new(std::sync::Mutex::new(scanner.take_master()));
@@ -317,9 +300,7 @@ async fn a_stream_over_https_hears_scans_and_dropped_ones_are_let_go() {
         cert.display(),
         key.display()
     );
-    let mut pty = Pty::open();
-    point(&dir.path().join("scanner"), &pty.slave);
-    let d = Daemon::start_in(dir.path(), &format!("{}{tls}", scanner_config(dir.path())));
+    let (mut pty, d) = store_with_scanner(dir.path(), &tls);
     assert!(d.base.starts_with("https://"), "{}", d.base);
     let scanner: Scanner = std::sync::Arc::new(std::sync::Mutex::new(pty.take_master()));
     let config = tls_client(&made.cert.pem());

@@ -58,3 +58,22 @@ address = "{address}"
 "#
     )
 }
+
+/// The config of one serial scanner, `scanner-1` at pos-1, at `dir/scanner` (pointed at a
+/// pseudo-terminal by [`store_with_scanner`]).
+pub fn scanner_config(dir: &std::path::Path) -> String {
+    format!(
+        "\n[[devices]]\nid = \"scanner-1\"\nkind = \"scanner\"\nterminal = \"pos-1\"\n\
+         transport = \"serial\"\npath = \"{}\"\nsuffix = \"cr\"\n",
+        dir.join("scanner").display()
+    )
+}
+
+/// A store in `dir` with one scanner on a pseudo-terminal (and `extra` config): the scanner's
+/// end and the daemon. The scanner is not yet known to be ready.
+pub fn store_with_scanner(dir: &std::path::Path, extra: &str) -> (super::hw::Pty, Daemon) {
+    let scanner = super::hw::Pty::open();
+    super::hw::point(&dir.join("scanner"), &scanner.slave);
+    let d = Daemon::start_in(dir, &format!("{}{extra}", scanner_config(dir)));
+    (scanner, d)
+}
