@@ -64,9 +64,9 @@ const SESSION_CHECK: Duration = Duration::from_secs(5);
 /// The events of the session's terminal, as they happen, each with an id. A terminal that
 /// reconnects with `Last-Event-ID` first gets the events it missed (those the bus still keeps,
 /// of the last [`REPLAY_WINDOW`](crate::devices::bus::REPLAY_WINDOW)). A client that falls
-/// behind loses the oldest events rather than slowing the devices down. The stream lasts as long as its
-/// session: it ends when the session is logged out, ended (staff removed, role changed) or
-/// expires, so a terminal whose staff logged out hears no more card reads.
+/// behind loses the oldest events rather than slowing the devices down. The stream lasts as
+/// long as its session: it ends when the session is logged out, ended (staff removed, role
+/// changed) or expires, so a terminal whose staff logged out hears no more card reads.
 async fn events(
     State(state): State<AppState>,
     staff: Staff,
