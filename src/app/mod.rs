@@ -3,7 +3,7 @@
 //! it holds, flush the cache.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,12 +21,16 @@ use crate::pii::PiiCodec;
 use crate::security::{KeyError, StoreKeys};
 use crate::uplink::UplinkStatus;
 
+mod disk;
 mod new_store;
 mod offline;
 mod reload;
 mod serve;
 mod summary;
 
+pub use disk::DiskWatch;
+use disk::disk_watch;
+pub(crate) use disk::free_bytes;
 pub use new_store::NEW_STORE;
 pub(crate) use new_store::{check_data_dir, journal_started, mark_new_store};
 pub use offline::OfflineStore;
@@ -311,7 +315,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .execute(system_actor(), loaded)
         .await
         .context("recording the start in the audit log")?;
-    let backup_failing = crate::backup::Failing::default();
+    // A failure an earlier run told HQ of stays on `/healthz` (and is ended by a `backup_ok`)
+    // until a backup works: a restart does not make it go away unseen.
+    let backup_failing =
+        crate::backup::Failing::new(std::sync::Mutex::new(match config.backup.every {
+            Some(_) => crate::backup::failing_before(&JournalReader::new(&dir)).await,
+            None => None,
+        }));
     let backups = config.backup.every.map(|every| {
         tokio::spawn(crate::backup::scheduled(
             config.clone(),
@@ -331,7 +341,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     ));
     let disk = Arc::new(DiskWatch::new(&dir, config.storage.min_free_mb));
-    let disk_task = tokio::spawn(disk_watch(disk.clone(), ledger.clone(), shutdown.clone()));
+    let disk_task = tokio::spawn(disk_watch(
+        disk.clone(),
+        ledger.clone(),
+        JournalReader::new(&dir),
+        shutdown.clone(),
+    ));
     let bus = crate::devices::bus::Bus::new(&config.devices);
     let device_tasks = crate::devices::start(
         &config.devices,
@@ -485,115 +500,6 @@ async fn housekeeping(ledger: Ledger, shutdown: CancellationToken) {
                     tracing::warn!(error = %e, "pruning sessions failed");
                 }
             }
-        }
-    }
-}
-
-/// Free space on the data directory's file system, as last measured.
-#[derive(Debug)]
-pub struct DiskWatch {
-    dir: PathBuf,
-    min_free: u64,
-    /// Bytes free; `u64::MAX` until measured (or when it cannot be).
-    free: std::sync::atomic::AtomicU64,
-    low: std::sync::atomic::AtomicBool,
-}
-
-impl DiskWatch {
-    /// Watches `dir`; below `min_free_mb` the disk is "low".
-    pub fn new(dir: &Path, min_free_mb: u64) -> DiskWatch {
-        let w = DiskWatch {
-            dir: dir.to_path_buf(),
-            min_free: min_free_mb.saturating_mul(1024 * 1024),
-            free: std::sync::atomic::AtomicU64::new(u64::MAX),
-            low: std::sync::atomic::AtomicBool::new(false),
-        };
-        w.measure();
-        w
-    }
-
-    /// Bytes free, if known.
-    pub fn free_bytes(&self) -> Option<u64> {
-        let f = self.free.load(std::sync::atomic::Ordering::Relaxed);
-        (f != u64::MAX).then_some(f)
-    }
-
-    /// Whether free space is below the limit.
-    pub fn is_low(&self) -> bool {
-        self.low.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Measures now; returns whether the disk just became low (`Some(true)`), just recovered
-    /// (`Some(false)`), or neither.
-    fn measure(&self) -> Option<bool> {
-        let free = free_bytes(&self.dir)?;
-        self.free.store(free, std::sync::atomic::Ordering::Relaxed);
-        let low = free < self.min_free;
-        let was = self.low.swap(low, std::sync::atomic::Ordering::Relaxed);
-        (low != was).then_some(low)
-    }
-}
-
-/// Bytes available to this user on the file system holding `dir`.
-pub(crate) fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is NUL-terminated and `st` is a valid out-pointer for statvfs.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it filled `st`.
-    let st = unsafe { st.assume_init() };
-    // u64 here; `c_ulong` (32 bits) on armv7.
-    #[allow(clippy::unnecessary_cast)]
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
-}
-
-/// Measures free space every 30 s; when it falls below `storage.min_free_mb` (and again when it
-/// recovers) an alert goes to HQ and `/healthz` says `degraded`, before the journal is refused
-/// writes.
-async fn disk_watch(watch: Arc<DiskWatch>, ledger: Ledger, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
-    // Low already when `DiskWatch::new` measured, at start: no later measure sees it fall, so
-    // the first one reports it (a box restarted on a full disk told HQ nothing).
-    let mut low_at_start = watch.is_low();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let w = watch.clone();
-        let Ok(change) = tokio::task::spawn_blocking(move || w.measure()).await else {
-            continue;
-        };
-        let change = if std::mem::take(&mut low_at_start) {
-            // Still low: report it; recovered before it was reported: nothing to say.
-            change.map_or(Some(true), |low| low.then_some(true))
-        } else {
-            change
-        };
-        let Some(low) = change else { continue };
-        let free_mb = watch.free_bytes().unwrap_or(0) / (1024 * 1024);
-        let (code, message) = if low {
-            tracing::warn!(free_mb, dir = %watch.dir.display(), "disk space low");
-            (
-                "disk_low",
-                format!("{free_mb} MiB free on the data directory's disk"),
-            )
-        } else {
-            tracing::info!(free_mb, "disk space back above the limit");
-            ("disk_ok", format!("{free_mb} MiB free again"))
-        };
-        let alert = crate::ledger::Command::Alert(crate::domain::event::Alert {
-            source: "storage".into(),
-            code: code.into(),
-            message,
-            detail: serde_json::json!({ "free_bytes": watch.free_bytes() }),
-        });
-        if let Err(e) = ledger.execute(system_actor(), alert).await {
-            tracing::error!(error = %e, "cannot record the disk alert");
         }
     }
 }

@@ -45,7 +45,7 @@ mod sealed;
 use owner::give_like;
 pub(crate) use owner::give_to_owner;
 use room::{RoomGuard, check_room};
-pub use schedule::{Failing, scheduled};
+pub use schedule::{Failing, failing_before, scheduled};
 use sealed::{OpenReader, SealWriter};
 
 /// The files a backup holds, in the order they are copied.

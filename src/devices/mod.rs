@@ -78,8 +78,9 @@ impl Context {
         }
     }
 
-    /// Records a device's state. A change (or a device that is not ready when first opened)
-    /// is logged and reported to HQ as `device.alert` with the state as its code.
+    /// Records a device's state. A change (or, when first opened, a state other than the one
+    /// HQ was last told of) is logged and reported to HQ as `device.alert` with the state as
+    /// its code.
     async fn report(&self, dev: &DeviceConfig, state: DeviceState, reason: Option<String>) {
         let changed = self.bus.set_state(&dev.id, state, reason.clone());
         let first = self
@@ -88,7 +89,22 @@ impl Context {
             .map(|mut r| r.insert(dev.id.clone()))
             .unwrap_or(false);
         let alert = if first {
-            state != DeviceState::Ready
+            // What an earlier run last told HQ of this device (ready when it told nothing): a
+            // printer out of paper at the last stop and ready now is reported ready, or HQ's
+            // alert stays open for ever; one still out of paper is not reported a second time.
+            let id = dev.id.clone();
+            let told = match self
+                .journal
+                .with(move |c| crate::journal::store::last_alert_from(c, &id))
+                .await
+            {
+                Ok(last) => last.map(|(code, _)| code),
+                Err(e) => {
+                    tracing::warn!(device = %dev.id, error = %e, "cannot look for an earlier device alert");
+                    None
+                }
+            };
+            told.as_deref().unwrap_or(DeviceState::Ready.as_str()) != state.as_str()
         } else {
             changed
         };

@@ -4,10 +4,12 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
+mod alerts;
 mod idempotency;
 mod period;
 mod uplink;
 
+pub use alerts::last_alert_from;
 pub use idempotency::{
     IdemRecord, idem_forget_member, idem_get, idem_note_member, idem_put, idem_rotate,
 };
