@@ -50,9 +50,23 @@ impl DiskWatch {
     fn measure(&self) -> Option<bool> {
         let free = free_bytes(&self.dir)?;
         self.free.store(free, std::sync::atomic::Ordering::Relaxed);
-        let low = free < self.min_free;
-        let was = self.low.swap(low, std::sync::atomic::Ordering::Relaxed);
+        let was = self.low.load(std::sync::atomic::Ordering::Relaxed);
+        let low = still_low(free, self.min_free, was);
+        self.low.store(low, std::sync::atomic::Ordering::Relaxed);
         (low != was).then_some(low)
+    }
+}
+
+/// Whether the disk is low with `free` bytes free against `min_free`, `was` low at the last
+/// measure. One that was low is fine again only with a tenth more than the limit free (at least
+/// 16 MiB more): a disk hovering at the limit, as logs come and go, would otherwise send HQ
+/// `disk_low` and `disk_ok` in turn every 30 s.
+fn still_low(free: u64, min_free: u64, was: bool) -> bool {
+    let margin = (min_free / 10).max(16 * 1024 * 1024);
+    if was {
+        free < min_free.saturating_add(margin)
+    } else {
+        free < min_free
     }
 }
 
@@ -134,5 +148,29 @@ pub(super) async fn disk_watch(
             Ok(_) => told_low = low,
             Err(e) => tracing::error!(error = %e, "cannot record the disk alert"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::still_low;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn a_disk_hovering_at_the_limit_does_not_flap() {
+        let limit = 256 * MIB;
+        assert!(!still_low(300 * MIB, limit, false));
+        assert!(still_low(255 * MIB, limit, false), "below the limit: low");
+        // Back just above the limit: still low, until a tenth more is free.
+        assert!(still_low(257 * MIB, limit, true));
+        assert!(still_low(281 * MIB, limit, true));
+        assert!(
+            !still_low(282 * MIB, limit, true),
+            "a tenth more free: fine"
+        );
+        // A small limit gets 16 MiB of margin.
+        assert!(still_low(20 * MIB, 10 * MIB, true));
+        assert!(!still_low(26 * MIB, 10 * MIB, true));
     }
 }
