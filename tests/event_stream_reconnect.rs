@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::devices::{store_with_scanner, wait_state};
-use common::{CASHIER, Daemon, POS2};
-use serde_json::{Value, json};
+use common::{CASHIER, Daemon, POS2, login_status};
+use serde_json::Value;
 
 /// One event off a raw stream: its `id:` (if any), `event:` and data.
 #[derive(Debug, Clone)]
@@ -124,17 +124,8 @@ async fn scans_made_while_the_terminal_was_away_arrive_when_it_reconnects() {
     assert!(got.iter().any(|e| e.data["code"] == "ABC-3"), "{got:?}");
 
     // Another till reconnecting with the same id hears none of pos-1's scans.
-    let r: Value = d
-        .client
-        .post(d.url("/v1/sessions"))
-        .bearer_auth(POS2)
-        .json(&json!({"staff_no": CASHIER.0, "pin": CASHIER.1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (s, r, _) = login_status(&d, POS2, CASHIER.0, CASHIER.1).await;
+    assert_eq!(s, 201, "{r}");
     let t2 = r["token"].as_str().unwrap().to_string();
     let mut other = open(&d, &t2, Some(&last_id)).await;
     let got = read_until(&mut other, 2, |_| false).await;

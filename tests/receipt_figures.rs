@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::devices::has;
+use common::devices::{has, printer_only};
 use common::hw::FakePrinter;
 use common::{CASHIER, Daemon, MANAGER, config_text};
 use serde_json::{Value, json};
@@ -30,18 +30,7 @@ fn money(n: i64) -> String {
 /// A store rounding totals down to the jiao (抹角), its printer `printer-1` on TCP.
 async fn store(dir: &std::path::Path, paper: &str) -> (Daemon, FakePrinter) {
     let printer = FakePrinter::start(None).await;
-    let extra = format!(
-        r#"
-[[devices]]
-id = "printer-1"
-kind = "printer"
-terminal = "pos-1"
-transport = "tcp"
-address = "{}"
-paper = "{paper}"
-"#,
-        printer.addr
-    );
+    let extra = format!("{}paper = \"{paper}\"\n", printer_only(printer.addr));
     let text = config_text(&dir.join("data"), &extra).replacen(
         "environment = \"development\"",
         "environment = \"development\"\ntotal_rounding = \"drop_jiao\"",
