@@ -55,7 +55,7 @@ async fn a_disk_freed_while_the_box_was_off_is_reported_fine() {
     let data = dir.path().join("data");
     let config = write_config(dir.path(), "", 1_048_576);
     let d = Daemon::start_with(dir.path(), &config);
-    wait_alerts(&data, "storage", &["disk_low"], 10).await;
+    wait_alerts(&data, "storage", &["disk_low"], 30).await;
     d.terminate();
     let d = Daemon::start_with(dir.path(), &config);
     assert_eq!(d.health().await["disk"]["low"], true);
@@ -65,7 +65,7 @@ async fn a_disk_freed_while_the_box_was_off_is_reported_fine() {
 
     let config = write_config(dir.path(), "", 16);
     let d = Daemon::start_with(dir.path(), &config);
-    wait_alerts(&data, "storage", &["disk_low", "disk_ok"], 10).await;
+    wait_alerts(&data, "storage", &["disk_low", "disk_ok"], 30).await;
     d.terminate();
     // Fine at the next start too: nothing more.
     let d = Daemon::start_with(dir.path(), &config);
@@ -89,14 +89,14 @@ async fn a_printer_given_paper_while_the_box_was_off_is_reported_ready() {
     let (s, v) = d.sale(&t, &body).await;
     assert_eq!(s, 201, "{v}");
     wait_state(&d, &t, "printer-1", "paper_out").await;
-    wait_alerts(&data, "printer-1", &["paper_out"], 10).await;
+    wait_alerts(&data, "printer-1", &["paper_out"], 30).await;
     d.terminate();
 
     printer.set_paper_out(false);
     let d = Daemon::start_with(dir.path(), &d_config(dir.path()));
     let t = d.login(CASHIER).await;
     wait_state(&d, &t, "printer-1", "ready").await;
-    wait_alerts(&data, "printer-1", &["paper_out", "ready"], 10).await;
+    wait_alerts(&data, "printer-1", &["paper_out", "ready"], 30).await;
     d.terminate();
 }
 
