@@ -10,8 +10,7 @@ use common::*;
 use serde_json::{Value, json};
 
 async fn store_listening(hq: &Hq) {
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
 }
 
 /// HQ's erasure of a member, as its `members` message carries it.

@@ -61,8 +61,7 @@ async fn a_big_campaign_does_not_hold_up_the_till() {
     let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(CASHIER).await;
     let tm = d.login(MANAGER).await;
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
     let n = 20_000;
     for k in 0..n / 5_000 {
         hq.publish(
@@ -169,8 +168,7 @@ async fn a_campaign_killed_half_way_is_finished_without_a_coupon_twice() {
     let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let config = d.config.clone();
     let t = d.login(CASHIER).await;
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
     let n = 4_000;
     hq.publish("storebox/stores/sh-001/hq/members", members(0, 0, n))
         .await;

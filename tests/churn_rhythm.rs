@@ -42,8 +42,7 @@ async fn a_regular_who_stopped_coming_is_at_risk_whatever_they_did_at_other_stor
     use serde_json::json;
     let dir = tempfile::tempdir().unwrap();
     let (_broker, hq, d) = store_with_hq(dir.path()).await;
-    hq.wait_online().await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
 
     let today = store_today();
     let last = today - Duration::days(30);

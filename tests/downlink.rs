@@ -334,8 +334,7 @@ async fn an_item_without_a_version_is_refused_and_reported() {
 /// Waits until the store is online and subscribed (it subscribes when it connects; a message
 /// published before that is not kept for a session that does not exist yet).
 async fn store_listening(hq: &Hq) {
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
 }
 
 /// A member HQ sent who bought here: once the cache is rebuilt from the journal (which holds

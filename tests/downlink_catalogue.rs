@@ -33,8 +33,7 @@ async fn a_price_change_does_not_take_back_a_barcode_hq_moved() {
     let t = d.login(CASHIER).await;
     let scan = "/v1/products?barcode=6901234567892";
     until(&d, &t, scan, |s, v| s == 200 && v["sku"] == "TEA").await;
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
 
     hq.publish(
         "storebox/hq/products",
@@ -89,8 +88,7 @@ async fn a_big_catalogue_from_hq_does_not_hold_up_the_till() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(CASHIER).await;
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
     let n = 20_000;
     let items: Vec<Value> = (0..n)
         .map(|i| {
@@ -132,8 +130,7 @@ async fn an_hq_stock_count_is_recorded_as_hq_s() {
     let broker = Broker::start(dir.path());
     let hq = Hq::connect(broker.port, "sh-001").await;
     let _d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
     hq.publish(
         "storebox/hq/stock",
         json!({"id": "s-1", "kind": "stock", "version": 1, "items": [

@@ -94,8 +94,7 @@ async fn a_message_left_unapplied_does_not_stop_hq_s_later_messages() {
     let hq = common::mqtt::Hq::connect(broker.port, "sh-001").await;
     let d = Daemon::start_in(dir.path(), &broker.uplink_config(""));
     let t = d.login(CASHIER).await;
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
 
     let journal = rusqlite::Connection::open(dir.path().join("data/journal.sqlite3")).unwrap();
     journal.execute_batch("BEGIN IMMEDIATE").unwrap();

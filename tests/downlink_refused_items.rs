@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use common::CASHIER;
 use common::mqtt::{Hq, store_with_hq, wait_for};
@@ -64,8 +63,7 @@ async fn hq_learns_every_refused_item_of_a_big_price_list() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(CASHIER).await;
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
 
     // 3,000 products, then a price list for them in which every other line is refused (a
     // negative price: more than one alert's worth) and 60 lines price products the store does

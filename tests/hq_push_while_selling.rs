@@ -63,8 +63,7 @@ async fn a_push_of_members_keeps_the_till_answering_and_memory_bounded() {
     let pid = d.child.id();
     let t = d.login(CASHIER).await;
     let m = d.register(&t, "周杰", "13912340000", json!({})).await;
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
     let (before, _) = memory_kib(pid);
 
     let (n, per) = (30_000, 15_000);
@@ -146,8 +145,7 @@ async fn a_daemon_stopped_during_a_push_stops_at_once_and_gets_it_all_after() {
     let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let config = d.config.clone();
     let t = d.login(CASHIER).await;
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
 
     let (n, per) = (40_000, 10_000);
     for k in 0..n / per {
@@ -202,8 +200,7 @@ async fn a_stocktake_killed_half_way_counts_every_sku_once() {
     let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let config = d.config.clone();
     let t = d.login(CASHIER).await;
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
 
     let topic = "storebox/stores/sh-001/hq/stock";
     for k in 0..3 {
@@ -284,8 +281,7 @@ async fn an_oversized_or_broken_message_in_a_push_is_refused_alone() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, hq, d) = store_with_hq(dir.path()).await;
     let t = d.login(CASHIER).await;
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
 
     hq.publish(MEMBERS, members(0, 0, 2_000)).await;
     hq.publish(MEMBERS, members(1, 2_000, 20_000)).await;

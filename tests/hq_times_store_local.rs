@@ -26,8 +26,7 @@ async fn wait_get(d: &Daemon, t: &str, path: &str) -> Value {
 async fn times_hq_sent_in_utc_are_answered_in_the_store_timezone() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, hq, d) = store_with_hq(dir.path()).await;
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
     hq.publish(
         "storebox/stores/sh-001/hq/members",
         json!({"id": "m-1", "kind": "members", "version": 1, "items": [

@@ -109,8 +109,7 @@ async fn a_box_begun_afresh_asks_hq_for_its_data_and_says_its_numbering_restarts
 async fn a_cache_lost_beside_its_journal_asks_hq_again() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, hq, d) = store_with_hq(dir.path()).await;
-    hq.wait_online().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hq.wait_subscribed().await;
     let t = d.login(CASHIER).await;
     hq.publish(
         "storebox/hq/products",

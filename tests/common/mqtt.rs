@@ -326,6 +326,14 @@ impl Hq {
         .await;
     }
 
+    /// Waits for the store's online status, then half a second more: the store subscribes to
+    /// HQ's topics after it says it is online, and on a first connect a message published
+    /// before the subscription reaches it would have no session to wait in.
+    pub async fn wait_subscribed(&self) {
+        self.wait_online().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     /// Publishes an HQ message (QoS 1).
     pub async fn publish(&self, topic: &str, payload: Value) {
         self.client
