@@ -34,7 +34,7 @@ async fn read(
 /// The coupon with its times in the store's timezone, like every time the API gives (HQ's
 /// coupons, and those a manager issued, come with the offset they were written in).
 fn store_local(state: &AppState, mut c: Coupon) -> Coupon {
-    let local = |t: chrono::DateTime<chrono::FixedOffset>| state.settings.local(t.to_utc());
+    let local = |t: chrono::DateTime<chrono::FixedOffset>| state.settings.local(t);
     c.valid_from = c.valid_from.map(local);
     c.valid_to = c.valid_to.map(local);
     if let Some(u) = c.used.as_mut() {

@@ -147,8 +147,8 @@ impl MemberView {
             visits: m.visits(),
             // HQ's members come with HQ's offsets (often UTC): shown in the store's, like
             // every time the API gives.
-            last_visit_at: m.last_visit_at().map(|t| settings.local(t.to_utc())),
-            created_at: settings.local(m.created_at.to_utc()),
+            last_visit_at: m.last_visit_at().map(|t| settings.local(t)),
+            created_at: settings.local(m.created_at),
             next_level,
             birthday_discount_available: m.birthday_discount_due(&rules, today)
                 && level.is_some_and(|l| l.birthday_discount_bps > 0),
@@ -396,9 +396,9 @@ async fn export(
                         &m.total_spend().to_string(),
                         &m.visits().to_string(),
                         &m.last_visit_at()
-                            .map(|t| settings.local(t.to_utc()).to_rfc3339())
+                            .map(|t| settings.local(t).to_rfc3339())
                             .unwrap_or_default(),
-                        &settings.local(m.created_at.to_utc()).to_rfc3339(),
+                        &settings.local(m.created_at).to_rfc3339(),
                         &code(&m.created_store),
                         if m.erased_at.is_some() { "1" } else { "0" },
                     ],

@@ -32,7 +32,7 @@ fn view(state: &AppState, mut product: Product) -> ProductView {
     // A promotion's times in the store's timezone, like every time the API gives (HQ's come
     // with the offset HQ wrote them in).
     if let Some(promo) = product.promo.as_mut() {
-        let local = |t: chrono::DateTime<chrono::FixedOffset>| state.settings.local(t.to_utc());
+        let local = |t: chrono::DateTime<chrono::FixedOffset>| state.settings.local(t);
         promo.from = promo.from.map(local);
         promo.to = promo.to.map(local);
     }

@@ -104,7 +104,7 @@ async fn segments(
                         rfm: scores,
                         visits: m.visits(),
                         total_spend: m.total_spend(),
-                        last_visit_at: m.last_visit_at().map(|t| settings.local(t.to_utc())),
+                        last_visit_at: m.last_visit_at().map(|t| settings.local(t)),
                     },
                 ));
             }
@@ -246,7 +246,7 @@ async fn at_risk(
                     segment: seg.into(),
                     visits: m.visits(),
                     total_spend: m.total_spend(),
-                    last_visit_at: m.last_visit_at().map(|t| settings.local(t.to_utc())),
+                    last_visit_at: m.last_visit_at().map(|t| settings.local(t)),
                     risk: reason.into(),
                 });
             }

@@ -77,9 +77,9 @@ impl StoreSettings {
         *guard = Arc::new(rules);
     }
 
-    /// Store-local time of an instant.
-    pub fn local(&self, at: DateTime<Utc>) -> DateTime<FixedOffset> {
-        local_time(self.tz, at)
+    /// Store-local time of an instant (one written with another offset, as HQ's, too).
+    pub fn local(&self, at: impl Into<DateTime<Utc>>) -> DateTime<FixedOffset> {
+        local_time(self.tz, at.into())
     }
 
     /// Store-local date of an instant.
