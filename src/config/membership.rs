@@ -52,12 +52,6 @@ fn percent_to_bps(key: String, p: f64) -> Result<Bps, Invalid> {
     Ok((p * 100.0).round() as Bps)
 }
 
-/// Membership rules from a JSON value shaped like `[membership]` (HQ's `rules` message).
-pub fn membership_from_value(v: serde_json::Value) -> Result<Rules, String> {
-    let raw: RawMembership = serde_json::from_value(v).map_err(|e| e.to_string())?;
-    membership_from_raw(raw)
-}
-
 /// Membership rules from `[membership]` as read (HQ's `rules` item decodes it itself, to name
 /// the field at fault).
 pub fn membership_from_raw(raw: RawMembership) -> Result<Rules, String> {

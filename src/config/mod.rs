@@ -33,7 +33,7 @@ use crate::domain::rules::Rules;
 pub use devices::{DeviceConfig, DeviceKind, LineEnd, PrinterOptions, Transport};
 pub use generate::generate;
 pub use insight::{Automation, InsightConfig};
-pub use membership::{RawMembership, membership_from_raw, membership_from_value};
+pub use membership::{RawMembership, membership_from_raw};
 pub use raw::RawConfig;
 pub use security::{BackupConfig, CREDENTIAL_NAME, DEFAULT_KEY_FILE, SecurityConfig};
 pub use tls::TlsFiles;

@@ -390,7 +390,9 @@ fn rolling_365d_is_accepted_as_documented() {
         crate::domain::rules::SpendWindow::Rolling365d
     );
     // HQ's rules message goes through the same struct.
-    let r = membership_from_value(serde_json::json!({"spend_window": "rolling_365d"})).unwrap();
+    let raw: RawMembership =
+        serde_json::from_value(serde_json::json!({"spend_window": "rolling_365d"})).unwrap();
+    let r = membership_from_raw(raw).unwrap();
     assert_eq!(
         r.spend_window,
         crate::domain::rules::SpendWindow::Rolling365d
