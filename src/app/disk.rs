@@ -45,15 +45,16 @@ impl DiskWatch {
         self.low.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Measures now; returns whether the disk just became low (`Some(true)`), just recovered
-    /// (`Some(false)`), or neither.
-    fn measure(&self) -> Option<bool> {
-        let free = free_bytes(&self.dir)?;
+    /// Measures now (a file system that cannot be measured leaves the last figures). The
+    /// watch compares [`Self::is_low`] with what HQ was told.
+    fn measure(&self) {
+        let Some(free) = free_bytes(&self.dir) else {
+            return;
+        };
         self.free.store(free, std::sync::atomic::Ordering::Relaxed);
         let was = self.low.load(std::sync::atomic::Ordering::Relaxed);
         let low = still_low(free, self.min_free, was);
         self.low.store(low, std::sync::atomic::Ordering::Relaxed);
-        (low != was).then_some(low)
     }
 }
 
