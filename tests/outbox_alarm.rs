@@ -1,6 +1,7 @@
 //! The outbox alarm over a long outage: HQ hears of it once per outage (docs/uplink.md: "raised
 //! once per crossing"), also when the box is restarted — switched off at night, say — while
-//! the link is still down; and once more for the next outage.
+//! the link is still down; and once more for the next outage. Each outage's end is told once
+//! too (`outbox_ok`), also when the box was restarted during it.
 
 mod common;
 
@@ -16,13 +17,29 @@ async fn sell(d: &Daemon, n: usize) {
     d.sell_milk(&t, n).await;
 }
 
-/// The ids of the `outbox_backlog` alerts HQ has (duplicates of one event counted once).
-fn alarms(hq: &Hq) -> HashSet<Value> {
+/// The ids of the alerts with `code` HQ has (duplicates of one event counted once).
+fn alerts(hq: &Hq, code: &str) -> HashSet<Value> {
     hq.events()
         .iter()
-        .filter(|e| e["kind"] == "device.alert" && e["data"]["code"] == "outbox_backlog")
+        .filter(|e| e["kind"] == "device.alert" && e["data"]["code"] == code)
         .map(|e| e["id"].clone())
         .collect()
+}
+
+/// The ids of the `outbox_backlog` alerts HQ has.
+fn alarms(hq: &Hq) -> HashSet<Value> {
+    alerts(hq, "outbox_backlog")
+}
+
+/// Waits until HQ has `n` `outbox_ok` alerts (the watch looks every 5 s), then a little more
+/// for any extra one.
+async fn ended(hq: &Hq, n: usize) {
+    wait_for(30, "the outage's end at HQ", || {
+        alerts(hq, "outbox_ok").len() >= n
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(alerts(hq, "outbox_ok").len(), n, "outage ends told");
 }
 
 async fn drained(d: &Daemon, hq: &Hq) {
@@ -78,6 +95,7 @@ async fn the_backlog_alarm_is_raised_once_per_outage_across_restarts() {
         "one outage, announced {} times",
         alarms(&hq).len()
     );
+    ended(&hq, 1).await;
 
     // The next outage, after a while online, is announced again.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -87,5 +105,6 @@ async fn the_backlog_alarm_is_raised_once_per_outage_across_restarts() {
     broker.start_again();
     drained(&d, &hq).await;
     assert_eq!(alarms(&hq).len(), 2, "the second outage was not announced");
+    ended(&hq, 2).await;
     d.terminate();
 }

@@ -235,9 +235,10 @@ pub fn start(parts: Parts, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
     tasks
 }
 
-/// Raises an alert when the outbox passes its alarm size (once per crossing; re-armed when
-/// the backlog falls below half the alarm). A crossing announced by an earlier run whose alert
-/// HQ has not yet received is the same outage: not announced again after a restart.
+/// Raises an alert when the outbox passes its alarm size (`outbox_backlog`, once per
+/// crossing) and another when it is below half the alarm again (`outbox_ok`): HQ's trouble
+/// list closes the outage it opened. What HQ was last told survives a restart: a box switched
+/// off during an outage neither announces it again nor forgets to end it.
 async fn backlog_watch(
     ledger: Ledger,
     journal: JournalReader,
@@ -248,7 +249,7 @@ async fn backlog_watch(
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let acked = status.acked_seq();
     let mut raised = match journal
-        .with(move |c| store::backlog_alert_after(c, acked))
+        .with(move |c| store::backlog_alarm_raised(c, acked))
         .await
     {
         Ok(r) => r,
@@ -272,8 +273,16 @@ async fn backlog_watch(
                         serde_json::json!({"backlog": backlog, "alarm": alarm}),
                     )
                     .await;
-                } else if raised && backlog < alarm / 2 {
-                    raised = false;
+                } else if raised && backlog.saturating_mul(2) < alarm {
+                    tracing::info!(backlog, alarm, "outbox backlog below half its alarm size again");
+                    // Not recorded (the journal refused it): tried again at the next tick.
+                    raised = !alert(
+                        &ledger,
+                        "outbox_ok",
+                        format!("{backlog} events wait for HQ (alarm at {alarm})"),
+                        serde_json::json!({"backlog": backlog, "alarm": alarm}),
+                    )
+                    .await;
                 }
             }
         }

@@ -14,7 +14,7 @@ pub use idempotency::{
     IdemRecord, idem_forget_member, idem_get, idem_note_member, idem_put, idem_rotate,
 };
 pub use period::{for_events_between, period_mark};
-pub use uplink::{backlog_alert_after, uplink_alert_about};
+pub use uplink::{backlog_alarm_raised, uplink_alert_about};
 
 use super::JournalError;
 use crate::domain::event::{Event, EventBody};
