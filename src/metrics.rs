@@ -130,6 +130,29 @@ pub struct Gauges {
     pub disk_free_bytes: Option<u64>,
     /// Seconds since start.
     pub uptime: f64,
+    /// What `/healthz` reports as a problem, each on its own.
+    pub troubles: Troubles,
+}
+
+/// The troubles `/healthz` lists, as 0/1 gauges: a monitoring system alerts on each by name.
+#[derive(Debug, Default)]
+pub struct Troubles {
+    /// The outbox alarm is raised.
+    pub outbox_alarm: bool,
+    /// Free space below `storage.min_free_mb`.
+    pub disk_low: bool,
+    /// Scheduled backups are failing.
+    pub backup_failing: bool,
+    /// The clock reads a time before 2026 (never set).
+    pub clock_not_set: bool,
+    /// The cache could not read some record.
+    pub cache_damaged: bool,
+    /// The cache refuses writes.
+    pub cache_failing: bool,
+}
+
+fn flag(b: bool) -> f64 {
+    f64::from(u8::from(b))
 }
 
 /// Renders every metric.
@@ -182,7 +205,7 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         (
             "storebox_journal_writable",
             "1 while the journal takes writes.",
-            f64::from(u8::from(g.writable)),
+            flag(g.writable),
         ),
         (
             "storebox_outbox_backlog",
@@ -203,6 +226,36 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
             "storebox_uptime_seconds",
             "Seconds since the daemon started.",
             g.uptime,
+        ),
+        (
+            "storebox_outbox_alarm",
+            "1 while the outbox backlog alarm is raised (uplink.outbox_alarm).",
+            flag(g.troubles.outbox_alarm),
+        ),
+        (
+            "storebox_disk_low",
+            "1 while free space is below storage.min_free_mb.",
+            flag(g.troubles.disk_low),
+        ),
+        (
+            "storebox_backup_failing",
+            "1 while scheduled backups fail.",
+            flag(g.troubles.backup_failing),
+        ),
+        (
+            "storebox_clock_not_set",
+            "1 while the clock reads a time before 2026 (never set: no battery-backed clock, no NTP yet).",
+            flag(g.troubles.clock_not_set),
+        ),
+        (
+            "storebox_cache_damaged",
+            "1 once a cache record could not be read (a restart rebuilds it).",
+            flag(g.troubles.cache_damaged),
+        ),
+        (
+            "storebox_cache_failing",
+            "1 while the cache refuses writes.",
+            flag(g.troubles.cache_failing),
         ),
     ] {
         family(&mut o, name, "gauge", help);

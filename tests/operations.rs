@@ -114,6 +114,17 @@ async fn metrics_parse_and_count_what_was_recorded() {
         Some(0.0)
     );
     assert!(value(&s, "storebox_disk_free_bytes", &[]).unwrap_or(0.0) > 0.0);
+    // A box with nothing wrong: each trouble `/healthz` could list is at 0, by name.
+    for trouble in [
+        "storebox_outbox_alarm",
+        "storebox_disk_low",
+        "storebox_backup_failing",
+        "storebox_clock_not_set",
+        "storebox_cache_damaged",
+        "storebox_cache_failing",
+    ] {
+        assert_eq!(value(&s, trouble, &[]), Some(0.0), "{trouble}\n{text}");
+    }
     // Latency histograms by route pattern, never by raw path.
     let sales_count = s.samples.iter().find(|x| {
         x.metric == "storebox_http_request_duration_seconds"

@@ -111,6 +111,11 @@ async fn a_disk_already_low_at_start_is_alerted() {
     let d = Daemon::start_with(dir.path(), &config);
     let h = d.health().await;
     assert_eq!(h["disk"]["low"], true, "{h}");
+    let metrics = d.text("", "/metrics").await;
+    assert!(
+        metrics.lines().any(|l| l == "storebox_disk_low 1"),
+        "{metrics}"
+    );
     d.wait_log("disk space low", 1);
     // Logged just before the alert goes to the ledger: it is journaled a moment after.
     let journal = rusqlite::Connection::open(dir.path().join("data/journal.sqlite3")).unwrap();

@@ -31,6 +31,24 @@ fn alarms(hq: &Hq) -> HashSet<Value> {
     alerts(hq, "outbox_backlog")
 }
 
+/// Whether `/healthz` lists the alarm as a problem, and whether `/metrics` has it at 1.
+async fn alarm_shown(d: &Daemon) -> (bool, bool) {
+    let h = d.health().await;
+    let listed = h["problems"].as_array().is_some_and(|p| {
+        p.iter().any(|p| {
+            p.as_str()
+                .is_some_and(|p| p.starts_with("outbox backlog above"))
+        })
+    });
+    let metrics = d.text("", "/metrics").await;
+    let gauge = metrics.lines().any(|l| l == "storebox_outbox_alarm 1");
+    assert!(
+        gauge || metrics.lines().any(|l| l == "storebox_outbox_alarm 0"),
+        "{metrics}"
+    );
+    (listed, gauge)
+}
+
 /// Waits until HQ has `n` `outbox_ok` alerts (the watch looks every 5 s), then a little more
 /// for any extra one.
 async fn ended(hq: &Hq, n: usize) {
@@ -86,6 +104,8 @@ async fn the_backlog_alarm_is_raised_once_per_outage_across_restarts() {
     d.terminate();
     let d = Daemon::start_with(dir.path(), &config);
     tokio::time::sleep(Duration::from_secs(7)).await;
+    // The store's own figures say the alarm is raised, after the restart too.
+    assert_eq!(alarm_shown(&d).await, (true, true));
 
     broker.start_again();
     drained(&d, &hq).await;
@@ -96,6 +116,7 @@ async fn the_backlog_alarm_is_raised_once_per_outage_across_restarts() {
         alarms(&hq).len()
     );
     ended(&hq, 1).await;
+    assert_eq!(alarm_shown(&d).await, (false, false));
 
     // The next outage, after a while online, is announced again.
     tokio::time::sleep(Duration::from_secs(6)).await;

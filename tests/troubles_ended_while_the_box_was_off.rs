@@ -131,8 +131,18 @@ async fn a_backup_failure_told_before_a_restart_is_ended_by_the_next_backup() {
             .contains("scheduled backup failing"),
         "{h}"
     );
+    let metrics = d.text("", "/metrics").await;
+    assert!(
+        metrics.lines().any(|l| l == "storebox_backup_failing 1"),
+        "{metrics}"
+    );
     wait_alerts(&data, "backup", &["backup_failed", "backup_ok"], 120).await;
     let h = d.health().await;
     assert!(!h["problems"].to_string().contains("backup"), "{h}");
+    let metrics = d.text("", "/metrics").await;
+    assert!(
+        metrics.lines().any(|l| l == "storebox_backup_failing 0"),
+        "{metrics}"
+    );
     d.terminate();
 }

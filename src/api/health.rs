@@ -12,7 +12,7 @@ use serde::Serialize;
 use axum::response::IntoResponse;
 
 use super::{AppState, Json};
-use crate::metrics::{Gauges, render};
+use crate::metrics::{Gauges, Troubles, render};
 
 /// How long `/healthz` waits for the ledger to try a journal or cache that refused a write.
 const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -147,6 +147,12 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     if uplink.enabled && !uplink.connected {
         degraded.push("uplink not connected".to_string());
     }
+    if state.uplink.backlog_alarm.load(Ordering::Relaxed) {
+        degraded.push(format!(
+            "outbox backlog above its alarm size: {} events wait for HQ",
+            uplink.backlog
+        ));
+    }
     for d in devices.iter().filter(|d| d.state != "ready") {
         degraded.push(format!("device {} {}", d.id, d.state));
     }
@@ -223,6 +229,18 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         },
         disk_free_bytes: state.disk.free_bytes(),
         uptime: state.started.elapsed().as_secs_f64(),
+        troubles: Troubles {
+            outbox_alarm: state.uplink.backlog_alarm.load(Ordering::Relaxed),
+            disk_low: state.disk.is_low(),
+            backup_failing: state
+                .backup_failing
+                .lock()
+                .map(|f| f.is_some())
+                .unwrap_or(false),
+            clock_not_set: crate::domain::timestamp::clock_not_set(&chrono::Utc::now()),
+            cache_damaged: crate::cache::damage_noted(),
+            cache_failing: stats.cache_failing.load(Ordering::Relaxed),
+        },
     };
     (
         [(

@@ -53,6 +53,9 @@ pub struct UplinkStatus {
     pub unsendable: AtomicU64,
     /// Connections established.
     pub connects: AtomicU64,
+    /// Whether the outbox alarm is raised (an `outbox_backlog` alert told HQ, no `outbox_ok`
+    /// since): `/healthz` says so and `/metrics` has it.
+    pub backlog_alarm: AtomicBool,
     /// `(seq, occurred_at, seen)` of the oldest unsent event, last looked up (saves a journal
     /// read per health check while the position does not move); `seen` is when it was first
     /// found to be the oldest unsent (on the monotonic clock).
@@ -259,6 +262,7 @@ async fn backlog_watch(
         }
     };
     loop {
+        status.backlog_alarm.store(raised, Ordering::Relaxed);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {
