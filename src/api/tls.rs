@@ -115,13 +115,35 @@ impl Listener for TlsListener {
     }
 }
 
-/// Turns Nagle's algorithm off on an accepted connection (HTTP and HTTPS alike). With it on, a
-/// small write that follows another one not yet acknowledged waits for that acknowledgement,
-/// which a terminal delays by up to 40 ms when it has nothing to send: a device event on a
-/// terminal's stream right after another one arrived 40 ms late.
-pub fn no_delay(stream: &mut TcpStream) {
+/// How long data sent to a terminal may stay unacknowledged before the connection is given
+/// up, and how long a silent connection waits before keep-alive probes ask whether the
+/// terminal is still there. Without them a till that vanished (Wi-Fi gone, switched off at the
+/// plug) keeps its event stream, and the scans and card reads sent into it, for the kernel's
+/// ~15 minutes of retransmissions; with them for about a minute. A till whose link comes back
+/// later opens the stream again and gets what it missed (`Last-Event-ID`).
+pub const PEER_GONE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sets up an accepted connection (HTTP and HTTPS alike): Nagle's algorithm off — with it on,
+/// a small write that follows another one not yet acknowledged waits for that
+/// acknowledgement, which a terminal delays by up to 40 ms when it has nothing to send (a
+/// device event on a terminal's stream right after another one arrived 40 ms late) — and a
+/// terminal that vanished found out within [`PEER_GONE_AFTER`].
+pub fn tune(stream: &mut TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+    }
+    let socket = socket2::SockRef::from(&*stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(3);
+    if let Err(e) = socket.set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %e, "could not set TCP keep-alive on a connection");
+    }
+    if let Err(e) = socket.set_tcp_user_timeout(Some(PEER_GONE_AFTER)) {
+        tracing::debug!(error = %e, "could not set TCP_USER_TIMEOUT on a connection");
     }
 }
 
@@ -153,7 +175,7 @@ async fn accept_loop(tcp: TcpListener, acceptor: TlsAcceptor, ready: mpsc::Sende
             }
             accepted = tcp.accept() => match accepted {
                 Ok((mut stream, peer)) => {
-                    no_delay(&mut stream);
+                    tune(&mut stream);
                     let mine = by_peer.get(&peer.ip()).copied().unwrap_or(0);
                     if handshakes.len() >= MAX_HANDSHAKES || mine >= MAX_HANDSHAKES_PER_PEER {
                         if !refused_logged {
@@ -213,4 +235,28 @@ async fn accept_error(e: io::Error) {
     }
     tracing::error!(error = %e, "accepting a connection failed");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection the server accepted gives a vanished terminal up after about a minute:
+    /// the options are read back from the real socket.
+    #[tokio::test]
+    async fn an_accepted_connection_gives_up_on_a_vanished_terminal() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        tune(&mut stream);
+        assert!(stream.nodelay().expect("TCP_NODELAY"));
+        let socket = socket2::SockRef::from(&stream);
+        assert!(socket.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(socket.tcp_keepalive_time().ok(), Some(KEEPALIVE_IDLE));
+        assert_eq!(
+            socket.tcp_user_timeout().ok().flatten(),
+            Some(PEER_GONE_AFTER)
+        );
+    }
 }

@@ -480,7 +480,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     match listener {
         HttpListener::Plain(l) => {
-            self::serve::serve(l.tap_io(crate::api::tls::no_delay), app, shutdown).await
+            self::serve::serve(l.tap_io(crate::api::tls::tune), app, shutdown).await
         }
         HttpListener::Tls(l) => self::serve::serve(l, app, shutdown).await,
     }
