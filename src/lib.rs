@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //!
-//! - [`domain`]: pure store logic — money, membership rules, pricing, sales, refunds, events,
+//! - [`domain`]: pure store logic — money, membership rules, pricing, sales, refunds, points
+//!   adjusted by hand (`domain/adjustment.rs`), events,
 //!   permissions, lock-out, RFM segments and the churn warning, report figures, campaigns and
 //!   automatic occasions, feedback; month keys and RFC 3339 times as the JSON holds them
 //!   (`calendar`, `timestamp`). No IO and no clock: `now` is passed in. Property-tested.

@@ -109,6 +109,11 @@ fn templates(member: &str, sale: &str, today: &str) -> Vec<Template> {
         )),
         template(
             "POST",
+            &format!("/v1/members/{member}/points"),
+            Some(json!({"delta": 50, "reason": "goodwill", "note": "补偿"})),
+        ),
+        template(
+            "POST",
             "/v1/stock/movements",
             Some(json!({"sku": "RICE", "delta": 3, "reason": "receive", "note": "到货"})),
         ),

@@ -78,7 +78,9 @@ impl HqRelay {
         let held = |id: &str| {
             self.events().iter().any(|e| {
                 let d = &e["data"];
-                d["id"] == id || (e["kind"] == "member.registered" && d["member_id"] == id)
+                d["id"] == id
+                    || e["id"] == id
+                    || (e["kind"] == "member.registered" && d["member_id"] == id)
             })
         };
         for id in ids {
@@ -180,6 +182,25 @@ fn hq_members(events: &[Value]) -> Vec<Value> {
                 add(m, "spend_refunded", &d["amount"]);
                 add(m, "points_reversed", &d["points_reversed"]);
                 add(m, "points_restored", &d["points_restored"]);
+            }
+            "points.adjusted" => {
+                let c = counters
+                    .entry(d["member_id"].as_str().unwrap().to_string())
+                    .or_default()
+                    .entry(d["store_id"].as_str().unwrap().to_string())
+                    .or_insert_with(|| json!({"visits": 0, "months": {}}));
+                let month = &e["occurred_at"].as_str().unwrap()[..7];
+                assert_eq!(d["month"], month, "{e}");
+                let m = &mut c["months"][month];
+                if m.is_null() {
+                    *m = json!({});
+                }
+                let delta = d["delta"].as_i64().unwrap();
+                if delta > 0 {
+                    add(m, "points_adjusted_in", &json!(delta));
+                } else {
+                    add(m, "points_adjusted_out", &json!(-delta));
+                }
             }
             _ => {}
         }
@@ -363,6 +384,56 @@ async fn a_member_of_store_a_buys_at_store_b() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(figures(&member(&c.a, &c.ta, &id).await), figures(&at_a));
     assert_eq!(figures(&member(&c.b, &c.tb, &id).await), figures(&at_b));
+    c.a.terminate();
+    c.b.terminate();
+}
+
+/// A manager's adjustment of `id`'s points at `d`; its answer.
+async fn adjust(d: &Daemon, t: &str, id: &str, delta: i64) -> Value {
+    let (s, v) = d
+        .send(
+            reqwest::Method::POST,
+            t,
+            &format!("/v1/members/{id}/points"),
+            &json!({"delta": delta, "reason": "goodwill"}),
+            Some(&uuid::Uuid::now_v7().to_string()),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    v
+}
+
+/// A goodwill credit at B is paid with at A, and a correction at A reaches B: HQ builds the
+/// counters from `points.adjusted` as docs/uplink.md says, and neither store counts them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_adjusted_at_one_store_count_at_the_other() {
+    let mut c = chain().await;
+    let id = c.a.register(&c.ta, "褚四", "13922223333", json!({})).await;
+    c.hq.relay(&[&id]).await;
+    member_when(&c.b, &c.tb, &id, |m| m["id"] == json!(id)).await;
+    let credit = adjust(&c.b, &c.tb, &id, 500).await;
+    c.hq.relay(&[credit["id"].as_str().unwrap()]).await;
+    member_when(&c.a, &c.ta, &id, |m| m["points"] == 500).await;
+    let sale = sell(&c.a, &c.ta, &id, 1, 400).await;
+    assert_eq!(sale["points_redeemed"], 400, "{sale}");
+    let debit = adjust(&c.a, &c.ta, &id, -100).await;
+    assert_eq!(debit["member"]["points"], 0, "{debit}");
+    c.hq.relay(&[sale["id"].as_str().unwrap(), debit["id"].as_str().unwrap()])
+        .await;
+    let at_b = member_when(&c.b, &c.tb, &id, |m| m["visits"] == 1).await;
+    let at_a = member(&c.a, &c.ta, &id).await;
+    assert_eq!(figures(&at_a), figures(&at_b));
+    assert_eq!(at_b["points"], 0, "{at_b}");
+    assert_eq!(
+        at_b["total_spend"],
+        10000 - 400,
+        "points are no spend: {at_b}"
+    );
+    // Sent again: nothing doubled.
+    let last = c.hq.sent.last().unwrap().clone();
+    c.hq.publish(&last).await;
+    let credit2 = adjust(&c.b, &c.tb, &id, 50).await;
+    assert_eq!(credit2["member"]["points"], 50, "{credit2}");
     c.a.terminate();
     c.b.terminate();
 }

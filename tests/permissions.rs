@@ -49,6 +49,12 @@ fn routes(member: &str, sale: &str) -> Vec<(&'static str, String, Value, Action)
             Action::MemberErase,
         ),
         (
+            "POST",
+            "/v1/members/no-such-member/points".into(),
+            json!({"delta": 10, "reason": "goodwill"}),
+            Action::PointsAdjust,
+        ),
+        (
             "GET",
             "/v1/products?barcode=6901234567892".into(),
             Value::Null,

@@ -274,6 +274,7 @@ pub mod gate {
         DeviceControl,
         FeedbackManage,
         MemberErase,
+        PointsAdjust,
         ProductEdit,
         ReportsRead,
         SaleRefund,

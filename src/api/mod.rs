@@ -15,6 +15,7 @@ mod feedback;
 mod health;
 mod members;
 mod page;
+mod points;
 mod products;
 mod reports;
 mod sales;
@@ -184,6 +185,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(health::router())
         .merge(sessions::router())
         .merge(members::router())
+        .merge(points::router())
         .merge(products::router())
         .merge(stock::router())
         .merge(staff::router())

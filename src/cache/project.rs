@@ -6,6 +6,7 @@
 //! projections never consult the rules.
 
 use super::{CacheError, Pending};
+use crate::domain::adjustment::apply_adjustment;
 use crate::domain::catalog::{Coupon, CouponKind, CouponUse, StockLevel};
 use crate::domain::event::{Event, EventBody, HqCountApplied};
 use crate::domain::member::Member;
@@ -88,6 +89,9 @@ pub fn project(p: &mut Pending<'_>, e: &Event) -> Result<(), CacheError> {
                     p.put_coupon(c);
                 }
             }
+        }
+        EventBody::PointsAdjusted(a) => {
+            with_member(p, &a.member_id, e, |m| apply_adjustment(m, a))?;
         }
         EventBody::SaleRefunded(refund) => {
             if let Some(id) = &refund.member_id {

@@ -44,6 +44,8 @@ pub enum Action {
     MemberEditBirthday,
     /// Erase a member's personal data (PIPL).
     MemberErase,
+    /// Adjust a member's points by hand (goodwill credit, correction).
+    PointsAdjust,
     /// Read products.
     ProductRead,
     /// Edit a product locally (price override).
@@ -90,13 +92,14 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order of the README's matrix.
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 28] = [
         Action::MemberRegister,
         Action::MemberRead,
         Action::MemberReadFullPhone,
         Action::MemberEdit,
         Action::MemberEditBirthday,
         Action::MemberErase,
+        Action::PointsAdjust,
         Action::ProductRead,
         Action::ProductEdit,
         Action::StockRead,
@@ -138,6 +141,7 @@ impl Action {
             Action::MemberReadFullPhone
             | Action::MemberEditBirthday
             | Action::MemberErase
+            | Action::PointsAdjust
             | Action::ProductEdit
             | Action::StockMove
             | Action::SaleRefund
@@ -161,6 +165,7 @@ impl Action {
             Action::MemberEdit => "edit a member's profile",
             Action::MemberEditBirthday => "change a birthday already on file",
             Action::MemberErase => "erase a member's personal data",
+            Action::PointsAdjust => "adjust a member's points by hand",
             Action::ProductRead => "look up products",
             Action::ProductEdit => "edit a product / override a price",
             Action::StockRead => "read stock levels",

@@ -123,6 +123,9 @@ pub enum EventBody {
         /// Staff who erased (or `hq`).
         staff_no: String,
     },
+    /// A manager adjusted a member's points by hand (goodwill credit, correction).
+    #[serde(rename = "points.adjusted")]
+    PointsAdjusted(Box<super::adjustment::PointsAdjusted>),
     /// A member's level changed (after a sale or refund).
     #[serde(rename = "level.changed")]
     LevelChanged {
@@ -280,12 +283,13 @@ pub enum EventBody {
 impl EventBody {
     /// Every kind this storebox knows ([`EventBody::kind`] of each variant). A journal row of
     /// another kind was written by a newer storebox.
-    pub const KINDS: [&'static str; 21] = [
+    pub const KINDS: [&'static str; 22] = [
         "sale.recorded",
         "sale.refunded",
         "member.registered",
         "member.updated",
         "member.erased",
+        "points.adjusted",
         "level.changed",
         "coupon.redeemed",
         "coupon.issued",
@@ -312,6 +316,7 @@ impl EventBody {
             EventBody::MemberRegistered(_) => "member.registered",
             EventBody::MemberUpdated(_) => "member.updated",
             EventBody::MemberErased { .. } => "member.erased",
+            EventBody::PointsAdjusted(_) => "points.adjusted",
             EventBody::LevelChanged { .. } => "level.changed",
             EventBody::CouponRedeemed { .. } => "coupon.redeemed",
             EventBody::CouponIssued(_) => "coupon.issued",
@@ -339,6 +344,7 @@ impl EventBody {
             EventBody::MemberRegistered(m) => m.member_id.clone(),
             EventBody::MemberUpdated(m) => m.member_id.clone(),
             EventBody::MemberErased { member_id, .. } => member_id.clone(),
+            EventBody::PointsAdjusted(a) => a.member_id.clone(),
             EventBody::LevelChanged { member_id, .. } => member_id.clone(),
             EventBody::CouponRedeemed { code, .. } => code.clone(),
             EventBody::CouponIssued(c) => c.code.clone(),

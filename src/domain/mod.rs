@@ -5,6 +5,7 @@
 //! journal replay and in property tests.
 
 pub mod access;
+pub mod adjustment;
 pub mod audit;
 pub mod automation;
 pub mod calendar;

@@ -75,6 +75,15 @@ pub enum Command {
         /// Optional idempotency key.
         idem: Option<Idem>,
     },
+    /// Adjust a member's points by hand.
+    AdjustPoints {
+        /// Member.
+        member_id: String,
+        /// Request.
+        req: requests::AdjustPoints,
+        /// Required idempotency key.
+        idem: Idem,
+    },
     /// Move stock.
     MoveStock {
         /// Request.
@@ -313,6 +322,13 @@ pub enum Outcome {
     Refund {
         /// The refund.
         refund: Box<Refund>,
+        /// Whether this is the original answer to a repeated request.
+        replayed: bool,
+    },
+    /// A points adjustment: its event (as recorded, or as first recorded when `replayed`).
+    PointsAdjusted {
+        /// The `points.adjusted` event.
+        event: Box<crate::domain::event::Event>,
         /// Whether this is the original answer to a repeated request.
         replayed: bool,
     },

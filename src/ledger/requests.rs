@@ -6,6 +6,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::domain::adjustment::AdjustReason;
 use crate::domain::catalog::{CouponKind, Promo};
 use crate::domain::event::StockReason;
 use crate::domain::member::{Consent, Gender};
@@ -173,6 +174,19 @@ pub struct StockMovement {
     pub reason: StockReason,
     /// Free text (delivery note number, stocktake sheet).
     #[serde(default)]
+    pub note: String,
+}
+
+/// `POST /v1/members/{id}/points`: a manager's adjustment of the member's points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustPoints {
+    /// Points added (positive) or taken (negative); not 0, at most 1,000,000 either way.
+    pub delta: i64,
+    /// Why.
+    pub reason: AdjustReason,
+    /// Free text (at most 200 characters; no personal data: it goes to HQ).
+    #[serde(default, deserialize_with = "null_is_default")]
     pub note: String,
 }
 

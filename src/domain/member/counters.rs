@@ -31,6 +31,14 @@ pub struct MonthCounters {
     /// Paid points given back by refunds of this month's sales.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub points_restored: i64,
+    /// Points a manager credited by hand in this month (`points.adjusted` with a positive
+    /// delta): held and lapsing like points earned this month, but not earned by a sale.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub points_adjusted_in: i64,
+    /// Points a manager took by hand in this month (`points.adjusted` with a negative delta):
+    /// paid out of the points held like a redemption.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub points_adjusted_out: i64,
 }
 
 impl MonthCounters {
@@ -42,6 +50,8 @@ impl MonthCounters {
         self.points_reversed = f(self.points_reversed, o.points_reversed);
         self.points_redeemed = f(self.points_redeemed, o.points_redeemed);
         self.points_restored = f(self.points_restored, o.points_restored);
+        self.points_adjusted_in = f(self.points_adjusted_in, o.points_adjusted_in);
+        self.points_adjusted_out = f(self.points_adjusted_out, o.points_adjusted_out);
     }
 
     /// Per-field maximum: the merge of two copies of the same month.
@@ -50,7 +60,7 @@ impl MonthCounters {
     }
 
     /// Every field, in declaration order.
-    fn fields(&self) -> [i64; 6] {
+    fn fields(&self) -> [i64; 8] {
         [
             self.spend,
             self.spend_refunded,
@@ -58,17 +68,23 @@ impl MonthCounters {
             self.points_reversed,
             self.points_redeemed,
             self.points_restored,
+            self.points_adjusted_in,
+            self.points_adjusted_out,
         ]
     }
 
-    /// Points credited (earned, net of reversals).
+    /// Points credited (earned, net of reversals, plus credited by hand).
     pub(super) fn credits(&self) -> i64 {
-        self.points_earned.saturating_sub(self.points_reversed)
+        self.points_earned
+            .saturating_sub(self.points_reversed)
+            .saturating_add(self.points_adjusted_in)
     }
 
-    /// Points debited (paid with, net of restorations).
+    /// Points debited (paid with, net of restorations, plus taken by hand).
     pub(super) fn debits(&self) -> i64 {
-        self.points_redeemed.saturating_sub(self.points_restored)
+        self.points_redeemed
+            .saturating_sub(self.points_restored)
+            .saturating_add(self.points_adjusted_out)
     }
 }
 
@@ -240,6 +256,33 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&old).unwrap(),
             r#"{"months":{"2026-01":{"spend":5}}}"#
+        );
+    }
+
+    #[test]
+    fn credits_and_debits_count_adjustments_apart_from_sales() {
+        let c = MonthCounters {
+            points_earned: 100,
+            points_reversed: 10,
+            points_redeemed: 50,
+            points_restored: 5,
+            points_adjusted_in: 30,
+            points_adjusted_out: 7,
+            ..MonthCounters::default()
+        };
+        assert_eq!(c.credits(), 120);
+        assert_eq!(c.debits(), 52);
+        // Zero fields stay unwritten; the new ones are written when set and read back.
+        let json = serde_json::to_string(&c).expect("json");
+        assert!(json.contains(r#""points_adjusted_in":30"#), "{json}");
+        assert!(
+            !serde_json::to_string(&MonthCounters::default())
+                .expect("json")
+                .contains("adjusted")
+        );
+        assert_eq!(
+            serde_json::from_str::<MonthCounters>(&json).expect("read"),
+            c
         );
     }
 }

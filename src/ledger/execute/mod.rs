@@ -23,6 +23,7 @@ mod hq;
 pub(crate) mod import;
 mod marketing;
 mod members;
+mod points;
 mod sales;
 
 pub(crate) use marketing::auto_coupon;
@@ -96,6 +97,11 @@ impl<'a, 'c> Ctx<'a, 'c> {
             Command::Sale { req, idem } => self.sale(req, idem),
             Command::Refund { sale_id, req, idem } => self.refund(&sale_id, req, idem),
             Command::MoveStock { req, idem } => self.move_stock(req, idem),
+            Command::AdjustPoints {
+                member_id,
+                req,
+                idem,
+            } => self.adjust_points(&member_id, req, idem),
             Command::PutProduct { sku, req } => self.put_product(&sku, req),
             Command::IssueCoupon { req } => self.issue_coupon(req),
             Command::Session(_) => Err(LedgerError::Internal(
