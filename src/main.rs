@@ -422,7 +422,7 @@ fn run(path: PathBuf, format: LogFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(shutdown_on_signal(shutdown.clone()));
         match storebox::app::run(config, shutdown).await {
@@ -433,7 +433,13 @@ fn run(path: PathBuf, format: LogFormat) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Once `run` returned, the ledger has stopped and every task that writes has ended; what
+    // may still run on the blocking pool is a read whose request is gone (a manager's
+    // year-long report, which is not interrupted mid-query). Dropping the runtime would wait
+    // for it — a stop logged as clean, and the process still there until systemd killed it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 /// Raises the soft limit on open descriptors to the hard one (at most 8,192): the server's
