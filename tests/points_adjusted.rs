@@ -21,6 +21,12 @@ async fn adjust(d: &Daemon, token: &str, m: &str, body: Value, key: &str) -> (u1
     .await
 }
 
+/// A new adjustment (a key of its own) of `delta` points for `reason`, without a note.
+async fn adjust_new(d: &Daemon, token: &str, m: &str, delta: i64, reason: &str) -> (u16, Value) {
+    let body = json!({"delta": delta, "reason": reason});
+    adjust(d, token, m, body, &new_key()).await
+}
+
 async fn points(d: &Daemon, token: &str, m: &str) -> i64 {
     let (s, v) = d.get(token, &format!("/v1/members/{m}")).await;
     assert_eq!(s, 200, "{v}");
@@ -52,14 +58,7 @@ async fn a_goodwill_credit_pays_for_a_sale_and_refusals_change_nothing() {
     let reports_before = reports(&d, &tm).await;
 
     // A cashier may not; the role is checked before the body.
-    let (s, v) = adjust(
-        &d,
-        &t,
-        &m,
-        json!({"delta": 1000, "reason": "goodwill"}),
-        &new_key(),
-    )
-    .await;
+    let (s, v) = adjust_new(&d, &t, &m, 1000, "goodwill").await;
     assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
 
     let key = new_key();
@@ -116,14 +115,7 @@ async fn a_goodwill_credit_pays_for_a_sale_and_refusals_change_nothing() {
     assert_eq!(sale["member"]["points"], 500, "{sale}");
 
     // A correction below zero is refused and changes nothing.
-    let (s, v) = adjust(
-        &d,
-        &tm,
-        &m,
-        json!({"delta": -501, "reason": "correction"}),
-        &new_key(),
-    )
-    .await;
+    let (s, v) = adjust_new(&d, &tm, &m, -501, "correction").await;
     assert_eq!((s, code(&v)), (422, "insufficient_points"), "{v}");
     assert_eq!(points(&d, &t, &m).await, 500);
     // Malformed requests: 400, nothing recorded.
@@ -194,14 +186,7 @@ async fn a_goodwill_credit_pays_for_a_sale_and_refusals_change_nothing() {
     for (b, a) in reports_before.iter().zip(after.iter_mut()) {
         assert_ne!(b, a, "the sale is counted");
     }
-    let (s, v) = adjust(
-        &d,
-        &tm,
-        &m,
-        json!({"delta": 777, "reason": "complaint"}),
-        &new_key(),
-    )
-    .await;
+    let (s, v) = adjust_new(&d, &tm, &m, 777, "complaint").await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(
         reports(&d, &tm).await,
@@ -215,14 +200,7 @@ async fn a_goodwill_credit_pays_for_a_sale_and_refusals_change_nothing() {
     let gone = d.register(&t, "周九", "13600136000", json!({})).await;
     let (s, _) = d.erase(&tm, &gone).await;
     assert_eq!(s, 204);
-    let (s, v) = adjust(
-        &d,
-        &tm,
-        &gone,
-        json!({"delta": 5, "reason": "goodwill"}),
-        &new_key(),
-    )
-    .await;
+    let (s, v) = adjust_new(&d, &tm, &gone, 5, "goodwill").await;
     assert_eq!((s, code(&v)), (422, "member_erased"), "{v}");
 
     // Audited like the other managers' money actions.
@@ -253,14 +231,7 @@ async fn an_adjustment_survives_a_restart_and_a_rebuilt_cache_and_its_key_still_
     let body = json!({"delta": 300, "reason": "correction", "note": "漏记积分"});
     let (s, first) = adjust(&d, &tm, &m, body.clone(), &key).await;
     assert_eq!(s, 201, "{first}");
-    let (s, v) = adjust(
-        &d,
-        &tm,
-        &m,
-        json!({"delta": -120, "reason": "correction"}),
-        &new_key(),
-    )
-    .await;
+    let (s, v) = adjust_new(&d, &tm, &m, -120, "correction").await;
     assert_eq!((s, &v["member"]["points"]), (201, &json!(180)), "{v}");
     d.terminate();
 
@@ -312,14 +283,7 @@ async fn a_refund_after_an_adjustment_takes_back_only_the_sale_s_points() {
         )
         .await;
     assert_eq!((s, &sale["points_earned"]), (201, &json!(250)), "{sale}");
-    let (s, v) = adjust(
-        &d,
-        &tm,
-        &m,
-        json!({"delta": 200, "reason": "goodwill"}),
-        &new_key(),
-    )
-    .await;
+    let (s, v) = adjust_new(&d, &tm, &m, 200, "goodwill").await;
     assert_eq!((s, &v["member"]["points"]), (201, &json!(450)), "{v}");
     assert_eq!(v["member"]["level"]["code"], "regular", "{v}");
     assert_eq!(v["member"]["total_spend"], 125_000, "{v}");
@@ -343,23 +307,9 @@ async fn a_refund_after_an_adjustment_takes_back_only_the_sale_s_points() {
     assert_eq!(refund["member"]["points"], 200, "{refund}");
     assert_eq!(points(&d, &t, &m).await, 200);
 
-    let (s, v) = adjust(
-        &d,
-        &tm,
-        &m,
-        json!({"delta": -201, "reason": "correction"}),
-        &new_key(),
-    )
-    .await;
+    let (s, v) = adjust_new(&d, &tm, &m, -201, "correction").await;
     assert_eq!((s, code(&v)), (422, "insufficient_points"), "{v}");
-    let (s, v) = adjust(
-        &d,
-        &tm,
-        &m,
-        json!({"delta": -200, "reason": "correction"}),
-        &new_key(),
-    )
-    .await;
+    let (s, v) = adjust_new(&d, &tm, &m, -200, "correction").await;
     assert_eq!((s, &v["member"]["points"]), (201, &json!(0)), "{v}");
 }
 
@@ -380,14 +330,7 @@ async fn hq_receives_points_adjusted() {
     )
     .await;
     assert_eq!(s, 201, "{credit}");
-    let (s, debit) = adjust(
-        &d,
-        &tm,
-        &m,
-        json!({"delta": -8, "reason": "other"}),
-        &new_key(),
-    )
-    .await;
+    let (s, debit) = adjust_new(&d, &tm, &m, -8, "other").await;
     assert_eq!(s, 201, "{debit}");
     wait_for(30, "two points.adjusted at HQ", || {
         hq.events()
@@ -442,14 +385,7 @@ async fn credited_points_lapse_with_their_month() {
     let t = d.login(CASHIER).await;
     let tm = d.login(MANAGER).await;
     let m = d.register(&t, "冯三", "13100131000", json!({})).await;
-    let (s, v) = adjust(
-        &d,
-        &tm,
-        &m,
-        json!({"delta": 300, "reason": "goodwill"}),
-        &new_key(),
-    )
-    .await;
+    let (s, v) = adjust_new(&d, &tm, &m, 300, "goodwill").await;
     assert_eq!(
         (s, &v["created_at"].as_str().unwrap()[..7]),
         (201, "2026-01"),
@@ -465,24 +401,10 @@ async fn credited_points_lapse_with_their_month() {
         300,
         "January's points hold through February"
     );
-    let (s, v) = adjust(
-        &d,
-        &tm,
-        &m,
-        json!({"delta": 200, "reason": "goodwill"}),
-        &new_key(),
-    )
-    .await;
+    let (s, v) = adjust_new(&d, &tm, &m, 200, "goodwill").await;
     assert_eq!((s, &v["member"]["points"]), (201, &json!(500)), "{v}");
     // Taken from January's first.
-    let (s, v) = adjust(
-        &d,
-        &tm,
-        &m,
-        json!({"delta": -100, "reason": "correction"}),
-        &new_key(),
-    )
-    .await;
+    let (s, v) = adjust_new(&d, &tm, &m, -100, "correction").await;
     assert_eq!((s, &v["member"]["points"]), (201, &json!(400)), "{v}");
     d.terminate();
 
@@ -494,14 +416,7 @@ async fn credited_points_lapse_with_their_month() {
         200,
         "January's other 200 lapsed, February's stay"
     );
-    let (s, v) = adjust(
-        &d,
-        &tm,
-        &m,
-        json!({"delta": -201, "reason": "correction"}),
-        &new_key(),
-    )
-    .await;
+    let (s, v) = adjust_new(&d, &tm, &m, -201, "correction").await;
     assert_eq!((s, code(&v)), (422, "insufficient_points"), "{v}");
     d.terminate();
 
