@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{Header, backup, private_dir};
+use super::{Header, backup_until, private_dir};
 use crate::config::Config;
 use crate::security::StoreKeys;
 
@@ -67,6 +67,7 @@ pub async fn scheduled(
             _ = tick.tick() => {}
         }
         let (config, keys, dir) = (config.clone(), keys.clone(), backup_dir.clone());
+        let stop = shutdown.clone();
         let result = tokio::task::spawn_blocking(move || -> anyhow::Result<(PathBuf, Header)> {
             private_dir(&dir)?;
             let name = format!(
@@ -75,11 +76,17 @@ pub async fn scheduled(
                 chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
             );
             let path = dir.join(name);
-            let h = backup(&config, &keys, &path)?;
+            let h = backup_until(&config, &keys, &path, &|| stop.is_cancelled())?;
             prune(&dir, &config.store.id, keep, &path)?;
             Ok((path, h))
         })
         .await;
+        // Stopped half-way by the daemon's stop: not a failure to tell HQ of (the next start
+        // takes the overdue one a minute after it).
+        if shutdown.is_cancelled() && matches!(&result, Ok(Err(_))) {
+            tracing::info!("scheduled backup given up: the daemon is stopping");
+            return;
+        }
         let error = match result {
             Ok(Ok((path, h))) => {
                 tracing::info!(
