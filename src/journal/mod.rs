@@ -441,6 +441,11 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;",
     // 9: the refund a print job's slip is of (`kind = 'refund'`; a sale may have several).
     "ALTER TABLE print_jobs ADD COLUMN refund_id TEXT;",
+    // 10: the alerts by source, so that a watch finds the last thing it told HQ (the outbox
+    //     alarm's `outbox_backlog` or `outbox_ok`, the disk's, the backups', a device's)
+    //     however long ago it was said (`store::backlog_alarm_raised`, `last_alert_from`).
+    //     Partial: a sale's commit writes nothing to it. Built once from the journal so far.
+    "CREATE INDEX events_alerts ON events(subject, seq) WHERE kind = 'device.alert';",
 ];
 
 fn migrate(conn: &Connection, store_id: &str) -> Result<(), JournalError> {

@@ -250,11 +250,7 @@ async fn backlog_watch(
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
-    let acked = status.acked_seq();
-    let mut raised = match journal
-        .with(move |c| store::backlog_alarm_raised(c, acked))
-        .await
-    {
+    let mut raised = match journal.with(store::backlog_alarm_raised).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "cannot look for an earlier backlog alert");
