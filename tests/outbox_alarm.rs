@@ -37,7 +37,7 @@ async fn alarm_shown(d: &Daemon) -> (bool, bool) {
     let listed = h["problems"].as_array().is_some_and(|p| {
         p.iter().any(|p| {
             p.as_str()
-                .is_some_and(|p| p.starts_with("outbox backlog above"))
+                .is_some_and(|p| p.starts_with("outbox alarm raised"))
         })
     });
     let metrics = d.text("", "/metrics").await;

@@ -149,7 +149,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     }
     if state.uplink.backlog_alarm.load(Ordering::Relaxed) {
         degraded.push(format!(
-            "outbox backlog above its alarm size: {} events wait for HQ",
+            "outbox alarm raised: {} events wait for HQ (it ends below half of uplink.outbox_alarm)",
             uplink.backlog
         ));
     }
