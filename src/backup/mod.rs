@@ -37,11 +37,14 @@ use crate::journal::{self, Journal, store};
 use crate::pii::PiiCodec;
 use crate::security::StoreKeys;
 
+mod leftovers;
 mod owner;
 mod room;
 mod schedule;
 mod sealed;
 
+use leftovers::TempDir;
+pub use leftovers::{remove_abandoned, remove_abandoned_partials};
 use owner::give_like;
 pub(crate) use owner::give_to_owner;
 use room::{RoomGuard, check_room};
@@ -116,82 +119,6 @@ fn snapshot(src: &Path, dst: &Path) -> anyhow::Result<()> {
         }
     }
     bail!("{} stayed locked for 10 s; try again", src.display())
-}
-
-/// A backup's working copies of the files, in the data directory, removed when dropped. A
-/// backup killed before that (SIGKILL, or SIGTERM to `storebox backup`) leaves them: a full
-/// copy of the journal, member keys included, that no erasure reaches. So the copy holds a
-/// lock on its `.lock` file while in use, and [`remove_abandoned`] takes away the copies whose
-/// lock is free (at the next backup, and at the daemon's start).
-struct TempDir(PathBuf, #[allow(dead_code)] File);
-
-impl TempDir {
-    fn new(data_dir: &Path) -> anyhow::Result<TempDir> {
-        let path = data_dir.join(format!(".backup-{}", crate::ids::new_v7()));
-        private_dir(&path)?;
-        // A backup run as root (as the IT person does) would leave a directory and lock the
-        // daemon, running as the data directory's owner, can neither open nor remove: the
-        // copy a killed backup left would stay for good. Both are the data directory owner's
-        // (best effort: a user who may not give files away made them as that owner anyway).
-        let _ = give_like(&path, data_dir);
-        let lock = private_file(&path.join(TEMP_LOCK))?;
-        let _ = give_like(&path.join(TEMP_LOCK), data_dir);
-        lock.try_lock()
-            .map_err(|e| anyhow::anyhow!("locking {}: {e}", path.display()))?;
-        Ok(TempDir(path, lock))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-const TEMP_LOCK: &str = ".lock";
-
-/// Removes the working copies that backups killed half-way left in `data_dir` (see
-/// [`TempDir`]); returns how many.
-pub fn remove_abandoned(data_dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(data_dir) else {
-        return 0;
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let ours = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(".backup-"));
-        if !ours || !path.is_dir() {
-            continue;
-        }
-        let abandoned = match File::open(path.join(TEMP_LOCK)) {
-            // Free: the backup that held it is gone.
-            Ok(lock) => lock.try_lock().is_ok(),
-            // Killed between making the directory and its lock (or an older storebox's copy):
-            // a live backup locks within microseconds of making it.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > Duration::from_secs(60)),
-            Err(_) => false,
-        };
-        if abandoned {
-            match std::fs::remove_dir_all(&path) {
-                Ok(()) => {
-                    removed += 1;
-                    tracing::warn!(dir = %path.display(), "removed the copy an interrupted backup left");
-                }
-                Err(e) => {
-                    tracing::error!(dir = %path.display(), error = %e, "cannot remove the copy an interrupted backup left");
-                }
-            }
-        }
-    }
-    removed
 }
 
 /// A backup file being written, removed when dropped unless [`Partial::done`].
@@ -320,6 +247,10 @@ pub fn backup_until(
 
     let partial = out.with_extension("partial");
     let file = private_file(&partial)?;
+    // Held while the file is written: a leftover is told from a backup under way
+    // ([`remove_abandoned_partials`]).
+    file.try_lock()
+        .map_err(|e| anyhow::anyhow!("locking {}: {e}", partial.display()))?;
     let partial = Partial(partial, false);
     let guarded = RoomGuard::new(file, dir, out, config.storage.min_free_mb);
     let sealed = SealWriter::new(BufWriter::new(guarded), keys)?;

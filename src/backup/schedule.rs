@@ -54,6 +54,7 @@ pub async fn scheduled(
     // Counted from the newest backup there is, not from this start: a box switched off every
     // night never stayed up `every` (24 h by default) and got none. One overdue (or none yet)
     // is taken a minute after the start, once the start's own work is done.
+    super::remove_abandoned_partials(&backup_dir, &config.store.id);
     let newest = newest_age(&backup_dir, &config.store.id);
     let first = match newest {
         Some(age) if age < every => every - age,

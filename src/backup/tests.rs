@@ -1,5 +1,6 @@
 //! Tests of backups, restores and the schedule.
 
+use super::leftovers::TEMP_LOCK;
 use super::room::MIB;
 use super::schedule::{prune, scheduled_files};
 use super::*;
@@ -373,4 +374,28 @@ fn a_stopped_backup_gives_up_and_leaves_nothing_behind() {
     }
     backup_until(&old, &keys, &file, &|| false).unwrap();
     assert!(file.exists());
+}
+
+/// The `.partial` file a backup killed half-way left in the backup directory (member keys and
+/// data, removed by nothing else) goes at the scheduler's start; one being written (locked),
+/// another store's and a finished backup stay.
+#[test]
+fn a_partial_file_a_killed_backup_left_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let killed = dir.join("storebox-sh-001-20261201T020000Z.partial");
+    std::fs::write(&killed, b"half a backup").unwrap();
+    let writing = dir.join("storebox-sh-001-20261208T020000Z.partial");
+    let held = File::create(&writing).unwrap();
+    held.try_lock().unwrap();
+    let other = dir.join("storebox-bj-002-20261201T020000Z.partial");
+    std::fs::write(&other, b"another store's").unwrap();
+    let done = dir.join("storebox-sh-001-20261130T020000Z.sbk");
+    std::fs::write(&done, b"a backup").unwrap();
+    assert_eq!(remove_abandoned_partials(dir, "sh-001"), 1);
+    assert!(!killed.exists(), "the killed backup's file stayed");
+    assert!(writing.exists() && other.exists() && done.exists());
+    drop(held);
+    assert_eq!(remove_abandoned_partials(dir, "sh-001"), 1);
+    assert!(!writing.exists());
 }
