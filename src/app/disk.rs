@@ -102,16 +102,10 @@ pub(super) async fn disk_watch(
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
-    let mut told_low = match journal
-        .with(|c| crate::journal::store::last_alert_from(c, "storage"))
+    let mut told_low = journal
+        .last_alert_from("storage")
         .await
-    {
-        Ok(last) => last.is_some_and(|(code, _)| code == "disk_low"),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot look for an earlier disk alert");
-            false
-        }
-    };
+        .is_some_and(|(code, _)| code == "disk_low");
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

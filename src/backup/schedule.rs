@@ -18,21 +18,14 @@ pub type Failing = std::sync::Arc<std::sync::Mutex<Option<String>>>;
 /// Why scheduled backups failed, as the last backup alert an earlier run sent HQ says, when
 /// that alert is a `backup_failed` (no `backup_ok` after it).
 pub async fn failing_before(journal: &crate::journal::JournalReader) -> Option<String> {
-    match journal
-        .with(|c| crate::journal::store::last_alert_from(c, "backup"))
-        .await
-    {
-        Ok(Some((code, message))) if code == "backup_failed" => Some(format!(
+    match journal.last_alert_from("backup").await {
+        Some((code, message)) if code == "backup_failed" => Some(format!(
             "{} (before the last start)",
             message
                 .strip_prefix("scheduled backup failed: ")
                 .unwrap_or(&message)
         )),
-        Ok(_) => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot look for an earlier backup alert");
-            None
-        }
+        _ => None,
     }
 }
 

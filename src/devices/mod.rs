@@ -92,19 +92,10 @@ impl Context {
             // What an earlier run last told HQ of this device (ready when it told nothing): a
             // printer out of paper at the last stop and ready now is reported ready, or HQ's
             // alert stays open for ever; one still out of paper is not reported a second time.
-            let id = dev.id.clone();
-            let told = match self
-                .journal
-                .with(move |c| crate::journal::store::last_alert_from(c, &id))
-                .await
-            {
-                Ok(last) => last.map(|(code, _)| code),
-                Err(e) => {
-                    tracing::warn!(device = %dev.id, error = %e, "cannot look for an earlier device alert");
-                    None
-                }
-            };
-            told.as_deref().unwrap_or(DeviceState::Ready.as_str()) != state.as_str()
+            let told = self.journal.last_alert_from(&dev.id).await;
+            told.as_ref()
+                .map_or(DeviceState::Ready.as_str(), |(code, _)| code)
+                != state.as_str()
         } else {
             changed
         };

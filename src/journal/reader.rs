@@ -68,6 +68,23 @@ impl JournalReader {
             .map_err(|e| JournalError::Unwritable(format!("reader task failed: {e}")))?
     }
 
+    /// The code and message of the last alert recorded from `source`
+    /// ([`store::last_alert_from`](super::store::last_alert_from)): what a watch last told HQ.
+    /// A read that fails is logged and counts as none.
+    pub async fn last_alert_from(&self, source: &str) -> Option<(String, String)> {
+        let id = source.to_string();
+        match self
+            .with(move |c| super::store::last_alert_from(c, &id))
+            .await
+        {
+            Ok(last) => last,
+            Err(e) => {
+                tracing::warn!(source, error = %e, "cannot look for the last alert sent to HQ");
+                None
+            }
+        }
+    }
+
     /// Runs `f` on a read-only connection on the current thread.
     pub fn with_blocking<T, F>(&self, f: F) -> Result<T, JournalError>
     where
