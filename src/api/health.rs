@@ -92,9 +92,11 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
             state: d.state.as_str(),
         })
         .collect();
+    let now = chrono::Utc::now();
+    let troubles = troubles(&state, &now);
     let disk = Disk {
         free_bytes: state.disk.free_bytes(),
-        low: state.disk.is_low(),
+        low: troubles.disk_low,
     };
     // Failed: no sale can be recorded (or members found). Degraded: the store sells, but
     // something needs attention.
@@ -113,7 +115,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     if applied.is_none() {
         failed.push("cache not readable".to_string());
     }
-    let cache_writable = !stats.cache_failing.load(Ordering::Relaxed);
+    let cache_writable = !troubles.cache_failing;
     if running && stats.cache_behind.load(Ordering::Relaxed) {
         failed.push(
             "cache behind the journal: a write to it failed (disk full?); commands are refused until it catches up"
@@ -125,14 +127,13 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
                 .to_string(),
         );
     }
-    if crate::cache::damage_noted() {
+    if troubles.cache_damaged {
         degraded.push(
             "cache damaged: some members or products cannot be read until a restart rebuilds it from the journal"
                 .to_string(),
         );
     }
-    let now = chrono::Utc::now();
-    if crate::domain::timestamp::clock_not_set(&now) {
+    if troubles.clock_not_set {
         degraded.push(format!(
             "clock not set: the box's clock says {}; sales are recorded with that date until NTP sets it (no battery-backed clock? check NTP and the network)",
             state.settings.local(now).format("%Y-%m-%d %H:%M")
@@ -147,7 +148,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     if uplink.enabled && !uplink.connected {
         degraded.push("uplink not connected".to_string());
     }
-    if state.uplink.backlog_alarm.load(Ordering::Relaxed) {
+    if troubles.outbox_alarm {
         degraded.push(format!(
             "outbox alarm raised: {} events wait for HQ (it ends below half of uplink.outbox_alarm)",
             uplink.backlog
@@ -187,6 +188,22 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
             devices,
         }),
     )
+}
+
+/// The troubles `/healthz` lists and `/metrics` gives as gauges, read in one place.
+fn troubles(state: &AppState, now: &chrono::DateTime<chrono::Utc>) -> Troubles {
+    Troubles {
+        outbox_alarm: state.uplink.backlog_alarm.load(Ordering::Relaxed),
+        disk_low: state.disk.is_low(),
+        backup_failing: state
+            .backup_failing
+            .lock()
+            .map(|f| f.is_some())
+            .unwrap_or(false),
+        clock_not_set: crate::domain::timestamp::clock_not_set(now),
+        cache_damaged: crate::cache::damage_noted(),
+        cache_failing: state.ledger.stats.cache_failing.load(Ordering::Relaxed),
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -229,18 +246,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         },
         disk_free_bytes: state.disk.free_bytes(),
         uptime: state.started.elapsed().as_secs_f64(),
-        troubles: Troubles {
-            outbox_alarm: state.uplink.backlog_alarm.load(Ordering::Relaxed),
-            disk_low: state.disk.is_low(),
-            backup_failing: state
-                .backup_failing
-                .lock()
-                .map(|f| f.is_some())
-                .unwrap_or(false),
-            clock_not_set: crate::domain::timestamp::clock_not_set(&chrono::Utc::now()),
-            cache_damaged: crate::cache::damage_noted(),
-            cache_failing: stats.cache_failing.load(Ordering::Relaxed),
-        },
+        troubles: troubles(&state, &chrono::Utc::now()),
     };
     (
         [(
